@@ -1,0 +1,309 @@
+package mcptasks
+
+import (
+	"container/heap"
+	"context"
+	"errors"
+	"fmt"
+	"net/url"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/mcptasks/mcptasks/taskstore"
+)
+
+func init() {
+	Register("memory", openMemory)
+}
+
+// openMemory opens memory://[?sweep=DURATION]. sweep is how often a
+// background goroutine removes expired tasks (default 1m; 0 disables it,
+// expired tasks are then removed by writes).
+func openMemory(_ context.Context, u *url.URL) (taskstore.Backend, error) {
+	q := newQuery(u)
+	sweep := q.Duration("sweep", time.Minute)
+	if err := q.done(); err != nil {
+		return nil, err
+	}
+	if u.Host != "" || (u.Path != "" && u.Path != "/") {
+		return nil, errors.New("memory:// takes no host or path")
+	}
+	return NewMemoryBackend(sweep), nil
+}
+
+// memoryBackend keeps records in process memory. One mutex guards it all;
+// every method is atomic. Per owner, task ids are kept sorted, so a list
+// page costs O(log n + page). Expiry: a heap ordered by expiry time lets
+// every write and the sweeper drop expired records in O(log n) each, which
+// keeps quota counts exact and returns their memory.
+type memoryBackend struct {
+	mu      sync.RWMutex
+	owners  map[string]*memOwner
+	expiry  expiryHeap
+	closed  bool
+	stop    chan struct{}
+	stopped sync.WaitGroup
+	once    sync.Once
+}
+
+var errMemoryClosed = fmt.Errorf("%w: memory store is closed", taskstore.ErrBackend)
+
+type memOwner struct {
+	byID map[string]*memRecord
+	ids  []string // ascending
+}
+
+type memRecord struct {
+	rec       taskstore.Record
+	heapIndex int // -1 when not in the expiry heap
+}
+
+// Interface guards
+var _ taskstore.Backend = (*memoryBackend)(nil)
+
+// NewMemoryBackend returns an empty in-memory backend. If sweep > 0 a
+// goroutine removes expired records every sweep until Close.
+func NewMemoryBackend(sweep time.Duration) taskstore.Backend {
+	m := &memoryBackend{owners: map[string]*memOwner{}, stop: make(chan struct{})}
+	if sweep > 0 {
+		m.stopped.Add(1)
+		go m.sweepLoop(sweep)
+	}
+	return m
+}
+
+func (m *memoryBackend) sweepLoop(every time.Duration) {
+	defer m.stopped.Done()
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-m.stop:
+			return
+		case <-t.C:
+			m.mu.Lock()
+			m.purge(time.Now())
+			m.mu.Unlock()
+		}
+	}
+}
+
+// purge removes every record expired at now. Callers hold m.mu for writing.
+func (m *memoryBackend) purge(now time.Time) int {
+	n := 0
+	for len(m.expiry) > 0 && m.expiry[0].rec.Expired(now) {
+		r := m.expiry[0]
+		m.remove(r.rec.Owner, r.rec.TaskID)
+		n++
+	}
+	return n
+}
+
+// remove deletes a record and its heap entry. Callers hold m.mu for writing.
+func (m *memoryBackend) remove(owner, id string) {
+	o := m.owners[owner]
+	r := o.byID[id]
+	if r.heapIndex >= 0 {
+		heap.Remove(&m.expiry, r.heapIndex)
+	}
+	delete(o.byID, id)
+	if i, found := slices.BinarySearch(o.ids, id); found {
+		o.ids = slices.Delete(o.ids, i, i+1)
+	}
+	if len(o.byID) == 0 {
+		delete(m.owners, owner)
+	}
+}
+
+func (m *memoryBackend) live(owner, id string, now time.Time) *memRecord {
+	o := m.owners[owner]
+	if o == nil {
+		return nil
+	}
+	r := o.byID[id]
+	if r == nil || r.rec.Expired(now) {
+		return nil
+	}
+	return r
+}
+
+func (m *memoryBackend) Create(ctx context.Context, rec taskstore.Record, maxPerOwner int) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return errMemoryClosed
+	}
+	m.purge(time.Now())
+	o := m.owners[rec.Owner]
+	if o == nil {
+		o = &memOwner{byID: map[string]*memRecord{}}
+		m.owners[rec.Owner] = o
+	}
+	if _, exists := o.byID[rec.TaskID]; exists {
+		return taskstore.ErrAlreadyExists
+	}
+	if maxPerOwner > 0 && len(o.byID) >= maxPerOwner {
+		return taskstore.ErrQuotaExceeded
+	}
+	rec.Data = slices.Clone(rec.Data)
+	rec.Version = 1
+	r := &memRecord{rec: rec, heapIndex: -1}
+	o.byID[rec.TaskID] = r
+	if n := len(o.ids); n == 0 || o.ids[n-1] < rec.TaskID {
+		o.ids = append(o.ids, rec.TaskID) // the usual case: ids grow with time
+	} else {
+		i, _ := slices.BinarySearch(o.ids, rec.TaskID)
+		o.ids = slices.Insert(o.ids, i, rec.TaskID)
+	}
+	if !rec.ExpiresAt.IsZero() {
+		heap.Push(&m.expiry, r)
+	}
+	return nil
+}
+
+func (m *memoryBackend) Get(ctx context.Context, owner, id string) (taskstore.Record, error) {
+	if err := ctx.Err(); err != nil {
+		return taskstore.Record{}, err
+	}
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	if m.closed {
+		return taskstore.Record{}, errMemoryClosed
+	}
+	r := m.live(owner, id, time.Now())
+	if r == nil {
+		return taskstore.Record{}, taskstore.ErrNotFound
+	}
+	out := r.rec
+	out.Data = slices.Clone(out.Data)
+	return out, nil
+}
+
+func (m *memoryBackend) Update(ctx context.Context, owner, id string, data []byte, expected uint64) (uint64, error) {
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return 0, errMemoryClosed
+	}
+	r := m.live(owner, id, time.Now())
+	if r == nil {
+		return 0, taskstore.ErrNotFound
+	}
+	if r.rec.Version != expected {
+		return 0, taskstore.ErrVersionConflict
+	}
+	r.rec.Data = slices.Clone(data)
+	r.rec.Version++
+	return r.rec.Version, nil
+}
+
+func (m *memoryBackend) Delete(ctx context.Context, owner, id string) (bool, error) {
+	if err := ctx.Err(); err != nil {
+		return false, err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return false, errMemoryClosed
+	}
+	now := time.Now()
+	m.purge(now)
+	if m.live(owner, id, now) == nil {
+		return false, nil
+	}
+	m.remove(owner, id)
+	return true, nil
+}
+
+func (m *memoryBackend) List(ctx context.Context, owner, after string, limit int) ([]taskstore.Record, bool, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, false, err
+	}
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	if m.closed {
+		return nil, false, errMemoryClosed
+	}
+	o := m.owners[owner]
+	if o == nil {
+		return nil, false, nil
+	}
+	// i is one past the newest id to return.
+	i := len(o.ids)
+	if after != "" {
+		i, _ = slices.BinarySearch(o.ids, after)
+	}
+	now := time.Now()
+	out := make([]taskstore.Record, 0, min(limit, i))
+	for ; i > 0 && len(out) < limit; i-- {
+		r := o.byID[o.ids[i-1]]
+		if r.rec.Expired(now) {
+			continue
+		}
+		rec := r.rec
+		rec.Data = slices.Clone(rec.Data)
+		out = append(out, rec)
+	}
+	// Expired records not yet purged may follow; that only costs the
+	// caller one more (possibly empty) page.
+	return out, i > 0, nil
+}
+
+func (m *memoryBackend) DeleteExpired(ctx context.Context) (int, error) {
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return 0, errMemoryClosed
+	}
+	return m.purge(time.Now()), nil
+}
+
+// MaxRecordSize is 0: memory has no limit of its own.
+func (m *memoryBackend) MaxRecordSize() int { return 0 }
+
+// Close stops the sweeper and drops every record; later calls fail.
+func (m *memoryBackend) Close() error {
+	m.once.Do(func() {
+		close(m.stop)
+		m.mu.Lock()
+		m.closed = true
+		m.owners, m.expiry = nil, nil
+		m.mu.Unlock()
+	})
+	m.stopped.Wait()
+	return nil
+}
+
+// expiryHeap orders records by ExpiresAt, soonest first.
+type expiryHeap []*memRecord
+
+func (h expiryHeap) Len() int           { return len(h) }
+func (h expiryHeap) Less(i, j int) bool { return h[i].rec.ExpiresAt.Before(h[j].rec.ExpiresAt) }
+func (h expiryHeap) Swap(i, j int) {
+	h[i], h[j] = h[j], h[i]
+	h[i].heapIndex = i
+	h[j].heapIndex = j
+}
+func (h *expiryHeap) Push(x any) {
+	r := x.(*memRecord)
+	r.heapIndex = len(*h)
+	*h = append(*h, r)
+}
+func (h *expiryHeap) Pop() any {
+	old := *h
+	r := old[len(old)-1]
+	old[len(old)-1] = nil
+	r.heapIndex = -1
+	*h = old[:len(old)-1]
+	return r
+}

@@ -1,0 +1,3 @@
+module github.com/mcptasks/mcptasks
+
+go 1.26.0

@@ -1,0 +1,149 @@
+package taskstore
+
+import (
+	"fmt"
+	"strings"
+	"time"
+	"unicode/utf8"
+)
+
+// Config holds the Store's limits and defaults. A zero field takes its
+// default (see DefaultConfig); a negative size or count means "no limit";
+// a negative DefaultTTL makes tasks unlimited unless a TTL is requested.
+type Config struct {
+	// MaxVariablesSize caps a task's variables, serialized, after a merge.
+	MaxVariablesSize int
+	// MaxResultSize caps a task's result, serialized.
+	MaxResultSize int
+	// MaxDepth caps the nesting of a variable value or result (root = 0,
+	// each array or object level adds 1).
+	MaxDepth int
+	// MaxStringLen caps each string in a variable value (keys included) and
+	// the status message, counted in encoded bytes.
+	MaxStringLen int
+	// MaxOwnerLen caps the owner string, in bytes.
+	MaxOwnerLen int
+	// MaxTasksPerOwner caps an owner's live (unexpired) tasks.
+	MaxTasksPerOwner int
+	// DefaultTTL applies when a create asks for none.
+	DefaultTTL time.Duration
+	// MaxTTL rejects (never clamps) a requested TTL above it.
+	MaxTTL time.Duration
+	// PollInterval is suggested to clients when a create asks for none.
+	PollInterval time.Duration
+	// AllowAnonymous accepts the anonymous owners "" and "local".
+	AllowAnonymous bool
+	// MaxRetries bounds how often a mutation re-reads and retries after
+	// losing a compare-and-swap race before giving up with
+	// ErrConcurrentModification.
+	MaxRetries int
+	// DefaultPageSize and MaxPageSize govern List.
+	DefaultPageSize int
+	MaxPageSize     int
+}
+
+// Defaults, as in the Rust original where it had one.
+const (
+	DefaultMaxVariablesSize = 1 << 20
+	DefaultMaxResultSize    = 1 << 20
+	DefaultMaxDepth         = 10
+	DefaultMaxStringLen     = 64 << 10
+	DefaultMaxOwnerLen      = 512
+	DefaultMaxTasksPerOwner = 100
+	DefaultTTL              = time.Hour
+	DefaultMaxTTL           = 24 * time.Hour
+	DefaultPollInterval     = 500 * time.Millisecond
+	DefaultMaxRetries       = 32
+	DefaultPageSize         = 50
+	DefaultMaxPageSize      = 1000
+)
+
+// AnonymousOwner is the owner of requests that carry no identity.
+const AnonymousOwner = "local"
+
+// DefaultConfig returns the defaults every zero Config field takes.
+func DefaultConfig() Config {
+	return Config{
+		MaxVariablesSize: DefaultMaxVariablesSize,
+		MaxResultSize:    DefaultMaxResultSize,
+		MaxDepth:         DefaultMaxDepth,
+		MaxStringLen:     DefaultMaxStringLen,
+		MaxOwnerLen:      DefaultMaxOwnerLen,
+		MaxTasksPerOwner: DefaultMaxTasksPerOwner,
+		DefaultTTL:       DefaultTTL,
+		MaxTTL:           DefaultMaxTTL,
+		PollInterval:     DefaultPollInterval,
+		MaxRetries:       DefaultMaxRetries,
+		DefaultPageSize:  DefaultPageSize,
+		MaxPageSize:      DefaultMaxPageSize,
+	}
+}
+
+// withDefaults fills zero fields. A backend with a record size limit gets
+// variable and result defaults that fit inside it together.
+func (c Config) withDefaults(maxRecord int) Config {
+	d := DefaultConfig()
+	if maxRecord > 0 {
+		// Leave room for the task's other fields and JSON escaping.
+		d.MaxVariablesSize = maxRecord * 4 / 10
+		d.MaxResultSize = maxRecord * 4 / 10
+		d.MaxStringLen = min(d.MaxStringLen, d.MaxVariablesSize)
+	}
+	fill := func(v *int, def int) {
+		if *v == 0 {
+			*v = def
+		}
+	}
+	fill(&c.MaxVariablesSize, d.MaxVariablesSize)
+	fill(&c.MaxResultSize, d.MaxResultSize)
+	fill(&c.MaxDepth, d.MaxDepth)
+	fill(&c.MaxStringLen, d.MaxStringLen)
+	fill(&c.MaxOwnerLen, d.MaxOwnerLen)
+	fill(&c.MaxTasksPerOwner, d.MaxTasksPerOwner)
+	fill(&c.MaxRetries, d.MaxRetries)
+	fill(&c.DefaultPageSize, d.DefaultPageSize)
+	fill(&c.MaxPageSize, d.MaxPageSize)
+	if c.DefaultTTL == 0 {
+		c.DefaultTTL = d.DefaultTTL
+	}
+	if c.MaxTTL == 0 {
+		c.MaxTTL = d.MaxTTL
+	}
+	if c.PollInterval <= 0 {
+		c.PollInterval = d.PollInterval
+	}
+	return c
+}
+
+// exceeds reports whether v is above limit, where a negative limit means none.
+func exceeds(v, limit int) bool { return limit >= 0 && v > limit }
+
+// checkOwner validates an owner and maps the anonymous spellings to
+// AnonymousOwner. Error texts never include the owner.
+func (c *Config) checkOwner(owner string) (string, error) {
+	if strings.TrimSpace(owner) == "" || owner == AnonymousOwner {
+		if !c.AllowAnonymous {
+			return "", ErrAnonymousOwner
+		}
+		return AnonymousOwner, nil
+	}
+	if exceeds(len(owner), c.MaxOwnerLen) {
+		return "", fmt.Errorf("%w: longer than %d bytes", ErrInvalidOwner, c.MaxOwnerLen)
+	}
+	if !utf8.ValidString(owner) {
+		return "", fmt.Errorf("%w: not valid UTF-8", ErrInvalidOwner)
+	}
+	return owner, nil
+}
+
+// ResolveOwner picks the owner of a request the way the Rust original did:
+// the first non-empty of the OAuth subject, the client id and the session
+// id, else AnonymousOwner.
+func ResolveOwner(subject, clientID, sessionID string) string {
+	for _, s := range []string{subject, clientID, sessionID} {
+		if strings.TrimSpace(s) != "" {
+			return s
+		}
+	}
+	return AnonymousOwner
+}

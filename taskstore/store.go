@@ -1,0 +1,510 @@
+// Package taskstore is the domain of mcptasks: MCP tasks (protocol revision
+// 2025-11-25), their status machine, limits and owner rules, kept in any
+// Backend.
+//
+// A Store holds every rule; a Backend is a plain versioned key-value store.
+// Every mutation is read, check, modify, compare-and-swap. When the swap
+// loses a race the Store re-reads and re-checks on the fresh record, so
+// changes that commute (two variable merges, a result then a status) all
+// land, and a change that no longer applies (a status change after another
+// writer finished the task) fails with the error the fresh state calls for.
+//
+// Owner isolation: every call names an owner, and a task of another owner
+// answers exactly like a missing task (ErrNotFound).
+//
+// Expiry: a task whose TTL (counted from creation) has passed is gone on
+// every backend: every operation answers ErrNotFound, List skips it and it
+// does not count toward the owner's quota.
+package taskstore
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"time"
+)
+
+// Store is the task store. It is safe for concurrent use, and several
+// Stores (in several processes) may share one backend.
+type Store struct {
+	b   Backend
+	cfg Config
+}
+
+// New returns a Store over b. Zero fields of cfg take their defaults; when
+// b has a record size limit, the variable and result limits default to
+// values that fit inside it.
+func New(b Backend, cfg Config) *Store {
+	return &Store{b: b, cfg: cfg.withDefaults(b.MaxRecordSize())}
+}
+
+// Config returns the Store's effective configuration.
+func (s *Store) Config() Config { return s.cfg }
+
+// Backend returns the Store's backend.
+func (s *Store) Backend() Backend { return s.b }
+
+// Close closes the backend.
+func (s *Store) Close() error { return s.b.Close() }
+
+// CreateRequest describes a new task.
+type CreateRequest struct {
+	// RequestMethod is the method of the request the task runs, such as "tools/call".
+	RequestMethod string
+	// TTL is the requested lifetime; nil takes Config.DefaultTTL. Above
+	// Config.MaxTTL is an error.
+	TTL *time.Duration
+	// PollInterval is the suggested polling interval; nil takes Config.PollInterval.
+	PollInterval *time.Duration
+	// Meta becomes the task's _meta.
+	Meta map[string]json.RawMessage
+	// Variables are the task's initial variables (JSON null values are dropped).
+	Variables map[string]json.RawMessage
+	// StatusMessage is the initial status message.
+	StatusMessage string
+}
+
+func now() time.Time { return time.Now().UTC().Truncate(time.Millisecond) }
+
+// Create makes a new task in status working. It fails with
+// ErrQuotaExceeded when the owner already has Config.MaxTasksPerOwner live
+// tasks; the check is atomic in the backend, so concurrent creates never
+// overshoot.
+func (s *Store) Create(ctx context.Context, owner string, req CreateRequest) (*TaskRecord, error) {
+	owner, err := s.cfg.checkOwner(owner)
+	if err != nil {
+		return nil, err
+	}
+	if req.RequestMethod == "" || exceeds(len(req.RequestMethod), 256) {
+		return nil, ErrInvalidRequestName
+	}
+	if err := s.checkMessage(req.StatusMessage); err != nil {
+		return nil, err
+	}
+	ttl, err := s.ttl(req.TTL)
+	if err != nil {
+		return nil, err
+	}
+	poll := s.cfg.PollInterval
+	if req.PollInterval != nil {
+		if *req.PollInterval <= 0 {
+			return nil, fmt.Errorf("%w: pollInterval must be positive", ErrInvalidArgument)
+		}
+		poll = *req.PollInterval
+	}
+	t := now()
+	rec := &TaskRecord{
+		Task: Task{
+			TaskID:        newTaskID(t),
+			Status:        StatusWorking,
+			StatusMessage: req.StatusMessage,
+			CreatedAt:     t,
+			LastUpdatedAt: t,
+			TTL:           ttl,
+			PollInterval:  &poll,
+		},
+		OwnerID:       owner,
+		Variables:     map[string]json.RawMessage{},
+		RequestMethod: req.RequestMethod,
+	}
+	if len(req.Meta) > 0 {
+		if err := s.checkMap(req.Meta, s.cfg.MaxVariablesSize, ErrVariablesTooLarge); err != nil {
+			return nil, fmt.Errorf("_meta: %w", err)
+		}
+		rec.Task.Meta = req.Meta
+	}
+	if err := s.mergeVariables(rec, req.Variables); err != nil {
+		return nil, err
+	}
+	if ttl != nil {
+		exp := t.Add(*ttl)
+		rec.ExpiresAt = &exp
+	}
+	data, err := s.encode(rec)
+	if err != nil {
+		return nil, err
+	}
+	br := Record{Owner: owner, TaskID: rec.Task.TaskID, Data: data}
+	if rec.ExpiresAt != nil {
+		br.ExpiresAt = *rec.ExpiresAt
+	}
+	if err := s.b.Create(ctx, br, max(s.cfg.MaxTasksPerOwner, 0)); err != nil {
+		return nil, err
+	}
+	rec.Version = 1
+	return rec, nil
+}
+
+func (s *Store) ttl(req *time.Duration) (*time.Duration, error) {
+	if req == nil {
+		if s.cfg.DefaultTTL < 0 {
+			return nil, nil
+		}
+		d := s.cfg.DefaultTTL
+		return &d, nil
+	}
+	d := req.Truncate(time.Millisecond)
+	if d <= 0 {
+		return nil, fmt.Errorf("%w: ttl must be at least 1ms", ErrInvalidArgument)
+	}
+	if s.cfg.MaxTTL > 0 && d > s.cfg.MaxTTL {
+		return nil, fmt.Errorf("%w: %v requested, maximum %v", ErrTTLTooLong, d, s.cfg.MaxTTL)
+	}
+	return &d, nil
+}
+
+func (s *Store) checkMessage(msg string) error {
+	if exceeds(len(msg), s.cfg.MaxStringLen) {
+		return fmt.Errorf("%w: %d bytes, limit %d", ErrMessageTooLong, len(msg), s.cfg.MaxStringLen)
+	}
+	return nil
+}
+
+// checkMap validates each value of m and the size of m serialized.
+func (s *Store) checkMap(m map[string]json.RawMessage, maxSize int, tooLarge error) error {
+	for k, v := range m {
+		if exceeds(len(k), s.cfg.MaxStringLen) {
+			return fmt.Errorf("%w: key of %d bytes, limit %d", ErrStringTooLong, len(k), s.cfg.MaxStringLen)
+		}
+		if err := checkValue(v, s.cfg.MaxDepth, s.cfg.MaxStringLen); err != nil {
+			return fmt.Errorf("%q: %w", truncate(k), err)
+		}
+	}
+	if maxSize >= 0 {
+		b, err := json.Marshal(m)
+		if err != nil {
+			return fmt.Errorf("%w: %v", ErrInvalidJSON, err)
+		}
+		if len(b) > maxSize {
+			return fmt.Errorf("%w: %d bytes, limit %d", tooLarge, len(b), maxSize)
+		}
+	}
+	return nil
+}
+
+func truncate(s string) string {
+	if len(s) > 64 {
+		return s[:64] + "…"
+	}
+	return s
+}
+
+// mergeVariables applies vars to rec: a JSON null deletes the key, any
+// other value sets it. The merged result must fit the limits.
+func (s *Store) mergeVariables(rec *TaskRecord, vars map[string]json.RawMessage) error {
+	if len(vars) == 0 {
+		return nil
+	}
+	// Validate only the incoming values; stored ones were validated on the way in.
+	for k, v := range vars {
+		if v == nil {
+			return fmt.Errorf("%q: %w", truncate(k), ErrInvalidJSON)
+		}
+	}
+	if err := s.checkMap(vars, -1, nil); err != nil {
+		return err
+	}
+	merged := make(map[string]json.RawMessage, len(rec.Variables)+len(vars))
+	for k, v := range rec.Variables {
+		merged[k] = v
+	}
+	for k, v := range vars {
+		if string(bytes.TrimSpace(v)) == "null" {
+			delete(merged, k)
+			continue
+		}
+		merged[k] = v
+	}
+	if b, err := json.Marshal(merged); err != nil {
+		return fmt.Errorf("%w: %v", ErrInvalidJSON, err)
+	} else if exceeds(len(b), s.cfg.MaxVariablesSize) {
+		return fmt.Errorf("%w: %d bytes after merge, limit %d", ErrVariablesTooLarge, len(b), s.cfg.MaxVariablesSize)
+	}
+	rec.Variables = merged
+	return nil
+}
+
+func (s *Store) checkResult(result json.RawMessage) error {
+	if result == nil {
+		return fmt.Errorf("%w: result is empty", ErrInvalidJSON)
+	}
+	if exceeds(len(result), s.cfg.MaxResultSize) {
+		return fmt.Errorf("%w: %d bytes, limit %d", ErrResultTooLarge, len(result), s.cfg.MaxResultSize)
+	}
+	// Results may hold long text, so only nesting is limited.
+	return checkValue(result, s.cfg.MaxDepth, -1)
+}
+
+func (s *Store) encode(rec *TaskRecord) ([]byte, error) {
+	data, err := json.Marshal(rec)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrInvalidJSON, err)
+	}
+	if m := s.b.MaxRecordSize(); m > 0 && len(data) > m {
+		return nil, fmt.Errorf("%w: %d bytes, limit %d", ErrRecordTooLarge, len(data), m)
+	}
+	return data, nil
+}
+
+// Get returns the task, or ErrNotFound.
+func (s *Store) Get(ctx context.Context, owner, taskID string) (*TaskRecord, error) {
+	owner, err := s.cfg.checkOwner(owner)
+	if err != nil {
+		return nil, err
+	}
+	if !ValidTaskID(taskID) {
+		return nil, ErrNotFound
+	}
+	br, err := s.b.Get(ctx, owner, taskID)
+	if err != nil {
+		return nil, err
+	}
+	return decodeRecord(br)
+}
+
+// mutate is the one write path for existing tasks: read, apply fn, stamp
+// lastUpdatedAt, compare-and-swap; on a lost race, again on fresh data.
+func (s *Store) mutate(ctx context.Context, owner, taskID string, fn func(*TaskRecord) error) (*TaskRecord, error) {
+	owner, err := s.cfg.checkOwner(owner)
+	if err != nil {
+		return nil, err
+	}
+	if !ValidTaskID(taskID) {
+		return nil, ErrNotFound
+	}
+	for attempt := 0; ; attempt++ {
+		br, err := s.b.Get(ctx, owner, taskID)
+		if err != nil {
+			return nil, err
+		}
+		rec, err := decodeRecord(br)
+		if err != nil {
+			return nil, err
+		}
+		if err := fn(rec); err != nil {
+			return nil, err
+		}
+		if t := now(); t.After(rec.Task.LastUpdatedAt) {
+			rec.Task.LastUpdatedAt = t
+		}
+		data, err := s.encode(rec)
+		if err != nil {
+			return nil, err
+		}
+		v, err := s.b.Update(ctx, owner, taskID, data, rec.Version)
+		if err == nil {
+			rec.Version = v
+			return rec, nil
+		}
+		if !errors.Is(err, ErrVersionConflict) {
+			return nil, err
+		}
+		if attempt >= s.cfg.MaxRetries {
+			return nil, fmt.Errorf("%w: gave up after %d attempts", ErrConcurrentModification, attempt+1)
+		}
+		if err := backoff(ctx, attempt); err != nil {
+			return nil, err
+		}
+	}
+}
+
+// backoff sleeps a random time that grows with attempt, up to ~5ms, so
+// that racing writers spread out.
+func backoff(ctx context.Context, attempt int) error {
+	ceiling := time.Duration(50<<min(attempt, 7)) * time.Microsecond
+	t := time.NewTimer(rand.N(ceiling) + time.Microsecond)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
+
+func (s *Store) transition(rec *TaskRecord, to Status, message string) error {
+	if err := s.checkMessage(message); err != nil {
+		return err
+	}
+	if err := checkTransition(rec.Task.Status, to); err != nil {
+		return err
+	}
+	rec.Task.Status = to
+	rec.Task.StatusMessage = message
+	return nil
+}
+
+// UpdateStatus moves the task to status and replaces its status message
+// ("" clears it).
+func (s *Store) UpdateStatus(ctx context.Context, owner, taskID string, status Status, message string) (*TaskRecord, error) {
+	return s.mutate(ctx, owner, taskID, func(r *TaskRecord) error {
+		return s.transition(r, status, message)
+	})
+}
+
+// SetVariables merges vars into the task's variables: a JSON null deletes
+// the key, any other value sets it. A terminal task's variables can still
+// change.
+func (s *Store) SetVariables(ctx context.Context, owner, taskID string, vars map[string]json.RawMessage) (*TaskRecord, error) {
+	return s.mutate(ctx, owner, taskID, func(r *TaskRecord) error {
+		return s.mergeVariables(r, vars)
+	})
+}
+
+// SetResult stores the task's result without changing its status. A
+// terminal task's outcome is fixed: setting it gives ErrInvalidTransition.
+func (s *Store) SetResult(ctx context.Context, owner, taskID string, result json.RawMessage) (*TaskRecord, error) {
+	if err := s.checkResult(result); err != nil {
+		return nil, err
+	}
+	return s.mutate(ctx, owner, taskID, func(r *TaskRecord) error {
+		if r.Task.Status.Terminal() {
+			return fmt.Errorf("%w: task is already %s", ErrInvalidTransition, r.Task.Status)
+		}
+		r.Result = result
+		return nil
+	})
+}
+
+// CompleteWithResult stores the result and moves the task to status in one
+// atomic write.
+func (s *Store) CompleteWithResult(ctx context.Context, owner, taskID string, status Status, message string, result json.RawMessage) (*TaskRecord, error) {
+	if err := s.checkResult(result); err != nil {
+		return nil, err
+	}
+	return s.mutate(ctx, owner, taskID, func(r *TaskRecord) error {
+		if err := s.transition(r, status, message); err != nil {
+			return err
+		}
+		r.Result = result
+		return nil
+	})
+}
+
+// FailWithError ends the task as failed with a JSON-RPC error as its
+// outcome, which tasks/result replays.
+func (s *Store) FailWithError(ctx context.Context, owner, taskID string, rpcErr *RPCError) (*TaskRecord, error) {
+	if rpcErr == nil {
+		return nil, fmt.Errorf("%w: nil error", ErrInvalidArgument)
+	}
+	if err := s.checkMessage(rpcErr.Message); err != nil {
+		return nil, err
+	}
+	if rpcErr.Data != nil {
+		if err := s.checkResult(rpcErr.Data); err != nil {
+			return nil, err
+		}
+	}
+	return s.mutate(ctx, owner, taskID, func(r *TaskRecord) error {
+		if err := s.transition(r, StatusFailed, rpcErr.Message); err != nil {
+			return err
+		}
+		r.Error = rpcErr
+		return nil
+	})
+}
+
+// GetResult returns the task once it is terminal and has an outcome (a
+// result or an error); before that it answers ErrNotReady.
+func (s *Store) GetResult(ctx context.Context, owner, taskID string) (*TaskRecord, error) {
+	rec, err := s.Get(ctx, owner, taskID)
+	if err != nil {
+		return nil, err
+	}
+	if !rec.Task.Status.Terminal() || (rec.Result == nil && rec.Error == nil) {
+		return nil, fmt.Errorf("%w: task is %s", ErrNotReady, rec.Task.Status)
+	}
+	return rec, nil
+}
+
+// Cancel moves the task to cancelled. Cancelling a terminal task gives
+// ErrInvalidTransition.
+func (s *Store) Cancel(ctx context.Context, owner, taskID string) (*TaskRecord, error) {
+	return s.UpdateStatus(ctx, owner, taskID, StatusCancelled, "The task was cancelled by request.")
+}
+
+// Page is one page of List.
+type Page struct {
+	Tasks []*TaskRecord
+	// NextCursor is "" on the last page.
+	NextCursor string
+}
+
+// List returns a page of the owner's live tasks, newest first. cursor is
+// "" for the first page, else a NextCursor from an earlier page of the same
+// owner; limit 0 takes Config.DefaultPageSize. Tasks created while paging
+// sort before the cursor, so paging never repeats or skips a task.
+func (s *Store) List(ctx context.Context, owner, cursor string, limit int) (*Page, error) {
+	owner, err := s.cfg.checkOwner(owner)
+	if err != nil {
+		return nil, err
+	}
+	if limit == 0 {
+		limit = s.cfg.DefaultPageSize
+	}
+	if limit < 0 || exceeds(limit, s.cfg.MaxPageSize) {
+		return nil, fmt.Errorf("%w: %d, must be 1..%d", ErrInvalidPageSize, limit, s.cfg.MaxPageSize)
+	}
+	after := ""
+	if cursor != "" {
+		if after, err = decodeCursor(owner, cursor); err != nil {
+			return nil, err
+		}
+	}
+	recs, more, err := s.b.List(ctx, owner, after, limit)
+	if err != nil {
+		return nil, err
+	}
+	page := &Page{Tasks: make([]*TaskRecord, 0, len(recs))}
+	for _, br := range recs {
+		rec, err := decodeRecord(br)
+		if err != nil {
+			return nil, err
+		}
+		page.Tasks = append(page.Tasks, rec)
+	}
+	if more && len(recs) > 0 {
+		page.NextCursor = encodeCursor(owner, recs[len(recs)-1].TaskID)
+	}
+	return page, nil
+}
+
+// A cursor is the last task id of a page plus a short hash of the owner,
+// so a cursor handed to another owner is refused rather than reinterpreted.
+const ownerTagLen = 8
+
+func ownerTag(owner string) []byte {
+	h := sha256.Sum256([]byte(owner))
+	return h[:ownerTagLen]
+}
+
+func encodeCursor(owner, taskID string) string {
+	b := append(ownerTag(owner), taskID...)
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+func decodeCursor(owner, cursor string) (string, error) {
+	b, err := base64.RawURLEncoding.DecodeString(cursor)
+	if err != nil || len(b) != ownerTagLen+taskIDLen {
+		return "", ErrInvalidCursor
+	}
+	if string(b[:ownerTagLen]) != string(ownerTag(owner)) {
+		return "", ErrInvalidCursor
+	}
+	id := string(b[ownerTagLen:])
+	if !ValidTaskID(id) {
+		return "", ErrInvalidCursor
+	}
+	return id, nil
+}
+
+// CleanupExpired asks the backend to remove expired tasks and returns how
+// many it removed. Expired tasks are invisible whether or not this runs.
+func (s *Store) CleanupExpired(ctx context.Context) (int, error) {
+	return s.b.DeleteExpired(ctx)
+}

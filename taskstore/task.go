@@ -1,0 +1,261 @@
+package taskstore
+
+import (
+	"bytes"
+	"crypto/rand"
+	"encoding/binary"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"sync/atomic"
+	"time"
+)
+
+// Status is a task's lifecycle state, as spelled on the wire.
+type Status string
+
+const (
+	StatusWorking       Status = "working"
+	StatusInputRequired Status = "input_required"
+	StatusCompleted     Status = "completed"
+	StatusFailed        Status = "failed"
+	StatusCancelled     Status = "cancelled"
+)
+
+// Valid reports whether s is one of the five statuses.
+func (s Status) Valid() bool {
+	switch s {
+	case StatusWorking, StatusInputRequired, StatusCompleted, StatusFailed, StatusCancelled:
+		return true
+	}
+	return false
+}
+
+// Terminal reports whether no transition leaves s.
+func (s Status) Terminal() bool {
+	return s == StatusCompleted || s == StatusFailed || s == StatusCancelled
+}
+
+// CanTransition reports whether a task may move from s to next. Terminal
+// statuses allow nothing, and a status never transitions to itself.
+func (s Status) CanTransition(next Status) bool {
+	if !next.Valid() || s.Terminal() || s == next {
+		return false
+	}
+	// working and input_required may go to each other and to any terminal status.
+	return true
+}
+
+func checkTransition(from, to Status) error {
+	if !to.Valid() {
+		return fmt.Errorf("%w %q", ErrInvalidStatus, to)
+	}
+	if from == to {
+		return fmt.Errorf("%w: task is already in %s state", ErrInvalidTransition, from)
+	}
+	if !from.CanTransition(to) {
+		return fmt.Errorf("%w: cannot move from %s to %s", ErrInvalidTransition, from, to)
+	}
+	return nil
+}
+
+// Task is the MCP 2025-11-25 wire form of a task. It always serializes ttl
+// (null when unlimited); timestamps are RFC 3339 in UTC with milliseconds.
+type Task struct {
+	TaskID        string
+	Status        Status
+	StatusMessage string
+	CreatedAt     time.Time
+	LastUpdatedAt time.Time
+	// TTL is the task's lifetime from creation; nil means unlimited.
+	TTL *time.Duration
+	// PollInterval is the suggested polling interval; nil leaves it out.
+	PollInterval *time.Duration
+	// Meta is the task's _meta object.
+	Meta map[string]json.RawMessage
+}
+
+// TimeFormat is how the wire shows timestamps: RFC 3339, UTC, milliseconds.
+const TimeFormat = "2006-01-02T15:04:05.000Z07:00"
+
+type wireTask struct {
+	TaskID        string                     `json:"taskId"`
+	Status        Status                     `json:"status"`
+	StatusMessage string                     `json:"statusMessage,omitempty"`
+	CreatedAt     string                     `json:"createdAt"`
+	LastUpdatedAt string                     `json:"lastUpdatedAt"`
+	TTL           *int64                     `json:"ttl"`
+	PollInterval  *int64                     `json:"pollInterval,omitempty"`
+	Meta          map[string]json.RawMessage `json:"_meta,omitempty"`
+}
+
+func durationMS(d *time.Duration) *int64 {
+	if d == nil {
+		return nil
+	}
+	ms := d.Milliseconds()
+	return &ms
+}
+
+func msDuration(ms *int64) *time.Duration {
+	if ms == nil {
+		return nil
+	}
+	d := time.Duration(*ms) * time.Millisecond
+	return &d
+}
+
+// MarshalJSON writes the spec's camelCase shape.
+func (t Task) MarshalJSON() ([]byte, error) {
+	return json.Marshal(wireTask{
+		TaskID:        t.TaskID,
+		Status:        t.Status,
+		StatusMessage: t.StatusMessage,
+		CreatedAt:     t.CreatedAt.UTC().Format(TimeFormat),
+		LastUpdatedAt: t.LastUpdatedAt.UTC().Format(TimeFormat),
+		TTL:           durationMS(t.TTL),
+		PollInterval:  durationMS(t.PollInterval),
+		Meta:          t.Meta,
+	})
+}
+
+// UnmarshalJSON reads the spec's shape.
+func (t *Task) UnmarshalJSON(b []byte) error {
+	var w wireTask
+	if err := json.Unmarshal(b, &w); err != nil {
+		return err
+	}
+	created, err := time.Parse(time.RFC3339Nano, w.CreatedAt)
+	if err != nil {
+		return fmt.Errorf("createdAt: %w", err)
+	}
+	updated, err := time.Parse(time.RFC3339Nano, w.LastUpdatedAt)
+	if err != nil {
+		return fmt.Errorf("lastUpdatedAt: %w", err)
+	}
+	*t = Task{
+		TaskID:        w.TaskID,
+		Status:        w.Status,
+		StatusMessage: w.StatusMessage,
+		CreatedAt:     created,
+		LastUpdatedAt: updated,
+		TTL:           msDuration(w.TTL),
+		PollInterval:  msDuration(w.PollInterval),
+		Meta:          w.Meta,
+	}
+	return nil
+}
+
+// RPCError is a JSON-RPC error kept as a task's outcome, so tasks/result can
+// replay exactly what the original request would have answered.
+type RPCError struct {
+	Code    int             `json:"code"`
+	Message string          `json:"message"`
+	Data    json.RawMessage `json:"data,omitempty"`
+}
+
+func (e *RPCError) Error() string { return fmt.Sprintf("jsonrpc error %d: %s", e.Code, e.Message) }
+
+// TaskRecord is everything stored about a task. Its JSON form is the stored
+// document; new fields are optional so that older records still load.
+type TaskRecord struct {
+	Task    Task   `json:"task"`
+	OwnerID string `json:"ownerId"`
+	// Variables is the task's key-value state; tasks/get shows it in _meta.
+	Variables map[string]json.RawMessage `json:"variables"`
+	// Result is the outcome of the original request, or nil.
+	Result json.RawMessage `json:"result"`
+	// Error is the JSON-RPC error the original request ended with, or nil.
+	Error *RPCError `json:"error,omitempty"`
+	// InputRequests are pending requests for client input (protocol 2026-07-28).
+	InputRequests json.RawMessage `json:"inputRequests,omitempty"`
+	// RequestMethod is the method of the request that created the task.
+	RequestMethod string `json:"requestMethod"`
+	// ExpiresAt is nil for a task that never expires.
+	ExpiresAt *time.Time `json:"expiresAt"`
+	// Version is the backend's version of the stored document.
+	Version uint64 `json:"-"`
+}
+
+// WireTask is the task as tasks/get shows it: variables merged into _meta,
+// variables winning on a conflicting key.
+func (r *TaskRecord) WireTask() Task {
+	t := r.Task
+	if len(r.Variables) > 0 {
+		meta := make(map[string]json.RawMessage, len(t.Meta)+len(r.Variables))
+		for k, v := range t.Meta {
+			meta[k] = v
+		}
+		for k, v := range r.Variables {
+			meta[k] = v
+		}
+		t.Meta = meta
+	}
+	return t
+}
+
+func (r *TaskRecord) clone() *TaskRecord {
+	c := *r
+	c.Variables = make(map[string]json.RawMessage, len(r.Variables))
+	for k, v := range r.Variables {
+		c.Variables[k] = v
+	}
+	return &c
+}
+
+func decodeRecord(br Record) (*TaskRecord, error) {
+	var r TaskRecord
+	dec := json.NewDecoder(bytes.NewReader(br.Data))
+	if err := dec.Decode(&r); err != nil {
+		return nil, fmt.Errorf("%w: stored task %s is corrupt: %v", ErrBackend, br.TaskID, err)
+	}
+	r.Version = br.Version
+	return &r, nil
+}
+
+// Task ids: 16 hex digits of a nanosecond timestamp, a dash, then 32 hex
+// digits (128 bits) from crypto/rand. Fixed width makes byte order equal
+// time order, which is how backends list newest first. Within one process
+// the timestamp part is strictly increasing.
+const taskIDLen = 16 + 1 + 32
+
+var lastIDTime atomic.Int64
+
+func newTaskID(now time.Time) string {
+	ts := now.UnixNano()
+	for {
+		last := lastIDTime.Load()
+		if ts <= last {
+			ts = last + 1
+		}
+		if lastIDTime.CompareAndSwap(last, ts) {
+			break
+		}
+	}
+	var b [8 + 16]byte
+	binary.BigEndian.PutUint64(b[:8], uint64(ts))
+	rand.Read(b[8:]) // crypto/rand.Read never returns an error.
+	var out [taskIDLen]byte
+	hex.Encode(out[:16], b[:8])
+	out[16] = '-'
+	hex.Encode(out[17:], b[8:])
+	return string(out[:])
+}
+
+// ValidTaskID reports whether id has the shape of an id this package makes.
+// Backends may rely on ids passed to them being valid.
+func ValidTaskID(id string) bool {
+	if len(id) != taskIDLen || id[16] != '-' {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		if i == 16 {
+			continue
+		}
+		c := id[i]
+		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
+			return false
+		}
+	}
+	return true
+}
