@@ -56,7 +56,8 @@ type Backend interface {
 	// when it has no limit of its own. Writes above it give ErrRecordTooLarge.
 	MaxRecordSize() int
 
-	// Close releases the backend's resources and stops its goroutines.
+	// Close releases the backend's resources and stops its goroutines. It is
+	// idempotent; other calls after it fail.
 	Close() error
 }
 

@@ -100,7 +100,7 @@ func (s *Store) Create(ctx context.Context, owner string, req CreateRequest) (*T
 	t := now()
 	rec := &TaskRecord{
 		Task: Task{
-			TaskID:        newTaskID(t),
+			TaskID:        NewTaskID(t),
 			Status:        StatusWorking,
 			StatusMessage: req.StatusMessage,
 			CreatedAt:     t,

@@ -209,6 +209,10 @@ func decodeRecord(br Record) (*TaskRecord, error) {
 	if err := dec.Decode(&r); err != nil {
 		return nil, fmt.Errorf("%w: stored task %s is corrupt: %v", ErrBackend, br.TaskID, err)
 	}
+	// A stored null means "none", as it did before decoding.
+	if string(r.Result) == "null" {
+		r.Result = nil
+	}
 	r.Version = br.Version
 	return &r, nil
 }
@@ -221,7 +225,8 @@ const taskIDLen = 16 + 1 + 32
 
 var lastIDTime atomic.Int64
 
-func newTaskID(now time.Time) string {
+// NewTaskID returns a fresh task id for a task created at now.
+func NewTaskID(now time.Time) string {
 	ts := now.UnixNano()
 	for {
 		last := lastIDTime.Load()
