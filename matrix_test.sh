@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# Builds, vets and tests (with -race) every build-tag combination against
+# real servers, which it installs and starts itself and stops on exit.
+#
+#   ./matrix_test.sh                  all four combinations
+#   ./matrix_test.sh redis            only the listed combinations ("" = no tags)
+#
+# Environment: MCPTASKS_TEST_REQUIRE=1 (the default here) makes a test fail
+# rather than skip when its server is missing. GOFLAGS passes through.
+set -euo pipefail
+cd "$(dirname "$0")"
+root=$(pwd)
+
+if [ $# -gt 0 ]; then combos=("$@"); else combos=("" "redis" "dynamodb" "redis,dynamodb"); fi
+export MCPTASKS_TEST_REQUIRE=${MCPTASKS_TEST_REQUIRE:-1}
+
+work=$(mktemp -d "${TMPDIR:-/tmp}/mcptasks-matrix.XXXXXX")
+logs="$work/logs"
+mkdir -p "$logs"
+started=()
+cleanup() {
+  for svc in "${started[@]}"; do
+    "$root/scripts/${svc}_down.sh" "$work/$svc" >&2 || true
+  done
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+need() { # need SERVICE: start it once if some combination's tags name it
+  local svc=$1
+  for c in "${combos[@]}"; do
+    case ",$c," in *",$svc,"*)
+      mkdir -p "$work/$svc"
+      echo "== starting $svc test servers" >&2
+      started+=("$svc")
+      eval "$("$root/scripts/${svc}_up.sh" "$work/$svc")"
+      return 0 ;;
+    esac
+  done
+}
+[ -x scripts/redis_up.sh ] && need redis
+[ -x scripts/dynamodb_up.sh ] && need dynamodb
+
+declare -A result
+pass=0 fail=0 skip=0 status=0
+for tags in "${combos[@]}"; do
+  name=${tags:-none}
+  log="$logs/$name.log"
+  echo "== tags: $name"
+  step=build
+  if go build -tags "$tags" ./... && step=vet && go vet -tags "$tags" ./... && step=test &&
+    go test -race -count=1 -timeout 30m -tags "$tags" -v ./... >"$log" 2>&1; then
+    result[$name]=ok
+  else
+    result[$name]="FAILED at $step"
+    status=1
+  fi
+  if [ -f "$log" ]; then
+    # Every result line, so the tests that ran can be counted.
+    grep -E '^\s*--- (PASS|FAIL|SKIP)|^(ok|FAIL|PASS|panic:)|^\S+\.go:[0-9]+:' "$log" || true
+    [ "${result[$name]}" = ok ] || tail -50 "$log"
+    p=$(grep -cE '^\s*--- PASS' "$log" || true)
+    f=$(grep -cE '^\s*--- FAIL' "$log" || true)
+    s=$(grep -cE '^\s*--- SKIP' "$log" || true)
+    pass=$((pass + p)) fail=$((fail + f)) skip=$((skip + s))
+    result[$name]="${result[$name]} ($p passed, $f failed, $s skipped)"
+  fi
+done
+
+echo
+echo "== summary"
+printf '%-16s %s\n' "tags" "result"
+for tags in "${combos[@]}"; do
+  name=${tags:-none}
+  printf '%-16s %s\n' "$name" "${result[$name]}"
+done
+echo "matrix: $pass passed, $fail failed, $skip skipped"
+exit $status

@@ -1,0 +1,67 @@
+package mcptasks_test
+
+import (
+	"context"
+	"errors"
+	"net/url"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/mcptasks/mcptasks"
+	"github.com/mcptasks/mcptasks/taskstore"
+)
+
+func TestBackendsSortedAndMemoryAlwaysThere(t *testing.T) {
+	got := mcptasks.Backends()
+	if !slices.IsSorted(got) || !slices.Contains(got, "memory") {
+		t.Fatalf("Backends() = %v", got)
+	}
+}
+
+func TestOpenErrors(t *testing.T) {
+	for _, tc := range []struct {
+		url, wantText string
+	}{
+		{"memory://?sweep=1m&colour=blue", `unknown option "colour"`},
+		{"memory://?sweep=soon", `"sweep"`},
+		{"memory://?sweep=1m&sweep=2m", `given 2 times`},
+		{"memory://somehost", "no host"},
+		{"postgres://localhost/db", `unknown store scheme "postgres"`},
+		{"::not a url", "does not parse"},
+	} {
+		_, err := mcptasks.Open(t.Context(), tc.url, taskstore.Config{})
+		if err == nil || !strings.Contains(err.Error(), tc.wantText) {
+			t.Errorf("Open(%q) = %v, want an error containing %q", tc.url, err, tc.wantText)
+		}
+	}
+}
+
+func TestOpenNamesMissingBuildTag(t *testing.T) {
+	registered := mcptasks.Backends()
+	for scheme, tag := range map[string]string{"redis": "redis", "rediss": "redis", "redis+cluster": "redis", "dynamodb": "dynamodb"} {
+		if slices.Contains(registered, scheme) {
+			continue // compiled in with this build's tags
+		}
+		_, err := mcptasks.Open(t.Context(), scheme+"://x", taskstore.Config{})
+		if err == nil || !strings.Contains(err.Error(), "-tags "+tag) {
+			t.Errorf("Open(%s://) = %v, want it to name -tags %s", scheme, err, tag)
+		}
+	}
+}
+
+func TestRegisterPanics(t *testing.T) {
+	mustPanic := func(name string, fn func()) {
+		t.Helper()
+		defer func() {
+			if recover() == nil {
+				t.Errorf("%s did not panic", name)
+			}
+		}()
+		fn()
+	}
+	mustPanic("Register(nil)", func() { mcptasks.Register("nil-opener", nil) })
+	mustPanic("Register twice", func() {
+		mcptasks.Register("memory", func(context.Context, *url.URL) (taskstore.Backend, error) { return nil, errors.New("x") })
+	})
+}
