@@ -26,6 +26,9 @@ func openMemory(_ context.Context, u *url.URL) (taskstore.Backend, error) {
 	if err := q.done(); err != nil {
 		return nil, err
 	}
+	if sweep > 0 && sweep < time.Millisecond {
+		return nil, errors.New(`option "sweep" must be 0 or at least 1ms`)
+	}
 	if u.Host != "" || (u.Path != "" && u.Path != "/") {
 		return nil, errors.New("memory:// takes no host or path")
 	}

@@ -67,6 +67,28 @@ for tags in "${combos[@]}"; do
   fi
 done
 
+# Fuzz targets run once, on the no-tag build, each for a bounded time.
+fuzztime=${MCPTASKS_FUZZTIME:-10s}
+fuzz_result="skipped (no-tag combination not run)"
+for tags in "${combos[@]}"; do
+  [ -z "$tags" ] || continue
+  fuzz_result=ok
+  for pkg in $(go list ./...); do
+    for target in $(go test -list '^Fuzz' "$pkg" | grep '^Fuzz' || true); do
+      echo "== fuzz $target ($pkg, $fuzztime)"
+      if go test -run '^$' -fuzz "^$target\$" -fuzztime "$fuzztime" "$pkg" >"$logs/fuzz-$target.log" 2>&1; then
+        grep -E '^fuzz: elapsed' "$logs/fuzz-$target.log" | tail -1 || true
+        echo "--- PASS: $target (fuzz $fuzztime)"
+        pass=$((pass + 1))
+      else
+        tail -30 "$logs/fuzz-$target.log"
+        echo "--- FAIL: $target (fuzz)"
+        fail=$((fail + 1)) status=1 fuzz_result=FAILED
+      fi
+    done
+  done
+done
+
 echo
 echo "== summary"
 printf '%-16s %s\n' "tags" "result"
@@ -74,5 +96,6 @@ for tags in "${combos[@]}"; do
   name=${tags:-none}
   printf '%-16s %s\n' "$name" "${result[$name]}"
 done
+printf '%-16s %s\n' "fuzz" "$fuzz_result"
 echo "matrix: $pass passed, $fail failed, $skip skipped"
 exit $status

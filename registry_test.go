@@ -65,3 +65,25 @@ func TestRegisterPanics(t *testing.T) {
 		mcptasks.Register("memory", func(context.Context, *url.URL) (taskstore.Backend, error) { return nil, errors.New("x") })
 	})
 }
+
+// FuzzOpenURL: any URL either opens a working store or fails with an error
+// that does not echo a password.
+func FuzzOpenURL(f *testing.F) {
+	for _, s := range []string{"memory://", "memory://?sweep=1s", "memory://?sweep=-1s", "memory://?x=1",
+		"memory://user:secret@/?sweep=x", "memory://?sweep=1s&sweep=2s", "%zz", "postgres://x"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, raw string) {
+		if strings.HasPrefix(raw, "redis") || strings.HasPrefix(raw, "dynamodb") {
+			return // network backends would dial; their option parsing has its own tests
+		}
+		s, err := mcptasks.Open(context.Background(), raw, taskstore.Config{})
+		if err != nil {
+			if strings.Contains(raw, "secret") && strings.Contains(err.Error(), "secret") {
+				t.Fatalf("error echoes a password: %v", err)
+			}
+			return
+		}
+		s.Close()
+	})
+}

@@ -489,7 +489,7 @@ func encodeCursor(owner, taskID string) string {
 }
 
 func decodeCursor(owner, cursor string) (string, error) {
-	b, err := base64.RawURLEncoding.DecodeString(cursor)
+	b, err := base64.RawURLEncoding.Strict().DecodeString(cursor)
 	if err != nil || len(b) != ownerTagLen+taskIDLen {
 		return "", ErrInvalidCursor
 	}

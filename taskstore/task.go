@@ -1,7 +1,6 @@
 package taskstore
 
 import (
-	"bytes"
 	"crypto/rand"
 	"encoding/binary"
 	"encoding/hex"
@@ -205,8 +204,7 @@ func (r *TaskRecord) clone() *TaskRecord {
 
 func decodeRecord(br Record) (*TaskRecord, error) {
 	var r TaskRecord
-	dec := json.NewDecoder(bytes.NewReader(br.Data))
-	if err := dec.Decode(&r); err != nil {
+	if err := json.Unmarshal(br.Data, &r); err != nil {
 		return nil, fmt.Errorf("%w: stored task %s is corrupt: %v", ErrBackend, br.TaskID, err)
 	}
 	// A stored null means "none", as it did before decoding.

@@ -1,0 +1,224 @@
+package taskstore
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestTaskIDs: a million ids, no duplicate, each valid, increasing within
+// the process, and the 128 random bits each set about half the time.
+func TestTaskIDs(t *testing.T) {
+	const n = 1_000_000
+	seen := make(map[string]struct{}, n)
+	var ones [128]int
+	prev := ""
+	now := time.Now()
+	for i := range n {
+		id := NewTaskID(now) // the same instant: ordering must still hold
+		if !ValidTaskID(id) {
+			t.Fatalf("invalid id %q", id)
+		}
+		if id <= prev {
+			t.Fatalf("ids not increasing: %q then %q", prev, id)
+		}
+		prev = id
+		if _, dup := seen[id]; dup {
+			t.Fatalf("duplicate id after %d", i)
+		}
+		seen[id] = struct{}{}
+		if i < 100_000 {
+			var r [16]byte
+			for j := range 16 {
+				r[j] = unhex(id[17+2*j])<<4 | unhex(id[17+2*j+1])
+			}
+			for j := range 128 {
+				if r[j/8]>>(7-j%8)&1 == 1 {
+					ones[j]++
+				}
+			}
+		}
+	}
+	for j, c := range ones {
+		// Binomial(100000, 0.5): 6 standard deviations is about ±950.
+		if c < 49_000 || c > 51_000 {
+			t.Fatalf("random bit %d set %d times in 100000 ids", j, c)
+		}
+	}
+}
+
+func unhex(c byte) byte {
+	if c <= '9' {
+		return c - '0'
+	}
+	return c - 'a' + 10
+}
+
+func TestValidTaskID(t *testing.T) {
+	good := NewTaskID(time.Now())
+	for _, bad := range []string{"", "x", good[:48], good + "0", strings.ToUpper(good),
+		strings.Replace(good, "-", "0", 1), "../../etc/passwd", good[:16] + ":" + good[17:]} {
+		if ValidTaskID(bad) {
+			t.Errorf("ValidTaskID(%q) = true", bad)
+		}
+	}
+}
+
+func TestCheckValue(t *testing.T) {
+	for _, tc := range []struct {
+		in        string
+		depth, sl int
+		want      error
+	}{
+		{`1`, 0, 5, nil},
+		{`[1]`, 0, 5, ErrTooDeep},
+		{`[1]`, 1, 5, nil},
+		{`{"a":[{"b":1}]}`, 3, 5, nil},
+		{`{"a":[{"b":1}]}`, 2, 5, ErrTooDeep},
+		{`"abcde"`, 1, 5, nil},
+		{`"abcdef"`, 1, 5, ErrStringTooLong},
+		{`{"abcdef":1}`, 1, 5, ErrStringTooLong},
+		{`"a\"b]]]]"`, 0, 10, nil}, // brackets inside strings do not nest
+		{`"\\"`, 0, 5, nil},
+		{`["\\\"[", "x"]`, 1, 5, nil},
+		{`[`, 5, 5, ErrInvalidJSON},
+		{``, 5, 5, ErrInvalidJSON},
+		{`1 2`, 5, 5, ErrInvalidJSON},
+		{strings.Repeat("[", 50) + strings.Repeat("]", 50), -1, -1, nil},
+	} {
+		err := checkValue([]byte(tc.in), tc.depth, tc.sl)
+		if tc.want == nil && err != nil || tc.want != nil && !errors.Is(err, tc.want) {
+			t.Errorf("checkValue(%s, %d, %d) = %v, want %v", tc.in, tc.depth, tc.sl, err, tc.want)
+		}
+	}
+}
+
+// depthOf is a slow, obviously correct depth measure to check checkValue against.
+func depthOf(v any) int {
+	switch v := v.(type) {
+	case []any:
+		d := 0
+		for _, e := range v {
+			d = max(d, depthOf(e))
+		}
+		return d + 1
+	case map[string]any:
+		d := 0
+		for _, e := range v {
+			d = max(d, depthOf(e))
+		}
+		return d + 1
+	}
+	return 0
+}
+
+func FuzzCheckValue(f *testing.F) {
+	for _, s := range []string{`1`, `[[1]]`, `{"a":{"b":[1,"x\"]"]}}`, `"\u005d"`, `[`, `"x`} {
+		f.Add([]byte(s), 2)
+	}
+	f.Fuzz(func(t *testing.T, raw []byte, maxDepth int) {
+		maxDepth = maxDepth%20 + 1
+		if maxDepth < 0 {
+			maxDepth = -maxDepth
+		}
+		err := checkValue(raw, maxDepth, -1)
+		var v any
+		dec := json.NewDecoder(bytes.NewReader(raw))
+		dec.UseNumber() // 1E700 is valid JSON, though no float64
+		if dec.Decode(&v) != nil || dec.InputOffset() != int64(len(bytes.TrimRight(raw, " \t\r\n"))) {
+			if !errors.Is(err, ErrInvalidJSON) {
+				t.Fatalf("invalid JSON accepted: %v", err)
+			}
+			return
+		}
+		tooDeep := depthOf(v) > maxDepth
+		if tooDeep != errors.Is(err, ErrTooDeep) || (!tooDeep && err != nil) {
+			t.Fatalf("depth %d, limit %d: checkValue = %v", depthOf(v), maxDepth, err)
+		}
+	})
+}
+
+func FuzzDecodeRecord(f *testing.F) {
+	rec := &TaskRecord{Task: Task{TaskID: NewTaskID(time.Now()), Status: StatusWorking, CreatedAt: time.Now(), LastUpdatedAt: time.Now()},
+		OwnerID: "o", Variables: map[string]json.RawMessage{"a": json.RawMessage(`1`)}, RequestMethod: "tools/call"}
+	good, _ := json.Marshal(rec)
+	f.Add(good)
+	f.Add([]byte(`{"task":{"createdAt":"x"}}`))
+	f.Add([]byte(`null`))
+	f.Add([]byte(`{"task":null,"variables":[]}`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		r, err := decodeRecord(Record{TaskID: "t", Data: data, Version: 3})
+		if err != nil {
+			if !errors.Is(err, ErrBackend) {
+				t.Fatalf("decode error is not ErrBackend: %v", err)
+			}
+			return
+		}
+		if r.Version != 3 {
+			t.Fatal("version lost")
+		}
+		// What decodes must encode again.
+		if _, err := json.Marshal(r); err != nil {
+			t.Fatalf("decoded record does not encode: %v", err)
+		}
+	})
+}
+
+func FuzzCursor(f *testing.F) {
+	id := NewTaskID(time.Now())
+	f.Add("alice", encodeCursor("alice", id))
+	f.Add("bob", encodeCursor("alice", id))
+	f.Add("a", "")
+	f.Add("a", "!!")
+	f.Fuzz(func(t *testing.T, reader, cursor string) {
+		got, err := decodeCursor(reader, cursor)
+		if err != nil {
+			if !errors.Is(err, ErrInvalidCursor) {
+				t.Fatalf("cursor error is not ErrInvalidCursor: %v", err)
+			}
+			return
+		}
+		if !ValidTaskID(got) {
+			t.Fatalf("decoded an invalid id %q", got)
+		}
+		if cursor != encodeCursor(reader, got) {
+			t.Fatalf("a cursor that is not this reader's own was accepted")
+		}
+	})
+}
+
+// FuzzMergeVariables: a merge either fails with a validation error and
+// leaves the record as it was, or its result obeys every limit and holds
+// exactly the merged keys.
+func FuzzMergeVariables(f *testing.F) {
+	f.Add("a", []byte(`1`), "b", []byte(`null`))
+	f.Add("a", []byte(`[[[[[[[[[[[1]]]]]]]]]]]`), "a", []byte(`"x"`))
+	f.Add("", []byte(`{`), "k", []byte(` null `))
+	s := &Store{cfg: Config{MaxVariablesSize: 200, MaxStringLen: 30, MaxDepth: 3}.withDefaults(0)}
+	f.Fuzz(func(t *testing.T, k1 string, v1 []byte, k2 string, v2 []byte) {
+		rec := &TaskRecord{Variables: map[string]json.RawMessage{"keep": json.RawMessage(`true`), "b": json.RawMessage(`2`)}}
+		before, _ := json.Marshal(rec.Variables)
+		err := s.mergeVariables(rec, map[string]json.RawMessage{k1: v1, k2: v2})
+		after, _ := json.Marshal(rec.Variables)
+		if err != nil {
+			if !errors.Is(err, ErrInvalidArgument) {
+				t.Fatalf("merge error is not a validation error: %v", err)
+			}
+			if string(before) != string(after) {
+				t.Fatal("a refused merge changed the variables")
+			}
+			return
+		}
+		if len(after) > 200 {
+			t.Fatalf("merged variables are %d bytes, limit 200", len(after))
+		}
+		for k, v := range rec.Variables {
+			if checkValue(v, 3, 30) != nil || len(k) > 30 {
+				t.Fatalf("stored variable %q breaks a limit", k)
+			}
+		}
+	})
+}
