@@ -66,6 +66,7 @@ func runBackendTests(t *testing.T, newBackend NewBackend) {
 		{"LargeRecord", testLargeRecord},
 		{"CanceledContext", testCanceledContext},
 		{"CloseTwice", testCloseTwice},
+		{"Linearizable", testLinearizable},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

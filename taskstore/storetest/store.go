@@ -38,6 +38,7 @@ func runStoreTests(t *testing.T, newBackend NewBackend) {
 		{"List", testStoreList},
 		{"WireJSON", testStoreWireJSON},
 		{"Handle", testStoreHandle},
+		{"LinearizableTransitions", testStoreLinearizableTransitions},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, open) })
