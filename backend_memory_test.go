@@ -1,9 +1,11 @@
 package mcptasks_test
 
 import (
+	"runtime"
 	"slices"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/mcptasks/mcptasks"
 	"github.com/mcptasks/mcptasks/taskstore"
@@ -79,4 +81,54 @@ func BenchmarkMapFloor(b *testing.B) {
 			}
 		})
 	})
+}
+
+// TestMemoryCloseStopsSweeper: no goroutine outlives Close.
+func TestMemoryCloseStopsSweeper(t *testing.T) {
+	before := runtime.NumGoroutine()
+	var stores []*taskstore.Store
+	for range 20 {
+		s, err := mcptasks.Open(t.Context(), "memory://?sweep=1ms", taskstore.Config{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		stores = append(stores, s)
+	}
+	if runtime.NumGoroutine() < before+20 {
+		t.Fatalf("expected a sweeper per store: %d goroutines, %d before", runtime.NumGoroutine(), before)
+	}
+	for _, s := range stores {
+		if err := s.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A goroutine that has signalled its exit may take a moment to be gone.
+	for deadline := time.Now().Add(2 * time.Second); runtime.NumGoroutine() > before; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d goroutines after Close, %d before", runtime.NumGoroutine(), before)
+		}
+	}
+}
+
+// TestMemorySweepFreesExpired: expired tasks leave memory without any call.
+func TestMemorySweepFreesExpired(t *testing.T) {
+	b, err := mcptasks.OpenBackend(t.Context(), "memory://?sweep=10ms")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	s := taskstore.New(b, taskstore.Config{MaxTasksPerOwner: -1})
+	ttl := 50 * time.Millisecond
+	for range 1000 {
+		if _, err := s.Create(t.Context(), "alice", taskstore.CreateRequest{RequestMethod: "tools/call", TTL: &ttl}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for mcptasks.MemoryRecords(b) > 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d expired records still held", mcptasks.MemoryRecords(b))
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }
