@@ -37,6 +37,12 @@ type Config struct {
 	// losing a compare-and-swap race before giving up with
 	// ErrConcurrentModification.
 	MaxRetries int
+	// CreatesPerSecond, when positive, limits how fast one owner may create
+	// tasks through this Store, allowing bursts of CreateBurst (default 1);
+	// over it Create fails with ErrRateLimited. Off by default. The limit is
+	// per Store: N replicas admit up to N times the rate.
+	CreatesPerSecond float64
+	CreateBurst      int
 	// DefaultPageSize and MaxPageSize govern List.
 	DefaultPageSize int
 	MaxPageSize     int

@@ -26,6 +26,8 @@ var (
 	ErrConcurrentModification = errors.New("concurrent modification")
 	// ErrQuotaExceeded: the owner already has the maximum number of live tasks.
 	ErrQuotaExceeded = errors.New("task quota exceeded")
+	// ErrRateLimited: the owner is creating tasks faster than Config.CreatesPerSecond.
+	ErrRateLimited = errors.New("task creation rate limit exceeded")
 	// ErrRecordTooLarge: the serialized task exceeds what the backend can store.
 	ErrRecordTooLarge = errors.New("task record too large for backend")
 	// ErrBackend wraps failures of the storage server (network, protocol).

@@ -32,15 +32,17 @@ import (
 // Store is the task store. It is safe for concurrent use, and several
 // Stores (in several processes) may share one backend.
 type Store struct {
-	b   Backend
-	cfg Config
+	b       Backend
+	cfg     Config
+	limiter *createLimiter
 }
 
 // New returns a Store over b. Zero fields of cfg take their defaults; when
 // b has a record size limit, the variable and result limits default to
 // values that fit inside it.
 func New(b Backend, cfg Config) *Store {
-	return &Store{b: b, cfg: cfg.withDefaults(b.MaxRecordSize())}
+	cfg = cfg.withDefaults(b.MaxRecordSize())
+	return &Store{b: b, cfg: cfg, limiter: newCreateLimiter(cfg.CreatesPerSecond, cfg.CreateBurst)}
 }
 
 // Config returns the Store's effective configuration.
@@ -98,6 +100,9 @@ func (s *Store) Create(ctx context.Context, owner string, req CreateRequest) (*T
 		poll = *req.PollInterval
 	}
 	t := now()
+	if !s.limiter.allow(owner, t) {
+		return nil, ErrRateLimited
+	}
 	rec := &TaskRecord{
 		Task: Task{
 			TaskID:        NewTaskID(t),

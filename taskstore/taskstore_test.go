@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -221,4 +222,37 @@ func FuzzMergeVariables(f *testing.F) {
 			}
 		}
 	})
+}
+
+func TestCreateLimiter(t *testing.T) {
+	l := newCreateLimiter(10, 3)
+	t0 := time.Unix(1000, 0)
+	for i := range 3 {
+		if !l.allow("a", t0) {
+			t.Fatalf("burst token %d refused", i)
+		}
+	}
+	if l.allow("a", t0) {
+		t.Fatal("fourth create in the same instant allowed")
+	}
+	if !l.allow("b", t0) {
+		t.Fatal("another owner was limited")
+	}
+	if l.allow("a", t0.Add(50*time.Millisecond)) {
+		t.Fatal("allowed after half a token's time")
+	}
+	if !l.allow("a", t0.Add(100*time.Millisecond)) {
+		t.Fatal("refused after a token's time")
+	}
+	if newCreateLimiter(0, 5).allow("a", t0) != true {
+		t.Fatal("a disabled limiter refused")
+	}
+	// Idle buckets are dropped once there are many; busy ones are kept.
+	for i := range maxIdleBuckets {
+		l.allow(fmt.Sprint("idle", i), t0)
+	}
+	l.allow("new", t0.Add(time.Hour))
+	if len(l.byOwn) > 2 {
+		t.Fatalf("%d buckets kept after an hour idle", len(l.byOwn))
+	}
 }

@@ -39,6 +39,7 @@ func runStoreTests(t *testing.T, newBackend NewBackend) {
 		{"WireJSON", testStoreWireJSON},
 		{"Handle", testStoreHandle},
 		{"LinearizableTransitions", testStoreLinearizableTransitions},
+		{"RateLimit", testStoreRateLimit},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, open) })
@@ -749,4 +750,16 @@ func testStoreHandle(t *testing.T, open func(*testing.T, taskstore.Config) *task
 	_, _, err = taskstore.Variable[string](ctx, gone, "s")
 	wantErr(t, "handle of another owner", err, taskstore.ErrNotFound)
 	wantErr(t, "Complete via another owner's handle", gone.Complete(ctx, 1), taskstore.ErrNotFound)
+}
+
+func testStoreRateLimit(t *testing.T, open func(*testing.T, taskstore.Config) *taskstore.Store) {
+	s := open(t, taskstore.Config{CreatesPerSecond: 0.5, CreateBurst: 2})
+	create(t, s, "alice")
+	create(t, s, "alice")
+	_, err := s.Create(t.Context(), "alice", toolCall)
+	wantErr(t, "third create in a burst of 2", err, taskstore.ErrRateLimited)
+	if p, err := s.List(t.Context(), "alice", "", 0); err != nil || len(p.Tasks) != 2 {
+		t.Fatalf("%d tasks stored (%v), want 2", len(p.Tasks), err)
+	}
+	create(t, s, "bob")
 }
