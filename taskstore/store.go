@@ -246,7 +246,7 @@ func (s *Store) checkResult(result json.RawMessage) error {
 }
 
 func (s *Store) encode(rec *TaskRecord) ([]byte, error) {
-	data, err := json.Marshal(rec)
+	data, err := encodeRecord(rec)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrInvalidJSON, err)
 	}

@@ -104,9 +104,8 @@ func msDuration(ms *int64) *time.Duration {
 	return &d
 }
 
-// MarshalJSON writes the spec's camelCase shape.
-func (t Task) MarshalJSON() ([]byte, error) {
-	return json.Marshal(wireTask{
+func (t Task) wire() wireTask {
+	return wireTask{
 		TaskID:        t.TaskID,
 		Status:        t.Status,
 		StatusMessage: t.StatusMessage,
@@ -115,24 +114,19 @@ func (t Task) MarshalJSON() ([]byte, error) {
 		TTL:           durationMS(t.TTL),
 		PollInterval:  durationMS(t.PollInterval),
 		Meta:          t.Meta,
-	})
+	}
 }
 
-// UnmarshalJSON reads the spec's shape.
-func (t *Task) UnmarshalJSON(b []byte) error {
-	var w wireTask
-	if err := json.Unmarshal(b, &w); err != nil {
-		return err
-	}
+func (w *wireTask) task() (Task, error) {
 	created, err := time.Parse(time.RFC3339Nano, w.CreatedAt)
 	if err != nil {
-		return fmt.Errorf("createdAt: %w", err)
+		return Task{}, fmt.Errorf("createdAt: %w", err)
 	}
 	updated, err := time.Parse(time.RFC3339Nano, w.LastUpdatedAt)
 	if err != nil {
-		return fmt.Errorf("lastUpdatedAt: %w", err)
+		return Task{}, fmt.Errorf("lastUpdatedAt: %w", err)
 	}
-	*t = Task{
+	return Task{
 		TaskID:        w.TaskID,
 		Status:        w.Status,
 		StatusMessage: w.StatusMessage,
@@ -141,8 +135,21 @@ func (t *Task) UnmarshalJSON(b []byte) error {
 		TTL:           msDuration(w.TTL),
 		PollInterval:  msDuration(w.PollInterval),
 		Meta:          w.Meta,
+	}, nil
+}
+
+// MarshalJSON writes the spec's camelCase shape.
+func (t Task) MarshalJSON() ([]byte, error) { return json.Marshal(t.wire()) }
+
+// UnmarshalJSON reads the spec's shape.
+func (t *Task) UnmarshalJSON(b []byte) error {
+	var w wireTask
+	if err := json.Unmarshal(b, &w); err != nil {
+		return err
 	}
-	return nil
+	var err error
+	*t, err = w.task()
+	return err
 }
 
 // RPCError is a JSON-RPC error kept as a task's outcome, so tasks/result can
@@ -155,25 +162,58 @@ type RPCError struct {
 
 func (e *RPCError) Error() string { return fmt.Sprintf("jsonrpc error %d: %s", e.Code, e.Message) }
 
-// TaskRecord is everything stored about a task. Its JSON form is the stored
-// document; new fields are optional so that older records still load.
+// TaskRecord is everything stored about a task. The Store writes it as a
+// camelCase JSON document (task, ownerId, variables, result, error,
+// inputRequests, requestMethod, expiresAt), the Rust original's layout plus
+// optional fields, so older records still load.
 type TaskRecord struct {
-	Task    Task   `json:"task"`
-	OwnerID string `json:"ownerId"`
+	// Task is the wire task as stored; WireTask adds the variables to _meta.
+	Task    Task
+	OwnerID string
 	// Variables is the task's key-value state; tasks/get shows it in _meta.
-	Variables map[string]json.RawMessage `json:"variables"`
+	Variables map[string]json.RawMessage
 	// Result is the outcome of the original request, or nil.
-	Result json.RawMessage `json:"result"`
+	Result json.RawMessage
 	// Error is the JSON-RPC error the original request ended with, or nil.
-	Error *RPCError `json:"error,omitempty"`
+	Error *RPCError
 	// InputRequests are pending requests for client input (protocol 2026-07-28).
-	InputRequests json.RawMessage `json:"inputRequests,omitempty"`
+	InputRequests json.RawMessage
 	// RequestMethod is the method of the request that created the task.
-	RequestMethod string `json:"requestMethod"`
+	RequestMethod string
 	// ExpiresAt is nil for a task that never expires.
-	ExpiresAt *time.Time `json:"expiresAt"`
+	ExpiresAt *time.Time
 	// Version is the backend's version of the stored document.
-	Version uint64 `json:"-"`
+	Version uint64
+}
+
+// storedRecord is the stored document. Its task is decoded in the same pass
+// (no nested Unmarshaler), which keeps a read to one scan of the bytes.
+type storedRecord struct {
+	Task          wireTask                   `json:"task"`
+	OwnerID       string                     `json:"ownerId"`
+	Variables     map[string]json.RawMessage `json:"variables"`
+	Result        json.RawMessage            `json:"result"`
+	Error         *RPCError                  `json:"error,omitempty"`
+	InputRequests json.RawMessage            `json:"inputRequests,omitempty"`
+	RequestMethod string                     `json:"requestMethod"`
+	ExpiresAt     *string                    `json:"expiresAt"`
+}
+
+func encodeRecord(r *TaskRecord) ([]byte, error) {
+	st := storedRecord{
+		Task:          r.Task.wire(),
+		OwnerID:       r.OwnerID,
+		Variables:     r.Variables,
+		Result:        r.Result,
+		Error:         r.Error,
+		InputRequests: r.InputRequests,
+		RequestMethod: r.RequestMethod,
+	}
+	if r.ExpiresAt != nil {
+		e := r.ExpiresAt.UTC().Format(TimeFormat)
+		st.ExpiresAt = &e
+	}
+	return json.Marshal(&st)
 }
 
 // WireTask is the task as tasks/get shows it: variables merged into _meta,
@@ -193,26 +233,43 @@ func (r *TaskRecord) WireTask() Task {
 	return t
 }
 
-func (r *TaskRecord) clone() *TaskRecord {
-	c := *r
-	c.Variables = make(map[string]json.RawMessage, len(r.Variables))
-	for k, v := range r.Variables {
-		c.Variables[k] = v
-	}
-	return &c
-}
-
 func decodeRecord(br Record) (*TaskRecord, error) {
-	var r TaskRecord
-	if err := json.Unmarshal(br.Data, &r); err != nil {
-		return nil, fmt.Errorf("%w: stored task %s is corrupt: %v", ErrBackend, br.TaskID, err)
+	var st storedRecord
+	corrupt := func(err error) error {
+		return fmt.Errorf("%w: stored task %s is corrupt: %v", ErrBackend, br.TaskID, err)
+	}
+	if err := json.Unmarshal(br.Data, &st); err != nil {
+		return nil, corrupt(err)
+	}
+	task, err := st.Task.task()
+	if err != nil {
+		return nil, corrupt(err)
+	}
+	r := &TaskRecord{
+		Task:          task,
+		OwnerID:       st.OwnerID,
+		Variables:     st.Variables,
+		Result:        st.Result,
+		Error:         st.Error,
+		InputRequests: st.InputRequests,
+		RequestMethod: st.RequestMethod,
+		Version:       br.Version,
+	}
+	if r.Variables == nil {
+		r.Variables = map[string]json.RawMessage{}
 	}
 	// A stored null means "none", as it did before decoding.
 	if string(r.Result) == "null" {
 		r.Result = nil
 	}
-	r.Version = br.Version
-	return &r, nil
+	if st.ExpiresAt != nil {
+		e, err := time.Parse(time.RFC3339Nano, *st.ExpiresAt)
+		if err != nil {
+			return nil, corrupt(fmt.Errorf("expiresAt: %w", err))
+		}
+		r.ExpiresAt = &e
+	}
+	return r, nil
 }
 
 // Task ids: 16 hex digits of a nanosecond timestamp, a dash, then 32 hex
