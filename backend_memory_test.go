@@ -1,6 +1,8 @@
 package mcptasks_test
 
 import (
+	"encoding/json"
+	"fmt"
 	"runtime"
 	"slices"
 	"sync"
@@ -130,5 +132,41 @@ func TestMemorySweepFreesExpired(t *testing.T) {
 			t.Fatalf("%d expired records still held", mcptasks.MemoryRecords(b))
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// BenchmarkMemoryHeapPerTask reports the heap a finished task keeps on the
+// memory backend: a tools/call task with its tool name and arguments as
+// variables and a short text result.
+func BenchmarkMemoryHeapPerTask(b *testing.B) {
+	const n = 20_000
+	for b.Loop() {
+		store, err := mcptasks.Open(b.Context(), "memory://?sweep=0", taskstore.Config{MaxTasksPerOwner: -1})
+		if err != nil {
+			b.Fatal(err)
+		}
+		var before, after runtime.MemStats
+		runtime.GC()
+		runtime.ReadMemStats(&before)
+		for i := range n {
+			owner := fmt.Sprint("user-", i%100)
+			r, err := store.Create(b.Context(), owner, taskstore.CreateRequest{
+				RequestMethod: "tools/call",
+				Variables: map[string]json.RawMessage{
+					"tool": json.RawMessage(`"sleep"`), "arguments": json.RawMessage(`{"seconds":1}`)},
+			})
+			if err != nil {
+				b.Fatal(err)
+			}
+			result := json.RawMessage(`{"content":[{"type":"text","text":"slept 1s"}]}`)
+			if _, err := store.CompleteWithResult(b.Context(), owner, r.Task.TaskID, taskstore.StatusCompleted, "", result); err != nil {
+				b.Fatal(err)
+			}
+		}
+		runtime.GC()
+		runtime.ReadMemStats(&after)
+		b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/n, "heapB/task")
+		runtime.KeepAlive(store)
+		store.Close()
 	}
 }
