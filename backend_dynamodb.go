@@ -11,11 +11,13 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/aws/retry"
+	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
@@ -42,6 +44,7 @@ const (
 	ddbExpiresAt  = "expires_at" // N: epoch seconds, rounded up; the table's native TTL attribute
 	ddbExpiresNS  = "expires_ns" // N: epoch nanoseconds; what reads compare against
 	ddbCount      = "n"          // N, on the META item: the owner's counted tasks
+	ddbSeq        = "seq"        // N, on the META item: +1 on every change of n
 	ddbOwnerPfx   = "OWNER#"
 	ddbTaskPfx    = "TASK#"
 	ddbMetaSK     = "META"
@@ -81,8 +84,10 @@ type DynamoDBOptions struct {
 // n < max), Delete of a live task subtracts 1 in the same transaction.
 // Expired items still counted make n too high, never too low; when the
 // condition fails, Create recounts the live items with a consistent Query
-// and repairs n with a compare-and-swap on n, which fails (and is retried)
-// if any Create or Delete of that owner committed in between.
+// and repairs n with a compare-and-swap on the META item's seq, which every
+// Create and Delete increments, so the repair fails (and is retried) if any
+// of them committed in between. (A swap on n itself would not do: n can
+// leave and come back to the same value.)
 type dynamoBackend struct {
 	client  *dynamodb.Client
 	table   string
@@ -135,13 +140,22 @@ func openDynamoDB(ctx context.Context, u *url.URL) (taskstore.Backend, error) {
 	}
 
 	// Own transport: enough idle connections for concurrent callers, and
-	// Close can drop them.
-	tr := http.DefaultTransport.(*http.Transport).Clone()
-	tr.MaxIdleConns = 256
-	tr.MaxIdleConnsPerHost = 64
-	tr.DialContext = (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext
+	// Close can drop them. The SDK may clone the client (to add a CA
+	// bundle), so remember the transport it finally builds.
+	var transports sync.Map // *http.Transport -> struct{}
+	httpClient := awshttp.NewBuildableClient().WithTransportOptions(func(tr *http.Transport) {
+		tr.MaxIdleConns = 256
+		tr.MaxIdleConnsPerHost = 64
+		transports.Store(tr, struct{}{})
+	}).WithDialerOptions(func(d *net.Dialer) { d.Timeout = 5 * time.Second })
+	closeIdle := func() {
+		transports.Range(func(k, _ any) bool {
+			k.(*http.Transport).CloseIdleConnections()
+			return true
+		})
+	}
 	loadOpts := []func(*config.LoadOptions) error{
-		config.WithHTTPClient(&http.Client{Transport: tr}),
+		config.WithHTTPClient(httpClient),
 		config.WithRetryer(func() aws.Retryer { return newDynamoRetryer(attempts) }),
 	}
 	if region != "" {
@@ -169,12 +183,12 @@ func openDynamoDB(ctx context.Context, u *url.URL) (taskstore.Backend, error) {
 	})
 	if create {
 		if err := CreateDynamoDBTable(ctx, client, table); err != nil {
-			tr.CloseIdleConnections()
+			closeIdle()
 			return nil, err
 		}
 	}
 	b := NewDynamoDBBackend(client, table, DynamoDBOptions{NoTransactions: !tx}).(*dynamoBackend)
-	b.onClose = tr.CloseIdleConnections
+	b.onClose = closeIdle
 	return b, nil
 }
 
@@ -485,6 +499,8 @@ func ddbBackoff(ctx context.Context, attempt int) error {
 type ownerScan struct {
 	count     int64 // the META item's n
 	hasCount  bool
+	seq       int64 // the META item's seq
+	hasSeq    bool
 	live      int  // live task items
 	idIsLive  bool // the key being created is taken by a live item
 	expiredSK []string
@@ -497,8 +513,8 @@ func (b *dynamoBackend) scanOwner(ctx context.Context, owner, id string) (ownerS
 		TableName:                 aws.String(b.table),
 		ConsistentRead:            aws.Bool(true),
 		KeyConditionExpression:    aws.String("PK = :pk"),
-		ProjectionExpression:      aws.String("SK, #n, expires_ns"),
-		ExpressionAttributeNames:  map[string]string{"#n": ddbCount},
+		ProjectionExpression:      aws.String("SK, #n, #s, expires_ns"),
+		ExpressionAttributeNames:  map[string]string{"#n": ddbCount, "#s": ddbSeq},
 		ExpressionAttributeValues: map[string]types.AttributeValue{":pk": ownerPK(owner)},
 	})
 	for p.HasMorePages() {
@@ -512,6 +528,7 @@ func (b *dynamoBackend) scanOwner(ctx context.Context, owner, id string) (ownerS
 			case sk == nil:
 			case sk.Value == ddbMetaSK:
 				s.count, s.hasCount = attrNum(item, ddbCount)
+				s.seq, s.hasSeq = attrNum(item, ddbSeq)
 			case itemLive(item, now):
 				s.live++
 				if sk.Value == ddbTaskPfx+id {
@@ -528,7 +545,7 @@ func (b *dynamoBackend) scanOwner(ctx context.Context, owner, id string) (ownerS
 // repairCount recounts the owner's live tasks and sets the counter to that
 // number, if no Create or Delete changed the counter since it was read:
 // META sorts before every TASK# item, so the Query reads the counter
-// first, and a write that commits after that changes n and fails the
+// first, and a write that commits after that changes seq and fails the
 // compare-and-swap. It returns ErrQuotaExceeded (or ErrAlreadyExists) when
 // the recount confirms the refusal.
 func (b *dynamoBackend) repairCount(ctx context.Context, rec taskstore.Record, maxPerOwner int) error {
@@ -545,17 +562,22 @@ func (b *dynamoBackend) repairCount(ctx context.Context, rec taskstore.Record, m
 	if !s.hasCount || s.count == int64(s.live) {
 		return nil // changed under us: try the transaction again
 	}
-	_, err = b.client.UpdateItem(ctx, &dynamodb.UpdateItemInput{
+	in := &dynamodb.UpdateItemInput{
 		TableName:                aws.String(b.table),
 		Key:                      metaKey(rec.Owner),
-		UpdateExpression:         aws.String("SET #n = :live"),
-		ConditionExpression:      aws.String("#n = :seen"),
-		ExpressionAttributeNames: map[string]string{"#n": ddbCount},
+		UpdateExpression:         aws.String("SET #n = :live ADD #s :one"),
+		ConditionExpression:      aws.String("attribute_not_exists(#s)"),
+		ExpressionAttributeNames: map[string]string{"#n": ddbCount, "#s": ddbSeq},
 		ExpressionAttributeValues: map[string]types.AttributeValue{
 			":live": ddbN(s.live),
-			":seen": ddbN(s.count),
+			":one":  ddbN(1),
 		},
-	})
+	}
+	if s.hasSeq {
+		in.ConditionExpression = aws.String("#s = :seen")
+		in.ExpressionAttributeValues[":seen"] = ddbN(s.seq)
+	}
+	_, err = b.client.UpdateItem(ctx, in)
 	var ccf *types.ConditionalCheckFailedException
 	if err != nil && !errors.As(err, &ccf) {
 		return ddbErr(ctx, "repair count", err)
@@ -657,9 +679,9 @@ func (b *dynamoBackend) Delete(ctx context.Context, owner, id string) (bool, err
 				{Update: &types.Update{
 					TableName:                 aws.String(b.table),
 					Key:                       metaKey(owner),
-					UpdateExpression:          aws.String("ADD #n :minus"),
-					ExpressionAttributeNames:  map[string]string{"#n": ddbCount},
-					ExpressionAttributeValues: map[string]types.AttributeValue{":minus": ddbN(-1)},
+					UpdateExpression:          aws.String("ADD #n :minus, #s :one"),
+					ExpressionAttributeNames:  map[string]string{"#n": ddbCount, "#s": ddbSeq},
+					ExpressionAttributeValues: map[string]types.AttributeValue{":minus": ddbN(-1), ":one": ddbN(1)},
 				}},
 			},
 		})
