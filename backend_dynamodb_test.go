@@ -6,6 +6,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -511,4 +512,205 @@ func TestDynamoDBLocalFaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	works("after restart")
+}
+
+// --- benchmarks ---
+//
+//	eval "$(scripts/dynamodb_up.sh /tmp/ddb)"
+//	go test -tags dynamodb -run '^$' -bench 'DynamoDBLocal' -benchtime 2s .
+
+// BenchmarkDynamoDBLocal is the shared suite's benchmarks (ops/s) against
+// DynamoDB Local. Its list pages hold 100 tasks; the 100,000-task page is
+// in BenchmarkDynamoDBLocalOps, filled with BatchWriteItem.
+func BenchmarkDynamoDBLocal(b *testing.B) {
+	storetest.RunBenchmarks(b, newLocalBackend, 100)
+}
+
+// BenchmarkDynamoDBLocalOps measures each store operation one at a time,
+// next to raw SDK GetItem/PutItem loops as the floor, and reports the
+// latency percentiles and the DynamoDB requests each operation makes.
+func BenchmarkDynamoDBLocalOps(b *testing.B) {
+	s := server(b, envDynamoDB)
+	bigList := 100_000
+	if os.Getenv("MCPTASKS_BENCH_LIST_TASKS") != "" {
+		fmt.Sscan(os.Getenv("MCPTASKS_BENCH_LIST_TASKS"), &bigList)
+	}
+	doc := []byte(`{"task":{"taskId":"x","status":"working","createdAt":"2025-11-25T00:00:00.000Z","lastUpdatedAt":"2025-11-25T00:00:00.000Z","ttl":3600000,"pollInterval":500},"ownerId":"bench","variables":{"tool":"\"search\"","arguments":{"query":"what is the answer","limit":10}},"result":null,"requestMethod":"tools/call","expiresAt":"2025-11-25T01:00:00.000Z","padding":"` + strings.Repeat("x", 120) + `"}`)
+
+	type op struct {
+		name  string
+		setup func(b *testing.B) func(ctx context.Context, i int) error
+	}
+	store := func(b *testing.B) (*taskstore.Store, string) {
+		st := taskstore.New(newLocalBackend(b), taskstore.Config{MaxTasksPerOwner: -1})
+		rec, err := st.Create(b.Context(), "bench", taskstore.CreateRequest{RequestMethod: "tools/call"})
+		if err != nil {
+			b.Fatal(err)
+		}
+		return st, rec.Task.TaskID
+	}
+	ops := []op{
+		{"RawGetItem", func(b *testing.B) func(context.Context, int) error {
+			table := newTable(b, s)
+			key := taskKey("bench", "k")
+			item := taskKey("bench", "k")
+			item["data"] = &types.AttributeValueMemberB{Value: doc}
+			if _, err := s.client.PutItem(b.Context(), &dynamodb.PutItemInput{TableName: aws.String(table), Item: item}); err != nil {
+				b.Fatal(err)
+			}
+			return func(ctx context.Context, _ int) error {
+				_, err := s.client.GetItem(ctx, &dynamodb.GetItemInput{TableName: aws.String(table), Key: key, ConsistentRead: aws.Bool(true)})
+				return err
+			}
+		}},
+		{"RawPutItem", func(b *testing.B) func(context.Context, int) error {
+			table := newTable(b, s)
+			item := taskKey("bench", "k")
+			item["data"] = &types.AttributeValueMemberB{Value: doc}
+			return func(ctx context.Context, _ int) error {
+				_, err := s.client.PutItem(ctx, &dynamodb.PutItemInput{TableName: aws.String(table), Item: item})
+				return err
+			}
+		}},
+		{"Get", func(b *testing.B) func(context.Context, int) error {
+			st, id := store(b)
+			return func(ctx context.Context, _ int) error { _, err := st.Get(ctx, "bench", id); return err }
+		}},
+		{"Create", func(b *testing.B) func(context.Context, int) error {
+			st, _ := store(b)
+			return func(ctx context.Context, _ int) error {
+				_, err := st.Create(ctx, "bench", taskstore.CreateRequest{RequestMethod: "tools/call"})
+				return err
+			}
+		}},
+		{"CreateWithQuota", func(b *testing.B) func(context.Context, int) error {
+			// A quota that is checked on every create and never reached.
+			st := taskstore.New(newLocalBackend(b), taskstore.Config{MaxTasksPerOwner: 1 << 30})
+			return func(ctx context.Context, _ int) error {
+				_, err := st.Create(ctx, "bench", taskstore.CreateRequest{RequestMethod: "tools/call"})
+				return err
+			}
+		}},
+		{"UpdateStatus", func(b *testing.B) func(context.Context, int) error {
+			st, id := store(b)
+			next := [2]taskstore.Status{taskstore.StatusInputRequired, taskstore.StatusWorking}
+			return func(ctx context.Context, i int) error {
+				_, err := st.UpdateStatus(ctx, "bench", id, next[i%2], "")
+				return err
+			}
+		}},
+		{"SetVariables", func(b *testing.B) func(context.Context, int) error {
+			st, id := store(b)
+			return func(ctx context.Context, i int) error {
+				_, err := st.SetVariables(ctx, "bench", id, map[string]json.RawMessage{"progress": json.RawMessage(fmt.Sprint(i))})
+				return err
+			}
+		}},
+	}
+	for _, n := range []int{100, bigList} {
+		ops = append(ops, op{fmt.Sprintf("ListPage50/owner=%d", n), func(b *testing.B) func(context.Context, int) error {
+			db := newLocalBackend(b).(*dynamoBackend)
+			st := taskstore.New(db, taskstore.Config{MaxTasksPerOwner: -1})
+			start := time.Now()
+			batchFill(b, st, db, "bench", n)
+			b.Logf("filled %d tasks with BatchWriteItem in %v", n, time.Since(start).Round(time.Millisecond))
+			return func(ctx context.Context, _ int) error {
+				p, err := st.List(ctx, "bench", "", 50)
+				if err == nil && (len(p.Tasks) != 50 || p.NextCursor == "") {
+					err = fmt.Errorf("page of %d tasks, cursor %q", len(p.Tasks), p.NextCursor)
+				}
+				return err
+			}
+		}})
+	}
+	for _, o := range ops {
+		b.Run(o.name, func(b *testing.B) {
+			run := o.setup(b)
+			lat := make([]time.Duration, 0, 1024)
+			before := totalRequests()
+			b.ResetTimer()
+			for i := 0; b.Loop(); i++ {
+				t0 := time.Now()
+				if err := run(b.Context(), i); err != nil {
+					b.Fatal(err)
+				}
+				lat = append(lat, time.Since(t0))
+			}
+			b.StopTimer()
+			reqs := totalRequests() - before
+			slices.Sort(lat)
+			pct := func(p float64) float64 { return float64(lat[int(p*float64(len(lat)-1))].Microseconds()) / 1000 }
+			b.ReportMetric(pct(0.50), "p50-ms")
+			b.ReportMetric(pct(0.99), "p99-ms")
+			b.ReportMetric(float64(reqs)/float64(len(lat)), "requests/op")
+		})
+	}
+}
+
+// batchFill stores n tasks of owner with BatchWriteItem (25 per request,
+// 8 writers): records made by the Store, written straight into the table.
+// The owner's counter is set to match.
+func batchFill(b *testing.B, st *taskstore.Store, db *dynamoBackend, owner string, n int) {
+	ctx := b.Context()
+	tmpl, err := st.Create(ctx, owner, taskstore.CreateRequest{RequestMethod: "tools/call"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	raw, err := db.Get(ctx, owner, tmpl.Task.TaskID)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if _, err := db.Delete(ctx, owner, tmpl.Task.TaskID); err != nil {
+		b.Fatal(err)
+	}
+	ids := make(chan string, 1024)
+	go func() {
+		defer close(ids)
+		for range n {
+			ids <- taskstore.NewTaskID(time.Now())
+		}
+	}()
+	var wg sync.WaitGroup
+	var firstErr atomic.Value
+	for range 8 {
+		wg.Go(func() {
+			var batch []types.WriteRequest
+			flush := func() {
+				req := map[string][]types.WriteRequest{db.table: batch}
+				for len(req) > 0 {
+					out, err := db.client.BatchWriteItem(ctx, &dynamodb.BatchWriteItemInput{RequestItems: req})
+					if err != nil {
+						firstErr.CompareAndSwap(nil, err)
+						return
+					}
+					req = out.UnprocessedItems
+				}
+				batch = batch[:0]
+			}
+			for id := range ids {
+				r := raw
+				r.TaskID = id
+				r.Data = []byte(strings.ReplaceAll(string(raw.Data), tmpl.Task.TaskID, id))
+				batch = append(batch, types.WriteRequest{PutRequest: &types.PutRequest{Item: db.taskItem(r)}})
+				if len(batch) == 25 {
+					flush()
+				}
+			}
+			if len(batch) > 0 {
+				flush()
+			}
+		})
+	}
+	wg.Wait()
+	if err, _ := firstErr.Load().(error); err != nil {
+		b.Fatalf("BatchWriteItem: %v", err)
+	}
+	if _, err := db.client.PutItem(ctx, &dynamodb.PutItemInput{
+		TableName: aws.String(db.table),
+		Item: map[string]types.AttributeValue{
+			ddbPK: ownerPK(owner), ddbSK: ddbS(ddbMetaSK), ddbCount: ddbN(n), ddbSeq: ddbN(1),
+		},
+	}); err != nil {
+		b.Fatal(err)
+	}
 }
