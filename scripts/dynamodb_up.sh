@@ -50,6 +50,16 @@ free_port() {
 	fi
 }
 
+# answers URL: any HTTP answer to an unsigned ListTables means the server is up.
+answers() {
+	if command -v curl >/dev/null; then
+		curl -s -o /dev/null -m 1 -X POST -H 'X-Amz-Target: DynamoDB_20120810.ListTables' \
+			-H 'Content-Type: application/x-amz-json-1.0' -d '{}' "$1" 2>/dev/null
+	else
+		node -e 'fetch(process.argv[1],{method:"POST",body:"{}",headers:{"X-Amz-Target":"DynamoDB_20120810.ListTables","Content-Type":"application/x-amz-json-1.0"},signal:AbortSignal.timeout(1000)}).then(()=>process.exit(0),()=>process.exit(1))' "$1"
+	fi
+}
+
 # wait_up URL PIDFILE NAME: wait until a DynamoDB API answers at URL.
 wait_up() {
 	local url=$1 pid=$2 name=$3
@@ -57,9 +67,7 @@ wait_up() {
 		if ! kill -0 "$(cat "$pid")" 2>/dev/null; then
 			log "$name exited; log follows"; cat "$dir/$name.log" >&2; return 1
 		fi
-		# Any HTTP answer to an unsigned ListTables means the server is up.
-		if curl -s -o /dev/null -m 1 -X POST -H 'X-Amz-Target: DynamoDB_20120810.ListTables' \
-			-H 'Content-Type: application/x-amz-json-1.0' -d '{}' "$url" 2>/dev/null; then
+		if answers "$url"; then
 			log "$name ready at $url"; return 0
 		fi
 		sleep 0.1
@@ -67,7 +75,7 @@ wait_up() {
 	log "$name did not answer within 30s"; return 1
 }
 
-# A port in the high range, away from ephemeral ports other tests grab.
+# Free ports from the kernel (DynamoDB Local listens on all interfaces).
 ddb_port=$(free_port)
 log "starting DynamoDB Local on port $ddb_port"
 nohup java -Xmx512m -Djava.library.path="$libdir" -jar "$jar" \
