@@ -63,6 +63,10 @@ type DynamoDBOptions struct {
 	// until DeleteExpired runs, and items removed by the table's native TTL
 	// are never uncounted: do not use it on AWS.
 	NoTransactions bool
+	// NoOldItemOnFailure is for servers that ignore
+	// ReturnValuesOnConditionCheckFailure (dynalite): a failed
+	// compare-and-swap then reads the item to tell missing from stale.
+	NoOldItemOnFailure bool
 }
 
 // dynamoBackend keeps records in one DynamoDB table:
@@ -108,6 +112,7 @@ var errDynamoClosed = fmt.Errorf("%w: dynamodb store is closed", taskstore.ErrBa
 //	profile=P         a shared-config profile
 //	create_table=true create the table and enable its TTL if it does not exist
 //	transactions=false  see DynamoDBOptions.NoTransactions (dynalite only)
+//	return_old_item=false  see DynamoDBOptions.NoOldItemOnFailure (dynalite only)
 //	max_attempts=N    attempts per request, retries included (default 5)
 //
 // Credentials come from the standard AWS chain (environment, shared files,
@@ -119,6 +124,7 @@ func openDynamoDB(ctx context.Context, u *url.URL) (taskstore.Backend, error) {
 	profile := q.String("profile", "")
 	create := q.Bool("create_table", false)
 	tx := q.Bool("transactions", true)
+	oldItem := q.Bool("return_old_item", true)
 	attempts := q.Int("max_attempts", 5)
 	if err := q.done(); err != nil {
 		return nil, err
@@ -187,7 +193,7 @@ func openDynamoDB(ctx context.Context, u *url.URL) (taskstore.Backend, error) {
 			return nil, err
 		}
 	}
-	b := NewDynamoDBBackend(client, table, DynamoDBOptions{NoTransactions: !tx}).(*dynamoBackend)
+	b := NewDynamoDBBackend(client, table, DynamoDBOptions{NoTransactions: !tx, NoOldItemOnFailure: !oldItem}).(*dynamoBackend)
 	b.onClose = closeIdle
 	return b, nil
 }
@@ -614,7 +620,21 @@ func (b *dynamoBackend) Update(ctx context.Context, owner, id string, data []byt
 	if err := b.checkSize(data); err != nil {
 		return 0, err
 	}
-	_, err := b.client.UpdateItem(ctx, &dynamodb.UpdateItemInput{
+	for attempt := 0; ; attempt++ {
+		v, retry, err := b.update(ctx, owner, id, data, expected)
+		if !retry || attempt >= 8 {
+			return v, err
+		}
+	}
+}
+
+// update is one attempt of Update. It asks for a retry only on servers
+// that do not return the old item, when the item read after the failed
+// condition is live at the expected version: then the condition failed on
+// an older version or a missing item, and which of the two is unknown.
+func (b *dynamoBackend) update(ctx context.Context, owner, id string, data []byte, expected uint64) (v uint64, retry bool, err error) {
+	now := time.Now()
+	_, err = b.client.UpdateItem(ctx, &dynamodb.UpdateItemInput{
 		TableName:           aws.String(b.table),
 		Key:                 taskKey(owner, id),
 		UpdateExpression:    aws.String("SET #d = :d, #v = :next"),
@@ -625,21 +645,20 @@ func (b *dynamoBackend) Update(ctx context.Context, owner, id string, data []byt
 			":d":    &types.AttributeValueMemberB{Value: data},
 			":next": ddbN(expected + 1),
 			":exp":  ddbN(expected),
-			":now":  nowNS(),
+			":now":  ddbN(now.UnixNano()),
 		},
 		ReturnValuesOnConditionCheckFailure: types.ReturnValuesOnConditionCheckFailureAllOld,
 	})
 	if err == nil {
-		return expected + 1, nil
+		return expected + 1, false, nil
 	}
 	var ccf *types.ConditionalCheckFailedException
 	if !errors.As(err, &ccf) {
-		return 0, ddbErr(ctx, "update", err)
+		return 0, false, ddbErr(ctx, "update", err)
 	}
 	old := ccf.Item
-	if len(old) == 0 {
-		// Missing, or a server that does not return the old item
-		// (dynalite): look, consistently. This is off the happy path.
+	if len(old) == 0 && b.opts.NoOldItemOnFailure {
+		// The server does not say (dynalite): look, consistently.
 		out, err := b.client.GetItem(ctx, &dynamodb.GetItemInput{
 			TableName:                aws.String(b.table),
 			Key:                      taskKey(owner, id),
@@ -648,14 +667,20 @@ func (b *dynamoBackend) Update(ctx context.Context, owner, id string, data []byt
 			ExpressionAttributeNames: map[string]string{"#v": ddbVersion},
 		})
 		if err != nil {
-			return 0, ddbErr(ctx, "update", err)
+			return 0, false, ddbErr(ctx, "update", err)
+		}
+		now = time.Now()
+		if ver, _ := attrNum(out.Item, ddbVersion); itemLive(out.Item, now) && uint64(ver) == expected {
+			return 0, true, nil
 		}
 		old = out.Item
 	}
-	if !itemLive(old, time.Now()) {
-		return 0, taskstore.ErrNotFound
+	if ver, _ := attrNum(old, ddbVersion); !itemLive(old, now) || uint64(ver) == expected {
+		// Missing, or expired at the time the condition used: a live
+		// item at the expected version fails the condition only so.
+		return 0, false, taskstore.ErrNotFound
 	}
-	return 0, taskstore.ErrVersionConflict
+	return 0, false, taskstore.ErrVersionConflict
 }
 
 // Delete of a live item is one transaction that also uncounts it. An

@@ -171,7 +171,7 @@ func newDynaliteBackend(t testing.TB) taskstore.Backend {
 		}
 	}
 	s := server(t, envDynalite)
-	b := NewDynamoDBBackend(s.client, newTable(t, s), DynamoDBOptions{NoTransactions: true})
+	b := NewDynamoDBBackend(s.client, newTable(t, s), DynamoDBOptions{NoTransactions: true, NoOldItemOnFailure: true})
 	t.Cleanup(func() { b.Close() })
 	return b
 }
