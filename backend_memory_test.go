@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"runtime"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -85,9 +86,25 @@ func BenchmarkMapFloor(b *testing.B) {
 	})
 }
 
-// TestMemoryCloseStopsSweeper: no goroutine outlives Close.
+// TestMemoryCloseStopsSweeper: no goroutine outlives Close. It counts
+// sweeper goroutines by their stacks, so goroutines of other tests that
+// come and go meanwhile do not matter.
 func TestMemoryCloseStopsSweeper(t *testing.T) {
-	before := runtime.NumGoroutine()
+	sweepers := func() int {
+		buf := make([]byte, 1<<22)
+		return strings.Count(string(buf[:runtime.Stack(buf, true)]), "(*memoryBackend).sweepLoop")
+	}
+	// Goroutines start and finish asynchronously: poll for each count.
+	waitFor := func(what string, want func(n int) bool) {
+		t.Helper()
+		for deadline := time.Now().Add(2 * time.Second); !want(sweepers()); time.Sleep(time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: %d sweepers", what, sweepers())
+			}
+		}
+	}
+	// Every store other tests opened is closed by now (parallel tests run later).
+	waitFor("before", func(n int) bool { return n == 0 })
 	var stores []*taskstore.Store
 	for range 20 {
 		s, err := mcptasks.Open(t.Context(), "memory://?sweep=1ms", taskstore.Config{})
@@ -96,20 +113,13 @@ func TestMemoryCloseStopsSweeper(t *testing.T) {
 		}
 		stores = append(stores, s)
 	}
-	if runtime.NumGoroutine() < before+20 {
-		t.Fatalf("expected a sweeper per store: %d goroutines, %d before", runtime.NumGoroutine(), before)
-	}
+	waitFor("20 stores open", func(n int) bool { return n == 20 })
 	for _, s := range stores {
 		if err := s.Close(); err != nil {
 			t.Fatal(err)
 		}
 	}
-	// A goroutine that has signalled its exit may take a moment to be gone.
-	for deadline := time.Now().Add(2 * time.Second); runtime.NumGoroutine() > before; time.Sleep(time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("%d goroutines after Close, %d before", runtime.NumGoroutine(), before)
-		}
-	}
+	waitFor("all closed", func(n int) bool { return n == 0 })
 }
 
 // TestMemorySweepFreesExpired: expired tasks leave memory without any call.
