@@ -1,0 +1,577 @@
+//go:build redis
+
+package mcptasks
+
+import (
+	"context"
+	"crypto/tls"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/redis/go-redis/v9/maintnotifications"
+
+	"github.com/mcptasks/mcptasks/taskstore"
+)
+
+func init() {
+	Register("redis", openRedis)
+	Register("rediss", openRedis)
+	Register("redis+cluster", openRedis)
+}
+
+// Defaults of the redis URL options.
+const (
+	redisDefaultPrefix       = "mcptasks:"
+	redisDefaultDialTimeout  = 5 * time.Second
+	redisDefaultReadTimeout  = 3 * time.Second
+	redisDefaultWriteTimeout = 3 * time.Second
+	redisDefaultPort         = "6379"
+	// redisMaxRecord is Redis's default proto-max-bulk-len: the server
+	// refuses larger arguments. It is a guard, not an advertised limit (see
+	// MaxRecordSize).
+	redisMaxRecord = 512 << 20
+	// redisPruneBatch bounds how many expired index entries one create or
+	// list removes, so one call never does unbounded work.
+	redisPruneBatch = 100
+)
+
+// openRedis opens
+//
+//	redis://[[USER]:PASSWORD@]HOST[:PORT][/DB][?OPTIONS]
+//	rediss://…                                      (TLS)
+//	redis+cluster://[[USER]:PASSWORD@]HOST:PORT[,HOST:PORT…][?OPTIONS]
+//
+// Options: db (standalone only; or the path), prefix (key prefix, default
+// "mcptasks:"; no braces), tls, tls_skip_verify, tls_server_name,
+// pool_size, max_retries (-1: none), dial_timeout, read_timeout,
+// write_timeout. Unknown options are errors. Open pings every server
+// (within dial_timeout unless ctx ends sooner), so a wrong password or an
+// unreachable server fails here.
+func openRedis(ctx context.Context, u *url.URL) (taskstore.Backend, error) {
+	q := newQuery(u)
+	dbOpt := q.Int("db", -1)
+	prefix := q.String("prefix", redisDefaultPrefix)
+	useTLS := q.Bool("tls", u.Scheme == "rediss")
+	skipVerify := q.Bool("tls_skip_verify", false)
+	serverName := q.String("tls_server_name", "")
+	poolSize := q.Int("pool_size", 0)
+	maxRetries := q.Int("max_retries", 0)
+	dialTimeout := q.Duration("dial_timeout", redisDefaultDialTimeout)
+	readTimeout := q.Duration("read_timeout", redisDefaultReadTimeout)
+	writeTimeout := q.Duration("write_timeout", redisDefaultWriteTimeout)
+	if err := q.done(); err != nil {
+		return nil, err
+	}
+	cluster := u.Scheme == "redis+cluster"
+
+	if strings.ContainsAny(prefix, "{}") {
+		return nil, errors.New(`option "prefix" must not contain { or }: they would change the cluster hash tag`)
+	}
+	if u.Scheme == "rediss" && !useTLS {
+		return nil, errors.New("rediss:// always uses TLS; drop tls=false or use redis://")
+	}
+	if (skipVerify || serverName != "") && !useTLS {
+		return nil, errors.New("tls_skip_verify and tls_server_name need TLS (rediss:// or tls=true)")
+	}
+	if poolSize < 0 {
+		return nil, errors.New(`option "pool_size" must not be negative`)
+	}
+	if maxRetries < -1 {
+		return nil, errors.New(`option "max_retries" must be -1 (no retries) or more`)
+	}
+	if dialTimeout == 0 || readTimeout == 0 || writeTimeout == 0 {
+		return nil, errors.New("timeouts must be positive")
+	}
+
+	db := 0
+	switch p := strings.TrimPrefix(u.Path, "/"); {
+	case p != "" && dbOpt >= 0:
+		return nil, errors.New(`give the database either as the URL path or as option "db", not both`)
+	case p != "":
+		n, err := strconv.Atoi(p)
+		if err != nil || n < 0 {
+			return nil, errors.New("the URL path must be a database number, such as /0")
+		}
+		db = n
+	case dbOpt >= 0:
+		db = dbOpt
+	}
+	if cluster && db != 0 {
+		return nil, errors.New("a Redis Cluster has only database 0")
+	}
+
+	if u.Host == "" {
+		return nil, fmt.Errorf("%s:// needs a host, such as %s://localhost:6379", u.Scheme, u.Scheme)
+	}
+	var addrs []string
+	for _, h := range strings.Split(u.Host, ",") {
+		if h == "" {
+			return nil, errors.New("empty host in the URL's host list")
+		}
+		if _, _, err := net.SplitHostPort(h); err != nil {
+			h = net.JoinHostPort(h, redisDefaultPort)
+		}
+		addrs = append(addrs, h)
+	}
+	if !cluster && len(addrs) > 1 {
+		return nil, fmt.Errorf("%s:// takes one host; use redis+cluster:// for a cluster", u.Scheme)
+	}
+
+	user, pass := "", ""
+	if u.User != nil {
+		user = u.User.Username()
+		pass, _ = u.User.Password()
+	}
+	var tlsConf *tls.Config
+	if useTLS {
+		tlsConf = &tls.Config{MinVersion: tls.VersionTLS12, ServerName: serverName, InsecureSkipVerify: skipVerify}
+		if serverName == "" {
+			if host, _, err := net.SplitHostPort(addrs[0]); err == nil {
+				tlsConf.ServerName = host
+			}
+		}
+	}
+
+	// ContextTimeoutEnabled makes every call obey its context's deadline
+	// (not only ReadTimeout), which is what keeps calls from hanging on a
+	// server that stopped answering.
+	var client redis.UniversalClient
+	maint := &maintnotifications.Config{Mode: maintnotifications.ModeDisabled}
+	if cluster {
+		client = redis.NewClusterClient(&redis.ClusterOptions{
+			Addrs: addrs, Username: user, Password: pass, TLSConfig: tlsConf,
+			PoolSize: poolSize, MaxRetries: maxRetries, DialerRetries: 1,
+			DialTimeout: dialTimeout, ReadTimeout: readTimeout, WriteTimeout: writeTimeout,
+			ContextTimeoutEnabled: true, DisableIdentity: true, MaintNotificationsConfig: maint,
+		})
+	} else {
+		client = redis.NewClient(&redis.Options{
+			Addr: addrs[0], Username: user, Password: pass, DB: db, TLSConfig: tlsConf,
+			PoolSize: poolSize, MaxRetries: maxRetries, DialerRetries: 1,
+			DialTimeout: dialTimeout, ReadTimeout: readTimeout, WriteTimeout: writeTimeout,
+			ContextTimeoutEnabled: true, DisableIdentity: true, MaintNotificationsConfig: maint,
+		})
+	}
+	b := &redisBackend{client: client, prefix: prefix}
+
+	pctx, cancel := context.WithTimeout(ctx, dialTimeout)
+	defer cancel()
+	if err := b.ping(pctx, cluster); err != nil {
+		client.Close()
+		who := ""
+		if user != "" {
+			who = fmt.Sprintf(" as user %q", user)
+		}
+		return nil, fmt.Errorf("%w: cannot reach Redis at %s%s: %w", taskstore.ErrBackend, strings.Join(addrs, ","), who, err)
+	}
+	return b, nil
+}
+
+// ping checks every server (every master of a cluster) and loads the
+// scripts there, so the first calls need no EVAL fallback.
+func (b *redisBackend) ping(ctx context.Context, cluster bool) error {
+	check := func(ctx context.Context, c *redis.Client) error {
+		if err := c.Ping(ctx).Err(); err != nil {
+			return err
+		}
+		for _, s := range redisScripts {
+			if err := s.Load(ctx, c).Err(); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	if cluster {
+		return b.client.(*redis.ClusterClient).ForEachMaster(ctx, check)
+	}
+	return check(ctx, b.client.(*redis.Client))
+}
+
+// redisBackend stores tasks in Redis or a Redis Cluster.
+//
+// Key layout, with P the key prefix and O = base64url(owner) ("=" for the
+// empty owner), so that O never contains a brace and every key of one
+// owner shares the cluster hash tag {O}:
+//
+//	P{O}:t:ID   hash: v = version, d = data, e = expiry (Unix ns; absent: never).
+//	            PEXPIREAT at the expiry, so the server purges it.
+//	P{O}:ids    sorted set of the owner's task ids, all scores 0: lexical
+//	            order is id order is creation order.
+//	P{O}:exp    sorted set of the ids that expire, scored by expiry (ns).
+//
+// Consistency: every method is one Lua script (EVALSHA), atomic on the
+// server, touching one owner's keys only, so one cluster slot. Expiry is
+// judged by the server's clock (TIME) inside each script: an expired record
+// is invisible at once, whether or not Redis has purged it yet. Creates and
+// lists drop up to redisPruneBatch expired index entries per call; both
+// index sets carry a PEXPIREAT no earlier than their latest member's
+// expiry, so an owner who stops calling leaves nothing behind.
+type redisBackend struct {
+	client    redis.UniversalClient
+	prefix    string
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// Interface guards
+var _ taskstore.Backend = (*redisBackend)(nil)
+
+// ownerBase is P{O}, the start of every key of owner.
+func (b *redisBackend) ownerBase(owner string) string {
+	enc := base64.RawURLEncoding.EncodeToString([]byte(owner))
+	if enc == "" {
+		enc = "=" // "{}" would not be a hash tag
+	}
+	return b.prefix + "{" + enc + "}"
+}
+
+func (b *redisBackend) keys(owner, id string) (rec, ids, exp string) {
+	base := b.ownerBase(owner)
+	return base + ":t:" + id, base + ":ids", base + ":exp"
+}
+
+// The scripts share a few helpers. Times are Unix nanoseconds as Lua
+// numbers (doubles, ~256 ns resolution): ample for expiry. They are passed
+// back to Redis with %.0f, never with Lua's default 14-digit tostring.
+const redisLuaPrelude = `
+local function now_ns()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1e9 + tonumber(t[2]) * 1000
+end
+local function expired(e, now)
+  return e and e ~= '' and tonumber(e) <= now
+end
+local function prune(ids, exp, now, n)
+  local old = redis.call('ZRANGEBYSCORE', exp, '-inf', string.format('%.0f', now), 'LIMIT', 0, n)
+  if #old > 0 then
+    redis.call('ZREM', ids, unpack(old))
+    redis.call('ZREM', exp, unpack(old))
+  end
+  return #old
+end
+`
+
+var (
+	// KEYS: rec ids exp. ARGV: id data expiry_ns|"" expiry_ms|"" max.
+	// Returns 0 created, 1 exists, 2 quota.
+	redisCreate = redis.NewScript(redisLuaPrelude + `
+local now = now_ns()
+prune(KEYS[2], KEYS[3], now, ` + strconv.Itoa(redisPruneBatch) + `)
+local cur = redis.call('HMGET', KEYS[1], 'v', 'e')
+if cur[1] and not expired(cur[2], now) then return 1 end
+local max = tonumber(ARGV[5])
+if max > 0 then
+  local live = redis.call('ZCARD', KEYS[2]) - redis.call('ZCOUNT', KEYS[3], '-inf', string.format('%.0f', now))
+  if live >= max then return 2 end
+end
+local new_ids = redis.call('EXISTS', KEYS[2]) == 0
+redis.call('DEL', KEYS[1])
+redis.call('ZADD', KEYS[2], 0, ARGV[1])
+if ARGV[3] == '' then
+  redis.call('HSET', KEYS[1], 'v', 1, 'd', ARGV[2])
+  redis.call('ZREM', KEYS[3], ARGV[1])
+  redis.call('PERSIST', KEYS[2])
+  return 0
+end
+redis.call('HSET', KEYS[1], 'v', 1, 'd', ARGV[2], 'e', ARGV[3])
+redis.call('PEXPIREAT', KEYS[1], ARGV[4])
+local new_exp = redis.call('EXISTS', KEYS[3]) == 0
+redis.call('ZADD', KEYS[3], ARGV[3], ARGV[1])
+-- An index lives as long as its longest-lived member; GT never shortens
+-- it and leaves a persistent index (one with a never-expiring member) alone.
+if new_exp then redis.call('PEXPIREAT', KEYS[3], ARGV[4]) else redis.call('PEXPIREAT', KEYS[3], ARGV[4], 'GT') end
+if new_ids then redis.call('PEXPIREAT', KEYS[2], ARGV[4]) else redis.call('PEXPIREAT', KEYS[2], ARGV[4], 'GT') end
+return 0
+`)
+
+	// KEYS: rec. Returns {v, d, e} or nil.
+	redisGet = redis.NewScript(redisLuaPrelude + `
+local r = redis.call('HMGET', KEYS[1], 'v', 'd', 'e')
+if not r[1] then return false end
+if r[3] and expired(r[3], now_ns()) then return false end
+return {r[1], r[2], r[3] or ''}
+`)
+
+	// KEYS: rec. ARGV: data expected. Returns the new version, -1 not
+	// found, -2 version conflict.
+	redisUpdate = redis.NewScript(redisLuaPrelude + `
+local r = redis.call('HMGET', KEYS[1], 'v', 'e')
+if not r[1] then return -1 end
+if r[2] and expired(r[2], now_ns()) then return -1 end
+if r[1] ~= ARGV[2] then return -2 end
+redis.call('HSET', KEYS[1], 'd', ARGV[1])
+return redis.call('HINCRBY', KEYS[1], 'v', 1)
+`)
+
+	// KEYS: rec ids exp. ARGV: id. Returns 1 if a live record was deleted.
+	redisDelete = redis.NewScript(redisLuaPrelude + `
+local r = redis.call('HMGET', KEYS[1], 'v', 'e')
+local was = r[1] and not (r[2] and expired(r[2], now_ns()))
+redis.call('DEL', KEYS[1])
+redis.call('ZREM', KEYS[2], ARGV[1])
+redis.call('ZREM', KEYS[3], ARGV[1])
+if was then return 1 end
+return 0
+`)
+
+	// KEYS: ids exp. ARGV: record key prefix, after|"", limit.
+	// Returns {more, id, v, d, e, id, v, d, e, …}. Record keys are built
+	// from the prefix: they share the owner's hash tag, so the same slot.
+	redisList = redis.NewScript(redisLuaPrelude + `
+local now = now_ns()
+prune(KEYS[1], KEYS[2], now, ` + strconv.Itoa(redisPruneBatch) + `)
+local limit = tonumber(ARGV[3])
+local start = '+'
+if ARGV[2] ~= '' then start = '(' .. ARGV[2] end
+local out = {0}
+local n = 0
+while true do
+  local want = limit - n
+  local ids = redis.call('ZREVRANGEBYLEX', KEYS[1], start, '-', 'LIMIT', 0, want + 1)
+  for i, id in ipairs(ids) do
+    if n == limit then
+      out[1] = 1
+      return out
+    end
+    local r = redis.call('HMGET', ARGV[1] .. id, 'v', 'd', 'e')
+    if r[1] and not expired(r[3], now) then
+      out[#out + 1] = id
+      out[#out + 1] = r[1]
+      out[#out + 1] = r[2]
+      out[#out + 1] = r[3] or ''
+      n = n + 1
+    else
+      -- Expired or purged but still indexed: drop the entry now.
+      redis.call('ZREM', KEYS[1], id)
+      redis.call('ZREM', KEYS[2], id)
+    end
+  end
+  if #ids <= want then return out end
+  start = '(' .. ids[#ids]
+end
+`)
+
+	// KEYS: ids exp. Removes every expired entry; returns how many.
+	redisSweep = redis.NewScript(redisLuaPrelude + `
+return prune(KEYS[1], KEYS[2], now_ns(), 1e9)
+`)
+
+	redisScripts = []*redis.Script{redisCreate, redisGet, redisUpdate, redisDelete, redisList, redisSweep}
+)
+
+// fail wraps a server or network error. A context error is returned as is;
+// any other error while ctx is done also wraps ctx.Err().
+func (b *redisBackend) fail(ctx context.Context, op string, err error) error {
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return err
+	}
+	if cerr := ctx.Err(); cerr != nil {
+		return fmt.Errorf("%w: redis %s: %w (%w)", taskstore.ErrBackend, op, err, cerr)
+	}
+	return fmt.Errorf("%w: redis %s: %w", taskstore.ErrBackend, op, err)
+}
+
+func (b *redisBackend) Create(ctx context.Context, rec taskstore.Record, maxPerOwner int) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if len(rec.Data) > redisMaxRecord {
+		return fmt.Errorf("%w: %d bytes, Redis takes at most %d", taskstore.ErrRecordTooLarge, len(rec.Data), redisMaxRecord)
+	}
+	recKey, ids, exp := b.keys(rec.Owner, rec.TaskID)
+	expNS, expMS := "", ""
+	if !rec.ExpiresAt.IsZero() {
+		ns := rec.ExpiresAt.UnixNano()
+		expNS = strconv.FormatInt(ns, 10)
+		// Round up, so Redis never purges a record before it expired.
+		expMS = strconv.FormatInt((ns+999_999)/1_000_000, 10)
+	}
+	res, err := redisCreate.Run(ctx, b.client, []string{recKey, ids, exp},
+		rec.TaskID, rec.Data, expNS, expMS, max(maxPerOwner, 0)).Int()
+	if err != nil {
+		return b.fail(ctx, "create", err)
+	}
+	switch res {
+	case 0:
+		return nil
+	case 1:
+		return taskstore.ErrAlreadyExists
+	case 2:
+		return taskstore.ErrQuotaExceeded
+	}
+	return fmt.Errorf("%w: redis create: unexpected reply %d", taskstore.ErrBackend, res)
+}
+
+func (b *redisBackend) Get(ctx context.Context, owner, id string) (taskstore.Record, error) {
+	if err := ctx.Err(); err != nil {
+		return taskstore.Record{}, err
+	}
+	recKey, _, _ := b.keys(owner, id)
+	res, err := redisGet.Run(ctx, b.client, []string{recKey}).StringSlice()
+	if errors.Is(err, redis.Nil) {
+		return taskstore.Record{}, taskstore.ErrNotFound
+	}
+	if err != nil {
+		return taskstore.Record{}, b.fail(ctx, "get", err)
+	}
+	if len(res) != 3 {
+		return taskstore.Record{}, fmt.Errorf("%w: redis get: unexpected reply of %d values", taskstore.ErrBackend, len(res))
+	}
+	return decodeRedisRecord(owner, id, res[0], res[1], res[2])
+}
+
+func decodeRedisRecord(owner, id, v, d, e string) (taskstore.Record, error) {
+	rec := taskstore.Record{Owner: owner, TaskID: id, Data: []byte(d)}
+	var err error
+	if rec.Version, err = strconv.ParseUint(v, 10, 64); err != nil {
+		return taskstore.Record{}, fmt.Errorf("%w: redis: record has a bad version", taskstore.ErrBackend)
+	}
+	if e != "" {
+		ns, err := strconv.ParseInt(e, 10, 64)
+		if err != nil {
+			return taskstore.Record{}, fmt.Errorf("%w: redis: record has a bad expiry", taskstore.ErrBackend)
+		}
+		rec.ExpiresAt = time.Unix(0, ns)
+	}
+	return rec, nil
+}
+
+func (b *redisBackend) Update(ctx context.Context, owner, id string, data []byte, expected uint64) (uint64, error) {
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
+	if len(data) > redisMaxRecord {
+		return 0, fmt.Errorf("%w: %d bytes, Redis takes at most %d", taskstore.ErrRecordTooLarge, len(data), redisMaxRecord)
+	}
+	recKey, _, _ := b.keys(owner, id)
+	res, err := redisUpdate.Run(ctx, b.client, []string{recKey}, data, strconv.FormatUint(expected, 10)).Int64()
+	if err != nil {
+		return 0, b.fail(ctx, "update", err)
+	}
+	switch {
+	case res == -1:
+		return 0, taskstore.ErrNotFound
+	case res == -2:
+		return 0, taskstore.ErrVersionConflict
+	case res <= 0:
+		return 0, fmt.Errorf("%w: redis update: unexpected reply %d", taskstore.ErrBackend, res)
+	}
+	return uint64(res), nil
+}
+
+func (b *redisBackend) Delete(ctx context.Context, owner, id string) (bool, error) {
+	if err := ctx.Err(); err != nil {
+		return false, err
+	}
+	recKey, ids, exp := b.keys(owner, id)
+	res, err := redisDelete.Run(ctx, b.client, []string{recKey, ids, exp}, id).Int()
+	if err != nil {
+		return false, b.fail(ctx, "delete", err)
+	}
+	return res == 1, nil
+}
+
+func (b *redisBackend) List(ctx context.Context, owner, after string, limit int) ([]taskstore.Record, bool, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, false, err
+	}
+	if limit <= 0 {
+		return nil, false, nil
+	}
+	base := b.ownerBase(owner)
+	res, err := redisList.Run(ctx, b.client, []string{base + ":ids", base + ":exp"}, base+":t:", after, limit).Slice()
+	if err != nil {
+		return nil, false, b.fail(ctx, "list", err)
+	}
+	if len(res) == 0 || (len(res)-1)%4 != 0 {
+		return nil, false, fmt.Errorf("%w: redis list: unexpected reply of %d values", taskstore.ErrBackend, len(res))
+	}
+	more, _ := res[0].(int64)
+	recs := make([]taskstore.Record, 0, (len(res)-1)/4)
+	for i := 1; i < len(res); i += 4 {
+		var f [4]string
+		for j := range f {
+			s, ok := res[i+j].(string)
+			if !ok {
+				return nil, false, fmt.Errorf("%w: redis list: unexpected reply", taskstore.ErrBackend)
+			}
+			f[j] = s
+		}
+		rec, err := decodeRedisRecord(owner, f[0], f[1], f[2], f[3])
+		if err != nil {
+			return nil, false, err
+		}
+		recs = append(recs, rec)
+	}
+	return recs, more == 1, nil
+}
+
+// DeleteExpired is not needed for correctness (expired records are
+// invisible and Redis purges them, and idle indexes expire with their last
+// member). It scans for the prefix's expiry indexes (every master of a
+// cluster; cost proportional to the keyspace) and drops their expired
+// entries, returning how many expired tasks it cleared out of them.
+func (b *redisBackend) DeleteExpired(ctx context.Context) (int, error) {
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
+	var mu sync.Mutex
+	total := 0
+	sweep := func(ctx context.Context, c *redis.Client) error {
+		it := c.Scan(ctx, 0, redisGlobEscape(b.prefix)+"{*}:exp", 1000).Iterator()
+		for it.Next(ctx) {
+			exp := it.Val()
+			ids := strings.TrimSuffix(exp, ":exp") + ":ids"
+			n, err := redisSweep.Run(ctx, c, []string{ids, exp}).Int()
+			if err != nil {
+				return err
+			}
+			mu.Lock()
+			total += n
+			mu.Unlock()
+		}
+		return it.Err()
+	}
+	var err error
+	switch c := b.client.(type) {
+	case *redis.ClusterClient:
+		err = c.ForEachMaster(ctx, sweep)
+	case *redis.Client:
+		err = sweep(ctx, c)
+	}
+	if err != nil {
+		return total, b.fail(ctx, "delete expired", err)
+	}
+	return total, nil
+}
+
+// redisGlobEscape quotes the glob characters of s for SCAN MATCH.
+func redisGlobEscape(s string) string {
+	var sb strings.Builder
+	for _, r := range s {
+		if strings.ContainsRune(`*?[]\`, r) {
+			sb.WriteByte('\\')
+		}
+		sb.WriteRune(r)
+	}
+	return sb.String()
+}
+
+// MaxRecordSize is 0: Redis stores values up to 512 MiB, far above any
+// task, so the Store's own limits apply. (Writes above 512 MiB still give
+// ErrRecordTooLarge.)
+func (b *redisBackend) MaxRecordSize() int { return 0 }
+
+// Close closes the connection pool; later calls fail with ErrBackend.
+func (b *redisBackend) Close() error {
+	b.closeOnce.Do(func() { b.closeErr = b.client.Close() })
+	return b.closeErr
+}

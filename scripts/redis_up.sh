@@ -1,0 +1,109 @@
+#!/usr/bin/env bash
+# redis_up.sh DIR: start a standalone Redis and a 3-master Redis Cluster on
+# free loopback ports, with every pid, log, config and data file in DIR.
+# Prints export lines for the tests on stdout (logs go to stderr):
+#
+#   eval "$(scripts/redis_up.sh .tmp/redis)"
+#
+# Installs Debian's redis-server when it is not on PATH. Idempotent: when
+# DIR's servers are still up it only prints the same lines again. Stop them
+# with scripts/redis_down.sh DIR.
+set -euo pipefail
+
+log() { echo "redis_up: $*" >&2; }
+die() { log "$*"; exit 1; }
+
+[ $# -eq 1 ] || die "usage: $0 DIR"
+mkdir -p "$1"
+DIR=$(cd "$1" && pwd)
+STATE="$DIR/redis.env"
+here=$(cd "$(dirname "$0")" && pwd)
+
+if ! command -v redis-server >/dev/null || ! command -v redis-cli >/dev/null; then
+	[ "$(id -u)" -eq 0 ] || die "redis-server is not installed; run as root or: apt-get install redis-server"
+	log "installing redis-server (Debian package)"
+	export DEBIAN_FRONTEND=noninteractive
+	apt-get update -qq >&2
+	apt-get install -y -qq redis-server >&2
+fi
+
+ping() { [ "$(redis-cli -h 127.0.0.1 -p "$1" ping 2>/dev/null)" = PONG ]; }
+
+# Still up from an earlier run? Then say the same again.
+if [ -f "$STATE" ]; then
+	# shellcheck disable=SC1090
+	. "$STATE"
+	ok=1
+	for p in $REDIS_PORTS; do ping "$p" || ok=0; done
+	if [ "$ok" = 1 ] && redis-cli -h 127.0.0.1 -p "${REDIS_PORTS##* }" cluster info 2>/dev/null | grep -q 'cluster_state:ok'; then
+		log "already running in $DIR"
+		echo "export MCPTASKS_TEST_REDIS_URL=$MCPTASKS_TEST_REDIS_URL"
+		echo "export MCPTASKS_TEST_REDIS_CLUSTER_URL=$MCPTASKS_TEST_REDIS_CLUSTER_URL"
+		exit 0
+	fi
+	log "stale state in $DIR, restarting"
+	"$here/redis_down.sh" "$DIR"
+fi
+
+# port_free P: nothing accepts connections on P or on its cluster bus port.
+port_free() {
+	! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null &&
+		! (exec 3<>"/dev/tcp/127.0.0.1/$(($1 + 10000))") 2>/dev/null
+}
+
+# start NAME EXTRA_ARGS…: start one server on a free port, echo the port.
+start() {
+	local name=$1 p tries
+	shift
+	for tries in 1 2 3 4 5 6 7 8 9 10; do
+		p=$((20000 + RANDOM % 30000))
+		port_free "$p" || continue
+		mkdir -p "$DIR/data-$p"
+		if redis-server --bind 127.0.0.1 --port "$p" --save "" --appendonly no \
+			--daemonize yes --pidfile "$DIR/redis-$p.pid" --logfile "$DIR/redis-$p.log" \
+			--dir "$DIR/data-$p" "$@" >&2; then
+			for _ in $(seq 100); do
+				if ping "$p"; then
+					log "$name on 127.0.0.1:$p"
+					echo "$p"
+					return 0
+				fi
+				sleep 0.05
+			done
+		fi
+		log "$name did not start on $p (see $DIR/redis-$p.log), trying another port"
+		[ -f "$DIR/redis-$p.pid" ] && kill "$(cat "$DIR/redis-$p.pid")" 2>/dev/null || true
+	done
+	die "could not start $name"
+}
+
+standalone=$(start standalone)
+ports=$standalone
+cluster=()
+for i in 1 2 3; do
+	p=$(start "cluster node $i" --cluster-enabled yes --cluster-config-file "$DIR/nodes-$i.conf" --cluster-node-timeout 5000)
+	cluster+=("$p")
+	ports="$ports $p"
+done
+# Remember the ports at once, so redis_down.sh can stop a half-made setup.
+echo "REDIS_PORTS='$ports'" >"$STATE"
+
+redis-cli --cluster create "${cluster[@]/#/127.0.0.1:}" --cluster-replicas 0 --cluster-yes >&2
+for p in "${cluster[@]}"; do
+	for i in $(seq 200); do
+		redis-cli -h 127.0.0.1 -p "$p" cluster info | grep -q 'cluster_state:ok' && break
+		[ "$i" = 200 ] && die "cluster node $p never became ready"
+		sleep 0.05
+	done
+done
+
+url="redis://127.0.0.1:$standalone"
+curl="redis+cluster://$(printf '127.0.0.1:%s,' "${cluster[@]}")"
+curl=${curl%,}
+cat >>"$STATE" <<STATE
+MCPTASKS_TEST_REDIS_URL='$url'
+MCPTASKS_TEST_REDIS_CLUSTER_URL='$curl'
+STATE
+log "ready"
+echo "export MCPTASKS_TEST_REDIS_URL=$url"
+echo "export MCPTASKS_TEST_REDIS_CLUSTER_URL=$curl"
