@@ -211,9 +211,11 @@ func (b *redisBackend) ping(ctx context.Context, cluster bool) error {
 // server, touching one owner's keys only, so one cluster slot. Expiry is
 // judged by the server's clock (TIME) inside each script: an expired record
 // is invisible at once, whether or not Redis has purged it yet. Creates and
-// lists drop up to redisPruneBatch expired index entries per call; both
-// index sets carry a PEXPIREAT no earlier than their latest member's
-// expiry, so an owner who stops calling leaves nothing behind.
+// lists drop up to redisPruneBatch expired index entries per call (lists
+// also drop any dead entry they meet); the index sets carry a PEXPIREAT at
+// their latest member's expiry (none while a member never expires), so an
+// owner who stops calling leaves nothing behind. Invariant: every id in
+// P{O}:exp is in P{O}:ids, so live count = |ids| - |expired in exp|.
 type redisBackend struct {
 	client    redis.UniversalClient
 	prefix    string
@@ -272,6 +274,8 @@ if max > 0 then
   local live = redis.call('ZCARD', KEYS[2]) - redis.call('ZCOUNT', KEYS[3], '-inf', string.format('%.0f', now))
   if live >= max then return 2 end
 end
+-- A record that expired before it was made is never stored.
+if ARGV[3] ~= '' and tonumber(ARGV[3]) <= now then return 0 end
 local new_ids = redis.call('EXISTS', KEYS[2]) == 0
 redis.call('DEL', KEYS[1])
 redis.call('ZADD', KEYS[2], 0, ARGV[1])
@@ -279,16 +283,19 @@ if ARGV[3] == '' then
   redis.call('HSET', KEYS[1], 'v', 1, 'd', ARGV[2])
   redis.call('ZREM', KEYS[3], ARGV[1])
   redis.call('PERSIST', KEYS[2])
+  redis.call('PERSIST', KEYS[3])
   return 0
 end
 redis.call('HSET', KEYS[1], 'v', 1, 'd', ARGV[2], 'e', ARGV[3])
 redis.call('PEXPIREAT', KEYS[1], ARGV[4])
-local new_exp = redis.call('EXISTS', KEYS[3]) == 0
 redis.call('ZADD', KEYS[3], ARGV[3], ARGV[1])
--- An index lives as long as its longest-lived member; GT never shortens
--- it and leaves a persistent index (one with a never-expiring member) alone.
-if new_exp then redis.call('PEXPIREAT', KEYS[3], ARGV[4]) else redis.call('PEXPIREAT', KEYS[3], ARGV[4], 'GT') end
+-- The id index lives as long as its longest-lived member: GT never
+-- shortens it, and leaves a permanent index (one holding a record that
+-- never expires) alone. The expiry index goes with it, never before: the
+-- quota count needs every expiry-indexed id to be in the id index.
 if new_ids then redis.call('PEXPIREAT', KEYS[2], ARGV[4]) else redis.call('PEXPIREAT', KEYS[2], ARGV[4], 'GT') end
+local ids_until = redis.call('PEXPIRETIME', KEYS[2])
+if ids_until < 0 then redis.call('PERSIST', KEYS[3]) else redis.call('PEXPIREAT', KEYS[3], ids_until) end
 return 0
 `)
 

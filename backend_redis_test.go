@@ -1,0 +1,681 @@
+//go:build redis
+
+package mcptasks
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/mcptasks/mcptasks/taskstore"
+	"github.com/mcptasks/mcptasks/taskstore/storetest"
+)
+
+// Test servers come from the environment (scripts/redis_up.sh prints these
+// lines). Unset skips the test, unless MCPTASKS_TEST_REQUIRE=1.
+const (
+	envRedisURL        = "MCPTASKS_TEST_REDIS_URL"
+	envRedisClusterURL = "MCPTASKS_TEST_REDIS_CLUSTER_URL"
+	envRequire         = "MCPTASKS_TEST_REQUIRE"
+)
+
+func redisTestURL(tb testing.TB, env string) string {
+	tb.Helper()
+	u := os.Getenv(env)
+	if u == "" {
+		if os.Getenv(envRequire) == "1" {
+			tb.Fatalf("%s is not set and %s=1; start servers with: eval \"$(scripts/redis_up.sh .tmp/redis)\"", env, envRequire)
+		}
+		tb.Skipf("%s is not set; start servers with: eval \"$(scripts/redis_up.sh .tmp/redis)\"", env)
+	}
+	return u
+}
+
+// redisServerBinary finds redis-server for the tests that run their own.
+func redisServerBinary(tb testing.TB) string {
+	tb.Helper()
+	path, err := exec.LookPath("redis-server")
+	if err != nil {
+		if os.Getenv(envRequire) == "1" {
+			tb.Fatalf("redis-server is not on PATH and %s=1", envRequire)
+		}
+		tb.Skip("redis-server is not on PATH (Debian: apt-get install redis-server)")
+	}
+	return path
+}
+
+func randomPrefix() string {
+	var b [6]byte
+	rand.Read(b[:])
+	return "mcptasks-test:" + hex.EncodeToString(b[:]) + ":"
+}
+
+// withOptions adds query options to a URL.
+func withOptions(raw string, opts ...string) string {
+	sep := "?"
+	if strings.Contains(raw, "?") {
+		sep = "&"
+	}
+	if len(opts) == 0 {
+		return raw
+	}
+	return raw + sep + strings.Join(opts, "&")
+}
+
+// newRedisFactory returns a storetest.NewBackend over the server at rawURL:
+// a random key prefix per backend, whose keys are removed at cleanup.
+func newRedisFactory(rawURL string) storetest.NewBackend {
+	return func(tb testing.TB) taskstore.Backend {
+		tb.Helper()
+		b, err := OpenBackend(context.Background(), withOptions(rawURL, "prefix="+randomPrefix()))
+		if err != nil {
+			tb.Fatal(err)
+		}
+		tb.Cleanup(func() {
+			b.Close()
+			// A backend of its own: the test may have closed b.
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			c, err := OpenBackend(ctx, withOptions(rawURL, "prefix="+b.(*redisBackend).prefix))
+			if err != nil {
+				tb.Errorf("removing test keys: %v", err)
+				return
+			}
+			defer c.Close()
+			if err := c.(*redisBackend).dropAll(ctx); err != nil {
+				tb.Errorf("removing test keys: %v", err)
+			}
+		})
+		return b
+	}
+}
+
+// dropAll removes every key under the backend's prefix (tests only).
+func (b *redisBackend) dropAll(ctx context.Context) error {
+	drop := func(ctx context.Context, c *redis.Client) error {
+		it := c.Scan(ctx, 0, redisGlobEscape(b.prefix)+"*", 1000).Iterator()
+		for it.Next(ctx) {
+			if err := c.Unlink(ctx, it.Val()).Err(); err != nil {
+				return err
+			}
+		}
+		return it.Err()
+	}
+	if c, ok := b.client.(*redis.ClusterClient); ok {
+		return c.ForEachMaster(ctx, drop)
+	}
+	return drop(ctx, b.client.(*redis.Client))
+}
+
+func TestRedisConformance(t *testing.T) {
+	for _, tc := range []struct{ name, env string }{
+		{"Standalone", envRedisURL},
+		{"Cluster", envRedisClusterURL},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			storetest.Run(t, newRedisFactory(redisTestURL(t, tc.env)))
+		})
+	}
+}
+
+// TestRedisKeyLayout checks what the server holds: one hash tag per owner,
+// PEXPIREAT on records and on indexes, and indexes cleaned of expired ids.
+func TestRedisKeyLayout(t *testing.T) {
+	url := redisTestURL(t, envRedisURL)
+	b := newRedisFactory(url)(t).(*redisBackend)
+	ctx := t.Context()
+	raw := b.client
+
+	owner := "a{b}:c"
+	base := b.prefix + "{" + "YXtifTpj" + "}" // base64url("a{b}:c")
+	if got := b.ownerBase(owner); got != base {
+		t.Fatalf("ownerBase = %q, want %q", got, base)
+	}
+	if got := b.ownerBase(""); got != b.prefix+"{=}" {
+		t.Fatalf("ownerBase(\"\") = %q", got)
+	}
+
+	soon := taskstore.Record{Owner: owner, TaskID: taskstore.NewTaskID(time.Now()), Data: []byte(`{}`),
+		ExpiresAt: time.Now().Add(300 * time.Millisecond)}
+	if err := b.Create(ctx, soon, 0); err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []string{base + ":t:" + soon.TaskID, base + ":ids", base + ":exp"} {
+		ttl, err := raw.PTTL(ctx, k).Result()
+		if err != nil || ttl <= 0 || ttl > 300*time.Millisecond+time.Millisecond {
+			t.Fatalf("PTTL %s = %v, %v; want about 300ms", k, ttl, err)
+		}
+	}
+	// A record that never expires makes the id index permanent.
+	forever := taskstore.Record{Owner: owner, TaskID: taskstore.NewTaskID(time.Now()), Data: []byte(`{}`)}
+	if err := b.Create(ctx, forever, 0); err != nil {
+		t.Fatal(err)
+	}
+	if ttl, _ := raw.PTTL(ctx, base+":ids").Result(); ttl != -1 {
+		t.Fatalf("ids PTTL = %v after a record without expiry, want none (-1)", ttl)
+	}
+	time.Sleep(400 * time.Millisecond)
+	if n, _ := raw.Exists(ctx, base+":t:"+soon.TaskID).Result(); n != 0 {
+		t.Fatal("Redis did not purge the expired record")
+	}
+	// The expired id is still indexed until a create, list or sweep.
+	if n, _ := raw.ZCard(ctx, base+":ids").Result(); n != 2 {
+		t.Fatalf("ids holds %d before the sweep, want 2", n)
+	}
+	if n, err := b.DeleteExpired(ctx); err != nil || n != 1 {
+		t.Fatalf("DeleteExpired = %d, %v; want 1", n, err)
+	}
+	if ids, _ := raw.ZRange(ctx, base+":ids", 0, -1).Result(); !slices.Equal(ids, []string{forever.TaskID}) {
+		t.Fatalf("ids after sweep = %v", ids)
+	}
+	if n, _ := raw.Exists(ctx, base+":exp").Result(); n != 0 {
+		t.Fatal("empty expiry index still exists")
+	}
+}
+
+// freePort returns a loopback port nothing listens on right now.
+func freePort(t testing.TB) int {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// redisProc is a redis-server run by a test.
+type redisProc struct {
+	cmd  *exec.Cmd
+	done chan struct{}
+}
+
+// startRedis runs redis-server on 127.0.0.1:port until stopped or the test
+// ends, and waits until it answers.
+func startRedis(t *testing.T, bin string, port int, args ...string) *redisProc {
+	t.Helper()
+	all := append([]string{"--bind", "127.0.0.1", "--port", strconv.Itoa(port),
+		"--save", "", "--appendonly", "no", "--dir", t.TempDir(), "--loglevel", "warning"}, args...)
+	cmd := exec.Command(bin, all...)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	p := &redisProc{cmd: cmd, done: make(chan struct{})}
+	go func() { cmd.Wait(); close(p.done) }()
+	t.Cleanup(p.stop)
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", port), 100*time.Millisecond)
+		if err == nil {
+			c.Close()
+			return p
+		}
+		select {
+		case <-p.done:
+			t.Fatalf("redis-server exited: %s", out.String())
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("redis-server did not listen on %d: %s", port, out.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// stop kills the server and waits for it to exit.
+func (p *redisProc) stop() {
+	select {
+	case <-p.done:
+		return
+	default:
+	}
+	p.cmd.Process.Kill()
+	<-p.done
+}
+
+func TestRedisOpenErrors(t *testing.T) {
+	t.Run("URL", func(t *testing.T) {
+		for _, raw := range []string{
+			"redis://127.0.0.1:1?nosuch=1",
+			"redis://127.0.0.1:1?db=x",
+			"redis://127.0.0.1:1?prefix=a{b}",
+			"redis://127.0.0.1:1/0?db=1",
+			"redis://127.0.0.1:1/x",
+			"redis://127.0.0.1:1,127.0.0.1:2",
+			"redis+cluster://127.0.0.1:1?db=1",
+			"rediss://127.0.0.1:1?tls=false",
+			"redis://127.0.0.1:1?tls_skip_verify=true",
+			"redis://127.0.0.1:1?dial_timeout=0s",
+			"redis://127.0.0.1:1?pool_size=-1",
+			"redis://",
+		} {
+			if b, err := OpenBackend(t.Context(), raw); err == nil {
+				b.Close()
+				t.Errorf("OpenBackend(%q) succeeded", raw)
+			}
+		}
+	})
+
+	t.Run("Unreachable", func(t *testing.T) {
+		port := freePort(t)
+		start := time.Now()
+		_, err := OpenBackend(t.Context(), fmt.Sprintf("redis://:s3cret@127.0.0.1:%d?dial_timeout=1s", port))
+		if err == nil {
+			t.Fatal("Open of a closed port succeeded")
+		}
+		if d := time.Since(start); d > 2*time.Second {
+			t.Fatalf("Open took %v with dial_timeout=1s", d)
+		}
+		checkOpenErr(t, err, "connection refused")
+	})
+
+	t.Run("UnreachableCluster", func(t *testing.T) {
+		start := time.Now()
+		_, err := OpenBackend(t.Context(), fmt.Sprintf("redis+cluster://u:s3cret@127.0.0.1:%d,127.0.0.1:%d?dial_timeout=1s", freePort(t), freePort(t)))
+		if err == nil {
+			t.Fatal("Open of closed ports succeeded")
+		}
+		if d := time.Since(start); d > 2*time.Second {
+			t.Fatalf("Open took %v with dial_timeout=1s", d)
+		}
+		checkOpenErr(t, err, "")
+	})
+
+	t.Run("WrongPassword", func(t *testing.T) {
+		bin := redisServerBinary(t)
+		port := freePort(t)
+		startRedis(t, bin, port, "--requirepass", "right-one")
+		for _, userinfo := range []string{":s3cret", "default:s3cret", "nobody:s3cret"} {
+			_, err := OpenBackend(t.Context(), fmt.Sprintf("redis://%s@127.0.0.1:%d?dial_timeout=2s", userinfo, port))
+			if err == nil {
+				t.Fatalf("Open with a wrong password (%s) succeeded", userinfo)
+			}
+			checkOpenErr(t, err, "WRONGPASS")
+		}
+		_, err := OpenBackend(t.Context(), fmt.Sprintf("redis://127.0.0.1:%d?dial_timeout=2s", port))
+		checkOpenErr(t, err, "NOAUTH")
+		b, err := OpenBackend(t.Context(), fmt.Sprintf("redis://:right-one@127.0.0.1:%d", port))
+		if err != nil {
+			t.Fatalf("Open with the right password: %v", err)
+		}
+		b.Close()
+	})
+}
+
+// checkOpenErr wants an ErrBackend that says why and never shows the password.
+func checkOpenErr(t *testing.T, err error, want string) {
+	t.Helper()
+	if err == nil {
+		t.Fatalf("no error, want one saying %q", want)
+	}
+	msg := err.Error()
+	if !errors.Is(err, taskstore.ErrBackend) || !strings.Contains(msg, want) || !strings.Contains(msg, "cannot reach Redis") {
+		t.Fatalf("error %q: want ErrBackend saying %q", msg, want)
+	}
+	if strings.Contains(msg, "s3cret") || strings.Contains(msg, "right-one") {
+		t.Fatalf("error shows the password: %q", msg)
+	}
+}
+
+// TestRedisFault kills the server under an open store, then brings it back
+// on the same port: every call fails within its deadline while it is gone,
+// and the same store works again once it is back.
+func TestRedisFault(t *testing.T) {
+	bin := redisServerBinary(t)
+	port := freePort(t)
+	srv := startRedis(t, bin, port)
+	b, err := OpenBackend(t.Context(), fmt.Sprintf("redis://127.0.0.1:%d?dial_timeout=500ms&pool_size=4", port))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+
+	calls := func(tag string) map[string]func(ctx context.Context) error {
+		r := taskstore.Record{Owner: "alice", TaskID: taskstore.NewTaskID(time.Now()), Data: []byte(`{"n":"` + tag + `"}`),
+			ExpiresAt: time.Now().Add(time.Hour)}
+		return map[string]func(ctx context.Context) error{
+			"1 Create": func(ctx context.Context) error { return b.Create(ctx, r, 10) },
+			"2 Get":    func(ctx context.Context) error { _, err := b.Get(ctx, "alice", r.TaskID); return err },
+			"3 Update": func(ctx context.Context) error {
+				_, err := b.Update(ctx, "alice", r.TaskID, []byte(`{}`), 1)
+				return err
+			},
+			"4 List": func(ctx context.Context) error { _, _, err := b.List(ctx, "alice", "", 10); return err },
+			"5 Delete": func(ctx context.Context) error {
+				_, err := b.Delete(ctx, "alice", r.TaskID)
+				return err
+			},
+			"6 DeleteExpired": func(ctx context.Context) error { _, err := b.DeleteExpired(ctx); return err },
+		}
+	}
+	runAll := func(tag string, wantErr bool) {
+		t.Helper()
+		ops := calls(tag)
+		names := slices.Sorted(func(yield func(string) bool) {
+			for k := range ops {
+				if !yield(k) {
+					return
+				}
+			}
+		})
+		// Many callers at once, as a server would have.
+		var wg sync.WaitGroup
+		for _, name := range names {
+			for range 4 {
+				wg.Go(func() {
+					const deadline = 700 * time.Millisecond
+					ctx, cancel := context.WithTimeout(t.Context(), deadline)
+					defer cancel()
+					start := time.Now()
+					err := ops[name](ctx)
+					took := time.Since(start)
+					if took > deadline+300*time.Millisecond {
+						t.Errorf("%s (%s): took %v, deadline %v", name, tag, took, deadline)
+					}
+					if wantErr && (err == nil || !errors.Is(err, taskstore.ErrBackend) && ctx.Err() == nil) {
+						t.Errorf("%s (%s) with the server down: %v, want ErrBackend", name, tag, err)
+					}
+				})
+			}
+			if !wantErr {
+				wg.Wait() // in order: create before get, and so on
+			}
+		}
+		wg.Wait()
+	}
+	up := calls("up")
+	for _, name := range []string{"1 Create", "2 Get", "3 Update", "4 List", "5 Delete", "6 DeleteExpired"} {
+		if err := up[name](t.Context()); err != nil {
+			t.Fatalf("%s before the fault: %v", name, err)
+		}
+	}
+	runAll("up", false)
+
+	srv.stop()
+	runAll("down", true)
+
+	startRedis(t, bin, port)
+	// Pooled connections died with the server; calls may fail until the
+	// pool notices, but not for long.
+	back := time.Now()
+	for {
+		ctx, cancel := context.WithTimeout(t.Context(), time.Second)
+		_, _, err := b.List(ctx, "alice", "", 1)
+		cancel()
+		if err == nil {
+			break
+		}
+		if time.Since(back) > 5*time.Second {
+			t.Fatalf("store did not recover within 5s: %v", err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Logf("recovered %v after the restart", time.Since(back))
+	// The server came back empty (no persistence): new writes work, old
+	// records are gone, and every call succeeds.
+	after := calls("after")
+	for _, name := range []string{"1 Create", "2 Get", "3 Update", "4 List", "5 Delete", "6 DeleteExpired"} {
+		if err := after[name](t.Context()); err != nil {
+			t.Fatalf("%s after the restart: %v", name, err)
+		}
+	}
+	if _, err := b.Get(t.Context(), "alice", taskstore.NewTaskID(time.Now())); !errors.Is(err, taskstore.ErrNotFound) {
+		t.Fatalf("Get after the restart: %v, want ErrNotFound", err)
+	}
+}
+
+// ---- Benchmarks ----
+//
+//	eval "$(scripts/redis_up.sh .tmp/redis)"
+//	go test -tags redis -run '^$' -bench 'Redis' -benchtime 2s .
+
+// benchCallers is how many goroutines the Parallel benchmarks run.
+const benchCallers = 64
+
+func setBenchParallelism(b *testing.B) {
+	b.SetParallelism((benchCallers + runtime.GOMAXPROCS(0) - 1) / runtime.GOMAXPROCS(0))
+}
+
+func BenchmarkRedisStore(b *testing.B) {
+	url := redisTestURL(b, envRedisURL)
+	setBenchParallelism(b)
+	storetest.RunBenchmarks(b, newRedisFactory(url))
+}
+
+func BenchmarkRedisStoreCluster(b *testing.B) {
+	url := redisTestURL(b, envRedisClusterURL)
+	setBenchParallelism(b)
+	storetest.RunBenchmarks(b, newRedisFactory(url), 100)
+}
+
+// BenchmarkRedisFloor is what the store is compared with: plain go-redis
+// round trips on the same server, on a hash the size of a task record.
+func BenchmarkRedisFloor(b *testing.B) {
+	url := redisTestURL(b, envRedisURL)
+	rb := newRedisFactory(url)(b).(*redisBackend)
+	c := rb.client
+	key := rb.prefix + "floor"
+	doc := bytes.Repeat([]byte("x"), 420)
+	if err := c.HSet(b.Context(), key, "v", 1, "d", doc).Err(); err != nil {
+		b.Fatal(err)
+	}
+	trivial := redis.NewScript(`return redis.call('HGET', KEYS[1], 'v')`)
+	ops := map[string]func(ctx context.Context) error{
+		"HGETALL": func(ctx context.Context) error { return c.HGetAll(ctx, key).Err() },
+		"EVALSHA": func(ctx context.Context) error { return trivial.Run(ctx, c, []string{key}).Err() },
+	}
+	for _, name := range []string{"HGETALL", "EVALSHA"} {
+		op := ops[name]
+		b.Run(name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if err := op(b.Context()); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+		b.Run(name+"Parallel", func(b *testing.B) {
+			setBenchParallelism(b)
+			b.ReportAllocs()
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					if err := op(context.Background()); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
+		})
+	}
+}
+
+// commandStats returns INFO commandstats as command -> calls.
+func commandStats(ctx context.Context, c redis.UniversalClient) (map[string]int64, error) {
+	info, err := c.Info(ctx, "commandstats").Result()
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]int64{}
+	for _, line := range strings.Split(info, "\n") {
+		name, rest, ok := strings.Cut(strings.TrimSpace(line), ":")
+		if !ok || !strings.HasPrefix(name, "cmdstat_") {
+			continue
+		}
+		for _, f := range strings.Split(rest, ",") {
+			if v, ok := strings.CutPrefix(f, "calls="); ok {
+				n, _ := strconv.ParseInt(v, 10, 64)
+				out[strings.TrimPrefix(name, "cmdstat_")] = n
+			}
+		}
+	}
+	return out, nil
+}
+
+// BenchmarkRedisOps runs each Store operation against the standalone
+// server and reports, besides ns/op: latency p50 and p99, round trips per
+// operation (commands the client sent: EVALSHA, EVAL) and commands the
+// server executed per operation (including those inside scripts), both
+// from INFO commandstats. Sequential and with 64 callers.
+func BenchmarkRedisOps(b *testing.B) {
+	url := redisTestURL(b, envRedisURL)
+	ctx := b.Context()
+	for _, size := range []int{100, 100_000} {
+		rb := newRedisFactory(url)(b).(*redisBackend)
+		s := taskstore.New(rb, taskstore.Config{MaxTasksPerOwner: -1})
+		ids := fillPipelined(b, s, rb, "bench", size)
+		ops := []struct {
+			name string
+			run  func(ctx context.Context, i int) error
+		}{
+			{"Get", func(ctx context.Context, i int) error {
+				_, err := s.Get(ctx, "bench", ids[i%len(ids)])
+				return err
+			}},
+			{"Create", func(ctx context.Context, i int) error {
+				_, err := s.Create(ctx, "bench-create", taskstore.CreateRequest{RequestMethod: "tools/call"})
+				return err
+			}},
+			{"UpdateStatus", func(ctx context.Context, i int) error {
+				st := [2]taskstore.Status{taskstore.StatusInputRequired, taskstore.StatusWorking}[(i/len(ids))%2]
+				_, err := s.UpdateStatus(ctx, "bench", ids[i%len(ids)], st, "")
+				return err
+			}},
+			{"SetVariables", func(ctx context.Context, i int) error {
+				_, err := s.SetVariables(ctx, "bench", ids[i%len(ids)], map[string]json.RawMessage{"progress": json.RawMessage(strconv.Itoa(i))})
+				return err
+			}},
+			{"ListPage50", func(ctx context.Context, i int) error {
+				p, err := s.List(ctx, "bench", "", 50)
+				if err == nil && len(p.Tasks) != 50 {
+					err = fmt.Errorf("page of %d", len(p.Tasks))
+				}
+				return err
+			}},
+		}
+		for _, op := range ops {
+			if size != 100 && op.name != "ListPage50" && op.name != "Get" {
+				continue
+			}
+			for _, callers := range []int{1, benchCallers} {
+				name := fmt.Sprintf("%s/owner=%d/callers=%d", op.name, size, callers)
+				b.Run(name, func(b *testing.B) {
+					before, err := commandStats(ctx, rb.client)
+					if err != nil {
+						b.Fatal(err)
+					}
+					lat := make([][]time.Duration, callers)
+					var next sync.Mutex
+					n := 0
+					take := func() (int, bool) {
+						next.Lock()
+						defer next.Unlock()
+						if n >= b.N {
+							return 0, false
+						}
+						n++
+						return n, true
+					}
+					b.ResetTimer()
+					var wg sync.WaitGroup
+					for c := range callers {
+						wg.Go(func() {
+							for {
+								i, ok := take()
+								if !ok {
+									return
+								}
+								t0 := time.Now()
+								if err := op.run(ctx, i); err != nil {
+									b.Error(err)
+									return
+								}
+								lat[c] = append(lat[c], time.Since(t0))
+							}
+						})
+					}
+					wg.Wait()
+					b.StopTimer()
+					after, err := commandStats(ctx, rb.client)
+					if err != nil {
+						b.Fatal(err)
+					}
+					var all []time.Duration
+					for _, l := range lat {
+						all = append(all, l...)
+					}
+					slices.Sort(all)
+					if len(all) > 0 {
+						b.ReportMetric(float64(all[len(all)/2].Microseconds()), "p50-µs")
+						b.ReportMetric(float64(all[len(all)*99/100].Microseconds()), "p99-µs")
+					}
+					var trips, cmds int64
+					for k, v := range after {
+						d := v - before[k]
+						if k == "info" {
+							continue
+						}
+						cmds += d
+						if k == "evalsha" || k == "eval" || k == "hgetall" {
+							trips += d
+						}
+					}
+					b.ReportMetric(float64(trips)/float64(b.N), "roundtrips/op")
+					b.ReportMetric(float64(cmds-trips)/float64(b.N), "cmds-in-script/op")
+				})
+			}
+		}
+	}
+}
+
+// fillPipelined gives owner n tasks fast: one made by the Store, then
+// copies of its document under new ids, created with the backend's own
+// create script in pipelines of 1000. It returns up to 100 of the ids.
+func fillPipelined(b *testing.B, s *taskstore.Store, rb *redisBackend, owner string, n int) []string {
+	ctx := b.Context()
+	first, err := s.Create(ctx, owner, taskstore.CreateRequest{RequestMethod: "tools/call"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	tmpl, err := rb.Get(ctx, owner, first.Task.TaskID)
+	if err != nil {
+		b.Fatal(err)
+	}
+	ids := []string{first.Task.TaskID}
+	for done := 1; done < n; {
+		pipe := rb.client.Pipeline()
+		for ; done < n && pipe.Len() < 1000; done++ {
+			r := tmpl
+			r.TaskID = taskstore.NewTaskID(time.Now())
+			r.Data = bytes.ReplaceAll(tmpl.Data, []byte(tmpl.TaskID), []byte(r.TaskID))
+			rec, idx, exp := rb.keys(owner, r.TaskID)
+			ns := r.ExpiresAt.UnixNano()
+			redisCreate.Run(ctx, pipe, []string{rec, idx, exp}, r.TaskID, r.Data,
+				strconv.FormatInt(ns, 10), strconv.FormatInt((ns+999_999)/1_000_000, 10), 0)
+			if len(ids) < 100 {
+				ids = append(ids, r.TaskID)
+			}
+		}
+		if _, err := pipe.Exec(ctx); err != nil {
+			b.Fatal(err)
+		}
+	}
+	return ids
+}
