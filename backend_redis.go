@@ -6,11 +6,14 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/url"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -50,12 +53,24 @@ const (
 //	rediss://…                                      (TLS)
 //	redis+cluster://[[USER]:PASSWORD@]HOST:PORT[,HOST:PORT…][?OPTIONS]
 //
-// Options: db (standalone only; or the path), prefix (key prefix, default
-// "mcptasks:"; no braces), tls, tls_skip_verify, tls_server_name,
-// pool_size, max_retries (-1: none), dial_timeout, read_timeout,
-// write_timeout. Unknown options are errors. Open pings every server
-// (within dial_timeout unless ctx ends sooner), so a wrong password or an
-// unreachable server fails here.
+// Options (unknown ones are errors):
+//
+//	db               database number (standalone only; or the URL path)
+//	prefix           key prefix, default "mcptasks:"; no braces
+//	tls              use TLS (default: true for rediss://, else false)
+//	tls_ca           PEM file of the CAs to trust instead of the system's
+//	tls_server_name  name to verify the certificate against (default: host)
+//	tls_skip_verify  do not verify the certificate (testing only)
+//	pool_size        connections per server (default: 10 per CPU)
+//	max_retries      retries of a failed call (default 3; -1: none)
+//	dial_timeout     default 5s; also bounds Open
+//	read_timeout     default 3s
+//	write_timeout    default 3s
+//
+// Open pings every server (every master of a cluster) within
+// dial_timeout, unless ctx ends sooner, so a wrong password or an
+// unreachable server fails here, with a message that names the servers and
+// the user but never the password.
 func openRedis(ctx context.Context, u *url.URL) (taskstore.Backend, error) {
 	q := newQuery(u)
 	dbOpt := q.Int("db", -1)
@@ -63,6 +78,7 @@ func openRedis(ctx context.Context, u *url.URL) (taskstore.Backend, error) {
 	useTLS := q.Bool("tls", u.Scheme == "rediss")
 	skipVerify := q.Bool("tls_skip_verify", false)
 	serverName := q.String("tls_server_name", "")
+	caFile := q.String("tls_ca", "")
 	poolSize := q.Int("pool_size", 0)
 	maxRetries := q.Int("max_retries", 0)
 	dialTimeout := q.Duration("dial_timeout", redisDefaultDialTimeout)
@@ -79,8 +95,8 @@ func openRedis(ctx context.Context, u *url.URL) (taskstore.Backend, error) {
 	if u.Scheme == "rediss" && !useTLS {
 		return nil, errors.New("rediss:// always uses TLS; drop tls=false or use redis://")
 	}
-	if (skipVerify || serverName != "") && !useTLS {
-		return nil, errors.New("tls_skip_verify and tls_server_name need TLS (rediss:// or tls=true)")
+	if (skipVerify || serverName != "" || caFile != "") && !useTLS {
+		return nil, errors.New("tls_ca, tls_skip_verify and tls_server_name need TLS (rediss:// or tls=true)")
 	}
 	if poolSize < 0 {
 		return nil, errors.New(`option "pool_size" must not be negative`)
@@ -139,6 +155,16 @@ func openRedis(ctx context.Context, u *url.URL) (taskstore.Backend, error) {
 				tlsConf.ServerName = host
 			}
 		}
+		if caFile != "" {
+			pem, err := os.ReadFile(caFile)
+			if err != nil {
+				return nil, fmt.Errorf("option \"tls_ca\": %w", err)
+			}
+			tlsConf.RootCAs = x509.NewCertPool()
+			if !tlsConf.RootCAs.AppendCertsFromPEM(pem) {
+				return nil, fmt.Errorf("option \"tls_ca\": no PEM certificate in %s", caFile)
+			}
+		}
 	}
 
 	// ContextTimeoutEnabled makes every call obey its context's deadline
@@ -171,7 +197,11 @@ func openRedis(ctx context.Context, u *url.URL) (taskstore.Backend, error) {
 		if user != "" {
 			who = fmt.Sprintf(" as user %q", user)
 		}
-		return nil, fmt.Errorf("%w: cannot reach Redis at %s%s: %w", taskstore.ErrBackend, strings.Join(addrs, ","), who, err)
+		hint := ""
+		if errors.Is(err, io.EOF) && !useTLS {
+			hint = " (a TLS port? use rediss:// or tls=true)"
+		}
+		return nil, fmt.Errorf("%w: cannot connect to Redis at %s%s: %w%s", taskstore.ErrBackend, strings.Join(addrs, ","), who, err, hint)
 	}
 	return b, nil
 }
@@ -390,11 +420,8 @@ func (b *redisBackend) Create(ctx context.Context, rec taskstore.Record, maxPerO
 	}
 	recKey, ids, exp := b.keys(rec.Owner, rec.TaskID)
 	expMS, pxat := redisExpiry(rec.ExpiresAt)
-	value := make([]byte, 0, len(rec.Data)+len(expMS)+3)
-	value = append(append(append(value, "1:"...), expMS...), ':')
-	value = append(value, rec.Data...)
 	res, err := redisCreate.Run(ctx, b.client, []string{recKey, ids, exp},
-		rec.TaskID, value, expMS, pxat, max(maxPerOwner, 0)).Int()
+		rec.TaskID, redisNewValue(expMS, rec.Data), expMS, pxat, max(maxPerOwner, 0)).Int()
 	if err != nil {
 		return b.fail(ctx, "create", err)
 	}
@@ -407,6 +434,13 @@ func (b *redisBackend) Create(ctx context.Context, rec taskstore.Record, maxPerO
 		return taskstore.ErrQuotaExceeded
 	}
 	return fmt.Errorf("%w: redis create: unexpected reply %d", taskstore.ErrBackend, res)
+}
+
+// redisNewValue is the stored form of a new record: "1:EXPIRY:DATA".
+func redisNewValue(expMS string, data []byte) []byte {
+	value := make([]byte, 0, len(data)+len(expMS)+3)
+	value = append(append(append(value, "1:"...), expMS...), ':')
+	return append(value, data...)
 }
 
 // redisExpiry gives the E field (expiry in Unix ms, rounded up) and the

@@ -5,11 +5,17 @@ package mcptasks
 import (
 	"bytes"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/hex"
 	"encoding/json"
+	"encoding/pem"
 	"errors"
 	"fmt"
+	"math/big"
 	"net"
 	"os"
 	"os/exec"
@@ -327,12 +333,13 @@ func checkOpenErr(t *testing.T, err error, want string) {
 		t.Fatalf("no error, want one saying %q", want)
 	}
 	msg := err.Error()
-	if !errors.Is(err, taskstore.ErrBackend) || !strings.Contains(msg, want) || !strings.Contains(msg, "cannot reach Redis") {
+	if !errors.Is(err, taskstore.ErrBackend) || !strings.Contains(msg, want) || !strings.Contains(msg, "cannot connect to Redis") {
 		t.Fatalf("error %q: want ErrBackend saying %q", msg, want)
 	}
 	if strings.Contains(msg, "s3cret") || strings.Contains(msg, "right-one") {
 		t.Fatalf("error shows the password: %q", msg)
 	}
+	t.Logf("Open error: %s", msg)
 }
 
 // TestRedisFault kills the server under an open store, then brings it back
@@ -687,7 +694,7 @@ func fillPipelined(b *testing.B, s *taskstore.Store, rb *redisBackend, owner str
 			r.Data = bytes.ReplaceAll(tmpl.Data, []byte(tmpl.TaskID), []byte(r.TaskID))
 			rec, idx, exp := rb.keys(owner, r.TaskID)
 			expMS, pxat := redisExpiry(r.ExpiresAt)
-			redisCreate.Run(ctx, pipe, []string{rec, idx, exp}, r.TaskID, r.Data, expMS, pxat, 0)
+			redisCreate.Run(ctx, pipe, []string{rec, idx, exp}, r.TaskID, redisNewValue(expMS, r.Data), expMS, pxat, 0)
 			if len(ids) < 100 {
 				ids = append(ids, r.TaskID)
 			}
@@ -741,4 +748,81 @@ func (h *sentCommands) ProcessPipelineHook(next redis.ProcessPipelineHook) redis
 		h.count(cmds...)
 		return next(ctx, cmds)
 	}
+}
+
+// TestRedisTLS runs a TLS-only redis-server with a certificate from a test
+// CA: rediss:// with tls_ca works, without it the certificate is refused,
+// and plain redis:// to the TLS port fails.
+func TestRedisTLS(t *testing.T) {
+	bin := redisServerBinary(t)
+	dir := t.TempDir()
+	ca, caKey := testCert(t, dir, "ca", nil, nil)
+	testCert(t, dir, "server", ca, caKey)
+	port := freePort(t)
+	startRedis(t, bin, port, "--port", "0", "--tls-port", strconv.Itoa(port),
+		"--tls-cert-file", dir+"/server.pem", "--tls-key-file", dir+"/server.key",
+		"--tls-ca-cert-file", dir+"/ca.pem", "--tls-auth-clients", "no")
+
+	base := fmt.Sprintf("rediss://127.0.0.1:%d?dial_timeout=2s", port)
+	b, err := OpenBackend(t.Context(), base+"&tls_ca="+dir+"/ca.pem&prefix="+randomPrefix())
+	if err != nil {
+		t.Fatalf("rediss with tls_ca: %v", err)
+	}
+	defer b.Close()
+	r := taskstore.Record{Owner: "alice", TaskID: taskstore.NewTaskID(time.Now()), Data: []byte(`{}`)}
+	if err := b.Create(t.Context(), r, 0); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := b.Get(t.Context(), "alice", r.TaskID); err != nil || got.Version != 1 {
+		t.Fatalf("Get over TLS: %+v, %v", got, err)
+	}
+
+	_, err = OpenBackend(t.Context(), base)
+	checkOpenErr(t, err, "certificate")
+	_, err = OpenBackend(t.Context(), fmt.Sprintf("redis://127.0.0.1:%d?dial_timeout=1s", port))
+	checkOpenErr(t, err, "rediss://")
+}
+
+// testCert writes NAME.pem and NAME.key to dir: a CA when parent is nil,
+// else a certificate for 127.0.0.1 signed by parent.
+func testCert(t *testing.T, dir, name string, parent *x509.Certificate, parentKey *ecdsa.PrivateKey) (*x509.Certificate, *ecdsa.PrivateKey) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(time.Now().UnixNano()),
+		Subject:      pkix.Name{CommonName: "mcptasks test " + name},
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().Add(time.Hour),
+	}
+	if parent == nil {
+		tmpl.IsCA, tmpl.BasicConstraintsValid = true, true
+		tmpl.KeyUsage = x509.KeyUsageCertSign
+		parent, parentKey = tmpl, key
+	} else {
+		tmpl.IPAddresses = []net.IP{net.IPv4(127, 0, 0, 1)}
+		tmpl.KeyUsage = x509.KeyUsageDigitalSignature
+		tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, parent, &key.PublicKey, parentKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyDER, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(dir+"/"+name+".pem", pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(dir+"/"+name+".key", pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return cert, key
 }
