@@ -826,3 +826,110 @@ func testCert(t *testing.T, dir, name string, parent *x509.Certificate, parentKe
 	}
 	return cert, key
 }
+
+// BenchmarkRedisRatios measures the Store against the raw go-redis floor
+// in alternating rounds (each round runs every operation 300 times with
+// one caller, 2400 times with 64 callers), so that a busy machine slows all of them alike; it
+// reports each operation's rate and its ratio to the HGETALL rate. Run it
+// with a fixed round count:
+//
+//	go test -tags redis -run '^$' -bench RedisRatios -benchtime 20x .
+func BenchmarkRedisRatios(b *testing.B) {
+	url := redisTestURL(b, envRedisURL)
+	rb := newRedisFactory(url)(b).(*redisBackend)
+	s := taskstore.New(rb, taskstore.Config{MaxTasksPerOwner: -1})
+	ids := fillPipelined(b, s, rb, "bench", 100)
+	floorKey := rb.prefix + "floor"
+	if err := rb.client.HSet(b.Context(), floorKey, "v", 1, "d", bytes.Repeat([]byte("x"), 420)).Err(); err != nil {
+		b.Fatal(err)
+	}
+	trivial := redis.NewScript(`return redis.call('HGET', KEYS[1], 'v')`)
+	var flips [benchCallers]int
+	names := []string{"HGETALL", "EVALSHA", "BackendGet", "Get", "BackendUpdate", "UpdateStatus", "SetVariables", "BackendList50", "StoreList50"}
+	raw, err := rb.Get(b.Context(), "bench", ids[0])
+	if err != nil {
+		b.Fatal(err)
+	}
+	// BackendUpdate has tasks of its own, so it alone changes their versions.
+	casIDs := fillPipelined(b, s, rb, "bench-cas", benchCallers)
+	var versions [benchCallers]uint64
+	ops := map[string]func(ctx context.Context, c, i int) error{
+		"HGETALL": func(ctx context.Context, c, i int) error { return rb.client.HGetAll(ctx, floorKey).Err() },
+		"EVALSHA": func(ctx context.Context, c, i int) error {
+			return trivial.Run(ctx, rb.client, []string{floorKey}).Err()
+		},
+		"BackendGet": func(ctx context.Context, c, i int) error {
+			_, err := rb.Get(ctx, "bench", ids[c])
+			return err
+		},
+		"Get": func(ctx context.Context, c, i int) error {
+			_, err := s.Get(ctx, "bench", ids[c])
+			return err
+		},
+		// One compare-and-swap, no read: the caller tracks the version.
+		"BackendUpdate": func(ctx context.Context, c, i int) error {
+			if versions[c] == 0 {
+				r, err := rb.Get(ctx, "bench-cas", casIDs[c])
+				if err != nil {
+					return err
+				}
+				versions[c] = r.Version
+			}
+			v, err := rb.Update(ctx, "bench-cas", casIDs[c], raw.Data, versions[c])
+			versions[c] = v
+			return err
+		},
+		"UpdateStatus": func(ctx context.Context, c, i int) error {
+			flips[c]++
+			st := [2]taskstore.Status{taskstore.StatusWorking, taskstore.StatusInputRequired}[flips[c]%2]
+			_, err := s.UpdateStatus(ctx, "bench", ids[c], st, "")
+			return err
+		},
+		"SetVariables": func(ctx context.Context, c, i int) error {
+			_, err := s.SetVariables(ctx, "bench", ids[c], map[string]json.RawMessage{"progress": json.RawMessage(strconv.Itoa(i))})
+			return err
+		},
+		"BackendList50": func(ctx context.Context, c, i int) error {
+			_, _, err := rb.List(ctx, "bench", "", 50)
+			return err
+		},
+		"StoreList50": func(ctx context.Context, c, i int) error {
+			_, err := s.List(ctx, "bench", "", 50)
+			return err
+		},
+	}
+	for _, callers := range []int{1, benchCallers} {
+		perRound := 300 * max(1, callers/8)
+		b.Run(fmt.Sprintf("callers=%d", callers), func(b *testing.B) {
+			ctx := b.Context()
+			spent := map[string]time.Duration{}
+			for range b.N {
+				for _, name := range names {
+					op := ops[name]
+					start := time.Now()
+					var wg sync.WaitGroup
+					for c := range callers {
+						wg.Go(func() {
+							for i := c; i < perRound; i += callers {
+								if err := op(ctx, c, i); err != nil {
+									b.Error(name, err)
+									return
+								}
+							}
+						})
+					}
+					wg.Wait()
+					spent[name] += time.Since(start)
+				}
+			}
+			rate := func(name string) float64 { return float64(b.N*perRound) / spent[name].Seconds() }
+			for _, name := range names {
+				b.ReportMetric(rate(name), name+"/s")
+				if name != "HGETALL" {
+					b.ReportMetric(rate(name)/rate("HGETALL"), name+"/HGETALL")
+				}
+			}
+			b.ReportMetric(0, "ns/op")
+		})
+	}
+}
