@@ -59,7 +59,7 @@ const (
 //	prefix           key prefix, default "mcptasks:"; no braces
 //	tls              use TLS (default: true for rediss://, else false)
 //	tls_ca           PEM file of the CAs to trust instead of the system's
-//	tls_server_name  name to verify the certificate against (default: host)
+//	tls_server_name  name to verify certificates against (default: each server's host)
 //	tls_skip_verify  do not verify the certificate (testing only)
 //	pool_size        connections per server (default: 10 per CPU)
 //	max_retries      retries of a failed call (default 3; -1: none)
@@ -150,7 +150,7 @@ func openRedis(ctx context.Context, u *url.URL) (taskstore.Backend, error) {
 	var tlsConf *tls.Config
 	if useTLS {
 		tlsConf = &tls.Config{MinVersion: tls.VersionTLS12, ServerName: serverName, InsecureSkipVerify: skipVerify}
-		if serverName == "" {
+		if serverName == "" && !cluster {
 			if host, _, err := net.SplitHostPort(addrs[0]); err == nil {
 				tlsConf.ServerName = host
 			}
@@ -178,6 +178,17 @@ func openRedis(ctx context.Context, u *url.URL) (taskstore.Backend, error) {
 			PoolSize: poolSize, MaxRetries: maxRetries, DialerRetries: 1,
 			DialTimeout: dialTimeout, ReadTimeout: readTimeout, WriteTimeout: writeTimeout,
 			ContextTimeoutEnabled: true, DisableIdentity: true, MaintNotificationsConfig: maint,
+			NewClient: func(o *redis.Options) *redis.Client {
+				// Verify each node's certificate against that node's own
+				// host, unless tls_server_name says otherwise.
+				if o.TLSConfig != nil && o.TLSConfig.ServerName == "" {
+					if host, _, err := net.SplitHostPort(o.Addr); err == nil {
+						o.TLSConfig = o.TLSConfig.Clone()
+						o.TLSConfig.ServerName = host
+					}
+				}
+				return redis.NewClient(o)
+			},
 		})
 	} else {
 		client = redis.NewClient(&redis.Options{
