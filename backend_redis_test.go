@@ -38,15 +38,15 @@ import (
 const (
 	envRedisURL        = "MCPTASKS_TEST_REDIS_URL"
 	envRedisClusterURL = "MCPTASKS_TEST_REDIS_CLUSTER_URL"
-	envRequire         = "MCPTASKS_TEST_REQUIRE"
+	redisEnvRequire    = "MCPTASKS_TEST_REQUIRE"
 )
 
 func redisTestURL(tb testing.TB, env string) string {
 	tb.Helper()
 	u := os.Getenv(env)
 	if u == "" {
-		if os.Getenv(envRequire) == "1" {
-			tb.Fatalf("%s is not set and %s=1; start servers with: eval \"$(scripts/redis_up.sh .tmp/redis)\"", env, envRequire)
+		if os.Getenv(redisEnvRequire) == "1" {
+			tb.Fatalf("%s is not set and %s=1; start servers with: eval \"$(scripts/redis_up.sh .tmp/redis)\"", env, redisEnvRequire)
 		}
 		tb.Skipf("%s is not set; start servers with: eval \"$(scripts/redis_up.sh .tmp/redis)\"", env)
 	}
@@ -58,22 +58,22 @@ func redisServerBinary(tb testing.TB) string {
 	tb.Helper()
 	path, err := exec.LookPath("redis-server")
 	if err != nil {
-		if os.Getenv(envRequire) == "1" {
-			tb.Fatalf("redis-server is not on PATH and %s=1", envRequire)
+		if os.Getenv(redisEnvRequire) == "1" {
+			tb.Fatalf("redis-server is not on PATH and %s=1", redisEnvRequire)
 		}
 		tb.Skip("redis-server is not on PATH (Debian: apt-get install redis-server)")
 	}
 	return path
 }
 
-func randomPrefix() string {
+func redisRandomPrefix() string {
 	var b [6]byte
 	rand.Read(b[:])
 	return "mcptasks-test:" + hex.EncodeToString(b[:]) + ":"
 }
 
-// withOptions adds query options to a URL.
-func withOptions(raw string, opts ...string) string {
+// redisWithOptions adds query options to a URL.
+func redisWithOptions(raw string, opts ...string) string {
 	sep := "?"
 	if strings.Contains(raw, "?") {
 		sep = "&"
@@ -89,7 +89,7 @@ func withOptions(raw string, opts ...string) string {
 func newRedisFactory(rawURL string) storetest.NewBackend {
 	return func(tb testing.TB) taskstore.Backend {
 		tb.Helper()
-		b, err := OpenBackend(context.Background(), withOptions(rawURL, "prefix="+randomPrefix()))
+		b, err := OpenBackend(context.Background(), redisWithOptions(rawURL, "prefix="+redisRandomPrefix()))
 		if err != nil {
 			tb.Fatal(err)
 		}
@@ -98,7 +98,7 @@ func newRedisFactory(rawURL string) storetest.NewBackend {
 			// A backend of its own: the test may have closed b.
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			defer cancel()
-			c, err := OpenBackend(ctx, withOptions(rawURL, "prefix="+b.(*redisBackend).prefix))
+			c, err := OpenBackend(ctx, redisWithOptions(rawURL, "prefix="+b.(*redisBackend).prefix))
 			if err != nil {
 				tb.Errorf("removing test keys: %v", err)
 				return
@@ -196,8 +196,8 @@ func TestRedisKeyLayout(t *testing.T) {
 	}
 }
 
-// freePort returns a loopback port nothing listens on right now.
-func freePort(t testing.TB) int {
+// redisFreePort returns a loopback port nothing listens on right now.
+func redisFreePort(t testing.TB) int {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -281,7 +281,7 @@ func TestRedisOpenErrors(t *testing.T) {
 	})
 
 	t.Run("Unreachable", func(t *testing.T) {
-		port := freePort(t)
+		port := redisFreePort(t)
 		start := time.Now()
 		_, err := OpenBackend(t.Context(), fmt.Sprintf("redis://:s3cret@127.0.0.1:%d?dial_timeout=1s", port))
 		if err == nil {
@@ -290,34 +290,34 @@ func TestRedisOpenErrors(t *testing.T) {
 		if d := time.Since(start); d > 2*time.Second {
 			t.Fatalf("Open took %v with dial_timeout=1s", d)
 		}
-		checkOpenErr(t, err, "connection refused")
+		redisCheckOpenErr(t, err, "connection refused")
 	})
 
 	t.Run("UnreachableCluster", func(t *testing.T) {
 		start := time.Now()
-		_, err := OpenBackend(t.Context(), fmt.Sprintf("redis+cluster://u:s3cret@127.0.0.1:%d,127.0.0.1:%d?dial_timeout=1s", freePort(t), freePort(t)))
+		_, err := OpenBackend(t.Context(), fmt.Sprintf("redis+cluster://u:s3cret@127.0.0.1:%d,127.0.0.1:%d?dial_timeout=1s", redisFreePort(t), redisFreePort(t)))
 		if err == nil {
 			t.Fatal("Open of closed ports succeeded")
 		}
 		if d := time.Since(start); d > 2*time.Second {
 			t.Fatalf("Open took %v with dial_timeout=1s", d)
 		}
-		checkOpenErr(t, err, "")
+		redisCheckOpenErr(t, err, "")
 	})
 
 	t.Run("WrongPassword", func(t *testing.T) {
 		bin := redisServerBinary(t)
-		port := freePort(t)
+		port := redisFreePort(t)
 		startRedis(t, bin, port, "--requirepass", "right-one")
 		for _, userinfo := range []string{":s3cret", "default:s3cret", "nobody:s3cret"} {
 			_, err := OpenBackend(t.Context(), fmt.Sprintf("redis://%s@127.0.0.1:%d?dial_timeout=2s", userinfo, port))
 			if err == nil {
 				t.Fatalf("Open with a wrong password (%s) succeeded", userinfo)
 			}
-			checkOpenErr(t, err, "WRONGPASS")
+			redisCheckOpenErr(t, err, "WRONGPASS")
 		}
 		_, err := OpenBackend(t.Context(), fmt.Sprintf("redis://127.0.0.1:%d?dial_timeout=2s", port))
-		checkOpenErr(t, err, "NOAUTH")
+		redisCheckOpenErr(t, err, "NOAUTH")
 		b, err := OpenBackend(t.Context(), fmt.Sprintf("redis://:right-one@127.0.0.1:%d", port))
 		if err != nil {
 			t.Fatalf("Open with the right password: %v", err)
@@ -326,8 +326,8 @@ func TestRedisOpenErrors(t *testing.T) {
 	})
 }
 
-// checkOpenErr wants an ErrBackend that says why and never shows the password.
-func checkOpenErr(t *testing.T, err error, want string) {
+// redisCheckOpenErr wants an ErrBackend that says why and never shows the password.
+func redisCheckOpenErr(t *testing.T, err error, want string) {
 	t.Helper()
 	if err == nil {
 		t.Fatalf("no error, want one saying %q", want)
@@ -347,7 +347,7 @@ func checkOpenErr(t *testing.T, err error, want string) {
 // and the same store works again once it is back.
 func TestRedisFault(t *testing.T) {
 	bin := redisServerBinary(t)
-	port := freePort(t)
+	port := redisFreePort(t)
 	srv := startRedis(t, bin, port)
 	b, err := OpenBackend(t.Context(), fmt.Sprintf("redis://127.0.0.1:%d?dial_timeout=500ms&pool_size=4", port))
 	if err != nil {
@@ -454,22 +454,22 @@ func TestRedisFault(t *testing.T) {
 //	eval "$(scripts/redis_up.sh .tmp/redis)"
 //	go test -tags redis -run '^$' -bench 'Redis' -benchtime 2s .
 
-// benchCallers is how many goroutines the Parallel benchmarks run.
-const benchCallers = 64
+// redisBenchCallers is how many goroutines the Parallel benchmarks run.
+const redisBenchCallers = 64
 
-func setBenchParallelism(b *testing.B) {
-	b.SetParallelism((benchCallers + runtime.GOMAXPROCS(0) - 1) / runtime.GOMAXPROCS(0))
+func redisSetBenchParallelism(b *testing.B) {
+	b.SetParallelism((redisBenchCallers + runtime.GOMAXPROCS(0) - 1) / runtime.GOMAXPROCS(0))
 }
 
 func BenchmarkRedisStore(b *testing.B) {
 	url := redisTestURL(b, envRedisURL)
-	setBenchParallelism(b)
+	redisSetBenchParallelism(b)
 	storetest.RunBenchmarks(b, newRedisFactory(url))
 }
 
 func BenchmarkRedisStoreCluster(b *testing.B) {
 	url := redisTestURL(b, envRedisClusterURL)
-	setBenchParallelism(b)
+	redisSetBenchParallelism(b)
 	storetest.RunBenchmarks(b, newRedisFactory(url), 100)
 }
 
@@ -500,7 +500,7 @@ func BenchmarkRedisFloor(b *testing.B) {
 			}
 		})
 		b.Run(name+"Parallel", func(b *testing.B) {
-			setBenchParallelism(b)
+			redisSetBenchParallelism(b)
 			b.ReportAllocs()
 			b.RunParallel(func(pb *testing.PB) {
 				for pb.Next() {
@@ -514,22 +514,22 @@ func BenchmarkRedisFloor(b *testing.B) {
 	}
 }
 
-// cmdStat is one line of INFO commandstats.
-type cmdStat struct{ calls, usec int64 }
+// redisCmdStat is one line of INFO commandstats.
+type redisCmdStat struct{ calls, usec int64 }
 
-// commandStats returns INFO commandstats by command name.
-func commandStats(ctx context.Context, c redis.UniversalClient) (map[string]cmdStat, error) {
+// redisCommandStats returns INFO commandstats by command name.
+func redisCommandStats(ctx context.Context, c redis.UniversalClient) (map[string]redisCmdStat, error) {
 	info, err := c.Info(ctx, "commandstats").Result()
 	if err != nil {
 		return nil, err
 	}
-	out := map[string]cmdStat{}
+	out := map[string]redisCmdStat{}
 	for _, line := range strings.Split(info, "\n") {
 		name, rest, ok := strings.Cut(strings.TrimSpace(line), ":")
 		if !ok || !strings.HasPrefix(name, "cmdstat_") {
 			continue
 		}
-		var st cmdStat
+		var st redisCmdStat
 		for _, f := range strings.Split(rest, ",") {
 			k, v, _ := strings.Cut(f, "=")
 			n, _ := strconv.ParseInt(v, 10, 64)
@@ -556,12 +556,12 @@ func BenchmarkRedisOps(b *testing.B) {
 	for _, size := range []int{100, 100_000} {
 		rb := newRedisFactory(url)(b).(*redisBackend)
 		s := taskstore.New(rb, taskstore.Config{MaxTasksPerOwner: -1})
-		ids := fillPipelined(b, s, rb, "bench", size)
-		sent := &sentCommands{}
+		ids := redisFillPipelined(b, s, rb, "bench", size)
+		sent := &redisSentCommands{}
 		rb.client.AddHook(sent)
-		// Caller c works on task ids[c] (ids has >= benchCallers), so
+		// Caller c works on task ids[c] (ids has >= redisBenchCallers), so
 		// status changes never race; flips[c] is that task's status.
-		var flips [benchCallers]int
+		var flips [redisBenchCallers]int
 		ops := []struct {
 			name string
 			run  func(ctx context.Context, c, i int) error
@@ -596,10 +596,10 @@ func BenchmarkRedisOps(b *testing.B) {
 			if size != 100 && op.name != "ListPage50" && op.name != "Get" {
 				continue
 			}
-			for _, callers := range []int{1, benchCallers} {
+			for _, callers := range []int{1, redisBenchCallers} {
 				name := fmt.Sprintf("%s/owner=%d/callers=%d", op.name, size, callers)
 				b.Run(name, func(b *testing.B) {
-					before, err := commandStats(ctx, rb.client)
+					before, err := redisCommandStats(ctx, rb.client)
 					if err != nil {
 						b.Fatal(err)
 					}
@@ -637,7 +637,7 @@ func BenchmarkRedisOps(b *testing.B) {
 					wg.Wait()
 					b.StopTimer()
 					client := sent.reset()
-					after, err := commandStats(ctx, rb.client)
+					after, err := redisCommandStats(ctx, rb.client)
 					if err != nil {
 						b.Fatal(err)
 					}
@@ -672,10 +672,10 @@ func BenchmarkRedisOps(b *testing.B) {
 	}
 }
 
-// fillPipelined gives owner n tasks fast: one made by the Store, then
+// redisFillPipelined gives owner n tasks fast: one made by the Store, then
 // copies of its document under new ids, created with the backend's own
 // create script in pipelines of 1000. It returns up to 100 of the ids.
-func fillPipelined(b *testing.B, s *taskstore.Store, rb *redisBackend, owner string, n int) []string {
+func redisFillPipelined(b *testing.B, s *taskstore.Store, rb *redisBackend, owner string, n int) []string {
 	ctx := b.Context()
 	first, err := s.Create(ctx, owner, taskstore.CreateRequest{RequestMethod: "tools/call"})
 	if err != nil {
@@ -706,13 +706,13 @@ func fillPipelined(b *testing.B, s *taskstore.Store, rb *redisBackend, owner str
 	return ids
 }
 
-// sentCommands is a go-redis hook that counts the commands a client sends.
-type sentCommands struct {
+// redisSentCommands is a go-redis hook that counts the commands a client sends.
+type redisSentCommands struct {
 	mu sync.Mutex
 	n  map[string]int64
 }
 
-func (h *sentCommands) count(cmds ...redis.Cmder) {
+func (h *redisSentCommands) count(cmds ...redis.Cmder) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.n == nil {
@@ -724,7 +724,7 @@ func (h *sentCommands) count(cmds ...redis.Cmder) {
 }
 
 // reset returns the counts so far and starts again.
-func (h *sentCommands) reset() map[string]int64 {
+func (h *redisSentCommands) reset() map[string]int64 {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	n := h.n
@@ -732,9 +732,9 @@ func (h *sentCommands) reset() map[string]int64 {
 	return n
 }
 
-func (h *sentCommands) DialHook(next redis.DialHook) redis.DialHook { return next }
+func (h *redisSentCommands) DialHook(next redis.DialHook) redis.DialHook { return next }
 
-func (h *sentCommands) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+func (h *redisSentCommands) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 	return func(ctx context.Context, cmd redis.Cmder) error {
 		if cmd.Name() != "info" {
 			h.count(cmd)
@@ -743,7 +743,7 @@ func (h *sentCommands) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 	}
 }
 
-func (h *sentCommands) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+func (h *redisSentCommands) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
 	return func(ctx context.Context, cmds []redis.Cmder) error {
 		h.count(cmds...)
 		return next(ctx, cmds)
@@ -756,15 +756,15 @@ func (h *sentCommands) ProcessPipelineHook(next redis.ProcessPipelineHook) redis
 func TestRedisTLS(t *testing.T) {
 	bin := redisServerBinary(t)
 	dir := t.TempDir()
-	ca, caKey := testCert(t, dir, "ca", nil, nil)
-	testCert(t, dir, "server", ca, caKey)
-	port := freePort(t)
+	ca, caKey := redisTestCert(t, dir, "ca", nil, nil)
+	redisTestCert(t, dir, "server", ca, caKey)
+	port := redisFreePort(t)
 	startRedis(t, bin, port, "--port", "0", "--tls-port", strconv.Itoa(port),
 		"--tls-cert-file", dir+"/server.pem", "--tls-key-file", dir+"/server.key",
 		"--tls-ca-cert-file", dir+"/ca.pem", "--tls-auth-clients", "no")
 
 	base := fmt.Sprintf("rediss://127.0.0.1:%d?dial_timeout=2s", port)
-	b, err := OpenBackend(t.Context(), base+"&tls_ca="+dir+"/ca.pem&prefix="+randomPrefix())
+	b, err := OpenBackend(t.Context(), base+"&tls_ca="+dir+"/ca.pem&prefix="+redisRandomPrefix())
 	if err != nil {
 		t.Fatalf("rediss with tls_ca: %v", err)
 	}
@@ -778,14 +778,14 @@ func TestRedisTLS(t *testing.T) {
 	}
 
 	_, err = OpenBackend(t.Context(), base)
-	checkOpenErr(t, err, "certificate")
+	redisCheckOpenErr(t, err, "certificate")
 	_, err = OpenBackend(t.Context(), fmt.Sprintf("redis://127.0.0.1:%d?dial_timeout=1s", port))
-	checkOpenErr(t, err, "rediss://")
+	redisCheckOpenErr(t, err, "rediss://")
 }
 
-// testCert writes NAME.pem and NAME.key to dir: a CA when parent is nil,
+// redisTestCert writes NAME.pem and NAME.key to dir: a CA when parent is nil,
 // else a certificate for 127.0.0.1 signed by parent.
-func testCert(t *testing.T, dir, name string, parent *x509.Certificate, parentKey *ecdsa.PrivateKey) (*x509.Certificate, *ecdsa.PrivateKey) {
+func redisTestCert(t *testing.T, dir, name string, parent *x509.Certificate, parentKey *ecdsa.PrivateKey) (*x509.Certificate, *ecdsa.PrivateKey) {
 	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -838,21 +838,21 @@ func BenchmarkRedisRatios(b *testing.B) {
 	url := redisTestURL(b, envRedisURL)
 	rb := newRedisFactory(url)(b).(*redisBackend)
 	s := taskstore.New(rb, taskstore.Config{MaxTasksPerOwner: -1})
-	ids := fillPipelined(b, s, rb, "bench", 100)
+	ids := redisFillPipelined(b, s, rb, "bench", 100)
 	floorKey := rb.prefix + "floor"
 	if err := rb.client.HSet(b.Context(), floorKey, "v", 1, "d", bytes.Repeat([]byte("x"), 420)).Err(); err != nil {
 		b.Fatal(err)
 	}
 	trivial := redis.NewScript(`return redis.call('HGET', KEYS[1], 'v')`)
-	var flips [benchCallers]int
+	var flips [redisBenchCallers]int
 	names := []string{"HGETALL", "EVALSHA", "BackendGet", "Get", "BackendUpdate", "UpdateStatus", "SetVariables", "BackendList50", "StoreList50"}
 	raw, err := rb.Get(b.Context(), "bench", ids[0])
 	if err != nil {
 		b.Fatal(err)
 	}
 	// BackendUpdate has tasks of its own, so it alone changes their versions.
-	casIDs := fillPipelined(b, s, rb, "bench-cas", benchCallers)
-	var versions [benchCallers]uint64
+	casIDs := redisFillPipelined(b, s, rb, "bench-cas", redisBenchCallers)
+	var versions [redisBenchCallers]uint64
 	ops := map[string]func(ctx context.Context, c, i int) error{
 		"HGETALL": func(ctx context.Context, c, i int) error { return rb.client.HGetAll(ctx, floorKey).Err() },
 		"EVALSHA": func(ctx context.Context, c, i int) error {
@@ -898,7 +898,7 @@ func BenchmarkRedisRatios(b *testing.B) {
 			return err
 		},
 	}
-	for _, callers := range []int{1, benchCallers} {
+	for _, callers := range []int{1, redisBenchCallers} {
 		perRound := 300 * max(1, callers/8)
 		b.Run(fmt.Sprintf("callers=%d", callers), func(b *testing.B) {
 			ctx := b.Context()
