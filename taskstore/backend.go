@@ -18,8 +18,16 @@ import (
 // toward an owner's quota, whether or not the backend has physically
 // removed it yet.
 //
+// Expiry is decided at millisecond precision by the backend's clock (for a
+// server, the server's), so clock skew between a Store and its server moves
+// expiry by that skew.
+//
 // Errors are the package's sentinel errors (test them with errors.Is);
-// context errors are returned unchanged.
+// context errors are returned unchanged. A call that fails any other way
+// (timeout, lost connection) may or may not have been applied. Every write
+// is conditional, so nothing is ever applied twice; a caller that retries a
+// create or update whose reply was lost may see ErrAlreadyExists or
+// ErrVersionConflict for its own write.
 type Backend interface {
 	// Create stores a new record at version 1. It never overwrites: if a live
 	// record exists at the key it returns ErrAlreadyExists. If maxPerOwner > 0

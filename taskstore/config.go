@@ -91,8 +91,8 @@ func (c Config) withDefaults(maxRecord int) Config {
 	d := DefaultConfig()
 	if maxRecord > 0 {
 		// Leave room for the task's other fields and JSON escaping.
-		d.MaxVariablesSize = maxRecord * 4 / 10
-		d.MaxResultSize = maxRecord * 4 / 10
+		d.MaxVariablesSize = min(d.MaxVariablesSize, maxRecord*4/10)
+		d.MaxResultSize = min(d.MaxResultSize, maxRecord*4/10)
 		d.MaxStringLen = min(d.MaxStringLen, d.MaxVariablesSize)
 	}
 	fill := func(v *int, def int) {
