@@ -1,0 +1,261 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/modelcontextprotocol/go-sdk/auth"
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+
+	"github.com/mcptasks/mcptasks"
+	"github.com/mcptasks/mcptasks/taskrouter"
+	"github.com/mcptasks/mcptasks/taskstore"
+)
+
+func init() {
+	register(command{
+		Name:    "serve",
+		Summary: "serve a demo MCP server with durable tasks (streamable HTTP, or --stdio)",
+		Run:     serveMain,
+	})
+}
+
+// tokenFlag collects --token TOKEN=USER.
+type tokenFlag map[string]string
+
+func (t tokenFlag) String() string { return fmt.Sprintf("%d tokens", len(t)) }
+
+func (t tokenFlag) Set(v string) error {
+	tok, user, ok := strings.Cut(v, "=")
+	if !ok || strings.TrimSpace(tok) == "" || strings.TrimSpace(user) == "" {
+		return errors.New("want TOKEN=USER")
+	}
+	t[strings.TrimSpace(tok)] = strings.TrimSpace(user)
+	return nil
+}
+
+// readTokens reads a file of "TOKEN USER" (or TOKEN=USER) lines; blank
+// lines and lines starting with # are skipped.
+func readTokens(path string, into tokenFlag) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for n := 1; sc.Scan(); n++ {
+		line := strings.TrimSpace(sc.Text())
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		if f := strings.Fields(line); len(f) == 2 {
+			line = f[0] + "=" + f[1]
+		}
+		if err := into.Set(line); err != nil {
+			return fmt.Errorf("%s:%d: %v", path, n, err)
+		}
+	}
+	return sc.Err()
+}
+
+func serveMain(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	addr := fs.String("addr", "127.0.0.1:8080", "listen address (the MCP endpoint is /mcp)")
+	storeURL := fs.String("store", "memory://", "task store URL (memory://, redis://… with -tags redis, dynamodb://TABLE with -tags dynamodb)")
+	tokens := tokenFlag{}
+	fs.Var(tokens, "token", "bearer token TOKEN=USER (repeatable); with tokens, every request needs one and the user owns its tasks")
+	tokensFile := fs.String("tokens-file", "", "file of 'TOKEN USER' lines")
+	allowedHosts := fs.String("allowed-hosts", "", "comma-separated extra Host names (host or host:port) to accept besides the listen address and localhost")
+	stdio := fs.Bool("stdio", false, "serve one client on stdin/stdout instead of HTTP (tasks owned by the anonymous owner)")
+	drain := fs.Duration("drain", 10*time.Second, "at shutdown, how long running tasks may finish before they are marked failed")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected arguments: %q", fs.Args())
+	}
+	if *tokensFile != "" {
+		if err := readTokens(*tokensFile, tokens); err != nil {
+			return err
+		}
+	}
+	logger := slog.New(slog.NewTextHandler(stderr, nil))
+
+	cfg := taskstore.Config{AllowAnonymous: *stdio}
+	store, err := mcptasks.Open(ctx, *storeURL, cfg)
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+
+	d := newDemo(store, logger, len(tokens) == 0 && !*stdio)
+	shutdown := func() {
+		sctx, cancel := context.WithTimeout(context.Background(), *drain)
+		defer cancel()
+		if err := d.router.Shutdown(sctx); err != nil {
+			logger.Warn("shutdown", "error", err)
+		}
+	}
+
+	if *stdio {
+		logger.Info("mcptasks serving on stdio", "store", redactURL(*storeURL))
+		err := d.server.Run(ctx, d.router.Transport(&mcp.StdioTransport{}))
+		shutdown()
+		if errors.Is(err, context.Canceled) {
+			return nil
+		}
+		return err
+	}
+
+	ln, err := net.Listen("tcp", *addr)
+	if err != nil {
+		return err
+	}
+	var extra []string
+	if *allowedHosts != "" {
+		extra = strings.Split(*allowedHosts, ",")
+	}
+	handler := d.httpHandler(tokens)
+	mux := http.NewServeMux()
+	mux.Handle("/mcp", hostGuard(ln.Addr().String(), extra, handler))
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+
+	fmt.Fprintf(stdout, "mcptasks: MCP server on http://%s/mcp, store %s\n", ln.Addr(), redactURL(*storeURL))
+	if len(tokens) == 0 {
+		fmt.Fprintln(stdout, "mcptasks: no bearer tokens: tasks are bound to the MCP session that created them")
+	} else {
+		fmt.Fprintf(stdout, "mcptasks: %d bearer tokens: tasks belong to the token's user\n", len(tokens))
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		shutdown()
+		return err
+	case <-ctx.Done():
+	}
+	logger.Info("shutting down: draining running tasks", "drain", *drain)
+	shutdown()
+	hctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(hctx); err != nil {
+		srv.Close() // SSE streams stay open until closed
+	}
+	logger.Info("stopped")
+	return nil
+}
+
+// redactURL hides a password in a store URL.
+func redactURL(s string) string {
+	u, err := url.Parse(s)
+	if err != nil {
+		return "(unparsable URL)"
+	}
+	if u.User == nil {
+		return s
+	}
+	return u.Redacted()
+}
+
+// demo is the demo MCP server: its tools, router and SDK server.
+type demo struct {
+	router *taskrouter.Router
+	server *mcp.Server
+}
+
+func newDemo(store *taskstore.Store, logger *slog.Logger, sessionOwners bool) *demo {
+	opts := taskrouter.Options{Logger: logger}
+	if sessionOwners {
+		opts.Owner = taskrouter.SessionOwner
+	}
+	r := taskrouter.New(store, opts)
+	s := mcp.NewServer(&mcp.Implementation{Name: "mcptasks-demo", Version: "0.1.0"}, nil)
+	addDemoTools(s, r)
+	if err := r.Install(s); err != nil {
+		panic(err) // only on a programming error: a tasks/* name clash
+	}
+	return &demo{router: r, server: s}
+}
+
+// httpHandler is the streamable HTTP endpoint, behind bearer auth when
+// tokens are configured.
+func (d *demo) httpHandler(tokens map[string]string) http.Handler {
+	var h http.Handler = mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return d.server }, nil)
+	if len(tokens) > 0 {
+		verify := func(_ context.Context, token string, _ *http.Request) (*auth.TokenInfo, error) {
+			user, ok := tokens[token]
+			if !ok {
+				return nil, auth.ErrInvalidToken
+			}
+			return &auth.TokenInfo{UserID: user, Expiration: time.Now().Add(time.Hour)}, nil
+		}
+		h = auth.RequireBearerToken(verify, nil)(h)
+	}
+	return d.router.HTTPHandler(h, nil)
+}
+
+// hostGuard refuses requests whose Host, or Origin when present, is not
+// this server's (DNS-rebinding protection): the listen address, its
+// localhost spellings, and any extra names.
+func hostGuard(listen string, extra []string, next http.Handler) http.Handler {
+	_, port, _ := net.SplitHostPort(listen)
+	host, _, _ := net.SplitHostPort(listen)
+	allowed := map[string]bool{}
+	add := func(h string) {
+		h = strings.ToLower(strings.TrimSpace(h))
+		if h == "" {
+			return
+		}
+		if _, _, err := net.SplitHostPort(h); err == nil {
+			allowed[h] = true
+			return
+		}
+		allowed[net.JoinHostPort(strings.Trim(h, "[]"), port)] = true
+		if port == "80" || port == "443" {
+			allowed[h] = true
+		}
+	}
+	for _, h := range append([]string{host, "localhost", "127.0.0.1", "::1"}, extra...) {
+		if h == "0.0.0.0" || h == "::" {
+			continue // a wildcard is not a name clients use
+		}
+		add(h)
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		if !allowed[strings.ToLower(req.Host)] {
+			http.Error(w, "Forbidden: Host not allowed", http.StatusForbidden)
+			return
+		}
+		if o := req.Header.Get("Origin"); o != "" {
+			u, err := url.Parse(o)
+			if err != nil || (u.Scheme != "http" && u.Scheme != "https") || !allowed[originHost(u)] {
+				http.Error(w, "Forbidden: Origin not allowed", http.StatusForbidden)
+				return
+			}
+		}
+		next.ServeHTTP(w, req)
+	})
+}
+
+func originHost(u *url.URL) string {
+	h := strings.ToLower(u.Host)
+	if u.Port() == "" {
+		if u.Scheme == "https" {
+			return net.JoinHostPort(strings.Trim(h, "[]"), "443")
+		}
+		return net.JoinHostPort(strings.Trim(h, "[]"), "80")
+	}
+	return h
+}

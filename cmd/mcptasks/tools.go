@@ -1,0 +1,127 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+
+	"github.com/mcptasks/mcptasks/taskrouter"
+)
+
+type sleepArgs struct {
+	Seconds float64 `json:"seconds" jsonschema:"how long to sleep, in seconds (at most 3600)"`
+}
+
+type failArgs struct {
+	Message string `json:"message" jsonschema:"the error message the tool reports"`
+}
+
+type reportArgs struct {
+	Topic string `json:"topic,omitempty" jsonschema:"what the report is about"`
+	Steps int    `json:"steps,omitempty" jsonschema:"how many half-second steps the report takes (default 4, at most 100)"`
+}
+
+// addDemoTools adds sleep, fail and slow_report to s and declares their
+// task support to r.
+func addDemoTools(s *mcp.Server, r *taskrouter.Router) {
+	mcp.AddTool(s, &mcp.Tool{
+		Name:        "sleep",
+		Description: "Sleeps for the given number of seconds, reporting progress, then says so. May run as a task.",
+	}, sleepTool)
+	r.SetTaskSupport("sleep", taskrouter.TaskOptional)
+
+	mcp.AddTool(s, &mcp.Tool{
+		Name:        "fail",
+		Description: "Fails at once with the given message (an isError result). May run as a task, which then ends failed.",
+	}, failTool)
+	r.SetTaskSupport("fail", taskrouter.TaskOptional)
+
+	mcp.AddTool(s, &mcp.Tool{
+		Name:        "slow_report",
+		Description: "Writes a report in several slow steps, recording its progress in the task's variables. Must run as a task.",
+	}, reportTool)
+	r.SetTaskSupport("slow_report", taskrouter.TaskRequired)
+}
+
+// progress sends a progress notification if the caller asked for them.
+func progress(ctx context.Context, req *mcp.CallToolRequest, done, total float64, msg string) {
+	tok := req.Params.GetProgressToken()
+	if tok == nil {
+		return
+	}
+	_ = req.Session.NotifyProgress(ctx, &mcp.ProgressNotificationParams{
+		ProgressToken: tok, Progress: done, Total: total, Message: msg,
+	})
+}
+
+func sleepTool(ctx context.Context, req *mcp.CallToolRequest, in sleepArgs) (*mcp.CallToolResult, any, error) {
+	if in.Seconds < 0 || in.Seconds > 3600 {
+		return nil, nil, errors.New("seconds must be between 0 and 3600")
+	}
+	total := time.Duration(in.Seconds * float64(time.Second))
+	step := min(max(total/10, 10*time.Millisecond), time.Second)
+	start := time.Now()
+	t := time.NewTicker(step)
+	defer t.Stop()
+	deadline := time.NewTimer(total)
+	defer deadline.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil, nil, ctx.Err()
+		case <-deadline.C:
+			progress(ctx, req, in.Seconds, in.Seconds, "done")
+			return &mcp.CallToolResult{Content: []mcp.Content{
+				&mcp.TextContent{Text: fmt.Sprintf("slept %g seconds", in.Seconds)},
+			}}, nil, nil
+		case <-t.C:
+			progress(ctx, req, time.Since(start).Seconds(), in.Seconds, "sleeping")
+		}
+	}
+}
+
+func failTool(_ context.Context, _ *mcp.CallToolRequest, in failArgs) (*mcp.CallToolResult, any, error) {
+	msg := in.Message
+	if msg == "" {
+		msg = "failed as asked"
+	}
+	return &mcp.CallToolResult{IsError: true, Content: []mcp.Content{&mcp.TextContent{Text: msg}}}, nil, nil
+}
+
+func reportTool(ctx context.Context, req *mcp.CallToolRequest, in reportArgs) (*mcp.CallToolResult, any, error) {
+	steps := in.Steps
+	if steps == 0 {
+		steps = 4
+	}
+	if steps < 0 || steps > 100 {
+		return nil, nil, errors.New("steps must be between 1 and 100")
+	}
+	topic := in.Topic
+	if topic == "" {
+		topic = "the weather"
+	}
+	h := taskrouter.TaskHandle(ctx) // never nil: the tool is task-only
+	var lines []string
+	for i := 1; i <= steps; i++ {
+		select {
+		case <-ctx.Done():
+			return nil, nil, ctx.Err()
+		case <-time.After(500 * time.Millisecond):
+		}
+		lines = append(lines, fmt.Sprintf("%d. finding %d about %s", i, i, topic))
+		if h != nil {
+			// Visible to tasks/get in _meta, on every replica.
+			if err := h.SetVariables(ctx, map[string]any{"report.step": i, "report.steps": steps}); err != nil {
+				return nil, nil, err
+			}
+		}
+		progress(ctx, req, float64(i), float64(steps), fmt.Sprintf("step %d of %d", i, steps))
+	}
+	return &mcp.CallToolResult{Content: []mcp.Content{
+		&mcp.TextContent{Text: fmt.Sprintf("Report on %s:\n%s", topic, strings.Join(lines, "\n"))},
+	}}, nil, nil
+}

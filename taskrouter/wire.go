@@ -1,0 +1,370 @@
+package taskrouter
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"strconv"
+
+	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+)
+
+// ---- incoming: params.task of tools/call -> _meta[taskMetaKey] ----
+
+// rewriteParams moves params.task into _meta[taskMetaKey] and removes any
+// taskMetaKey a client sent itself. It reports whether it changed params.
+func rewriteParams(params json.RawMessage) (json.RawMessage, bool) {
+	var m map[string]json.RawMessage
+	if json.Unmarshal(params, &m) != nil || m == nil {
+		return params, false
+	}
+	var meta map[string]json.RawMessage
+	if raw, ok := m["_meta"]; ok {
+		if json.Unmarshal(raw, &meta) != nil {
+			return params, false // not an object: the SDK rejects it
+		}
+	}
+	changed := false
+	if _, forged := meta[taskMetaKey]; forged {
+		delete(meta, taskMetaKey)
+		changed = true
+	}
+	if task, ok := m["task"]; ok {
+		delete(m, "task")
+		changed = true
+		if string(bytes.TrimSpace(task)) != "null" {
+			if meta == nil {
+				meta = map[string]json.RawMessage{}
+			}
+			meta[taskMetaKey] = task
+		}
+	}
+	if !changed {
+		return params, false
+	}
+	if meta != nil {
+		mb, err := json.Marshal(meta)
+		if err != nil {
+			return params, false
+		}
+		m["_meta"] = mb
+	}
+	out, err := json.Marshal(m)
+	if err != nil {
+		return params, false
+	}
+	return out, true
+}
+
+// rewriteMessage applies rewriteParams to one JSON-RPC message if it is a
+// tools/call.
+func rewriteMessage(msg json.RawMessage) (json.RawMessage, bool) {
+	var m map[string]json.RawMessage
+	if json.Unmarshal(msg, &m) != nil || m == nil {
+		return msg, false
+	}
+	var method string
+	if json.Unmarshal(m["method"], &method) != nil || method != "tools/call" {
+		return msg, false
+	}
+	params, changed := rewriteParams(m["params"])
+	if !changed {
+		return msg, false
+	}
+	m["params"] = params
+	out, err := json.Marshal(m)
+	if err != nil {
+		return msg, false
+	}
+	return out, true
+}
+
+// rewriteBody rewrites the tools/call requests in an HTTP body (a message
+// or a batch).
+func rewriteBody(body []byte) []byte {
+	// Fast path: no "task" anywhere, and no escapes that could spell it.
+	if !bytes.Contains(body, []byte("task")) && !bytes.Contains(body, []byte(`\`)) {
+		return body
+	}
+	trimmed := bytes.TrimSpace(body)
+	if len(trimmed) > 0 && trimmed[0] == '[' {
+		var batch []json.RawMessage
+		if json.Unmarshal(trimmed, &batch) != nil {
+			return body
+		}
+		changed := false
+		for i, msg := range batch {
+			if out, ok := rewriteMessage(msg); ok {
+				batch[i], changed = out, true
+			}
+		}
+		if !changed {
+			return body
+		}
+		out, err := json.Marshal(batch)
+		if err != nil {
+			return body
+		}
+		return out
+	}
+	if out, ok := rewriteMessage(trimmed); ok {
+		return out
+	}
+	return body
+}
+
+// ---- outgoing: stand-in progress notification -> notifications/tasks/status ----
+
+// statusMessage returns the notifications/tasks/status message that msg
+// (a JSON-RPC message) stands in for, if it is one of ours.
+func (r *Router) statusMessage(msg []byte) ([]byte, bool) {
+	params, ok := r.statusParams(msg)
+	if !ok {
+		return nil, false
+	}
+	out := make([]byte, 0, len(params)+64)
+	out = append(out, `{"jsonrpc":"2.0","method":"notifications/tasks/status","params":`...)
+	out = append(out, params...)
+	out = append(out, '}')
+	return out, true
+}
+
+func (r *Router) statusParams(msg []byte) (json.RawMessage, bool) {
+	if !bytes.Contains(msg, []byte(r.sdk.marker)) {
+		return nil, false
+	}
+	var m struct {
+		Method string `json:"method"`
+		Params struct {
+			Meta          map[string]json.RawMessage `json:"_meta"`
+			ProgressToken any                        `json:"progressToken"`
+		} `json:"params"`
+	}
+	if json.Unmarshal(msg, &m) != nil || m.Method != "notifications/progress" || m.Params.ProgressToken != r.sdk.marker {
+		return nil, false
+	}
+	task, ok := m.Params.Meta[statusMetaKey]
+	return task, ok
+}
+
+// rewriteOutput rewrites the stand-in notifications in a chunk the SDK
+// writes to an HTTP response: one SSE event (the SDK writes each event in
+// one Write) or one JSON message.
+func (r *Router) rewriteOutput(p []byte) []byte {
+	if !bytes.Contains(p, []byte(r.sdk.marker)) {
+		return p
+	}
+	if t := bytes.TrimSpace(p); len(t) > 0 && t[0] == '{' {
+		if out, ok := r.statusMessage(t); ok {
+			return out
+		}
+		return p
+	}
+	lines := bytes.Split(p, []byte("\n"))
+	changed := false
+	for i, line := range lines {
+		data, ok := bytes.CutPrefix(line, []byte("data: "))
+		if !ok {
+			continue
+		}
+		if out, ok := r.statusMessage(data); ok {
+			lines[i] = append([]byte("data: "), out...)
+			changed = true
+		}
+	}
+	if !changed {
+		return p
+	}
+	return bytes.Join(lines, []byte("\n"))
+}
+
+// ---- HTTP ----
+
+// HTTPOptions configure HTTPHandler.
+type HTTPOptions struct {
+	// MaxBodyBytes is the largest request body that is inspected; larger
+	// ones pass through unchanged for the SDK to reject. Default
+	// mcp.DefaultMaxRequestBodyBytes; keep it equal to the SDK handler's
+	// StreamableHTTPOptions.MaxRequestBodyBytes.
+	MaxBodyBytes int64
+}
+
+// HTTPHandler wraps the SDK's streamable HTTP handler (or anything in front
+// of it, such as auth.RequireBearerToken): it moves params.task of
+// tools/call into the private _meta key the Router reads, turns the
+// Router's stand-in notifications into notifications/tasks/status, and
+// answers a call of an unknown method with a JSON-RPC error (-32601)
+// where the SDK would answer a plain-text HTTP 400.
+func (r *Router) HTTPHandler(h http.Handler, opts *HTTPOptions) http.Handler {
+	limit := int64(mcp.DefaultMaxRequestBodyBytes)
+	if opts != nil && opts.MaxBodyBytes > 0 {
+		limit = opts.MaxBodyBytes
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		var body []byte
+		if req.Method == http.MethodPost && req.Body != nil {
+			buf, err := io.ReadAll(io.LimitReader(req.Body, limit+1))
+			if err != nil {
+				http.Error(w, "reading request body: "+err.Error(), http.StatusBadRequest)
+				return
+			}
+			if int64(len(buf)) <= limit {
+				body = rewriteBody(buf)
+				req.Body = io.NopCloser(bytes.NewReader(body))
+				req.ContentLength = int64(len(body))
+				req.Header.Set("Content-Length", strconv.Itoa(len(body)))
+			} else {
+				// Too large: let the SDK see all of it and reject it.
+				req.Body = struct {
+					io.Reader
+					io.Closer
+				}{io.MultiReader(bytes.NewReader(buf), req.Body), req.Body}
+			}
+		}
+		sw := &statusWriter{ResponseWriter: w, r: r}
+		h.ServeHTTP(sw, req)
+		sw.finish(body)
+	})
+}
+
+// statusWriter rewrites the Router's stand-in notifications, and holds
+// back a plain-text 400 so that finish can turn "unsupported method" into
+// a JSON-RPC error.
+type statusWriter struct {
+	http.ResponseWriter
+	r        *Router
+	held     bool
+	heldBody bytes.Buffer
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if code == http.StatusBadRequest && bytes.HasPrefix([]byte(w.Header().Get("Content-Type")), []byte("text/plain")) {
+		w.held = true
+		return
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Write(p []byte) (int, error) {
+	if w.held {
+		return w.heldBody.Write(p)
+	}
+	if _, err := w.ResponseWriter.Write(w.r.rewriteOutput(p)); err != nil {
+		return 0, err
+	}
+	return len(p), nil
+}
+
+func (w *statusWriter) Flush() {
+	if w.held {
+		return
+	}
+	if f, ok := w.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
+}
+
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+func (w *statusWriter) finish(body []byte) {
+	if !w.held {
+		return
+	}
+	if id, ok := unsupportedCall(body, w.heldBody.Bytes()); ok {
+		resp, err := jsonrpc.EncodeMessage(&jsonrpc.Response{ID: id, Error: &jsonrpc.Error{
+			Code: jsonrpc.CodeMethodNotFound, Message: string(bytes.TrimSpace(w.heldBody.Bytes()))}})
+		if err == nil {
+			h := w.ResponseWriter.Header()
+			h.Set("Content-Type", "application/json")
+			h.Del("Content-Length")
+			h.Del("X-Content-Type-Options")
+			w.ResponseWriter.WriteHeader(http.StatusOK)
+			w.ResponseWriter.Write(resp)
+			return
+		}
+	}
+	w.ResponseWriter.WriteHeader(http.StatusBadRequest)
+	w.ResponseWriter.Write(w.heldBody.Bytes())
+}
+
+// unsupportedCall reports whether the SDK refused body, a single call,
+// because its method is unknown, and returns the call's id.
+func unsupportedCall(body, answer []byte) (jsonrpc.ID, bool) {
+	if !bytes.Contains(answer, []byte("unsupported")) || len(body) == 0 {
+		return jsonrpc.ID{}, false
+	}
+	msg, err := jsonrpc.DecodeMessage(body)
+	if err != nil {
+		return jsonrpc.ID{}, false
+	}
+	call, ok := msg.(*jsonrpc.Request)
+	if !ok || !call.IsCall() {
+		return jsonrpc.ID{}, false
+	}
+	return call.ID, true
+}
+
+// ---- stdio and other mcp.Transports ----
+
+// Transport wraps a transport (such as &mcp.StdioTransport{}) so that the
+// task field of tools/call reaches the Router and its status notifications
+// go out as notifications/tasks/status.
+func (r *Router) Transport(t mcp.Transport) mcp.Transport {
+	return &transport{inner: t, r: r}
+}
+
+type transport struct {
+	inner mcp.Transport
+	r     *Router
+}
+
+func (t *transport) Connect(ctx context.Context) (mcp.Connection, error) {
+	c, err := t.inner.Connect(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return &conn{Connection: c, r: t.r}, nil
+}
+
+// SupportsProtocolVersion passes the inner transport's answer on.
+func (t *transport) SupportsProtocolVersion(v string) bool {
+	if p, ok := t.inner.(mcp.ProtocolVersionSupporter); ok {
+		return p.SupportsProtocolVersion(v)
+	}
+	return true
+}
+
+type conn struct {
+	mcp.Connection
+	r *Router
+}
+
+func (c *conn) Read(ctx context.Context) (jsonrpc.Message, error) {
+	msg, err := c.Connection.Read(ctx)
+	if req, ok := msg.(*jsonrpc.Request); ok && err == nil && req.Method == "tools/call" {
+		if params, changed := rewriteParams(req.Params); changed {
+			req.Params = params
+		}
+	}
+	return msg, err
+}
+
+func (c *conn) Write(ctx context.Context, msg jsonrpc.Message) error {
+	if req, ok := msg.(*jsonrpc.Request); ok && req.Method == "notifications/progress" && !req.IsCall() {
+		if bytes.Contains(req.Params, []byte(c.r.sdk.marker)) {
+			var p struct {
+				Meta          map[string]json.RawMessage `json:"_meta"`
+				ProgressToken any                        `json:"progressToken"`
+			}
+			if json.Unmarshal(req.Params, &p) == nil && p.ProgressToken == c.r.sdk.marker {
+				if task, ok := p.Meta[statusMetaKey]; ok {
+					msg = &jsonrpc.Request{Method: "notifications/tasks/status", Params: task}
+				}
+			}
+		}
+	}
+	return c.Connection.Write(ctx, msg)
+}
