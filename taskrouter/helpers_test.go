@@ -166,8 +166,8 @@ func newStore(t testing.TB, cfg taskstore.Config) *taskstore.Store {
 }
 
 type replicaOptions struct {
-	noAuth bool                // no bearer tokens: owners from opts.Owner
-	opts   taskrouter.Options  // router options
+	noAuth bool               // no bearer tokens: owners from opts.Owner
+	opts   taskrouter.Options // router options
 	stream *mcp.StreamableHTTPOptions
 }
 
