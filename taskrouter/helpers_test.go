@@ -169,6 +169,8 @@ type replicaOptions struct {
 	noAuth bool               // no bearer tokens: owners from opts.Owner
 	opts   taskrouter.Options // router options
 	stream *mcp.StreamableHTTPOptions
+	// userSuffix is appended to the users of testTokens.
+	userSuffix string
 }
 
 // newReplica serves a task-capable server over store, with bearer auth
@@ -181,7 +183,7 @@ func newReplica(t testing.TB, store *taskstore.Store, ro replicaOptions) *replic
 	if !ro.noAuth {
 		h = auth.RequireBearerToken(func(_ context.Context, token string, _ *http.Request) (*auth.TokenInfo, error) {
 			if u, ok := testTokens[token]; ok {
-				return &auth.TokenInfo{UserID: u, Expiration: time.Now().Add(time.Hour)}, nil
+				return &auth.TokenInfo{UserID: u + ro.userSuffix, Expiration: time.Now().Add(time.Hour)}, nil
 			}
 			return nil, auth.ErrInvalidToken
 		}, nil)(h)

@@ -594,5 +594,10 @@ func (r *Router) Shutdown(ctx context.Context) error {
 		rn.stop()
 		r.abandon(rn, "server shut down before the task finished")
 	}
+	// Give the cancelled handlers a moment to return.
+	select {
+	case <-drained:
+	case <-time.After(time.Second):
+	}
 	return fmt.Errorf("taskrouter: %d running tasks failed at shutdown: %w", len(left), ctx.Err())
 }
