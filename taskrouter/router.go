@@ -345,7 +345,18 @@ type run struct {
 	poll      time.Duration
 
 	mu       sync.Mutex
-	finished bool // terminal: no more progress notifications
+	finished bool        // terminal: no more progress notifications
+	done     bool        // the work has returned
+	watch    *time.Timer // re-reads the task every poll
+}
+
+// markFinished sets finished and reports whether it was not set before.
+func (rn *run) markFinished() bool {
+	rn.mu.Lock()
+	defer rn.mu.Unlock()
+	was := rn.finished
+	rn.finished = true
+	return !was
 }
 
 func (rn *run) stop() {
@@ -435,47 +446,56 @@ func (r *Router) Start(ctx context.Context, req StartRequest, work Work) (taskst
 	return rec.WireTask(), nil
 }
 
-// execute runs work and watches the store for a cancel made elsewhere.
+// execute runs work in this goroutine, while a timer re-reads the task
+// every pollInterval to notice a cancel made on another replica (or an end
+// through the handle), which stops the work.
 func (r *Router) execute(ctx context.Context, rn *run, work Work) {
 	defer r.wg.Done()
 	defer rn.cancel()
-	done := make(chan Outcome, 1)
-	go func() {
-		var out Outcome
-		defer func() {
-			if p := recover(); p != nil {
-				r.log.Error("task handler panicked", "task", rn.id, "panic", p, "stack", string(debug.Stack()))
-				out = Outcome{Err: &taskstore.RPCError{Code: taskstore.CodeInternalError, Message: fmt.Sprintf("tool handler panicked: %v", p)}}
-			}
-			done <- out
-		}()
-		out = work(ctx)
-	}()
+	rn.mu.Lock()
+	rn.watch = time.AfterFunc(rn.poll, func() { r.watchTick(rn) })
+	rn.mu.Unlock()
+	out := r.runWork(ctx, rn, work)
+	rn.mu.Lock()
+	rn.done = true
+	rn.watch.Stop()
+	rn.mu.Unlock()
+	r.finish(rn, out)
+}
 
-	ticker := time.NewTicker(rn.poll)
-	defer ticker.Stop()
-	for {
-		select {
-		case out := <-done:
-			r.finish(rn, out)
-			return
-		case <-ticker.C:
-			if rn.isFinished() {
-				continue // cancelled locally; waiting for the handler to return
-			}
-			rec, err := r.store.Get(context.Background(), rn.owner, rn.id)
-			switch {
-			case err == nil && rec.Task.Status.Terminal():
-				// Cancelled (or ended) through another replica or the handle.
-				rn.stop()
-				r.wake(rn.id)
+func (r *Router) runWork(ctx context.Context, rn *run, work Work) (out Outcome) {
+	defer func() {
+		if p := recover(); p != nil {
+			r.log.Error("task handler panicked", "task", rn.id, "panic", p, "stack", string(debug.Stack()))
+			out = Outcome{Err: &taskstore.RPCError{Code: taskstore.CodeInternalError, Message: fmt.Sprintf("tool handler panicked: %v", p)}}
+		}
+	}()
+	return work(ctx)
+}
+
+// watchTick is one look at the store on behalf of a running task.
+func (r *Router) watchTick(rn *run) {
+	if !rn.isFinished() {
+		rec, err := r.store.Get(context.Background(), rn.owner, rn.id)
+		ended := errors.Is(err, taskstore.ErrNotFound) // expired or deleted
+		if err == nil && rec.Task.Status.Terminal() {
+			ended = true
+		}
+		// finish marks the run finished before it writes the outcome, so a
+		// terminal status written by finish itself is not taken for a cancel.
+		if ended && rn.markFinished() {
+			rn.cancel()
+			r.wake(rn.id)
+			if rec != nil {
 				r.notifyStatus(rn.owner, rec.WireTask())
-			case errors.Is(err, taskstore.ErrNotFound):
-				rn.stop() // expired or deleted
-				r.wake(rn.id)
 			}
 		}
 	}
+	rn.mu.Lock()
+	if !rn.done {
+		rn.watch.Reset(rn.poll)
+	}
+	rn.mu.Unlock()
 }
 
 // finish stores the outcome (unless the task already ended, e.g. was
@@ -487,10 +507,7 @@ func (r *Router) finish(rn *run, out Outcome) {
 		r.mu.Unlock()
 		r.wake(rn.id)
 	}()
-	wasFinished := rn.isFinished()
-	rn.mu.Lock()
-	rn.finished = true
-	rn.mu.Unlock()
+	wasFinished := !rn.markFinished()
 
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
