@@ -326,4 +326,3 @@ func BenchmarkHeapPerFinishedTask(b *testing.B) {
 	}
 	runtime.KeepAlive(r)
 }
-
