@@ -507,7 +507,11 @@ func (r *Router) finish(rn *run, out Outcome) {
 		r.mu.Unlock()
 		r.wake(rn.id)
 	}()
-	wasFinished := !rn.markFinished()
+	if !rn.markFinished() {
+		// Already ended: cancelled (here or on another replica), or failed
+		// at shutdown. It stays so; nothing to write.
+		return
+	}
 
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -519,10 +523,7 @@ func (r *Router) finish(rn *run, out Outcome) {
 	case out.Err != nil:
 		rec, err = r.store.FailWithError(ctx, rn.owner, rn.id, out.Err)
 	case out.Result == nil:
-		// The work ended the task itself through its handle, or was stopped.
-		if wasFinished {
-			return
-		}
+		// The work may have ended the task itself through its handle.
 		cur, gerr := r.store.Get(ctx, rn.owner, rn.id)
 		if gerr == nil && cur.Task.Status.Terminal() {
 			return
