@@ -196,7 +196,13 @@ func toWire(err error) error {
 func (r *Router) receiving(next mcp.MethodHandler) mcp.MethodHandler {
 	return func(ctx context.Context, method string, req mcp.Request) (mcp.Result, error) {
 		switch method {
-		case "initialize", "server/discover":
+		case "server/discover":
+			// The 2026-07-28 handshake. Tasks here are 2025-11-25 tasks, and the
+			// SDK's stateful HTTP handler rejects 2026-07-28 requests after
+			// answering this one, so refuse it: clients probe with it and then
+			// fall back to initialize.
+			return nil, methodNotFound(`"server/discover" is not supported: use initialize (protocol 2025-11-25)`)
+		case "initialize":
 			res, err := next(ctx, method, req)
 			if err != nil || res == nil {
 				return res, err
@@ -506,8 +512,7 @@ func (p *patchedResult) MarshalJSON() ([]byte, error) {
 
 var tasksCapability = json.RawMessage(`{"list":{},"cancel":{},"requests":{"tools":{"call":{}}}}`)
 
-// addTasksCapability sets capabilities.tasks in an initialize (or
-// server/discover) result.
+// addTasksCapability sets capabilities.tasks in an initialize result.
 func addTasksCapability(b []byte) ([]byte, error) {
 	var m map[string]json.RawMessage
 	if err := json.Unmarshal(b, &m); err != nil {

@@ -525,7 +525,10 @@ func TestMCPGoSessionOwners(t *testing.T) {
 	ctx := t.Context()
 	rep := newReplica(t, newStore(t, taskstore.Config{}), replicaOptions{noAuth: true, opts: taskrouter.Options{Owner: taskrouter.SessionOwner}})
 	a := newMGClient(t, rep.URL, "", "2025-11-25")
-	b := newMGClient(t, rep.URL, "", "")
+	b := newMGClient(t, rep.URL, "", "") // probes with server/discover, then falls back to initialize
+	if _, err := b.ListTools(ctx, mg.ListToolsRequest{}); err != nil {
+		t.Fatalf("after the server/discover probe: %v", err)
+	}
 	task := a.callTask(ctx, "echo", map[string]any{"text": "s"}, map[string]any{})
 	if _, err := a.TaskResult(ctx, mg.TaskResultRequest{Params: mg.TaskResultParams{TaskId: task.TaskId}}); err != nil {
 		t.Fatal(err)

@@ -1,0 +1,256 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	mgclient "github.com/mark3labs/mcp-go/client"
+	"github.com/mark3labs/mcp-go/client/transport"
+	mg "github.com/mark3labs/mcp-go/mcp"
+)
+
+// syncBuffer is a goroutine-safe log sink.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// startServe runs "mcptasks serve" on a free loopback port and returns its
+// endpoint URL; stop ends it as SIGINT would and returns its error.
+func startServe(t *testing.T, args ...string) (url string, logs *syncBuffer, stop func() error) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	pr, pw := io.Pipe()
+	logs = &syncBuffer{}
+	done := make(chan error, 1)
+	go func() {
+		done <- serveMain(ctx, append([]string{"--addr", "127.0.0.1:0", "--drain", "2s"}, args...), pw, logs)
+		pw.Close()
+	}()
+	sc := bufio.NewScanner(pr)
+	re := regexp.MustCompile(`on (http://\S+/mcp), store (\S+)`)
+	for sc.Scan() {
+		if m := re.FindStringSubmatch(sc.Text()); m != nil {
+			url = m[1]
+			if m[2] != "memory://" {
+				t.Errorf("store printed as %q", m[2])
+			}
+			break
+		}
+	}
+	go io.Copy(io.Discard, pr)
+	if url == "" {
+		cancel()
+		t.Fatalf("serve printed no address; err %v; logs:\n%s", <-done, logs)
+	}
+	var once sync.Once
+	var err error
+	stop = func() error {
+		once.Do(func() {
+			cancel()
+			select {
+			case err = <-done:
+			case <-time.After(15 * time.Second):
+				t.Fatal("serve did not stop")
+			}
+		})
+		return err
+	}
+	t.Cleanup(func() { stop() })
+	return url, logs, stop
+}
+
+func connect(t *testing.T, url, token string) *mgclient.Client {
+	t.Helper()
+	var opts []transport.StreamableHTTPCOption
+	if token != "" {
+		opts = append(opts, transport.WithHTTPHeaders(map[string]string{"Authorization": "Bearer " + token}))
+	}
+	c, err := mgclient.NewStreamableHttpClient(url, opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Start(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	req := mg.InitializeRequest{}
+	req.Params.ClientInfo = mg.Implementation{Name: "serve-test", Version: "1"}
+	if _, err := c.Initialize(t.Context(), req); err != nil {
+		t.Fatalf("initialize: %v", err)
+	}
+	return c
+}
+
+func startTask(t *testing.T, c *mgclient.Client, tool string, args map[string]any) string {
+	t.Helper()
+	resp, err := c.GetTransport().SendRequest(t.Context(), transport.JSONRPCRequest{
+		JSONRPC: "2.0", ID: mg.NewRequestId(int64(time.Now().UnixNano())), Method: "tools/call",
+		Params: map[string]any{"name": tool, "arguments": args, "task": map[string]any{}},
+	})
+	if err != nil || resp.Error != nil {
+		t.Fatalf("tools/call %s as a task: %v %+v", tool, err, resp)
+	}
+	var out struct{ Task mg.Task }
+	json.Unmarshal(resp.Result, &out)
+	return out.Task.TaskId
+}
+
+func TestServeDemoTools(t *testing.T) {
+	url, logs, stop := startServe(t)
+	c := connect(t, url, "")
+	ctx := t.Context()
+
+	tools, err := c.ListTools(ctx, mg.ListToolsRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]mg.TaskSupport{"sleep": "optional", "fail": "optional", "slow_report": "required"}
+	for _, tool := range tools.Tools {
+		if tool.Execution == nil || tool.Execution.TaskSupport != want[tool.Name] {
+			t.Errorf("tool %s: execution %+v, want %s", tool.Name, tool.Execution, want[tool.Name])
+		}
+		delete(want, tool.Name)
+	}
+	if len(want) > 0 {
+		t.Errorf("tools missing: %v", want)
+	}
+
+	id := startTask(t, c, "sleep", map[string]any{"seconds": 0.2})
+	res, err := c.TaskResult(ctx, mg.TaskResultRequest{Params: mg.TaskResultParams{TaskId: id}})
+	if err != nil || res.Content[0].(mg.TextContent).Text != "slept 0.2 seconds" {
+		t.Fatalf("sleep: %+v, %v", res, err)
+	}
+	id = startTask(t, c, "fail", map[string]any{"message": "no luck"})
+	res, err = c.TaskResult(ctx, mg.TaskResultRequest{Params: mg.TaskResultParams{TaskId: id}})
+	if err != nil || !res.IsError || res.Content[0].(mg.TextContent).Text != "no luck" {
+		t.Fatalf("fail: %+v, %v", res, err)
+	}
+	if g, _ := c.GetTask(ctx, mg.GetTaskRequest{Params: mg.GetTaskParams{TaskId: id}}); g == nil || g.Status != mg.TaskStatusFailed || g.StatusMessage != "no luck" {
+		t.Errorf("failed task: %+v", g)
+	}
+	if _, err := c.CallTool(ctx, mg.CallToolRequest{Params: mg.CallToolParams{Name: "slow_report", Arguments: map[string]any{}}}); !strings.Contains(strings.ToLower(err.Error()), "method not found") {
+		t.Errorf("slow_report without a task: %v", err)
+	}
+	id = startTask(t, c, "slow_report", map[string]any{"steps": 1, "topic": "tests"})
+	res, err = c.TaskResult(ctx, mg.TaskResultRequest{Params: mg.TaskResultParams{TaskId: id}})
+	if err != nil || !strings.Contains(res.Content[0].(mg.TextContent).Text, "Report on tests") {
+		t.Fatalf("slow_report: %+v, %v", res, err)
+	}
+	if g, _ := c.GetTask(ctx, mg.GetTaskRequest{Params: mg.GetTaskParams{TaskId: id}}); g == nil || g.Meta == nil || g.Meta.AdditionalFields["report.step"] != float64(1) {
+		t.Errorf("slow_report variables in _meta: %+v", g)
+	}
+
+	// A task still running at shutdown is drained or failed, never left working.
+	long := startTask(t, c, "sleep", map[string]any{"seconds": 60})
+	if err := stop(); err != nil {
+		t.Fatalf("serve: %v", err)
+	}
+	out := logs.String()
+	for _, want := range []string{"task created", "task finished", "task result retrieved", "owner=session:", "stopped"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("log lacks %q:\n%s", want, out)
+		}
+	}
+	if !strings.Contains(out, long) || !strings.Contains(out, "server shut down before the task finished") {
+		t.Errorf("the long task was not failed at shutdown:\n%s", out)
+	}
+}
+
+func TestServeTokensAndHostChecks(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "tokens")
+	os.WriteFile(file, []byte("# token user\nsecret-b bob\n"), 0o600)
+	url, logs, _ := startServe(t, "--token", "secret-a=alice", "--tokens-file", file)
+
+	a := connect(t, url, "secret-a")
+	b := connect(t, url, "secret-b")
+	id := startTask(t, a, "sleep", map[string]any{"seconds": 0})
+	if _, err := a.TaskResult(t.Context(), mg.TaskResultRequest{Params: mg.TaskResultParams{TaskId: id}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.GetTask(t.Context(), mg.GetTaskRequest{Params: mg.GetTaskParams{TaskId: id}}); err == nil {
+		t.Error("bob read alice's task")
+	}
+	if !strings.Contains(logs.String(), "owner=alice") {
+		t.Errorf("log lacks the owner:\n%s", logs)
+	}
+
+	post := func(host, origin, token string) int {
+		req, _ := http.NewRequest("POST", url, strings.NewReader(`{"jsonrpc":"2.0","id":1,"method":"ping"}`))
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Accept", "application/json, text/event-stream")
+		if host != "" {
+			req.Host = host
+		}
+		if origin != "" {
+			req.Header.Set("Origin", origin)
+		}
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	port := url[strings.LastIndex(url, ":")+1 : strings.LastIndex(url, "/")]
+	for _, tc := range []struct {
+		name, host, origin, token string
+		want                      int
+	}{
+		{"no token", "", "", "", http.StatusUnauthorized},
+		{"bad token", "", "", "nope", http.StatusUnauthorized},
+		{"foreign Host", "evil.example:" + port, "", "secret-a", http.StatusForbidden},
+		{"foreign Origin", "", "http://evil.example", "secret-a", http.StatusForbidden},
+		{"own Origin", "", "http://localhost:" + port, "secret-a", http.StatusOK},
+		{"localhost Host", "localhost:" + port, "", "secret-a", http.StatusOK},
+	} {
+		// A session-less ping gets past the checks and is answered by the SDK
+		// (status 200 or a 400 about the missing session): what matters is
+		// whether the checks refused it.
+		got := post(tc.host, tc.origin, tc.token)
+		if tc.want == http.StatusOK {
+			if got == http.StatusForbidden || got == http.StatusUnauthorized {
+				t.Errorf("%s: refused with %d", tc.name, got)
+			}
+		} else if got != tc.want {
+			t.Errorf("%s: status %d, want %d", tc.name, got, tc.want)
+		}
+	}
+}
+
+func TestCommandDispatch(t *testing.T) {
+	var out, errb strings.Builder
+	if code := run(context.Background(), []string{"nosuch"}, &out, &errb); code != 2 || !strings.Contains(errb.String(), "serve") {
+		t.Errorf("unknown command: code %d, stderr %q", code, errb.String())
+	}
+	errb.Reset()
+	if code := run(context.Background(), []string{"serve", "--store", "nosuch://x"}, &out, &errb); code != 1 || !strings.Contains(errb.String(), "nosuch") {
+		t.Errorf("bad store: code %d, stderr %q", code, errb.String())
+	}
+}
