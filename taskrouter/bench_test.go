@@ -326,3 +326,46 @@ func BenchmarkHeapPerFinishedTask(b *testing.B) {
 	}
 	runtime.KeepAlive(r)
 }
+
+// BenchmarkInterleaved times each kind of request in one loop, one session
+// per server, so that drift in machine load (shared cores) hits all kinds
+// alike: a task-augmented tools/call, tasks/result right after it, a plain
+// tools/call with this package installed, the same on the bare go-sdk, and
+// tasks/get. Compare taskcall+result with 2 x plain-gosdk.
+func BenchmarkInterleaved(b *testing.B) {
+	urls := benchServers(b, "memory://")
+	s := newRawSession(b, urls["mcptasks"], &http.Client{})
+	g := newRawSession(b, urls["gosdk"], &http.Client{})
+	var took [5]time.Duration
+	timed := func(i int, f func() (json.RawMessage, error)) json.RawMessage {
+		t0 := time.Now()
+		res, err := f()
+		took[i] += time.Since(t0)
+		if err != nil {
+			b.Fatal(err)
+		}
+		return res
+	}
+	plain := map[string]any{"name": "echo", "arguments": echoArgs}
+	b.ResetTimer()
+	for range b.N {
+		res := timed(0, func() (json.RawMessage, error) {
+			return s.call("tools/call", map[string]any{"name": "echo", "arguments": echoArgs, "task": map[string]any{}})
+		})
+		var c struct {
+			Task struct {
+				TaskID string `json:"taskId"`
+			} `json:"task"`
+		}
+		json.Unmarshal(res, &c)
+		id := map[string]any{"taskId": c.Task.TaskID}
+		timed(1, func() (json.RawMessage, error) { return s.call("tasks/result", id) })
+		timed(2, func() (json.RawMessage, error) { return s.call("tools/call", plain) })
+		timed(3, func() (json.RawMessage, error) { return g.call("tools/call", plain) })
+		timed(4, func() (json.RawMessage, error) { return s.call("tasks/get", id) })
+	}
+	for i, name := range []string{"taskcall", "result", "plain-mcptasks", "plain-gosdk", "get"} {
+		b.ReportMetric(float64(took[i].Microseconds())/float64(b.N), name+"-µs")
+	}
+	b.ReportMetric(float64((took[0]+took[1]).Microseconds())/float64((2*took[3]).Microseconds()), "roundtrip/2plain")
+}

@@ -501,56 +501,66 @@ func (r *Router) watchTick(rn *run) {
 // finish stores the outcome (unless the task already ended, e.g. was
 // cancelled: a cancelled task stays cancelled) and releases waiters.
 func (r *Router) finish(rn *run, out Outcome) {
-	defer func() {
-		r.mu.Lock()
-		delete(r.runs, rn.id)
-		r.mu.Unlock()
-		r.wake(rn.id)
-	}()
+	rec := r.storeOutcome(rn, out)
+	// Release waiters first: a tasks/result blocked here answers at once.
+	r.mu.Lock()
+	delete(r.runs, rn.id)
+	r.mu.Unlock()
+	r.wake(rn.id)
+	if rec != nil {
+		r.log.Info("task finished", "task", rn.id, "owner", rn.owner, "status", rec.Task.Status)
+		r.notifyStatus(rn.owner, rec.WireTask())
+	}
+}
+
+// storeOutcome writes the outcome and returns the ended task, or nil when
+// nothing was written. A failing backend is retried for a while, so that a
+// blip does not leave the task working until it expires.
+func (r *Router) storeOutcome(rn *run, out Outcome) *taskstore.TaskRecord {
 	if !rn.markFinished() {
 		// Already ended: cancelled (here or on another replica), or failed
 		// at shutdown. It stays so; nothing to write.
-		return
+		return nil
 	}
-
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	var (
-		rec *taskstore.TaskRecord
-		err error
-	)
-	switch {
-	case out.Err != nil:
-		rec, err = r.store.FailWithError(ctx, rn.owner, rn.id, out.Err)
-	case out.Result == nil:
-		// The work may have ended the task itself through its handle.
-		cur, gerr := r.store.Get(ctx, rn.owner, rn.id)
-		if gerr == nil && cur.Task.Status.Terminal() {
-			return
-		}
-		rec, err = r.store.FailWithError(ctx, rn.owner, rn.id, &taskstore.RPCError{
-			Code: taskstore.CodeInternalError, Message: "task ended without a result"})
-	case out.IsError:
-		rec, err = r.store.CompleteWithResult(ctx, rn.owner, rn.id, taskstore.StatusFailed, limitMessage(out.Message), out.Result)
-	default:
-		rec, err = r.store.CompleteWithResult(ctx, rn.owner, rn.id, taskstore.StatusCompleted, "", out.Result)
-	}
-	if err != nil {
-		if errors.Is(err, taskstore.ErrInvalidTransition) || errors.Is(err, taskstore.ErrNotFound) {
-			return // already cancelled or ended elsewhere; it stays so
-		}
-		if errors.Is(err, taskstore.ErrInvalidArgument) {
-			// The result does not fit the store's limits: fail the task with why.
+	for attempt := 0; ; attempt++ {
+		var (
+			rec *taskstore.TaskRecord
+			err error
+		)
+		switch {
+		case out.Err != nil:
+			rec, err = r.store.FailWithError(ctx, rn.owner, rn.id, out.Err)
+		case out.Result == nil:
+			// The work may have ended the task itself through its handle.
+			cur, gerr := r.store.Get(ctx, rn.owner, rn.id)
+			if gerr == nil && cur.Task.Status.Terminal() {
+				return nil
+			}
 			rec, err = r.store.FailWithError(ctx, rn.owner, rn.id, &taskstore.RPCError{
-				Code: taskstore.CodeInternalError, Message: "result not stored: " + err.Error()})
+				Code: taskstore.CodeInternalError, Message: "task ended without a result"})
+		case out.IsError:
+			rec, err = r.store.CompleteWithResult(ctx, rn.owner, rn.id, taskstore.StatusFailed, limitMessage(out.Message), out.Result)
+		default:
+			rec, err = r.store.CompleteWithResult(ctx, rn.owner, rn.id, taskstore.StatusCompleted, "", out.Result)
 		}
-		if err != nil {
+		switch {
+		case err == nil:
+			return rec
+		case errors.Is(err, taskstore.ErrInvalidTransition), errors.Is(err, taskstore.ErrNotFound):
+			return nil // already cancelled or ended elsewhere; it stays so
+		case errors.Is(err, taskstore.ErrInvalidArgument) && out.Err == nil:
+			// The result does not fit the store's limits: fail the task with why.
+			out = Outcome{Err: &taskstore.RPCError{Code: taskstore.CodeInternalError, Message: "result not stored: " + err.Error()}}
+			continue
+		}
+		if attempt >= 5 || ctx.Err() != nil {
 			r.log.Error("storing task outcome failed", "task", rn.id, "owner", rn.owner, "error", err)
-			return
+			return nil
 		}
+		time.Sleep(time.Duration(100<<attempt) * time.Millisecond)
 	}
-	r.log.Info("task finished", "task", rn.id, "owner", rn.owner, "status", rec.Task.Status)
-	r.notifyStatus(rn.owner, rec.WireTask())
 }
 
 // abandon fails a task that will never run to its end on this replica.
