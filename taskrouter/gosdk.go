@@ -64,6 +64,7 @@ type sdkState struct {
 	mu       sync.Mutex
 	servers  []*mcp.Server
 	sessions map[*mcp.ServerSession]string // session -> owner (normalized)
+	pruned   int                           // len(sessions) after the last pruning
 }
 
 func (s *sdkState) init() {
@@ -90,7 +91,11 @@ func (r *Router) noteSession(req mcp.Request, owner string) {
 	if r.sdk.sessions[ss] != owner {
 		r.sdk.sessions[ss] = owner
 	}
+	prune := len(r.sdk.sessions) > 2*r.sdk.pruned+64
 	r.sdk.mu.Unlock()
+	if prune {
+		r.sessionsOf("") // forgets ended sessions
+	}
 }
 
 // sessionsOf returns the live sessions whose requests resolved to owner,
@@ -121,6 +126,7 @@ func (r *Router) sessionsOf(owner string) []*mcp.ServerSession {
 			out = append(out, ss)
 		}
 	}
+	r.sdk.pruned = len(r.sdk.sessions)
 	return out
 }
 
@@ -278,7 +284,6 @@ func (r *Router) toolsCall(ctx context.Context, method string, req mcp.Request, 
 		delete(p.Meta, taskMetaKey)
 	}
 	owner := r.owner(ctx, req)
-	r.noteSession(req, owner)
 	ctx = context.WithValue(ctx, ownerKey{}, owner)
 	switch r.TaskSupport(p.Name) {
 	case TaskForbidden:
@@ -293,6 +298,7 @@ func (r *Router) toolsCall(ctx context.Context, method string, req mcp.Request, 
 	if !augmented {
 		return next(ctx, method, req)
 	}
+	r.noteSession(req, owner)
 	var tp taskParams
 	if b, err := json.Marshal(taskRaw); err != nil || json.Unmarshal(b, &tp) != nil {
 		return nil, &jsonrpc.Error{Code: jsonrpc.CodeInvalidParams, Message: "params.task must be an object"}

@@ -114,6 +114,25 @@ func newMCPServer(t testing.TB, r *taskrouter.Router, p *probe) *mcp.Server {
 		return text("finished after all"), nil, nil // must not undo a cancel
 	})
 	r.SetTaskSupport("block", taskrouter.TaskOptional)
+	mcp.AddTool(s, &mcp.Tool{Name: "chatty"}, func(ctx context.Context, req *mcp.CallToolRequest, in textIn) (*mcp.CallToolResult, any, error) {
+		// Reports progress until cancelled, then (ignoring the cancel, as
+		// handlers may) five times more: those must not reach the client.
+		h := taskrouter.TaskHandle(ctx)
+		defer close(p.Stopped(h.ID()))
+		tok := req.Params.GetProgressToken()
+		after := 0
+		for i := 1; after < 5; i++ {
+			progress := float64(i)
+			if ctx.Err() != nil {
+				after++
+				progress = float64(995 + after)
+			}
+			_ = req.Session.NotifyProgress(ctx, &mcp.ProgressNotificationParams{ProgressToken: tok, Progress: progress})
+			time.Sleep(10 * time.Millisecond)
+		}
+		return nil, nil, ctx.Err()
+	})
+	r.SetTaskSupport("chatty", taskrouter.TaskOptional)
 	mcp.AddTool(s, &mcp.Tool{Name: "fail"}, func(ctx context.Context, req *mcp.CallToolRequest, in textIn) (*mcp.CallToolResult, any, error) {
 		return &mcp.CallToolResult{IsError: true, Content: []mcp.Content{&mcp.TextContent{Text: in.Text}}}, nil, nil
 	})
