@@ -388,7 +388,7 @@ func TaskHandle(ctx context.Context) *taskstore.Handle {
 	return nil
 }
 
-// ErrShuttingDown answers task creation once Shutdown has begun.
+// errShuttingDown answers task creation once Shutdown has begun.
 var errShuttingDown = &Error{Code: taskstore.CodeInternalError, Message: "server is shutting down"}
 
 // Start creates a task and runs work in the background. It returns the
