@@ -6,9 +6,9 @@ import (
 	"testing"
 )
 
-// The program in docs/mcp.md is the one that builds: example/main.go.
+// The program in the README is the one that builds: example/main.go.
 func TestDocsProgramIsTheExample(t *testing.T) {
-	doc, err := os.ReadFile("../docs/mcp.md")
+	doc, err := os.ReadFile("../README.md")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -16,10 +16,11 @@ func TestDocsProgramIsTheExample(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, after, ok := strings.Cut(string(doc), "```go\n")
+	_, section, ok0 := strings.Cut(string(doc), "## Add tasks to your MCP server")
+	_, after, ok := strings.Cut(section, "```go\n")
 	block, _, ok2 := strings.Cut(after, "```\n")
-	if !ok || !ok2 {
-		t.Fatal("docs/mcp.md has no go code block")
+	if !ok0 || !ok || !ok2 {
+		t.Fatal("README.md has no go code block")
 	}
 	if block != string(src) {
 		t.Error("the program in docs/mcp.md differs from taskrouter/example/main.go: copy the file into the doc")

@@ -1,5 +1,5 @@
 // Command example is an MCP server whose "report" tool runs as a durable
-// task: the program from docs/mcp.md ("Add tasks to your MCP server").
+// task: the program in the README ("Add tasks to your MCP server").
 //
 //	go run ./taskrouter/example                 streamable HTTP on 127.0.0.1:8081/mcp
 //	go run ./taskrouter/example -stdio          one client on stdin/stdout
