@@ -1,0 +1,51 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/url"
+
+	"github.com/mcptasks/mcptasks"
+)
+
+func init() {
+	register(command{
+		Name:    "dynamodb",
+		Summary: "dynamodb create-table URL: create the task table (on-demand) and enable its TTL",
+		Run:     dynamodbMain,
+	})
+}
+
+const dynamodbUsage = `usage: mcptasks dynamodb create-table dynamodb://TABLE[?region=…&endpoint=…]
+
+Creates TABLE with the schema of docs/dynamodb.md (PAY_PER_REQUEST) if it does not
+exist, and enables DynamoDB's TTL on expires_at. Safe to run twice. Credentials come
+from the standard AWS chain. Needs a binary built with -tags dynamodb.`
+
+func dynamodbMain(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) != 2 || args[0] != "create-table" {
+		fmt.Fprintln(stderr, dynamodbUsage)
+		if len(args) == 1 && (args[0] == "-h" || args[0] == "--help") {
+			return nil
+		}
+		return errors.New("expected: create-table URL")
+	}
+	u, err := url.Parse(args[1])
+	if err != nil || u.Scheme != "dynamodb" {
+		return errors.New("the URL must be dynamodb://TABLE[?options]")
+	}
+	q := u.Query()
+	q.Set("create_table", "true")
+	u.RawQuery = q.Encode()
+	b, err := mcptasks.OpenBackend(ctx, u.String())
+	if err != nil {
+		return err
+	}
+	if err := b.Close(); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "table %s is ready, TTL on expires_at\n", u.Host)
+	return nil
+}
