@@ -6,7 +6,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/url"
@@ -490,15 +489,7 @@ func ddbBackoff(ctx context.Context, attempt int) error {
 	if attempt >= 64 {
 		return fmt.Errorf("%w: dynamodb: transaction conflicts did not clear after %d attempts", taskstore.ErrBackend, attempt+1)
 	}
-	ceiling := time.Duration(2<<min(attempt, 5)) * time.Millisecond
-	t := time.NewTimer(rand.N(ceiling) + time.Millisecond)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
+	return taskstore.Backoff(ctx, attempt, 2*time.Millisecond, 5)
 }
 
 // ownerScan is a strongly consistent read of all of an owner's items.

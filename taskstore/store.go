@@ -312,17 +312,19 @@ func (s *Store) mutate(ctx context.Context, owner, taskID string, fn func(*TaskR
 		if attempt >= s.cfg.MaxRetries {
 			return nil, fmt.Errorf("%w: gave up after %d attempts", ErrConcurrentModification, attempt+1)
 		}
-		if err := backoff(ctx, attempt); err != nil {
+		if err := Backoff(ctx, attempt, 50*time.Microsecond, 7); err != nil {
 			return nil, err
 		}
 	}
 }
 
-// backoff sleeps a random time that grows with attempt, up to ~5ms, so
-// that racing writers spread out.
-func backoff(ctx context.Context, attempt int) error {
-	ceiling := time.Duration(50<<min(attempt, 7)) * time.Microsecond
-	t := time.NewTimer(rand.N(ceiling) + time.Microsecond)
+// Backoff sleeps a random time in [unit/2, unit/2 + unit<<min(attempt,
+// maxShift)), so that writers racing for one record or counter spread out,
+// or returns ctx's error if ctx ends first. Backends retrying their own
+// conflicts use it too.
+func Backoff(ctx context.Context, attempt int, unit time.Duration, maxShift int) error {
+	ceiling := unit << min(attempt, maxShift)
+	t := time.NewTimer(unit/2 + rand.N(ceiling))
 	defer t.Stop()
 	select {
 	case <-ctx.Done():
