@@ -175,6 +175,7 @@ func (r *Router) Install(server *mcp.Server) error {
 		mcp.AddReceivingCustomMethod(server, "tasks/result", r.sdkResult),
 		mcp.AddReceivingCustomMethod(server, "tasks/list", r.sdkList),
 		mcp.AddReceivingCustomMethod(server, "tasks/cancel", r.sdkCancel),
+		mcp.AddReceivingCustomMethod(server, "tasks/update", r.sdkUpdate),
 	}
 	if err := errors.Join(errs...); err != nil {
 		return err
@@ -201,12 +202,19 @@ func toWire(err error) error {
 
 func (r *Router) receiving(next mcp.MethodHandler) mcp.MethodHandler {
 	return func(ctx context.Context, method string, req mcp.Request) (mcp.Result, error) {
+		if isModern(req) {
+			if res, err, ok := r.modernReceiving(ctx, method, req, next); ok {
+				return res, err
+			}
+			return next(ctx, method, req)
+		}
 		switch method {
 		case "server/discover":
-			// The 2026-07-28 handshake. Tasks here are 2025-11-25 tasks, and the
-			// SDK's stateful HTTP handler rejects 2026-07-28 requests after
-			// answering this one, so refuse it: clients probe with it and then
-			// fall back to initialize.
+			// The 2026-07-28 handshake, arriving other than through
+			// HTTPHandler's stateless route (HTTPOptions.Stateless): the SDK's
+			// stateful HTTP handler rejects 2026-07-28 requests after answering
+			// this one, so refuse it: clients probe with it and then fall back
+			// to initialize (2025-11-25).
 			return nil, methodNotFound(`"server/discover" is not supported: use initialize (protocol 2025-11-25)`)
 		case "initialize":
 			res, err := next(ctx, method, req)
@@ -393,13 +401,25 @@ type listParams struct {
 	Cursor string `json:"cursor,omitempty"`
 }
 
-// taskResult is a Task, flat, as tasks/get and tasks/cancel answer.
+// taskResult is a Task, flat, as tasks/get and tasks/cancel answer
+// (2025-11-25), or the extension's DetailedTask (modern) or empty
+// acknowledgement (ack).
 type taskResult struct {
 	mcp.ResultBase
-	task taskstore.Task
+	task   taskstore.Task
+	modern *modernGetResult
+	ack    bool
 }
 
-func (t *taskResult) MarshalJSON() ([]byte, error) { return json.Marshal(t.task) }
+func (t *taskResult) MarshalJSON() ([]byte, error) {
+	switch {
+	case t.ack:
+		return (&ackResult{}).MarshalJSON()
+	case t.modern != nil:
+		return t.modern.MarshalJSON()
+	}
+	return json.Marshal(t.task)
+}
 
 type createTaskResult struct {
 	mcp.ResultBase
@@ -429,6 +449,13 @@ func (r *Router) sdkGet(ctx context.Context, _ *mcp.ServerSession, p *taskIDPara
 	if p == nil {
 		p = &taskIDParams{}
 	}
+	if isModernCtx(ctx) {
+		rec, err := r.GetDetailed(ctx, ownerOf(ctx), p.TaskID)
+		if err != nil {
+			return nil, toWire(err)
+		}
+		return &taskResult{modern: &modernGetResult{rec: rec}}, nil
+	}
 	t, err := r.Get(ctx, ownerOf(ctx), p.TaskID)
 	if err != nil {
 		return nil, toWire(err)
@@ -439,6 +466,12 @@ func (r *Router) sdkGet(ctx context.Context, _ *mcp.ServerSession, p *taskIDPara
 func (r *Router) sdkCancel(ctx context.Context, _ *mcp.ServerSession, p *taskIDParams) (*taskResult, error) {
 	if p == nil {
 		p = &taskIDParams{}
+	}
+	if isModernCtx(ctx) {
+		if err := r.CancelAck(ctx, ownerOf(ctx), p.TaskID); err != nil {
+			return nil, toWire(err)
+		}
+		return &taskResult{ack: true}, nil
 	}
 	t, err := r.Cancel(ctx, ownerOf(ctx), p.TaskID)
 	if err != nil {

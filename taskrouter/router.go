@@ -74,12 +74,13 @@ type Router struct {
 	log   *slog.Logger
 	opts  Options
 
-	mu      sync.Mutex
-	support map[string]TaskSupport
-	runs    map[string]*run    // task id -> run on this replica
-	waiters map[string]*waiter // task id -> local wake-up channel
-	closing bool
-	wg      sync.WaitGroup // running runs
+	mu        sync.Mutex
+	support   map[string]TaskSupport
+	preflight map[string]Preflight
+	runs      map[string]*run    // task id -> run on this replica
+	waiters   map[string]*waiter // task id -> local wake-up channel
+	closing   bool
+	wg        sync.WaitGroup // running runs
 
 	sdk sdkState
 }
@@ -335,6 +336,10 @@ type StartRequest struct {
 	// Values are added to the run's context (the SDK layer carries the
 	// request's identity this way).
 	Values func(context.Context) context.Context
+	// Modern selects the outcome rules of the tasks extension (protocol
+	// 2026-07-28): a tool result with isError completes the task, and only
+	// a JSON-RPC error fails it. Otherwise (2025-11-25) isError fails it.
+	Modern bool
 }
 
 // run is one task executing on this replica.
@@ -343,6 +348,7 @@ type run struct {
 	handle    *taskstore.Handle
 	cancel    context.CancelFunc
 	poll      time.Duration
+	modern    bool // outcome rules of protocol 2026-07-28
 
 	mu       sync.Mutex
 	finished bool        // terminal: no more progress notifications
@@ -424,7 +430,7 @@ func (r *Router) Start(ctx context.Context, req StartRequest, work Work) (taskst
 		poll = *rec.Task.PollInterval
 	}
 	runCtx, cancel := context.WithCancel(context.Background())
-	rn := &run{id: id, owner: owner, handle: r.store.Handle(owner, id), cancel: cancel, poll: poll}
+	rn := &run{id: id, owner: owner, handle: r.store.Handle(owner, id), cancel: cancel, poll: poll, modern: req.Modern}
 	runCtx = context.WithValue(runCtx, runKey{}, rn)
 	if req.Values != nil {
 		runCtx = req.Values(runCtx)
@@ -540,6 +546,8 @@ func (r *Router) storeOutcome(rn *run, out Outcome) *taskstore.TaskRecord {
 			}
 			rec, err = r.store.FailWithError(ctx, rn.owner, rn.id, &taskstore.RPCError{
 				Code: taskstore.CodeInternalError, Message: "task ended without a result"})
+		case out.IsError && rn.modern:
+			rec, err = r.store.CompleteWithResult(ctx, rn.owner, rn.id, taskstore.StatusCompleted, limitMessage(out.Message), out.Result)
 		case out.IsError:
 			rec, err = r.store.CompleteWithResult(ctx, rn.owner, rn.id, taskstore.StatusFailed, limitMessage(out.Message), out.Result)
 		default:

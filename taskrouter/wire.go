@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"strconv"
+	"strings"
 
 	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
@@ -190,6 +191,15 @@ type HTTPOptions struct {
 	// mcp.DefaultMaxRequestBodyBytes; keep it equal to the SDK handler's
 	// StreamableHTTPOptions.MaxRequestBodyBytes.
 	MaxBodyBytes int64
+	// Stateless, when set, serves protocol 2026-07-28 requests and with them
+	// the tasks extension (io.modelcontextprotocol/tasks): give it an
+	// mcp.StreamableHTTPHandler with Stateless: true over the same server
+	// (behind the same authentication as the handler HTTPHandler wraps). A
+	// request is 2026-07-28 when its MCP-Protocol-Version header, or its
+	// _meta protocol version, says 2026-07-28 or later. Nil: such requests
+	// go to the wrapped handler, and server/discover is refused, so clients
+	// fall back to initialize (2025-11-25).
+	Stateless http.Handler
 }
 
 // HTTPHandler wraps the SDK's streamable HTTP handler (or anything in front
@@ -203,12 +213,24 @@ func (r *Router) HTTPHandler(h http.Handler, opts *HTTPOptions) http.Handler {
 	if opts != nil && opts.MaxBodyBytes > 0 {
 		limit = opts.MaxBodyBytes
 	}
+	var stateless http.Handler
+	if opts != nil {
+		stateless = opts.Stateless
+	}
 	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		var body []byte
+		if stateless != nil && modernHeader(req) && req.Method != http.MethodPost {
+			stateless.ServeHTTP(w, req) // it answers 405
+			return
+		}
 		if req.Method == http.MethodPost && req.Body != nil {
 			buf, err := io.ReadAll(io.LimitReader(req.Body, limit+1))
 			if err != nil {
 				http.Error(w, "reading request body: "+err.Error(), http.StatusBadRequest)
+				return
+			}
+			if stateless != nil && int64(len(buf)) <= limit && (modernHeader(req) || modernBody(buf)) {
+				r.serveModern(w, req, buf, stateless)
 				return
 			}
 			if int64(len(buf)) <= limit {
@@ -367,4 +389,125 @@ func (c *conn) Write(ctx context.Context, msg jsonrpc.Message) error {
 		}
 	}
 	return c.Connection.Write(ctx, msg)
+}
+
+// ---- protocol 2026-07-28 over HTTP ----
+
+const protocol20260728 = "2026-07-28"
+
+// modernHeader reports whether the MCP-Protocol-Version header names
+// 2026-07-28 or later (versions are dates, so they compare as strings).
+func modernHeader(req *http.Request) bool {
+	v := strings.TrimSpace(req.Header.Get("Mcp-Protocol-Version"))
+	return v != "" && v >= protocol20260728
+}
+
+// modernBody reports whether a single JSON-RPC message carries a
+// 2026-07-28 (or later) _meta protocol version.
+func modernBody(body []byte) bool {
+	if !bytes.Contains(body, []byte("io.modelcontextprotocol/protocolVersion")) {
+		return false
+	}
+	var m struct {
+		Params struct {
+			Meta map[string]any `json:"_meta"`
+		} `json:"params"`
+	}
+	if json.Unmarshal(body, &m) != nil {
+		return false
+	}
+	v, _ := m.Params.Meta["io.modelcontextprotocol/protocolVersion"].(string)
+	return v >= protocol20260728
+}
+
+// serveModern checks and marks a 2026-07-28 request, then hands it to the
+// stateless handler. For tasks/get, tasks/update and tasks/cancel the
+// Mcp-Name header must equal params.taskId (SEP-2663, SEP-2243): a missing
+// or different one is HTTP 400 with -32020. The private _meta keys are
+// stripped from what the client sent, params.task (a 2025-11-25 field) is
+// dropped, and modernMetaKey is set, which is how the Router knows the
+// request's protocol.
+func (r *Router) serveModern(w http.ResponseWriter, req *http.Request, body []byte, next http.Handler) {
+	var m map[string]json.RawMessage
+	if json.Unmarshal(body, &m) != nil || m == nil {
+		// Not a single JSON-RPC message: the SDK answers it.
+		next.ServeHTTP(w, withBody(req, body))
+		return
+	}
+	var method string
+	_ = json.Unmarshal(m["method"], &method)
+	var params map[string]json.RawMessage
+	if raw, ok := m["params"]; ok && json.Unmarshal(raw, &params) != nil {
+		next.ServeHTTP(w, withBody(req, body))
+		return
+	}
+	switch method {
+	case "tasks/get", "tasks/update", "tasks/cancel":
+		var taskID string
+		_ = json.Unmarshal(params["taskId"], &taskID)
+		name, present := req.Header["Mcp-Name"]
+		got := ""
+		if present && len(name) > 0 {
+			got = strings.TrimSpace(name[0]) // RFC 9110: surrounding whitespace is not part of the value
+		}
+		if !present || got != taskID {
+			msg := "header mismatch: Mcp-Name header value " + strconv.Quote(got) + " does not match params.taskId"
+			if !present {
+				msg = "missing required Mcp-Name header for method " + strconv.Quote(method)
+			}
+			writeRPCError(w, http.StatusBadRequest, m["id"], CodeHeaderMismatch, msg)
+			return
+		}
+	}
+	if _, isCall := m["id"]; isCall || method != "" {
+		if params == nil {
+			params = map[string]json.RawMessage{}
+		}
+		meta := map[string]json.RawMessage{}
+		if raw, ok := params["_meta"]; ok && json.Unmarshal(raw, &meta) != nil {
+			next.ServeHTTP(w, withBody(req, body))
+			return
+		}
+		if meta == nil {
+			meta = map[string]json.RawMessage{}
+		}
+		delete(meta, taskMetaKey)
+		meta[modernMetaKey] = json.RawMessage("true")
+		delete(params, "task")
+		mb, _ := json.Marshal(meta)
+		params["_meta"] = mb
+		pb, _ := json.Marshal(params)
+		m["params"] = pb
+		if out, err := json.Marshal(m); err == nil {
+			body = out
+		}
+	}
+	next.ServeHTTP(w, withBody(req, body))
+}
+
+func withBody(req *http.Request, body []byte) *http.Request {
+	req.Body = io.NopCloser(bytes.NewReader(body))
+	req.ContentLength = int64(len(body))
+	req.Header.Set("Content-Length", strconv.Itoa(len(body)))
+	return req
+}
+
+func writeRPCError(w http.ResponseWriter, status int, id json.RawMessage, code int, msg string) {
+	if len(id) == 0 {
+		id = json.RawMessage("null")
+	}
+	b, _ := json.Marshal(struct {
+		JSONRPC string          `json:"jsonrpc"`
+		ID      json.RawMessage `json:"id"`
+		Error   struct {
+			Code    int    `json:"code"`
+			Message string `json:"message"`
+		} `json:"error"`
+	}{JSONRPC: "2.0", ID: id, Error: struct {
+		Code    int    `json:"code"`
+		Message string `json:"message"`
+	}{code, msg}})
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	w.Write(b)
 }

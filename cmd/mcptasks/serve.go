@@ -93,7 +93,11 @@ func serveMain(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	logger := slog.New(slog.NewTextHandler(stderr, nil))
 
-	cfg := taskstore.Config{AllowAnonymous: *stdio}
+	// Anonymous tasks: on stdio (one client), and over HTTP without tokens
+	// for 2026-07-28 clients, whose requests have no session: their task ids
+	// (128 random bits) are the only handle. 2025-11-25 sessions still own
+	// their tasks by session id.
+	cfg := taskstore.Config{AllowAnonymous: *stdio || len(tokens) == 0}
 	store, err := mcptasks.Open(ctx, *storeURL, cfg)
 	if err != nil {
 		return err
@@ -183,6 +187,7 @@ func newDemo(store *taskstore.Store, logger *slog.Logger, sessionOwners bool) *d
 	r := taskrouter.New(store, opts)
 	s := mcp.NewServer(&mcp.Implementation{Name: "mcptasks-demo", Version: "0.1.0"}, nil)
 	addDemoTools(s, r)
+	addFixtureTools(s, r)
 	if err := r.Install(s); err != nil {
 		panic(err) // only on a programming error: a tasks/* name clash
 	}
@@ -190,9 +195,16 @@ func newDemo(store *taskstore.Store, logger *slog.Logger, sessionOwners bool) *d
 }
 
 // httpHandler is the streamable HTTP endpoint, behind bearer auth when
-// tokens are configured.
+// tokens are configured: 2025-11-25 clients get sessions, 2026-07-28
+// clients (and the tasks extension) the SDK's stateless handler.
 func (d *demo) httpHandler(tokens map[string]string) http.Handler {
-	var h http.Handler = mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return d.server }, nil)
+	get := func(*http.Request) *mcp.Server { return d.server }
+	h := d.withAuth(mcp.NewStreamableHTTPHandler(get, nil), tokens)
+	modern := d.withAuth(mcp.NewStreamableHTTPHandler(get, &mcp.StreamableHTTPOptions{Stateless: true}), tokens)
+	return d.router.HTTPHandler(h, &taskrouter.HTTPOptions{Stateless: modern})
+}
+
+func (d *demo) withAuth(h http.Handler, tokens map[string]string) http.Handler {
 	if len(tokens) > 0 {
 		verify := func(_ context.Context, token string, _ *http.Request) (*auth.TokenInfo, error) {
 			user, ok := tokens[token]
@@ -203,7 +215,7 @@ func (d *demo) httpHandler(tokens map[string]string) http.Handler {
 		}
 		h = auth.RequireBearerToken(verify, nil)(h)
 	}
-	return d.router.HTTPHandler(h, nil)
+	return h
 }
 
 // hostGuard refuses requests whose Host, or Origin when present, is not

@@ -88,10 +88,15 @@ func connect(t *testing.T, url, token string) *mgclient.Client {
 	if token != "" {
 		opts = append(opts, transport.WithHTTPHeaders(map[string]string{"Authorization": "Bearer " + token}))
 	}
-	c, err := mgclient.NewStreamableHttpClient(url, opts...)
+	// These tests exercise the 2025-11-25 flow. serve also speaks
+	// 2026-07-28, which mcp-go would pick after server/discover, so the
+	// client is pinned to the legacy handshake (conformance_test.go covers
+	// 2026-07-28).
+	tr, err := transport.NewStreamableHTTP(url, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
+	c := mgclient.NewClient(tr, mgclient.WithLegacyProtocolOnly())
 	if err := c.Start(t.Context()); err != nil {
 		t.Fatal(err)
 	}
@@ -111,6 +116,9 @@ func startTask(t *testing.T, c *mgclient.Client, tool string, args map[string]an
 		Params: map[string]any{"name": tool, "arguments": args, "task": map[string]any{}},
 	})
 	if err != nil || resp.Error != nil {
+		if resp != nil && resp.Error != nil {
+			t.Fatalf("tools/call %s as a task: %d %s", tool, resp.Error.Code, resp.Error.Message)
+		}
 		t.Fatalf("tools/call %s as a task: %v %+v", tool, err, resp)
 	}
 	var out struct{ Task mg.Task }
@@ -127,8 +135,17 @@ func TestServeDemoTools(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := map[string]mg.TaskSupport{"sleep": "optional", "fail": "optional", "slow_report": "required"}
+	want := map[string]mg.TaskSupport{"sleep": "optional", "fail": "optional", "slow_report": "required",
+		// The conformance fixtures (fixtures.go).
+		"slow_compute": "optional", "failing_job": "required", "protocol_error_job": "optional",
+		"confirm_delete": "optional", "multi_input": "optional", "test_tool_with_task": "required"}
 	for _, tool := range tools.Tools {
+		if tool.Name == "greet" {
+			if tool.Execution != nil {
+				t.Errorf("tool greet: execution %+v, want none (forbidden)", tool.Execution)
+			}
+			continue
+		}
 		if tool.Execution == nil || tool.Execution.TaskSupport != want[tool.Name] {
 			t.Errorf("tool %s: execution %+v, want %s", tool.Name, tool.Execution, want[tool.Name])
 		}
