@@ -40,6 +40,10 @@ need() { # need SERVICE: start it once if some combination's tags name it
 }
 [ -x scripts/redis_up.sh ] && need redis
 [ -x scripts/dynamodb_up.sh ] && need dynamodb
+# Every combination runs the MCP conformance suite (cmd/mcptasks
+# TestConformanceTasks): install it, with the Node 22 it needs, once.
+echo "== installing the MCP conformance suite" >&2
+eval "$(scripts/conformance_up.sh)"
 
 declare -A result
 pass=0 fail=0 skip=0 status=0

