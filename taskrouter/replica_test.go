@@ -9,7 +9,6 @@ import (
 
 	mg "github.com/mark3labs/mcp-go/mcp"
 
-	"github.com/mcptasks/mcptasks/taskrouter"
 	"github.com/mcptasks/mcptasks/taskstore"
 )
 
@@ -119,7 +118,9 @@ func TestShutdownDrainsOrFails(t *testing.T) {
 	quick := c.callTask(ctx, "sleep", map[string]any{"ms": 100}, map[string]any{})
 	waitClosed(t, rep.probe.Started(stuck.TaskId), "start")
 
-	sctx, cancel := context.WithTimeout(ctx, 400*time.Millisecond)
+	// The drain window is generous so that a loaded machine still finishes
+	// the quick task inside it; the stuck one never finishes.
+	sctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
 	if err := rep.router.Shutdown(sctx); err == nil {
 		t.Error("Shutdown reported nothing although a task was still running")
@@ -136,5 +137,4 @@ func TestShutdownDrainsOrFails(t *testing.T) {
 	if n := rep.router.Running(); n != 0 {
 		t.Errorf("%d runs left", n)
 	}
-	_ = taskrouter.TaskOptional
 }
