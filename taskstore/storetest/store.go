@@ -40,6 +40,8 @@ func runStoreTests(t *testing.T, newBackend NewBackend) {
 		{"Handle", testStoreHandle},
 		{"LinearizableTransitions", testStoreLinearizableTransitions},
 		{"RateLimit", testStoreRateLimit},
+		{"OwnerIsolationProperty", testStoreOwnerIsolationProperty},
+		{"LimitsEveryEntryPoint", testStoreLimitsEveryEntryPoint},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, open) })
