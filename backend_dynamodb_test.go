@@ -521,6 +521,8 @@ func TestDynamoDBLocalFaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	works("after restart")
+	// SIGSTOP and SIGKILL.
+	storetest.Report(t, "faults_injected", 2, "faults_survived", 2*boolInt(!t.Failed()))
 }
 
 // --- benchmarks ---

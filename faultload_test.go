@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/mcptasks/mcptasks/taskstore"
+	"github.com/mcptasks/mcptasks/taskstore/storetest"
 )
 
 // This file is the fault tests' shared harness (no build tag, so the
@@ -326,6 +327,8 @@ func TestFaultLoadHarness(t *testing.T) {
 	s.Close()
 	checkNoGoroutineLeak(t, before, 2*time.Second)
 	t.Logf("%s", l.summary())
+	storetest.Report(t, "acked_writes", l.ackedInPhase[phaseUp], "acked_tasks_checked", checked, "acked_writes_lost", lost,
+		"max_overshoot_ms", l.maxOvershoot.Milliseconds())
 }
 
 func boolInt(b bool) int {

@@ -229,7 +229,7 @@ func tamperedCursors(c string) []string {
 		base64.RawURLEncoding.EncodeToString(append(slices.Clone(b), 0)),
 		base64.URLEncoding.EncodeToString(b),
 		base64.StdEncoding.EncodeToString(b),
-		c+"\x00", " "+c, strings.Repeat(c, 100))
+		c+"\x00", " "+c, c[:4]+"\n"+c[4:], c+"\r\n", strings.Repeat(c, 100))
 	return out
 }
 
