@@ -10,7 +10,6 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -144,23 +143,16 @@ func openDynamoDB(ctx context.Context, u *url.URL) (taskstore.Backend, error) {
 		}
 	}
 
-	// Own transport: enough idle connections for concurrent callers, and
-	// Close can drop them. The SDK may clone the client (to add a CA
-	// bundle), so remember the transport it finally builds.
-	var transports sync.Map // *http.Transport -> struct{}
-	httpClient := awshttp.NewBuildableClient().WithTransportOptions(func(tr *http.Transport) {
+	// Own transport: enough idle connections for concurrent callers. The
+	// SDK may add to it while loading the configuration (a CA bundle), and
+	// a BuildableClient clones its transport when it first sends, so the
+	// transport to close is only known after loading: see below.
+	buildable := awshttp.NewBuildableClient().WithTransportOptions(func(tr *http.Transport) {
 		tr.MaxIdleConns = 256
 		tr.MaxIdleConnsPerHost = 64
-		transports.Store(tr, struct{}{})
 	}).WithDialerOptions(func(d *net.Dialer) { d.Timeout = 5 * time.Second })
-	closeIdle := func() {
-		transports.Range(func(k, _ any) bool {
-			k.(*http.Transport).CloseIdleConnections()
-			return true
-		})
-	}
 	loadOpts := []func(*config.LoadOptions) error{
-		config.WithHTTPClient(httpClient),
+		config.WithHTTPClient(buildable),
 		config.WithRetryer(func() aws.Retryer { return newDynamoRetryer(attempts) }),
 	}
 	if region != "" {
@@ -172,6 +164,17 @@ func openDynamoDB(ctx context.Context, u *url.URL) (taskstore.Backend, error) {
 	cfg, err := config.LoadDefaultConfig(ctx, loadOpts...)
 	if err != nil {
 		return nil, fmt.Errorf("load AWS configuration: %w", err)
+	}
+	// Send with a plain client over the final transport, so that Close can
+	// drop its idle connections (and their goroutines). DynamoDB never
+	// redirects; a redirect is returned to the SDK as the error it is.
+	closeIdle := func() {}
+	if bc, ok := cfg.HTTPClient.(*awshttp.BuildableClient); ok {
+		tr := bc.GetTransport()
+		cfg.HTTPClient = &http.Client{Transport: tr, CheckRedirect: func(*http.Request, []*http.Request) error {
+			return http.ErrUseLastResponse
+		}}
+		closeIdle = tr.CloseIdleConnections
 	}
 	if cfg.Region == "" {
 		if endpoint == "" {

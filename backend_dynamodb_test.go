@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/http"
 	"net/url"
 	"os"
 	"os/exec"
@@ -384,10 +385,14 @@ func freePort(t testing.TB) int {
 }
 
 // startLocal starts DynamoDB Local on port and waits until it answers.
-func startLocal(t testing.TB, jar, libdir string, port int) *exec.Cmd {
+// storage is -inMemory unless given (such as -dbPath DIR).
+func startLocal(t testing.TB, jar, libdir string, port int, storage ...string) *exec.Cmd {
 	t.Helper()
-	cmd := exec.Command("java", "-Xmx256m", "-Djava.library.path="+libdir, "-jar", jar,
-		"-inMemory", "-sharedDb", "-disableTelemetry", "-port", fmt.Sprint(port))
+	if len(storage) == 0 {
+		storage = []string{"-inMemory"}
+	}
+	args := append([]string{"-Xmx256m", "-Djava.library.path=" + libdir, "-jar", jar}, storage...)
+	cmd := exec.Command("java", append(args, "-sharedDb", "-disableTelemetry", "-port", fmt.Sprint(port))...)
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -396,7 +401,11 @@ func startLocal(t testing.TB, jar, libdir string, port int) *exec.Cmd {
 		cmd.Process.Kill()
 		cmd.Wait()
 	})
-	c := newTestClient(fmt.Sprintf("http://127.0.0.1:%d", port))
+	// No keep-alive: no connection (and no goroutine) of this wait outlives
+	// it, which the leak checks of the fault tests rely on.
+	c := dynamodb.New(newTestClient(fmt.Sprintf("http://127.0.0.1:%d", port)).Options(), func(o *dynamodb.Options) {
+		o.HTTPClient = &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
+	})
 	deadline := time.Now().Add(60 * time.Second)
 	for {
 		ctx, cancel := context.WithTimeout(t.Context(), time.Second)
@@ -512,6 +521,8 @@ func TestDynamoDBLocalFaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	works("after restart")
+	// SIGSTOP and SIGKILL.
+	storetest.Report(t, "faults_injected", 2, "faults_survived", 2*boolInt(!t.Failed()))
 }
 
 // --- benchmarks ---

@@ -447,6 +447,7 @@ func TestRedisFault(t *testing.T) {
 	if _, err := b.Get(t.Context(), "alice", taskstore.NewTaskID(time.Now())); !errors.Is(err, taskstore.ErrNotFound) {
 		t.Fatalf("Get after the restart: %v, want ErrNotFound", err)
 	}
+	storetest.Report(t, "faults_injected", 1, "faults_survived", boolInt(!t.Failed()))
 }
 
 // ---- Benchmarks ----

@@ -497,7 +497,9 @@ func encodeCursor(owner, taskID string) string {
 
 func decodeCursor(owner, cursor string) (string, error) {
 	b, err := base64.RawURLEncoding.Strict().DecodeString(cursor)
-	if err != nil || len(b) != ownerTagLen+taskIDLen {
+	// The decoder skips \r and \n anywhere: only the one spelling we
+	// hand out is a cursor.
+	if err != nil || len(b) != ownerTagLen+taskIDLen || base64.RawURLEncoding.EncodeToString(b) != cursor {
 		return "", ErrInvalidCursor
 	}
 	if string(b[:ownerTagLen]) != string(ownerTag(owner)) {

@@ -169,6 +169,7 @@ func checkHistory(t *testing.T, model porcupine.Model, ops []porcupine.Operation
 	switch res {
 	case porcupine.Ok:
 		t.Logf("%d operations checked: linearizable", len(ops))
+		Report(t, "linearizability_ops", len(ops))
 	case porcupine.Illegal:
 		f, err := os.CreateTemp("", "mcptasks-linearizability-*.html")
 		if err == nil {

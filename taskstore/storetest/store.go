@@ -42,6 +42,8 @@ func runStoreTests(t *testing.T, newBackend NewBackend) {
 		{"LinearizableTransitions", testStoreLinearizableTransitions},
 		{"RateLimit", testStoreRateLimit},
 		{"InputFlow", testStoreInputFlow},
+		{"OwnerIsolationProperty", testStoreOwnerIsolationProperty},
+		{"LimitsEveryEntryPoint", testStoreLimitsEveryEntryPoint},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, open) })

@@ -1,0 +1,126 @@
+//go:build dynamodb
+
+package mcptasks
+
+import (
+	"context"
+	"fmt"
+	"net/url"
+	"os"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+
+	"github.com/mcptasks/mcptasks/taskstore"
+	"github.com/mcptasks/mcptasks/taskstore/storetest"
+)
+
+// TestDynamoDBLocalFaultUnderLoad kills -9 DynamoDB Local while 8
+// goroutines keep calling the store, keeps the load running while it is
+// gone, and restarts it on the same port and database file. It checks that
+// no call panics or outlives its deadline by more than ddbMaxOvershoot
+// (the SDK's retries and backoff included), that the store serves again,
+// that closing the store leaves no goroutine, and counts the acknowledged
+// writes the restarted server no longer has.
+func TestDynamoDBLocalFaultUnderLoad(t *testing.T) {
+	const (
+		deadline        = time.Second
+		ddbMaxOvershoot = 500 * time.Millisecond
+	)
+	if os.Getenv(envDynamoDB) == "" && os.Getenv(envRequire) != "1" {
+		t.Skipf("%s is not set (this test starts its own DynamoDB Local, but only where the others run)", envDynamoDB)
+	}
+	jar, libdir := localJar(t)
+	port := freePort(t)
+	// A database file rather than -inMemory, so that the table and the
+	// acknowledged writes can outlive the kill.
+	storage := []string{"-dbPath", t.TempDir()}
+	cmd := startLocal(t, jar, libdir, port, storage...)
+	t.Setenv("AWS_ACCESS_KEY_ID", "local")
+	t.Setenv("AWS_SECRET_ACCESS_KEY", "local")
+	t.Setenv("AWS_EC2_METADATA_DISABLED", "true")
+
+	before := goroutineKinds()
+	endpoint := fmt.Sprintf("http://127.0.0.1:%d", port)
+	b, err := OpenBackend(t.Context(), "dynamodb://mcptasks_fault_load?create_table=true&endpoint="+url.QueryEscape(endpoint))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := taskstore.New(b, taskstore.Config{MaxTasksPerOwner: -1})
+	load := startFaultLoad(s, 8, deadline)
+
+	time.Sleep(time.Second)
+	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	cmd.Wait()
+	load.setPhase(phaseDown)
+	time.Sleep(time.Second)
+
+	startLocal(t, jar, libdir, port, storage...)
+	recovery := waitServing(t, s, 10*time.Second)
+	load.setPhase(phaseRestart)
+	time.Sleep(time.Second)
+	load.Stop()
+	t.Log(load.summary())
+
+	checked, lost := load.verifyAcked(t, s)
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	checkNoGoroutineLeak(t, before, 5*time.Second)
+
+	if load.panics != 0 {
+		t.Errorf("%d calls panicked", load.panics)
+	}
+	if load.maxOvershoot > ddbMaxOvershoot {
+		t.Errorf("a %s call returned %v after its %v deadline (bound %v)", load.slowest, load.maxOvershoot, deadline, ddbMaxOvershoot)
+	}
+	if load.ackedInPhase[phaseUp] == 0 || load.ackedInPhase[phaseRestart] == 0 {
+		t.Errorf("the store did not serve under load before the kill and after the restart: %s", load.summary())
+	}
+	if load.failed[phaseDown] == 0 {
+		t.Errorf("no call failed while the server was down: was it?")
+	}
+	t.Logf("recovered %v after the restart; %d acknowledged tasks read back, %d lost", recovery.Round(time.Millisecond), checked, lost)
+	storetest.Report(t, "faults_injected", 1, "faults_survived", boolInt(!t.Failed()),
+		"calls", load.calls[phaseUp]+load.calls[phaseDown]+load.calls[phaseRestart],
+		"calls_failed_during_fault", load.failed[phaseDown],
+		"max_overshoot_ms", load.maxOvershoot.Milliseconds(),
+		"recovery_ms", recovery.Milliseconds(),
+		"acked_writes_before_kill", load.ackedInPhase[phaseUp],
+		"acked_writes", load.ackedInPhase[phaseUp]+load.ackedInPhase[phaseDown]+load.ackedInPhase[phaseRestart],
+		"acked_tasks_checked", checked, "acked_writes_lost", lost)
+}
+
+// TestDynamoDBLocalCloseReleasesConnections: a backend opened by URL drops
+// its connections, and their goroutines, on Close (it once kept them until
+// the transport's 90 s idle timeout: Close closed a transport the SDK had
+// cloned and never used).
+func TestDynamoDBLocalCloseReleasesConnections(t *testing.T) {
+	srv := server(t, envDynamoDB)
+	t.Setenv("AWS_ACCESS_KEY_ID", "local")
+	t.Setenv("AWS_SECRET_ACCESS_KEY", "local")
+	t.Setenv("AWS_EC2_METADATA_DISABLED", "true")
+	table := randomTable("mcptasks_close_")
+	before := goroutineKinds()
+	b, err := OpenBackend(t.Context(), "dynamodb://"+table+"?create_table=true&endpoint="+url.QueryEscape(srv.endpoint))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		srv.client.DeleteTable(context.Background(), &dynamodb.DeleteTableInput{TableName: aws.String(table)})
+	})
+	s := taskstore.New(b, taskstore.Config{MaxTasksPerOwner: -1})
+	load := startFaultLoad(s, 8, 5*time.Second)
+	time.Sleep(300 * time.Millisecond)
+	load.Stop()
+	if load.ackedInPhase[phaseUp] == 0 || load.failed[phaseUp] != 0 {
+		t.Fatalf("load: %s", load.summary())
+	}
+	s.Close()
+	checkNoGoroutineLeak(t, before, 2*time.Second)
+}

@@ -1,0 +1,339 @@
+package mcptasks
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"regexp"
+	"runtime"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/mcptasks/mcptasks/taskstore"
+	"github.com/mcptasks/mcptasks/taskstore/storetest"
+)
+
+// This file is the fault tests' shared harness (no build tag, so the
+// memory test below keeps it honest in every build): a steady load of
+// Store calls from several goroutines, a record of every write the store
+// acknowledged, and a goroutine leak check by stack.
+
+// Load phases, in order.
+const (
+	phaseUp      = iota // server up, before the fault
+	phaseDown           // from the kill until the restarted server serves
+	phaseRestart        // after that
+	numPhases
+)
+
+var phaseNames = [numPhases]string{"up", "down", "recovered"}
+
+// faultLoad runs Store calls from workers goroutines until stopped.
+type faultLoad struct {
+	s        *taskstore.Store
+	deadline time.Duration // each call's context deadline
+
+	phase atomic.Int32
+	stop  chan struct{}
+	wg    sync.WaitGroup
+
+	mu           sync.Mutex
+	acked        map[ackKey]ackedWrite // highest acknowledged version per task
+	ackedInPhase [numPhases]int        // acknowledged writes (creates and CASes), by phase
+	calls        [numPhases]int
+	failed       [numPhases]int // failures other than domain answers
+	maxOvershoot time.Duration  // how far past its deadline the slowest call returned
+	slowest      string
+	panics       int
+	firstErr     [numPhases]error
+}
+
+type ackKey struct{ owner, id string }
+
+type ackedWrite struct {
+	version uint64
+	phase   int // when the call that acknowledged it started
+}
+
+// domainAnswer reports whether err is one of the store's answers about the
+// data (as opposed to a failure to reach it).
+func domainAnswer(err error) bool {
+	return errors.Is(err, taskstore.ErrInvalidTransition) || errors.Is(err, taskstore.ErrNotFound) ||
+		errors.Is(err, taskstore.ErrConcurrentModification)
+}
+
+// startFaultLoad starts workers goroutines, each with its own owner and
+// tasks: creates, variable merges (compare-and-swap), gets, lists and
+// cancels, one call after another with no pause.
+func startFaultLoad(s *taskstore.Store, workers int, deadline time.Duration) *faultLoad {
+	l := &faultLoad{s: s, deadline: deadline, stop: make(chan struct{}), acked: map[ackKey]ackedWrite{}, maxOvershoot: -deadline}
+	for w := range workers {
+		l.wg.Go(func() { l.worker(w) })
+	}
+	return l
+}
+
+func (l *faultLoad) setPhase(p int) { l.phase.Store(int32(p)) }
+
+// Stop ends the load and waits for every call in flight.
+func (l *faultLoad) Stop() {
+	close(l.stop)
+	l.wg.Wait()
+}
+
+func (l *faultLoad) worker(w int) {
+	owner := fmt.Sprintf("load-%d", w)
+	rng := rand.New(rand.NewPCG(uint64(w), uint64(time.Now().UnixNano())))
+	var ids []string
+	for n := 0; ; n++ {
+		select {
+		case <-l.stop:
+			return
+		default:
+		}
+		r := rng.IntN(100)
+		if len(ids) == 0 {
+			r = 0
+		}
+		var id string
+		if len(ids) > 0 {
+			id = ids[rng.IntN(len(ids))]
+		}
+		var op string
+		var do func(ctx context.Context) (*taskstore.TaskRecord, error)
+		switch {
+		case r < 25:
+			op = "Create"
+			do = func(ctx context.Context) (*taskstore.TaskRecord, error) {
+				return l.s.Create(ctx, owner, taskstore.CreateRequest{RequestMethod: "tools/call"})
+			}
+		case r < 55:
+			op = "SetVariables"
+			do = func(ctx context.Context) (*taskstore.TaskRecord, error) {
+				return l.s.SetVariables(ctx, owner, id, map[string]json.RawMessage{"n": json.RawMessage(fmt.Sprint(n))})
+			}
+		case r < 60:
+			op = "Cancel"
+			do = func(ctx context.Context) (*taskstore.TaskRecord, error) { return l.s.Cancel(ctx, owner, id) }
+		case r < 85:
+			op = "Get"
+			do = func(ctx context.Context) (*taskstore.TaskRecord, error) { return l.s.Get(ctx, owner, id) }
+		default:
+			op = "List"
+			do = func(ctx context.Context) (*taskstore.TaskRecord, error) {
+				_, err := l.s.List(ctx, owner, "", 20)
+				return nil, err
+			}
+		}
+		rec, err := l.call(op, do)
+		if err == nil && op == "Create" {
+			ids = append(ids, rec.Task.TaskID)
+		}
+	}
+}
+
+// call runs one call under the deadline and records how it ended.
+func (l *faultLoad) call(op string, do func(ctx context.Context) (*taskstore.TaskRecord, error)) (rec *taskstore.TaskRecord, err error) {
+	phase := int(l.phase.Load())
+	ctx, cancel := context.WithTimeout(context.Background(), l.deadline)
+	defer cancel()
+	start := time.Now()
+	func() {
+		defer func() {
+			if p := recover(); p != nil {
+				err = fmt.Errorf("panic in %s: %v", op, p)
+				l.mu.Lock()
+				l.panics++
+				l.mu.Unlock()
+			}
+		}()
+		rec, err = do(ctx)
+	}()
+	over := time.Since(start) - l.deadline
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.calls[phase]++
+	if over > l.maxOvershoot {
+		l.maxOvershoot, l.slowest = over, op
+	}
+	switch {
+	case err == nil && rec != nil && op != "Get":
+		// Create, SetVariables and Cancel write: the store acknowledged
+		// rec.Version of this task.
+		k := ackKey{rec.OwnerID, rec.Task.TaskID}
+		if a, ok := l.acked[k]; !ok || rec.Version > a.version {
+			l.acked[k] = ackedWrite{rec.Version, phase}
+		}
+		l.ackedInPhase[phase]++
+	case err != nil && !domainAnswer(err):
+		l.failed[phase]++
+		if l.firstErr[phase] == nil {
+			l.firstErr[phase] = err
+		}
+	}
+	return rec, err
+}
+
+// verifyAcked reads every task the store acknowledged a write to and
+// counts those missing or below their acknowledged version.
+func (l *faultLoad) verifyAcked(t *testing.T, s *taskstore.Store) (checked, lost int) {
+	t.Helper()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for k, a := range l.acked {
+		ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+		got, err := s.Get(ctx, k.owner, k.id)
+		cancel()
+		checked++
+		switch {
+		case errors.Is(err, taskstore.ErrNotFound):
+			lost++
+			t.Errorf("acknowledged write lost: task %s v%d (acknowledged in phase %s) is gone", k.id, a.version, phaseNames[a.phase])
+		case err != nil:
+			t.Fatalf("reading back task %s: %v", k.id, err)
+		case got.Version < a.version:
+			lost++
+			t.Errorf("acknowledged write lost: task %s is at v%d, v%d was acknowledged (phase %s)", k.id, got.Version, a.version, phaseNames[a.phase])
+		}
+	}
+	return checked, lost
+}
+
+// summary is one human line per phase.
+func (l *faultLoad) summary() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var b strings.Builder
+	for p := range numPhases {
+		fmt.Fprintf(&b, "%s: %d calls, %d failed, %d writes acknowledged", phaseNames[p], l.calls[p], l.failed[p], l.ackedInPhase[p])
+		if l.firstErr[p] != nil {
+			fmt.Fprintf(&b, " (first failure: %v)", l.firstErr[p])
+		}
+		b.WriteString("; ")
+	}
+	fmt.Fprintf(&b, "slowest call %s, %v past its deadline", l.slowest, l.maxOvershoot.Round(time.Millisecond))
+	return b.String()
+}
+
+// waitServing polls s with a create and a read until both succeed.
+func waitServing(t *testing.T, s *taskstore.Store, within time.Duration) time.Duration {
+	t.Helper()
+	start := time.Now()
+	for {
+		ctx, cancel := context.WithTimeout(t.Context(), time.Second)
+		r, err := s.Create(ctx, "probe", taskstore.CreateRequest{RequestMethod: "tools/call"})
+		if err == nil {
+			_, err = s.Get(ctx, "probe", r.Task.TaskID)
+		}
+		cancel()
+		if err == nil {
+			return time.Since(start)
+		}
+		if time.Since(start) > within {
+			t.Fatalf("store does not serve %v after the restart: %v", within, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// goroutineKinds counts the goroutines running now by kind: the function
+// that started them and the first frame outside the runtime.
+func goroutineKinds() map[string]int {
+	buf := make([]byte, 1<<20)
+	for {
+		n := runtime.Stack(buf, true)
+		if n < len(buf) {
+			buf = buf[:n]
+			break
+		}
+		buf = make([]byte, 2*len(buf))
+	}
+	kinds := map[string]int{}
+	for _, g := range strings.Split(string(buf), "\n\n") {
+		lines := strings.Split(strings.TrimSpace(g), "\n")
+		// The test's own goroutines, and those os/exec runs for the
+		// servers a test starts, are not the store's.
+		if len(lines) < 2 || strings.Contains(g, "testing.tRunner") || strings.Contains(g, "testing.(*F).Fuzz") ||
+			strings.Contains(g, "os/exec.") {
+			continue
+		}
+		top, creator := "", ""
+		for _, ln := range lines[1:] {
+			if strings.HasPrefix(ln, "\t") {
+				continue // file:line
+			}
+			if strings.HasPrefix(ln, "created by ") {
+				creator = goroutineIDs.ReplaceAllString(strings.TrimPrefix(ln, "created by "), "")
+				continue
+			}
+			fn := ln[:max(strings.LastIndex(ln, "("), 0)]
+			if top == "" && !strings.HasPrefix(fn, "runtime.") && !strings.HasPrefix(fn, "internal/") {
+				top = fn
+			}
+		}
+		kinds[top+" <- "+creator]++
+	}
+	return kinds
+}
+
+var goroutineIDs = regexp.MustCompile(` in goroutine \d+`)
+
+// checkNoGoroutineLeak polls until no kind of goroutine is more numerous
+// than in before, and fails naming the extra ones if that takes too long.
+func checkNoGoroutineLeak(t *testing.T, before map[string]int, within time.Duration) {
+	t.Helper()
+	var extra []string
+	for deadline := time.Now().Add(within); ; time.Sleep(10 * time.Millisecond) {
+		extra = extra[:0]
+		for k, n := range goroutineKinds() {
+			if n > before[k] {
+				extra = append(extra, fmt.Sprintf("%d more: %s", n-before[k], k))
+			}
+		}
+		if len(extra) == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			break
+		}
+	}
+	slices.Sort(extra)
+	t.Fatalf("goroutines left %v after Close:\n%s", within, strings.Join(extra, "\n"))
+}
+
+// TestFaultLoadHarness runs the load against the memory backend without a
+// fault: every write it counts is there, every call is on time, and
+// closing the store leaves no goroutine behind.
+func TestFaultLoadHarness(t *testing.T) {
+	before := goroutineKinds()
+	b, err := OpenBackend(t.Context(), "memory://?sweep=10ms")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := taskstore.New(b, taskstore.Config{MaxTasksPerOwner: -1})
+	l := startFaultLoad(s, 8, time.Second)
+	time.Sleep(200 * time.Millisecond)
+	l.Stop()
+	checked, lost := l.verifyAcked(t, s)
+	if checked == 0 || lost != 0 || l.failed[phaseUp] != 0 || l.panics != 0 {
+		t.Fatalf("%d acknowledged tasks, %d lost; %s", checked, lost, l.summary())
+	}
+	s.Close()
+	checkNoGoroutineLeak(t, before, 2*time.Second)
+	t.Logf("%s", l.summary())
+	storetest.Report(t, "acked_writes", l.ackedInPhase[phaseUp], "acked_tasks_checked", checked, "acked_writes_lost", lost,
+		"max_overshoot_ms", l.maxOvershoot.Milliseconds())
+}
+
+func boolInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
