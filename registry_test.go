@@ -66,10 +66,11 @@ func TestRegisterPanics(t *testing.T) {
 	})
 }
 
-// FuzzOpenURL: any URL either opens a working store or fails with an error
-// that does not echo a password. Network backends (when compiled in) get a
-// context that is already cancelled, so their option parsing runs in full
-// and dialing fails at once: they must fail, never hang or panic.
+// FuzzOpenURL: any URL either opens a store or fails with an error that
+// does not echo a password, and never hangs or panics. Network backends
+// (when compiled in) get a context that is already cancelled, so their
+// option parsing runs in full and no connection is made: Redis fails its
+// ping at once; DynamoDB, which sends nothing at Open, may open.
 func FuzzOpenURL(f *testing.F) {
 	for _, s := range []string{"memory://", "memory://?sweep=1s", "memory://?sweep=-1s", "memory://?x=1",
 		"memory://user:secret@/?sweep=x", "memory://?sweep=1s&sweep=2s", "%zz", "postgres://x",
@@ -92,9 +93,9 @@ func FuzzOpenURL(f *testing.F) {
 			ctx = cancelled
 		}
 		s, err := mcptasks.Open(ctx, raw, taskstore.Config{})
-		if err == nil && network(raw) {
+		if err == nil && strings.HasPrefix(raw, "redis") {
 			s.Close()
-			t.Fatalf("Open(%q) with a cancelled context succeeded", raw)
+			t.Fatalf("Open(%q) with a cancelled context succeeded without its ping", raw)
 		}
 		if err != nil {
 			// The password, when the URL has one; an option or host that
