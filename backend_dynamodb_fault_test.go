@@ -15,7 +15,6 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 
 	"github.com/mcptasks/mcptasks/taskstore"
-	"github.com/mcptasks/mcptasks/taskstore/storetest"
 )
 
 // TestDynamoDBLocalFaultUnderLoad kills -9 DynamoDB Local while 8
@@ -67,33 +66,7 @@ func TestDynamoDBLocalFaultUnderLoad(t *testing.T) {
 	load.Stop()
 	t.Log(load.summary())
 
-	checked, lost := load.verifyAcked(t, s)
-	if err := s.Close(); err != nil {
-		t.Fatal(err)
-	}
-	checkNoGoroutineLeak(t, before, 5*time.Second)
-
-	if load.panics != 0 {
-		t.Errorf("%d calls panicked", load.panics)
-	}
-	if load.maxOvershoot > ddbMaxOvershoot {
-		t.Errorf("a %s call returned %v after its %v deadline (bound %v)", load.slowest, load.maxOvershoot, deadline, ddbMaxOvershoot)
-	}
-	if load.ackedInPhase[phaseUp] == 0 || load.ackedInPhase[phaseRestart] == 0 {
-		t.Errorf("the store did not serve under load before the kill and after the restart: %s", load.summary())
-	}
-	if load.failed[phaseDown] == 0 {
-		t.Errorf("no call failed while the server was down: was it?")
-	}
-	t.Logf("recovered %v after the restart; %d acknowledged tasks read back, %d lost", recovery.Round(time.Millisecond), checked, lost)
-	storetest.Report(t, "faults_injected", 1, "faults_survived", boolInt(!t.Failed()),
-		"calls", load.calls[phaseUp]+load.calls[phaseDown]+load.calls[phaseRestart],
-		"calls_failed_during_fault", load.failed[phaseDown],
-		"max_overshoot_ms", load.maxOvershoot.Milliseconds(),
-		"recovery_ms", recovery.Milliseconds(),
-		"acked_writes_before_kill", load.ackedInPhase[phaseUp],
-		"acked_writes", load.ackedInPhase[phaseUp]+load.ackedInPhase[phaseDown]+load.ackedInPhase[phaseRestart],
-		"acked_tasks_checked", checked, "acked_writes_lost", lost)
+	load.finish(t, s, before, deadline, ddbMaxOvershoot, recovery)
 }
 
 // TestDynamoDBLocalCloseReleasesConnections: a backend opened by URL drops

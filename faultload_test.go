@@ -310,6 +310,41 @@ func checkNoGoroutineLeak(t *testing.T, before map[string]int, within time.Durat
 // TestFaultLoadHarness runs the load against the memory backend without a
 // fault: every write it counts is there, every call is on time, and
 // closing the store leaves no goroutine behind.
+// finish stops judging a fault test: it reads back every acknowledged
+// write, closes the store, checks for leaked goroutines and for calls that
+// panicked or outlived their deadline by more than maxOvershoot, and
+// reports the figures for docs/RELIABILITY.md.
+func (l *faultLoad) finish(t *testing.T, s *taskstore.Store, before map[string]int, deadline, maxOvershoot, recovery time.Duration) {
+	t.Helper()
+	checked, lost := l.verifyAcked(t, s)
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	checkNoGoroutineLeak(t, before, 5*time.Second)
+
+	if l.panics != 0 {
+		t.Errorf("%d calls panicked", l.panics)
+	}
+	if l.maxOvershoot > maxOvershoot {
+		t.Errorf("a %s call returned %v after its %v deadline (bound %v)", l.slowest, l.maxOvershoot, deadline, maxOvershoot)
+	}
+	if l.ackedInPhase[phaseUp] == 0 || l.ackedInPhase[phaseRestart] == 0 {
+		t.Errorf("the store did not serve under load before the kill and after the restart: %s", l.summary())
+	}
+	if l.failed[phaseDown] == 0 {
+		t.Errorf("no call failed while the server was down: was it?")
+	}
+	t.Logf("recovered %v after the restart; %d acknowledged tasks read back, %d lost", recovery.Round(time.Millisecond), checked, lost)
+	storetest.Report(t, "faults_injected", 1, "faults_survived", boolInt(!t.Failed()),
+		"calls", l.calls[phaseUp]+l.calls[phaseDown]+l.calls[phaseRestart],
+		"calls_failed_during_fault", l.failed[phaseDown],
+		"max_overshoot_ms", l.maxOvershoot.Milliseconds(),
+		"recovery_ms", recovery.Milliseconds(),
+		"acked_writes_before_kill", l.ackedInPhase[phaseUp],
+		"acked_writes", l.ackedInPhase[phaseUp]+l.ackedInPhase[phaseDown]+l.ackedInPhase[phaseRestart],
+		"acked_tasks_checked", checked, "acked_writes_lost", lost)
+}
+
 func TestFaultLoadHarness(t *testing.T) {
 	before := goroutineKinds()
 	b, err := OpenBackend(t.Context(), "memory://?sweep=10ms")
