@@ -65,6 +65,7 @@ type sdkState struct {
 	servers  []*mcp.Server
 	sessions map[*mcp.ServerSession]string // session -> owner (normalized)
 	pruned   int                           // len(sessions) after the last pruning
+	watchers map[chan struct{}]bool        // poked on every local task change (listen.go)
 }
 
 func (s *sdkState) init() {
@@ -133,6 +134,7 @@ func (r *Router) sessionsOf(owner string) []*mcp.ServerSession {
 // notifyStatus sends notifications/tasks/status to the owner's sessions on
 // this replica, and to no one else.
 func (r *Router) notifyStatus(owner string, task taskstore.Task) {
+	r.pokeWatchers()
 	sessions := r.sessionsOf(owner)
 	if len(sessions) == 0 {
 		return
@@ -244,6 +246,9 @@ func (r *Router) receiving(next mcp.MethodHandler) mcp.MethodHandler {
 // the others with the related-task key.
 func (r *Router) sending(next mcp.MethodHandler) mcp.MethodHandler {
 	return func(ctx context.Context, method string, req mcp.Request) (mcp.Result, error) {
+		if method == "notifications/subscriptions/acknowledged" {
+			return r.onListenAck(ctx, method, req, next)
+		}
 		if method == "notifications/progress" {
 			if rn := runFrom(ctx); rn != nil {
 				if rn.isFinished() {

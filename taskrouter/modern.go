@@ -149,6 +149,9 @@ func (r *Router) modernReceiving(ctx context.Context, method string, req mcp.Req
 		ctx = context.WithValue(ctx, modernKey{}, true)
 		res, err := next(ctx, method, req)
 		return res, err, true
+	case "subscriptions/listen":
+		res, err := r.modernListen(ctx, method, req, next)
+		return res, err, true
 	case "tasks/result", "tasks/list":
 		return nil, methodNotFound(fmt.Sprintf("%q is not part of the %s extension (protocol 2026-07-28): use tasks/get", method, ExtensionID)), true
 	}
@@ -371,6 +374,7 @@ func (r *Router) Update(ctx context.Context, owner, taskID string, responses map
 	if _, err := r.store.SubmitInput(ctx, owner, taskID, responses); err != nil {
 		return rpcError(err)
 	}
+	r.pokeWatchers()
 	return nil
 }
 

@@ -122,20 +122,26 @@ func rewriteBody(body []byte) []byte {
 // statusMessage returns the notifications/tasks/status message that msg
 // (a JSON-RPC message) stands in for, if it is one of ours.
 func (r *Router) statusMessage(msg []byte) ([]byte, bool) {
-	params, ok := r.statusParams(msg)
+	if out, ok := r.ackMessage(msg); ok {
+		return out, true
+	}
+	method, params, ok := r.statusParams(msg)
 	if !ok {
 		return nil, false
 	}
 	out := make([]byte, 0, len(params)+64)
-	out = append(out, `{"jsonrpc":"2.0","method":"notifications/tasks/status","params":`...)
+	out = append(out, `{"jsonrpc":"2.0","method":"`+method+`","params":`...)
 	out = append(out, params...)
 	out = append(out, '}')
 	return out, true
 }
 
-func (r *Router) statusParams(msg []byte) (json.RawMessage, bool) {
+// statusParams returns the method and params of the notification that msg,
+// a stand-in progress notification, stands for: notifications/tasks/status
+// (2025-11-25) or notifications/tasks (2026-07-28, listen.go).
+func (r *Router) statusParams(msg []byte) (string, json.RawMessage, bool) {
 	if !bytes.Contains(msg, []byte(r.sdk.marker)) {
-		return nil, false
+		return "", nil, false
 	}
 	var m struct {
 		Method string `json:"method"`
@@ -145,10 +151,46 @@ func (r *Router) statusParams(msg []byte) (json.RawMessage, bool) {
 		} `json:"params"`
 	}
 	if json.Unmarshal(msg, &m) != nil || m.Method != "notifications/progress" || m.Params.ProgressToken != r.sdk.marker {
-		return nil, false
+		return "", nil, false
+	}
+	if params, ok := m.Params.Meta[modernStatusMetaKey]; ok {
+		return "notifications/tasks", params, true
 	}
 	task, ok := m.Params.Meta[statusMetaKey]
-	return task, ok
+	return "notifications/tasks/status", task, ok
+}
+
+// ackMessage moves the agreed task ids that onListenAck put in the _meta of
+// a notifications/subscriptions/acknowledged message into
+// params.notifications.taskIds, where SEP-2663 puts them.
+func (r *Router) ackMessage(msg []byte) ([]byte, bool) {
+	key := r.ackMetaKey()
+	if !bytes.Contains(msg, []byte(key)) {
+		return nil, false
+	}
+	var m map[string]json.RawMessage
+	var p map[string]json.RawMessage
+	var meta map[string]json.RawMessage
+	var method string
+	if json.Unmarshal(msg, &m) != nil || json.Unmarshal(m["method"], &method) != nil || method != "notifications/subscriptions/acknowledged" ||
+		json.Unmarshal(m["params"], &p) != nil || json.Unmarshal(p["_meta"], &meta) != nil {
+		return nil, false
+	}
+	ids, ok := meta[key]
+	if !ok {
+		return nil, false
+	}
+	delete(meta, key)
+	n := map[string]json.RawMessage{}
+	if raw, ok := p["notifications"]; ok && string(raw) != "null" && json.Unmarshal(raw, &n) != nil {
+		return nil, false
+	}
+	n["taskIds"] = ids
+	p["notifications"], _ = json.Marshal(n)
+	p["_meta"], _ = json.Marshal(meta)
+	m["params"], _ = json.Marshal(p)
+	out, err := json.Marshal(m)
+	return out, err == nil
 }
 
 // rewriteOutput rewrites the stand-in notifications in a chunk the SDK
@@ -382,7 +424,9 @@ func (c *conn) Write(ctx context.Context, msg jsonrpc.Message) error {
 				ProgressToken any                        `json:"progressToken"`
 			}
 			if json.Unmarshal(req.Params, &p) == nil && p.ProgressToken == c.r.sdk.marker {
-				if task, ok := p.Meta[statusMetaKey]; ok {
+				if task, ok := p.Meta[modernStatusMetaKey]; ok {
+					msg = &jsonrpc.Request{Method: "notifications/tasks", Params: task}
+				} else if task, ok := p.Meta[statusMetaKey]; ok {
 					msg = &jsonrpc.Request{Method: "notifications/tasks/status", Params: task}
 				}
 			}
@@ -472,7 +516,18 @@ func (r *Router) serveModern(w http.ResponseWriter, req *http.Request, body []by
 			meta = map[string]json.RawMessage{}
 		}
 		delete(meta, taskMetaKey)
+		delete(meta, listenMetaKey)
 		meta[modernMetaKey] = json.RawMessage("true")
+		if method == "subscriptions/listen" {
+			// The SDK's NotificationSubscriptions has no taskIds (SEP-2663):
+			// carry them to the Router in _meta.
+			var n struct {
+				TaskIDs json.RawMessage `json:"taskIds"`
+			}
+			if raw, ok := params["notifications"]; ok && json.Unmarshal(raw, &n) == nil && len(n.TaskIDs) > 0 && string(n.TaskIDs) != "null" {
+				meta[listenMetaKey] = n.TaskIDs
+			}
+		}
 		delete(params, "task")
 		mb, _ := json.Marshal(meta)
 		params["_meta"] = mb
@@ -482,8 +537,31 @@ func (r *Router) serveModern(w http.ResponseWriter, req *http.Request, body []by
 			body = out
 		}
 	}
-	next.ServeHTTP(w, withBody(req, body))
+	next.ServeHTTP(&modernWriter{ResponseWriter: w, r: r}, withBody(req, body))
 }
+
+// modernWriter rewrites the Router's stand-in messages on the 2026-07-28
+// route (the notifications/tasks of a subscriptions/listen stream and its
+// acknowledgement).
+type modernWriter struct {
+	http.ResponseWriter
+	r *Router
+}
+
+func (w *modernWriter) Write(p []byte) (int, error) {
+	if _, err := w.ResponseWriter.Write(w.r.rewriteOutput(p)); err != nil {
+		return 0, err
+	}
+	return len(p), nil
+}
+
+func (w *modernWriter) Flush() {
+	if f, ok := w.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
+}
+
+func (w *modernWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 func withBody(req *http.Request, body []byte) *http.Request {
 	req.Body = io.NopCloser(bytes.NewReader(body))

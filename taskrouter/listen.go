@@ -1,0 +1,259 @@
+package taskrouter
+
+import (
+	"context"
+	"encoding/json"
+	"sync"
+	"time"
+
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+
+	"github.com/mcptasks/mcptasks/taskstore"
+)
+
+// Task status notifications of the tasks extension (SEP-2663): a
+// 2026-07-28 client sends subscriptions/listen (SEP-2575) with
+// params.notifications.taskIds; the server acknowledges the ids it agrees
+// to watch (the requester's own tasks, nothing else) and then sends
+// notifications/tasks, each a DetailedTask as tasks/get would answer it,
+// on that listen stream, until every watched task is terminal or the
+// client closes the stream.
+//
+// go-sdk v1.8.0 serves subscriptions/listen itself but knows no taskIds:
+// serveModern moves them into the private _meta key listenMetaKey, the
+// receiving middleware (modernListen) resolves them against the store,
+// the sending middleware adds the agreed ids to the SDK's acknowledgement,
+// and the notifications travel as stand-in progress notifications that
+// the HTTP writer rewrites (as for notifications/tasks/status).
+
+const (
+	// listenMetaKey carries params.notifications.taskIds of a
+	// subscriptions/listen request from serveModern to the Router.
+	listenMetaKey = "io.mcptasks/listen-taskIds"
+	// modernStatusMetaKey marks a stand-in progress notification that
+	// goes out as notifications/tasks; its value is the params.
+	modernStatusMetaKey = "io.mcptasks/tasks-notification"
+	// maxListenTasks bounds the task ids one listen may watch.
+	maxListenTasks = 100
+)
+
+// listenState is one subscriptions/listen request's task part.
+type listenState struct {
+	ids     []string // agreed: the owner's tasks that exist
+	ackOnce sync.Once
+	acked   chan struct{}
+	subID   any // the listen request's id, as the SDK put it in the ack
+}
+
+type listenKey struct{}
+
+func listenFrom(ctx context.Context) *listenState {
+	ls, _ := ctx.Value(listenKey{}).(*listenState)
+	return ls
+}
+
+// listenTaskIDs returns the task ids a subscriptions/listen request asked
+// for; ok is false when it asked for none (no taskIds field).
+func listenTaskIDs(req mcp.Request) (ids []string, ok bool) {
+	raw, present := metaOf(req)[listenMetaKey]
+	if !present {
+		return nil, false
+	}
+	b, err := json.Marshal(raw)
+	if err != nil || json.Unmarshal(b, &ids) != nil {
+		return []string{}, true // not a list of strings: nothing to agree to
+	}
+	return ids, true
+}
+
+// modernListen serves subscriptions/listen for a 2026-07-28 request that
+// names taskIds; others go to the SDK unchanged.
+func (r *Router) modernListen(ctx context.Context, method string, req mcp.Request, next mcp.MethodHandler) (mcp.Result, error) {
+	asked, ok := listenTaskIDs(req)
+	if !ok {
+		return next(ctx, method, req)
+	}
+	if !declaresTasks(req) {
+		return nil, missingTasksCapability("task status notifications")
+	}
+	ss, _ := req.GetSession().(*mcp.ServerSession)
+	owner := r.owner(ctx, req)
+	ls := &listenState{ids: []string{}, acked: make(chan struct{})}
+	seen := map[string]bool{}
+	for _, id := range asked {
+		if seen[id] || len(ls.ids) >= maxListenTasks {
+			continue
+		}
+		seen[id] = true
+		// Another owner's task answers like a missing one: not agreed.
+		if _, err := r.store.Get(ctx, owner, id); err == nil {
+			ls.ids = append(ls.ids, id)
+		} else if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+	}
+	ctx = context.WithValue(ctx, listenKey{}, ls)
+
+	type answer struct {
+		res mcp.Result
+		err error
+	}
+	done := make(chan answer, 1)
+	go func() {
+		res, err := next(ctx, method, req) // sends the ack; blocks while the SDK has its own subscriptions
+		done <- answer{res, err}
+	}()
+	var a *answer
+	select {
+	case <-ls.acked:
+	case got := <-done:
+		a = &got
+	}
+	select {
+	case <-ls.acked:
+		if ss != nil && len(ls.ids) > 0 {
+			r.watchTasks(ctx, ss, owner, ls)
+		}
+	default: // the SDK failed before acknowledging
+	}
+	if a == nil {
+		got := <-done
+		a = &got
+	}
+	return a.res, a.err
+}
+
+// onListenAck is the sending middleware's part: it adds the agreed task ids
+// to the SDK's acknowledgement (as a private _meta key that the HTTP writer
+// moves into params.notifications.taskIds) and notes that the ack is out.
+func (r *Router) onListenAck(ctx context.Context, method string, req mcp.Request, next mcp.MethodHandler) (mcp.Result, error) {
+	ls := listenFrom(ctx)
+	p, ok := req.GetParams().(*mcp.SubscriptionsAcknowledgedParams)
+	if ls == nil || !ok || p == nil {
+		return next(ctx, method, req)
+	}
+	if p.Meta == nil {
+		p.Meta = mcp.Meta{}
+	}
+	ls.subID = p.Meta[mcp.MetaKeySubscriptionID]
+	p.Meta[r.ackMetaKey()] = ls.ids
+	res, err := next(ctx, method, req)
+	ls.ackOnce.Do(func() { close(ls.acked) })
+	return res, err
+}
+
+func (r *Router) ackMetaKey() string { return r.sdk.marker + "/taskIds" }
+
+// watchTasks sends notifications/tasks for ls's tasks on ss until each is
+// terminal (or gone) or ctx ends. The first round sends every task's
+// current state, so a change between the client's create and its listen is
+// not missed. It re-reads the tasks every poll interval, so changes made
+// on other replicas are seen too, and at once after a change on this one.
+func (r *Router) watchTasks(ctx context.Context, ss *mcp.ServerSession, owner string, ls *listenState) {
+	wake := r.addWatcher()
+	defer r.removeWatcher(wake)
+	poll := min(max(r.store.Config().PollInterval, r.opts.MinPollInterval), time.Second)
+	last := map[string]string{}
+	live := append([]string(nil), ls.ids...)
+	for len(live) > 0 {
+		kept := live[:0]
+		for _, id := range live {
+			rec, err := r.store.Get(ctx, owner, id)
+			if err != nil {
+				if ctx.Err() != nil {
+					return
+				}
+				continue // expired or deleted: nothing more to say
+			}
+			sig := string(rec.Task.Status) + "\x00" + rec.Task.StatusMessage + "\x00" + string(rec.InputRequests)
+			if sig != last[id] {
+				last[id] = sig
+				if err := r.sendTaskNotification(ctx, ss, rec, ls.subID); err != nil {
+					return // the stream is gone
+				}
+			}
+			if !rec.Task.Status.Terminal() {
+				kept = append(kept, id)
+			}
+		}
+		live = kept
+		if len(live) == 0 {
+			return
+		}
+		t := time.NewTimer(poll)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-wake:
+		case <-t.C:
+		}
+		t.Stop()
+	}
+}
+
+// sendTaskNotification sends rec as notifications/tasks: the DetailedTask
+// (without resultType, which results carry and notifications do not), with
+// the subscription id in _meta.
+func (r *Router) sendTaskNotification(ctx context.Context, ss *mcp.ServerSession, rec *taskstore.TaskRecord, subID any) error {
+	mt := detailedTask(rec)
+	meta := make(map[string]json.RawMessage, len(mt.Meta)+1)
+	for k, v := range mt.Meta {
+		meta[k] = v
+	}
+	if subID != nil {
+		b, err := json.Marshal(subID)
+		if err != nil {
+			return err
+		}
+		meta[mcp.MetaKeySubscriptionID] = b
+	}
+	mt.Meta = meta
+	b, err := json.Marshal(mt)
+	if err != nil {
+		return err
+	}
+	var m map[string]json.RawMessage
+	if err := json.Unmarshal(b, &m); err != nil {
+		return err
+	}
+	delete(m, "resultType")
+	params, err := json.Marshal(m)
+	if err != nil {
+		return err
+	}
+	return ss.NotifyProgress(ctx, &mcp.ProgressNotificationParams{
+		ProgressToken: r.sdk.marker,
+		Meta:          mcp.Meta{modernStatusMetaKey: json.RawMessage(params)},
+	})
+}
+
+// addWatcher returns a channel that is poked (without blocking) whenever a
+// task changes on this replica.
+func (r *Router) addWatcher() chan struct{} {
+	c := make(chan struct{}, 1)
+	r.sdk.mu.Lock()
+	if r.sdk.watchers == nil {
+		r.sdk.watchers = map[chan struct{}]bool{}
+	}
+	r.sdk.watchers[c] = true
+	r.sdk.mu.Unlock()
+	return c
+}
+
+func (r *Router) removeWatcher(c chan struct{}) {
+	r.sdk.mu.Lock()
+	delete(r.sdk.watchers, c)
+	r.sdk.mu.Unlock()
+}
+
+func (r *Router) pokeWatchers() {
+	r.sdk.mu.Lock()
+	defer r.sdk.mu.Unlock()
+	for c := range r.sdk.watchers {
+		select {
+		case c <- struct{}{}:
+		default:
+		}
+	}
+}
