@@ -164,16 +164,31 @@ func (r *Router) statusParams(msg []byte) (string, json.RawMessage, bool) {
 // a notifications/subscriptions/acknowledged message into
 // params.notifications.taskIds, where SEP-2663 puts them.
 func (r *Router) ackMessage(msg []byte) ([]byte, bool) {
-	key := r.ackMetaKey()
-	if !bytes.Contains(msg, []byte(key)) {
+	if !bytes.Contains(msg, []byte(r.ackMetaKey())) {
 		return nil, false
 	}
 	var m map[string]json.RawMessage
-	var p map[string]json.RawMessage
-	var meta map[string]json.RawMessage
 	var method string
-	if json.Unmarshal(msg, &m) != nil || json.Unmarshal(m["method"], &method) != nil || method != "notifications/subscriptions/acknowledged" ||
-		json.Unmarshal(m["params"], &p) != nil || json.Unmarshal(p["_meta"], &meta) != nil {
+	if json.Unmarshal(msg, &m) != nil || json.Unmarshal(m["method"], &method) != nil || method != "notifications/subscriptions/acknowledged" {
+		return nil, false
+	}
+	params, ok := r.ackParams(m["params"])
+	if !ok {
+		return nil, false
+	}
+	m["params"] = params
+	out, err := json.Marshal(m)
+	return out, err == nil
+}
+
+// ackParams is ackMessage on the params of the acknowledgement.
+func (r *Router) ackParams(raw json.RawMessage) (json.RawMessage, bool) {
+	key := r.ackMetaKey()
+	if !bytes.Contains(raw, []byte(key)) {
+		return nil, false
+	}
+	var p, meta map[string]json.RawMessage
+	if json.Unmarshal(raw, &p) != nil || json.Unmarshal(p["_meta"], &meta) != nil {
 		return nil, false
 	}
 	ids, ok := meta[key]
@@ -188,8 +203,7 @@ func (r *Router) ackMessage(msg []byte) ([]byte, bool) {
 	n["taskIds"] = ids
 	p["notifications"], _ = json.Marshal(n)
 	p["_meta"], _ = json.Marshal(meta)
-	m["params"], _ = json.Marshal(p)
-	out, err := json.Marshal(m)
+	out, err := json.Marshal(p)
 	return out, err == nil
 }
 
@@ -375,14 +389,33 @@ func unsupportedCall(body, answer []byte) (jsonrpc.ID, bool) {
 
 // Transport wraps a transport (such as &mcp.StdioTransport{}) so that the
 // task field of tools/call reaches the Router and its status notifications
-// go out as notifications/tasks/status.
+// go out as notifications/tasks/status. It serves protocol 2025-11-25 only
+// (server/discover is refused, so clients fall back to initialize); see
+// TransportWith to serve 2026-07-28 too.
 func (r *Router) Transport(t mcp.Transport) mcp.Transport {
-	return &transport{inner: t, r: r}
+	return r.TransportWith(t, nil)
+}
+
+// TransportOptions configure TransportWith.
+type TransportOptions struct {
+	// Modern serves protocol 2026-07-28 and with it the tasks extension
+	// (io.modelcontextprotocol/tasks) on this transport too: a request whose
+	// _meta protocol version is 2026-07-28 or later is served as
+	// HTTPHandler's stateless route serves it (without the HTTP headers),
+	// including notifications/tasks on subscriptions/listen. Clients that
+	// speak both (go-sdk v1.8.0) then pick 2026-07-28.
+	Modern bool
+}
+
+// TransportWith is Transport with options (nil: the defaults).
+func (r *Router) TransportWith(t mcp.Transport, opts *TransportOptions) mcp.Transport {
+	return &transport{inner: t, r: r, modern: opts != nil && opts.Modern}
 }
 
 type transport struct {
-	inner mcp.Transport
-	r     *Router
+	inner  mcp.Transport
+	r      *Router
+	modern bool
 }
 
 func (t *transport) Connect(ctx context.Context) (mcp.Connection, error) {
@@ -390,7 +423,7 @@ func (t *transport) Connect(ctx context.Context) (mcp.Connection, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &conn{Connection: c, r: t.r}, nil
+	return &conn{Connection: c, r: t.r, modern: t.modern}, nil
 }
 
 // SupportsProtocolVersion passes the inner transport's answer on.
@@ -403,12 +436,28 @@ func (t *transport) SupportsProtocolVersion(v string) bool {
 
 type conn struct {
 	mcp.Connection
-	r *Router
+	r      *Router
+	modern bool
 }
 
 func (c *conn) Read(ctx context.Context) (jsonrpc.Message, error) {
 	msg, err := c.Connection.Read(ctx)
-	if req, ok := msg.(*jsonrpc.Request); ok && err == nil && req.Method == "tools/call" {
+	req, ok := msg.(*jsonrpc.Request)
+	if !ok || err != nil {
+		return msg, err
+	}
+	if c.modern && modernParams(req.Params) {
+		// Protocol 2026-07-28 (the per-request _meta protocol version):
+		// marked as serveModern marks it. stdio has no Mcp-Name header.
+		var params map[string]json.RawMessage
+		if json.Unmarshal(req.Params, &params) == nil {
+			if p, err := markModern(req.Method, params); err == nil {
+				req.Params = p
+			}
+		}
+		return msg, nil
+	}
+	if req.Method == "tools/call" {
 		if params, changed := rewriteParams(req.Params); changed {
 			req.Params = params
 		}
@@ -416,7 +465,28 @@ func (c *conn) Read(ctx context.Context) (jsonrpc.Message, error) {
 	return msg, err
 }
 
+// modernParams reports whether request params carry a 2026-07-28 (or
+// later) _meta protocol version.
+func modernParams(params json.RawMessage) bool {
+	if !bytes.Contains(params, []byte("io.modelcontextprotocol/protocolVersion")) {
+		return false
+	}
+	var p struct {
+		Meta map[string]any `json:"_meta"`
+	}
+	if json.Unmarshal(params, &p) != nil {
+		return false
+	}
+	v, _ := p.Meta["io.modelcontextprotocol/protocolVersion"].(string)
+	return v >= protocol20260728
+}
+
 func (c *conn) Write(ctx context.Context, msg jsonrpc.Message) error {
+	if req, ok := msg.(*jsonrpc.Request); ok && req.Method == "notifications/subscriptions/acknowledged" && !req.IsCall() {
+		if params, ok := c.r.ackParams(req.Params); ok {
+			msg = &jsonrpc.Request{Method: req.Method, Params: params}
+		}
+	}
 	if req, ok := msg.(*jsonrpc.Request); ok && req.Method == "notifications/progress" && !req.IsCall() {
 		if bytes.Contains(req.Params, []byte(c.r.sdk.marker)) {
 			var p struct {
@@ -453,15 +523,9 @@ func modernBody(body []byte) bool {
 		return false
 	}
 	var m struct {
-		Params struct {
-			Meta map[string]any `json:"_meta"`
-		} `json:"params"`
+		Params json.RawMessage `json:"params"`
 	}
-	if json.Unmarshal(body, &m) != nil {
-		return false
-	}
-	v, _ := m.Params.Meta["io.modelcontextprotocol/protocolVersion"].(string)
-	return v >= protocol20260728
+	return json.Unmarshal(body, &m) == nil && modernParams(m.Params)
 }
 
 // serveModern checks and marks a 2026-07-28 request, then hands it to the
@@ -504,40 +568,55 @@ func (r *Router) serveModern(w http.ResponseWriter, req *http.Request, body []by
 		}
 	}
 	if _, isCall := m["id"]; isCall || method != "" {
-		if params == nil {
-			params = map[string]json.RawMessage{}
-		}
-		meta := map[string]json.RawMessage{}
-		if raw, ok := params["_meta"]; ok && json.Unmarshal(raw, &meta) != nil {
+		pb, err := markModern(method, params)
+		if err != nil {
 			next.ServeHTTP(w, withBody(req, body))
 			return
 		}
-		if meta == nil {
-			meta = map[string]json.RawMessage{}
-		}
-		delete(meta, taskMetaKey)
-		delete(meta, listenMetaKey)
-		meta[modernMetaKey] = json.RawMessage("true")
-		if method == "subscriptions/listen" {
-			// The SDK's NotificationSubscriptions has no taskIds (SEP-2663):
-			// carry them to the Router in _meta.
-			var n struct {
-				TaskIDs json.RawMessage `json:"taskIds"`
-			}
-			if raw, ok := params["notifications"]; ok && json.Unmarshal(raw, &n) == nil && len(n.TaskIDs) > 0 && string(n.TaskIDs) != "null" {
-				meta[listenMetaKey] = n.TaskIDs
-			}
-		}
-		delete(params, "task")
-		mb, _ := json.Marshal(meta)
-		params["_meta"] = mb
-		pb, _ := json.Marshal(params)
 		m["params"] = pb
 		if out, err := json.Marshal(m); err == nil {
 			body = out
 		}
 	}
 	next.ServeHTTP(&modernWriter{ResponseWriter: w, r: r}, withBody(req, body))
+}
+
+// markModern returns a 2026-07-28 request's params as the Router reads
+// them: the private _meta keys a client sent are dropped, modernMetaKey is
+// set, params.task (a 2025-11-25 field) is dropped, and the taskIds of a
+// subscriptions/listen, which the SDK's NotificationSubscriptions has no
+// field for, are carried in _meta.
+func markModern(method string, params map[string]json.RawMessage) (json.RawMessage, error) {
+	if params == nil {
+		params = map[string]json.RawMessage{}
+	}
+	meta := map[string]json.RawMessage{}
+	if raw, ok := params["_meta"]; ok {
+		if err := json.Unmarshal(raw, &meta); err != nil {
+			return nil, err
+		}
+	}
+	if meta == nil {
+		meta = map[string]json.RawMessage{}
+	}
+	delete(meta, taskMetaKey)
+	delete(meta, listenMetaKey)
+	meta[modernMetaKey] = json.RawMessage("true")
+	if method == "subscriptions/listen" {
+		var n struct {
+			TaskIDs json.RawMessage `json:"taskIds"`
+		}
+		if raw, ok := params["notifications"]; ok && json.Unmarshal(raw, &n) == nil && len(n.TaskIDs) > 0 && string(n.TaskIDs) != "null" {
+			meta[listenMetaKey] = n.TaskIDs
+		}
+	}
+	delete(params, "task")
+	mb, err := json.Marshal(meta)
+	if err != nil {
+		return nil, err
+	}
+	params["_meta"] = mb
+	return json.Marshal(params)
 }
 
 // modernWriter rewrites the Router's stand-in messages on the 2026-07-28
