@@ -325,7 +325,9 @@ func TestModernDetailedTask(t *testing.T) {
 		}
 	})
 	t.Run("input_required inlines inputRequests", func(t *testing.T) {
-		a := awaitStatus(t, url, startModern(t, url, "ask", ""), "input_required")
+		id := startModern(t, url, "ask", "")
+		defer func() { mustOK(t, modernReq{method: "tasks/cancel", params: map[string]any{"taskId": id}}.do(t, url)) }()
+		a := awaitStatus(t, url, id, "input_required")
 		var reqs map[string]struct {
 			Method string `json:"method"`
 		}
