@@ -15,9 +15,14 @@ import (
 
 // ---- incoming: params.task of tools/call -> _meta[taskMetaKey] ----
 
-// rewriteParams moves params.task into _meta[taskMetaKey] and removes any
-// taskMetaKey a client sent itself. It reports whether it changed params.
-func rewriteParams(params json.RawMessage) (json.RawMessage, bool) {
+// privateMetaPrefix begins every _meta key the router uses to talk to
+// itself through the SDK; a client's own such keys are dropped on the way in.
+const privateMetaPrefix = "io.mcptasks/"
+
+// rewriteParams removes every private _meta key a client sent itself and,
+// for a tools/call (isCall), moves params.task into _meta[taskMetaKey]. It
+// reports whether it changed params.
+func rewriteParams(params json.RawMessage, isCall bool) (json.RawMessage, bool) {
 	var m map[string]json.RawMessage
 	if json.Unmarshal(params, &m) != nil || m == nil {
 		return params, false
@@ -29,11 +34,13 @@ func rewriteParams(params json.RawMessage) (json.RawMessage, bool) {
 		}
 	}
 	changed := false
-	if _, forged := meta[taskMetaKey]; forged {
-		delete(meta, taskMetaKey)
-		changed = true
+	for k := range meta {
+		if strings.HasPrefix(k, privateMetaPrefix) {
+			delete(meta, k)
+			changed = true
+		}
 	}
-	if task, ok := m["task"]; ok {
+	if task, ok := m["task"]; ok && isCall {
 		delete(m, "task")
 		changed = true
 		if string(bytes.TrimSpace(task)) != "null" {
@@ -60,18 +67,19 @@ func rewriteParams(params json.RawMessage) (json.RawMessage, bool) {
 	return out, true
 }
 
-// rewriteMessage applies rewriteParams to one JSON-RPC message if it is a
-// tools/call.
+// rewriteMessage applies rewriteParams to one JSON-RPC message.
 func rewriteMessage(msg json.RawMessage) (json.RawMessage, bool) {
 	var m map[string]json.RawMessage
 	if json.Unmarshal(msg, &m) != nil || m == nil {
 		return msg, false
 	}
-	var method string
-	if json.Unmarshal(m["method"], &method) != nil || method != "tools/call" {
+	raw, ok := m["params"]
+	if !ok {
 		return msg, false
 	}
-	params, changed := rewriteParams(m["params"])
+	var method string
+	_ = json.Unmarshal(m["method"], &method)
+	params, changed := rewriteParams(raw, method == "tools/call")
 	if !changed {
 		return msg, false
 	}
@@ -83,8 +91,8 @@ func rewriteMessage(msg json.RawMessage) (json.RawMessage, bool) {
 	return out, true
 }
 
-// rewriteBody rewrites the tools/call requests in an HTTP body (a message
-// or a batch).
+// rewriteBody rewrites the requests in an HTTP body (a message or a batch):
+// private _meta keys out, tools/call's params.task in.
 func rewriteBody(body []byte) []byte {
 	// Fast path: no "task" anywhere, and no escapes that could spell it.
 	if !bytes.Contains(body, []byte("task")) && !bytes.Contains(body, []byte(`\`)) {
@@ -457,10 +465,8 @@ func (c *conn) Read(ctx context.Context) (jsonrpc.Message, error) {
 		}
 		return msg, nil
 	}
-	if req.Method == "tools/call" {
-		if params, changed := rewriteParams(req.Params); changed {
-			req.Params = params
-		}
+	if params, changed := rewriteParams(req.Params, req.Method == "tools/call"); changed {
+		req.Params = params
 	}
 	return msg, err
 }
@@ -599,8 +605,11 @@ func markModern(method string, params map[string]json.RawMessage) (json.RawMessa
 	if meta == nil {
 		meta = map[string]json.RawMessage{}
 	}
-	delete(meta, taskMetaKey)
-	delete(meta, listenMetaKey)
+	for k := range meta {
+		if strings.HasPrefix(k, privateMetaPrefix) {
+			delete(meta, k)
+		}
+	}
 	meta[modernMetaKey] = json.RawMessage("true")
 	if method == "subscriptions/listen" {
 		var n struct {

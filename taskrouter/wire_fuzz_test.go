@@ -3,14 +3,16 @@ package taskrouter
 import (
 	"bytes"
 	"encoding/json"
+	"strings"
 	"testing"
 )
 
 // FuzzRewriteBody feeds arbitrary HTTP bodies to the wrapper that moves
 // tools/call's params.task into the private _meta key. It must never panic;
 // whatever it changes is valid JSON; no tools/call it passes on still has
-// params.task; and the private key it passes on carries exactly the
-// client's params.task, never a value the client put in _meta itself.
+// params.task; no message it changes keeps a private key the client sent;
+// and the one private key it passes on carries exactly the client's
+// params.task.
 func FuzzRewriteBody(f *testing.F) {
 	for _, s := range []string{
 		`{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"sleep","arguments":{},"task":{"ttl":1000}}}`,
@@ -19,6 +21,8 @@ func FuzzRewriteBody(f *testing.F) {
 		`{"method":"tools/call","params":{"_meta":7,"task":{}}}`,
 		`{"method":"tools\u002fcall","params":{"ta\u0073k":{"ttl":5}}}`,
 		`[`, `null`, `{"method":"tools/call","params":[1,2]}`,
+		`{"jsonrpc":"2.0","id":2,"method":"tasks/get","params":{"taskId":"x","_meta":{"io.mcptasks/modern":true}}}`,
+		`{"jsonrpc":"2.0","id":3,"method":"subscriptions/listen","params":{"_meta":{"io.mcptasks/listen-taskIds":["x"]}}}`,
 	} {
 		f.Add([]byte(s))
 	}
@@ -44,7 +48,21 @@ func FuzzRewriteBody(f *testing.F) {
 			// Exact keys, as the wrapper matches them (encoding/json struct
 			// fields would match case-insensitively).
 			var in, o map[string]json.RawMessage
-			if json.Unmarshal(outMsgs[i], &o) != nil || string(o["method"]) != `"tools/call"` {
+			if json.Unmarshal(outMsgs[i], &o) != nil {
+				continue
+			}
+			var method string
+			json.Unmarshal(o["method"], &method)
+			if method != "tools/call" {
+				var p map[string]json.RawMessage
+				var meta map[string]json.RawMessage
+				json.Unmarshal(o["params"], &p)
+				json.Unmarshal(p["_meta"], &meta)
+				for k := range meta {
+					if strings.HasPrefix(k, privateMetaPrefix) && !bytes.Equal(outMsgs[i], inMsgs[i]) {
+						t.Fatalf("private key %q passed on in %s", k, outMsgs[i])
+					}
+				}
 				continue
 			}
 			json.Unmarshal(inMsgs[i], &in)
