@@ -62,7 +62,13 @@ for tags in "${combos[@]}"; do
   if [ -f "$log" ]; then
     # Every result line, so the tests that ran can be counted.
     grep -E '^\s*--- (PASS|FAIL|SKIP)|^(ok|FAIL|PASS|panic:)|^\S+\.go:[0-9]+:' "$log" || true
-    [ "${result[$name]}" = ok ] || tail -50 "$log"
+    if [ "${result[$name]}" != ok ]; then
+      # The whole output of each failed test (its logs come before its --- FAIL line).
+      for t in $(grep -oE -- '--- FAIL: [^ ]+' "$log" | awk '{print $3}' | grep -v / | sort -u); do
+        awk -v t="$t" '$0 == "=== RUN   " t {on=1} on {print} $0 ~ "^--- FAIL: " t " " {on=0}' "$log"
+      done
+      tail -20 "$log"
+    fi
     p=$(grep -cE '^\s*--- PASS' "$log" || true)
     f=$(grep -cE '^\s*--- FAIL' "$log" || true)
     s=$(grep -cE '^\s*--- SKIP' "$log" || true)
