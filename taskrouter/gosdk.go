@@ -324,22 +324,23 @@ func (r *Router) toolsCall(ctx context.Context, method string, req mcp.Request, 
 	if err != nil {
 		return nil, toWire(err)
 	}
-	task, err := r.Start(ctx, StartRequest{
-		Owner:        owner,
-		Method:       method,
-		Tool:         p.Name,
-		TTL:          ttl,
-		PollInterval: poll,
-		Values: func(c context.Context) context.Context {
-			return context.WithValue(c, ownerKey{}, owner)
-		},
-	}, func(runCtx context.Context) Outcome {
-		return toolOutcome(next(runCtx, method, req))
-	})
+	task, err := r.startTool(ctx, StartRequest{Owner: owner, Method: method, Tool: p.Name, TTL: ttl, PollInterval: poll}, next, req)
 	if err != nil {
 		return nil, toWire(err)
 	}
 	return &createTaskResult{Task: task}, nil
+}
+
+// startTool starts a task that runs the tool call req through next (the
+// SDK's handler) in the background, with the owner in the run's context.
+func (r *Router) startTool(ctx context.Context, sr StartRequest, next mcp.MethodHandler, req mcp.Request) (taskstore.Task, error) {
+	owner, method := sr.Owner, sr.Method
+	sr.Values = func(c context.Context) context.Context {
+		return context.WithValue(c, ownerKey{}, owner)
+	}
+	return r.Start(ctx, sr, func(runCtx context.Context) Outcome {
+		return toolOutcome(next(runCtx, method, req))
+	})
 }
 
 // methodNotFound is a -32601 error that keeps its message: the SDK

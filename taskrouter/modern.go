@@ -186,17 +186,7 @@ func (r *Router) modernToolsCall(ctx context.Context, method string, req mcp.Req
 			return withResultType(res, "input_required"), nil
 		}
 	}
-	task, err := r.Start(ctx, StartRequest{
-		Owner:  owner,
-		Method: method,
-		Tool:   p.Name,
-		Modern: true,
-		Values: func(c context.Context) context.Context {
-			return context.WithValue(c, ownerKey{}, owner)
-		},
-	}, func(runCtx context.Context) Outcome {
-		return toolOutcome(next(runCtx, method, req))
-	})
+	task, err := r.startTool(ctx, StartRequest{Owner: owner, Method: method, Tool: p.Name, Modern: true}, next, req)
 	if err != nil {
 		return nil, toWire(err)
 	}

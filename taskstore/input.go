@@ -40,6 +40,18 @@ func encodeObject(m map[string]json.RawMessage) (json.RawMessage, error) {
 	return b, nil
 }
 
+// inputState decodes the task's pending input requests and the responses
+// it has received, each a key -> value object.
+func (r *TaskRecord) inputState() (pending, answered map[string]json.RawMessage, err error) {
+	if pending, err = decodeObject(r.InputRequests); err != nil {
+		return nil, nil, err
+	}
+	if answered, err = decodeObject(r.InputResponses); err != nil {
+		return nil, nil, err
+	}
+	return pending, answered, nil
+}
+
 // RequestInput adds requests (key -> a server-to-client request such as
 // {"method":"elicitation/create","params":{…}}) to the task's pending input
 // requests and moves a working task to input_required with message. A key
@@ -56,11 +68,7 @@ func (s *Store) RequestInput(ctx context.Context, owner, taskID string, requests
 		if r.Task.Status.Terminal() {
 			return fmt.Errorf("%w: task is already %s", ErrInvalidTransition, r.Task.Status)
 		}
-		pending, err := decodeObject(r.InputRequests)
-		if err != nil {
-			return err
-		}
-		answered, err := decodeObject(r.InputResponses)
+		pending, answered, err := r.inputState()
 		if err != nil {
 			return err
 		}
@@ -98,11 +106,7 @@ func (s *Store) SubmitInput(ctx context.Context, owner, taskID string, responses
 		if r.Task.Status.Terminal() {
 			return nil
 		}
-		pending, err := decodeObject(r.InputRequests)
-		if err != nil {
-			return err
-		}
-		answered, err := decodeObject(r.InputResponses)
+		pending, answered, err := r.inputState()
 		if err != nil {
 			return err
 		}
