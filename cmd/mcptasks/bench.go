@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -32,35 +31,31 @@ var benchOps = []string{"get", "create", "update", "setvars", "list"}
 
 func benchMain(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
-	fs.SetOutput(stderr)
 	storeURL := fs.String("store", "memory://", "store URL")
 	opsFlag := fs.String("ops", strings.Join(benchOps, ","), "operations: "+strings.Join(benchOps, ","))
 	callersFlag := fs.String("callers", "1,64", "numbers of concurrent callers, each measured in turn")
 	duration := fs.Duration("duration", 3*time.Second, "how long each (operation, callers) pair runs")
 	listSize := fs.Int("list-size", 100, "tasks the owner holds for the list operation")
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: mcptasks bench [flags]\n\nRuns each store operation for -duration with each number of -callers and prints\nthroughput and latency percentiles. It writes tasks under a random owner; they\nexpire after the store's default TTL.")
-		fs.PrintDefaults()
-	}
-	if err := fs.Parse(args); err != nil {
+	const head = "usage: mcptasks bench [flags]\n\nRuns each store operation for -duration with each number of -callers and prints\nthroughput and latency percentiles. It writes tasks under a random owner; they\nexpire after the store's default TTL."
+	if err := parseFlags(fs, head, args, stdout); err != nil {
 		return err
 	}
 	ops := strings.Split(*opsFlag, ",")
 	for _, op := range ops {
 		if !slices.Contains(benchOps, op) {
-			return fmt.Errorf("unknown operation %q (have %s)", op, strings.Join(benchOps, ","))
+			return usagef("unknown operation %q (have %s)", op, strings.Join(benchOps, ","))
 		}
 	}
 	var callers []int
 	for _, c := range strings.Split(*callersFlag, ",") {
 		n, err := strconv.Atoi(c)
 		if err != nil || n < 1 {
-			return fmt.Errorf("-callers: %q is not a positive number", c)
+			return usagef("-callers: %q is not a positive number", c)
 		}
 		callers = append(callers, n)
 	}
 	if *listSize < 1 || *duration <= 0 {
-		return errors.New("-list-size and -duration must be positive")
+		return usagef("-list-size and -duration must be positive")
 	}
 	store, err := mcptasks.Open(ctx, *storeURL, taskstore.Config{MaxTasksPerOwner: -1})
 	if err != nil {

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"net/url"
@@ -25,16 +24,16 @@ exist, and enables DynamoDB's TTL on expires_at. Safe to run twice. Credentials 
 from the standard AWS chain. Needs a binary built with -tags dynamodb.`
 
 func dynamodbMain(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 1 && (args[0] == "-h" || args[0] == "--help") {
+		fmt.Fprintln(stdout, dynamodbUsage)
+		return nil
+	}
 	if len(args) != 2 || args[0] != "create-table" {
-		fmt.Fprintln(stderr, dynamodbUsage)
-		if len(args) == 1 && (args[0] == "-h" || args[0] == "--help") {
-			return nil
-		}
-		return errors.New("expected: create-table URL")
+		return usagef("expected: create-table URL")
 	}
 	u, err := url.Parse(args[1])
 	if err != nil || u.Scheme != "dynamodb" {
-		return errors.New("the URL must be dynamodb://TABLE[?options]")
+		return usagef("the URL must be dynamodb://TABLE[?options]")
 	}
 	q := u.Query()
 	q.Set("create_table", "true")

@@ -16,6 +16,7 @@ import (
 	"os"
 	"os/signal"
 	"sort"
+	"strings"
 	"syscall"
 )
 
@@ -43,19 +44,29 @@ func main() {
 	os.Exit(run(ctx, os.Args[1:], os.Stdout, os.Stderr))
 }
 
+// run dispatches to a subcommand and returns the exit code: 0 on success
+// and for help (printed to stdout), 2 for a usage error (printed to stderr
+// with a pointer to the command's help), 1 for any other failure.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	if len(args) == 0 || args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
-		if len(args) > 1 {
+	if len(args) == 0 {
+		usage(stderr)
+		return 2
+	}
+	if args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
+		switch len(args) {
+		case 1:
+			usage(stdout)
+			return 0
+		case 2:
 			if c, ok := commands[args[1]]; ok {
-				_ = c.Run(ctx, []string{"-h"}, stdout, stderr)
-				return 0
+				return exitCode(c, c.Run(ctx, []string{"-h"}, stdout, stderr), stderr)
 			}
+			fmt.Fprintf(stderr, "mcptasks help: unknown command %q\n", args[1])
+		default:
+			fmt.Fprintln(stderr, "mcptasks help: give at most one command")
 		}
 		usage(stderr)
-		if len(args) == 0 {
-			return 2
-		}
-		return 0
+		return 2
 	}
 	c, ok := commands[args[0]]
 	if !ok {
@@ -63,14 +74,58 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		usage(stderr)
 		return 2
 	}
-	if err := c.Run(ctx, args[1:], stdout, stderr); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
+	return exitCode(c, c.Run(ctx, args[1:], stdout, stderr), stderr)
+}
+
+func exitCode(c command, err error, stderr io.Writer) int {
+	var ue usageError
+	switch {
+	case err == nil, errors.Is(err, flag.ErrHelp):
+		return 0
+	case errors.As(err, &ue):
+		fmt.Fprintf(stderr, "mcptasks %s: %v\nRun 'mcptasks help %s' for its usage.\n", c.Name, err, c.Name)
+		return 2
+	default:
 		fmt.Fprintf(stderr, "mcptasks %s: %v\n", c.Name, err)
 		return 1
 	}
-	return 0
+}
+
+// usageError is a command line a command cannot run (exit status 2), as
+// opposed to a failure while running (exit status 1).
+type usageError struct{ err error }
+
+func (e usageError) Error() string { return e.err.Error() }
+func (e usageError) Unwrap() error { return e.err }
+
+// usagef is a usageError with a formatted message.
+func usagef(format string, a ...any) error { return usageError{fmt.Errorf(format, a...)} }
+
+// parseFlags parses a subcommand's flags. -h or --help prints head and the
+// flags to stdout and returns flag.ErrHelp; a bad flag or any positional
+// argument (none of the commands parsed this way takes one) is a
+// usageError. The flag package is kept from printing anything itself, so
+// that help goes to stdout and errors to stderr, once.
+func parseFlags(fs *flag.FlagSet, head string, args []string, stdout io.Writer) error {
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {}
+	err := fs.Parse(args)
+	if errors.Is(err, flag.ErrHelp) {
+		fmt.Fprintln(stdout, strings.TrimRight(head, "\n"))
+		fmt.Fprintln(stdout, "\nflags:")
+		fs.SetOutput(stdout)
+		fs.PrintDefaults()
+		fs.SetOutput(io.Discard)
+		return flag.ErrHelp
+	}
+	if err != nil {
+		return usageError{err}
+	}
+	if fs.NArg() > 0 {
+		// Not echoed: a stray argument can be half of a mistyped secret.
+		return usagef("%d unexpected argument(s) after the flags", fs.NArg())
+	}
+	return nil
 }
 
 func usage(w io.Writer) {

@@ -69,9 +69,29 @@ func readTokens(path string, into tokenFlag) error {
 	return sc.Err()
 }
 
+// serveUsage heads serve -h. It spells out who owns a task in each mode,
+// because without tokens the answer differs by protocol revision.
+const serveUsage = `usage: mcptasks serve [flags]
+
+Serves a demo MCP server with durable tasks on streamable HTTP at /mcp (or one
+client on stdin/stdout with --stdio). It speaks MCP 2025-11-25 (sessions,
+tasks/result, tasks/list) and 2026-07-28 with the io.modelcontextprotocol/tasks
+extension (no sessions).
+
+Who owns a task (only its owner can read, wait for, list or cancel it):
+  with --token/--tokens-file  the token's user, on both protocols; a request
+                              without a valid token gets 401
+  without tokens, 2025-11-25  the MCP session that created it (its Mcp-Session-Id)
+  without tokens, 2026-07-28  ONE shared anonymous owner for every such client:
+                              any client that knows a task id can read, wait for
+                              and cancel that task, and all of them share that
+                              owner's task quota, so one client can use it up
+                              for everyone. Configure tokens for anything but a
+                              demo on loopback.
+  --stdio                     the anonymous owner (one client)`
+
 func serveMain(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
-	fs.SetOutput(stderr)
 	addr := fs.String("addr", "127.0.0.1:8080", "listen address (the MCP endpoint is /mcp)")
 	storeURL := fs.String("store", "memory://", "task store URL (memory://, redis://… with -tags redis, dynamodb://TABLE with -tags dynamodb)")
 	tokens := tokenFlag{}
@@ -80,11 +100,8 @@ func serveMain(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	allowedHosts := fs.String("allowed-hosts", "", "comma-separated extra Host names (host or host:port) to accept besides the listen address and localhost")
 	stdio := fs.Bool("stdio", false, "serve one client on stdin/stdout instead of HTTP (tasks owned by the anonymous owner)")
 	drain := fs.Duration("drain", 10*time.Second, "at shutdown, how long running tasks may finish before they are marked failed")
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, serveUsage, args, stdout); err != nil {
 		return err
-	}
-	if fs.NArg() > 0 {
-		return fmt.Errorf("unexpected arguments: %q", fs.Args())
 	}
 	if *tokensFile != "" {
 		if err := readTokens(*tokensFile, tokens); err != nil {

@@ -261,14 +261,3 @@ func TestServeTokensAndHostChecks(t *testing.T) {
 		}
 	}
 }
-
-func TestCommandDispatch(t *testing.T) {
-	var out, errb strings.Builder
-	if code := run(context.Background(), []string{"nosuch"}, &out, &errb); code != 2 || !strings.Contains(errb.String(), "serve") {
-		t.Errorf("unknown command: code %d, stderr %q", code, errb.String())
-	}
-	errb.Reset()
-	if code := run(context.Background(), []string{"serve", "--store", "nosuch://x"}, &out, &errb); code != 1 || !strings.Contains(errb.String(), "nosuch") {
-		t.Errorf("bad store: code %d, stderr %q", code, errb.String())
-	}
-}

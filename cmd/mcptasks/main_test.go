@@ -1,0 +1,59 @@
+package main
+
+import (
+	"strings"
+	"testing"
+)
+
+// TestHelpAndUsageErrors pins where help and usage errors go: help to
+// stdout with exit 0 (so `mcptasks help | less` works), a command line that
+// cannot run to stderr with exit 2.
+func TestHelpAndUsageErrors(t *testing.T) {
+	for _, tc := range []struct {
+		args           []string
+		code           int
+		stdout, stderr string // substrings; "" = must be empty
+	}{
+		{[]string{"help"}, 0, "commands:", ""},
+		{[]string{"-h"}, 0, "commands:", ""},
+		{[]string{"--help"}, 0, "commands:", ""},
+		{[]string{"help", "serve"}, 0, "ONE shared anonymous owner", ""},
+		{[]string{"serve", "-h"}, 0, "-drain", ""},
+		{[]string{"serve", "--help"}, 0, "usage: mcptasks serve", ""},
+		{[]string{"help", "bench"}, 0, "usage: mcptasks bench", ""},
+		{[]string{"bench", "-h"}, 0, "-callers", ""},
+		{[]string{"help", "dynamodb"}, 0, "create-table", ""},
+		{[]string{"dynamodb", "-h"}, 0, "create-table", ""},
+		{nil, 2, "", "commands:"},
+		{[]string{"nosuch"}, 2, "", `unknown command "nosuch"`},
+		{[]string{"help", "nosuch"}, 2, "", `unknown command "nosuch"`},
+		{[]string{"help", "serve", "bench"}, 2, "", "at most one command"},
+		{[]string{"serve", "-nosuch"}, 2, "", "flag provided but not defined: -nosuch"},
+		{[]string{"serve", "stray"}, 2, "", "1 unexpected argument"},
+		{[]string{"serve", "--drain"}, 2, "", "flag needs an argument"},
+		{[]string{"bench", "-ops", "explode"}, 2, "", `unknown operation "explode"`},
+		{[]string{"dynamodb", "drop-table"}, 2, "", "expected: create-table URL"},
+		{[]string{"serve", "--store", "nosuch://x"}, 1, "", "nosuch"},
+	} {
+		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
+			var out, errb strings.Builder
+			code := run(t.Context(), tc.args, &out, &errb)
+			if code != tc.code {
+				t.Errorf("exit %d, want %d; stdout %q, stderr %q", code, tc.code, out.String(), errb.String())
+			}
+			for _, c := range []struct {
+				name, got, want string
+			}{{"stdout", out.String(), tc.stdout}, {"stderr", errb.String(), tc.stderr}} {
+				if c.want == "" && c.got != "" {
+					t.Errorf("%s: want nothing, got %q", c.name, c.got)
+				}
+				if !strings.Contains(c.got, c.want) {
+					t.Errorf("%s lacks %q:\n%s", c.name, c.want, c.got)
+				}
+			}
+			if tc.code == 2 && !strings.Contains(errb.String(), "mcptasks help") {
+				t.Errorf("a usage error should say where help is: %q", errb.String())
+			}
+		})
+	}
+}
