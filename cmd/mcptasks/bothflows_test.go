@@ -67,7 +67,7 @@ func field[T any](t *testing.T, raw json.RawMessage, key string) T {
 // of the same user read and cancel each other's tasks in one store, each on
 // its own wire.
 func TestBothProtocolsOneStore(t *testing.T) {
-	url, _, _ := startServe(t, "--token", "secret-a=alice")
+	url, _, _ := startServe(t, "--token", "alice:secret-a")
 	legacy := connect(t, url, "secret-a")
 	ctx := t.Context()
 

@@ -82,7 +82,7 @@ func nextMsg(t *testing.T, msgs <-chan map[string]json.RawMessage) map[string]js
 // task is terminal, then the graceful end of the stream. Another owner's
 // task is neither acknowledged nor reported.
 func TestListenTaskNotifications(t *testing.T) {
-	url, _, _ := startServe(t, "--token", "secret-a=alice", "--token", "secret-b=bob")
+	url, _, _ := startServe(t, "--token", "alice:secret-a", "--token", "bob:secret-b")
 	call := func(token string, seconds float64) string {
 		_, res := modernCall(t, url, token, "tools/call", map[string]any{"name": "slow_compute", "arguments": map[string]any{"seconds": seconds}}, "slow_compute")
 		if res["error"] != nil {

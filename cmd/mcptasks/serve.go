@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"flag"
@@ -11,11 +10,9 @@ import (
 	"net"
 	"net/http"
 	"net/url"
-	"os"
 	"strings"
 	"time"
 
-	"github.com/modelcontextprotocol/go-sdk/auth"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
 	"github.com/mcptasks/mcptasks"
@@ -29,44 +26,6 @@ func init() {
 		Summary: "serve a demo MCP server with durable tasks (streamable HTTP, or --stdio)",
 		Run:     serveMain,
 	})
-}
-
-// tokenFlag collects --token TOKEN=USER.
-type tokenFlag map[string]string
-
-func (t tokenFlag) String() string { return fmt.Sprintf("%d tokens", len(t)) }
-
-func (t tokenFlag) Set(v string) error {
-	tok, user, ok := strings.Cut(v, "=")
-	if !ok || strings.TrimSpace(tok) == "" || strings.TrimSpace(user) == "" {
-		return errors.New("want TOKEN=USER")
-	}
-	t[strings.TrimSpace(tok)] = strings.TrimSpace(user)
-	return nil
-}
-
-// readTokens reads a file of "TOKEN USER" (or TOKEN=USER) lines; blank
-// lines and lines starting with # are skipped.
-func readTokens(path string, into tokenFlag) error {
-	f, err := os.Open(path)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for n := 1; sc.Scan(); n++ {
-		line := strings.TrimSpace(sc.Text())
-		if line == "" || strings.HasPrefix(line, "#") {
-			continue
-		}
-		if f := strings.Fields(line); len(f) == 2 {
-			line = f[0] + "=" + f[1]
-		}
-		if err := into.Set(line); err != nil {
-			return fmt.Errorf("%s:%d: %v", path, n, err)
-		}
-	}
-	return sc.Err()
 }
 
 // serveUsage heads serve -h. It spells out who owns a task in each mode,
@@ -94,21 +53,25 @@ func serveMain(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	addr := fs.String("addr", "127.0.0.1:8080", "listen address (the MCP endpoint is /mcp)")
 	storeURL := fs.String("store", "memory://", "task store URL (memory://, redis://… with -tags redis, dynamodb://TABLE with -tags dynamodb)")
-	tokens := tokenFlag{}
-	fs.Var(tokens, "token", "bearer token TOKEN=USER (repeatable); with tokens, every request needs one and the user owns its tasks")
-	tokensFile := fs.String("tokens-file", "", "file of 'TOKEN USER' lines")
+	var tokenArgs tokenFlags
+	fs.Var(&tokenArgs, "token", "a bearer token and its user, `USER:TOKEN`, split at the first colon (repeatable); with tokens, every request needs one and the user owns its tasks")
+	tokensFile := fs.String("tokens-file", "", "file of `TOKEN USER` lines (whitespace between; # comments); read like --token")
 	allowedHosts := fs.String("allowed-hosts", "", "comma-separated extra Host names (host or host:port) to accept besides the listen address and localhost")
 	stdio := fs.Bool("stdio", false, "serve one client on stdin/stdout instead of HTTP (tasks owned by the anonymous owner)")
 	drain := fs.Duration("drain", 10*time.Second, "at shutdown, how long running tasks may finish before they are marked failed")
 	if err := parseFlags(fs, serveUsage, args, stdout); err != nil {
 		return err
 	}
+	logger := slog.New(slog.NewTextHandler(stderr, nil))
+	tokens := tokenSet{}
+	if err := tokenArgs.addTo(tokens); err != nil {
+		return usageError{err}
+	}
 	if *tokensFile != "" {
-		if err := readTokens(*tokensFile, tokens); err != nil {
+		if err := readTokens(*tokensFile, tokens, logger.Warn); err != nil {
 			return err
 		}
 	}
-	logger := slog.New(slog.NewTextHandler(stderr, nil))
 
 	// Anonymous tasks: on stdio (one client), and over HTTP without tokens
 	// for 2026-07-28 clients, whose requests have no session: their task ids
@@ -214,25 +177,18 @@ func newDemo(store *taskstore.Store, logger *slog.Logger, sessionOwners bool) *d
 // httpHandler is the streamable HTTP endpoint, behind bearer auth when
 // tokens are configured: 2025-11-25 clients get sessions, 2026-07-28
 // clients (and the tasks extension) the SDK's stateless handler.
-func (d *demo) httpHandler(tokens map[string]string) http.Handler {
+func (d *demo) httpHandler(tokens tokenSet) http.Handler {
 	get := func(*http.Request) *mcp.Server { return d.server }
 	h := d.withAuth(mcp.NewStreamableHTTPHandler(get, nil), tokens)
 	modern := d.withAuth(mcp.NewStreamableHTTPHandler(get, &mcp.StreamableHTTPOptions{Stateless: true}), tokens)
 	return d.router.HTTPHandler(h, &taskrouter.HTTPOptions{Stateless: modern})
 }
 
-func (d *demo) withAuth(h http.Handler, tokens map[string]string) http.Handler {
-	if len(tokens) > 0 {
-		verify := func(_ context.Context, token string, _ *http.Request) (*auth.TokenInfo, error) {
-			user, ok := tokens[token]
-			if !ok {
-				return nil, auth.ErrInvalidToken
-			}
-			return &auth.TokenInfo{UserID: user, Expiration: time.Now().Add(time.Hour)}, nil
-		}
-		h = auth.RequireBearerToken(verify, nil)(h)
+func (d *demo) withAuth(h http.Handler, tokens tokenSet) http.Handler {
+	if len(tokens) == 0 {
+		return h
 	}
-	return h
+	return requireToken(tokens, h)
 }
 
 // hostGuard refuses requests whose Host, or Origin when present, is not

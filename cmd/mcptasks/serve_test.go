@@ -201,7 +201,7 @@ func TestServeTokensAndHostChecks(t *testing.T) {
 	dir := t.TempDir()
 	file := filepath.Join(dir, "tokens")
 	os.WriteFile(file, []byte("# token user\nsecret-b bob\n"), 0o600)
-	url, logs, _ := startServe(t, "--token", "secret-a=alice", "--tokens-file", file)
+	url, logs, _ := startServe(t, "--token", "alice:secret-a", "--tokens-file", file)
 
 	a := connect(t, url, "secret-a")
 	b := connect(t, url, "secret-b")
