@@ -3,6 +3,7 @@ package taskrouter
 import (
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -47,6 +48,19 @@ func SessionOwner(_ context.Context, req mcp.Request) string {
 		return "session:" + s.ID()
 	}
 	return ""
+}
+
+// logOwner is how an owner appears in log lines. A SessionOwner owner
+// holds the session id, the credential of its tasks, so it is logged as a
+// short SHA-256 digest: stable, so a session's lines still correlate, and
+// of no use to whoever reads the log.
+func logOwner(owner string) string {
+	id, ok := strings.CutPrefix(owner, "session:")
+	if !ok {
+		return owner
+	}
+	sum := sha256.Sum256([]byte(id))
+	return "session:sha256:" + hex.EncodeToString(sum[:6])
 }
 
 type ownerKey struct{}

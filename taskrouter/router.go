@@ -206,7 +206,7 @@ func (r *Router) Cancel(ctx context.Context, owner, taskID string) (taskstore.Ta
 		}
 		return taskstore.Task{}, rpcError(err)
 	}
-	r.log.Info("task cancelled", "task", taskID, "owner", rec.OwnerID)
+	r.log.Info("task cancelled", "task", taskID, "owner", logOwner(rec.OwnerID))
 	r.mu.Lock()
 	rn := r.runs[taskID]
 	r.mu.Unlock()
@@ -233,7 +233,7 @@ func (r *Router) Result(ctx context.Context, owner, taskID string) (*taskstore.T
 		}
 		if rec.Task.Status.Terminal() {
 			r.release(taskID, w)
-			r.log.Info("task result retrieved", "task", taskID, "owner", rec.OwnerID, "status", rec.Task.Status)
+			r.log.Info("task result retrieved", "task", taskID, "owner", logOwner(rec.OwnerID), "status", rec.Task.Status)
 			if rec.Result == nil && rec.Error == nil {
 				msg := rec.Task.StatusMessage
 				if msg == "" {
@@ -447,7 +447,7 @@ func (r *Router) Start(ctx context.Context, req StartRequest, work Work) (taskst
 	r.wg.Add(1)
 	r.mu.Unlock()
 
-	r.log.Info("task created", "task", id, "owner", owner, "method", req.Method, "tool", req.Tool)
+	r.log.Info("task created", "task", id, "owner", logOwner(owner), "method", req.Method, "tool", req.Tool)
 	go r.execute(runCtx, rn, work)
 	return rec.WireTask(), nil
 }
@@ -514,7 +514,7 @@ func (r *Router) finish(rn *run, out Outcome) {
 	r.mu.Unlock()
 	r.wake(rn.id)
 	if rec != nil {
-		r.log.Info("task finished", "task", rn.id, "owner", rn.owner, "status", rec.Task.Status)
+		r.log.Info("task finished", "task", rn.id, "owner", logOwner(rn.owner), "status", rec.Task.Status)
 		r.notifyStatus(rn.owner, rec.WireTask())
 	}
 }
@@ -564,7 +564,7 @@ func (r *Router) storeOutcome(rn *run, out Outcome) *taskstore.TaskRecord {
 			continue
 		}
 		if attempt >= 5 || ctx.Err() != nil {
-			r.log.Error("storing task outcome failed", "task", rn.id, "owner", rn.owner, "error", err)
+			r.log.Error("storing task outcome failed", "task", rn.id, "owner", logOwner(rn.owner), "error", err)
 			return nil
 		}
 		time.Sleep(time.Duration(100<<attempt) * time.Millisecond)
@@ -577,7 +577,7 @@ func (r *Router) abandon(rn *run, why string) {
 	defer cancel()
 	rec, err := r.store.FailWithError(ctx, rn.owner, rn.id, &taskstore.RPCError{Code: taskstore.CodeInternalError, Message: why})
 	if err == nil {
-		r.log.Info("task finished", "task", rn.id, "owner", rn.owner, "status", rec.Task.Status, "why", why)
+		r.log.Info("task finished", "task", rn.id, "owner", logOwner(rn.owner), "status", rec.Task.Status, "why", why)
 		r.notifyStatus(rn.owner, rec.WireTask())
 	} else if !errors.Is(err, taskstore.ErrInvalidTransition) && !errors.Is(err, taskstore.ErrNotFound) {
 		r.log.Error("failing abandoned task", "task", rn.id, "error", err)

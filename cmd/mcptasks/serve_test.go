@@ -3,6 +3,8 @@ package main
 import (
 	"bufio"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -259,5 +261,47 @@ func TestServeTokensAndHostChecks(t *testing.T) {
 		} else if got != tc.want {
 			t.Errorf("%s: status %d, want %d", tc.name, got, tc.want)
 		}
+	}
+}
+
+// TestServeLogsNoSessionID: without tokens a task's owner is its session,
+// whose id is the credential of those tasks; the log carries a stable
+// digest of it instead, on every line that names the owner.
+func TestServeLogsNoSessionID(t *testing.T) {
+	url, logs, stop := startServe(t)
+	c := connect(t, url, "")
+	sid := c.GetTransport().(*transport.StreamableHTTP).GetSessionId()
+	if sid == "" {
+		t.Fatal("no session id")
+	}
+	id := startTask(t, c, "sleep", map[string]any{"seconds": 0})
+	if _, err := c.TaskResult(t.Context(), mg.TaskResultRequest{Params: mg.TaskResultParams{TaskId: id}}); err != nil {
+		t.Fatal(err)
+	}
+	long := startTask(t, c, "sleep", map[string]any{"seconds": 60})
+	if _, err := c.CancelTask(t.Context(), mg.CancelTaskRequest{Params: mg.CancelTaskParams{TaskId: long}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	out := logs.String()
+	sum := sha256.Sum256([]byte(sid))
+	want := "owner=session:sha256:" + hex.EncodeToString(sum[:6])
+	lines := 0
+	for _, line := range strings.Split(out, "\n") {
+		if strings.Contains(line, sid) {
+			t.Errorf("log line holds the session id: %s", line)
+		}
+		if strings.Contains(line, "owner=") {
+			lines++
+			if !strings.Contains(line, want) {
+				t.Errorf("log line names the owner otherwise than %s: %s", want, line)
+			}
+		}
+	}
+	// created ×2, finished, retrieved, cancelled
+	if lines < 5 {
+		t.Errorf("%d log lines name the owner, want at least 5:\n%s", lines, out)
 	}
 }
