@@ -59,8 +59,13 @@ func serveMain(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	allowedHosts := fs.String("allowed-hosts", "", "comma-separated extra Host names (host or host:port) to accept besides the listen address and localhost")
 	stdio := fs.Bool("stdio", false, "serve one client on stdin/stdout instead of HTTP (tasks owned by the anonymous owner)")
 	drain := fs.Duration("drain", 10*time.Second, "at shutdown, how long running tasks may finish before they are marked failed")
+	sessionIdle := fs.Duration("session-idle", defaultSessionIdle, "close a 2025-11-25 session after this long without a request from its client (0 = never); its tasks keep running but, without tokens, become unreachable")
+	maxSessions := fs.Int("max-sessions", defaultMaxSessions, "most 2025-11-25 sessions open at once; beyond it, a new session gets 503 (0 = no cap)")
 	if err := parseFlags(fs, serveUsage, args, stdout); err != nil {
 		return err
+	}
+	if *sessionIdle < 0 || *maxSessions < 0 {
+		return usagef("--session-idle and --max-sessions cannot be negative")
 	}
 	logger := slog.New(slog.NewTextHandler(stderr, nil))
 	tokens := tokenSet{}
@@ -111,7 +116,7 @@ func serveMain(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if *allowedHosts != "" {
 		extra = strings.Split(*allowedHosts, ",")
 	}
-	handler := d.httpHandler(tokens)
+	handler := d.httpHandler(tokens, *sessionIdle, *maxSessions)
 	mux := http.NewServeMux()
 	mux.Handle("/mcp", hostGuard(ln.Addr().String(), extra, handler))
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
@@ -136,6 +141,11 @@ func serveMain(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	defer cancel()
 	if err := srv.Shutdown(hctx); err != nil {
 		srv.Close() // SSE streams stay open until closed
+	}
+	// The SDK's handler keeps sessions beyond the HTTP server: close them,
+	// so that serve leaves no goroutine behind.
+	for s := range d.server.Sessions() {
+		s.Close()
 	}
 	logger.Info("stopped")
 	return nil
@@ -175,11 +185,14 @@ func newDemo(store *taskstore.Store, logger *slog.Logger, sessionOwners bool) *d
 }
 
 // httpHandler is the streamable HTTP endpoint, behind bearer auth when
-// tokens are configured: 2025-11-25 clients get sessions, 2026-07-28
-// clients (and the tasks extension) the SDK's stateless handler.
-func (d *demo) httpHandler(tokens tokenSet) http.Handler {
+// tokens are configured: 2025-11-25 clients get sessions (idle ones closed
+// after idle, at most maxSessions at once; see sessions.go), 2026-07-28
+// clients (and the tasks extension) the SDK's stateless handler. The cap
+// sits behind auth, so requests without a valid token never take a slot.
+func (d *demo) httpHandler(tokens tokenSet, idle time.Duration, maxSessions int) http.Handler {
 	get := func(*http.Request) *mcp.Server { return d.server }
-	h := d.withAuth(mcp.NewStreamableHTTPHandler(get, nil), tokens)
+	limit := &sessionLimit{server: d.server, max: maxSessions}
+	h := d.withAuth(limit.wrap(mcp.NewStreamableHTTPHandler(get, &mcp.StreamableHTTPOptions{SessionTimeout: idle})), tokens)
 	modern := d.withAuth(mcp.NewStreamableHTTPHandler(get, &mcp.StreamableHTTPOptions{Stateless: true}), tokens)
 	return d.router.HTTPHandler(h, &taskrouter.HTTPOptions{Stateless: modern})
 }
