@@ -305,3 +305,51 @@ func TestServeLogsNoSessionID(t *testing.T) {
 		t.Errorf("%d log lines name the owner, want at least 5:\n%s", lines, out)
 	}
 }
+
+// TestServeWithoutTokensOwners pins what serve -h and the README say about
+// owners without tokens: 2025-11-25 sessions are isolated from each other,
+// while every 2026-07-28 client is the one anonymous owner, so a task id
+// is enough to read and cancel another client's task, and the task quota
+// is shared.
+func TestServeWithoutTokensOwners(t *testing.T) {
+	url, _, _ := startServe(t)
+	ctx := t.Context()
+
+	a, b := connect(t, url, ""), connect(t, url, "")
+	id := startTask(t, a, "sleep", map[string]any{"seconds": 60})
+	if _, err := b.GetTask(ctx, mg.GetTaskRequest{Params: mg.GetTaskParams{TaskId: id}}); err == nil {
+		t.Error("a second session read the first session's task")
+	}
+	if _, err := b.CancelTask(ctx, mg.CancelTaskRequest{Params: mg.CancelTaskParams{TaskId: id}}); err == nil {
+		t.Error("a second session cancelled the first session's task")
+	}
+	if _, err := a.CancelTask(ctx, mg.CancelTaskRequest{Params: mg.CancelTaskParams{TaskId: id}}); err != nil {
+		t.Errorf("the owning session cannot cancel its task: %v", err)
+	}
+
+	// 2026-07-28: "client A" starts tasks up to the quota; "client B" (any
+	// other request without a token) reads and cancels them, and is out of
+	// quota too.
+	const quota = 100 // taskstore.Config default MaxTasksPerOwner
+	var ids []string
+	for range quota {
+		_, res := modernCall(t, url, "", "tools/call", map[string]any{"name": "slow_compute", "arguments": map[string]any{"seconds": 60}}, "slow_compute")
+		if res["error"] != nil {
+			t.Fatalf("task %d: %s", len(ids)+1, res["error"])
+		}
+		ids = append(ids, field[string](t, res["result"], "taskId"))
+	}
+	_, res := modernCall(t, url, "", "tools/call", map[string]any{"name": "slow_compute", "arguments": map[string]any{"seconds": 60}}, "slow_compute")
+	if res["error"] == nil || !strings.Contains(strings.ToLower(string(res["error"])), "quota") {
+		t.Errorf("another anonymous client beyond the shared quota: %s %s", res["result"], res["error"])
+	}
+	_, res = modernCall(t, url, "", "tasks/get", map[string]any{"taskId": ids[0]}, ids[0])
+	if s := field[string](t, res["result"], "status"); s != "working" {
+		t.Errorf("another anonymous client reads the task: %s %s", res["result"], res["error"])
+	}
+	for _, id := range ids {
+		if _, res := modernCall(t, url, "", "tasks/cancel", map[string]any{"taskId": id}, id); res["error"] != nil {
+			t.Fatalf("another anonymous client cancels the task: %s", res["error"])
+		}
+	}
+}
