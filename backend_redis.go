@@ -37,7 +37,18 @@ const (
 	redisDefaultDialTimeout  = 5 * time.Second
 	redisDefaultReadTimeout  = 3 * time.Second
 	redisDefaultWriteTimeout = 3 * time.Second
-	redisDefaultPort         = "6379"
+	// A server that leaves a call unanswered this long (no reply to any
+	// call meanwhile) takes no new calls until it answers: far above any
+	// command of ours on a live server, far below the node timeout of a
+	// cluster.
+	redisDefaultStall = time.Second
+	// Cluster slot map: reloaded after failed calls at most this often,
+	// and periodically (go-redis's default) to follow changes that cause
+	// no failures.
+	redisDefaultReloadOnFailure = 500 * time.Millisecond
+	redisDefaultReloadInterval  = time.Minute
+	redisDefaultWaitTimeout     = time.Second
+	redisDefaultPort            = "6379"
 	// redisMaxRecord is Redis's default proto-max-bulk-len: the server
 	// refuses larger arguments. It is a guard, not an advertised limit (see
 	// MaxRecordSize).
@@ -61,11 +72,21 @@ const (
 //	tls_ca           PEM file of the CAs to trust instead of the system's
 //	tls_server_name  name to verify certificates against (default: each server's host)
 //	tls_skip_verify  do not verify the certificate (testing only)
+//	tls_cert, tls_key  PEM files of a client certificate and its key (mutual TLS)
 //	pool_size        connections per server (default: 10 per CPU)
 //	max_retries      retries of a failed call (default 3; -1: none)
 //	dial_timeout     default 5s; also bounds Open
 //	read_timeout     default 3s
 //	write_timeout    default 3s
+//	stall_timeout    a server that has left a call unanswered this long
+//	                 gets no new calls (they fail at once) until it
+//	                 answers one; default 1s, 0: off
+//	wait_replicas    N: follow every write with WAIT N on its connection;
+//	                 fewer confirmations give ErrNotDurable (default 0)
+//	wait_timeout     WAIT's timeout, default 1s; below read_timeout
+//	cluster_reload_on_failure  reload the slot map after a call that got
+//	                 no answer, at most once per this (default 500ms; 0: never)
+//	cluster_reload_interval    reload the slot map this often (default 1m)
 //
 // Open pings every server (every master of a cluster) within
 // dial_timeout, unless ctx ends sooner, so a wrong password or an
@@ -84,10 +105,18 @@ func openRedis(ctx context.Context, u *url.URL) (taskstore.Backend, error) {
 	dialTimeout := q.Duration("dial_timeout", redisDefaultDialTimeout)
 	readTimeout := q.Duration("read_timeout", redisDefaultReadTimeout)
 	writeTimeout := q.Duration("write_timeout", redisDefaultWriteTimeout)
+	certFile := q.String("tls_cert", "")
+	keyFile := q.String("tls_key", "")
+	stall := q.Duration("stall_timeout", redisDefaultStall)
+	waitReplicas := q.Int("wait_replicas", 0)
+	waitTimeout := q.Duration("wait_timeout", redisDefaultWaitTimeout)
+	reloadOnFailure := q.Duration("cluster_reload_on_failure", redisDefaultReloadOnFailure)
+	reloadInterval := q.Duration("cluster_reload_interval", redisDefaultReloadInterval)
 	if err := q.done(); err != nil {
 		return nil, err
 	}
 	cluster := u.Scheme == "redis+cluster"
+	given := u.Query()
 
 	if strings.ContainsAny(prefix, "{}") {
 		return nil, errors.New(`option "prefix" must not contain { or }: they would change the cluster hash tag`)
@@ -106,6 +135,27 @@ func openRedis(ctx context.Context, u *url.URL) (taskstore.Backend, error) {
 	}
 	if dialTimeout == 0 || readTimeout == 0 || writeTimeout == 0 {
 		return nil, errors.New("timeouts must be positive")
+	}
+	if (certFile == "") != (keyFile == "") {
+		return nil, errors.New(`options "tls_cert" and "tls_key" go together`)
+	}
+	if certFile != "" && !useTLS {
+		return nil, errors.New("tls_cert and tls_key need TLS (rediss:// or tls=true)")
+	}
+	if waitReplicas < 0 {
+		return nil, errors.New(`option "wait_replicas" must not be negative`)
+	}
+	if given.Has("wait_timeout") && waitReplicas == 0 {
+		return nil, errors.New(`option "wait_timeout" needs "wait_replicas"`)
+	}
+	if waitReplicas > 0 && (waitTimeout == 0 || waitTimeout >= readTimeout) {
+		return nil, fmt.Errorf(`option "wait_timeout" must be positive and below read_timeout (%v): the reply to WAIT comes after it`, readTimeout)
+	}
+	if !cluster && (given.Has("cluster_reload_on_failure") || given.Has("cluster_reload_interval")) {
+		return nil, errors.New("cluster_reload_on_failure and cluster_reload_interval apply to redis+cluster:// only")
+	}
+	if reloadInterval == 0 {
+		return nil, errors.New(`option "cluster_reload_interval" must be positive`)
 	}
 
 	db := 0
@@ -155,6 +205,13 @@ func openRedis(ctx context.Context, u *url.URL) (taskstore.Backend, error) {
 				tlsConf.ServerName = host
 			}
 		}
+		if certFile != "" {
+			cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+			if err != nil {
+				return nil, fmt.Errorf(`options "tls_cert", "tls_key": %w`, err)
+			}
+			tlsConf.Certificates = []tls.Certificate{cert}
+		}
 		if caFile != "" {
 			pem, err := os.ReadFile(caFile)
 			if err != nil {
@@ -172,12 +229,18 @@ func openRedis(ctx context.Context, u *url.URL) (taskstore.Backend, error) {
 	// server that stopped answering.
 	var client redis.UniversalClient
 	maint := &maintnotifications.Config{Mode: maintnotifications.ModeDisabled}
+	// Every server's pool gets the hook of backend_redis_nodes.go.
+	nodeOpts := &redisNodeOptions{waitReplicas: waitReplicas, waitTimeout: waitTimeout, stall: stall}
+	var reloader *redisReloader
 	if cluster {
-		client = redis.NewClusterClient(&redis.ClusterOptions{
+		reloader = &redisReloader{gap: reloadOnFailure}
+		nodeOpts.failed = reloader.trigger
+		cc := redis.NewClusterClient(&redis.ClusterOptions{
 			Addrs: addrs, Username: user, Password: pass, TLSConfig: tlsConf,
 			PoolSize: poolSize, MaxRetries: maxRetries, DialerRetries: 1,
 			DialTimeout: dialTimeout, ReadTimeout: readTimeout, WriteTimeout: writeTimeout,
 			ContextTimeoutEnabled: true, DisableIdentity: true, MaintNotificationsConfig: maint,
+			ClusterStateReloadInterval: reloadInterval,
 			NewClient: func(o *redis.Options) *redis.Client {
 				// Verify each node's certificate against that node's own
 				// host, unless tls_server_name says otherwise.
@@ -187,18 +250,24 @@ func openRedis(ctx context.Context, u *url.URL) (taskstore.Backend, error) {
 						o.TLSConfig.ServerName = host
 					}
 				}
-				return redis.NewClient(o)
+				c := redis.NewClient(o)
+				redisAddHook(c, nodeOpts)
+				return c
 			},
 		})
+		reloader.client.Store(cc)
+		client = cc
 	} else {
-		client = redis.NewClient(&redis.Options{
+		c := redis.NewClient(&redis.Options{
 			Addr: addrs[0], Username: user, Password: pass, DB: db, TLSConfig: tlsConf,
 			PoolSize: poolSize, MaxRetries: maxRetries, DialerRetries: 1,
 			DialTimeout: dialTimeout, ReadTimeout: readTimeout, WriteTimeout: writeTimeout,
 			ContextTimeoutEnabled: true, DisableIdentity: true, MaintNotificationsConfig: maint,
 		})
+		redisAddHook(c, nodeOpts)
+		client = c
 	}
-	b := &redisBackend{client: client, prefix: prefix}
+	b := &redisBackend{client: client, prefix: prefix, reloader: reloader}
 
 	pctx, cancel := context.WithTimeout(ctx, dialTimeout)
 	defer cancel()
@@ -266,6 +335,7 @@ func (b *redisBackend) ping(ctx context.Context, cluster bool) error {
 type redisBackend struct {
 	client    redis.UniversalClient
 	prefix    string
+	reloader  *redisReloader // cluster only
 	closeOnce sync.Once
 	closeErr  error
 }
@@ -415,6 +485,9 @@ return prune(KEYS[1], KEYS[2], now_ms(), 1e9)
 func (b *redisBackend) fail(ctx context.Context, op string, err error) error {
 	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 		return err
+	}
+	if errors.Is(err, taskstore.ErrNotDurable) {
+		return fmt.Errorf("redis %s: %w", op, err) // ErrNotDurable is an ErrBackend
 	}
 	if cerr := ctx.Err(); cerr != nil {
 		return fmt.Errorf("%w: redis %s: %w (%w)", taskstore.ErrBackend, op, err, cerr)
@@ -630,6 +703,11 @@ func (b *redisBackend) MaxRecordSize() int { return 0 }
 
 // Close closes the connection pool; later calls fail with ErrBackend.
 func (b *redisBackend) Close() error {
-	b.closeOnce.Do(func() { b.closeErr = b.client.Close() })
+	b.closeOnce.Do(func() {
+		if b.reloader != nil {
+			b.reloader.closed.Store(true)
+		}
+		b.closeErr = b.client.Close()
+	})
 	return b.closeErr
 }

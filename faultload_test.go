@@ -42,6 +42,7 @@ type faultLoad struct {
 	phase atomic.Int32
 	stop  chan struct{}
 	wg    sync.WaitGroup
+	opts  faultLoadOptions
 
 	mu           sync.Mutex
 	acked        map[ackKey]ackedWrite // highest acknowledged version per task
@@ -55,6 +56,24 @@ type faultLoad struct {
 }
 
 type ackKey struct{ owner, id string }
+
+// faultLoadOptions are what a fault test can change about the load.
+type faultLoadOptions struct {
+	// owners, if set, are the owners every worker spreads its calls over
+	// (a random one per call), so that each worker reaches every shard;
+	// by default worker w calls as owner "load-w" only.
+	owners []string
+	// observe, if set, is told about every call when it ends.
+	observe func(loadCall)
+}
+
+// loadCall is one Store call of the load, as observe sees it.
+type loadCall struct {
+	owner, op  string
+	start, end time.Time
+	err        error
+	acked      bool // a write the store acknowledged
+}
 
 type ackedWrite struct {
 	version uint64
@@ -72,7 +91,12 @@ func domainAnswer(err error) bool {
 // tasks: creates, variable merges (compare-and-swap), gets, lists and
 // cancels, one call after another with no pause.
 func startFaultLoad(s *taskstore.Store, workers int, deadline time.Duration) *faultLoad {
-	l := &faultLoad{s: s, deadline: deadline, stop: make(chan struct{}), acked: map[ackKey]ackedWrite{}, maxOvershoot: -deadline}
+	return startFaultLoadWith(s, workers, deadline, faultLoadOptions{})
+}
+
+// startFaultLoadWith is startFaultLoad with options.
+func startFaultLoadWith(s *taskstore.Store, workers int, deadline time.Duration, opts faultLoadOptions) *faultLoad {
+	l := &faultLoad{s: s, deadline: deadline, stop: make(chan struct{}), acked: map[ackKey]ackedWrite{}, maxOvershoot: -deadline, opts: opts}
 	for w := range workers {
 		l.wg.Go(func() { l.worker(w) })
 	}
@@ -88,15 +112,20 @@ func (l *faultLoad) Stop() {
 }
 
 func (l *faultLoad) worker(w int) {
-	owner := fmt.Sprintf("load-%d", w)
+	owners := l.opts.owners
+	if len(owners) == 0 {
+		owners = []string{fmt.Sprintf("load-%d", w)}
+	}
 	rng := rand.New(rand.NewPCG(uint64(w), uint64(time.Now().UnixNano())))
-	var ids []string
+	tasks := map[string][]string{} // the tasks this worker made, by owner
 	for n := 0; ; n++ {
 		select {
 		case <-l.stop:
 			return
 		default:
 		}
+		owner := owners[rng.IntN(len(owners))]
+		ids := tasks[owner]
 		r := rng.IntN(100)
 		if len(ids) == 0 {
 			r = 0
@@ -131,15 +160,15 @@ func (l *faultLoad) worker(w int) {
 				return nil, err
 			}
 		}
-		rec, err := l.call(op, do)
+		rec, err := l.call(owner, op, do)
 		if err == nil && op == "Create" {
-			ids = append(ids, rec.Task.TaskID)
+			tasks[owner] = append(ids, rec.Task.TaskID)
 		}
 	}
 }
 
 // call runs one call under the deadline and records how it ended.
-func (l *faultLoad) call(op string, do func(ctx context.Context) (*taskstore.TaskRecord, error)) (rec *taskstore.TaskRecord, err error) {
+func (l *faultLoad) call(owner, op string, do func(ctx context.Context) (*taskstore.TaskRecord, error)) (rec *taskstore.TaskRecord, err error) {
 	phase := int(l.phase.Load())
 	ctx, cancel := context.WithTimeout(context.Background(), l.deadline)
 	defer cancel()
@@ -155,7 +184,12 @@ func (l *faultLoad) call(op string, do func(ctx context.Context) (*taskstore.Tas
 		}()
 		rec, err = do(ctx)
 	}()
-	over := time.Since(start) - l.deadline
+	end := time.Now()
+	over := end.Sub(start) - l.deadline
+	acked := err == nil && rec != nil && op != "Get"
+	if l.opts.observe != nil {
+		l.opts.observe(loadCall{owner: owner, op: op, start: start, end: end, err: err, acked: acked})
+	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.calls[phase]++
@@ -163,7 +197,7 @@ func (l *faultLoad) call(op string, do func(ctx context.Context) (*taskstore.Tas
 		l.maxOvershoot, l.slowest = over, op
 	}
 	switch {
-	case err == nil && rec != nil && op != "Get":
+	case acked:
 		// Create, SetVariables and Cancel write: the store acknowledged
 		// rec.Version of this task.
 		k := ackKey{rec.OwnerID, rec.Task.TaskID}
@@ -184,6 +218,18 @@ func (l *faultLoad) call(op string, do func(ctx context.Context) (*taskstore.Tas
 // counts those missing or below their acknowledged version.
 func (l *faultLoad) verifyAcked(t *testing.T, s *taskstore.Store) (checked, lost int) {
 	t.Helper()
+	checked, losses := l.countAcked(t, s)
+	for _, msg := range losses {
+		t.Errorf("acknowledged write lost: %s", msg)
+	}
+	return checked, len(losses)
+}
+
+// countAcked reads every task the store acknowledged a write to and
+// describes each one missing or below its acknowledged version, for tests
+// where a loss is a measured outcome rather than a failure.
+func (l *faultLoad) countAcked(t *testing.T, s *taskstore.Store) (checked int, losses []string) {
+	t.Helper()
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	for k, a := range l.acked {
@@ -193,16 +239,14 @@ func (l *faultLoad) verifyAcked(t *testing.T, s *taskstore.Store) (checked, lost
 		checked++
 		switch {
 		case errors.Is(err, taskstore.ErrNotFound):
-			lost++
-			t.Errorf("acknowledged write lost: task %s v%d (acknowledged in phase %s) is gone", k.id, a.version, phaseNames[a.phase])
+			losses = append(losses, fmt.Sprintf("task %s v%d (acknowledged in phase %s) is gone", k.id, a.version, phaseNames[a.phase]))
 		case err != nil:
 			t.Fatalf("reading back task %s: %v", k.id, err)
 		case got.Version < a.version:
-			lost++
-			t.Errorf("acknowledged write lost: task %s is at v%d, v%d was acknowledged (phase %s)", k.id, got.Version, a.version, phaseNames[a.phase])
+			losses = append(losses, fmt.Sprintf("task %s is at v%d, v%d was acknowledged (phase %s)", k.id, got.Version, a.version, phaseNames[a.phase]))
 		}
 	}
-	return checked, lost
+	return checked, losses
 }
 
 // summary is one human line per phase.

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# redis_up.sh DIR: start a standalone Redis and a 3-master Redis Cluster on
-# free loopback ports, with every pid, log, config and data file in DIR.
+# redis_up.sh DIR: start a standalone Redis and a Redis Cluster of 3 masters
+# with one replica each on free loopback ports, with every pid, log, config
+# and data file in DIR.
 # Prints export lines for the tests on stdout (logs go to stderr):
 #
 #   eval "$(scripts/redis_up.sh .tmp/redis)"
@@ -80,7 +81,7 @@ start() {
 standalone=$(start standalone)
 ports=$standalone
 cluster=()
-for i in 1 2 3; do
+for i in 1 2 3 4 5 6; do
 	p=$(start "cluster node $i" --cluster-enabled yes --cluster-config-file "$DIR/nodes-$i.conf" --cluster-node-timeout 5000)
 	cluster+=("$p")
 	ports="$ports $p"
@@ -88,11 +89,27 @@ done
 # Remember the ports at once, so redis_down.sh can stop a half-made setup.
 echo "REDIS_PORTS='$ports'" >"$STATE"
 
-redis-cli --cluster create "${cluster[@]/#/127.0.0.1:}" --cluster-replicas 0 --cluster-yes >&2
+# The first three become masters, the others one replica each (all on one
+# host: redis-cli warns about that, which is fine for tests).
+redis-cli --cluster create "${cluster[@]/#/127.0.0.1:}" --cluster-replicas 1 --cluster-yes >&2
 for p in "${cluster[@]}"; do
-	for i in $(seq 200); do
+	for i in $(seq 400); do
 		redis-cli -h 127.0.0.1 -p "$p" cluster info | grep -q 'cluster_state:ok' && break
-		[ "$i" = 200 ] && die "cluster node $p never became ready"
+		[ "$i" = 400 ] && die "cluster node $p never became ready"
+		sleep 0.05
+	done
+done
+# Ready means every replica has synced, so that WAIT 1 (wait_replicas=1)
+# succeeds from the first write.
+for p in "${cluster[@]}"; do
+	for i in $(seq 400); do
+		info=$(redis-cli -h 127.0.0.1 -p "$p" info replication)
+		if grep -q '^role:master' <<<"$info"; then
+			grep -q '^slave0:.*state=online' <<<"$info" && break
+		else
+			grep -q '^master_link_status:up' <<<"$info" && break
+		fi
+		[ "$i" = 400 ] && die "cluster node $p: replication never came up"
 		sleep 0.05
 	done
 done

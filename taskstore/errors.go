@@ -34,6 +34,12 @@ var (
 	ErrBackend = errors.New("storage backend error")
 )
 
+// ErrNotDurable: a write was not confirmed as durable as the backend was
+// configured to make it (Redis wait_replicas: fewer replicas acknowledged it
+// in time). The write may still have applied. It satisfies
+// errors.Is(err, ErrBackend).
+var ErrNotDurable = fmt.Errorf("%w: write not confirmed durable", ErrBackend)
+
 // Validation errors; each satisfies errors.Is(err, ErrInvalidArgument).
 var (
 	ErrVariablesTooLarge  = fmt.Errorf("%w: variables too large", ErrInvalidArgument)

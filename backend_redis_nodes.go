@@ -1,0 +1,270 @@
+//go:build redis
+
+package mcptasks
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/mcptasks/mcptasks/taskstore"
+)
+
+// This file is what the Redis backend adds to go-redis on every server it
+// talks to (each node of a cluster has its own): one hook that
+//
+//   - follows every command that may write with WAIT on the same connection
+//     when wait_replicas is set, so that a write is acknowledged only once
+//     that many replicas have it;
+//   - stops sending to a server that has left a call unanswered for
+//     stall_timeout (a frozen or partitioned node), so that calls to its
+//     slots fail at once instead of each waiting out its deadline, until it
+//     answers again;
+//   - asks the cluster client to reload the slot map after a call failed
+//     without an answer (a dead master sends no MOVED; without this the
+//     store would keep calling its address until the periodic reload).
+//
+// Every command goes through it, including those of writes added later:
+// there is no way around it short of a client without the hook.
+
+// redisNodeOptions are the settings shared by the hooks of all nodes.
+type redisNodeOptions struct {
+	waitReplicas int           // 0: no WAIT
+	waitTimeout  time.Duration // WAIT's timeout
+	stall        time.Duration // 0: no stall guard
+	// failed is called after a call that got no answer or was refused
+	// by the stall guard; nil for a standalone server.
+	failed func()
+}
+
+// redisNodeHook is the hook of one server's connection pool.
+type redisNodeHook struct {
+	addr   string
+	opts   *redisNodeOptions
+	client *redis.Client // set right after the client is made, before any call
+
+	mu        sync.Mutex
+	seq       uint64
+	inflight  map[uint64]redisInflight
+	lastReply time.Time // the server's latest reply to any call
+	// suspect: a call went past its due time without any reply from the
+	// server since it was sent, and nothing has answered since. Then one
+	// call at a time probes the server; the others fail at once.
+	suspect bool
+}
+
+type redisInflight struct{ start, due time.Time }
+
+// redisAddHook hooks c; c's address names the server in errors.
+func redisAddHook(c *redis.Client, opts *redisNodeOptions) {
+	h := &redisNodeHook{addr: c.Options().Addr, opts: opts, client: c, inflight: map[uint64]redisInflight{}}
+	c.AddHook(h)
+}
+
+// errRedisStalled is the cause of the calls the stall guard refuses.
+var errRedisStalled = errors.New("not sending: the server has not answered")
+
+func (h *redisNodeHook) DialHook(next redis.DialHook) redis.DialHook { return next }
+
+func (h *redisNodeHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		if h.opts.waitReplicas > 0 && redisMayWrite(cmd) {
+			// The command and its WAIT, on one connection, in order; the
+			// pipeline hook below guards the server.
+			pipe := h.client.Pipeline()
+			_ = pipe.Process(ctx, cmd)
+			wait := redis.NewIntCmd(ctx, "wait", h.opts.waitReplicas, h.opts.waitTimeout.Milliseconds())
+			_ = pipe.Process(ctx, wait)
+			_, _ = pipe.Exec(ctx)
+			return h.durable(cmd, wait)
+		}
+		id, err := h.begin(0)
+		if err != nil {
+			return err
+		}
+		err = next(ctx, cmd)
+		h.end(id, redisAnswered(err))
+		return err
+	}
+}
+
+func (h *redisNodeHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		var wait *redis.IntCmd
+		extra := time.Duration(0)
+		if h.opts.waitReplicas > 0 {
+			hasWait, writes := false, false
+			for _, c := range cmds {
+				hasWait = hasWait || c.Name() == "wait"
+				writes = writes || redisMayWrite(c)
+			}
+			switch {
+			case hasWait: // made by the process hook, which checks it
+				extra = h.opts.waitTimeout
+			case writes:
+				// A pipeline the hook did not make (go-redis's own, such
+				// as ASKING + command during a slot migration): WAIT at
+				// its end.
+				wait = redis.NewIntCmd(ctx, "wait", h.opts.waitReplicas, h.opts.waitTimeout.Milliseconds())
+				cmds = append(cmds[:len(cmds):len(cmds)], wait)
+				extra = h.opts.waitTimeout
+			}
+		}
+		id, err := h.begin(extra)
+		if err != nil {
+			for _, c := range cmds {
+				c.SetErr(err)
+			}
+			return err
+		}
+		err = next(ctx, cmds)
+		answered := false
+		for _, c := range cmds {
+			answered = answered || redisAnswered(c.Err())
+		}
+		h.end(id, answered)
+		if wait != nil {
+			cmds = cmds[:len(cmds)-1]
+			for _, c := range cmds {
+				if redisMayWrite(c) {
+					if derr := h.durable(c, wait); derr != c.Err() {
+						c.SetErr(derr)
+						err = derr
+					}
+				}
+			}
+		}
+		return err
+	}
+}
+
+// durable is cmd's outcome once its WAIT has answered: cmd's own error if
+// it failed (it did not write, or may not have: the caller sees why), else
+// an ErrNotDurable if fewer replicas than asked confirmed it.
+func (h *redisNodeHook) durable(cmd redis.Cmder, wait *redis.IntCmd) error {
+	if err := cmd.Err(); err != nil && !errors.Is(err, redis.Nil) {
+		return err
+	}
+	n, err := wait.Result()
+	if err != nil {
+		return fmt.Errorf("%w: redis %s: WAIT after the write failed: it may have applied, and may be on no replica: %w", taskstore.ErrNotDurable, h.addr, err)
+	}
+	if int(n) < h.opts.waitReplicas {
+		return fmt.Errorf("%w: redis %s: %d of the %d replicas asked for (wait_replicas) confirmed the write within %v: it may have applied, and may be lost in a failover",
+			taskstore.ErrNotDurable, h.addr, n, h.opts.waitReplicas, h.opts.waitTimeout)
+	}
+	return cmd.Err()
+}
+
+// begin registers a call that may take extra beyond stall_timeout (a
+// WAIT), or refuses it if the server is stalled.
+func (h *redisNodeHook) begin(extra time.Duration) (uint64, error) {
+	if h.opts.stall <= 0 {
+		return 0, nil
+	}
+	now := time.Now()
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	refuse := h.suspect && len(h.inflight) > 0
+	var since time.Time
+	for _, c := range h.inflight {
+		if now.After(c.due) && h.lastReply.Before(c.start) {
+			refuse = true
+			if since.IsZero() || c.start.Before(since) {
+				since = c.start
+			}
+		}
+	}
+	if refuse {
+		if h.opts.failed != nil {
+			h.opts.failed()
+		}
+		if since.IsZero() {
+			return 0, fmt.Errorf("redis %s: %w since a call timed out (one call at a time probes it)", h.addr, errRedisStalled)
+		}
+		return 0, fmt.Errorf("redis %s: %w for %v (stall_timeout %v)", h.addr, errRedisStalled, now.Sub(since).Round(time.Millisecond), h.opts.stall)
+	}
+	h.seq++
+	h.inflight[h.seq] = redisInflight{start: now, due: now.Add(h.opts.stall + extra)}
+	return h.seq, nil
+}
+
+// end records how a call begun with begin ended.
+func (h *redisNodeHook) end(id uint64, answered bool) {
+	if !answered && h.opts.failed != nil {
+		h.opts.failed()
+	}
+	if h.opts.stall <= 0 {
+		return
+	}
+	now := time.Now()
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	c := h.inflight[id]
+	delete(h.inflight, id)
+	switch {
+	case answered:
+		h.lastReply, h.suspect = now, false
+	case now.After(c.due) && h.lastReply.Before(c.start):
+		h.suspect = true
+	}
+}
+
+// redisAnswered reports whether a call's outcome came from the server:
+// success, or an error reply (which includes redis.Nil, MOVED, NOSCRIPT).
+func redisAnswered(err error) bool {
+	var rerr redis.Error
+	return err == nil || errors.As(err, &rerr)
+}
+
+// redisReadOnly are the commands that never write the dataset (or are
+// connection and server administration): everything else is followed by
+// WAIT when wait_replicas is set. Unknown commands count as writes.
+var redisReadOnly = map[string]bool{}
+
+func init() {
+	for _, name := range strings.Fields(`get mget getrange strlen exists type ttl pttl expiretime pexpiretime
+		hget hmget hgetall hlen hexists hkeys hvals zrange zrangebyscore zrangebylex zrevrange zrevrangebyscore
+		zrevrangebylex zcard zcount zlexcount zscore zmscore zrank zrevrank smembers scard sismember smismember
+		lrange llen lindex scan hscan sscan zscan keys randomkey dbsize ping echo info time role lastsave
+		cluster command script config client hello auth select readonly readwrite memory object slowlog latency
+		evalsha_ro eval_ro fcall_ro wait waitaof publish spublish pubsub quit`) {
+		redisReadOnly[name] = true
+	}
+}
+
+func redisMayWrite(cmd redis.Cmder) bool { return !redisReadOnly[cmd.Name()] }
+
+// redisReloader reloads a cluster's slot map after failed calls, at most
+// once per gap: a dead master sends no MOVED, so without it the client would
+// keep using the dead address until its periodic reload.
+type redisReloader struct {
+	gap    time.Duration
+	client atomic.Pointer[redis.ClusterClient]
+	closed atomic.Bool
+	last   atomic.Int64 // time of the latest reload, ns since epoch; 0: none
+	count  atomic.Int64 // reloads requested (tests read it)
+}
+
+// trigger asks for a reload unless one was asked for less than gap ago.
+func (r *redisReloader) trigger() {
+	c := r.client.Load()
+	if r.gap <= 0 || c == nil || r.closed.Load() {
+		return
+	}
+	now := time.Now().UnixNano()
+	last := r.last.Load()
+	if last != 0 && now-last < int64(r.gap) {
+		return
+	}
+	if r.last.CompareAndSwap(last, now) {
+		r.count.Add(1)
+		c.ReloadState(context.Background()) // in the background; go-redis coalesces reloads
+	}
+}
