@@ -112,8 +112,8 @@ func readTokens(path string, ts tokenSet, warn func(msg string, args ...any)) er
 
 func parseTokens(r io.Reader, name string, ts tokenSet) error {
 	sc := bufio.NewScanner(r)
-	found := 0
-	for n := 1; sc.Scan(); n++ {
+	found, n := 0, 1
+	for ; sc.Scan(); n++ {
 		f := strings.Fields(sc.Text())
 		if len(f) == 0 || strings.HasPrefix(f[0], "#") {
 			continue
@@ -130,7 +130,9 @@ func parseTokens(r io.Reader, name string, ts tokenSet) error {
 		}
 		found++
 	}
-	if err := sc.Err(); err != nil {
+	if err := sc.Err(); errors.Is(err, bufio.ErrTooLong) {
+		return fmt.Errorf("%w: %s:%d: a line longer than %d bytes", errBadToken, name, n, bufio.MaxScanTokenSize)
+	} else if err != nil {
 		return fmt.Errorf("%s: %w", name, err)
 	}
 	if found == 0 {

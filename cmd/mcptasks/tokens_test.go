@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -51,6 +52,7 @@ func TestTokenFormats(t *testing.T) {
 		{name: "file line with three fields", file: padded + " alice extra\n", err: true},
 		{name: "file without tokens", file: "# nothing\n\n", err: true},
 		{name: "file with a control character", file: "a\x01b alice\n", err: true},
+		{name: "file with a line over 64 KiB", file: "ok alice\n" + strings.Repeat("x", 70000) + " bob\n", err: true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			ts := tokenSet{}
@@ -201,5 +203,76 @@ func TestServeBearerChallenges(t *testing.T) {
 		if strings.Contains(out, part) {
 			t.Errorf("log holds %q, part of a token:\n%s", part, out)
 		}
+	}
+}
+
+// tokenErr is every error the token parsers may give: a position and a
+// fixed reason, so that nothing of the input (a secret) can be in it.
+var tokenErr = regexp.MustCompile(`^bad token configuration: (tokens\.txt:\d+|--token #\d+): ` +
+	`(want TOKEN USER \(\d+ fields\)|want USER:TOKEN|empty token|a token cannot hold whitespace or control characters \(an Authorization header could not carry it\)|` +
+	`the user must be non-empty, without whitespace|this token is already configured|a line longer than 65536 bytes)$` +
+	`|^bad token configuration: tokens\.txt holds no tokens$`)
+
+// FuzzTokens: for any tokens file and --token value, parsing never panics,
+// every error is position + fixed reason, and every accepted token
+// survives an Authorization header as the SDK splits it, maps to the
+// user its line or flag gave, and nothing else is accepted.
+func FuzzTokens(f *testing.F) {
+	f.Add(padded+" alice\n# c\n"+keyValue+" bob # laptop\n", "carol:"+colons)
+	f.Add("a\x01b alice\n", "no-colon")
+	f.Add("\ufefftok user\n", ":x")
+	f.Add("t u\nt v\n", "w:t")
+	f.Add(strings.Repeat("y", 70000)+" u\n", "w:t")
+	f.Fuzz(func(t *testing.T, file, flagValue string) {
+		ts := tokenSet{}
+		err := tokenFlags{flagValue}.addTo(ts)
+		if err == nil {
+			err = parseTokens(strings.NewReader(file), "tokens.txt", ts)
+		}
+		if err != nil {
+			if !tokenErr.MatchString(err.Error()) {
+				t.Fatalf("error %q is not position + fixed reason", err)
+			}
+			return
+		}
+		want := map[string]string{}
+		user, tok, _ := strings.Cut(flagValue, ":")
+		want[tok] = user
+		for _, line := range strings.Split(file, "\n") {
+			if f := strings.Fields(line); len(f) >= 2 && !strings.HasPrefix(f[0], "#") {
+				want[f[0]] = f[1]
+			}
+		}
+		if len(ts) != len(want) {
+			t.Fatalf("%d tokens configured, want %d", len(ts), len(want))
+		}
+		for tok, user := range want {
+			if got, ok := ts.user(tok); !ok || got != user {
+				t.Fatalf("token %q: user %q %v, want %q", tok, got, ok, user)
+			}
+			if f := strings.Fields("Bearer " + tok); len(f) != 2 || f[1] != tok {
+				t.Fatalf("token %q does not survive an Authorization header: %q", tok, f)
+			}
+		}
+	})
+}
+
+func TestTokensFileReadableByOthers(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "tokens")
+	if err := os.WriteFile(file, []byte(padded+" alice\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var warned []string
+	warn := func(msg string, _ ...any) { warned = append(warned, msg) }
+	if err := readTokens(file, tokenSet{}, warn); err != nil || len(warned) != 1 || !strings.Contains(warned[0], "readable by other users") {
+		t.Errorf("0644 tokens file: err %v, warnings %q", err, warned)
+	}
+	warned = nil
+	os.Chmod(file, 0o600)
+	if err := readTokens(file, tokenSet{}, warn); err != nil || len(warned) != 0 {
+		t.Errorf("0600 tokens file: err %v, warnings %q", err, warned)
+	}
+	if err := readTokens(filepath.Join(t.TempDir(), "missing"), tokenSet{}, warn); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("missing file: %v", err)
 	}
 }
