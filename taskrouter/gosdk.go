@@ -23,17 +23,46 @@ import (
 // a result of another type than the typed one, so capabilities.tasks and
 // each tool's execution reach the wire), custom methods for tasks/*, and
 // sending middleware (progress notifications of tasks). The SDK drops the
-// task field of tools/call while decoding, so HTTPHandler and Transport move
-// it into the private _meta key taskMetaKey first, and strip that key from
-// anything a client sends.
+// task field of tools/call while decoding, so HTTPHandler and Transport
+// decide what the request is at the edge and write it into the carrier
+// (edgeKey), which the receiving middleware takes out and decodes once.
 
-// taskMetaKey is where HTTPHandler and Transport put params.task.
-const taskMetaKey = "io.mcptasks/task"
+type edgeCtxKey struct{}
 
-// statusMetaKey carries a task inside the stand-in progress notification
-// that HTTPHandler and Transport turn into notifications/tasks/status (the
-// SDK cannot send a custom notification itself).
-const statusMetaKey = "io.mcptasks/status"
+// takeEdge removes the carrier from req's _meta and decodes it.
+func takeEdge(req mcp.Request) edge {
+	meta := metaOf(req)
+	raw, ok := meta[edgeKey]
+	if !ok {
+		return edge{}
+	}
+	delete(meta, edgeKey)
+	var e edge
+	if b, err := json.Marshal(raw); err == nil {
+		_ = json.Unmarshal(b, &e)
+	}
+	return e
+}
+
+// edgeOf returns what the transport edge decided about the request that
+// ctx belongs to.
+func edgeOf(ctx context.Context) edge {
+	e, _ := ctx.Value(edgeCtxKey{}).(edge)
+	return e
+}
+
+func revisionOf(ctx context.Context) revision { return edgeOf(ctx).revision() }
+
+// standIn is the progress notification that HTTPHandler and Transport turn
+// into the notification method with params (the SDK cannot send a custom
+// notification itself): its _meta, under the per-process marker, carries
+// both.
+func (r *Router) standIn(ctx context.Context, ss *mcp.ServerSession, method string, params any) error {
+	return ss.NotifyProgress(ctx, &mcp.ProgressNotificationParams{
+		ProgressToken: r.sdk.marker,
+		Meta:          mcp.Meta{r.sdk.marker: map[string]any{"method": method, "params": params}},
+	})
+}
 
 // OwnerFunc resolves the owner of a request that has no authenticated user.
 // An empty result means anonymous.
@@ -159,10 +188,7 @@ func (r *Router) notifyStatus(owner string, task taskstore.Task) {
 	}
 	for _, ss := range sessions {
 		// Best effort: notifications are optional and the session may be gone.
-		_ = ss.NotifyProgress(context.Background(), &mcp.ProgressNotificationParams{
-			ProgressToken: r.sdk.marker,
-			Meta:          mcp.Meta{statusMetaKey: json.RawMessage(raw)},
-		})
+		_ = r.standIn(context.Background(), ss, "notifications/tasks/status", json.RawMessage(raw))
 	}
 }
 
@@ -218,7 +244,9 @@ func toWire(err error) error {
 
 func (r *Router) receiving(next mcp.MethodHandler) mcp.MethodHandler {
 	return func(ctx context.Context, method string, req mcp.Request) (mcp.Result, error) {
-		if isModern(req) {
+		e := takeEdge(req)
+		ctx = context.WithValue(ctx, edgeCtxKey{}, e)
+		if e.revision() == rev20260728 {
 			if res, err, ok := r.modernReceiving(ctx, method, req, next); ok {
 				return res, err
 			}
@@ -304,12 +332,8 @@ func (r *Router) toolsCall(ctx context.Context, method string, req mcp.Request, 
 		return next(ctx, method, req)
 	}
 	p := cr.Params
-	var taskRaw any
-	augmented := false
-	if p.Meta != nil {
-		taskRaw, augmented = p.Meta[taskMetaKey]
-		delete(p.Meta, taskMetaKey)
-	}
+	taskRaw := edgeOf(ctx).Task
+	augmented := taskRaw != nil
 	owner := r.owner(ctx, req)
 	ctx = context.WithValue(ctx, ownerKey{}, owner)
 	switch r.TaskSupport(p.Name) {
@@ -327,7 +351,7 @@ func (r *Router) toolsCall(ctx context.Context, method string, req mcp.Request, 
 	}
 	r.noteSession(req, owner)
 	var tp taskParams
-	if b, err := json.Marshal(taskRaw); err != nil || json.Unmarshal(b, &tp) != nil {
+	if json.Unmarshal(taskRaw, &tp) != nil {
 		return nil, &jsonrpc.Error{Code: jsonrpc.CodeInvalidParams, Message: "params.task must be an object"}
 	}
 	ttl, err := msParam("ttl", tp.TTL)
@@ -469,7 +493,7 @@ func (r *Router) sdkGet(ctx context.Context, _ *mcp.ServerSession, p *taskIDPara
 	if p == nil {
 		p = &taskIDParams{}
 	}
-	if isModernCtx(ctx) {
+	if revisionOf(ctx) == rev20260728 {
 		rec, err := r.GetDetailed(ctx, ownerOf(ctx), p.TaskID)
 		if err != nil {
 			return nil, toWire(err)
@@ -487,7 +511,7 @@ func (r *Router) sdkCancel(ctx context.Context, _ *mcp.ServerSession, p *taskIDP
 	if p == nil {
 		p = &taskIDParams{}
 	}
-	if isModernCtx(ctx) {
+	if revisionOf(ctx) == rev20260728 {
 		if err := r.CancelAck(ctx, ownerOf(ctx), p.TaskID); err != nil {
 			return nil, toWire(err)
 		}

@@ -188,6 +188,7 @@ type replicaOptions struct {
 	noAuth bool               // no bearer tokens: owners from opts.Owner
 	opts   taskrouter.Options // router options
 	stream *mcp.StreamableHTTPOptions
+	edge   *taskrouter.HTTPOptions // HTTPHandler's options
 	// userSuffix is appended to the users of testTokens.
 	userSuffix string
 }
@@ -207,7 +208,7 @@ func newReplica(t testing.TB, store *taskstore.Store, ro replicaOptions) *replic
 			return nil, auth.ErrInvalidToken
 		}, nil)(h)
 	}
-	hs := httptest.NewServer(r.HTTPHandler(h, nil))
+	hs := httptest.NewServer(r.HTTPHandler(h, ro.edge))
 	rep := &replica{router: r, server: s, http: hs, probe: p, URL: hs.URL}
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

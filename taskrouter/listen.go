@@ -26,16 +26,8 @@ import (
 // and the notifications travel as stand-in progress notifications that
 // the HTTP writer rewrites (as for notifications/tasks/status).
 
-const (
-	// listenMetaKey carries params.notifications.taskIds of a
-	// subscriptions/listen request from serveModern to the Router.
-	listenMetaKey = "io.mcptasks/listen-taskIds"
-	// modernStatusMetaKey marks a stand-in progress notification that
-	// goes out as notifications/tasks; its value is the params.
-	modernStatusMetaKey = "io.mcptasks/tasks-notification"
-	// maxListenTasks bounds the task ids one listen may watch.
-	maxListenTasks = 100
-)
+// maxListenTasks bounds the task ids one listen may watch.
+const maxListenTasks = 100
 
 // listenState is one subscriptions/listen request's task part.
 type listenState struct {
@@ -54,13 +46,12 @@ func listenFrom(ctx context.Context) *listenState {
 
 // listenTaskIDs returns the task ids a subscriptions/listen request asked
 // for; ok is false when it asked for none (no taskIds field).
-func listenTaskIDs(req mcp.Request) (ids []string, ok bool) {
-	raw, present := metaOf(req)[listenMetaKey]
-	if !present {
+func listenTaskIDs(ctx context.Context) (ids []string, ok bool) {
+	raw := edgeOf(ctx).Listen
+	if raw == nil {
 		return nil, false
 	}
-	b, err := json.Marshal(raw)
-	if err != nil || json.Unmarshal(b, &ids) != nil {
+	if json.Unmarshal(raw, &ids) != nil {
 		return []string{}, true // not a list of strings: nothing to agree to
 	}
 	return ids, true
@@ -69,7 +60,7 @@ func listenTaskIDs(req mcp.Request) (ids []string, ok bool) {
 // modernListen serves subscriptions/listen for a 2026-07-28 request that
 // names taskIds; others go to the SDK unchanged.
 func (r *Router) modernListen(ctx context.Context, method string, req mcp.Request, next mcp.MethodHandler) (mcp.Result, error) {
-	asked, ok := listenTaskIDs(req)
+	asked, ok := listenTaskIDs(ctx)
 	if !ok {
 		return next(ctx, method, req)
 	}
@@ -136,13 +127,11 @@ func (r *Router) onListenAck(ctx context.Context, method string, req mcp.Request
 		p.Meta = mcp.Meta{}
 	}
 	ls.subID = p.Meta[mcp.MetaKeySubscriptionID]
-	p.Meta[r.ackMetaKey()] = ls.ids
+	p.Meta[r.sdk.marker] = map[string]any{"taskIds": ls.ids}
 	res, err := next(ctx, method, req)
 	ls.ackOnce.Do(func() { close(ls.acked) })
 	return res, err
 }
-
-func (r *Router) ackMetaKey() string { return r.sdk.marker + "/taskIds" }
 
 // watchTasks sends notifications/tasks for ls's tasks on ss until each is
 // terminal (or gone) or ctx ends. The first round sends every task's
@@ -222,10 +211,7 @@ func (r *Router) sendTaskNotification(ctx context.Context, ss *mcp.ServerSession
 	if err != nil {
 		return err
 	}
-	return ss.NotifyProgress(ctx, &mcp.ProgressNotificationParams{
-		ProgressToken: r.sdk.marker,
-		Meta:          mcp.Meta{modernStatusMetaKey: json.RawMessage(params)},
-	})
+	return r.standIn(ctx, ss, "notifications/tasks", json.RawMessage(params))
 }
 
 // addWatcher returns a channel that is poked (without blocking) whenever a

@@ -35,16 +35,8 @@ const ExtensionID = "io.modelcontextprotocol/tasks"
 // client did not declare.
 const CodeMissingRequiredClientCapability = -32021
 
-// CodeHeaderMismatch answers an HTTP request whose Mcp-Name header does not
-// match its body.
-const CodeHeaderMismatch = -32020
-
-const (
-	// modernMetaKey marks a request that HTTPHandler routed as 2026-07-28.
-	modernMetaKey = "io.mcptasks/modern"
-	// clientCapsMetaKey carries the per-request client capabilities (SEP-2575).
-	clientCapsMetaKey = "io.modelcontextprotocol/clientCapabilities"
-)
+// clientCapsMetaKey carries the per-request client capabilities (SEP-2575).
+const clientCapsMetaKey = "io.modelcontextprotocol/clientCapabilities"
 
 // Preflight runs synchronously when a 2026-07-28 call of a task-supporting
 // tool is about to become a task. A non-nil result answers the call instead
@@ -76,13 +68,6 @@ func (r *Router) preflightOf(tool string) Preflight {
 	return r.preflight[tool]
 }
 
-type modernKey struct{}
-
-func isModernCtx(ctx context.Context) bool {
-	v, _ := ctx.Value(modernKey{}).(bool)
-	return v
-}
-
 func metaOf(req mcp.Request) map[string]any {
 	if req == nil {
 		return nil
@@ -93,12 +78,6 @@ func metaOf(req mcp.Request) map[string]any {
 	}
 	defer func() { recover() }() // a nil typed params pointer
 	return p.GetMeta()
-}
-
-// isModern reports whether HTTPHandler routed req as a 2026-07-28 request.
-func isModern(req mcp.Request) bool {
-	v, _ := metaOf(req)[modernMetaKey].(bool)
-	return v
 }
 
 // declaresTasks reports whether the request's client capabilities name the
@@ -146,7 +125,6 @@ func (r *Router) modernReceiving(ctx context.Context, method string, req mcp.Req
 		}
 		owner := r.owner(ctx, req)
 		ctx = context.WithValue(ctx, ownerKey{}, owner)
-		ctx = context.WithValue(ctx, modernKey{}, true)
 		res, err := next(ctx, method, req)
 		return res, err, true
 	case "subscriptions/listen":
@@ -164,7 +142,6 @@ func (r *Router) modernToolsCall(ctx context.Context, method string, req mcp.Req
 		return next(ctx, method, req)
 	}
 	p := cr.Params
-	delete(p.Meta, taskMetaKey) // the 2025-11-25 task param means nothing here
 	owner := r.owner(ctx, req)
 	ctx = context.WithValue(ctx, ownerKey{}, owner)
 	support := r.TaskSupport(p.Name)
@@ -389,7 +366,7 @@ type updateParams struct {
 }
 
 func (r *Router) sdkUpdate(ctx context.Context, _ *mcp.ServerSession, p *updateParams) (*ackResult, error) {
-	if !isModernCtx(ctx) {
+	if revisionOf(ctx) != rev20260728 {
 		return nil, methodNotFound(`"tasks/update" belongs to the ` + ExtensionID + ` extension (protocol 2026-07-28)`)
 	}
 	if p == nil || p.InputResponses == nil {

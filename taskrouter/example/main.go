@@ -88,7 +88,9 @@ func main() {
 		return
 	}
 	handler := mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return server }, nil)
-	srv := &http.Server{Addr: "127.0.0.1:8081", Handler: tasks.HTTPHandler(handler, nil)}
+	// HTTPHandler bounds request bodies in size, in total and in time;
+	// ReadHeaderTimeout does the same for headers.
+	srv := &http.Server{Addr: "127.0.0.1:8081", Handler: tasks.HTTPHandler(handler, nil), ReadHeaderTimeout: 10 * time.Second}
 	go func() { <-ctx.Done(); srv.Close() }()
 	log.Printf("MCP server on http://%s/mcp", srv.Addr)
 	if err := srv.ListenAndServe(); err != http.ErrServerClosed {
