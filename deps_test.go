@@ -7,7 +7,8 @@ import (
 )
 
 // TestNoTagsLinksNoClientLibraries proves that a build without tags links
-// neither go-redis nor the AWS SDK: a service pays only for what it uses.
+// neither go-redis, the AWS SDK nor pgx: a service pays only for what it
+// uses.
 func TestNoTagsLinksNoClientLibraries(t *testing.T) {
 	out, err := exec.Command("go", "list", "-deps", "./...").CombinedOutput()
 	if err != nil {
@@ -18,11 +19,23 @@ func TestNoTagsLinksNoClientLibraries(t *testing.T) {
 		t.Fatalf("go list -deps gave an implausible list:\n%s", out)
 	}
 	for _, d := range deps {
-		for _, banned := range []string{"github.com/redis/", "github.com/aws/"} {
+		for _, banned := range []string{"github.com/redis/", "github.com/aws/", "github.com/jackc/"} {
 			if strings.HasPrefix(d, banned) {
 				t.Errorf("a build without tags links %s", d)
 			}
 		}
+	}
+}
+
+// TestPostgresTagLinksPgx: -tags postgres links pgx (so the test above
+// would see it if a file lost its build tag).
+func TestPostgresTagLinksPgx(t *testing.T) {
+	out, err := exec.Command("go", "list", "-deps", "-tags", "postgres", ".").CombinedOutput()
+	if err != nil {
+		t.Fatalf("go list: %v\n%s", err, out)
+	}
+	if !contains(strings.Fields(string(out)), "github.com/jackc/pgx/v5/pgxpool") {
+		t.Fatalf("a build with -tags postgres does not link pgxpool:\n%s", out)
 	}
 }
 

@@ -6,6 +6,7 @@
 //	memory://                          always compiled
 //	redis://, rediss://, redis+cluster://   go build -tags redis
 //	dynamodb://TABLE                   go build -tags dynamodb
+//	postgres://, postgresql://         go build -tags postgres
 //
 // Open returns a *taskstore.Store, which holds all task rules; see package
 // taskstore.
@@ -40,6 +41,8 @@ var buildTags = map[string]string{
 	"rediss":        "redis",
 	"redis+cluster": "redis",
 	"dynamodb":      "dynamodb",
+	"postgres":      "postgres",
+	"postgresql":    "postgres",
 }
 
 // Register makes a backend available under scheme. It panics if opener is
@@ -109,7 +112,12 @@ type query struct {
 }
 
 func newQuery(u *url.URL) *query {
-	q := &query{vals: u.Query()}
+	vals, err := url.ParseQuery(u.RawQuery)
+	q := &query{vals: vals}
+	if err != nil {
+		// url.Query would drop the bad pair silently (a ";", a bad escape).
+		q.errs = append(q.errs, errors.New("the URL's query does not parse (a \";\" or a bad %-escape?)"))
+	}
 	for k, v := range q.vals {
 		if len(v) > 1 {
 			q.errs = append(q.errs, fmt.Errorf("option %q given %d times", k, len(v)))

@@ -27,7 +27,8 @@ func TestOpenErrors(t *testing.T) {
 		{"memory://?sweep=soon", `"sweep"`},
 		{"memory://?sweep=1m&sweep=2m", `given 2 times`},
 		{"memory://somehost", "no host"},
-		{"postgres://localhost/db", `unknown store scheme "postgres"`},
+		{"mysql://localhost/db", `unknown store scheme "mysql"`},
+		{"memory://?sweep=1m;x=1", "does not parse"},
 		{"::not a url", "does not parse"},
 	} {
 		_, err := mcptasks.Open(t.Context(), tc.url, taskstore.Config{})
@@ -39,7 +40,8 @@ func TestOpenErrors(t *testing.T) {
 
 func TestOpenNamesMissingBuildTag(t *testing.T) {
 	registered := mcptasks.Backends()
-	for scheme, tag := range map[string]string{"redis": "redis", "rediss": "redis", "redis+cluster": "redis", "dynamodb": "dynamodb"} {
+	for scheme, tag := range map[string]string{"redis": "redis", "rediss": "redis", "redis+cluster": "redis", "dynamodb": "dynamodb",
+		"postgres": "postgres", "postgresql": "postgres"} {
 		if slices.Contains(registered, scheme) {
 			continue // compiled in with this build's tags
 		}
@@ -70,22 +72,26 @@ func TestRegisterPanics(t *testing.T) {
 // does not echo a password, and never hangs or panics. Network backends
 // (when compiled in) get a context that is already cancelled, so their
 // option parsing runs in full and no connection is made: Redis fails its
-// ping at once; DynamoDB, which sends nothing at Open, may open.
+// ping at once, and so does PostgreSQL; DynamoDB, which sends nothing at
+// Open, may open.
 func FuzzOpenURL(f *testing.F) {
 	for _, s := range []string{"memory://", "memory://?sweep=1s", "memory://?sweep=-1s", "memory://?x=1",
 		"memory://user:secret@/?sweep=x", "memory://?sweep=1s&sweep=2s", "%zz", "postgres://x",
 		"redis://user:hunter22@127.0.0.1:1/3?prefix=a&pool_size=-1", "rediss://h?tls=false",
 		"redis+cluster://a:1,,b:2?db=2", "redis://h/x?db=1&dial_timeout=0s", "redis://h?tls_skip_verify=true",
-		"dynamodb://t?region=x&endpoint=http://127.0.0.1:1&bogus=1", "dynamodb://?region=x", "dynamodb://t?max_attempts=-3"} {
+		"dynamodb://t?region=x&endpoint=http://127.0.0.1:1&bogus=1", "dynamodb://?region=x", "dynamodb://t?max_attempts=-3",
+		"postgres://u:hunter22@127.0.0.1:1/db?sslmode=disable&table=t", "postgresql://u@h?application_name=x",
+		"postgres://u@h:5432/db?pool_max_conns=-1&sweep=1us", "postgres://u@/db?host=/tmp&sslmode=verify-full",
+		"postgres://u:p%00w@h/db", "postgres://u@h/db?table=a;b"} {
 		f.Add(s)
 	}
 	network := func(raw string) bool {
-		return strings.HasPrefix(raw, "redis") || strings.HasPrefix(raw, "dynamodb")
+		return strings.HasPrefix(raw, "redis") || strings.HasPrefix(raw, "dynamodb") || strings.HasPrefix(raw, "postgres")
 	}
 	f.Fuzz(func(t *testing.T, raw string) {
 		ctx := context.Background()
 		if network(raw) {
-			if strings.Contains(raw, "tls_ca") || strings.Contains(raw, "profile") {
+			if strings.Contains(raw, "tls_ca") || strings.Contains(raw, "profile") || strings.Contains(raw, "ssl") {
 				return // these name local files to read; not fuzzed here
 			}
 			cancelled, cancel := context.WithCancel(ctx)
@@ -93,7 +99,7 @@ func FuzzOpenURL(f *testing.F) {
 			ctx = cancelled
 		}
 		s, err := mcptasks.Open(ctx, raw, taskstore.Config{})
-		if err == nil && strings.HasPrefix(raw, "redis") {
+		if err == nil && (strings.HasPrefix(raw, "redis") || strings.HasPrefix(raw, "postgres")) {
 			s.Close()
 			t.Fatalf("Open(%q) with a cancelled context succeeded without its ping", raw)
 		}

@@ -21,8 +21,9 @@ import (
 // TestConformanceTasks runs the official MCP conformance suite's tasks-*
 // scenarios (npm @modelcontextprotocol/conformance, pinned in
 // tools/package.json) against `mcptasks serve`: on the memory store, and on
-// Redis and DynamoDB Local when the build has their tag and their test
-// server is named by MCPTASKS_TEST_REDIS_URL / MCPTASKS_TEST_DYNAMODB_ENDPOINT.
+// Redis, DynamoDB Local and PostgreSQL when the build has their tag and
+// their test server is named by MCPTASKS_TEST_REDIS_URL /
+// MCPTASKS_TEST_DYNAMODB_ENDPOINT / MCPTASKS_TEST_POSTGRES_URL.
 //
 // The suite needs Node 22 or newer; scripts/conformance_up.sh installs it
 // and a local Node binary into tools/node_modules (matrix_test.sh runs it).
@@ -43,6 +44,10 @@ func TestConformanceTasks(t *testing.T) {
 	if e := os.Getenv("MCPTASKS_TEST_DYNAMODB_ENDPOINT"); e != "" && slices.Contains(compiled, "dynamodb") {
 		u := "dynamodb://conformance_" + randomHex(6) + "?create_table=true&region=us-east-1&endpoint=" + url.QueryEscape(e)
 		stores = append(stores, struct{ name, url string }{"dynamodb", u})
+	}
+	if u := os.Getenv("MCPTASKS_TEST_POSTGRES_URL"); u != "" && slices.Contains(compiled, "postgres") {
+		u = addQuery(addQuery(u, "table", "conformance_"+randomHex(6)), "create_table", "true")
+		stores = append(stores, struct{ name, url string }{"postgres", u})
 	}
 	for _, st := range stores {
 		t.Run(st.name, func(t *testing.T) {

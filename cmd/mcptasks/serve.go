@@ -52,7 +52,7 @@ Who owns a task (only its owner can read, wait for, list or cancel it):
 func serveMain(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	addr := fs.String("addr", "127.0.0.1:8080", "listen address (the MCP endpoint is /mcp)")
-	storeURL := fs.String("store", "memory://", "task store URL (memory://, redis://… with -tags redis, dynamodb://TABLE with -tags dynamodb)")
+	storeURL := fs.String("store", "memory://", "task store URL (memory://, redis://… with -tags redis, dynamodb://TABLE with -tags dynamodb, postgres://… with -tags postgres)")
 	var tokenArgs tokenFlags
 	fs.Var(&tokenArgs, "token", "a bearer token and its user, `USER:TOKEN`, split at the first colon (repeatable); with tokens, every request needs one and the user owns its tasks")
 	tokensFile := fs.String("tokens-file", "", "file of `TOKEN USER` lines (whitespace between; # comments); read like --token")

@@ -1,0 +1,725 @@
+//go:build postgres
+
+package mcptasks
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"math"
+	"net"
+	"net/url"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/mcptasks/mcptasks/taskstore"
+)
+
+func init() {
+	Register("postgres", openPostgres)
+	Register("postgresql", openPostgres)
+}
+
+// Defaults of the postgres URL options.
+const (
+	pgDefaultSchema         = "public"
+	pgDefaultTable          = "mcptasks_tasks"
+	pgDefaultPort           = 5432
+	pgDefaultConnectTimeout = 5 * time.Second
+	pgDefaultSweep          = time.Minute
+	// pgSchemaVersion is written as the table's comment by the DDL; Open
+	// refuses a table that carries another one, so that a later release
+	// can migrate deliberately.
+	pgSchemaVersion = 1
+	// pgSweepBatch bounds the rows one sweeping statement deletes, so that
+	// no statement holds many row locks or runs long.
+	pgSweepBatch = 1000
+	// pgSweepBatchesPerTick bounds one run of the background sweeper; the
+	// next tick continues.
+	pgSweepBatchesPerTick = 100
+	// pgMaxRecord is the largest bytea value PostgreSQL stores (1 GiB - 1).
+	// It is a guard, not an advertised limit (see MaxRecordSize).
+	pgMaxRecord = 1<<30 - 1
+)
+
+// pgIdent is what we accept as a schema or table name: no quoting needed,
+// and room left for the suffixes of the objects we derive from it.
+var pgIdent = regexp.MustCompile(`^[a-z_][a-z0-9_]{0,39}$`)
+
+// openPostgres opens
+//
+//	postgres://USER[:PASSWORD]@HOST[:PORT][/DATABASE][?OPTIONS]
+//	postgresql://…                                     (the same)
+//
+// Options (any other is an error; pgx would pass unknown ones to the
+// server as runtime parameters):
+//
+//	sslmode         disable, allow, prefer (default, as libpq), require, verify-ca, verify-full
+//	sslrootcert     PEM file of the CAs to trust ("system": the system's; implies verify-full)
+//	sslcert, sslkey client certificate and key files
+//	host            host or Unix socket directory, when the URL has no host
+//	pool_max_conns  connections in the pool (default: pgx's, the greater of 4 and the CPUs)
+//	pool_min_conns  connections kept open (default 0)
+//	connect_timeout seconds, as libpq (default 5); also bounds Open
+//	schema          schema of the table (default "public")
+//	table           table name (default "mcptasks_tasks")
+//	create_table    create the table and index when missing (default false)
+//	sweep           how often this backend deletes expired rows (default 1m; 0: never)
+//
+// The database defaults to the user name, as in libpq. No PG* environment
+// variable and no password or service file is read: every setting pgx's
+// parser would take from them is given explicitly (PGSERVICE is the one
+// exception: pgx reads the service file it names before we override the
+// settings, so a PGSERVICE naming a missing service makes Open fail).
+//
+// Open pings the server within connect_timeout (unless ctx ends sooner)
+// and checks the table's schema version, so a wrong password, an
+// unreachable server or a missing table fails here, with a message that
+// names the server and the user but never the password.
+func openPostgres(ctx context.Context, u *url.URL) (taskstore.Backend, error) {
+	q := newQuery(u)
+	sslmode := q.String("sslmode", "prefer")
+	sslrootcert := q.String("sslrootcert", "")
+	sslcert := q.String("sslcert", "")
+	sslkey := q.String("sslkey", "")
+	hostOpt := q.String("host", "")
+	maxConns := q.Int("pool_max_conns", 0)
+	minConns := q.Int("pool_min_conns", 0)
+	connectTimeout := q.Int("connect_timeout", int(pgDefaultConnectTimeout/time.Second))
+	opts := PostgresOptions{
+		Schema:      q.String("schema", pgDefaultSchema),
+		Table:       q.String("table", pgDefaultTable),
+		CreateTable: q.Bool("create_table", false),
+		Sweep:       q.Duration("sweep", pgDefaultSweep),
+	}
+	if err := q.done(); err != nil {
+		return nil, err
+	}
+	if opts.Sweep == 0 {
+		opts.Sweep = -1 // sweep=0: never (a zero PostgresOptions.Sweep is the default)
+	}
+	switch sslmode {
+	case "disable", "allow", "prefer", "require", "verify-ca", "verify-full":
+	default:
+		return nil, fmt.Errorf(`option "sslmode": %q is not one of disable, allow, prefer, require, verify-ca, verify-full`, sslmode)
+	}
+	if sslmode == "disable" && (sslrootcert != "" || sslcert != "" || sslkey != "") {
+		return nil, errors.New("sslrootcert, sslcert and sslkey need TLS; drop sslmode=disable")
+	}
+	if (sslcert == "") != (sslkey == "") {
+		return nil, errors.New("give sslcert and sslkey together")
+	}
+	if maxConns < 0 || minConns < 0 || maxConns > math.MaxInt32 || minConns > math.MaxInt32 {
+		return nil, errors.New(`options "pool_max_conns" and "pool_min_conns" must not be negative`)
+	}
+	if maxConns > 0 && minConns > maxConns {
+		return nil, errors.New(`option "pool_min_conns" must not exceed "pool_max_conns"`)
+	}
+	if connectTimeout <= 0 {
+		return nil, errors.New(`option "connect_timeout" must be a positive number of seconds`)
+	}
+	if err := opts.check(); err != nil {
+		return nil, err
+	}
+
+	host, port := u.Hostname(), pgDefaultPort
+	if p := u.Port(); p != "" {
+		n, err := strconv.Atoi(p)
+		if err != nil || n <= 0 || n > 65535 {
+			return nil, errors.New("the URL's port must be a number from 1 to 65535")
+		}
+		port = n
+	}
+	switch {
+	case host != "" && hostOpt != "":
+		return nil, errors.New(`give the host either in the URL or as option "host", not both`)
+	case hostOpt != "":
+		host = hostOpt
+	case host == "":
+		return nil, fmt.Errorf("%s:// needs a host, such as %s://user@localhost:5432/db", u.Scheme, u.Scheme)
+	}
+	if strings.Contains(host, ",") {
+		return nil, errors.New("one host only")
+	}
+	user, pass := "", ""
+	if u.User != nil {
+		user = u.User.Username()
+		pass, _ = u.User.Password()
+	}
+	if user == "" {
+		return nil, fmt.Errorf("%s:// needs a user, such as %s://user@localhost:5432/db", u.Scheme, u.Scheme)
+	}
+	db := strings.TrimPrefix(u.Path, "/")
+	if strings.Contains(db, "/") {
+		return nil, errors.New("the URL path must be one database name")
+	}
+	if db == "" {
+		db = user
+	}
+
+	// Every key pgx's parser would otherwise fill from the environment or
+	// from files in the home directory, given explicitly.
+	settings := [][2]string{
+		{"host", host}, {"port", strconv.Itoa(port)}, {"dbname", db}, {"user", user}, {"password", pass},
+		{"passfile", ""}, {"sslmode", sslmode}, {"sslrootcert", sslrootcert}, {"sslcert", sslcert},
+		{"sslkey", sslkey}, {"sslpassword", ""}, {"sslcertmode", "allow"}, {"sslsni", "1"},
+		{"sslnegotiation", "postgres"}, {"connect_timeout", strconv.Itoa(connectTimeout)},
+		{"target_session_attrs", "any"}, {"min_protocol_version", "3.0"}, {"max_protocol_version", "3.0"},
+		{"channel_binding", "prefer"}, {"require_auth", ""},
+	}
+	var kv strings.Builder
+	for _, s := range settings {
+		if strings.ContainsRune(s[1], 0) {
+			return nil, fmt.Errorf("the URL's %s contains a NUL byte", s[0])
+		}
+		v := strings.NewReplacer(`\`, `\\`, `'`, `\'`).Replace(s[1])
+		fmt.Fprintf(&kv, "%s='%s' ", s[0], v)
+	}
+	redact := func(err error) string {
+		msg := err.Error()
+		if pass != "" {
+			msg = strings.ReplaceAll(msg, pass, "xxxxx")
+		}
+		return msg
+	}
+	cfg, err := pgxpool.ParseConfig(kv.String())
+	if err != nil {
+		return nil, fmt.Errorf("connection settings: %s", redact(err))
+	}
+	// Runtime parameters could have come from PGOPTIONS, PGTZ or PGAPPNAME.
+	cfg.ConnConfig.RuntimeParams = map[string]string{"application_name": "mcptasks"}
+	if maxConns > 0 {
+		cfg.MaxConns = int32(maxConns)
+	}
+	cfg.MinConns = int32(minConns)
+	pool, err := pgxpool.NewWithConfig(context.WithoutCancel(ctx), cfg)
+	if err != nil {
+		return nil, fmt.Errorf("connection settings: %s", redact(err))
+	}
+
+	octx, cancel := context.WithTimeout(ctx, time.Duration(connectTimeout)*time.Second)
+	defer cancel()
+	if err := pool.Ping(octx); err != nil {
+		pool.Close()
+		if cerr := ctx.Err(); cerr != nil {
+			return nil, fmt.Errorf("%w: cannot connect to PostgreSQL at %s as user %q: %w", taskstore.ErrBackend, net.JoinHostPort(host, strconv.Itoa(port)), user, cerr)
+		}
+		return nil, fmt.Errorf("%w: cannot connect to PostgreSQL at %s as user %q: %s", taskstore.ErrBackend, net.JoinHostPort(host, strconv.Itoa(port)), user, redact(err))
+	}
+	b, err := newPostgresBackend(octx, pool, opts, true)
+	if err != nil {
+		pool.Close()
+		return nil, err
+	}
+	return b, nil
+}
+
+// PostgresOptions configures NewPostgresBackend. Zero fields take the
+// defaults of the URL options of the same names.
+type PostgresOptions struct {
+	Schema      string        // default "public"
+	Table       string        // default "mcptasks_tasks"
+	CreateTable bool          // create the table and index when missing
+	Sweep       time.Duration // how often to delete expired rows; default 1m, negative: never
+}
+
+func (o *PostgresOptions) check() error {
+	if o.Schema == "" {
+		o.Schema = pgDefaultSchema
+	}
+	if o.Table == "" {
+		o.Table = pgDefaultTable
+	}
+	if !pgIdent.MatchString(o.Schema) {
+		return fmt.Errorf(`option "schema": %q must be 1 to 40 of a-z, 0-9 and _, not starting with a digit`, o.Schema)
+	}
+	if !pgIdent.MatchString(o.Table) {
+		return fmt.Errorf(`option "table": %q must be 1 to 40 of a-z, 0-9 and _, not starting with a digit`, o.Table)
+	}
+	if o.Sweep > 0 && o.Sweep < time.Millisecond {
+		return errors.New(`option "sweep" must be 0 or at least 1ms`)
+	}
+	return nil
+}
+
+// NewPostgresBackend returns a backend over a pool the caller owns: Close
+// stops the backend's sweeper but leaves the pool open. It checks (or,
+// with CreateTable, creates) the table first.
+func NewPostgresBackend(ctx context.Context, pool *pgxpool.Pool, opts PostgresOptions) (taskstore.Backend, error) {
+	if pool == nil {
+		return nil, errors.New("mcptasks: NewPostgresBackend: nil pool")
+	}
+	if err := opts.check(); err != nil {
+		return nil, err
+	}
+	return newPostgresBackend(ctx, pool, opts, false)
+}
+
+func newPostgresBackend(ctx context.Context, pool *pgxpool.Pool, opts PostgresOptions, ownsPool bool) (*postgresBackend, error) {
+	b := &postgresBackend{pool: pool, ownsPool: ownsPool, schema: opts.Schema, table: opts.Table}
+	b.sql = pgStatements(b.qualified())
+	if opts.CreateTable {
+		if err := b.createSchema(ctx); err != nil {
+			return nil, err
+		}
+	}
+	if err := b.checkSchema(ctx); err != nil {
+		return nil, err
+	}
+	sweep := opts.Sweep
+	if sweep == 0 {
+		sweep = pgDefaultSweep
+	}
+	sctx, cancel := context.WithCancel(context.Background())
+	b.stopSweep = cancel
+	if sweep > 0 {
+		b.wg.Go(func() { b.sweepLoop(sctx, sweep) })
+	}
+	return b, nil
+}
+
+// postgresBackend stores tasks in one PostgreSQL table (see PostgresDDL):
+//
+//	owner bytea, task_id bytea   primary key; bytea, not text, so any owner
+//	                             string (a NUL, invalid UTF-8) is stored as
+//	                             is, compared byte by byte (no collation),
+//	                             and no owner is a prefix pattern of another
+//	version bigint               1 on create, +1 per update
+//	expires_at timestamptz       NULL: never; ms precision (rounded up)
+//	data bytea                   the record, byte for byte
+//
+// plus a partial index on expires_at for the sweeper. The primary key
+// serves get, update, delete and a list page (an index range scan in
+// descending key order, stopped by LIMIT); it includes expires_at, so the
+// quota count is an index-only scan.
+//
+// Consistency: every method is one statement (Create with a quota: two in
+// one pipeline, an implicit transaction), so one round trip, atomic, at
+// READ COMMITTED. Expiry is judged by the server's clock
+// (statement_timestamp()): an expired row is invisible to every call and
+// uncounted from the instant it expires, whether or not it has been
+// deleted yet. Quotas are exact: a create with a quota first takes a
+// transaction-scoped advisory lock on a hash of (table, owner), so creates
+// of one owner count and insert one at a time, each counting with a fresh
+// snapshot that sees every earlier one's row.
+type postgresBackend struct {
+	pool     *pgxpool.Pool
+	ownsPool bool
+	schema   string
+	table    string
+	sql      pgSQL
+
+	closed    atomic.Bool
+	closeOnce sync.Once
+	stopSweep context.CancelFunc
+	wg        sync.WaitGroup
+}
+
+// Interface guards
+var _ taskstore.Backend = (*postgresBackend)(nil)
+
+func (b *postgresBackend) qualified() string { return b.schema + "." + b.table }
+
+// PostgresDDL returns the idempotent statements that create the schema of
+// a backend with these options (as create_table=true runs them).
+func PostgresDDL(opts PostgresOptions) ([]string, error) {
+	if err := opts.check(); err != nil {
+		return nil, err
+	}
+	return pgDDL(opts.Schema, opts.Table), nil
+}
+
+func pgDDL(schema, table string) []string {
+	t := schema + "." + table
+	return []string{
+		`CREATE SCHEMA IF NOT EXISTS ` + schema,
+		`CREATE TABLE IF NOT EXISTS ` + t + ` (
+	owner      bytea       NOT NULL,
+	task_id    bytea       NOT NULL,
+	version    bigint      NOT NULL,
+	expires_at timestamptz,
+	data       bytea       NOT NULL,
+	CONSTRAINT ` + table + `_pkey PRIMARY KEY (owner, task_id) INCLUDE (expires_at)
+)`,
+		`CREATE INDEX IF NOT EXISTS ` + table + `_expires_idx ON ` + t + ` (expires_at) WHERE expires_at IS NOT NULL`,
+		`COMMENT ON TABLE ` + t + ` IS 'mcptasks schema ` + strconv.Itoa(pgSchemaVersion) + `'`,
+	}
+}
+
+// createSchema runs the DDL in one transaction, under an advisory lock so
+// that replicas starting together do not race on CREATE … IF NOT EXISTS
+// (which is not safe against itself).
+func (b *postgresBackend) createSchema(ctx context.Context) error {
+	tx, err := b.pool.Begin(ctx)
+	if err != nil {
+		return b.fail(ctx, "create table", err)
+	}
+	defer tx.Rollback(context.WithoutCancel(ctx))
+	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, pgLockKey(b.qualified(), "ddl")); err != nil {
+		return b.fail(ctx, "create table", err)
+	}
+	for _, stmt := range pgDDL(b.schema, b.table) {
+		if _, err := tx.Exec(ctx, stmt); err != nil {
+			return b.fail(ctx, "create table", err)
+		}
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return b.fail(ctx, "create table", err)
+	}
+	return nil
+}
+
+// checkSchema wants the table with this release's schema version.
+func (b *postgresBackend) checkSchema(ctx context.Context) error {
+	var comment *string
+	var exists bool
+	err := b.pool.QueryRow(ctx, `SELECT to_regclass($1) IS NOT NULL, obj_description(to_regclass($1), 'pg_class')`, b.qualified()).Scan(&exists, &comment)
+	if err != nil {
+		return b.fail(ctx, "check table", err)
+	}
+	want := "mcptasks schema " + strconv.Itoa(pgSchemaVersion)
+	switch {
+	case !exists:
+		return fmt.Errorf("%w: table %s does not exist: create it with `mcptasks postgres create-table URL` or open with create_table=true", taskstore.ErrBackend, b.qualified())
+	case comment == nil || !strings.HasPrefix(*comment, "mcptasks schema "):
+		return fmt.Errorf("%w: table %s is not an mcptasks table (its comment does not name a schema version)", taskstore.ErrBackend, b.qualified())
+	case *comment != want:
+		return fmt.Errorf("%w: table %s has %s; this release uses %s", taskstore.ErrBackend, b.qualified(), *comment, want)
+	}
+	return nil
+}
+
+// pgLockKey is the advisory lock key of (table, owner): a 64-bit hash.
+// Two owners sharing a key only wait for each other.
+func pgLockKey(table, owner string) int64 {
+	h := fnv.New64a()
+	h.Write([]byte(table))
+	h.Write([]byte{0})
+	h.Write([]byte(owner))
+	return int64(h.Sum64())
+}
+
+// pgSQL holds the statements of one table.
+type pgSQL struct {
+	create, get, update, del, list, listFirst, sweep string
+}
+
+// pgLive is the condition of a live row.
+const pgLive = `(expires_at IS NULL OR expires_at > statement_timestamp())`
+
+func pgStatements(t string) pgSQL {
+	return pgSQL{
+		// $1 owner, $2 id, $3 expires_at, $4 data, $5 quota (0: none).
+		// Returns (inserted, a live row exists at the key, live rows of
+		// the owner up to the quota). An expired row at the key is
+		// replaced; a live one is never touched.
+		create: `WITH cur AS (
+	SELECT 1 FROM ` + t + ` WHERE owner = $1 AND task_id = $2 AND ` + pgLive + `
+), live AS (
+	SELECT count(*) AS n FROM (SELECT 1 FROM ` + t + ` WHERE owner = $1 AND ` + pgLive + ` LIMIT $5) c
+), ins AS (
+	INSERT INTO ` + t + ` AS r (owner, task_id, version, expires_at, data)
+	SELECT $1, $2, 1, $3, $4 WHERE NOT EXISTS (SELECT 1 FROM cur) AND ($5 = 0 OR (SELECT n FROM live) < $5)
+	ON CONFLICT (owner, task_id) DO UPDATE SET version = 1, expires_at = EXCLUDED.expires_at, data = EXCLUDED.data
+		WHERE r.expires_at <= statement_timestamp()
+	RETURNING 1
+)
+SELECT (SELECT count(*) FROM ins), EXISTS (SELECT 1 FROM cur), (SELECT n FROM live)`,
+
+		get: `SELECT version, expires_at, data FROM ` + t + ` WHERE owner = $1 AND task_id = $2 AND ` + pgLive,
+
+		// $1 owner, $2 id, $3 expected, $4 data. Returns (new version or
+		// NULL, version in the statement's snapshot or NULL).
+		update: `WITH cur AS (
+	SELECT version FROM ` + t + ` WHERE owner = $1 AND task_id = $2 AND ` + pgLive + `
+), u AS (
+	UPDATE ` + t + ` SET version = version + 1, data = $4
+	WHERE owner = $1 AND task_id = $2 AND version = $3 AND ` + pgLive + `
+	RETURNING version
+)
+SELECT (SELECT version FROM u), (SELECT version FROM cur)`,
+
+		del: `DELETE FROM ` + t + ` WHERE owner = $1 AND task_id = $2 RETURNING ` + pgLive,
+
+		listFirst: `SELECT task_id, version, expires_at, data FROM ` + t + `
+WHERE owner = $1 AND ` + pgLive + ` ORDER BY task_id DESC LIMIT $2`,
+		list: `SELECT task_id, version, expires_at, data FROM ` + t + `
+WHERE owner = $1 AND task_id < $3 AND ` + pgLive + ` ORDER BY task_id DESC LIMIT $2`,
+
+		// SKIP LOCKED: replicas sweeping at once take disjoint rows, and a
+		// row a writer holds is left for the next round.
+		sweep: `DELETE FROM ` + t + ` WHERE (owner, task_id) IN (
+	SELECT owner, task_id FROM ` + t + ` WHERE expires_at <= statement_timestamp()
+	ORDER BY expires_at LIMIT ` + strconv.Itoa(pgSweepBatch) + ` FOR UPDATE SKIP LOCKED
+)`,
+	}
+}
+
+var errPgClosed = errors.New("postgres backend is closed")
+
+// begin fails fast once the backend is closed or ctx is done.
+func (b *postgresBackend) begin(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if b.closed.Load() {
+		return fmt.Errorf("%w: %w", taskstore.ErrBackend, errPgClosed)
+	}
+	return nil
+}
+
+// fail wraps a server or network error. A context error is returned as is;
+// any other error while ctx is done also wraps ctx.Err().
+func (b *postgresBackend) fail(ctx context.Context, op string, err error) error {
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		if cerr := ctx.Err(); cerr != nil {
+			return cerr
+		}
+		return fmt.Errorf("%w: postgres %s: %w", taskstore.ErrBackend, op, err)
+	}
+	if cerr := ctx.Err(); cerr != nil {
+		return fmt.Errorf("%w: postgres %s: %w (%w)", taskstore.ErrBackend, op, err, cerr)
+	}
+	return fmt.Errorf("%w: postgres %s: %w", taskstore.ErrBackend, op, err)
+}
+
+// pgExpiry is the expires_at parameter: NULL for never, else rounded up
+// to the millisecond, as the contract judges expiry.
+func pgExpiry(t time.Time) any {
+	if t.IsZero() {
+		return nil
+	}
+	return t.Add(time.Millisecond - 1).Truncate(time.Millisecond)
+}
+
+func (b *postgresBackend) Create(ctx context.Context, rec taskstore.Record, maxPerOwner int) error {
+	if err := b.begin(ctx); err != nil {
+		return err
+	}
+	if len(rec.Data) > pgMaxRecord {
+		return fmt.Errorf("%w: %d bytes, PostgreSQL stores at most %d", taskstore.ErrRecordTooLarge, len(rec.Data), pgMaxRecord)
+	}
+	quota := int64(max(maxPerOwner, 0))
+	args := []any{[]byte(rec.Owner), []byte(rec.TaskID), pgExpiry(rec.ExpiresAt), rec.Data, quota}
+	var inserted int64
+	var exists bool
+	var live int64
+	var err error
+	if quota == 0 {
+		err = b.pool.QueryRow(ctx, b.sql.create, args...).Scan(&inserted, &exists, &live)
+	} else {
+		// The lock and the insert in one pipeline, so one round trip and
+		// one implicit transaction; the insert's snapshot is taken after
+		// the lock is granted.
+		batch := &pgx.Batch{}
+		batch.Queue(`SELECT pg_advisory_xact_lock($1)`, pgLockKey(b.qualified(), rec.Owner))
+		batch.Queue(b.sql.create, args...)
+		br := b.pool.SendBatch(ctx, batch)
+		if _, err = br.Exec(); err == nil {
+			err = br.QueryRow().Scan(&inserted, &exists, &live)
+		}
+		if cerr := br.Close(); err == nil {
+			err = cerr
+		}
+	}
+	if err != nil {
+		return b.fail(ctx, "create", err)
+	}
+	switch {
+	case inserted == 1:
+		return nil
+	case exists:
+		return taskstore.ErrAlreadyExists
+	case quota > 0 && live >= quota:
+		return taskstore.ErrQuotaExceeded
+	}
+	// A create of the same key committed after this statement's snapshot.
+	return taskstore.ErrAlreadyExists
+}
+
+func (b *postgresBackend) Get(ctx context.Context, owner, id string) (taskstore.Record, error) {
+	if err := b.begin(ctx); err != nil {
+		return taskstore.Record{}, err
+	}
+	rec := taskstore.Record{Owner: owner, TaskID: id}
+	var version int64
+	var exp *time.Time
+	err := b.pool.QueryRow(ctx, b.sql.get, []byte(owner), []byte(id)).Scan(&version, &exp, &rec.Data)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return taskstore.Record{}, taskstore.ErrNotFound
+	}
+	if err != nil {
+		return taskstore.Record{}, b.fail(ctx, "get", err)
+	}
+	rec.Version = uint64(version)
+	if exp != nil {
+		rec.ExpiresAt = *exp
+	}
+	return rec, nil
+}
+
+func (b *postgresBackend) Update(ctx context.Context, owner, id string, data []byte, expected uint64) (uint64, error) {
+	if err := b.begin(ctx); err != nil {
+		return 0, err
+	}
+	if len(data) > pgMaxRecord {
+		return 0, fmt.Errorf("%w: %d bytes, PostgreSQL stores at most %d", taskstore.ErrRecordTooLarge, len(data), pgMaxRecord)
+	}
+	exp := int64(-1) // no row has it: a version above bigint is a conflict
+	if expected <= math.MaxInt64 {
+		exp = int64(expected)
+	}
+	for {
+		var updated, cur *int64
+		err := b.pool.QueryRow(ctx, b.sql.update, []byte(owner), []byte(id), exp, data).Scan(&updated, &cur)
+		if err != nil {
+			return 0, b.fail(ctx, "update", err)
+		}
+		switch {
+		case updated != nil:
+			return uint64(*updated), nil
+		case cur == nil:
+			return 0, taskstore.ErrNotFound
+		case *cur != exp:
+			return 0, taskstore.ErrVersionConflict
+		}
+		// The snapshot had the expected version but the row changed
+		// (updated or deleted) before the UPDATE reached it: which one
+		// decides the answer, so look again with a fresh snapshot.
+		if err := ctx.Err(); err != nil {
+			return 0, err
+		}
+	}
+}
+
+func (b *postgresBackend) Delete(ctx context.Context, owner, id string) (bool, error) {
+	if err := b.begin(ctx); err != nil {
+		return false, err
+	}
+	var live bool
+	err := b.pool.QueryRow(ctx, b.sql.del, []byte(owner), []byte(id)).Scan(&live)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return false, nil
+	}
+	if err != nil {
+		return false, b.fail(ctx, "delete", err)
+	}
+	return live, nil
+}
+
+func (b *postgresBackend) List(ctx context.Context, owner, after string, limit int) ([]taskstore.Record, bool, error) {
+	if err := b.begin(ctx); err != nil {
+		return nil, false, err
+	}
+	if limit <= 0 {
+		return nil, false, nil
+	}
+	// One more than asked, to learn whether more follow.
+	var rows pgx.Rows
+	var err error
+	if after == "" {
+		rows, err = b.pool.Query(ctx, b.sql.listFirst, []byte(owner), int64(limit)+1)
+	} else {
+		rows, err = b.pool.Query(ctx, b.sql.list, []byte(owner), int64(limit)+1, []byte(after))
+	}
+	if err != nil {
+		return nil, false, b.fail(ctx, "list", err)
+	}
+	recs := make([]taskstore.Record, 0, min(limit, 1000))
+	more := false
+	for rows.Next() {
+		if len(recs) == limit {
+			more = true
+			break
+		}
+		var id []byte
+		var version int64
+		var exp *time.Time
+		rec := taskstore.Record{Owner: owner}
+		if err := rows.Scan(&id, &version, &exp, &rec.Data); err != nil {
+			rows.Close()
+			return nil, false, b.fail(ctx, "list", err)
+		}
+		rec.TaskID, rec.Version = string(id), uint64(version)
+		if exp != nil {
+			rec.ExpiresAt = *exp
+		}
+		recs = append(recs, rec)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, false, b.fail(ctx, "list", err)
+	}
+	return recs, more, nil
+}
+
+// DeleteExpired deletes expired rows in batches of pgSweepBatch until none
+// is left (or ctx ends) and returns how many it deleted. Replicas may run
+// it at once: each batch skips the rows another holds.
+func (b *postgresBackend) DeleteExpired(ctx context.Context) (int, error) {
+	return b.sweepBatches(ctx, math.MaxInt)
+}
+
+func (b *postgresBackend) sweepBatches(ctx context.Context, maxBatches int) (int, error) {
+	if err := b.begin(ctx); err != nil {
+		return 0, err
+	}
+	total := 0
+	for range maxBatches {
+		tag, err := b.pool.Exec(ctx, b.sql.sweep)
+		if err != nil {
+			return total, b.fail(ctx, "delete expired", err)
+		}
+		total += int(tag.RowsAffected())
+		if tag.RowsAffected() < pgSweepBatch {
+			break
+		}
+	}
+	return total, nil
+}
+
+// sweepLoop deletes expired rows every interval (at most
+// pgSweepBatchesPerTick batches each time) until ctx ends. Failures are
+// not reported: the next tick tries again, and expired rows are invisible
+// meanwhile.
+func (b *postgresBackend) sweepLoop(ctx context.Context, every time.Duration) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			sctx, cancel := context.WithTimeout(ctx, max(every, 10*time.Second))
+			b.sweepBatches(sctx, pgSweepBatchesPerTick)
+			cancel()
+		}
+	}
+}
+
+// MaxRecordSize is 0: a bytea holds up to 1 GiB, far above any task, so
+// the Store's own limits apply. (Writes above it still give
+// ErrRecordTooLarge.)
+func (b *postgresBackend) MaxRecordSize() int { return 0 }
+
+// Close stops the sweeper and, when the backend opened the pool itself,
+// closes the pool; later calls fail with ErrBackend.
+func (b *postgresBackend) Close() error {
+	b.closeOnce.Do(func() {
+		b.closed.Store(true)
+		b.stopSweep()
+		b.wg.Wait()
+		if b.ownsPool {
+			b.pool.Close()
+		}
+	})
+	return nil
+}
