@@ -32,6 +32,7 @@ func TestHelpAndUsageErrors(t *testing.T) {
 		{[]string{"serve", "stray"}, 2, "", "1 unexpected argument"},
 		{[]string{"serve", "--drain"}, 2, "", "flag needs an argument"},
 		{[]string{"serve", "--max-sessions", "-1"}, 2, "", "cannot be negative"},
+		{[]string{"serve", "--stdio", "--token", "alice:x"}, 2, "", "no meaning with --stdio"},
 		{[]string{"bench", "-ops", "explode"}, 2, "", `unknown operation "explode"`},
 		{[]string{"dynamodb", "drop-table"}, 2, "", "expected: create-table URL"},
 		{[]string{"serve", "--store", "nosuch://x"}, 1, "", "nosuch"},

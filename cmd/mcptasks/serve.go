@@ -61,11 +61,15 @@ func serveMain(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	drain := fs.Duration("drain", 10*time.Second, "at shutdown, how long running tasks may finish before they are marked failed")
 	sessionIdle := fs.Duration("session-idle", defaultSessionIdle, "close a 2025-11-25 session after this long without a request from its client (0 = never); its tasks keep running but, without tokens, become unreachable")
 	maxSessions := fs.Int("max-sessions", defaultMaxSessions, "most 2025-11-25 sessions open at once; beyond it, a new session gets 503 (0 = no cap)")
+	maxPerUser := fs.Int("max-sessions-per-user", defaultMaxPerUser, "with tokens, most 2025-11-25 sessions one user may hold open at once; beyond it, a new one gets 429 (0 = no cap)")
 	if err := parseFlags(fs, serveUsage, args, stdout); err != nil {
 		return err
 	}
-	if *sessionIdle < 0 || *maxSessions < 0 {
-		return usagef("--session-idle and --max-sessions cannot be negative")
+	if *sessionIdle < 0 || *maxSessions < 0 || *maxPerUser < 0 {
+		return usagef("--session-idle, --max-sessions and --max-sessions-per-user cannot be negative")
+	}
+	if *stdio && (len(tokenArgs) > 0 || *tokensFile != "") {
+		return usagef("--token and --tokens-file have no meaning with --stdio (its one client is the anonymous owner)")
 	}
 	logger := slog.New(slog.NewTextHandler(stderr, nil))
 	tokens := tokenSet{}
@@ -116,7 +120,7 @@ func serveMain(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if *allowedHosts != "" {
 		extra = strings.Split(*allowedHosts, ",")
 	}
-	handler := d.httpHandler(tokens, *sessionIdle, *maxSessions)
+	handler := d.httpHandler(tokens, *sessionIdle, newSessionLimit(d.server, *maxSessions, *maxPerUser))
 	mux := http.NewServeMux()
 	mux.Handle("/mcp", hostGuard(ln.Addr().String(), extra, handler))
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
@@ -186,12 +190,11 @@ func newDemo(store *taskstore.Store, logger *slog.Logger, sessionOwners bool) *d
 
 // httpHandler is the streamable HTTP endpoint, behind bearer auth when
 // tokens are configured: 2025-11-25 clients get sessions (idle ones closed
-// after idle, at most maxSessions at once; see sessions.go), 2026-07-28
+// after idle, at most limit's caps at once; see sessions.go), 2026-07-28
 // clients (and the tasks extension) the SDK's stateless handler. The cap
 // sits behind auth, so requests without a valid token never take a slot.
-func (d *demo) httpHandler(tokens tokenSet, idle time.Duration, maxSessions int) http.Handler {
+func (d *demo) httpHandler(tokens tokenSet, idle time.Duration, limit *sessionLimit) http.Handler {
 	get := func(*http.Request) *mcp.Server { return d.server }
-	limit := &sessionLimit{server: d.server, max: maxSessions}
 	h := d.withAuth(limit.wrap(mcp.NewStreamableHTTPHandler(get, &mcp.StreamableHTTPOptions{SessionTimeout: idle})), tokens)
 	modern := d.withAuth(mcp.NewStreamableHTTPHandler(get, &mcp.StreamableHTTPOptions{Stateless: true}), tokens)
 	return d.router.HTTPHandler(h, &taskrouter.HTTPOptions{Stateless: modern})

@@ -286,3 +286,50 @@ func TestServeSessionCap(t *testing.T) {
 		t.Errorf("at the cap again: %d", status)
 	}
 }
+
+// TestServeSessionCapPerUser: with tokens, one user cannot take every
+// session of the server: beyond --max-sessions-per-user it gets 429, while
+// another user still gets sessions up to the server's cap.
+func TestServeSessionCapPerUser(t *testing.T) {
+	url, _, _ := startServe(t, "--max-sessions", "5", "--max-sessions-per-user", "3",
+		"--token", "alice:secret-a", "--token", "bob:secret-b")
+	c := http.DefaultClient
+	open := func(token string, want int) string {
+		t.Helper()
+		req, _ := http.NewRequestWithContext(t.Context(), http.MethodPost, url, strings.NewReader(initializeBody))
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Accept", "application/json, text/event-stream")
+		req.Header.Set("Authorization", "Bearer "+token)
+		resp, err := c.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != want {
+			t.Fatalf("%s: status %d, want %d: %s", token, resp.StatusCode, want, body)
+		}
+		if want != http.StatusOK && (resp.Header.Get("Retry-After") == "" || !strings.Contains(string(body), "maximum of")) {
+			t.Errorf("%s: refusal without Retry-After or reason: %q", token, body)
+		}
+		return resp.Header.Get("Mcp-Session-Id")
+	}
+	var alice []string
+	for range 3 {
+		alice = append(alice, open("secret-a", http.StatusOK))
+	}
+	open("secret-a", http.StatusTooManyRequests)
+	open("secret-b", http.StatusOK)
+	open("secret-b", http.StatusOK)
+	open("secret-b", http.StatusServiceUnavailable) // the server's 5
+	open("secret-a", http.StatusServiceUnavailable)
+
+	del, _ := http.NewRequestWithContext(t.Context(), http.MethodDelete, url, nil)
+	del.Header.Set("Mcp-Session-Id", alice[0])
+	del.Header.Set("Authorization", "Bearer secret-a")
+	if resp, err := c.Do(del); err != nil || resp.StatusCode != http.StatusNoContent {
+		t.Fatalf("DELETE: %v %v", resp, err)
+	}
+	open("secret-b", http.StatusOK) // bob's third, the server's fifth
+	open("secret-a", http.StatusServiceUnavailable)
+}
