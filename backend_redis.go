@@ -557,21 +557,21 @@ func (b *redisBackend) Get(ctx context.Context, owner, id string) (taskstore.Rec
 
 // decodeRedisRecord parses a stored value, "VERSION:EXPIRY_MS:DATA".
 func decodeRedisRecord(owner, id string, val []byte) (taskstore.Record, error) {
-	bad := fmt.Errorf("%w: redis: stored task %s is malformed", taskstore.ErrBackend, id)
+	bad := func() error { return fmt.Errorf("%w: redis: stored task %s is malformed", taskstore.ErrBackend, id) }
 	v, rest, ok1 := bytes.Cut(val, []byte{':'})
 	e, data, ok2 := bytes.Cut(rest, []byte{':'})
 	if !ok1 || !ok2 {
-		return taskstore.Record{}, bad
+		return taskstore.Record{}, bad()
 	}
 	rec := taskstore.Record{Owner: owner, TaskID: id, Data: data}
 	var err error
 	if rec.Version, err = strconv.ParseUint(string(v), 10, 64); err != nil {
-		return taskstore.Record{}, bad
+		return taskstore.Record{}, bad()
 	}
 	if len(e) > 0 {
 		ms, err := strconv.ParseInt(string(e), 10, 64)
 		if err != nil {
-			return taskstore.Record{}, bad
+			return taskstore.Record{}, bad()
 		}
 		rec.ExpiresAt = time.UnixMilli(ms)
 	}

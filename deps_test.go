@@ -47,3 +47,39 @@ func contains(list []string, s string) bool {
 	}
 	return false
 }
+
+// TestDomainLinksOnlyJSONText pins what the domain package, which every
+// build links, brings in besides the standard library: only jsontext, the
+// syntax layer of encoding/json/v2, from go-json-experiment/json. That
+// module has no dependencies of its own, is the upstream of the standard
+// library's encoding/json/v2 and aliases it once a toolchain ships it, so
+// the record codec moves to the standard library without a code change.
+// Its reflection-based json package is not linked.
+func TestDomainLinksOnlyJSONText(t *testing.T) {
+	out, err := exec.Command("go", "list", "-deps", "./taskstore").CombinedOutput()
+	if err != nil {
+		t.Fatalf("go list: %v\n%s", err, out)
+	}
+	allowed := []string{
+		"github.com/mcptasks/mcptasks/taskstore",
+		"github.com/go-json-experiment/json/jsontext",
+		"github.com/go-json-experiment/json/internal",
+	}
+	deps := strings.Fields(string(out))
+	if !contains(deps, "github.com/go-json-experiment/json/jsontext") {
+		t.Fatalf("the domain does not link jsontext; update this test:\n%s", out)
+	}
+	for _, d := range deps {
+		first, _, _ := strings.Cut(d, "/")
+		if !strings.Contains(first, ".") {
+			continue // the standard library
+		}
+		ok := false
+		for _, a := range allowed {
+			ok = ok || d == a || strings.HasPrefix(d, a+"/")
+		}
+		if !ok {
+			t.Errorf("the domain package links %s", d)
+		}
+	}
+}

@@ -11,7 +11,8 @@ import (
 // default (see DefaultConfig); a negative size or count means "no limit";
 // a negative DefaultTTL makes tasks unlimited unless a TTL is requested.
 type Config struct {
-	// MaxVariablesSize caps a task's variables, serialized, after a merge.
+	// MaxVariablesSize caps a task's variables after a merge, counted as
+	// the record stores them (one JSON object, values as they were given).
 	MaxVariablesSize int
 	// MaxResultSize caps a task's result, serialized.
 	MaxResultSize int

@@ -16,28 +16,11 @@ import (
 // single compare-and-swap writes, so they work across replicas.
 
 func decodeObject(raw json.RawMessage) (map[string]json.RawMessage, error) {
-	m := map[string]json.RawMessage{}
-	if len(raw) == 0 || string(raw) == "null" {
-		return m, nil
-	}
-	if err := json.Unmarshal(raw, &m); err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrInvalidJSON, err)
-	}
-	if m == nil {
-		m = map[string]json.RawMessage{}
-	}
-	return m, nil
-}
-
-func encodeObject(m map[string]json.RawMessage) (json.RawMessage, error) {
-	if len(m) == 0 {
-		return nil, nil
-	}
-	b, err := json.Marshal(m)
+	m, err := decodeRawObject(raw)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrInvalidJSON, err)
 	}
-	return b, nil
+	return m, nil
 }
 
 // inputState decodes the task's pending input requests and the responses

@@ -170,7 +170,8 @@ func (s *Store) checkMessage(msg string) error {
 	return nil
 }
 
-// checkMap validates each value of m and the size of m serialized.
+// checkMap validates each value of m and the size of m serialized as the
+// record codec stores it.
 func (s *Store) checkMap(m map[string]json.RawMessage, maxSize int, tooLarge error) error {
 	for k, v := range m {
 		if exceeds(len(k), s.cfg.MaxStringLen) {
@@ -181,12 +182,8 @@ func (s *Store) checkMap(m map[string]json.RawMessage, maxSize int, tooLarge err
 		}
 	}
 	if maxSize >= 0 {
-		b, err := json.Marshal(m)
-		if err != nil {
-			return fmt.Errorf("%w: %v", ErrInvalidJSON, err)
-		}
-		if len(b) > maxSize {
-			return fmt.Errorf("%w: %d bytes, limit %d", tooLarge, len(b), maxSize)
+		if n := objectSize(m); n > maxSize {
+			return fmt.Errorf("%w: %d bytes, limit %d", tooLarge, n, maxSize)
 		}
 	}
 	return nil
@@ -225,10 +222,8 @@ func (s *Store) mergeVariables(rec *TaskRecord, vars map[string]json.RawMessage)
 		}
 		merged[k] = v
 	}
-	if b, err := json.Marshal(merged); err != nil {
-		return fmt.Errorf("%w: %v", ErrInvalidJSON, err)
-	} else if exceeds(len(b), s.cfg.MaxVariablesSize) {
-		return fmt.Errorf("%w: %d bytes after merge, limit %d", ErrVariablesTooLarge, len(b), s.cfg.MaxVariablesSize)
+	if n := objectSize(merged); exceeds(n, s.cfg.MaxVariablesSize) {
+		return fmt.Errorf("%w: %d bytes after merge, limit %d", ErrVariablesTooLarge, n, s.cfg.MaxVariablesSize)
 	}
 	rec.Variables = merged
 	return nil

@@ -1,0 +1,661 @@
+package taskstore
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"sync"
+	"time"
+	"unicode/utf8"
+
+	"github.com/go-json-experiment/json/jsontext"
+)
+
+// The record codec. A stored record is a JSON document of a fixed shape
+// (see TaskRecord), so it is read with one pass of a JSON tokenizer
+// (jsontext, the syntax layer of encoding/json/v2) and written by
+// appending, without reflection. The decoder validates the whole document
+// once; raw JSON values (variables, _meta, result, error data, input
+// requests and responses) are then kept as slices of one copy of the
+// document, and written back verbatim: they were validated when they
+// entered the Store or when the document was read, so no write validates
+// or re-formats them again.
+//
+// Compatibility with documents written by the encoding/json v1 codec
+// (testdata/records): every field and value reads the same. Bytes may
+// differ on rewrite: HTML characters are no longer escaped (v1 wrote
+// \u003c for <), and whitespace inside a caller's raw value is kept.
+
+// recordDecodeOptions are the tokenizer's options for stored documents:
+//   - AllowInvalidUTF8: v1 accepted invalid UTF-8 inside strings (a raw
+//     variable value keeps its bytes; a Go string gets U+FFFD, as in v1).
+//   - AllowDuplicateNames: v1 accepted repeated object names (last wins),
+//     and raw values validated by v1 may contain them.
+var recordDecodeOptions = []jsontext.Options{
+	jsontext.AllowInvalidUTF8(true),
+	jsontext.AllowDuplicateNames(true),
+}
+
+// recordDecoder is a pooled tokenizer: a Decoder's state and buffer are
+// reused across records, so a read allocates only what the record keeps.
+type recordDecoder struct {
+	in  bytes.Buffer
+	dec *jsontext.Decoder
+	own []byte // the caller's copy of the document; raw values alias it
+}
+
+var decoderPool = sync.Pool{New: func() any {
+	d := &recordDecoder{}
+	d.dec = jsontext.NewDecoder(&d.in, recordDecodeOptions...)
+	return d
+}}
+
+// errShape is the cause of a corrupt record whose JSON is valid but not a
+// task record's.
+var errShape = errors.New("not a task record")
+
+func decodeRecord(br Record) (*TaskRecord, error) {
+	d := decoderPool.Get().(*recordDecoder)
+	d.in.Reset()
+	d.in.Write(br.Data)
+	d.dec.Reset(&d.in, recordDecodeOptions...)
+	d.own = bytes.Clone(br.Data)
+	r, err := d.record()
+	d.own = nil
+	d.in.Reset()
+	decoderPool.Put(d)
+	if err != nil {
+		return nil, fmt.Errorf("%w: stored task %s is corrupt: %v", ErrBackend, br.TaskID, err)
+	}
+	r.Version = br.Version
+	return r, nil
+}
+
+// recordBox allocates a record together with what its pointers point to.
+type recordBox struct {
+	rec       TaskRecord
+	ttl, poll time.Duration
+	expires   time.Time
+}
+
+func (d *recordDecoder) record() (*TaskRecord, error) {
+	box := &recordBox{}
+	r := &box.rec
+	hasTask := false
+	if err := d.object(func(name []byte) error {
+		var err error
+		switch string(name) {
+		case "task":
+			hasTask = true
+			err = d.task(box)
+		case "ownerId":
+			r.OwnerID, err = d.str()
+		case "variables":
+			r.Variables, err = d.rawMap(r.Variables)
+		case "result":
+			if r.Result, err = d.raw(); string(r.Result) == "null" {
+				r.Result = nil // a stored null means "none"
+			}
+		case "error":
+			r.Error, err = d.rpcError()
+		case "inputRequests":
+			r.InputRequests, err = d.raw()
+		case "inputResponses":
+			r.InputResponses, err = d.raw()
+		case "requestMethod":
+			r.RequestMethod, err = d.method()
+		case "expiresAt":
+			var ok bool
+			if box.expires, ok, err = d.time(); ok {
+				r.ExpiresAt = &box.expires
+			}
+		default:
+			err = d.dec.SkipValue()
+		}
+		return err
+	}); err != nil {
+		return nil, err
+	}
+	if !hasTask {
+		return nil, fmt.Errorf("%w: no task", errShape)
+	}
+	if r.Variables == nil {
+		r.Variables = map[string]json.RawMessage{}
+	}
+	if _, err := d.dec.ReadToken(); err == nil {
+		return nil, fmt.Errorf("%w: data after the document", errShape)
+	}
+	return r, nil
+}
+
+func (d *recordDecoder) task(box *recordBox) error {
+	t := &box.rec.Task
+	var created, updated bool
+	err := d.object(func(name []byte) error {
+		var err error
+		switch string(name) {
+		case "taskId":
+			t.TaskID, err = d.str()
+		case "status":
+			t.Status, err = d.status()
+		case "statusMessage":
+			t.StatusMessage, err = d.str()
+		case "createdAt":
+			t.CreatedAt, created, err = d.time()
+		case "lastUpdatedAt":
+			t.LastUpdatedAt, updated, err = d.time()
+		case "ttl":
+			var ok bool
+			if box.ttl, ok, err = d.millis(); ok {
+				t.TTL = &box.ttl
+			}
+		case "pollInterval":
+			var ok bool
+			if box.poll, ok, err = d.millis(); ok {
+				t.PollInterval = &box.poll
+			}
+		case "_meta":
+			t.Meta, err = d.rawMap(t.Meta)
+		default:
+			err = d.dec.SkipValue()
+		}
+		return err
+	})
+	switch {
+	case err != nil:
+		return err
+	case !created:
+		return fmt.Errorf("%w: task has no createdAt", errShape)
+	case !updated:
+		return fmt.Errorf("%w: task has no lastUpdatedAt", errShape)
+	}
+	return nil
+}
+
+func (d *recordDecoder) rpcError() (*RPCError, error) {
+	if d.dec.PeekKind() == 'n' {
+		_, err := d.dec.ReadToken()
+		return nil, err
+	}
+	e := &RPCError{}
+	err := d.object(func(name []byte) error {
+		var err error
+		switch string(name) {
+		case "code":
+			var v jsontext.Value
+			if v, err = d.dec.ReadValue(); err == nil && v.Kind() != 'n' {
+				var n int64
+				if n, err = parseInt(v); err == nil {
+					e.Code = int(n)
+				}
+			}
+		case "message":
+			e.Message, err = d.str()
+		case "data":
+			e.Data, err = d.raw()
+		default:
+			err = d.dec.SkipValue()
+		}
+		return err
+	})
+	return e, err
+}
+
+// object reads one JSON object (or null, which reads as nothing), calling
+// member for each name with the decoder positioned at the member's value.
+func (d *recordDecoder) object(member func(name []byte) error) error {
+	tok, err := d.dec.ReadToken()
+	if err != nil {
+		return err
+	}
+	switch tok.Kind() {
+	case 'n':
+		return nil
+	case '{':
+	default:
+		return fmt.Errorf("%w: %v where an object belongs", errShape, tok.Kind())
+	}
+	for d.dec.PeekKind() != '}' {
+		name, err := d.dec.ReadValue()
+		if err != nil {
+			return err
+		}
+		if err := member(unquoteName(name)); err != nil {
+			return err
+		}
+	}
+	_, err = d.dec.ReadToken()
+	return err
+}
+
+// unquoteName returns a member name's text; names we write need no
+// unescaping, others (such as "t\u0061sk") are unescaped, and invalid
+// UTF-8 becomes U+FFFD, as in v1.
+func unquoteName(v jsontext.Value) []byte {
+	b := v[1 : len(v)-1]
+	if bytes.IndexByte(b, '\\') < 0 && utf8.Valid(b) {
+		return b
+	}
+	out, _ := jsontext.AppendUnquote(nil, v)
+	return out
+}
+
+// raw returns the next value as a slice of the caller's copy.
+func (d *recordDecoder) raw() (json.RawMessage, error) {
+	v, err := d.dec.ReadValue()
+	if err != nil {
+		return nil, err
+	}
+	end := int(d.dec.InputOffset())
+	return json.RawMessage(d.own[end-len(v) : end : end]), nil
+}
+
+// rawMap reads an object of raw values into m (made when nil).
+func (d *recordDecoder) rawMap(m map[string]json.RawMessage) (map[string]json.RawMessage, error) {
+	if d.dec.PeekKind() == 'n' {
+		_, err := d.dec.ReadToken()
+		return m, err
+	}
+	if m == nil {
+		m = make(map[string]json.RawMessage)
+	}
+	err := d.object(func(name []byte) error {
+		v, err := d.raw()
+		m[string(name)] = v
+		return err
+	})
+	return m, err
+}
+
+// str reads a string (null reads as "").
+func (d *recordDecoder) str() (string, error) {
+	v, err := d.dec.ReadValue()
+	if err != nil {
+		return "", err
+	}
+	return stringOf(v)
+}
+
+// stringOf is a string or null value's text. Invalid UTF-8 becomes U+FFFD,
+// as encoding/json v1 did.
+func stringOf(v jsontext.Value) (string, error) {
+	switch v.Kind() {
+	case 'n':
+		return "", nil
+	case '"':
+	default:
+		return "", fmt.Errorf("%w: %v where a string belongs", errShape, v.Kind())
+	}
+	b := v[1 : len(v)-1]
+	if bytes.IndexByte(b, '\\') < 0 && utf8.Valid(b) {
+		return string(b), nil
+	}
+	out, _ := jsontext.AppendUnquote(nil, v) // its error only reports invalid UTF-8
+	return string(out), nil
+}
+
+// status reads a status without allocating for the five known ones.
+func (d *recordDecoder) status() (Status, error) {
+	v, err := d.dec.ReadValue()
+	if err != nil {
+		return "", err
+	}
+	switch string(v) {
+	case `"working"`:
+		return StatusWorking, nil
+	case `"input_required"`:
+		return StatusInputRequired, nil
+	case `"completed"`:
+		return StatusCompleted, nil
+	case `"failed"`:
+		return StatusFailed, nil
+	case `"cancelled"`:
+		return StatusCancelled, nil
+	}
+	s, err := stringOf(v)
+	return Status(s), err
+}
+
+// method reads the request method, without allocating for the methods
+// that run as tasks.
+func (d *recordDecoder) method() (string, error) {
+	v, err := d.dec.ReadValue()
+	if err != nil {
+		return "", err
+	}
+	switch string(v) {
+	case `"tools/call"`:
+		return "tools/call", nil
+	case `"sampling/createMessage"`:
+		return "sampling/createMessage", nil
+	case `"elicitation/create"`:
+		return "elicitation/create", nil
+	}
+	return stringOf(v)
+}
+
+// time reads a timestamp string; ok is false for null.
+func (d *recordDecoder) time() (t time.Time, ok bool, err error) {
+	v, err := d.dec.ReadValue()
+	if err != nil || v.Kind() == 'n' {
+		return time.Time{}, false, err
+	}
+	if v.Kind() != '"' {
+		return time.Time{}, false, fmt.Errorf("%w: %v where a timestamp belongs", errShape, v.Kind())
+	}
+	if t, ok := parseMillisUTC(v[1 : len(v)-1]); ok {
+		return t, true, nil
+	}
+	s, err := jsontext.AppendUnquote(nil, v)
+	if err != nil {
+		return time.Time{}, false, err
+	}
+	t, err = time.Parse(time.RFC3339Nano, string(s))
+	return t, err == nil, err
+}
+
+// millis reads a whole number of milliseconds; ok is false for null.
+func (d *recordDecoder) millis() (time.Duration, bool, error) {
+	v, err := d.dec.ReadValue()
+	if err != nil || v.Kind() == 'n' {
+		return 0, false, err
+	}
+	ms, err := parseInt(v)
+	if err != nil {
+		return 0, false, err
+	}
+	return time.Duration(ms) * time.Millisecond, true, nil
+}
+
+// parseInt reads a JSON number that must be a whole int64, as v1 did.
+func parseInt(v jsontext.Value) (int64, error) {
+	if v.Kind() != '0' {
+		return 0, fmt.Errorf("%w: %v where a number belongs", errShape, v.Kind())
+	}
+	b, neg := []byte(v), false
+	if b[0] == '-' {
+		b, neg = b[1:], true
+	}
+	if len(b) == 0 || len(b) > 18 {
+		return strconv.ParseInt(string(v), 10, 64)
+	}
+	var n int64
+	for _, c := range b {
+		if c < '0' || c > '9' {
+			return strconv.ParseInt(string(v), 10, 64) // a fraction or exponent: v1 refused it too
+		}
+		n = n*10 + int64(c-'0')
+	}
+	if neg {
+		n = -n
+	}
+	return n, nil
+}
+
+// parseMillisUTC parses TimeFormat as the codec writes it (UTC, exactly
+// three fraction digits) without allocating; ok is false for any other
+// spelling, which time.Parse then reads.
+func parseMillisUTC(b []byte) (time.Time, bool) {
+	if len(b) != len("2006-01-02T15:04:05.000Z") || b[4] != '-' || b[7] != '-' || b[10] != 'T' ||
+		b[13] != ':' || b[16] != ':' || b[19] != '.' || b[23] != 'Z' {
+		return time.Time{}, false
+	}
+	num := func(i, n int) int {
+		v := 0
+		for _, c := range b[i : i+n] {
+			if c < '0' || c > '9' {
+				return -1
+			}
+			v = v*10 + int(c-'0')
+		}
+		return v
+	}
+	year, month, day := num(0, 4), num(5, 2), num(8, 2)
+	hour, minute, sec, ms := num(11, 2), num(14, 2), num(17, 2), num(20, 3)
+	if year < 0 || month < 1 || month > 12 || day < 1 || hour < 0 || hour > 23 ||
+		minute < 0 || minute > 59 || sec < 0 || sec > 59 || ms < 0 {
+		return time.Time{}, false
+	}
+	t := time.Date(year, time.Month(month), day, hour, minute, sec, ms*int(time.Millisecond), time.UTC)
+	if t.Day() != day { // 31 April and the like: let time.Parse refuse it
+		return time.Time{}, false
+	}
+	return t, true
+}
+
+// decodeRawObject reads a JSON object of raw values (null or empty reads
+// as an empty map); the values alias one copy of raw.
+func decodeRawObject(raw []byte) (map[string]json.RawMessage, error) {
+	m := map[string]json.RawMessage{}
+	if len(raw) == 0 {
+		return m, nil
+	}
+	d := decoderPool.Get().(*recordDecoder)
+	d.in.Reset()
+	d.in.Write(raw)
+	d.dec.Reset(&d.in, recordDecodeOptions...)
+	d.own = bytes.Clone(raw)
+	m, err := d.rawMap(m)
+	if err == nil {
+		if _, err2 := d.dec.ReadToken(); err2 == nil {
+			err = fmt.Errorf("%w: data after the object", errShape)
+		}
+	}
+	d.own = nil
+	d.in.Reset()
+	decoderPool.Put(d)
+	if err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+// encodeRecord writes the stored document of r. Raw values are written as
+// they are (trimmed of surrounding whitespace); strings are quoted by
+// jsontext, invalid UTF-8 becoming U+FFFD as it did in v1.
+func encodeRecord(r *TaskRecord) ([]byte, error) {
+	t := &r.Task
+	b := make([]byte, 0, r.sizeHint())
+	b = append(b, `{"task":{"taskId":`...)
+	b = appendString(b, t.TaskID)
+	b = append(b, `,"status":`...)
+	b = appendString(b, string(t.Status))
+	if t.StatusMessage != "" {
+		b = append(b, `,"statusMessage":`...)
+		b = appendString(b, t.StatusMessage)
+	}
+	b = append(b, `,"createdAt":`...)
+	b = appendTime(b, t.CreatedAt)
+	b = append(b, `,"lastUpdatedAt":`...)
+	b = appendTime(b, t.LastUpdatedAt)
+	b = append(b, `,"ttl":`...)
+	b = appendMillis(b, t.TTL)
+	if t.PollInterval != nil {
+		b = append(b, `,"pollInterval":`...)
+		b = appendMillis(b, t.PollInterval)
+	}
+	if len(t.Meta) > 0 {
+		b = append(b, `,"_meta":`...)
+		b = appendObject(b, t.Meta)
+	}
+	b = append(b, `},"ownerId":`...)
+	b = appendString(b, r.OwnerID)
+	b = append(b, `,"variables":`...)
+	if r.Variables == nil {
+		b = append(b, "null"...)
+	} else {
+		b = appendObject(b, r.Variables)
+	}
+	b = append(b, `,"result":`...)
+	b = appendRaw(b, r.Result)
+	if e := r.Error; e != nil {
+		b = append(b, `,"error":{"code":`...)
+		b = strconv.AppendInt(b, int64(e.Code), 10)
+		b = append(b, `,"message":`...)
+		b = appendString(b, e.Message)
+		if len(e.Data) > 0 {
+			b = append(b, `,"data":`...)
+			b = appendRaw(b, e.Data)
+		}
+		b = append(b, '}')
+	}
+	if len(r.InputRequests) > 0 {
+		b = append(b, `,"inputRequests":`...)
+		b = appendRaw(b, r.InputRequests)
+	}
+	if len(r.InputResponses) > 0 {
+		b = append(b, `,"inputResponses":`...)
+		b = appendRaw(b, r.InputResponses)
+	}
+	b = append(b, `,"requestMethod":`...)
+	b = appendString(b, r.RequestMethod)
+	b = append(b, `,"expiresAt":`...)
+	if r.ExpiresAt == nil {
+		b = append(b, "null"...)
+	} else {
+		b = appendTime(b, *r.ExpiresAt)
+	}
+	return append(b, '}'), nil
+}
+
+// sizeHint is about the encoded size, so that encodeRecord allocates once.
+func (r *TaskRecord) sizeHint() int {
+	n := 320 + len(r.Task.TaskID) + len(r.Task.StatusMessage) + len(r.OwnerID) + len(r.RequestMethod) +
+		len(r.Result) + len(r.InputRequests) + len(r.InputResponses)
+	for k, v := range r.Task.Meta {
+		n += len(k) + len(v) + 4
+	}
+	for k, v := range r.Variables {
+		n += len(k) + len(v) + 4
+	}
+	if r.Error != nil {
+		n += len(r.Error.Message) + len(r.Error.Data) + 32
+	}
+	return n
+}
+
+func appendString(b []byte, s string) []byte {
+	b, _ = jsontext.AppendQuote(b, s) // its error only reports invalid UTF-8, written as U+FFFD
+	return b
+}
+
+// appendTime writes t in TimeFormat, quoted.
+func appendTime(b []byte, t time.Time) []byte {
+	t = t.UTC()
+	year := t.Year()
+	if year < 0 || year > 9999 {
+		b = append(b, '"')
+		b = t.AppendFormat(b, TimeFormat)
+		return append(b, '"')
+	}
+	month, day := t.Month(), t.Day()
+	hour, minute, sec := t.Clock()
+	ms := t.Nanosecond() / int(time.Millisecond)
+	digits := func(b []byte, v, n int) []byte {
+		for i := n - 1; i >= 0; i-- {
+			b[i] = byte('0' + v%10)
+			v /= 10
+		}
+		return b[n:]
+	}
+	var out [len(`"2006-01-02T15:04:05.000Z"`)]byte
+	rest := out[1:]
+	rest = digits(rest, year, 4)
+	rest[0] = '-'
+	rest = digits(rest[1:], int(month), 2)
+	rest[0] = '-'
+	rest = digits(rest[1:], day, 2)
+	rest[0] = 'T'
+	rest = digits(rest[1:], hour, 2)
+	rest[0] = ':'
+	rest = digits(rest[1:], minute, 2)
+	rest[0] = ':'
+	rest = digits(rest[1:], sec, 2)
+	rest[0] = '.'
+	rest = digits(rest[1:], ms, 3)
+	rest[0] = 'Z'
+	out[0], out[len(out)-1] = '"', '"'
+	return append(b, out[:]...)
+}
+
+func appendMillis(b []byte, d *time.Duration) []byte {
+	if d == nil {
+		return append(b, "null"...)
+	}
+	return strconv.AppendInt(b, d.Milliseconds(), 10)
+}
+
+var jsonNull = []byte("null")
+
+// trimRaw drops the whitespace around a raw value; an empty value is null,
+// as v1 wrote it. The result is only read.
+func trimRaw(v []byte) []byte {
+	for len(v) > 0 && isSpace(v[0]) {
+		v = v[1:]
+	}
+	for len(v) > 0 && isSpace(v[len(v)-1]) {
+		v = v[:len(v)-1]
+	}
+	if len(v) == 0 {
+		return jsonNull
+	}
+	return v
+}
+
+func isSpace(c byte) bool { return c == ' ' || c == '\t' || c == '\n' || c == '\r' }
+
+func appendRaw(b, v []byte) []byte { return append(b, trimRaw(v)...) }
+
+// appendObject writes m with its keys sorted, as v1 did, so that a record
+// encodes to the same bytes every time.
+func appendObject(b []byte, m map[string]json.RawMessage) []byte {
+	var small [16]string
+	keys := small[:0]
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	b = append(b, '{')
+	for i, k := range keys {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = appendString(b, k)
+		b = append(b, ':')
+		b = appendRaw(b, m[k])
+	}
+	return append(b, '}')
+}
+
+// encodeObject writes m as a JSON object, or nil when m is empty. Its
+// values were validated on the way in, so it cannot fail; the error keeps
+// the callers' shape.
+func encodeObject(m map[string]json.RawMessage) (json.RawMessage, error) {
+	if len(m) == 0 {
+		return nil, nil
+	}
+	return appendObject(make([]byte, 0, objectSize(m)), m), nil
+}
+
+// objectSize is len(appendObject(nil, m)) computed without writing it: the
+// size limits on variables, _meta and input are on the bytes stored.
+func objectSize(m map[string]json.RawMessage) int {
+	n := 2 + max(len(m)-1, 0) // braces and commas
+	for k, v := range m {
+		n += quotedLen(k) + 1 + len(trimRaw(v))
+	}
+	return n
+}
+
+// quotedLen is len(appendString(nil, s)).
+func quotedLen(s string) int {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c == '"' || c == '\\' || c >= utf8.RuneSelf {
+			return len(appendString(nil, s))
+		}
+	}
+	return len(s) + 2
+}
