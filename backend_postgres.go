@@ -339,19 +339,24 @@ func PostgresDDL(opts PostgresOptions) ([]string, error) {
 
 func pgDDL(schema, table string) []string {
 	t := schema + "." + table
-	return []string{
-		`CREATE SCHEMA IF NOT EXISTS ` + schema,
-		`CREATE TABLE IF NOT EXISTS ` + t + ` (
+	var stmts []string
+	if schema != "public" {
+		// Not for public, which exists: CREATE SCHEMA checks the
+		// database's CREATE privilege even when the schema is there.
+		stmts = append(stmts, `CREATE SCHEMA IF NOT EXISTS `+schema)
+	}
+	return append(stmts,
+		`CREATE TABLE IF NOT EXISTS `+t+` (
 	owner      bytea       NOT NULL,
 	task_id    bytea       NOT NULL,
 	version    bigint      NOT NULL,
 	expires_at timestamptz,
 	data       bytea       NOT NULL,
-	CONSTRAINT ` + table + `_pkey PRIMARY KEY (owner, task_id) INCLUDE (expires_at)
+	CONSTRAINT `+table+`_pkey PRIMARY KEY (owner, task_id) INCLUDE (expires_at)
 )`,
-		`CREATE INDEX IF NOT EXISTS ` + table + `_expires_idx ON ` + t + ` (expires_at) WHERE expires_at IS NOT NULL`,
-		`COMMENT ON TABLE ` + t + ` IS 'mcptasks schema ` + strconv.Itoa(pgSchemaVersion) + `'`,
-	}
+		`CREATE INDEX IF NOT EXISTS `+table+`_expires_idx ON `+t+` (expires_at) WHERE expires_at IS NOT NULL`,
+		`COMMENT ON TABLE `+t+` IS 'mcptasks schema `+strconv.Itoa(pgSchemaVersion)+`'`,
+	)
 }
 
 // createSchema runs the DDL in one transaction, under an advisory lock so
@@ -420,11 +425,15 @@ func pgStatements(t string) pgSQL {
 		// $1 owner, $2 id, $3 expires_at, $4 data, $5 quota (0: none).
 		// Returns (inserted, a live row exists at the key, live rows of
 		// the owner up to the quota). An expired row at the key is
-		// replaced; a live one is never touched.
+		// replaced; a live one is never touched. The count's ORDER BY
+		// holds the planner to the primary key (an index-only scan that
+		// stops at the quota): without it, for an owner of half the
+		// table, it picks a sequential scan that hopes to meet quota rows
+		// early, which costs the whole table when they are not.
 		create: `WITH cur AS (
 	SELECT 1 FROM ` + t + ` WHERE owner = $1 AND task_id = $2 AND ` + pgLive + `
 ), live AS (
-	SELECT count(*) AS n FROM (SELECT 1 FROM ` + t + ` WHERE owner = $1 AND ` + pgLive + ` LIMIT $5) c
+	SELECT count(*) AS n FROM (SELECT 1 FROM ` + t + ` WHERE owner = $1 AND ` + pgLive + ` ORDER BY task_id LIMIT $5) c
 ), ins AS (
 	INSERT INTO ` + t + ` AS r (owner, task_id, version, expires_at, data)
 	SELECT $1, $2, 1, $3, $4 WHERE NOT EXISTS (SELECT 1 FROM cur) AND ($5 = 0 OR (SELECT n FROM live) < $5)

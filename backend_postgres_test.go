@@ -361,3 +361,64 @@ func TestPostgresSweeper(t *testing.T) {
 		}
 	}
 }
+
+// TestPostgresLeastPrivilege runs the backend as a role with only the
+// grants docs/postgres.md lists for a service: USAGE on the schema and
+// SELECT, INSERT, UPDATE, DELETE on the table, which a deploy role created.
+func TestPostgresLeastPrivilege(t *testing.T) {
+	raw := postgresTestURL(t)
+	owner := newPostgresFactory(raw)(t).(*postgresBackend) // the deploy role made the table
+	ctx := t.Context()
+	role := "mcptasks_svc_" + strings.TrimPrefix(pgRandomTable(), "mcptasks_test_")
+	for _, stmt := range []string{
+		"CREATE ROLE " + role + " LOGIN",
+		"GRANT USAGE ON SCHEMA public TO " + role,
+		"GRANT SELECT, INSERT, UPDATE, DELETE ON " + owner.qualified() + " TO " + role,
+	} {
+		if _, err := owner.pool.Exec(ctx, stmt); err != nil {
+			t.Fatalf("%s: %v", stmt, err)
+		}
+	}
+	t.Cleanup(func() {
+		c, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		owner.pool.Exec(c, "DROP OWNED BY "+role)
+		owner.pool.Exec(c, "DROP ROLE "+role)
+	})
+	u, err := url.Parse(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u.User = url.User(role)
+	svcURL := pgWithOptions(u.String(), "table="+owner.table)
+	b, err := OpenBackend(ctx, svcURL)
+	if err != nil {
+		t.Fatalf("Open as %s: %v", role, err)
+	}
+	defer b.Close()
+	r := taskstore.Record{Owner: "alice", TaskID: taskstore.NewTaskID(time.Now()), Data: []byte(`{}`), ExpiresAt: time.Now().Add(200 * time.Millisecond)}
+	if err := b.Create(ctx, r, 5); err != nil {
+		t.Fatalf("Create with a quota: %v", err)
+	}
+	if _, err := b.Update(ctx, "alice", r.TaskID, []byte(`{"v":2}`), 1); err != nil {
+		t.Fatalf("Update: %v", err)
+	}
+	if _, _, err := b.List(ctx, "alice", "", 10); err != nil {
+		t.Fatalf("List: %v", err)
+	}
+	time.Sleep(300 * time.Millisecond)
+	if n, err := b.DeleteExpired(ctx); err != nil || n != 1 {
+		t.Fatalf("DeleteExpired: %d, %v", n, err)
+	}
+	r.TaskID, r.ExpiresAt = taskstore.NewTaskID(time.Now()), time.Time{}
+	if err := b.Create(ctx, r, 0); err != nil {
+		t.Fatal(err)
+	}
+	if existed, err := b.Delete(ctx, "alice", r.TaskID); err != nil || !existed {
+		t.Fatalf("Delete: %v, %v", existed, err)
+	}
+	// And nothing more: it cannot change the schema.
+	if _, err := OpenBackend(ctx, pgWithOptions(u.String(), "table="+pgRandomTable(), "create_table=true")); err == nil {
+		t.Fatal("the service role could create a table")
+	}
+}

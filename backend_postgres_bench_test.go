@@ -1,0 +1,320 @@
+//go:build postgres
+
+package mcptasks
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/mcptasks/mcptasks/taskstore"
+	"github.com/mcptasks/mcptasks/taskstore/storetest"
+)
+
+// pgFill gives owner n tasks in one INSERT … SELECT on the server: copies
+// of a document the Store made, under ids that sort like NewTaskID's (the
+// newest last), expiring in an hour. It returns the first 100 ids, newest
+// first, and the template record.
+func pgFill(tb testing.TB, b *postgresBackend, s *taskstore.Store, owner string, n int) []string {
+	tb.Helper()
+	ctx := tb.Context()
+	first, err := s.Create(ctx, owner, taskstore.CreateRequest{RequestMethod: "tools/call"})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tmpl, err := b.Get(ctx, owner, first.Task.TaskID)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	// Ids below the Store's own (its prefix is the current time in hex),
+	// so they sort older: "0…0<i>-<md5>".
+	_, err = b.pool.Exec(ctx, `INSERT INTO `+b.qualified()+` (owner, task_id, version, expires_at, data)
+SELECT $1, convert_to(lpad(to_hex(i), 16, '0') || '-' || md5(i::text), 'UTF8'), 1, now() + interval '1 hour', $2
+FROM generate_series(1, $3) AS i`, []byte(owner), tmpl.Data, n-1)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	recs, _, err := b.List(ctx, owner, "", 100)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	ids := make([]string, len(recs))
+	for i, r := range recs {
+		ids[i] = r.TaskID
+	}
+	return ids
+}
+
+// TestPostgresExplain fills a table with 100,000 rows (one owner with
+// 50,000, 500 owners with 100, 1% of all rows expired), runs ANALYZE with
+// the planner's defaults, and EXPLAINs every statement the backend runs,
+// twice: with the call's values (the custom plan) and as a generic plan
+// (plan_cache_mode = force_generic_plan, what a prepared statement may
+// switch to). Each plan must use the expected index and no sequential
+// scan. MCPTASKS_EXPLAIN_OUT=FILE writes the plans (docs/postgres.md
+// shows them).
+func TestPostgresExplain(t *testing.T) {
+	b := newPostgresFactory(postgresTestURL(t), "sweep=0")(t).(*postgresBackend)
+	ctx := t.Context()
+	s := taskstore.New(b, taskstore.Config{MaxTasksPerOwner: -1})
+	ids := pgFill(t, b, s, "big", 50_000)
+	_, err := b.pool.Exec(ctx, `INSERT INTO `+b.qualified()+` (owner, task_id, version, expires_at, data)
+SELECT convert_to('owner-' || (i % 500), 'UTF8'), convert_to(lpad(to_hex(i), 16, '0') || '-' || md5(i::text), 'UTF8'), 1,
+	CASE WHEN i % 100 = 0 THEN now() - interval '1 minute' ELSE now() + interval '1 hour' END, convert_to(repeat('x', 400), 'UTF8')
+FROM generate_series(1, 50000) AS i`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rows int
+	if err := b.pool.QueryRow(ctx, "SELECT count(*) FROM "+b.qualified()).Scan(&rows); err != nil || rows != 100_000 {
+		t.Fatalf("%d rows, %v; want 100000", rows, err)
+	}
+	if _, err := b.pool.Exec(ctx, "ANALYZE "+b.qualified()); err != nil {
+		t.Fatal(err)
+	}
+	pkey, expIdx := b.table+"_pkey", b.table+"_expires_idx"
+	owner, id, exp := []byte("big"), []byte(ids[50]), time.Now().Add(time.Hour)
+	for _, tc := range []struct {
+		name, sql, index string
+		args           []any
+	}{
+		{"get", b.sql.get, pkey, []any{owner, id}},
+		{"create (quota 100)", b.sql.create, pkey, []any{owner, []byte(taskstore.NewTaskID(time.Now())), exp, []byte(`{}`), int64(100)}},
+		{"update", b.sql.update, pkey, []any{owner, id, int64(1), []byte(`{}`)}},
+		{"delete", b.sql.del, pkey, []any{owner, id}},
+		{"list, first page of 50", b.sql.listFirst, pkey, []any{owner, int64(51)}},
+		{"list, page of 50 after a cursor", b.sql.list, pkey, []any{owner, int64(51), id}},
+		{"sweep one batch", b.sql.sweep, expIdx, nil},
+	} {
+		for _, generic := range []bool{false, true} {
+			plan := pgExplain(t, b, tc.sql, generic, tc.args...)
+			kind := "custom plan"
+			if generic {
+				kind = "generic plan"
+			}
+			if !strings.Contains(plan, "using "+tc.index) || strings.Contains(plan, "Seq Scan") {
+				t.Errorf("%s (%s) does not use %s without a sequential scan:\n%s", tc.name, kind, tc.index, plan)
+			}
+			pgExplainOut(t, tc.name, kind, strings.ReplaceAll(plan, b.table, pgDefaultTable))
+		}
+	}
+}
+
+// pgExplain returns the plan of sql on one connection: EXPLAIN with the
+// values, or a generic plan of a prepared statement.
+func pgExplain(t *testing.T, b *postgresBackend, sql string, generic bool, args ...any) string {
+	t.Helper()
+	ctx := t.Context()
+	conn, err := b.pool.Acquire(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Release()
+	var out []string
+	collect := func(query string, args ...any) {
+		rows, err := conn.Query(ctx, query, args...)
+		if err != nil {
+			t.Fatalf("%s: %v", query, err)
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var line string
+			if err := rows.Scan(&line); err != nil {
+				t.Fatal(err)
+			}
+			out = append(out, line)
+		}
+		if err := rows.Err(); err != nil {
+			t.Fatalf("%s: %v", query, err)
+		}
+	}
+	if !generic {
+		collect("EXPLAIN (COSTS OFF) "+sql, args...)
+		return strings.Join(out, "\n")
+	}
+	// A generic plan: prepared with parameter types, planned without values.
+	types := []string{"bytea", "bytea", "timestamptz", "bytea", "bigint"}
+	switch sql {
+	case b.sql.update:
+		types = []string{"bytea", "bytea", "bigint", "bytea"}
+	case b.sql.listFirst:
+		types = []string{"bytea", "bigint"}
+	case b.sql.list:
+		types = []string{"bytea", "bigint", "bytea"}
+	}
+	types = types[:len(args)]
+	if _, err := conn.Exec(ctx, "SET plan_cache_mode = force_generic_plan"); err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Exec(context.WithoutCancel(ctx), "RESET plan_cache_mode")
+	prep := "PREPARE mcptasks_explain"
+	if len(types) > 0 {
+		prep += " (" + strings.Join(types, ", ") + ")"
+	}
+	if _, err := conn.Exec(ctx, prep+" AS "+sql); err != nil {
+		t.Fatalf("PREPARE: %v", err)
+	}
+	defer conn.Exec(context.WithoutCancel(ctx), "DEALLOCATE mcptasks_explain")
+	// EXPLAIN EXECUTE takes literal values; a generic plan ignores them.
+	vals := make([]string, len(types))
+	for i, ty := range types {
+		vals[i] = map[string]string{"bytea": `'\x00'::bytea`, "timestamptz": "now()", "bigint": "1"}[ty]
+	}
+	exec := "EXPLAIN (COSTS OFF) EXECUTE mcptasks_explain"
+	if len(vals) > 0 {
+		exec += "(" + strings.Join(vals, ", ") + ")"
+	}
+	collect(exec)
+	return strings.Join(out, "\n")
+}
+
+// pgExplainOut appends one plan to $MCPTASKS_EXPLAIN_OUT in Markdown.
+func pgExplainOut(t *testing.T, name, kind, plan string) {
+	path := os.Getenv("MCPTASKS_EXPLAIN_OUT")
+	if path == "" {
+		return
+	}
+	f, err := os.OpenFile(path, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	fmt.Fprintf(f, "%s, %s:\n\n```\n%s\n```\n\n", name, kind, plan)
+}
+
+// ---- Benchmarks ----
+//
+//	eval "$(scripts/postgres_up.sh .tmp/postgres)"
+//	go test -tags postgres -run '^$' -bench 'PostgresRatios' -benchtime 10x .
+
+// pgBenchCallers is how many goroutines the parallel measurements run.
+const pgBenchCallers = 64
+
+func BenchmarkPostgresStore(b *testing.B) {
+	b.SetParallelism((pgBenchCallers + runtime.GOMAXPROCS(0) - 1) / runtime.GOMAXPROCS(0))
+	storetest.RunBenchmarks(b, newPostgresFactory(postgresTestURL(b), "pool_max_conns=16"))
+}
+
+// BenchmarkPostgresRatios measures the Store and the backend against raw
+// pgx round trips on the same pool and table, in alternating rounds (each
+// round runs every operation 300 times with one caller, 2400 times with 64
+// callers), so that a busy machine slows all of them alike. The floors:
+// SELECT, a primary-key SELECT of a row like a task's; UPDATE, a
+// conditional UPDATE … WHERE version = $3 of such a row. It reports each
+// operation's rate and its ratio to its floor (reads to SELECT, writes to
+// UPDATE); list pages are reported against SELECT for an owner of 100 and
+// one of 100,000 tasks.
+func BenchmarkPostgresRatios(b *testing.B) {
+	pb := newPostgresFactory(postgresTestURL(b), "pool_max_conns=16", "sweep=0")(b).(*postgresBackend)
+	s := taskstore.New(pb, taskstore.Config{MaxTasksPerOwner: -1})
+	ids := pgFill(b, pb, s, "bench", 100)
+	pgFill(b, pb, s, "bench-big", 100_000)
+	casIDs := pgFill(b, pb, s, "bench-cas", pgBenchCallers)
+	floorIDs := pgFill(b, pb, s, "bench-floor", pgBenchCallers)
+	if _, err := pb.pool.Exec(b.Context(), "ANALYZE "+pb.qualified()); err != nil {
+		b.Fatal(err)
+	}
+	raw, err := pb.Get(b.Context(), "bench", ids[0])
+	if err != nil {
+		b.Fatal(err)
+	}
+	t := pb.qualified()
+	var flips, casVersions, floorVersions [pgBenchCallers]uint64
+	names := []string{"SELECT", "UPDATE", "BackendGet", "Get", "BackendUpdate", "UpdateStatus", "SetVariables",
+		"BackendList50", "StoreList50", "StoreList50Of100000"}
+	floorOf := map[string]string{"BackendGet": "SELECT", "Get": "SELECT", "BackendUpdate": "UPDATE", "UpdateStatus": "UPDATE",
+		"SetVariables": "UPDATE", "BackendList50": "SELECT", "StoreList50": "SELECT", "StoreList50Of100000": "SELECT"}
+	ops := map[string]func(ctx context.Context, c, i int) error{
+		"SELECT": func(ctx context.Context, c, i int) error {
+			var v int64
+			var data []byte
+			return pb.pool.QueryRow(ctx, "SELECT version, data FROM "+t+" WHERE owner = $1 AND task_id = $2",
+				[]byte("bench"), []byte(ids[c%len(ids)])).Scan(&v, &data)
+		},
+		"UPDATE": func(ctx context.Context, c, i int) error {
+			tag, err := pb.pool.Exec(ctx, "UPDATE "+t+" SET version = version + 1, data = $4 WHERE owner = $1 AND task_id = $2 AND version = $3",
+				[]byte("bench-floor"), []byte(floorIDs[c]), int64(floorVersions[c]+1), raw.Data)
+			if err == nil && tag.RowsAffected() != 1 {
+				err = fmt.Errorf("floor UPDATE changed %d rows", tag.RowsAffected())
+			}
+			floorVersions[c]++
+			return err
+		},
+		"BackendGet": func(ctx context.Context, c, i int) error {
+			_, err := pb.Get(ctx, "bench", ids[c%len(ids)])
+			return err
+		},
+		"Get": func(ctx context.Context, c, i int) error {
+			_, err := s.Get(ctx, "bench", ids[c%len(ids)])
+			return err
+		},
+		"BackendUpdate": func(ctx context.Context, c, i int) error {
+			v, err := pb.Update(ctx, "bench-cas", casIDs[c], raw.Data, casVersions[c]+1)
+			casVersions[c] = v - 1
+			return err
+		},
+		"UpdateStatus": func(ctx context.Context, c, i int) error {
+			flips[c]++
+			st := [2]taskstore.Status{taskstore.StatusWorking, taskstore.StatusInputRequired}[flips[c]%2]
+			_, err := s.UpdateStatus(ctx, "bench", ids[c%len(ids)], st, "")
+			return err
+		},
+		"SetVariables": func(ctx context.Context, c, i int) error {
+			_, err := s.SetVariables(ctx, "bench", ids[c%len(ids)], map[string]json.RawMessage{"progress": json.RawMessage(strconv.Itoa(i))})
+			return err
+		},
+		"BackendList50": func(ctx context.Context, c, i int) error {
+			_, _, err := pb.List(ctx, "bench", "", 50)
+			return err
+		},
+		"StoreList50": func(ctx context.Context, c, i int) error {
+			_, err := s.List(ctx, "bench", "", 50)
+			return err
+		},
+		"StoreList50Of100000": func(ctx context.Context, c, i int) error {
+			_, err := s.List(ctx, "bench-big", "", 50)
+			return err
+		},
+	}
+	for _, callers := range []int{1, pgBenchCallers} {
+		perRound := 300 * max(1, callers/8)
+		b.Run(fmt.Sprintf("callers=%d", callers), func(b *testing.B) {
+			ctx := b.Context()
+			spent := map[string]time.Duration{}
+			for range b.N {
+				for _, name := range names {
+					op := ops[name]
+					start := time.Now()
+					var wg sync.WaitGroup
+					for c := range callers {
+						wg.Go(func() {
+							for i := c; i < perRound; i += callers {
+								if err := op(ctx, c, i); err != nil {
+									b.Error(name, err)
+									return
+								}
+							}
+						})
+					}
+					wg.Wait()
+					spent[name] += time.Since(start)
+				}
+			}
+			rate := func(name string) float64 { return float64(b.N*perRound) / spent[name].Seconds() }
+			for _, name := range names {
+				b.ReportMetric(rate(name), name+"/s")
+				if f, ok := floorOf[name]; ok {
+					b.ReportMetric(rate(name)/rate(f), name+"/"+f)
+				}
+			}
+			b.ReportMetric(0, "ns/op")
+		})
+	}
+}
