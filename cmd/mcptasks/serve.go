@@ -54,8 +54,8 @@ func serveMain(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	addr := fs.String("addr", "127.0.0.1:8080", "listen address (the MCP endpoint is /mcp)")
 	storeURL := fs.String("store", "memory://", "task store URL (memory://, redis://… with -tags redis, dynamodb://TABLE with -tags dynamodb, postgres://… with -tags postgres)")
 	var tokenArgs tokenFlags
-	fs.Var(&tokenArgs, "token", "a bearer token and its user, `USER:TOKEN`, split at the first colon (repeatable); with tokens, every request needs one and the user owns its tasks")
-	tokensFile := fs.String("tokens-file", "", "file of `TOKEN USER` lines (whitespace between; # comments); read like --token")
+	fs.Var(&tokenArgs, "token", "a bearer token and its user, `USER:TOKEN`, split at the first colon: the token may hold any character but whitespace (repeatable); with tokens, every request needs one and the user owns its tasks")
+	tokensFile := fs.String("tokens-file", "", "a `FILE` of \"TOKEN USER\" lines (whitespace between; blank lines and lines starting with # skipped), added to --token's")
 	allowedHosts := fs.String("allowed-hosts", "", "comma-separated extra Host names (host or host:port) to accept besides the listen address and localhost")
 	stdio := fs.Bool("stdio", false, "serve one client on stdin/stdout instead of HTTP (tasks owned by the anonymous owner)")
 	drain := fs.Duration("drain", 10*time.Second, "at shutdown, how long running tasks may finish before they are marked failed")
