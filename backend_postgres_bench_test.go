@@ -83,7 +83,7 @@ FROM generate_series(1, 50000) AS i`)
 	owner, id, exp := []byte("big"), []byte(ids[50]), time.Now().Add(time.Hour)
 	for _, tc := range []struct {
 		name, sql, index string
-		args           []any
+		args             []any
 	}{
 		{"get", b.sql.get, pkey, []any{owner, id}},
 		{"create (quota 100)", b.sql.create, pkey, []any{owner, []byte(taskstore.NewTaskID(time.Now())), exp, []byte(`{}`), int64(100)}},
