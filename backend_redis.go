@@ -230,7 +230,7 @@ func openRedis(ctx context.Context, u *url.URL) (taskstore.Backend, error) {
 	var client redis.UniversalClient
 	maint := &maintnotifications.Config{Mode: maintnotifications.ModeDisabled}
 	// Every server's pool gets the hook of backend_redis_nodes.go.
-	nodeOpts := &redisNodeOptions{waitReplicas: waitReplicas, waitTimeout: waitTimeout, stall: stall}
+	nodeOpts := &redisNodeOptions{waitReplicas: waitReplicas, waitTimeout: waitTimeout, stall: stall, done: make(chan struct{})}
 	var reloader *redisReloader
 	if cluster {
 		reloader = &redisReloader{gap: reloadOnFailure}
@@ -267,12 +267,12 @@ func openRedis(ctx context.Context, u *url.URL) (taskstore.Backend, error) {
 		redisAddHook(c, nodeOpts)
 		client = c
 	}
-	b := &redisBackend{client: client, prefix: prefix, reloader: reloader}
+	b := &redisBackend{client: client, prefix: prefix, reloader: reloader, done: nodeOpts.done}
 
 	pctx, cancel := context.WithTimeout(ctx, dialTimeout)
 	defer cancel()
 	if err := b.ping(pctx, cluster); err != nil {
-		client.Close()
+		b.Close()
 		who := ""
 		if user != "" {
 			who = fmt.Sprintf(" as user %q", user)
@@ -287,7 +287,12 @@ func openRedis(ctx context.Context, u *url.URL) (taskstore.Backend, error) {
 }
 
 // ping checks every server (every master of a cluster) and loads the
-// scripts there, so the first calls need no EVAL fallback.
+// scripts there, so the first calls need no EVAL fallback. A cluster's
+// replicas get the scripts too, when they answer (they are not required):
+// a promoted replica then runs the first writes after a failover without
+// a NOSCRIPT round, which with wait_replicas would also cost a WAIT. (Redis
+// leaves out of CLUSTER SLOTS a replica that has not replicated a write
+// yet, so on a brand-new cluster this finds none.)
 func (b *redisBackend) ping(ctx context.Context, cluster bool) error {
 	check := func(ctx context.Context, c *redis.Client) error {
 		if err := c.Ping(ctx).Err(); err != nil {
@@ -301,7 +306,12 @@ func (b *redisBackend) ping(ctx context.Context, cluster bool) error {
 		return nil
 	}
 	if cluster {
-		return b.client.(*redis.ClusterClient).ForEachMaster(ctx, check)
+		cc := b.client.(*redis.ClusterClient)
+		if err := cc.ForEachMaster(ctx, check); err != nil {
+			return err
+		}
+		_ = cc.ForEachSlave(ctx, check)
+		return nil
 	}
 	return check(ctx, b.client.(*redis.Client))
 }
@@ -336,6 +346,7 @@ type redisBackend struct {
 	client    redis.UniversalClient
 	prefix    string
 	reloader  *redisReloader // cluster only
+	done      chan struct{}  // closed by Close
 	closeOnce sync.Once
 	closeErr  error
 }
@@ -704,6 +715,7 @@ func (b *redisBackend) MaxRecordSize() int { return 0 }
 // Close closes the connection pool; later calls fail with ErrBackend.
 func (b *redisBackend) Close() error {
 	b.closeOnce.Do(func() {
+		close(b.done)
 		if b.reloader != nil {
 			b.reloader.closed.Store(true)
 		}

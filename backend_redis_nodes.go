@@ -6,9 +6,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -22,10 +24,13 @@ import (
 //   - follows every command that may write with WAIT on the same connection
 //     when wait_replicas is set, so that a write is acknowledged only once
 //     that many replicas have it;
-//   - stops sending to a server that has left a call unanswered for
-//     stall_timeout (a frozen or partitioned node), so that calls to its
-//     slots fail at once instead of each waiting out its deadline, until it
-//     answers again;
+//   - treats a server that has left a call unanswered for stall_timeout,
+//     with no reply to any other call meanwhile (a frozen host, a
+//     partition), as stalled: the calls waiting on it fail at once (their
+//     connections' deadlines are cut short), new ones fail without being
+//     sent, and one background PING at a time finds out when it answers
+//     again. So a stalled node costs only the calls to its slots, each at
+//     most stall_timeout, instead of every caller waiting out its deadline;
 //   - asks the cluster client to reload the slot map after a call failed
 //     without an answer (a dead master sends no MOVED; without this the
 //     store would keep calling its address until the periodic reload).
@@ -41,6 +46,7 @@ type redisNodeOptions struct {
 	// failed is called after a call that got no answer or was refused
 	// by the stall guard; nil for a standalone server.
 	failed func()
+	done   chan struct{} // closed by Close: probes stop
 }
 
 // redisNodeHook is the hook of one server's connection pool.
@@ -53,24 +59,75 @@ type redisNodeHook struct {
 	seq       uint64
 	inflight  map[uint64]redisInflight
 	lastReply time.Time // the server's latest reply to any call
-	// suspect: a call went past its due time without any reply from the
-	// server since it was sent, and nothing has answered since. Then one
-	// call at a time probes the server; the others fail at once.
-	suspect bool
+	conns     map[net.Conn]struct{}
+	// stalled: a call went past its due time with no reply from the
+	// server since it was sent, and the server has not answered since.
+	stalled      bool
+	stalledSince time.Time // when the oldest unanswered call was sent
+	probing      bool
 }
 
 type redisInflight struct{ start, due time.Time }
 
 // redisAddHook hooks c; c's address names the server in errors.
 func redisAddHook(c *redis.Client, opts *redisNodeOptions) {
-	h := &redisNodeHook{addr: c.Options().Addr, opts: opts, client: c, inflight: map[uint64]redisInflight{}}
+	h := &redisNodeHook{addr: c.Options().Addr, opts: opts, client: c, inflight: map[uint64]redisInflight{}, conns: map[net.Conn]struct{}{}}
 	c.AddHook(h)
 }
 
-// errRedisStalled is the cause of the calls the stall guard refuses.
-var errRedisStalled = errors.New("not sending: the server has not answered")
+// errRedisStalled is the cause of the calls the stall guard ends or refuses.
+var errRedisStalled = errors.New("the server has stopped answering")
 
-func (h *redisNodeHook) DialHook(next redis.DialHook) redis.DialHook { return next }
+// redisProbeKey marks the context of the guard's own PING, which the
+// guard lets through.
+type redisProbeKey struct{}
+
+// DialHook keeps every connection of the pool, so that the guard can cut
+// short the calls waiting on a stalled server.
+func (h *redisNodeHook) DialHook(next redis.DialHook) redis.DialHook {
+	if h.opts.stall <= 0 {
+		return next
+	}
+	return func(ctx context.Context, network, addr string) (net.Conn, error) {
+		c, err := next(ctx, network, addr)
+		if err != nil {
+			return nil, err
+		}
+		t := &redisTrackedConn{Conn: c, h: h}
+		var tracked net.Conn = t
+		if sc, ok := c.(syscall.Conn); ok {
+			// go-redis checks idle connections through their file
+			// descriptor; keep that possible.
+			tracked = &redisTrackedSyscallConn{t, sc}
+		}
+		h.mu.Lock()
+		h.conns[tracked] = struct{}{}
+		t.self = tracked
+		h.mu.Unlock()
+		return tracked, nil
+	}
+}
+
+// redisTrackedConn is a pool connection the hook knows of until closed.
+type redisTrackedConn struct {
+	net.Conn
+	h    *redisNodeHook
+	self net.Conn // the value in h.conns
+}
+
+func (c *redisTrackedConn) Close() error {
+	c.h.mu.Lock()
+	delete(c.h.conns, c.self)
+	c.h.mu.Unlock()
+	return c.Conn.Close()
+}
+
+type redisTrackedSyscallConn struct {
+	*redisTrackedConn
+	sc syscall.Conn
+}
+
+func (c *redisTrackedSyscallConn) SyscallConn() (syscall.RawConn, error) { return c.sc.SyscallConn() }
 
 func (h *redisNodeHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 	return func(ctx context.Context, cmd redis.Cmder) error {
@@ -84,7 +141,7 @@ func (h *redisNodeHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 			_, _ = pipe.Exec(ctx)
 			return h.durable(cmd, wait)
 		}
-		id, err := h.begin(0)
+		id, err := h.begin(ctx, 0)
 		if err != nil {
 			return err
 		}
@@ -116,7 +173,7 @@ func (h *redisNodeHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redi
 				extra = h.opts.waitTimeout
 			}
 		}
-		id, err := h.begin(extra)
+		id, err := h.begin(ctx, extra)
 		if err != nil {
 			for _, c := range cmds {
 				c.SetErr(err)
@@ -163,36 +220,81 @@ func (h *redisNodeHook) durable(cmd redis.Cmder, wait *redis.IntCmd) error {
 }
 
 // begin registers a call that may take extra beyond stall_timeout (a
-// WAIT), or refuses it if the server is stalled.
-func (h *redisNodeHook) begin(extra time.Duration) (uint64, error) {
-	if h.opts.stall <= 0 {
+// WAIT), or refuses it if the server is stalled. id 0: not registered.
+func (h *redisNodeHook) begin(ctx context.Context, extra time.Duration) (uint64, error) {
+	if h.opts.stall <= 0 || ctx.Value(redisProbeKey{}) != nil {
 		return 0, nil
 	}
 	now := time.Now()
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	refuse := h.suspect && len(h.inflight) > 0
-	var since time.Time
-	for _, c := range h.inflight {
-		if now.After(c.due) && h.lastReply.Before(c.start) {
-			refuse = true
-			if since.IsZero() || c.start.Before(since) {
-				since = c.start
+	if !h.stalled {
+		for _, c := range h.inflight {
+			if now.After(c.due) && h.lastReply.Before(c.start) {
+				h.stallLocked(c.start)
+				break
 			}
 		}
 	}
-	if refuse {
+	if h.stalled {
 		if h.opts.failed != nil {
 			h.opts.failed()
 		}
-		if since.IsZero() {
-			return 0, fmt.Errorf("redis %s: %w since a call timed out (one call at a time probes it)", h.addr, errRedisStalled)
-		}
-		return 0, fmt.Errorf("redis %s: %w for %v (stall_timeout %v)", h.addr, errRedisStalled, now.Sub(since).Round(time.Millisecond), h.opts.stall)
+		return 0, h.stallErr(now)
 	}
 	h.seq++
 	h.inflight[h.seq] = redisInflight{start: now, due: now.Add(h.opts.stall + extra)}
 	return h.seq, nil
+}
+
+func (h *redisNodeHook) stallErr(now time.Time) error {
+	return fmt.Errorf("redis %s: %w: no reply for %v (stall_timeout %v); not sending until it answers a PING",
+		h.addr, errRedisStalled, now.Sub(h.stalledSince).Round(time.Millisecond), h.opts.stall)
+}
+
+// stallLocked marks the server stalled since a call sent at since: the
+// calls waiting on it end now (their connections' deadlines pass; go-redis
+// then drops those connections), and a probe starts.
+func (h *redisNodeHook) stallLocked(since time.Time) {
+	h.stalled, h.stalledSince = true, since
+	for c := range h.conns {
+		_ = c.SetDeadline(time.Now())
+	}
+	if !h.probing {
+		h.probing = true
+		go h.probe()
+	}
+}
+
+// probe PINGs the stalled server, one PING at a time, each allowed
+// stall_timeout, until it answers or the backend closes.
+func (h *redisNodeHook) probe() {
+	pause := time.NewTimer(0)
+	defer pause.Stop()
+	for {
+		select {
+		case <-h.opts.done:
+			h.mu.Lock()
+			h.probing = false
+			h.mu.Unlock()
+			return
+		case <-pause.C:
+		}
+		ctx, cancel := context.WithTimeout(context.WithValue(context.Background(), redisProbeKey{}, true), h.opts.stall)
+		err := h.client.Ping(ctx).Err()
+		cancel()
+		closed := errors.Is(err, redis.ErrClosed)
+		if closed || redisAnswered(err) {
+			h.mu.Lock()
+			h.probing = false
+			if !closed {
+				h.stalled, h.lastReply = false, time.Now()
+			}
+			h.mu.Unlock()
+			return
+		}
+		pause.Reset(h.opts.stall / 4)
+	}
 }
 
 // end records how a call begun with begin ended.
@@ -200,7 +302,7 @@ func (h *redisNodeHook) end(id uint64, answered bool) {
 	if !answered && h.opts.failed != nil {
 		h.opts.failed()
 	}
-	if h.opts.stall <= 0 {
+	if id == 0 {
 		return
 	}
 	now := time.Now()
@@ -210,9 +312,9 @@ func (h *redisNodeHook) end(id uint64, answered bool) {
 	delete(h.inflight, id)
 	switch {
 	case answered:
-		h.lastReply, h.suspect = now, false
-	case now.After(c.due) && h.lastReply.Before(c.start):
-		h.suspect = true
+		h.lastReply, h.stalled = now, false
+	case !h.stalled && now.After(c.due) && h.lastReply.Before(c.start):
+		h.stallLocked(c.start)
 	}
 }
 
