@@ -744,3 +744,7 @@ func batchFill(b *testing.B, st *taskstore.Store, db *dynamoBackend, owner strin
 		b.Fatal(err)
 	}
 }
+
+func TestDynamoDBLocalRawFloor(t *testing.T) {
+	testRawFloor(t, newLocalBackend(t).(*dynamoBackend))
+}

@@ -844,11 +844,13 @@ func redisTestCert(t *testing.T, dir, name string, parent *x509.Certificate, par
 	return cert, key
 }
 
-// BenchmarkRedisRatios measures the Store against the raw go-redis floor
-// in alternating rounds (each round runs every operation 300 times with
-// one caller, 2400 times with 64 callers), so that a busy machine slows all of them alike; it
-// reports each operation's rate and its ratio to the HGETALL rate. Run it
-// with a fixed round count:
+// BenchmarkRedisRatios measures the Store against the raw floor, a GET of
+// a value the size of a stored task on the same server (RawFloor), in
+// alternating rounds (each round runs every operation 300 times with one
+// caller, 2400 times with 64 callers), so that a busy machine slows all of
+// them alike; it reports each operation's rate and its ratio to the GET
+// rate (StoreList50 also to BackendList50). HandleSetVariables is a tool
+// handler's mutation through its Handle. Run it with a fixed round count:
 //
 //	go test -tags redis -run '^$' -bench RedisRatios -benchtime 20x .
 func BenchmarkRedisRatios(b *testing.B) {
@@ -862,16 +864,26 @@ func BenchmarkRedisRatios(b *testing.B) {
 	}
 	trivial := redis.NewScript(`return redis.call('HGET', KEYS[1], 'v')`)
 	var flips [redisBenchCallers]int
-	names := []string{"HGETALL", "EVALSHA", "BackendGet", "Get", "BackendUpdate", "UpdateStatus", "SetVariables", "BackendList50", "StoreList50"}
+	names := []string{"GET", "EVALSHA", "BackendGet", "Get", "BackendUpdate", "UpdateStatus", "SetVariables", "HandleSetVariables", "BackendList50", "StoreList50"}
 	raw, err := rb.Get(b.Context(), "bench", ids[0])
 	if err != nil {
 		b.Fatal(err)
+	}
+	// The stored value is "VERSION:EXPIRY:DATA".
+	get, cleanup, err := RawFloor(b.Context(), rb, len(raw.Data)+len("1:1767225600000:"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { cleanup(context.Background()) })
+	handles := make([]*taskstore.Handle, len(ids))
+	for i, id := range ids {
+		handles[i] = s.Handle("bench", id)
 	}
 	// BackendUpdate has tasks of its own, so it alone changes their versions.
 	casIDs := redisFillPipelined(b, s, rb, "bench-cas", redisBenchCallers)
 	var versions [redisBenchCallers]uint64
 	ops := map[string]func(ctx context.Context, c, i int) error{
-		"HGETALL": func(ctx context.Context, c, i int) error { return rb.client.HGetAll(ctx, floorKey).Err() },
+		"GET": func(ctx context.Context, c, i int) error { return get(ctx) },
 		"EVALSHA": func(ctx context.Context, c, i int) error {
 			return trivial.Run(ctx, rb.client, []string{floorKey}).Err()
 		},
@@ -905,6 +917,9 @@ func BenchmarkRedisRatios(b *testing.B) {
 		"SetVariables": func(ctx context.Context, c, i int) error {
 			_, err := s.SetVariables(ctx, "bench", ids[c], map[string]json.RawMessage{"progress": json.RawMessage(strconv.Itoa(i))})
 			return err
+		},
+		"HandleSetVariables": func(ctx context.Context, c, i int) error {
+			return handles[c].SetVariables(ctx, map[string]any{"progress": i})
 		},
 		"BackendList50": func(ctx context.Context, c, i int) error {
 			_, _, err := rb.List(ctx, "bench", "", 50)
@@ -942,11 +957,20 @@ func BenchmarkRedisRatios(b *testing.B) {
 			rate := func(name string) float64 { return float64(b.N*perRound) / spent[name].Seconds() }
 			for _, name := range names {
 				b.ReportMetric(rate(name), name+"/s")
-				if name != "HGETALL" {
-					b.ReportMetric(rate(name)/rate("HGETALL"), name+"/HGETALL")
+				if name != "GET" {
+					b.ReportMetric(rate(name)/rate("GET"), name+"/GET")
 				}
 			}
+			b.ReportMetric(rate("StoreList50")/rate("BackendList50"), "StoreList50/BackendList50")
 			b.ReportMetric(0, "ns/op")
 		})
+	}
+}
+
+func TestRedisRawFloor(t *testing.T) {
+	rb := newRedisFactory(redisTestURL(t, envRedisURL))(t).(*redisBackend)
+	testRawFloor(t, rb)
+	if n, err := rb.client.Exists(t.Context(), rb.prefix+"{floor}:test").Result(); err != nil || n != 0 {
+		t.Fatalf("floor key left behind: %d, %v", n, err)
 	}
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -21,13 +22,13 @@ import (
 func init() {
 	register(command{
 		Name:    "bench",
-		Summary: "measure store operations (ops/s, p50, p99) against any store URL",
+		Summary: "measure store operations (ops/s, p50, p99, ratio to the server's raw floor) against any store URL",
 		Run:     benchMain,
 	})
 }
 
 // benchOps are the operations bench can run, in report order.
-var benchOps = []string{"get", "create", "update", "setvars", "list"}
+var benchOps = []string{"get", "create", "update", "setvars", "handle", "list"}
 
 func benchMain(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
@@ -36,7 +37,7 @@ func benchMain(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	callersFlag := fs.String("callers", "1,64", "numbers of concurrent callers, each measured in turn")
 	duration := fs.Duration("duration", 3*time.Second, "how long each (operation, callers) pair runs")
 	listSize := fs.Int("list-size", 100, "tasks the owner holds for the list operation")
-	const head = "usage: mcptasks bench [flags]\n\nRuns each store operation for -duration with each number of -callers and prints\nthroughput and latency percentiles. It writes tasks under a random owner; they\nexpire after the store's default TTL."
+	const head = "usage: mcptasks bench [flags]\n\nRuns each store operation for -duration with each number of -callers and prints\nthroughput, latency percentiles and the ratio of its throughput to a floor run\nin alternating rounds with it (so that other load on the machine slows both\nalike): a raw read of a value the size of a stored task on the same server\n(Redis GET, DynamoDB GetItem), or for list the backend's own page of 50. A\nbackend without a server (memory) is compared with its own Get. It writes\ntasks under a random owner; they expire after the store's default TTL."
 	if err := parseFlags(fs, head, args, stdout); err != nil {
 		return err
 	}
@@ -63,20 +64,47 @@ func benchMain(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	defer store.Close()
 	owner := fmt.Sprintf("bench-%d", time.Now().UnixNano())
-	fmt.Fprintf(stdout, "store %s, %v per measurement, list page of 50 over %d tasks\n\n", redactURL(*storeURL), *duration, *listSize)
+	probe, err := store.Create(ctx, owner, benchCreate)
+	if err != nil {
+		return err
+	}
+	stored, err := store.Backend().Get(ctx, owner, probe.Task.TaskID)
+	if err != nil {
+		return err
+	}
+	// A Redis value is "VERSION:EXPIRY:DATA": the floor reads the same size.
+	floorName, floorSize := "raw read", len(stored.Data)+len("1:1767225600000:")
+	rawRead, cleanup, err := mcptasks.RawFloor(ctx, store.Backend(), floorSize)
+	switch {
+	case errors.Is(err, mcptasks.ErrNoFloor):
+		floorName = "backend Get"
+		rawRead = func(ctx context.Context) error {
+			_, err := store.Backend().Get(ctx, owner, probe.Task.TaskID)
+			return err
+		}
+	case err != nil:
+		return err
+	default:
+		defer cleanup(context.WithoutCancel(ctx))
+	}
+	fmt.Fprintf(stdout, "store %s, %v per measurement, list page of 50 over %d tasks\n", redactURL(*storeURL), *duration, *listSize)
+	fmt.Fprintf(stdout, "floor: %s of %d bytes on the same server (list: the backend's own page of 50), in alternating rounds\n\n", floorName, floorSize)
 	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "operation\tcallers\tops/s\tp50\tp99\terrors\t")
+	fmt.Fprintln(tw, "operation\tcallers\tops/s\tp50\tp99\terrors\tfloor ops/s\tratio\t")
 	for _, op := range ops {
 		for _, n := range callers {
-			res, err := benchOne(ctx, store, owner, op, n, *duration, *listSize)
+			res, floor, err := benchOne(ctx, store, owner, op, n, *duration, *listSize, rawRead)
 			if err != nil {
 				return fmt.Errorf("%s: %w", op, err)
 			}
-			fmt.Fprintf(tw, "%s\t%d\t%.0f\t%v\t%v\t%d\t\n", op, n, res.opsPerSec, res.p50, res.p99, res.errors)
+			fmt.Fprintf(tw, "%s\t%d\t%.0f\t%v\t%v\t%d\t%.0f\t%.2f\t\n", op, n, res.opsPerSec, res.p50, res.p99, res.errors,
+				floor.opsPerSec, res.opsPerSec/floor.opsPerSec)
 		}
 	}
 	return tw.Flush()
 }
+
+var benchCreate = taskstore.CreateRequest{RequestMethod: "tools/call"}
 
 type benchResult struct {
 	opsPerSec float64
@@ -85,30 +113,37 @@ type benchResult struct {
 }
 
 // benchOne prepares one task per caller (or the list owner's tasks), then
-// runs op from n goroutines for d and collects every call's latency.
-func benchOne(ctx context.Context, s *taskstore.Store, owner, op string, n int, d time.Duration, listSize int) (benchResult, error) {
-	req := taskstore.CreateRequest{RequestMethod: "tools/call"}
+// runs op and its floor from n goroutines each, in alternating rounds,
+// for d each, and collects every call's latency.
+func benchOne(ctx context.Context, s *taskstore.Store, owner, op string, n int, d time.Duration, listSize int,
+	rawRead func(context.Context) error) (res, floor benchResult, err error) {
+	req := benchCreate
 	listOwner := owner + "-list"
 	if op == "list" {
 		if p, err := s.List(ctx, listOwner, "", 1); err != nil {
-			return benchResult{}, err
+			return res, floor, err
 		} else if len(p.Tasks) == 0 {
 			for range listSize {
 				if _, err := s.Create(ctx, listOwner, req); err != nil {
-					return benchResult{}, err
+					return res, floor, err
 				}
 			}
 		}
 	}
 	ids := make([]string, n)
+	handles := make([]*taskstore.Handle, n)
 	for i := range ids {
 		r, err := s.Create(ctx, owner, req)
 		if err != nil {
-			return benchResult{}, err
+			return res, floor, err
 		}
 		ids[i] = r.Task.TaskID
+		handles[i] = s.Handle(owner, ids[i])
 	}
-	call := func(ctx context.Context, caller, i int) error {
+	seq := make([]int, n) // per caller, across rounds: update alternates its two statuses
+	call := func(ctx context.Context, caller, _ int) error {
+		i := seq[caller]
+		seq[caller]++
 		var err error
 		switch op {
 		case "get":
@@ -120,11 +155,48 @@ func benchOne(ctx context.Context, s *taskstore.Store, owner, op string, n int, 
 			_, err = s.UpdateStatus(ctx, owner, ids[caller], to, "")
 		case "setvars":
 			_, err = s.SetVariables(ctx, owner, ids[caller], map[string]json.RawMessage{"progress": json.RawMessage(strconv.Itoa(i))})
+		case "handle":
+			// What a tool handler does: a Handle's mutation of its own task.
+			err = handles[caller].SetVariables(ctx, map[string]any{"progress": i})
 		case "list":
 			_, err = s.List(ctx, listOwner, "", 50)
 		}
 		return err
 	}
+	floorCall := func(ctx context.Context, _, _ int) error { return rawRead(ctx) }
+	if op == "list" {
+		floorCall = func(ctx context.Context, _, _ int) error {
+			_, _, err := s.Backend().List(ctx, listOwner, "", 50)
+			return err
+		}
+	}
+	// Rounds of at most 250ms, op then floor, until each has run for d.
+	round := min(d, 250*time.Millisecond)
+	var opRun, floorRun benchRun
+	for spent := time.Duration(0); spent < d; spent += round {
+		if err := opRun.run(ctx, call, n, round); err != nil {
+			return res, floor, err
+		}
+		if err := floorRun.run(ctx, floorCall, n, round); err != nil {
+			return res, floor, err
+		}
+	}
+	if res, err = opRun.result(); err != nil {
+		return res, floor, err
+	}
+	floor, err = floorRun.result()
+	return res, floor, err
+}
+
+// benchRun accumulates the calls of several rounds.
+type benchRun struct {
+	lat     []time.Duration
+	elapsed time.Duration
+	errs    int64
+}
+
+// run calls fn from n goroutines for d.
+func (r *benchRun) run(ctx context.Context, fn func(ctx context.Context, caller, i int) error, n int, d time.Duration) error {
 	var errs atomic.Int64
 	lat := make([][]time.Duration, n)
 	runCtx, cancel := context.WithTimeout(ctx, d)
@@ -135,7 +207,7 @@ func benchOne(ctx context.Context, s *taskstore.Store, owner, op string, n int, 
 		wg.Go(func() {
 			for i := 0; runCtx.Err() == nil; i++ {
 				t0 := time.Now()
-				if err := call(ctx, c, i); err != nil {
+				if err := fn(ctx, c, i); err != nil {
 					errs.Add(1)
 					continue
 				}
@@ -145,19 +217,24 @@ func benchOne(ctx context.Context, s *taskstore.Store, owner, op string, n int, 
 	}
 	wg.Wait()
 	if err := ctx.Err(); err != nil {
-		return benchResult{}, err
+		return err
 	}
-	elapsed := time.Since(start)
-	all := slices.Concat(lat...)
-	if len(all) == 0 {
-		return benchResult{}, fmt.Errorf("no call succeeded (%d errors)", errs.Load())
+	r.elapsed += time.Since(start)
+	r.lat = append(r.lat, slices.Concat(lat...)...)
+	r.errs += errs.Load()
+	return nil
+}
+
+func (r *benchRun) result() (benchResult, error) {
+	if len(r.lat) == 0 {
+		return benchResult{}, fmt.Errorf("no call succeeded (%d errors)", r.errs)
 	}
-	slices.Sort(all)
-	pct := func(p float64) time.Duration { return all[int(p*float64(len(all)-1))].Round(time.Microsecond) }
+	slices.Sort(r.lat)
+	pct := func(p float64) time.Duration { return r.lat[int(p*float64(len(r.lat)-1))].Round(time.Microsecond) }
 	return benchResult{
-		opsPerSec: float64(len(all)) / elapsed.Seconds(),
+		opsPerSec: float64(len(r.lat)) / r.elapsed.Seconds(),
 		p50:       pct(0.50),
 		p99:       pct(0.99),
-		errors:    errs.Load(),
+		errors:    r.errs,
 	}, nil
 }

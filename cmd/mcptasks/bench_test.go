@@ -24,10 +24,10 @@ func TestBenchReportsEveryOperation(t *testing.T) {
 			found := false
 			for _, line := range strings.Split(out.String(), "\n") {
 				f := strings.Fields(line)
-				if len(f) == 6 && f[0] == op && f[1] == callers {
+				if len(f) == 8 && f[0] == op && f[1] == callers {
 					found = true
-					if f[5] != "0" || f[2] == "0" {
-						t.Errorf("row %q: want throughput and no errors", line)
+					if f[5] != "0" || f[2] == "0" || f[6] == "0" || f[7] == "0.00" {
+						t.Errorf("row %q: want throughput, a floor, a ratio and no errors", line)
 					}
 				}
 			}
