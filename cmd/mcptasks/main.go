@@ -101,12 +101,18 @@ func (e usageError) Unwrap() error { return e.err }
 // usagef is a usageError with a formatted message.
 func usagef(format string, a ...any) error { return usageError{fmt.Errorf(format, a...)} }
 
-// parseFlags parses a subcommand's flags. -h or --help prints head and the
-// flags to stdout and returns flag.ErrHelp; a bad flag or any positional
-// argument (none of the commands parsed this way takes one) is a
+// parseFlags parses the flags of a subcommand that takes no positional
+// argument; see parseFlagsN.
+func parseFlags(fs *flag.FlagSet, head string, args []string, stdout io.Writer) error {
+	return parseFlagsN(fs, head, args, 0, stdout)
+}
+
+// parseFlagsN parses a subcommand's flags, followed by exactly n
+// positional arguments. -h or --help prints head and the flags to stdout
+// and returns flag.ErrHelp; a bad flag or another number of arguments is a
 // usageError. The flag package is kept from printing anything itself, so
 // that help goes to stdout and errors to stderr, once.
-func parseFlags(fs *flag.FlagSet, head string, args []string, stdout io.Writer) error {
+func parseFlagsN(fs *flag.FlagSet, head string, args []string, n int, stdout io.Writer) error {
 	fs.SetOutput(io.Discard)
 	fs.Usage = func() {}
 	err := fs.Parse(args)
@@ -121,9 +127,12 @@ func parseFlags(fs *flag.FlagSet, head string, args []string, stdout io.Writer) 
 	if err != nil {
 		return usageError{err}
 	}
-	if fs.NArg() > 0 {
+	if fs.NArg() != n {
 		// Not echoed: a stray argument can be half of a mistyped secret.
-		return usagef("%d unexpected argument(s) after the flags", fs.NArg())
+		if n == 0 {
+			return usagef("%d unexpected argument(s) after the flags", fs.NArg())
+		}
+		return usagef("want %d argument(s) after the flags, got %d", n, fs.NArg())
 	}
 	return nil
 }

@@ -31,27 +31,21 @@ With -print it only prints the statements (connecting to nothing), for a migrati
 DBA to run as the table's owner. Needs a binary built with -tags postgres.`
 
 func postgresMain(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 1 && (args[0] == "-h" || args[0] == "--help") {
+		fmt.Fprintln(stdout, postgresUsage)
+		return nil
+	}
 	if len(args) == 0 || args[0] != "create-table" {
-		fmt.Fprintln(stderr, postgresUsage)
-		if len(args) == 1 && (args[0] == "-h" || args[0] == "--help") {
-			return nil
-		}
-		return errors.New("expected: create-table [-print] URL")
+		return usagef("expected: create-table [-print] URL")
 	}
 	fs := flag.NewFlagSet("postgres create-table", flag.ContinueOnError)
-	fs.SetOutput(stderr)
 	print := fs.Bool("print", false, "print the DDL instead of applying it")
-	fs.Usage = func() { fmt.Fprintln(stderr, postgresUsage); fs.PrintDefaults() }
-	if err := fs.Parse(args[1:]); err != nil {
+	if err := parseFlagsN(fs, postgresUsage, args[1:], 1, stdout); err != nil {
 		return err
-	}
-	if fs.NArg() != 1 {
-		fs.Usage()
-		return errors.New("expected one URL")
 	}
 	u, err := url.Parse(fs.Arg(0))
 	if err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") {
-		return errors.New("the URL must be postgres://… or postgresql://…")
+		return usagef("the URL must be postgres://… or postgresql://…")
 	}
 	q := u.Query()
 	if *print {
