@@ -337,13 +337,16 @@ func BenchmarkHeapPerFinishedTask(b *testing.B) {
 // BenchmarkInterleaved times each kind of request in one loop, one session
 // per server, so that drift in machine load (shared cores) hits all kinds
 // alike: a task-augmented tools/call, tasks/result right after it, a plain
-// tools/call with this package installed, the same on the bare go-sdk, and
-// tasks/get. Compare taskcall+result with 2 x plain-gosdk.
+// tools/call with this package installed, the same on the bare go-sdk,
+// tasks/get, and mcp-go's task round trip (its tools/call + tasks/result).
+// Compare taskcall+result with 2 x plain-gosdk (roundtrip/2plain) and with
+// mcp-go's (roundtrip/mcpgo).
 func BenchmarkInterleaved(b *testing.B) {
 	urls := benchServers(b, "memory://")
 	s := newRawSession(b, urls["mcptasks"], &http.Client{})
 	g := newRawSession(b, urls["gosdk"], &http.Client{})
-	var took [5]time.Duration
+	m := newRawSession(b, urls["mcpgo"], &http.Client{})
+	var took [6]time.Duration
 	timed := func(i int, f func() (json.RawMessage, error)) json.RawMessage {
 		t0 := time.Now()
 		res, err := f()
@@ -370,9 +373,12 @@ func BenchmarkInterleaved(b *testing.B) {
 		timed(2, func() (json.RawMessage, error) { return s.call("tools/call", plain) })
 		timed(3, func() (json.RawMessage, error) { return g.call("tools/call", plain) })
 		timed(4, func() (json.RawMessage, error) { return s.call("tasks/get", id) })
+		timed(5, func() (json.RawMessage, error) { return nil, roundTrip(m) })
 	}
-	for i, name := range []string{"taskcall", "result", "plain-mcptasks", "plain-gosdk", "get"} {
+	for i, name := range []string{"taskcall", "result", "plain-mcptasks", "plain-gosdk", "get", "mcpgo-roundtrip"} {
 		b.ReportMetric(float64(took[i].Microseconds())/float64(b.N), name+"-µs")
 	}
-	b.ReportMetric(float64((took[0]+took[1]).Microseconds())/float64((2*took[3]).Microseconds()), "roundtrip/2plain")
+	b.ReportMetric(float64(took[0]+took[1])/float64(2*took[3]), "roundtrip/2plain")
+	b.ReportMetric(float64(took[0]+took[1])/float64(took[5]), "roundtrip/mcpgo")
+	b.ReportMetric(0, "ns/op")
 }
