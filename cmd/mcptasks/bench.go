@@ -28,7 +28,10 @@ func init() {
 }
 
 // benchOps are the operations bench can run, in report order.
-var benchOps = []string{"get", "create", "update", "setvars", "handle", "list"}
+// backend-get and backend-update are the backend alone (a Get, a
+// compare-and-swap with the version the caller keeps): the Store's rows
+// divided by them are the Store's own cost.
+var benchOps = []string{"get", "backend-get", "create", "update", "setvars", "handle", "backend-update", "list"}
 
 func benchMain(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
@@ -140,7 +143,8 @@ func benchOne(ctx context.Context, s *taskstore.Store, owner, op string, n int, 
 		ids[i] = r.Task.TaskID
 		handles[i] = s.Handle(owner, ids[i])
 	}
-	seq := make([]int, n) // per caller, across rounds: update alternates its two statuses
+	versions := make([]taskstore.Record, n) // backend-update: the record and version each caller last wrote
+	seq := make([]int, n)                   // per caller, across rounds: update alternates its two statuses
 	call := func(ctx context.Context, caller, _ int) error {
 		i := seq[caller]
 		seq[caller]++
@@ -148,6 +152,16 @@ func benchOne(ctx context.Context, s *taskstore.Store, owner, op string, n int, 
 		switch op {
 		case "get":
 			_, err = s.Get(ctx, owner, ids[caller])
+		case "backend-get":
+			_, err = s.Backend().Get(ctx, owner, ids[caller])
+		case "backend-update":
+			r := &versions[caller]
+			if r.Version == 0 {
+				if *r, err = s.Backend().Get(ctx, owner, ids[caller]); err != nil {
+					return err
+				}
+			}
+			r.Version, err = s.Backend().Update(ctx, owner, ids[caller], r.Data, r.Version)
 		case "create":
 			_, err = s.Create(ctx, owner, req)
 		case "update":
