@@ -134,8 +134,8 @@ func newRawSession(tb testing.TB, url string, hc *http.Client) *rawSession {
 
 var echoArgs = map[string]any{"text": "hi"}
 
-// roundTrip is an augmented tools/call followed by tasks/result.
-func roundTrip(s *rawSession) error {
+// roundTripOf is an augmented tools/call followed by tasks/result.
+func roundTripOf(s *rawSession) error {
 	res, err := s.call("tools/call", map[string]any{"name": "echo", "arguments": echoArgs, "task": map[string]any{"ttl": 60000}})
 	if err != nil {
 		return err
@@ -267,10 +267,10 @@ func BenchmarkRoundTrip(b *testing.B) {
 			name, server string
 			op           func(*rawSession) error
 		}{
-			{"mcptasks/roundtrip", "mcptasks", roundTrip},
+			{"mcptasks/roundtrip", "mcptasks", roundTripOf},
 			{"gosdk/2-plain-calls", "gosdk", twoPlainCalls},
 			{"mcptasks/2-plain-calls", "mcptasks", twoPlainCalls},
-			{"mcpgo/roundtrip", "mcpgo", roundTrip},
+			{"mcpgo/roundtrip", "mcpgo", roundTripOf},
 		} {
 			b.Run(fmt.Sprintf("%s/sessions=%d", c.name, sessions), func(b *testing.B) {
 				runSessions(b, urls[c.server], sessions, c.op)
@@ -357,8 +357,8 @@ func BenchmarkInterleaved(b *testing.B) {
 		return res
 	}
 	plain := map[string]any{"name": "echo", "arguments": echoArgs}
-	b.ResetTimer()
-	for range b.N {
+	var id map[string]any
+	roundTrip := func() {
 		res := timed(0, func() (json.RawMessage, error) {
 			return s.call("tools/call", map[string]any{"name": "echo", "arguments": echoArgs, "task": map[string]any{}})
 		})
@@ -368,13 +368,32 @@ func BenchmarkInterleaved(b *testing.B) {
 			} `json:"task"`
 		}
 		json.Unmarshal(res, &c)
-		id := map[string]any{"taskId": c.Task.TaskID}
+		id = map[string]any{"taskId": c.Task.TaskID}
 		timed(1, func() (json.RawMessage, error) { return s.call("tasks/result", id) })
-		timed(2, func() (json.RawMessage, error) { return s.call("tools/call", plain) })
-		timed(3, func() (json.RawMessage, error) { return g.call("tools/call", plain) })
-		timed(4, func() (json.RawMessage, error) { return s.call("tasks/get", id) })
-		timed(5, func() (json.RawMessage, error) { return nil, roundTrip(m) })
 	}
+	twoPlain := func() {
+		for range 2 {
+			timed(3, func() (json.RawMessage, error) { return g.call("tools/call", plain) })
+		}
+	}
+	b.ResetTimer()
+	for i := range b.N {
+		// The task's run ends after tasks/result has its answer (the
+		// router then notifies and logs), and that tail slows whatever
+		// comes next: alternate the order, so that it falls half on the
+		// plain calls and half on the other requests.
+		if i%2 == 0 {
+			roundTrip()
+			twoPlain()
+		} else {
+			twoPlain()
+			roundTrip()
+		}
+		timed(2, func() (json.RawMessage, error) { return s.call("tools/call", plain) })
+		timed(4, func() (json.RawMessage, error) { return s.call("tasks/get", id) })
+		timed(5, func() (json.RawMessage, error) { return nil, roundTripOf(m) })
+	}
+	took[3] /= 2 // per plain call
 	for i, name := range []string{"taskcall", "result", "plain-mcptasks", "plain-gosdk", "get", "mcpgo-roundtrip"} {
 		b.ReportMetric(float64(took[i].Microseconds())/float64(b.N), name+"-µs")
 	}
