@@ -422,3 +422,14 @@ func TestPostgresLeastPrivilege(t *testing.T) {
 		t.Fatal("the service role could create a table")
 	}
 }
+
+// TestPostgresRawFloor: the floor reads its row, which no owner lists or
+// counts, and removes it.
+func TestPostgresRawFloor(t *testing.T) {
+	b := newPostgresFactory(postgresTestURL(t))(t).(*postgresBackend)
+	testRawFloor(t, b)
+	var n int
+	if err := b.pool.QueryRow(t.Context(), "SELECT count(*) FROM "+b.qualified()).Scan(&n); err != nil || n != 0 {
+		t.Fatalf("%d rows after the floor's cleanup, %v", n, err)
+	}
+}
