@@ -497,8 +497,12 @@ func (b *redisBackend) fail(ctx context.Context, op string, err error) error {
 	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 		return err
 	}
-	if errors.Is(err, taskstore.ErrNotDurable) {
-		return fmt.Errorf("redis %s: %w", op, err) // ErrNotDurable is an ErrBackend
+	if nd := (*redisNotDurableError)(nil); errors.As(err, &nd) {
+		// ErrNotDurable is an ErrBackend.
+		if nd.cause != nil {
+			return fmt.Errorf("%w: redis %s: %s: %w", taskstore.ErrNotDurable, op, nd.detail, nd.cause)
+		}
+		return fmt.Errorf("%w: redis %s: %s", taskstore.ErrNotDurable, op, nd.detail)
 	}
 	if cerr := ctx.Err(); cerr != nil {
 		return fmt.Errorf("%w: redis %s: %w (%w)", taskstore.ErrBackend, op, err, cerr)
@@ -632,7 +636,7 @@ func (b *redisBackend) List(ctx context.Context, owner, after string, limit int)
 		return nil, false, nil
 	}
 	base := b.ownerBase(owner)
-	res, err := redisList.Run(ctx, b.client, []string{base + ":ids", base + ":exp"}, base+":t:", after, limit).Slice()
+	res, err := redisList.Run(redisNoWait(ctx), b.client, []string{base + ":ids", base + ":exp"}, base+":t:", after, limit).Slice()
 	if err != nil {
 		return nil, false, b.fail(ctx, "list", err)
 	}
@@ -672,7 +676,7 @@ func (b *redisBackend) DeleteExpired(ctx context.Context) (int, error) {
 		for it.Next(ctx) {
 			exp := it.Val()
 			ids := strings.TrimSuffix(exp, ":exp") + ":ids"
-			n, err := redisSweep.Run(ctx, c, []string{ids, exp}).Int()
+			n, err := redisSweep.Run(redisNoWait(ctx), c, []string{ids, exp}).Int()
 			if err != nil {
 				return err
 			}

@@ -36,7 +36,8 @@ import (
 //     store would keep calling its address until the periodic reload).
 //
 // Every command goes through it, including those of writes added later:
-// there is no way around it short of a client without the hook.
+// a command waits unless it is a known read (redisReadOnly) or its context
+// says it need not (redisNoWait), so a new write is durable by default.
 
 // redisNodeOptions are the settings shared by the hooks of all nodes.
 type redisNodeOptions struct {
@@ -131,7 +132,7 @@ func (c *redisTrackedSyscallConn) SyscallConn() (syscall.RawConn, error) { retur
 
 func (h *redisNodeHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 	return func(ctx context.Context, cmd redis.Cmder) error {
-		if h.opts.waitReplicas > 0 && redisMayWrite(cmd) {
+		if h.opts.waitReplicas > 0 && redisMayWrite(cmd) && ctx.Value(redisNoWaitKey{}) == nil {
 			// The command and its WAIT, on one connection, in order; the
 			// pipeline hook below guards the server.
 			pipe := h.client.Pipeline()
@@ -155,7 +156,7 @@ func (h *redisNodeHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redi
 	return func(ctx context.Context, cmds []redis.Cmder) error {
 		var wait *redis.IntCmd
 		extra := time.Duration(0)
-		if h.opts.waitReplicas > 0 {
+		if h.opts.waitReplicas > 0 && ctx.Value(redisNoWaitKey{}) == nil {
 			hasWait, writes := false, false
 			for _, c := range cmds {
 				hasWait = hasWait || c.Name() == "wait"
@@ -210,13 +211,35 @@ func (h *redisNodeHook) durable(cmd redis.Cmder, wait *redis.IntCmd) error {
 	}
 	n, err := wait.Result()
 	if err != nil {
-		return fmt.Errorf("%w: redis %s: WAIT after the write failed: it may have applied, and may be on no replica: %w", taskstore.ErrNotDurable, h.addr, err)
+		return &redisNotDurableError{detail: h.addr + ": WAIT after the write failed: it may have applied, and may be on no replica", cause: err}
 	}
 	if int(n) < h.opts.waitReplicas {
-		return fmt.Errorf("%w: redis %s: %d of the %d replicas asked for (wait_replicas) confirmed the write within %v: it may have applied, and may be lost in a failover",
-			taskstore.ErrNotDurable, h.addr, n, h.opts.waitReplicas, h.opts.waitTimeout)
+		return &redisNotDurableError{detail: fmt.Sprintf("%s: %d of the %d replicas asked for (wait_replicas) confirmed the write within %v: it may have applied, and may be lost in a failover",
+			h.addr, n, h.opts.waitReplicas, h.opts.waitTimeout)}
 	}
 	return cmd.Err()
+}
+
+// redisNotDurableError is a write that too few replicas confirmed; it is
+// a taskstore.ErrNotDurable. The backend names the operation in front of
+// detail (redisBackend.fail).
+type redisNotDurableError struct {
+	detail string
+	cause  error // WAIT's own failure, if any
+}
+
+func (e *redisNotDurableError) Error() string {
+	if e.cause != nil {
+		return taskstore.ErrNotDurable.Error() + ": " + e.detail + ": " + e.cause.Error()
+	}
+	return taskstore.ErrNotDurable.Error() + ": " + e.detail
+}
+
+func (e *redisNotDurableError) Unwrap() []error {
+	if e.cause == nil {
+		return []error{taskstore.ErrNotDurable}
+	}
+	return []error{taskstore.ErrNotDurable, e.cause}
 }
 
 // begin registers a call that may take extra beyond stall_timeout (a
@@ -342,6 +365,17 @@ func init() {
 }
 
 func redisMayWrite(cmd redis.Cmder) bool { return !redisReadOnly[cmd.Name()] }
+
+// redisNoWaitKey marks a context whose commands need no WAIT.
+type redisNoWaitKey struct{}
+
+// redisNoWait is ctx for a call whose only writes are housekeeping that a
+// failover may lose without harm (the list page and the expiry sweep drop
+// expired index entries; a lost drop is redone by a later call), so that
+// reads keep working, and cost no WAIT, while replicas are behind or gone.
+func redisNoWait(ctx context.Context) context.Context {
+	return context.WithValue(ctx, redisNoWaitKey{}, true)
+}
 
 // redisReloader reloads a cluster's slot map after failed calls, at most
 // once per gap: a dead master sends no MOVED, so without it the client would

@@ -130,13 +130,20 @@ func (b *redisBackend) dropAll(ctx context.Context) error {
 }
 
 func TestRedisConformance(t *testing.T) {
-	for _, tc := range []struct{ name, env string }{
-		{"Standalone", envRedisURL},
-		{"Cluster", envRedisClusterURL},
+	for _, tc := range []struct{ name, env, opts string }{
+		{"Standalone", envRedisURL, ""},
+		{"Cluster", envRedisClusterURL, ""},
+		// Every write followed by WAIT 1 (the cluster has a replica per
+		// master): the same answers, only durable.
+		{"ClusterWaitReplicas", envRedisClusterURL, "wait_replicas=1"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			storetest.Run(t, newRedisFactory(redisTestURL(t, tc.env)))
+			url := redisTestURL(t, tc.env)
+			if tc.opts != "" {
+				url = redisWithOptions(url, tc.opts)
+			}
+			storetest.Run(t, newRedisFactory(url))
 		})
 	}
 }
