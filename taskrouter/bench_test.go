@@ -42,6 +42,7 @@ type rawSession struct {
 	sid string
 	hc  *http.Client
 	id  atomic.Int64
+	ctx context.Context // of each request; nil: none
 }
 
 type rpcResponse struct {
@@ -54,7 +55,11 @@ type rpcResponse struct {
 }
 
 func (s *rawSession) post(body []byte) (*http.Response, error) {
-	req, err := http.NewRequest("POST", s.url, bytes.NewReader(body))
+	ctx := s.ctx
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	req, err := http.NewRequestWithContext(ctx, "POST", s.url, bytes.NewReader(body))
 	if err != nil {
 		return nil, err
 	}

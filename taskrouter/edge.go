@@ -3,6 +3,8 @@ package taskrouter
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"io"
@@ -141,7 +143,12 @@ func (e *httpEdge) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		http.Error(w, http.StatusText(status), status)
 		return
 	}
-	out, reqs, err := rewriteBody(body, rev, e.next20260728 != nil)
+	d := decision{rev: rev, upgrade: e.next20260728 != nil}
+	if bytes.Contains(body, []byte("tasks/result")) {
+		d.token = e.r.sdk.addRequest(req.Context())
+		defer e.r.sdk.removeRequest(d.token)
+	}
+	out, reqs, err := rewriteBody(body, d)
 	if err != nil {
 		code := codeInvalidRequest
 		if errors.Is(err, errMalformed) {
@@ -213,6 +220,24 @@ func (e *httpEdge) readBody(w http.ResponseWriter, req *http.Request) (body []by
 		return nil, held, http.StatusRequestEntityTooLarge
 	}
 	return body, held, 0
+}
+
+// addRequest names an HTTP request that may carry a tasks/result, so that
+// its wait can end with it.
+func (s *sdkState) addRequest(ctx context.Context) string {
+	var b [12]byte
+	rand.Read(b[:])
+	tok := hex.EncodeToString(b[:])
+	s.mu.Lock()
+	s.requests[tok] = ctx
+	s.mu.Unlock()
+	return tok
+}
+
+func (s *sdkState) removeRequest(tok string) {
+	s.mu.Lock()
+	delete(s.requests, tok)
+	s.mu.Unlock()
 }
 
 // bodyReader hands the rewritten body to the wrapped handler and releases
@@ -473,7 +498,7 @@ func (c *conn) Read(ctx context.Context) (jsonrpc.Message, error) {
 			req.Params = t
 			pm = &member{end: len(t)}
 		}
-		params, _, err := rewriteParams(req.Params, pm, req.Method, rev20251125, c.t.serve20260728)
+		params, _, err := rewriteParams(req.Params, pm, req.Method, decision{upgrade: c.t.serve20260728})
 		if err == nil {
 			if params != nil {
 				req.Params = params.join()

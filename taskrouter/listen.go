@@ -20,11 +20,11 @@ import (
 // client closes the stream.
 //
 // go-sdk v1.8.0 serves subscriptions/listen itself but knows no taskIds:
-// serveModern moves them into the private _meta key listenMetaKey, the
-// receiving middleware (modernListen) resolves them against the store,
-// the sending middleware adds the agreed ids to the SDK's acknowledgement,
-// and the notifications travel as stand-in progress notifications that
-// the HTTP writer rewrites (as for notifications/tasks/status).
+// the edge puts them in the carrier, the receiving middleware (listen)
+// resolves them against the store, the sending middleware adds the agreed
+// ids to the SDK's acknowledgement (a stand-in the rewriter moves into
+// params.notifications.taskIds), and the notifications travel as stand-in
+// progress notifications (as notifications/tasks/status do).
 
 // maxListenTasks bounds the task ids one listen may watch.
 const maxListenTasks = 100
@@ -57,9 +57,9 @@ func listenTaskIDs(ctx context.Context) (ids []string, ok bool) {
 	return ids, true
 }
 
-// modernListen serves subscriptions/listen for a 2026-07-28 request that
-// names taskIds; others go to the SDK unchanged.
-func (r *Router) modernListen(ctx context.Context, method string, req mcp.Request, next mcp.MethodHandler) (mcp.Result, error) {
+// listen serves subscriptions/listen for a 2026-07-28 request that names
+// taskIds; others go to the SDK unchanged.
+func (r *Router) listen(ctx context.Context, method string, req mcp.Request, next mcp.MethodHandler) (mcp.Result, error) {
 	asked, ok := listenTaskIDs(ctx)
 	if !ok {
 		return next(ctx, method, req)
@@ -181,37 +181,11 @@ func (r *Router) watchTasks(ctx context.Context, ss *mcp.ServerSession, owner st
 	}
 }
 
-// sendTaskNotification sends rec as notifications/tasks: the DetailedTask
-// (without resultType, which results carry and notifications do not), with
-// the subscription id in _meta.
+// sendTaskNotification sends the 2026-07-28 view's notification of rec,
+// with the subscription id in _meta.
 func (r *Router) sendTaskNotification(ctx context.Context, ss *mcp.ServerSession, rec *taskstore.TaskRecord, subID any) error {
-	mt := detailedTask(rec)
-	meta := make(map[string]json.RawMessage, len(mt.Meta)+1)
-	for k, v := range mt.Meta {
-		meta[k] = v
-	}
-	if subID != nil {
-		b, err := json.Marshal(subID)
-		if err != nil {
-			return err
-		}
-		meta[mcp.MetaKeySubscriptionID] = b
-	}
-	mt.Meta = meta
-	b, err := json.Marshal(mt)
-	if err != nil {
-		return err
-	}
-	var m map[string]json.RawMessage
-	if err := json.Unmarshal(b, &m); err != nil {
-		return err
-	}
-	delete(m, "resultType")
-	params, err := json.Marshal(m)
-	if err != nil {
-		return err
-	}
-	return r.standIn(ctx, ss, "notifications/tasks", json.RawMessage(params))
+	method, params := view20260728{}.notification(rec, subID)
+	return r.standIn(ctx, ss, method, params)
 }
 
 // addWatcher returns a channel that is poked (without blocking) whenever a
@@ -219,9 +193,6 @@ func (r *Router) sendTaskNotification(ctx context.Context, ss *mcp.ServerSession
 func (r *Router) addWatcher() chan struct{} {
 	c := make(chan struct{}, 1)
 	r.sdk.mu.Lock()
-	if r.sdk.watchers == nil {
-		r.sdk.watchers = map[chan struct{}]bool{}
-	}
 	r.sdk.watchers[c] = true
 	r.sdk.mu.Unlock()
 	return c

@@ -399,9 +399,22 @@ type edge struct {
 	// Listen is params.notifications.taskIds of a 2026-07-28
 	// subscriptions/listen (which the SDK has no field for).
 	Listen json.RawMessage `json:"listen,omitempty"`
+	// Request names the HTTP request of a tasks/result (Router.sdk.requests),
+	// so that its wait ends with it.
+	Request string `json:"request,omitempty"`
 }
 
 func (e edge) revision() revision { return parseRevision(e.Protocol) }
+
+// decision is what the transport decided before reading a message: its
+// revision; whether a _meta protocol version of 2026-07-28 or later may
+// select that revision instead (upgrade); and the token that names the HTTP
+// request, carried by a tasks/result (Router.sdk.requests).
+type decision struct {
+	rev     revision
+	upgrade bool
+	token   string
+}
 
 // request is what the edge learned of one inbound message.
 type request struct {
@@ -413,14 +426,14 @@ type request struct {
 
 // rewriteRequest rewrites the JSON-RPC message at b[i] (see rewriteParams)
 // and returns where it ends in b.
-func rewriteRequest(b []byte, i int, rev revision, upgrade bool) (out pieces, r request, end int, err error) {
+func rewriteRequest(b []byte, i int, d decision) (out pieces, r request, end int, err error) {
 	msg, err := scanObject(b, i)
 	if err != nil {
 		return nil, r, 0, err
 	}
 	method, _ := stringAt(b, msg.find("method"))
 	pm := msg.find("params")
-	params, r, err := rewriteParams(b, pm, method, rev, upgrade)
+	params, r, err := rewriteParams(b, pm, method, d)
 	if err != nil {
 		return nil, r, 0, err
 	}
@@ -437,12 +450,10 @@ func rewriteRequest(b []byte, i int, rev revision, upgrade bool) (out pieces, r 
 }
 
 // rewriteParams rewrites the params (pm's value in b; nil: absent) of a
-// request: the private _meta keys are dropped and the carrier is written.
-// rev is the revision the transport decided; when upgrade is set, a _meta
-// protocol version of 2026-07-28 or later selects that revision instead.
-// out is nil when params stay as they are.
-func rewriteParams(b []byte, pm *member, method string, rev revision, upgrade bool) (out pieces, r request, err error) {
-	r.method, r.rev = method, rev
+// request: the private _meta keys are dropped and the carrier is written
+// with what the edge decided. out is nil when params stay as they are.
+func rewriteParams(b []byte, pm *member, method string, d decision) (out pieces, r request, err error) {
+	r.method, r.rev = method, d.rev
 	params, isObj, err := objectAt(b, pm)
 	if err != nil {
 		return nil, r, err
@@ -460,7 +471,7 @@ func rewriteParams(b []byte, pm *member, method string, rev revision, upgrade bo
 	if err != nil {
 		return nil, r, err
 	}
-	if upgrade && metaIsObj {
+	if d.upgrade && metaIsObj {
 		if v, ok := stringAt(b, meta.find(protocolVersionKey)); ok && parseRevision(v) == rev20260728 {
 			r.rev = rev20260728
 		}
@@ -483,6 +494,8 @@ func rewriteParams(b []byte, pm *member, method string, rev revision, upgrade bo
 				carried = append(carried, pieces{[]byte(`"listen":`), b[ids.val:ids.end]})
 			}
 		}
+	case method == "tasks/result" && d.token != "":
+		carried = append(carried, pieces{[]byte(`"request":"` + d.token + `"`)})
 	case method == "tools/call":
 		if t := params.find("task"); t != nil {
 			changes[params.index(t)] = change{drop: true}
@@ -528,10 +541,10 @@ func hasPrefixFold(s, prefix string) bool {
 	return len(s) >= len(prefix) && strings.EqualFold(s[:len(prefix)], prefix)
 }
 
-// rewriteBody rewrites an HTTP request body: one message or a batch. rev
-// and upgrade are as for rewriteRequest (a batch is never upgraded by its
-// content). Bytes outside the rewritten messages are kept as they came.
-func rewriteBody(body []byte, rev revision, upgrade bool) (pieces, []request, error) {
+// rewriteBody rewrites an HTTP request body: one message or a batch (whose
+// messages are never upgraded by their content, nor carry d.token). Bytes
+// outside the rewritten messages are kept as they came.
+func rewriteBody(body []byte, d decision) (pieces, []request, error) {
 	i := skipSpace(body, 0)
 	if i < len(body) && body[i] != '[' && body[i] != '{' {
 		// Not a message: the SDK refuses it.
@@ -539,10 +552,10 @@ func rewriteBody(body []byte, rev revision, upgrade bool) (pieces, []request, er
 		if err == nil && skipSpace(body, end) != len(body) {
 			err = syntaxError(end)
 		}
-		return pieces{body}, []request{{rev: rev}}, err
+		return pieces{body}, []request{{rev: d.rev}}, err
 	}
 	if i >= len(body) || body[i] != '[' {
-		p, r, end, err := rewriteRequest(body, i, rev, upgrade)
+		p, r, end, err := rewriteRequest(body, i, d)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -562,7 +575,7 @@ func rewriteBody(body []byte, rev revision, upgrade bool) (pieces, []request, er
 		var r request
 		end, err := 0, error(nil)
 		if i < len(body) && body[i] == '{' {
-			p, r, end, err = rewriteRequest(body, i, rev, false)
+			p, r, end, err = rewriteRequest(body, i, decision{rev: d.rev})
 		} else {
 			end, err = scanValue(body, i, 1)
 		}

@@ -71,7 +71,7 @@ func FuzzRewrite20260728(f *testing.F) {
 		if len(params) > 0 {
 			pm = &member{end: len(params)}
 		}
-		out, r, err := rewriteParams(params, pm, req.Method, rev20251125, true)
+		out, r, err := rewriteParams(params, pm, req.Method, decision{upgrade: true})
 		if err != nil {
 			return
 		}
@@ -99,7 +99,7 @@ func FuzzRewrite20260728(f *testing.F) {
 
 func checkRewrite(t *testing.T, body []byte, rev revision, upgrade bool) {
 	t.Helper()
-	out, reqs, err := rewriteBody(body, rev, upgrade)
+	out, reqs, err := rewriteBody(body, decision{rev: rev, upgrade: upgrade})
 	if err != nil {
 		if !errors.Is(err, errRejected) {
 			t.Fatalf("%q: error %v does not wrap errRejected", body, err)

@@ -22,6 +22,8 @@ type stdioPeer struct {
 	in   io.Writer
 	msgs chan map[string]json.RawMessage
 	id   int
+	// backlog holds what call read while waiting for its response.
+	backlog []map[string]json.RawMessage
 }
 
 func newStdioPeer(t *testing.T, modern bool) *stdioPeer {
@@ -82,6 +84,11 @@ func (p *stdioPeer) send(method string, params map[string]any) int {
 
 func (p *stdioPeer) recv() map[string]json.RawMessage {
 	p.t.Helper()
+	if len(p.backlog) > 0 {
+		m := p.backlog[0]
+		p.backlog = p.backlog[1:]
+		return m
+	}
 	select {
 	case m, ok := <-p.msgs:
 		if !ok {
@@ -98,11 +105,15 @@ func (p *stdioPeer) recv() map[string]json.RawMessage {
 func (p *stdioPeer) call(method string, params map[string]any) map[string]json.RawMessage {
 	p.t.Helper()
 	id := p.send(method, params)
+	var skipped []map[string]json.RawMessage
 	for {
 		m := p.recv()
 		if string(m["id"]) == jsonInt(id) {
+			p.backlog = append(p.backlog, skipped...)
 			return m
 		}
+		skipped = append(skipped, m) // for recv: notifications may overtake the response
+
 	}
 }
 

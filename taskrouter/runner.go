@@ -1,0 +1,411 @@
+package taskrouter
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"runtime/debug"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/mcptasks/mcptasks/taskstore"
+)
+
+// This file is the runner: the tasks running on this replica, each watched
+// by one goroutine of its own (supervise), and the tasks/result calls
+// blocked until a task ends.
+
+const (
+	// storeCallTimeout bounds each store call the runner makes for a run.
+	storeCallTimeout = 10 * time.Second
+	// outcomeTimeout bounds the retries of writing a run's outcome.
+	outcomeTimeout = 30 * time.Second
+	// shutdownGrace is what Shutdown adds to its context's deadline to mark
+	// the tasks left failed, however many there are.
+	shutdownGrace = 2 * time.Second
+)
+
+type runner struct {
+	mu      sync.Mutex
+	runs    map[string]*run    // task id -> run on this replica
+	waiters map[string]*waiter // task id -> local wake-up channel
+	waits   map[string]int     // owner -> blocked tasks/result calls
+	closing bool
+	grace   context.Context // set by Shutdown: bounds the failure writes of abandoned runs
+	wg      sync.WaitGroup  // supervisors
+
+	// base is the parent of every store call a run makes; Shutdown cancels
+	// it last, so no call outlives it (on a backend that honours contexts).
+	base context.Context
+	stop context.CancelFunc
+}
+
+func (rr *runner) init() {
+	rr.runs = map[string]*run{}
+	rr.waiters = map[string]*waiter{}
+	rr.waits = map[string]int{}
+	rr.base, rr.stop = context.WithCancel(context.Background())
+}
+
+func (rr *runner) isClosing() bool {
+	rr.mu.Lock()
+	defer rr.mu.Unlock()
+	return rr.closing
+}
+
+// run is one task executing on this replica.
+type run struct {
+	id, owner string
+	handle    *taskstore.Handle
+	poll      time.Duration
+	expires   *time.Time
+	cancel    context.CancelFunc // ends the work's context
+
+	finished atomic.Bool   // terminal: no more progress notifications, no outcome to write
+	stopped  chan struct{} // closed by end
+	stopOnce sync.Once
+	why      string // set before stopped closes: the failure to record, or "" for none
+}
+
+// end stops the run's work: the task was cancelled or ended elsewhere
+// (why == ""), or is abandoned at shutdown (why is the failure to record).
+func (rn *run) end(why string) {
+	rn.stopOnce.Do(func() {
+		rn.finished.Store(true)
+		rn.why = why
+		close(rn.stopped)
+	})
+}
+
+type runKey struct{}
+
+func runFrom(ctx context.Context) *run {
+	rn, _ := ctx.Value(runKey{}).(*run)
+	return rn
+}
+
+// run registers rec's run and starts its supervisor.
+func (r *Router) run(rec *taskstore.TaskRecord, values func(context.Context) context.Context, work Work) error {
+	rn := &run{id: rec.Task.TaskID, owner: rec.OwnerID, handle: r.store.Handle(rec.OwnerID, rec.Task.TaskID),
+		poll: r.pollOf(rec), expires: rec.ExpiresAt, stopped: make(chan struct{})}
+	ctx, cancel := context.WithCancel(context.WithValue(context.Background(), runKey{}, rn))
+	rn.cancel = cancel
+	if values != nil {
+		ctx = values(ctx)
+	}
+	rr := &r.runner
+	rr.mu.Lock()
+	if rr.closing {
+		rr.mu.Unlock()
+		cancel()
+		sctx, stop := context.WithTimeout(rr.base, storeCallTimeout)
+		defer stop()
+		r.endRun(sctx, rn, Outcome{Err: &taskstore.RPCError{Code: taskstore.CodeInternalError, Message: "server shut down before the task started"}})
+		return errShuttingDown
+	}
+	rr.runs[rn.id] = rn
+	rr.wg.Add(1)
+	rr.mu.Unlock()
+	go r.supervise(ctx, rn, work)
+	return nil
+}
+
+// supervise is the one goroutine of a run: it starts the work and selects
+// on its end, the watch, the expiry and a local stop. The watch re-reads
+// the task every poll interval to notice a cancel made on another replica,
+// or an end through the handle (issue 12: a backend's change feed wakes it
+// instead). At expiry the task is gone from the store, so its work stops.
+func (r *Router) supervise(ctx context.Context, rn *run, work Work) {
+	defer r.runner.wg.Done()
+	defer r.forget(rn)
+	ended := make(chan Outcome, 1)
+	go func() { ended <- r.runWork(ctx, rn, work) }()
+	watch := time.NewTicker(rn.poll)
+	defer watch.Stop()
+	var expiry <-chan time.Time
+	if rn.expires != nil {
+		t := time.NewTimer(time.Until(*rn.expires))
+		defer t.Stop()
+		expiry = t.C
+	}
+	stopped := rn.stopped
+	for {
+		select {
+		case out := <-ended:
+			r.finish(rn, out)
+			return
+		case <-stopped:
+			stopped = nil
+			rn.cancel()
+			if rn.why != "" {
+				r.runner.mu.Lock()
+				grace := r.runner.grace
+				r.runner.mu.Unlock()
+				if done, err := r.endRun(grace, rn, Outcome{Err: &taskstore.RPCError{Code: taskstore.CodeInternalError, Message: rn.why}}); !done {
+					r.log.Error("failing abandoned task", "task", rn.id, "owner", logOwner(rn.owner), "error", err)
+				}
+			}
+		case <-watch.C:
+			sctx, cancel := context.WithTimeout(r.runner.base, storeCallTimeout)
+			rec, err := r.store.Get(sctx, rn.owner, rn.id)
+			cancel()
+			if errors.Is(err, taskstore.ErrNotFound) || err == nil && rec.Task.Status.Terminal() {
+				rn.end("") // deleted, expired, or ended elsewhere: it stays so
+				r.wake(rn.id)
+				if rec != nil {
+					r.notifyStatus(rec)
+				}
+			}
+		case <-expiry:
+			expiry = nil
+			rn.end("")
+			r.wake(rn.id)
+		}
+	}
+}
+
+func (r *Router) runWork(ctx context.Context, rn *run, work Work) (out Outcome) {
+	defer func() {
+		if p := recover(); p != nil {
+			r.log.Error("task handler panicked", "task", rn.id, "panic", p, "stack", string(debug.Stack()))
+			out = Outcome{Err: &taskstore.RPCError{Code: taskstore.CodeInternalError, Message: fmt.Sprintf("tool handler panicked: %v", p)}}
+		}
+	}()
+	return work(ctx)
+}
+
+// finish stores the work's outcome, unless the run already ended (a
+// cancelled task stays cancelled), retrying a failing backend for a while
+// so that a blip does not leave the task working until it expires.
+func (r *Router) finish(rn *run, out Outcome) {
+	if rn.finished.Swap(true) {
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.runner.base, outcomeTimeout)
+	defer cancel()
+	for attempt := 0; ; attempt++ {
+		done, err := r.endRun(ctx, rn, out)
+		switch {
+		case done:
+			return
+		case errors.Is(err, taskstore.ErrInvalidArgument) && out.Err == nil:
+			// The result does not fit the store's limits: fail the task with why.
+			out = Outcome{Err: &taskstore.RPCError{Code: taskstore.CodeInternalError, Message: "result not stored: " + err.Error()}}
+			continue
+		}
+		if attempt >= 5 || taskstore.Backoff(ctx, attempt, 100*time.Millisecond, 4) != nil {
+			r.log.Error("storing task outcome failed", "task", rn.id, "owner", logOwner(rn.owner), "error", err)
+			return
+		}
+	}
+}
+
+// endRun is every write of a run's end to the store: done is true when
+// nothing is left to write (written, or the task already ended or is gone:
+// it stays so). Issue 12 fences here: the store's mutate callback checks
+// that the run still holds the task's lease.
+func (r *Router) endRun(ctx context.Context, rn *run, out Outcome) (done bool, err error) {
+	var rec *taskstore.TaskRecord
+	switch {
+	case out.Err != nil:
+		rec, err = r.store.FailWithError(ctx, rn.owner, rn.id, out.Err)
+	case out.Result == nil:
+		// The work may have ended the task itself through its handle.
+		if cur, gerr := r.store.Get(ctx, rn.owner, rn.id); gerr == nil && cur.Task.Status.Terminal() {
+			return true, nil
+		}
+		rec, err = r.store.FailWithError(ctx, rn.owner, rn.id, &taskstore.RPCError{
+			Code: taskstore.CodeInternalError, Message: "task ended without a result"})
+	case out.IsError:
+		rec, err = r.store.CompleteWithResult(ctx, rn.owner, rn.id, taskstore.StatusFailed, limitMessage(out.Message), out.Result)
+	default:
+		rec, err = r.store.CompleteWithResult(ctx, rn.owner, rn.id, taskstore.StatusCompleted, "", out.Result)
+	}
+	switch {
+	case err == nil:
+		r.log.Info("task finished", "task", rn.id, "owner", logOwner(rn.owner), "status", rec.Task.Status, "message", rec.Task.StatusMessage)
+		r.wake(rn.id)
+		r.notifyStatus(rec)
+		return true, nil
+	case errors.Is(err, taskstore.ErrInvalidTransition), errors.Is(err, taskstore.ErrNotFound):
+		return true, nil
+	}
+	return false, err
+}
+
+// forget removes a run whose supervisor is done and releases its waiters.
+func (r *Router) forget(rn *run) {
+	r.runner.mu.Lock()
+	delete(r.runner.runs, rn.id)
+	r.runner.mu.Unlock()
+	r.wake(rn.id)
+}
+
+func limitMessage(s string) string {
+	s = strings.TrimSpace(s)
+	const max = 1024
+	if len(s) > max {
+		cut := max
+		for cut > 0 && s[cut]&0xC0 == 0x80 { // keep UTF-8 whole
+			cut--
+		}
+		s = s[:cut] + "…"
+	}
+	return s
+}
+
+// Running reports how many tasks run on this replica.
+func (r *Router) Running() int {
+	r.runner.mu.Lock()
+	defer r.runner.mu.Unlock()
+	return len(r.runner.runs)
+}
+
+// cancelLocal stops the task's work if it runs on this replica (a runner on
+// another replica notices within one poll interval).
+func (r *Router) cancelLocal(taskID string) {
+	r.runner.mu.Lock()
+	rn := r.runner.runs[taskID]
+	r.runner.mu.Unlock()
+	if rn != nil {
+		rn.end("")
+	}
+	r.wake(taskID)
+}
+
+// Shutdown stops accepting new tasks and waits for running ones to finish
+// until ctx is done; then it cancels the rest and marks them failed, so no
+// task is left working. It returns by ctx's deadline plus two seconds,
+// whatever the backend does: a task whose failure cannot be written in that
+// time (a hung backend) stays working in the store until it expires. Blocked
+// tasks/result calls on this replica wake up with the outcome.
+func (r *Router) Shutdown(ctx context.Context) error {
+	rr := &r.runner
+	rr.mu.Lock()
+	rr.closing = true
+	rr.mu.Unlock()
+	drained := make(chan struct{})
+	go func() { rr.wg.Wait(); close(drained) }()
+	select {
+	case <-drained:
+		rr.stop()
+		return nil
+	case <-ctx.Done():
+	}
+	grace, cancel := context.WithTimeout(rr.base, shutdownGrace)
+	defer cancel()
+	rr.mu.Lock()
+	rr.grace = grace
+	left := make([]*run, 0, len(rr.runs))
+	for _, rn := range rr.runs {
+		left = append(left, rn)
+	}
+	rr.mu.Unlock()
+	for _, rn := range left {
+		rn.end("server shut down before the task finished")
+	}
+	select {
+	case <-drained:
+	case <-grace.Done():
+		rr.stop() // ends the store calls still waiting, so supervisors can return
+		t := time.NewTimer(200 * time.Millisecond)
+		select {
+		case <-drained:
+		case <-t.C:
+		}
+		t.Stop()
+	}
+	rr.stop()
+	return fmt.Errorf("taskrouter: %d running tasks failed at shutdown: %w", len(left), ctx.Err())
+}
+
+// ---- tasks/result: waiting for a task to end ----
+
+// A waiter is closed when the task changes status on this replica.
+type waiter struct {
+	ch chan struct{}
+	n  int
+}
+
+func (r *Router) acquire(taskID string) *waiter {
+	r.runner.mu.Lock()
+	defer r.runner.mu.Unlock()
+	w := r.runner.waiters[taskID]
+	if w == nil {
+		w = &waiter{ch: make(chan struct{})}
+		r.runner.waiters[taskID] = w
+	}
+	w.n++
+	return w
+}
+
+func (r *Router) release(taskID string, w *waiter) {
+	r.runner.mu.Lock()
+	defer r.runner.mu.Unlock()
+	w.n--
+	if w.n == 0 && r.runner.waiters[taskID] == w {
+		delete(r.runner.waiters, taskID)
+	}
+}
+
+// wake releases every tasks/result blocked on taskID on this replica, and
+// pokes the listen streams.
+func (r *Router) wake(taskID string) {
+	r.runner.mu.Lock()
+	w := r.runner.waiters[taskID]
+	delete(r.runner.waiters, taskID)
+	r.runner.mu.Unlock()
+	if w != nil {
+		close(w.ch)
+	}
+	r.pokeWatchers()
+}
+
+// errTooManyWaits answers a tasks/result beyond Options.MaxWaitsPerOwner.
+func (r *Router) errTooManyWaits() error {
+	return &taskstore.RPCError{Code: taskstore.CodeInternalError, Message: fmt.Sprintf(
+		"too many tasks/result calls waiting for this caller (at most %d at once): wait for one to end, or poll with tasks/get", r.opts.MaxWaitsPerOwner)}
+}
+
+// await blocks until the task is terminal (or ctx is done) and returns it.
+// It wakes at once on a change on this replica, else re-reads the task
+// every poll interval (a change made by another replica; issue 12: the
+// backend's change feed wakes it instead).
+func (r *Router) await(ctx context.Context, owner, taskID string) (*taskstore.TaskRecord, error) {
+	rr := &r.runner
+	rr.mu.Lock()
+	if rr.waits[owner] >= r.opts.MaxWaitsPerOwner {
+		rr.mu.Unlock()
+		return nil, r.errTooManyWaits()
+	}
+	rr.waits[owner]++
+	rr.mu.Unlock()
+	defer func() {
+		rr.mu.Lock()
+		if rr.waits[owner]--; rr.waits[owner] == 0 {
+			delete(rr.waits, owner)
+		}
+		rr.mu.Unlock()
+	}()
+	for {
+		w := r.acquire(taskID)
+		rec, err := r.store.Get(ctx, owner, taskID)
+		if err != nil || rec.Task.Status.Terminal() {
+			r.release(taskID, w)
+			return rec, err
+		}
+		t := time.NewTimer(r.pollOf(rec))
+		select {
+		case <-w.ch:
+		case <-t.C:
+		case <-ctx.Done():
+		}
+		t.Stop()
+		r.release(taskID, w)
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+	}
+}

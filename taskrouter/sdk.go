@@ -1,0 +1,751 @@
+package taskrouter
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+
+	"github.com/mcptasks/mcptasks/taskstore"
+)
+
+// This file plugs the Router into a go-sdk server through the extension
+// points the SDK has (v1.8.0): receiving middleware (which may answer with
+// a result of another type than the typed one, so capabilities.tasks and
+// each tool's execution reach the wire), custom methods for tasks/*, and
+// sending middleware (progress notifications of tasks). The SDK drops the
+// task field of tools/call while decoding, so HTTPHandler and Transport
+// decide what the request is at the edge and write it into the carrier
+// (edgeKey), which the receiving middleware takes out and decodes once.
+
+// ExtensionID names the tasks extension of protocol 2026-07-28.
+const ExtensionID = "io.modelcontextprotocol/tasks"
+
+// CodeMissingRequiredClientCapability is the JSON-RPC error a 2026-07-28
+// request gets when it needs a capability (here: the tasks extension) its
+// client did not declare.
+const CodeMissingRequiredClientCapability = -32021
+
+const codeMethodNotFound = -32601
+
+// clientCapsMetaKey carries the per-request client capabilities (SEP-2575).
+const clientCapsMetaKey = "io.modelcontextprotocol/clientCapabilities"
+
+type sdkState struct {
+	marker string // progress token and _meta key of the stand-in messages
+
+	mu       sync.Mutex
+	servers  []*mcp.Server
+	sessions map[*mcp.ServerSession]string // session -> owner (normalized)
+	pruned   int                           // len(sessions) after the last pruning
+	watchers map[chan struct{}]bool        // poked on every local task change (listen.go)
+	requests map[string]context.Context    // edge token -> the HTTP request of a tasks/result
+}
+
+func (s *sdkState) init() {
+	var b [16]byte
+	rand.Read(b[:])
+	s.marker = "io.mcptasks/status-" + hex.EncodeToString(b[:])
+	s.sessions = map[*mcp.ServerSession]string{}
+	s.watchers = map[chan struct{}]bool{}
+	s.requests = map[string]context.Context{}
+}
+
+type edgeCtxKey struct{}
+
+// takeEdge removes the carrier from req's _meta and decodes it.
+func takeEdge(req mcp.Request) edge {
+	meta := metaOf(req)
+	raw, ok := meta[edgeKey]
+	if !ok {
+		return edge{}
+	}
+	delete(meta, edgeKey)
+	var e edge
+	if b, err := json.Marshal(raw); err == nil {
+		_ = json.Unmarshal(b, &e)
+	}
+	return e
+}
+
+// edgeOf returns what the transport edge decided about the request that
+// ctx belongs to.
+func edgeOf(ctx context.Context) edge {
+	e, _ := ctx.Value(edgeCtxKey{}).(edge)
+	return e
+}
+
+func revisionOf(ctx context.Context) revision { return edgeOf(ctx).revision() }
+
+func metaOf(req mcp.Request) map[string]any {
+	if req == nil {
+		return nil
+	}
+	p := req.GetParams()
+	if p == nil {
+		return nil
+	}
+	defer func() { recover() }() // a nil typed params pointer
+	return p.GetMeta()
+}
+
+// standIn sends the progress notification that HTTPHandler and Transport
+// turn into the notification method with params (the SDK cannot send a
+// custom notification itself): its _meta, under the per-process marker,
+// carries both.
+func (r *Router) standIn(ctx context.Context, ss *mcp.ServerSession, method string, params any) error {
+	return ss.NotifyProgress(ctx, &mcp.ProgressNotificationParams{
+		ProgressToken: r.sdk.marker,
+		Meta:          mcp.Meta{r.sdk.marker: map[string]any{"method": method, "params": params}},
+	})
+}
+
+func normOwner(o string) string {
+	if strings.TrimSpace(o) == "" {
+		return taskstore.AnonymousOwner
+	}
+	return o
+}
+
+func (r *Router) noteSession(req mcp.Request, owner string) {
+	ss, ok := req.GetSession().(*mcp.ServerSession)
+	if !ok || ss == nil {
+		return
+	}
+	r.sdk.mu.Lock()
+	r.sdk.sessions[ss] = normOwner(owner)
+	prune := len(r.sdk.sessions) > 2*r.sdk.pruned+64
+	r.sdk.mu.Unlock()
+	if prune {
+		r.sessionsOf("") // forgets ended sessions
+	}
+}
+
+// sessionsOf returns the live sessions whose requests resolved to owner,
+// and forgets sessions that have ended.
+func (r *Router) sessionsOf(owner string) []*mcp.ServerSession {
+	owner = normOwner(owner)
+	r.sdk.mu.Lock()
+	servers := r.sdk.servers
+	r.sdk.mu.Unlock()
+	live := map[*mcp.ServerSession]bool{}
+	for _, s := range servers {
+		for ss := range s.Sessions() {
+			live[ss] = true
+		}
+	}
+	var out []*mcp.ServerSession
+	r.sdk.mu.Lock()
+	defer r.sdk.mu.Unlock()
+	for ss, o := range r.sdk.sessions {
+		if !live[ss] {
+			delete(r.sdk.sessions, ss)
+		} else if o == owner {
+			out = append(out, ss)
+		}
+	}
+	r.sdk.pruned = len(r.sdk.sessions)
+	return out
+}
+
+// notifyStatus sends rec's 2025-11-25 status notification to its owner's
+// sessions on this replica, and to no one else (2026-07-28 clients get
+// theirs on listen streams).
+func (r *Router) notifyStatus(rec *taskstore.TaskRecord) {
+	r.pokeWatchers()
+	method, params := view20251125{}.notification(rec, nil)
+	for _, ss := range r.sessionsOf(rec.OwnerID) {
+		// Best effort: notifications are optional and the session may be gone.
+		_ = r.standIn(context.Background(), ss, method, params)
+	}
+}
+
+// owner resolves the task owner of req: the authenticated user when there
+// is one, else Options.Owner.
+func (r *Router) owner(ctx context.Context, req mcp.Request) string {
+	if extra := req.GetExtra(); extra != nil && extra.TokenInfo != nil && extra.TokenInfo.UserID != "" {
+		return extra.TokenInfo.UserID
+	}
+	if r.opts.Owner != nil {
+		return r.opts.Owner(ctx, req)
+	}
+	return ""
+}
+
+// Install makes server task-capable: it registers the tasks/* methods, and
+// adds middleware that advertises the tasks capability (2025-11-25) or
+// extension (2026-07-28) and each tool's execution.taskSupport, runs
+// task-augmented tools/call as tasks, and enforces the taskSupport rules.
+// Serve the server through HTTPHandler or Transport, which deliver what the
+// SDK drops. Call Install once per server, after any middleware that must
+// see requests first has been added.
+func (r *Router) Install(server *mcp.Server) error {
+	if err := errors.Join(
+		mcp.AddReceivingCustomMethod(server, "tasks/get", r.handleGet),
+		mcp.AddReceivingCustomMethod(server, "tasks/result", r.handleResult),
+		mcp.AddReceivingCustomMethod(server, "tasks/list", r.handleList),
+		mcp.AddReceivingCustomMethod(server, "tasks/cancel", r.handleCancel),
+		mcp.AddReceivingCustomMethod(server, "tasks/update", r.handleUpdate),
+	); err != nil {
+		return err
+	}
+	server.AddReceivingMiddleware(r.receiving)
+	server.AddSendingMiddleware(r.sending)
+	r.sdk.mu.Lock()
+	r.sdk.servers = append(r.sdk.servers, server)
+	r.sdk.mu.Unlock()
+	return nil
+}
+
+// toWire is the one conversion of errors to what the SDK sends: store
+// errors get their code from taskstore.RPCCode; a backend failure is logged
+// and answered as a bare internal error (its text names infrastructure);
+// context errors pass through unchanged.
+func (r *Router) toWire(err error) error {
+	if err == nil || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return err
+	}
+	var e *taskstore.RPCError
+	if !errors.As(err, &e) {
+		e = &taskstore.RPCError{Code: taskstore.RPCCode(err), Message: err.Error()}
+		switch {
+		case errors.Is(err, taskstore.ErrAnonymousOwner):
+			e.Message = "tasks need an identified caller: authenticate, or enable anonymous tasks"
+		case errors.Is(err, taskstore.ErrBackend):
+			r.log.Error("task store failed", "error", err)
+			e.Message = "internal error"
+		}
+	}
+	if e.Code == codeMethodNotFound {
+		return &methodNotFoundError{msg: e.Message}
+	}
+	return &jsonrpc.Error{Code: int64(e.Code), Message: e.Message, Data: e.Data}
+}
+
+// methodNotFoundError is a -32601 error that keeps its message: the SDK
+// replaces the message of any error that errors.Is a -32601 wire error with
+// "method not found: <method>", which would hide why a tools/call failed.
+// This one only converts (errors.As) to the wire error.
+type methodNotFoundError struct{ msg string }
+
+func (e *methodNotFoundError) Error() string { return e.msg }
+
+func (e *methodNotFoundError) As(target any) bool {
+	if p, ok := target.(**jsonrpc.Error); ok {
+		*p = &jsonrpc.Error{Code: codeMethodNotFound, Message: e.msg}
+		return true
+	}
+	return false
+}
+
+func rpcError(code int, format string, args ...any) *taskstore.RPCError {
+	return &taskstore.RPCError{Code: code, Message: fmt.Sprintf(format, args...)}
+}
+
+func methodNotFound(format string, args ...any) error {
+	return &methodNotFoundError{msg: fmt.Sprintf(format, args...)}
+}
+
+func (r *Router) receiving(next mcp.MethodHandler) mcp.MethodHandler {
+	return func(ctx context.Context, method string, req mcp.Request) (mcp.Result, error) {
+		e := takeEdge(req)
+		ctx = context.WithValue(ctx, edgeCtxKey{}, e)
+		if e.revision() == rev20260728 {
+			return r.receiving20260728(ctx, method, req, next)
+		}
+		switch method {
+		case "server/discover":
+			// The 2026-07-28 handshake, arriving other than through
+			// HTTPHandler's 2026-07-28 route: the SDK's stateful HTTP handler
+			// rejects 2026-07-28 requests after answering this one, so refuse
+			// it: clients probe with it and then fall back to initialize.
+			return nil, methodNotFound(`"server/discover" is not supported: use initialize (protocol 2025-11-25)`)
+		case "initialize":
+			return patched(next(ctx, method, req))(func(b []byte) ([]byte, error) {
+				return setPath(b, []string{"capabilities", "tasks"}, tasksCapability)
+			})
+		case "tools/list":
+			support := r.supportMap()
+			return patched(next(ctx, method, req))(func(b []byte) ([]byte, error) { return addExecution(b, support) })
+		case "tools/call":
+			return r.toolsCall(ctx, method, req, next)
+		case "tasks/get", "tasks/result", "tasks/list", "tasks/cancel":
+			owner := r.owner(ctx, req)
+			r.noteSession(req, owner)
+			return next(context.WithValue(ctx, ownerKey{}, owner), method, req)
+		}
+		return next(ctx, method, req)
+	}
+}
+
+// receiving20260728 is the receiving middleware for 2026-07-28 requests.
+func (r *Router) receiving20260728(ctx context.Context, method string, req mcp.Request, next mcp.MethodHandler) (mcp.Result, error) {
+	switch method {
+	case "server/discover":
+		// Advertise the extension, not the 2025-11-25 capabilities.tasks (the
+		// SEP forbids both under one revision); the wrapper hides the
+		// resultType the SDK would have set.
+		return patched(next(ctx, method, req))(func(b []byte) ([]byte, error) {
+			b, err := setPath(b, []string{"capabilities", "extensions", ExtensionID}, json.RawMessage(`{}`))
+			if err == nil {
+				b, err = setPath(b, []string{"capabilities", "tasks"}, nil)
+			}
+			if err == nil && !strings.Contains(string(b), `"resultType"`) {
+				b, err = setPath(b, []string{"resultType"}, json.RawMessage(`"complete"`))
+			}
+			return b, err
+		})
+	case "tools/call":
+		return r.toolsCall20260728(ctx, method, req, next)
+	case "tasks/get", "tasks/update", "tasks/cancel":
+		if !declaresTasks(req) {
+			return nil, missingTasksCapability(method)
+		}
+		return next(context.WithValue(ctx, ownerKey{}, r.owner(ctx, req)), method, req)
+	case "subscriptions/listen":
+		return r.listen(ctx, method, req, next)
+	case "tasks/result", "tasks/list":
+		return nil, methodNotFound("%q is not part of the %s extension (protocol 2026-07-28): use tasks/get", method, ExtensionID)
+	}
+	return next(ctx, method, req)
+}
+
+// sending drops progress notifications of a task that has ended and marks
+// the others with the related-task key.
+func (r *Router) sending(next mcp.MethodHandler) mcp.MethodHandler {
+	return func(ctx context.Context, method string, req mcp.Request) (mcp.Result, error) {
+		if method == "notifications/subscriptions/acknowledged" {
+			return r.onListenAck(ctx, method, req, next)
+		}
+		if rn := runFrom(ctx); rn != nil && method == "notifications/progress" {
+			if rn.finished.Load() {
+				return nil, nil
+			}
+			if p, ok := req.GetParams().(*mcp.ProgressNotificationParams); ok && p != nil {
+				if p.Meta == nil {
+					p.Meta = mcp.Meta{}
+				}
+				p.Meta[RelatedTaskKey] = map[string]string{"taskId": rn.id}
+			}
+		}
+		return next(ctx, method, req)
+	}
+}
+
+func (r *Router) supportMap() map[string]TaskSupport {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	m := make(map[string]TaskSupport, len(r.support))
+	for k, v := range r.support {
+		m[k] = v
+	}
+	return m
+}
+
+// ---- tools/call ----
+
+// taskParams reads params.task of a 2025-11-25 augmented call: ttl and
+// pollInterval (an extension of this package), in ms.
+func (r *Router) taskParams(raw json.RawMessage) (ttl, poll *time.Duration, err error) {
+	var m map[string]json.RawMessage
+	if json.Unmarshal(raw, &m) != nil || m == nil {
+		return nil, nil, rpcError(taskstore.CodeInvalidParams, "params.task must be an object, not %s", jsonKind(raw))
+	}
+	maxTTL := r.store.Config().MaxTTL
+	if ttl, err = msParam("ttl", m["ttl"], maxTTL); err == nil {
+		poll, err = msParam("pollInterval", m["pollInterval"], 0)
+	}
+	return ttl, poll, err
+}
+
+// msParam reads params.task.<name>, a number of milliseconds of at least 1
+// and, when limit > 0, at most limit.
+func msParam(name string, raw json.RawMessage, limit time.Duration) (*time.Duration, error) {
+	if raw == nil || string(raw) == "null" {
+		return nil, nil
+	}
+	var ms float64
+	if json.Unmarshal(raw, &ms) != nil {
+		return nil, rpcError(taskstore.CodeInvalidParams, "params.task.%s must be a number of milliseconds, not %s", name, jsonKind(raw))
+	}
+	switch {
+	case ms < 1:
+		return nil, rpcError(taskstore.CodeInvalidParams, "params.task.%s must be at least 1 (milliseconds), got %v", name, ms)
+	case limit > 0 && ms > float64(limit.Milliseconds()):
+		return nil, rpcError(taskstore.CodeInvalidParams, "params.task.%s is %v ms, above the maximum of %d ms", name, ms, limit.Milliseconds())
+	}
+	d := time.Duration(min(ms, math.MaxInt64/float64(time.Millisecond))) * time.Millisecond
+	return &d, nil
+}
+
+// jsonKind names the JSON type of raw, for error messages.
+func jsonKind(raw json.RawMessage) string {
+	s := strings.TrimSpace(string(raw))
+	switch {
+	case s == "":
+		return "missing"
+	case s[0] == '"':
+		return "a string"
+	case s[0] == '{':
+		return "an object"
+	case s[0] == '[':
+		return "an array"
+	case s == "true" || s == "false":
+		return "a boolean"
+	case s == "null":
+		return "null"
+	}
+	return "a number"
+}
+
+func (r *Router) toolsCall(ctx context.Context, method string, req mcp.Request, next mcp.MethodHandler) (mcp.Result, error) {
+	cr, ok := req.(*mcp.CallToolRequest)
+	if !ok || cr.Params == nil {
+		return next(ctx, method, req)
+	}
+	name, task := cr.Params.Name, edgeOf(ctx).Task
+	owner := r.owner(ctx, req)
+	ctx = context.WithValue(ctx, ownerKey{}, owner)
+	switch r.TaskSupport(name) {
+	case TaskForbidden:
+		if task != nil {
+			return nil, methodNotFound("tool %q does not support task-augmented calls", name)
+		}
+	case TaskRequired:
+		if task == nil {
+			return nil, methodNotFound("tool %q must be called as a task (params.task)", name)
+		}
+	}
+	if task == nil {
+		return next(ctx, method, req)
+	}
+	r.noteSession(req, owner)
+	ttl, poll, err := r.taskParams(task)
+	if err != nil {
+		return nil, r.toWire(err)
+	}
+	return r.startTool(ctx, StartRequest{Owner: owner, Method: method, Tool: name, TTL: ttl, PollInterval: poll}, next, req)
+}
+
+// toolsCall20260728: the server decides which calls become tasks (those of
+// task-supporting tools from clients that declare the extension).
+func (r *Router) toolsCall20260728(ctx context.Context, method string, req mcp.Request, next mcp.MethodHandler) (mcp.Result, error) {
+	cr, ok := req.(*mcp.CallToolRequest)
+	if !ok || cr.Params == nil {
+		return next(ctx, method, req)
+	}
+	name := cr.Params.Name
+	owner := r.owner(ctx, req)
+	ctx = context.WithValue(ctx, ownerKey{}, owner)
+	support, declared := r.TaskSupport(name), declaresTasks(req)
+	switch {
+	case support == TaskForbidden:
+		return next(ctx, method, req)
+	case !declared && support == TaskRequired:
+		return nil, missingTasksCapability(fmt.Sprintf("tool %q", name))
+	case !declared:
+		return next(ctx, method, req) // optional: run it as a plain call
+	}
+	if pf := r.preflightOf(name); pf != nil {
+		res, err := pf(ctx, cr)
+		if err != nil {
+			return nil, err
+		}
+		if res != nil {
+			rt := `"input_required"` // an SEP-2322 input-required round
+			if res.InputRequests == nil {
+				rt = `"complete"`
+			}
+			return patched(res, nil)(func(b []byte) ([]byte, error) {
+				return setPath(b, []string{"resultType"}, json.RawMessage(rt))
+			})
+		}
+	}
+	return r.startTool(ctx, StartRequest{Owner: owner, Method: method, Tool: name}, next, req)
+}
+
+// startTool starts a task that runs the tool call req through next (the
+// SDK's handler) in the background, with the owner in the run's context,
+// and answers with the revision's view of the created task.
+func (r *Router) startTool(ctx context.Context, sr StartRequest, next mcp.MethodHandler, req mcp.Request) (mcp.Result, error) {
+	owner, method := sr.Owner, sr.Method
+	sr.Values = func(c context.Context) context.Context {
+		return context.WithValue(c, ownerKey{}, owner)
+	}
+	rec, err := r.Start(ctx, sr, func(runCtx context.Context) Outcome {
+		return toolOutcome(next(runCtx, method, req))
+	})
+	if err != nil {
+		return nil, r.toWire(err)
+	}
+	return &wireResult{v: viewOf(revisionOf(ctx)).created(rec)}, nil
+}
+
+// toolOutcome turns what the SDK's tools/call answered into an Outcome.
+func toolOutcome(res mcp.Result, err error) Outcome {
+	if err != nil {
+		var we *jsonrpc.Error
+		if errors.As(err, &we) {
+			return Outcome{Err: &taskstore.RPCError{Code: int(we.Code), Message: we.Message, Data: we.Data}}
+		}
+		// A plain error would reach the wire with code 0; store it as an
+		// internal error, which is what it is.
+		return Outcome{Err: rpcError(taskstore.CodeInternalError, "%s", err.Error())}
+	}
+	if res == nil {
+		return Outcome{Err: rpcError(taskstore.CodeInternalError, "tool returned no result")}
+	}
+	b, err := json.Marshal(res)
+	if err != nil {
+		return Outcome{Err: rpcError(taskstore.CodeInternalError, "tool result does not marshal: %v", err)}
+	}
+	out := Outcome{Result: b}
+	if ctr, ok := res.(*mcp.CallToolResult); ok && ctr.IsError {
+		out.IsError, out.Message = true, "the tool reported an error"
+		for _, c := range ctr.Content {
+			if t, ok := c.(*mcp.TextContent); ok && t.Text != "" {
+				out.Message = t.Text
+				break
+			}
+		}
+	}
+	return out
+}
+
+// declaresTasks reports whether a 2026-07-28 request's client capabilities
+// name the tasks extension.
+func declaresTasks(req mcp.Request) bool {
+	var c struct {
+		Extensions map[string]json.RawMessage `json:"extensions"`
+	}
+	b, err := json.Marshal(metaOf(req)[clientCapsMetaKey])
+	if err != nil || json.Unmarshal(b, &c) != nil {
+		return false
+	}
+	_, ok := c.Extensions[ExtensionID]
+	return ok
+}
+
+func missingTasksCapability(what string) error {
+	return &jsonrpc.Error{
+		Code:    CodeMissingRequiredClientCapability,
+		Message: "Missing required client capability: " + what + " needs the " + ExtensionID + " extension",
+		Data:    json.RawMessage(`{"requiredCapabilities":{"extensions":{"` + ExtensionID + `":{}}}}`),
+	}
+}
+
+// ---- tasks/* ----
+
+// taskIDParams are the params of tasks/get, tasks/result, tasks/cancel and
+// tasks/update. Fields are kept raw so that a value of the wrong JSON type
+// gets a message of this package, not the decoder's Go type names.
+type taskIDParams struct {
+	mcp.ParamsBase
+	TaskID         json.RawMessage `json:"taskId"`
+	Cursor         json.RawMessage `json:"cursor"`
+	InputResponses json.RawMessage `json:"inputResponses"`
+}
+
+// str reads the string parameter name (raw); a missing one is "".
+func str(name string, raw json.RawMessage) (string, error) {
+	var s string
+	if raw == nil || string(raw) == "null" || json.Unmarshal(raw, &s) == nil {
+		return s, nil
+	}
+	return "", rpcError(taskstore.CodeInvalidParams, "params.%s must be a string, not %s", name, jsonKind(raw))
+}
+
+// task reads params.taskId and the record it names, of the caller.
+func (r *Router) task(ctx context.Context, p *taskIDParams) (string, *taskstore.TaskRecord, error) {
+	if p == nil {
+		p = &taskIDParams{}
+	}
+	id, err := str("taskId", p.TaskID)
+	if err != nil {
+		return "", nil, err
+	}
+	rec, err := r.store.Get(ctx, ownerOf(ctx), id)
+	return id, rec, err
+}
+
+func (r *Router) handleGet(ctx context.Context, _ *mcp.ServerSession, p *taskIDParams) (*wireResult, error) {
+	_, rec, err := r.task(ctx, p)
+	if err != nil {
+		return nil, r.toWire(err)
+	}
+	return &wireResult{v: viewOf(revisionOf(ctx)).get(rec)}, nil
+}
+
+// handleCancel marks the task cancelled in the store before answering,
+// then stops its work if it runs on this replica.
+func (r *Router) handleCancel(ctx context.Context, _ *mcp.ServerSession, p *taskIDParams) (*wireResult, error) {
+	if p == nil {
+		p = &taskIDParams{}
+	}
+	id, err := str("taskId", p.TaskID)
+	var rec *taskstore.TaskRecord
+	if err == nil {
+		rec, err = r.store.Cancel(ctx, ownerOf(ctx), id)
+	}
+	terminal := errors.Is(err, taskstore.ErrInvalidTransition)
+	if terminal {
+		_, rec, err = r.task(ctx, p)
+	}
+	if err != nil {
+		return nil, r.toWire(err)
+	}
+	if !terminal {
+		r.log.Info("task cancelled", "task", id, "owner", logOwner(rec.OwnerID))
+		r.cancelLocal(id)
+		r.notifyStatus(rec)
+	}
+	v, err := viewOf(revisionOf(ctx)).cancelled(rec, terminal)
+	if err != nil {
+		return nil, r.toWire(err)
+	}
+	return &wireResult{v: v}, nil
+}
+
+func (r *Router) handleList(ctx context.Context, _ *mcp.ServerSession, p *taskIDParams) (*wireResult, error) {
+	if p == nil {
+		p = &taskIDParams{}
+	}
+	cursor, err := str("cursor", p.Cursor)
+	if err != nil {
+		return nil, r.toWire(err)
+	}
+	page, err := r.store.List(ctx, ownerOf(ctx), cursor, 0)
+	if err != nil {
+		return nil, r.toWire(err)
+	}
+	v := view20251125{}
+	list := struct {
+		Tasks      []any  `json:"tasks"`
+		NextCursor string `json:"nextCursor,omitempty"`
+	}{Tasks: make([]any, len(page.Tasks)), NextCursor: page.NextCursor}
+	for i, rec := range page.Tasks {
+		list.Tasks[i] = v.get(rec)
+	}
+	return &wireResult{v: list}, nil
+}
+
+// handleResult blocks until the task is terminal, then replays its outcome.
+// The wait ends with its request: when the client cancels it
+// (notifications/cancelled), when its session ends (the SDK keeps a request
+// alive after its HTTP connection closes, for stream resumption), and,
+// through HTTPHandler, when its HTTP request ends (a client that comes back
+// calls tasks/result again).
+func (r *Router) handleResult(ctx context.Context, _ *mcp.ServerSession, p *taskIDParams) (*wireResult, error) {
+	if tok := edgeOf(ctx).Request; tok != "" {
+		r.sdk.mu.Lock()
+		hctx := r.sdk.requests[tok]
+		r.sdk.mu.Unlock()
+		if hctx != nil {
+			var cancel context.CancelFunc
+			ctx, cancel = context.WithCancel(ctx)
+			defer cancel()
+			defer context.AfterFunc(hctx, cancel)()
+		}
+	}
+	id, err := str("taskId", p.TaskID)
+	if err != nil {
+		return nil, r.toWire(err)
+	}
+	rec, err := r.await(ctx, ownerOf(ctx), id)
+	if err != nil {
+		return nil, r.toWire(err)
+	}
+	r.log.Info("task result retrieved", "task", id, "owner", logOwner(rec.OwnerID), "status", rec.Task.Status)
+	res, err := view20251125{}.result(rec)
+	if err != nil {
+		return nil, r.toWire(err)
+	}
+	return &wireResult{v: res}, nil
+}
+
+// handleUpdate is tasks/update (2026-07-28): it delivers input responses;
+// responses to keys that are not pending are ignored, and so is an update
+// of a terminal task.
+func (r *Router) handleUpdate(ctx context.Context, _ *mcp.ServerSession, p *taskIDParams) (*wireResult, error) {
+	if revisionOf(ctx) != rev20260728 {
+		return nil, methodNotFound(`"tasks/update" belongs to the %s extension (protocol 2026-07-28)`, ExtensionID)
+	}
+	var responses map[string]json.RawMessage
+	if p == nil || json.Unmarshal(p.InputResponses, &responses) != nil || responses == nil {
+		raw := json.RawMessage(nil)
+		if p != nil {
+			raw = p.InputResponses
+		}
+		return nil, r.toWire(rpcError(taskstore.CodeInvalidParams, "params.inputResponses must be an object, not %s", jsonKind(raw)))
+	}
+	id, err := str("taskId", p.TaskID)
+	if err == nil {
+		_, err = r.store.SubmitInput(ctx, ownerOf(ctx), id, responses)
+	}
+	if err != nil {
+		return nil, r.toWire(err)
+	}
+	r.pokeWatchers()
+	return &wireResult{v: ack}, nil
+}
+
+// ---- results with fields the SDK's types do not have ----
+
+// patched wraps what next answered so that patch applies to its JSON.
+func patched(res mcp.Result, err error) func(func([]byte) ([]byte, error)) (mcp.Result, error) {
+	return func(patch func([]byte) ([]byte, error)) (mcp.Result, error) {
+		if err != nil || res == nil {
+			return res, err
+		}
+		return &patchedResult{Result: res, patch: patch}, nil
+	}
+}
+
+var tasksCapability = json.RawMessage(`{"list":{},"cancel":{},"requests":{"tools":{"call":{}}}}`)
+
+// setPath sets the member at path in the JSON object b (creating objects on
+// the way); a nil v deletes it.
+func setPath(b []byte, path []string, v json.RawMessage) ([]byte, error) {
+	if len(path) == 1 {
+		return setMember(b, path[0], func(json.RawMessage) (json.RawMessage, error) { return v, nil })
+	}
+	return setMember(b, path[0], func(old json.RawMessage) (json.RawMessage, error) {
+		return setPath(old, path[1:], v)
+	})
+}
+
+// addExecution sets execution.taskSupport on each listed tool that has one
+// other than forbidden (absent means forbidden).
+func addExecution(b []byte, support map[string]TaskSupport) ([]byte, error) {
+	if len(support) == 0 {
+		return b, nil
+	}
+	return setMember(b, "tools", func(raw json.RawMessage) (json.RawMessage, error) {
+		var tools []json.RawMessage
+		if err := json.Unmarshal(raw, &tools); err != nil {
+			return nil, err
+		}
+		for i, t := range tools {
+			var tool struct {
+				Name string `json:"name"`
+			}
+			_ = json.Unmarshal(t, &tool)
+			if s, ok := support[tool.Name]; ok {
+				var err error
+				if tools[i], err = setPath(t, []string{"execution"}, json.RawMessage(`{"taskSupport":"`+string(s)+`"}`)); err != nil {
+					return nil, err
+				}
+			}
+		}
+		return marshalJSON(tools)
+	})
+}
