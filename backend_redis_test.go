@@ -810,6 +810,19 @@ func TestRedisTLS(t *testing.T) {
 // redisTestCert writes NAME.pem and NAME.key to dir: a CA when parent is nil,
 // else a certificate for 127.0.0.1 signed by parent.
 func redisTestCert(t *testing.T, dir, name string, parent *x509.Certificate, parentKey *ecdsa.PrivateKey) (*x509.Certificate, *ecdsa.PrivateKey) {
+	return redisTestCertWith(t, dir, name, parent, parentKey, redisCertOptions{})
+}
+
+// redisCertOptions change what redisTestCertWith makes.
+type redisCertOptions struct {
+	dnsNames []string // the names it is for, instead of 127.0.0.1
+	expired  bool     // valid until an hour ago
+}
+
+// redisTestCertWith is redisTestCert with options. A leaf certificate is
+// good for both ends of a connection (server and client authentication):
+// cluster nodes present theirs to each other.
+func redisTestCertWith(t *testing.T, dir, name string, parent *x509.Certificate, parentKey *ecdsa.PrivateKey, opts redisCertOptions) (*x509.Certificate, *ecdsa.PrivateKey) {
 	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -821,14 +834,21 @@ func redisTestCert(t *testing.T, dir, name string, parent *x509.Certificate, par
 		NotBefore:    time.Now().Add(-time.Hour),
 		NotAfter:     time.Now().Add(time.Hour),
 	}
+	if opts.expired {
+		tmpl.NotBefore, tmpl.NotAfter = time.Now().Add(-2*time.Hour), time.Now().Add(-time.Hour)
+	}
 	if parent == nil {
 		tmpl.IsCA, tmpl.BasicConstraintsValid = true, true
 		tmpl.KeyUsage = x509.KeyUsageCertSign
 		parent, parentKey = tmpl, key
 	} else {
-		tmpl.IPAddresses = []net.IP{net.IPv4(127, 0, 0, 1)}
+		if opts.dnsNames != nil {
+			tmpl.DNSNames = opts.dnsNames
+		} else {
+			tmpl.IPAddresses = []net.IP{net.IPv4(127, 0, 0, 1)}
+		}
 		tmpl.KeyUsage = x509.KeyUsageDigitalSignature
-		tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}
+		tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth}
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, parent, &key.PublicKey, parentKey)
 	if err != nil {
