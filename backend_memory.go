@@ -38,7 +38,8 @@ func openMemory(_ context.Context, u *url.URL) (taskstore.Backend, error) {
 // memoryBackend keeps records in process memory. One mutex guards it all;
 // every method is atomic. Per owner, task ids are kept sorted, so a list
 // page costs O(log n + page). Expiry: a heap ordered by expiry time lets
-// every write and the sweeper drop expired records in O(log n) each, which
+// every write and the sweeper find expired records in O(log n) each (their
+// removal from the owner's sorted ids is a slices.Delete, O(ids)), which
 // keeps quota counts exact and returns their memory.
 type memoryBackend struct {
 	mu      sync.RWMutex

@@ -23,6 +23,6 @@ func TestDocsProgramIsTheExample(t *testing.T) {
 		t.Fatal("README.md has no go code block")
 	}
 	if block != string(src) {
-		t.Error("the program in docs/mcp.md differs from taskrouter/example/main.go: copy the file into the doc")
+		t.Error("the program in README.md differs from taskrouter/example/main.go: copy the file into the doc")
 	}
 }

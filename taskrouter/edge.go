@@ -50,7 +50,7 @@ type HTTPOptions struct {
 	// tasks/result waits and SSE streams are not cut, which is why this is
 	// not http.Server.ReadTimeout. Default 30s.
 	BodyTimeout time.Duration
-	// Stateless, when set, serves protocol 2026-07-28 requests and with them
+	// Serve20260728, when set, serves protocol 2026-07-28 requests and with them
 	// the tasks extension (io.modelcontextprotocol/tasks): give it an
 	// mcp.StreamableHTTPHandler with Stateless: true over the same server
 	// (behind the same authentication as the handler HTTPHandler wraps). A
@@ -58,7 +58,7 @@ type HTTPOptions struct {
 	// _meta protocol version of a single message, says 2026-07-28 or later.
 	// Nil: such requests go to the wrapped handler, and server/discover is
 	// refused, so clients fall back to initialize (2025-11-25).
-	Stateless http.Handler
+	Serve20260728 http.Handler
 }
 
 // HTTPHandler wraps the SDK's streamable HTTP handler (or anything in front
@@ -70,7 +70,7 @@ type HTTPOptions struct {
 func (r *Router) HTTPHandler(h http.Handler, opts *HTTPOptions) http.Handler {
 	e := &httpEdge{r: r, next: h, limit: mcp.DefaultMaxRequestBodyBytes, timeout: 30 * time.Second}
 	if opts != nil {
-		e.next20260728 = opts.Stateless
+		e.next20260728 = opts.Serve20260728
 		if opts.MaxBodyBytes > 0 {
 			e.limit = opts.MaxBodyBytes
 		}
@@ -443,18 +443,18 @@ func (r *Router) Transport(t mcp.Transport) mcp.Transport {
 
 // TransportOptions configure TransportWith.
 type TransportOptions struct {
-	// Modern serves protocol 2026-07-28 and with it the tasks extension
+	// Serve20260728 serves protocol 2026-07-28 and with it the tasks extension
 	// (io.modelcontextprotocol/tasks) on this transport too: a request whose
 	// _meta protocol version is 2026-07-28 or later is served as
 	// HTTPHandler's stateless route serves it (without the HTTP headers),
 	// including notifications/tasks on subscriptions/listen. Clients that
 	// speak both (go-sdk v1.8.0) then pick 2026-07-28.
-	Modern bool
+	Serve20260728 bool
 }
 
 // TransportWith is Transport with options (nil: the defaults).
 func (r *Router) TransportWith(t mcp.Transport, opts *TransportOptions) mcp.Transport {
-	return &transport{inner: t, r: r, serve20260728: opts != nil && opts.Modern}
+	return &transport{inner: t, r: r, serve20260728: opts != nil && opts.Serve20260728}
 }
 
 type transport struct {

@@ -109,8 +109,8 @@ func notes(t *testing.T, c <-chan map[string]json.RawMessage, until string) []ta
 // input carry its inputRequests, and follow it through tasks/update to
 // completion; then the listen ends gracefully.
 func TestListenFollowsInputRounds(t *testing.T) {
-	url := modernServer(t)
-	id := startModern(t, url, "ask", "")
+	url := server20260728(t)
+	id := start20260728(t, url, "ask", "")
 	c := openListen(t, url, "tok-alice", []string{id})
 
 	ack := recv(t, c)
@@ -131,7 +131,7 @@ func TestListenFollowsInputRounds(t *testing.T) {
 	if last.TaskID != id || last.InputRequests["name"] == nil {
 		t.Fatalf("input_required notification %+v has no inputRequests.name", last)
 	}
-	mustOK(t, modernReq{method: "tasks/update", params: map[string]any{"taskId": id, "inputResponses": map[string]any{
+	mustOK(t, req20260728{method: "tasks/update", params: map[string]any{"taskId": id, "inputResponses": map[string]any{
 		"name": map[string]any{"action": "accept", "content": map[string]any{"name": "Grace"}},
 	}}}.do(t, url))
 	done := notes(t, c, "completed")
@@ -147,8 +147,8 @@ func TestListenFollowsInputRounds(t *testing.T) {
 // TestListenOnlyOwnTasks: another owner's task, or an unknown one, is not
 // acknowledged and not reported; with nothing left the listen ends at once.
 func TestListenOnlyOwnTasks(t *testing.T) {
-	url := modernServer(t)
-	alices := startModern(t, url, "block", "")
+	url := server20260728(t)
+	alices := start20260728(t, url, "block", "")
 	c := openListen(t, url, "tok-bob", []string{alices, "no-such-task"})
 	ack := recv(t, c)
 	var ap struct {
@@ -163,5 +163,5 @@ func TestListenOnlyOwnTasks(t *testing.T) {
 	if _, ok := end["id"]; !ok {
 		t.Errorf("got %s, want the listen's answer", end)
 	}
-	mustOK(t, modernReq{method: "tasks/cancel", params: map[string]any{"taskId": alices}}.do(t, url))
+	mustOK(t, req20260728{method: "tasks/cancel", params: map[string]any{"taskId": alices}}.do(t, url))
 }

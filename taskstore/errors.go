@@ -5,9 +5,10 @@ import (
 	"fmt"
 )
 
-// Sentinel errors. Every error the Store or a Backend returns wraps exactly
-// one of these (or is a context error); test with errors.Is. No error text
-// ever names an owner.
+// Sentinel errors. Every error the Store or a Backend returns wraps one of
+// these (a validation error wraps ErrInvalidArgument and its own sentinel
+// below), or is a context error; test with errors.Is. No error text ever
+// names an owner.
 var (
 	// ErrNotFound: no live task with that id for that owner. A task of
 	// another owner, an expired task and a malformed id all answer this.
@@ -59,9 +60,8 @@ var (
 
 // JSON-RPC error codes used by MCP.
 const (
-	CodeMethodNotFound = -32601
-	CodeInvalidParams  = -32602
-	CodeInternalError  = -32603
+	CodeInvalidParams = -32602
+	CodeInternalError = -32603
 )
 
 // RPCCode maps an error from this package to its JSON-RPC error code. It is

@@ -1,6 +1,9 @@
-// Package taskstore is the domain of mcptasks: MCP tasks (protocol revision
-// 2025-11-25), their status machine, limits and owner rules, kept in any
-// Backend.
+// Package taskstore is the domain of mcptasks: MCP tasks, their status
+// machine, limits and owner rules, kept in any Backend. One record serves
+// both protocol revisions that have tasks (2025-11-25 and the 2026-07-28
+// tasks extension): it keeps what happened (result, JSON-RPC error, pending
+// input requests and responses), and taskrouter's views decide what each
+// revision shows.
 //
 // A Store holds every rule; a Backend is a plain versioned key-value store.
 // Every mutation is read, check, modify, compare-and-swap. When the swap

@@ -197,7 +197,7 @@ func (d *demo) httpHandler(tokens tokenSet, idle time.Duration, limit *sessionLi
 	get := func(*http.Request) *mcp.Server { return d.server }
 	h := d.withAuth(limit.wrap(mcp.NewStreamableHTTPHandler(get, &mcp.StreamableHTTPOptions{SessionTimeout: idle})), tokens)
 	modern := d.withAuth(mcp.NewStreamableHTTPHandler(get, &mcp.StreamableHTTPOptions{Stateless: true}), tokens)
-	return d.router.HTTPHandler(h, &taskrouter.HTTPOptions{Stateless: modern})
+	return d.router.HTTPHandler(h, &taskrouter.HTTPOptions{Serve20260728: modern})
 }
 
 func (d *demo) withAuth(h http.Handler, tokens tokenSet) http.Handler {

@@ -26,7 +26,7 @@ type stdioPeer struct {
 	backlog []map[string]json.RawMessage
 }
 
-func newStdioPeer(t *testing.T, modern bool) *stdioPeer {
+func newStdioPeer(t *testing.T, serve20260728 bool) *stdioPeer {
 	t.Helper()
 	store := newStore(t, taskstore.Config{PollInterval: 20 * time.Millisecond, AllowAnonymous: true})
 	r := taskrouter.New(store, taskrouter.Options{})
@@ -34,7 +34,7 @@ func newStdioPeer(t *testing.T, modern bool) *stdioPeer {
 	clientR, serverW := io.Pipe()
 	serverR, clientW := io.Pipe()
 	ctx, cancel := context.WithCancel(context.Background())
-	ss, err := s.Connect(ctx, r.TransportWith(&mcp.IOTransport{Reader: serverR, Writer: serverW}, &taskrouter.TransportOptions{Modern: modern}), nil)
+	ss, err := s.Connect(ctx, r.TransportWith(&mcp.IOTransport{Reader: serverR, Writer: serverW}, &taskrouter.TransportOptions{Serve20260728: serve20260728}), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -130,11 +130,11 @@ func resultField(t *testing.T, m map[string]json.RawMessage, key string) json.Ra
 
 func mustMarshal(v any) string { b, _ := json.Marshal(v); return string(b) }
 
-// TestStdioModern: with TransportOptions.Modern, protocol 2026-07-28 is
+// TestStdio20260728: with TransportOptions.Serve20260728, protocol 2026-07-28 is
 // served over stdio: server/discover advertises the extension, a tool call
 // becomes a task, tasks/get inlines the result, and subscriptions/listen
 // carries notifications/tasks.
-func TestStdioModern(t *testing.T) {
+func TestStdio20260728(t *testing.T) {
 	p := newStdioPeer(t, true)
 
 	disc := p.call("server/discover", nil)
@@ -183,9 +183,9 @@ func TestStdioModern(t *testing.T) {
 	}
 }
 
-// TestStdioModernIsOptIn: without TransportOptions.Modern, server/discover
+// TestStdio20260728IsOptIn: without TransportOptions.Serve20260728, server/discover
 // is still refused over stdio, so clients fall back to 2025-11-25.
-func TestStdioModernIsOptIn(t *testing.T) {
+func TestStdio20260728IsOptIn(t *testing.T) {
 	p := newStdioPeer(t, false)
 	disc := p.call("server/discover", nil)
 	if disc["error"] == nil {

@@ -19,10 +19,10 @@ import (
 	"github.com/mcptasks/mcptasks/taskstore"
 )
 
-// modernServer serves the test tools, plus "ask" (asks for one input while
+// server20260728 serves the test tools, plus "ask" (asks for one input while
 // running, then echoes the answer), to 2026-07-28 and 2025-11-25 clients
 // over real HTTP, with bearer tokens (testTokens).
-func modernServer(t *testing.T) string {
+func server20260728(t *testing.T) string {
 	t.Helper()
 	store := newStore(t, taskstore.Config{PollInterval: 20 * time.Millisecond})
 	r := taskrouter.New(store, taskrouter.Options{})
@@ -50,7 +50,7 @@ func modernServer(t *testing.T) string {
 		return nil, auth.ErrInvalidToken
 	}, nil)
 	hs := httptest.NewServer(r.HTTPHandler(authed(mcp.NewStreamableHTTPHandler(get, nil)), &taskrouter.HTTPOptions{
-		Stateless: authed(mcp.NewStreamableHTTPHandler(get, &mcp.StreamableHTTPOptions{Stateless: true})),
+		Serve20260728: authed(mcp.NewStreamableHTTPHandler(get, &mcp.StreamableHTTPOptions{Stateless: true})),
 	}))
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -62,8 +62,8 @@ func modernServer(t *testing.T) string {
 	return hs.URL
 }
 
-// modernReq is one 2026-07-28 request.
-type modernReq struct {
+// req20260728 is one 2026-07-28 request.
+type req20260728 struct {
 	token   string // default tok-alice
 	method  string
 	params  map[string]any
@@ -83,7 +83,7 @@ type rpcAnswer struct {
 	raw []byte
 }
 
-func (q modernReq) do(t *testing.T, url string) rpcAnswer {
+func (q req20260728) do(t *testing.T, url string) rpcAnswer {
 	t.Helper()
 	params := map[string]any{}
 	for k, v := range q.params {
@@ -95,7 +95,7 @@ func (q modernReq) do(t *testing.T, url string) rpcAnswer {
 	}
 	params["_meta"] = map[string]any{
 		"io.modelcontextprotocol/protocolVersion":    "2026-07-28",
-		"io.modelcontextprotocol/clientInfo":         map[string]any{"name": "modern-test", "version": "1"},
+		"io.modelcontextprotocol/clientInfo":         map[string]any{"name": "test-20260728", "version": "1"},
 		"io.modelcontextprotocol/clientCapabilities": caps,
 	}
 	body, _ := json.Marshal(map[string]any{"jsonrpc": "2.0", "id": 3, "method": q.method, "params": params})
@@ -171,7 +171,7 @@ func mustOK(t *testing.T, a rpcAnswer) rpcAnswer {
 	return a
 }
 
-func wantModernError(t *testing.T, a rpcAnswer, code int) {
+func wantError20260728(t *testing.T, a rpcAnswer, code int) {
 	t.Helper()
 	if a.err == nil || a.err.Code != code {
 		t.Fatalf("got %s, want error %d", a.raw, code)
@@ -183,7 +183,7 @@ func awaitStatus(t *testing.T, url, id, want string) rpcAnswer {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		a := mustOK(t, modernReq{method: "tasks/get", params: map[string]any{"taskId": id}}.do(t, url))
+		a := mustOK(t, req20260728{method: "tasks/get", params: map[string]any{"taskId": id}}.do(t, url))
 		if a.str(t, "status") == want {
 			return a
 		}
@@ -194,18 +194,18 @@ func awaitStatus(t *testing.T, url, id, want string) rpcAnswer {
 	}
 }
 
-func startModern(t *testing.T, url, tool, text string) string {
+func start20260728(t *testing.T, url, tool, text string) string {
 	t.Helper()
-	a := mustOK(t, modernReq{method: "tools/call", params: map[string]any{"name": tool, "arguments": map[string]any{"text": text}}}.do(t, url))
+	a := mustOK(t, req20260728{method: "tools/call", params: map[string]any{"name": tool, "arguments": map[string]any{"text": text}}}.do(t, url))
 	if rt := a.str(t, "resultType"); rt != "task" {
 		t.Fatalf("tools/call %s: resultType %q, want task: %s", tool, rt, a.raw)
 	}
 	return a.str(t, "taskId")
 }
 
-func TestModernGating(t *testing.T) {
-	url := modernServer(t)
-	id := startModern(t, url, "echo", "x")
+func Test20260728Gating(t *testing.T) {
+	url := server20260728(t)
+	id := start20260728(t, url, "echo", "x")
 
 	for _, tc := range []struct {
 		name   string
@@ -218,8 +218,8 @@ func TestModernGating(t *testing.T) {
 		{"tasks/cancel", "tasks/cancel", map[string]any{"taskId": id}},
 	} {
 		t.Run(tc.name+" without the extension is -32021", func(t *testing.T) {
-			a := modernReq{method: tc.method, params: tc.params, noExt: true}.do(t, url)
-			wantModernError(t, a, taskrouter.CodeMissingRequiredClientCapability)
+			a := req20260728{method: tc.method, params: tc.params, noExt: true}.do(t, url)
+			wantError20260728(t, a, taskrouter.CodeMissingRequiredClientCapability)
 			var data struct {
 				RequiredCapabilities struct {
 					Extensions map[string]json.RawMessage `json:"extensions"`
@@ -231,24 +231,24 @@ func TestModernGating(t *testing.T) {
 		})
 	}
 	t.Run("optional tool without the extension is a plain call", func(t *testing.T) {
-		a := mustOK(t, modernReq{method: "tools/call", params: map[string]any{"name": "echo", "arguments": map[string]any{"text": "p"}}, noExt: true}.do(t, url))
+		a := mustOK(t, req20260728{method: "tools/call", params: map[string]any{"name": "echo", "arguments": map[string]any{"text": "p"}}, noExt: true}.do(t, url))
 		if a.str(t, "resultType") != "complete" || a.result["taskId"] != nil || a.result["content"] == nil {
 			t.Errorf("got %s, want a plain complete result", a.raw)
 		}
 	})
 	t.Run("forbidden tool with the extension is a plain call", func(t *testing.T) {
-		a := mustOK(t, modernReq{method: "tools/call", params: map[string]any{"name": "plain", "arguments": map[string]any{"text": "p"}}}.do(t, url))
+		a := mustOK(t, req20260728{method: "tools/call", params: map[string]any{"name": "plain", "arguments": map[string]any{"text": "p"}}}.do(t, url))
 		if a.str(t, "resultType") != "complete" || a.result["taskId"] != nil {
 			t.Errorf("got %s, want a plain complete result", a.raw)
 		}
 	})
 	t.Run("removed methods are -32601", func(t *testing.T) {
 		for _, m := range []string{"tasks/result", "tasks/list"} {
-			wantModernError(t, modernReq{method: m, params: map[string]any{"taskId": id}}.do(t, url), -32601)
+			wantError20260728(t, req20260728{method: m, params: map[string]any{"taskId": id}}.do(t, url), -32601)
 		}
 	})
 	t.Run("server/discover advertises the extension, not capabilities.tasks", func(t *testing.T) {
-		a := mustOK(t, modernReq{method: "server/discover"}.do(t, url))
+		a := mustOK(t, req20260728{method: "server/discover"}.do(t, url))
 		var caps struct {
 			Tasks      json.RawMessage            `json:"tasks"`
 			Extensions map[string]json.RawMessage `json:"extensions"`
@@ -259,9 +259,9 @@ func TestModernGating(t *testing.T) {
 	})
 }
 
-func TestModernCreateTaskResultIsFlat(t *testing.T) {
-	url := modernServer(t)
-	a := mustOK(t, modernReq{method: "tools/call", params: map[string]any{"name": "block", "arguments": map[string]any{}}}.do(t, url))
+func Test20260728CreateTaskResultIsFlat(t *testing.T) {
+	url := server20260728(t)
+	a := mustOK(t, req20260728{method: "tools/call", params: map[string]any{"name": "block", "arguments": map[string]any{}}}.do(t, url))
 	for _, k := range []string{"resultType", "taskId", "status", "createdAt", "lastUpdatedAt", "ttlMs", "pollIntervalMs"} {
 		if a.result[k] == nil {
 			t.Errorf("CreateTaskResult has no %s: %s", k, a.raw)
@@ -282,14 +282,14 @@ func TestModernCreateTaskResultIsFlat(t *testing.T) {
 		t.Errorf("ttlMs %v, pollIntervalMs %v; want the store's 3600000 and 20", ttl, poll)
 	}
 	// Durable before answering: an immediate tasks/get finds it.
-	mustOK(t, modernReq{method: "tasks/get", params: map[string]any{"taskId": a.str(t, "taskId")}}.do(t, url))
-	mustOK(t, modernReq{method: "tasks/cancel", params: map[string]any{"taskId": a.str(t, "taskId")}}.do(t, url))
+	mustOK(t, req20260728{method: "tasks/get", params: map[string]any{"taskId": a.str(t, "taskId")}}.do(t, url))
+	mustOK(t, req20260728{method: "tasks/cancel", params: map[string]any{"taskId": a.str(t, "taskId")}}.do(t, url))
 }
 
-func TestModernDetailedTask(t *testing.T) {
-	url := modernServer(t)
+func Test20260728DetailedTask(t *testing.T) {
+	url := server20260728(t)
 	t.Run("completed inlines result", func(t *testing.T) {
-		a := awaitStatus(t, url, startModern(t, url, "echo", "hi"), "completed")
+		a := awaitStatus(t, url, start20260728(t, url, "echo", "hi"), "completed")
 		var res struct {
 			Content []struct {
 				Text string `json:"text"`
@@ -303,7 +303,7 @@ func TestModernDetailedTask(t *testing.T) {
 		}
 	})
 	t.Run("isError completes with the result", func(t *testing.T) {
-		a := awaitStatus(t, url, startModern(t, url, "fail", "bad input"), "completed")
+		a := awaitStatus(t, url, start20260728(t, url, "fail", "bad input"), "completed")
 		var res struct {
 			IsError bool `json:"isError"`
 		}
@@ -312,7 +312,7 @@ func TestModernDetailedTask(t *testing.T) {
 		}
 	})
 	t.Run("JSON-RPC error fails with error", func(t *testing.T) {
-		a := awaitStatus(t, url, startModern(t, url, "rpcerr", ""), "failed")
+		a := awaitStatus(t, url, start20260728(t, url, "rpcerr", ""), "failed")
 		var e struct {
 			Code    int    `json:"code"`
 			Message string `json:"message"`
@@ -325,8 +325,10 @@ func TestModernDetailedTask(t *testing.T) {
 		}
 	})
 	t.Run("input_required inlines inputRequests", func(t *testing.T) {
-		id := startModern(t, url, "ask", "")
-		defer func() { mustOK(t, modernReq{method: "tasks/cancel", params: map[string]any{"taskId": id}}.do(t, url)) }()
+		id := start20260728(t, url, "ask", "")
+		defer func() {
+			mustOK(t, req20260728{method: "tasks/cancel", params: map[string]any{"taskId": id}}.do(t, url))
+		}()
 		a := awaitStatus(t, url, id, "input_required")
 		var reqs map[string]struct {
 			Method string `json:"method"`
@@ -336,28 +338,28 @@ func TestModernDetailedTask(t *testing.T) {
 		}
 	})
 	t.Run("another owner's task is -32602", func(t *testing.T) {
-		id := startModern(t, url, "echo", "mine")
-		wantModernError(t, modernReq{token: "tok-bob", method: "tasks/get", params: map[string]any{"taskId": id}}.do(t, url), -32602)
-		wantModernError(t, modernReq{token: "tok-bob", method: "tasks/cancel", params: map[string]any{"taskId": id}}.do(t, url), -32602)
+		id := start20260728(t, url, "echo", "mine")
+		wantError20260728(t, req20260728{token: "tok-bob", method: "tasks/get", params: map[string]any{"taskId": id}}.do(t, url), -32602)
+		wantError20260728(t, req20260728{token: "tok-bob", method: "tasks/cancel", params: map[string]any{"taskId": id}}.do(t, url), -32602)
 	})
 	t.Run("unknown task is -32602", func(t *testing.T) {
-		wantModernError(t, modernReq{method: "tasks/get", params: map[string]any{"taskId": "no-such-task"}}.do(t, url), -32602)
+		wantError20260728(t, req20260728{method: "tasks/get", params: map[string]any{"taskId": "no-such-task"}}.do(t, url), -32602)
 	})
 }
 
-func TestModernUpdate(t *testing.T) {
-	url := modernServer(t)
-	id := startModern(t, url, "ask", "")
+func Test20260728Update(t *testing.T) {
+	url := server20260728(t)
+	id := start20260728(t, url, "ask", "")
 	awaitStatus(t, url, id, "input_required")
 
 	// An answer to a key that is not pending is acknowledged and ignored.
-	a := mustOK(t, modernReq{method: "tasks/update", params: map[string]any{"taskId": id, "inputResponses": map[string]any{"other": 1}}}.do(t, url))
+	a := mustOK(t, req20260728{method: "tasks/update", params: map[string]any{"taskId": id, "inputResponses": map[string]any{"other": 1}}}.do(t, url))
 	if diff := cmp.Diff([]string{"resultType"}, a.keys()); diff != "" || a.str(t, "resultType") != "complete" {
 		t.Errorf("ack %s (-want +got keys):\n%s", a.raw, diff)
 	}
 	awaitStatus(t, url, id, "input_required")
 
-	mustOK(t, modernReq{method: "tasks/update", params: map[string]any{"taskId": id, "inputResponses": map[string]any{
+	mustOK(t, req20260728{method: "tasks/update", params: map[string]any{"taskId": id, "inputResponses": map[string]any{
 		"name": map[string]any{"action": "accept", "content": map[string]any{"name": "Ada"}},
 	}}}.do(t, url))
 	done := awaitStatus(t, url, id, "completed")
@@ -367,32 +369,32 @@ func TestModernUpdate(t *testing.T) {
 
 	// Updating a terminal task is acknowledged; an unknown one is -32602,
 	// and so is a missing inputResponses.
-	mustOK(t, modernReq{method: "tasks/update", params: map[string]any{"taskId": id, "inputResponses": map[string]any{"name": 1}}}.do(t, url))
-	wantModernError(t, modernReq{method: "tasks/update", params: map[string]any{"taskId": "no-such-task", "inputResponses": map[string]any{}}}.do(t, url), -32602)
-	wantModernError(t, modernReq{method: "tasks/update", params: map[string]any{"taskId": id}}.do(t, url), -32602)
+	mustOK(t, req20260728{method: "tasks/update", params: map[string]any{"taskId": id, "inputResponses": map[string]any{"name": 1}}}.do(t, url))
+	wantError20260728(t, req20260728{method: "tasks/update", params: map[string]any{"taskId": "no-such-task", "inputResponses": map[string]any{}}}.do(t, url), -32602)
+	wantError20260728(t, req20260728{method: "tasks/update", params: map[string]any{"taskId": id}}.do(t, url), -32602)
 }
 
-func TestModernCancelIsAnIdempotentAck(t *testing.T) {
-	url := modernServer(t)
-	id := mustOK(t, modernReq{method: "tools/call", params: map[string]any{"name": "block", "arguments": map[string]any{}}}.do(t, url)).str(t, "taskId")
+func Test20260728CancelIsAnIdempotentAck(t *testing.T) {
+	url := server20260728(t)
+	id := mustOK(t, req20260728{method: "tools/call", params: map[string]any{"name": "block", "arguments": map[string]any{}}}.do(t, url)).str(t, "taskId")
 	for i := range 2 { // the second cancels a terminal task
-		a := mustOK(t, modernReq{method: "tasks/cancel", params: map[string]any{"taskId": id}}.do(t, url))
+		a := mustOK(t, req20260728{method: "tasks/cancel", params: map[string]any{"taskId": id}}.do(t, url))
 		if string(a.raw) == "" || len(a.result) != 1 || a.str(t, "resultType") != "complete" {
 			t.Errorf("cancel #%d: got %s, want exactly {resultType:complete}", i+1, a.raw)
 		}
 	}
 	awaitStatus(t, url, id, "cancelled")
 	// A completed task too.
-	done := startModern(t, url, "echo", "x")
+	done := start20260728(t, url, "echo", "x")
 	awaitStatus(t, url, done, "completed")
-	mustOK(t, modernReq{method: "tasks/cancel", params: map[string]any{"taskId": done}}.do(t, url))
+	mustOK(t, req20260728{method: "tasks/cancel", params: map[string]any{"taskId": done}}.do(t, url))
 	awaitStatus(t, url, done, "completed") // not undone
-	wantModernError(t, modernReq{method: "tasks/cancel", params: map[string]any{"taskId": "no-such-task"}}.do(t, url), -32602)
+	wantError20260728(t, req20260728{method: "tasks/cancel", params: map[string]any{"taskId": "no-such-task"}}.do(t, url), -32602)
 }
 
-func TestModernMcpNameHeader(t *testing.T) {
-	url := modernServer(t)
-	id := startModern(t, url, "echo", "x")
+func Test20260728McpNameHeader(t *testing.T) {
+	url := server20260728(t)
+	id := start20260728(t, url, "echo", "x")
 	empty, wrong := "", "some-other-task"
 	for _, method := range []string{"tasks/get", "tasks/update", "tasks/cancel"} {
 		params := map[string]any{"taskId": id, "inputResponses": map[string]any{}}
@@ -401,15 +403,15 @@ func TestModernMcpNameHeader(t *testing.T) {
 			mcpName *string
 		}{{"missing", nil}, {"empty", &empty}, {"different", &wrong}} {
 			t.Run(method+" "+tc.name, func(t *testing.T) {
-				a := modernReq{method: method, params: params, mcpName: tc.mcpName, noName: tc.mcpName == nil}.do(t, url)
+				a := req20260728{method: method, params: params, mcpName: tc.mcpName, noName: tc.mcpName == nil}.do(t, url)
 				if a.status != http.StatusBadRequest {
 					t.Errorf("HTTP %d, want 400", a.status)
 				}
-				wantModernError(t, a, taskrouter.CodeHeaderMismatch)
+				wantError20260728(t, a, taskrouter.CodeHeaderMismatch)
 			})
 		}
 		t.Run(method+" matching", func(t *testing.T) {
-			mustOK(t, modernReq{method: method, params: params}.do(t, url))
+			mustOK(t, req20260728{method: method, params: params}.do(t, url))
 		})
 	}
 }
