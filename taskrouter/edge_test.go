@@ -16,12 +16,12 @@ func TestResponseWriterAnyWriteBoundaries(t *testing.T) {
 	r.sdk.init()
 	m := r.sdk.marker
 	standIn := `{"jsonrpc":"2.0","method":"notifications/progress","params":{"progressToken":"` + m + `","_meta":{"` + m + `":{"method":"notifications/tasks/status","params":{"taskId":"t1","status":"completed"}}}}}`
-	ack := `{"jsonrpc":"2.0","method":"notifications/subscriptions/acknowledged","params":{"_meta":{"` + m + `":{"taskIds":["t1"]}}}}`
+	ack := `{"jsonrpc":"2.0","method":"notifications/subscriptions/acknowledged","params":{"_meta":{"` + m + `":{"method":"notifications/subscriptions/acknowledged","params":{"notifications":{"taskIds":["t1"]}}}}}}`
 	plain := `{"jsonrpc":"2.0","id":1,"result":{"content":[]}}`
 	events := "event: message\nid: 1\ndata: " + standIn + "\n\n" + "data: " + plain + "\n\n" + "data:" + ack + "\n\n"
 	want := "event: message\nid: 1\ndata: " + `{"jsonrpc":"2.0","method":"notifications/tasks/status","params":{"taskId":"t1","status":"completed"}}` + "\n\n" +
 		"data: " + plain + "\n\n" +
-		"data: " + `{"jsonrpc":"2.0","method":"notifications/subscriptions/acknowledged","params":{"_meta":{},"notifications":{"taskIds":["t1"]}}}` + "\n\n"
+		"data: " + `{"jsonrpc":"2.0","method":"notifications/subscriptions/acknowledged","params":{"notifications":{"taskIds":["t1"]}}}` + "\n\n"
 	for _, size := range []int{len(events), 1, 2, 7, 64, 333} {
 		rec := httptest.NewRecorder()
 		rec.Header().Set("Content-Type", "text/event-stream")

@@ -127,7 +127,17 @@ func (r *Router) onListenAck(ctx context.Context, method string, req mcp.Request
 		p.Meta = mcp.Meta{}
 	}
 	ls.subID = p.Meta[mcp.MetaKeySubscriptionID]
-	p.Meta[r.sdk.marker] = map[string]any{"taskIds": ls.ids}
+	// The SDK's params have no field for the ids: the stand-in carries the
+	// whole params with notifications.taskIds set.
+	b, err := json.Marshal(p)
+	if err == nil {
+		ids, _ := json.Marshal(ls.ids)
+		b, err = setPath(b, []string{"notifications", "taskIds"}, ids)
+	}
+	if err != nil {
+		return nil, err
+	}
+	p.Meta[r.sdk.marker] = map[string]any{"method": method, "params": json.RawMessage(b)}
 	res, err := next(ctx, method, req)
 	ls.ackOnce.Do(func() { close(ls.acked) })
 	return res, err

@@ -144,58 +144,21 @@ func scanValue(b []byte, i, depth int) (int, error) {
 			}
 			return 0, syntaxError(i)
 		}
-	case c == 't':
-		return scanLiteral(b, i, "true")
-	case c == 'f':
-		return scanLiteral(b, i, "false")
-	case c == 'n':
-		return scanLiteral(b, i, "null")
 	default:
-		return scanNumber(b, i)
+		return scanLeaf(b, i)
 	}
 }
 
-func scanLiteral(b []byte, i int, lit string) (int, error) {
-	if !bytes.HasPrefix(b[i:], []byte(lit)) {
+// scanLeaf checks the number or literal at b[i] and returns where it ends.
+func scanLeaf(b []byte, i int) (int, error) {
+	end := i
+	for end < len(b) && strings.IndexByte(" \t\r\n,]}:", b[end]) < 0 {
+		end++
+	}
+	if end == i || !json.Valid(b[i:end]) {
 		return 0, syntaxError(i)
 	}
-	return i + len(lit), nil
-}
-
-func scanNumber(b []byte, i int) (int, error) {
-	start := i
-	digits := func() int {
-		n := 0
-		for i < len(b) && b[i] >= '0' && b[i] <= '9' {
-			i++
-			n++
-		}
-		return n
-	}
-	if i < len(b) && b[i] == '-' {
-		i++
-	}
-	if i < len(b) && b[i] == '0' {
-		i++
-	} else if digits() == 0 {
-		return 0, syntaxError(start)
-	}
-	if i < len(b) && b[i] == '.' {
-		i++
-		if digits() == 0 {
-			return 0, syntaxError(i)
-		}
-	}
-	if i < len(b) && (b[i] == 'e' || b[i] == 'E') {
-		i++
-		if i < len(b) && (b[i] == '+' || b[i] == '-') {
-			i++
-		}
-		if digits() == 0 {
-			return 0, syntaxError(i)
-		}
-	}
-	return i, nil
+	return end, nil
 }
 
 // scanString checks the string at b[i] and returns its end and whether it
@@ -205,33 +168,16 @@ func scanString(b []byte, i int) (int, bool, error) {
 		return 0, false, syntaxError(i)
 	}
 	escaped := false
-	for i++; i < len(b); i++ {
-		switch c := b[i]; {
-		case c == '"':
-			return i + 1, escaped, nil
-		case c < 0x20:
-			return 0, false, syntaxError(i)
-		case c == '\\':
+	for j := i + 1; j < len(b); j++ {
+		switch b[j] {
+		case '\\':
 			escaped = true
-			i++
-			if i >= len(b) {
+			j++
+		case '"':
+			if !json.Valid(b[i : j+1]) { // control characters, bad escapes
 				return 0, false, syntaxError(i)
 			}
-			switch b[i] {
-			case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
-			case 'u':
-				if i+4 >= len(b) {
-					return 0, false, syntaxError(i)
-				}
-				for _, h := range b[i+1 : i+5] {
-					if !('0' <= h && h <= '9' || 'a' <= h && h <= 'f' || 'A' <= h && h <= 'F') {
-						return 0, false, syntaxError(i)
-					}
-				}
-				i += 4
-			default:
-				return 0, false, syntaxError(i)
-			}
+			return j + 1, escaped, nil
 		}
 	}
 	return 0, false, syntaxError(i)
@@ -605,71 +551,27 @@ func rewriteBody(body []byte, d decision) (pieces, []request, error) {
 
 // ---- outbound ----
 
-// rewriteOutbound turns a stand-in message of this router (one whose
-// params._meta holds the key marker) into what it stands for: a stand-in
-// progress notification becomes the notification in its carrier
-// ({"method","params"}), and an acknowledgement of subscriptions/listen gets
-// the carrier's taskIds as params.notifications.taskIds. ok is false for
-// every other message.
+// rewriteOutbound turns a stand-in message of this router (a notification
+// whose params._meta holds, under the key marker, {"method","params"}) into
+// the notification it stands for. ok is false for every other message.
 func rewriteOutbound(b []byte, marker string) ([]byte, bool) {
 	if !bytes.Contains(b, []byte(marker)) {
 		return nil, false
 	}
-	i := skipSpace(b, 0)
-	msg, err := scanObject(b, i)
-	if err != nil {
+	msg, err := scanObject(b, skipSpace(b, 0))
+	if err != nil || msg.find("id") != nil {
 		return nil, false
 	}
-	pm := msg.find("params")
-	params, ok, _ := objectAt(b, pm)
-	if !ok {
-		return nil, false
-	}
-	mm := params.find("_meta")
-	meta, ok, _ := objectAt(b, mm)
-	if !ok {
-		return nil, false
-	}
-	cm := meta.find(marker)
-	carrier, ok, _ := objectAt(b, cm)
-	if !ok {
-		return nil, false
-	}
-	method, _ := stringAt(b, msg.find("method"))
-	switch method {
-	case "notifications/progress":
-		m, p := carrier.find("method"), carrier.find("params")
-		if _, ok := stringAt(b, m); !ok || p == nil {
+	o := msg
+	for _, key := range []string{"params", "_meta", marker} {
+		var ok bool
+		if o, ok, _ = objectAt(b, o.find(key)); !ok {
 			return nil, false
 		}
-		return pieces{[]byte(`{"jsonrpc":"2.0","method":`), b[m.val:m.end], []byte(`,"params":`), b[p.val:p.end], []byte("}")}.join(), true
-	case "notifications/subscriptions/acknowledged":
-		ids := carrier.find("taskIds")
-		if ids == nil {
-			return nil, false
-		}
-		taskIDs := pieces{[]byte(`"taskIds":`), b[ids.val:ids.end]}
-		changes := map[int]change{params.index(mm): {value: patch(b, meta, map[int]change{meta.index(cm): {drop: true}})}}
-		var add []pieces
-		if nm := params.find("notifications"); nm != nil {
-			n, ok, _ := objectAt(b, nm)
-			switch {
-			case ok:
-				nc := map[int]change{}
-				if old := n.find("taskIds"); old != nil {
-					nc[n.index(old)] = change{drop: true}
-				}
-				changes[params.index(nm)] = change{value: patch(b, n, nc, taskIDs)}
-			case string(b[nm.val:nm.end]) == "null":
-				changes[params.index(nm)] = change{value: append(append(pieces{[]byte("{")}, taskIDs...), []byte("}"))}
-			default:
-				return nil, false
-			}
-		} else {
-			add = append(add, append(append(pieces{[]byte(`"notifications":{`)}, taskIDs...), []byte("}")))
-		}
-		newParams := patch(b, params, changes, add...)
-		return append(pieces{b[:i]}, patch(b, msg, map[int]change{msg.index(pm): {value: newParams}})...).join(), true
 	}
-	return nil, false
+	m, p := o.find("method"), o.find("params")
+	if _, ok := stringAt(b, m); !ok || p == nil {
+		return nil, false
+	}
+	return pieces{[]byte(`{"jsonrpc":"2.0","method":`), b[m.val:m.end], []byte(`,"params":`), b[p.val:p.end], []byte("}")}.join(), true
 }
