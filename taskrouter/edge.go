@@ -18,6 +18,7 @@ import (
 
 	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
+	"golang.org/x/sync/semaphore"
 )
 
 // This file is the transport edge: where the protocol revision of a request
@@ -77,11 +78,12 @@ func (r *Router) HTTPHandler(h http.Handler, opts *HTTPOptions) http.Handler {
 		if opts.BodyTimeout > 0 {
 			e.timeout = opts.BodyTimeout
 		}
-		e.budget.max = opts.MaxBufferedBytes
 	}
-	if e.budget.max <= 0 {
-		e.budget.max = 16 * e.limit
+	total := 16 * e.limit
+	if opts != nil && opts.MaxBufferedBytes > 0 {
+		total = opts.MaxBufferedBytes
 	}
+	e.budget = semaphore.NewWeighted(total) // the body bytes held by all requests
 	return e
 }
 
@@ -91,29 +93,7 @@ type httpEdge struct {
 	next20260728 http.Handler // nil: not served
 	limit        int64
 	timeout      time.Duration
-	budget       budget
-}
-
-// budget counts the body bytes held by all requests.
-type budget struct {
-	mu        sync.Mutex
-	used, max int64
-}
-
-func (b *budget) acquire(n int64) bool {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.used+n > b.max {
-		return false
-	}
-	b.used += n
-	return true
-}
-
-func (b *budget) release(n int64) {
-	b.mu.Lock()
-	b.used -= n
-	b.mu.Unlock()
+	budget       *semaphore.Weighted
 }
 
 func (e *httpEdge) ServeHTTP(w http.ResponseWriter, req *http.Request) {
@@ -133,7 +113,7 @@ func (e *httpEdge) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	}
 	body, held, status := e.readBody(w, req)
 	var once sync.Once
-	release := func() { once.Do(func() { e.budget.release(held) }) }
+	release := func() { once.Do(func() { e.budget.Release(held) }) }
 	defer release()
 	if status != 0 {
 		if status == http.StatusServiceUnavailable {
@@ -197,7 +177,7 @@ func (e *httpEdge) readBody(w http.ResponseWriter, req *http.Request) (body []by
 			if grow <= 0 {
 				return nil, held, http.StatusRequestEntityTooLarge
 			}
-			if !e.budget.acquire(grow) {
+			if !e.budget.TryAcquire(grow) {
 				return nil, held, http.StatusServiceUnavailable
 			}
 			held += grow
