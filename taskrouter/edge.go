@@ -44,7 +44,9 @@ type HTTPOptions struct {
 	// MaxBufferedBytes bounds the request bodies held in memory at once,
 	// all requests together (authenticated or not: the body is read before
 	// the wrapped handler checks a token). A request that would exceed it
-	// gets HTTP 503 with Retry-After. Default 16 × MaxBodyBytes.
+	// gets HTTP 503 with Retry-After. Default 16 × MaxBodyBytes. A body with
+	// a Content-Length is read into one buffer of that size; a chunked one
+	// grows by doubling, so it may briefly need twice its size.
 	MaxBufferedBytes int64
 	// BodyTimeout is how long a request body may take to arrive (HTTP 408
 	// after it). The deadline is lifted once the body is read, so long
