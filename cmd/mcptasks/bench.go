@@ -100,7 +100,7 @@ func benchMain(ctx context.Context, args []string, stdout, stderr io.Writer) err
 			if err != nil {
 				return fmt.Errorf("%s: %w", op, err)
 			}
-			fmt.Fprintf(tw, "%s\t%d\t%.0f\t%v\t%v\t%d\t%.0f\t%.2f\t\n", op, n, res.opsPerSec, res.p50, res.p99, res.errors,
+			fmt.Fprintf(tw, "%s\t%d\t%.0f\t%v\t%v\t%d\t%.0f\t%.3g\t\n", op, n, res.opsPerSec, res.p50, res.p99, res.errors,
 				floor.opsPerSec, res.opsPerSec/floor.opsPerSec)
 		}
 	}
