@@ -55,6 +55,23 @@ func redisTLSRoundTrip(t *testing.T, url string, owners ...string) {
 	}
 }
 
+// redisRefusal is a URL that Open must refuse, with what the error says.
+type redisRefusal struct{ name, url, want string }
+
+// redisCheckRefused opens each URL in a subtest and wants it refused.
+func redisCheckRefused(t *testing.T, cases []redisRefusal) {
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			b, err := OpenBackend(t.Context(), tc.url)
+			if err == nil {
+				b.Close()
+				t.Fatal("Open succeeded")
+			}
+			redisCheckOpenErr(t, err, tc.want)
+		})
+	}
+}
+
 // TestRedisTLSVerify runs TLS-only redis-servers with certificates from a
 // CA made here: rediss:// verifies the chain (a certificate from another CA
 // is refused), the name (tls_server_name for a certificate that names a
@@ -84,7 +101,7 @@ func TestRedisTLSVerify(t *testing.T) {
 	t.Run("MutualTLS", func(t *testing.T) {
 		redisTLSRoundTrip(t, url(mtls, append([]string{caOpt}, client...)...), "alice")
 	})
-	for _, tc := range []struct{ name, url, want string }{
+	redisCheckRefused(t, []redisRefusal{
 		// The server's alert (tls: certificate required, unknown certificate
 		// authority), or a reset if it closes before the client reads it.
 		{"NoClientCert", url(mtls, caOpt), ""},
@@ -93,16 +110,7 @@ func TestRedisTLSVerify(t *testing.T) {
 		{"WrongName", url(named, caOpt), "doesn't contain any IP SANs"},
 		{"OtherServerName", url(named, caOpt, "tls_server_name=elsewhere.test"), "certificate is valid for redis.test, not elsewhere.test"},
 		{"Expired", url(expired, caOpt), "certificate has expired"},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			b, err := OpenBackend(t.Context(), tc.url)
-			if err == nil {
-				b.Close()
-				t.Fatal("Open succeeded")
-			}
-			redisCheckOpenErr(t, err, tc.want)
-		})
-	}
+	})
 	t.Run("ServerName", func(t *testing.T) {
 		redisTLSRoundTrip(t, url(named, caOpt, "tls_server_name=redis.test"), "alice")
 	})
@@ -141,17 +149,8 @@ func TestRedisClusterTLS(t *testing.T) {
 	b.Close()
 	redisTLSRoundTrip(t, c.url(base...), owners...)
 
-	for _, tc := range []struct{ name, url, want string }{
+	redisCheckRefused(t, []redisRefusal{
 		{"WrongCA", c.url(append([]string{"tls=true", "dial_timeout=2s", "tls_ca=" + dir + "/other-ca.pem"}, client...)...), "certificate signed by unknown authority"},
 		{"NoClientCert", c.url("tls=true", "dial_timeout=2s", caOpt), ""}, // the alert or a reset, as above
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			b, err := OpenBackend(t.Context(), tc.url)
-			if err == nil {
-				b.Close()
-				t.Fatal("Open succeeded")
-			}
-			redisCheckOpenErr(t, err, tc.want)
-		})
-	}
+	})
 }

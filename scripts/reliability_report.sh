@@ -44,7 +44,7 @@ reports=$work/reports.txt
 : >"$reports"
 
 log "tests (-race -v)"
-tests='Conformance|FaultUnderLoad|Fault$|Faults$|FaultLoadHarness|CloseReleasesConnections|^Fuzz'
+tests='Conformance|FaultUnderLoad|Fault$|Faults$|FaultLoadHarness|CloseReleasesConnections|ClusterFailover|ClusterFreeze|WaitReplicas|^Fuzz'
 if ! go test -race -count=1 -timeout 20m -tags redis,dynamodb,postgres -run "$tests" -v . ./taskstore/... >"$work/test.log" 2>&1; then
 	status=1
 	grep -E '^\s*--- FAIL|^FAIL|panic:' "$work/test.log" >&2 || true
@@ -87,7 +87,7 @@ awk -v status="$status" -v passed="$passed" -v failed="$failed" -v fuzztime="$fu
 # backend(test name) -> which table the figures go to
 function backend(t) {
 	if (t ~ /^TestMemory|^TestFaultLoadHarness|^FuzzOwnerIsolation$/) return "memory"
-	if (t ~ /^TestRedisConformance\/Cluster/) return "cluster"
+	if (t ~ /^TestRedisConformance\/Cluster|^TestRedisCluster/) return "cluster"
 	if (t ~ /^TestRedis|^FuzzRedis/) return "redis"
 	if (t ~ /^TestDynamoDBLocal|^FuzzDynamoDBLocal/) return "local"
 	if (t ~ /^TestDynalite/) return "dynalite"
@@ -104,22 +104,20 @@ function show(x, none) { return x == "" ? none : x }
 		if (kv[1] == "REPORT") continue
 		if (kv[1] == "test") { test = substr($i, 6); b = backend(test); continue }
 		k = kv[1]; val = substr($i, length(k) + 2) + 0
-		if (k == "max_overshoot_ms") {
+		if (k == "max_overshoot_ms" || k == "failover_promotion_ms" || k == "failover_recovery_ms") {
 			if (!((b SUBSEP k) in sum) || val > sum[b, k]) sum[b, k] = val
 		} else sum[b, k] += val
 		if (b == "domain" && k == "fuzz_execs") { domain[test] = val }
 	}
 }
 END {
-	names["memory"] = "memory"; names["redis"] = "Redis (standalone)"; names["cluster"] = "Redis Cluster (3 masters)"
+	names["memory"] = "memory"; names["redis"] = "Redis (standalone)"; names["cluster"] = "Redis Cluster (3 masters, 1 replica each)"
 	names["local"] = "DynamoDB Local"; names["dynalite"] = "dynalite"
 	names["postgres"] = "PostgreSQL"
 	order = "memory redis cluster local dynalite postgres"; n = split(order, bs, " ")
 	fault["memory"] = "none: no server process to kill"
-	fault["cluster"] = "not yet: no kill test for a cluster node"
 	fault["dynalite"] = "none: dynalite is a second DynamoDB emulator for the conformance suite only"
 	acked["memory"] = "no fault (memory does not outlive its process); harness check"
-	acked["cluster"] = "not measured"
 	acked["dynalite"] = "not measured"
 
 	print "# Reliability report"
@@ -146,6 +144,7 @@ END {
 		bad = v(b, "bad_inputs") + v(b, "isolation_refusals")
 		faults = v(b, "faults_injected") == "" ? "—" : v(b, "faults_injected") " / " v(b, "faults_survived")
 		lost = v(b, "acked_writes") == "" || v(b, "faults_injected") == "" ? "—" : v(b, "acked_writes_lost") " of " v(b, "acked_writes")
+		if (v(b, "durable_acked_writes") != "") lost = lost "; with `wait_replicas=1`: " v(b, "durable_acked_writes_lost") " of " v(b, "durable_acked_writes")
 		printf "| %s | %s | %s | %s | %s | %s |\n", names[b], show(v(b, "linearizability_ops"), "—"), faults, show(v(b, "fuzz_execs"), "—"), bad, lost
 	}
 	print ""
@@ -173,6 +172,15 @@ END {
 			printf "| calls failed while the server was down | %s |\n", v(b, "calls_failed_during_fault")
 			printf "| store serving again after restart | %s ms |\n", v(b, "recovery_ms")
 		}
+		if (v(b, "failover_promotion_ms") != "") {
+			printf "| slowest promotion of the replica after the fault (node timeout 2 s) | %s ms |\n", v(b, "failover_promotion_ms")
+			printf "| slowest first write to the promoted replica after its promotion (bound: node timeout + 2 s) | %s ms |\n", v(b, "failover_recovery_ms")
+		}
+		if (v(b, "freeze_healthy_rate_pct") != "") {
+			printf "| other shards while a master was frozen: calls served per second, of the rate before | %s %% |\n", v(b, "freeze_healthy_rate_pct")
+			printf "| other shards while a master was frozen: calls failed | %s |\n", v(b, "freeze_healthy_failed")
+			printf "| frozen shard: calls failed fast or within their deadline | %s |\n", v(b, "freeze_frozen_calls_failed")
+		}
 		if (v(b, "max_overshoot_ms") != "") printf "| slowest call past its deadline (negative: all returned before it) | %s ms |\n", v(b, "max_overshoot_ms")
 		if (v(b, "acked_writes") != "") {
 			printf "| acknowledged writes (creates, compare-and-swaps) | %s |\n", v(b, "acked_writes")
@@ -180,6 +188,10 @@ END {
 			printf "| tasks read back | %s |\n", v(b, "acked_tasks_checked")
 			printf "| **acknowledged writes lost** | **%s** |\n", v(b, "acked_writes_lost")
 		} else printf "| acknowledged writes lost | %s |\n", acked[b]
+		if (v(b, "durable_acked_writes") != "") {
+			printf "| acknowledged writes with `wait_replicas=1` (kill test) | %s |\n", v(b, "durable_acked_writes")
+			printf "| **acknowledged writes lost with `wait_replicas=1`** | **%s** |\n", v(b, "durable_acked_writes_lost")
+		}
 		printf "| owner pairs checked for isolation | %s |\n", show(v(b, "owner_pairs"), "—")
 		printf "| cross-owner calls and cursors refused | %s |\n", show(v(b, "isolation_refusals"), "—")
 		printf "| bad inputs refused at entry points | %s |\n", show(v(b, "bad_inputs"), "—")
@@ -198,6 +210,7 @@ END {
 	print "## How the faults are made"
 	print ""
 	print "- Redis: `TestRedisFault` kills its own `redis-server` (no persistence) under concurrent calls and restarts it on the same port. `TestRedisFaultUnderLoad` runs `redis-server --appendonly yes --appendfsync always`, keeps 8 goroutines calling the store (create, variable merge, cancel, get, list; 500 ms deadline each), kills it with `SIGKILL`, keeps the load running for 0.8 s, restarts it on the same directory, and reads back every task whose write was acknowledged."
+	print "- Redis Cluster: `TestRedisClusterFailover` and `TestRedisClusterFreeze` start a cluster of their own (3 masters, one replica each, `--cluster-node-timeout 2000`, `--cluster-require-full-coverage no`) and keep 8 goroutines calling one store for 12 owners spread over the three shards (a random owner per call; 1 s deadline per call, 2 s in the freeze test). `Kill` kills a master with `SIGKILL` and runs on after the store writes to the promoted replica; `KillWaitReplicas` does the same with `wait_replicas=1` and restarts the killed node after the promotion (it rejoins as a replica, so writes can be confirmed again). `Freeze` stops a master with `SIGSTOP` until its replica is promoted, then lets it go on (it rejoins as a replica). Every acknowledged write is read back at the end; without `wait_replicas` a loss is measured, not a failure (replication is asynchronous), with it any loss fails the test."
 	print "- DynamoDB Local: `TestDynamoDBLocalFaults` stops (`SIGSTOP`) and kills its own server; `TestDynamoDBLocalFaultUnderLoad` runs it on a database file (`-dbPath`), kills it with `SIGKILL` under the same load (1 s deadline per call), restarts it on the same file and reads every acknowledged write back."
 	print "- PostgreSQL: `TestPostgresFaultUnderLoad` runs its own server (`scripts/postgres_up.sh`: fsync and `synchronous_commit=on`), keeps the same load (1 s deadline per call) on it, kills the whole server with `SIGKILL` to its process group (postmaster and every backend, no shutdown checkpoint), keeps the load running for 1 s, restarts it on the same data directory (crash recovery from the WAL) and reads every acknowledged write back."
 	print "- Goroutine leaks are checked by stack: after Close, no kind of goroutine (creator and first non-runtime frame) may outnumber what ran before the store was opened."
