@@ -63,6 +63,12 @@ func TestRedisWaitReplicas(t *testing.T) {
 		return taskstore.Record{Owner: owner, TaskID: taskstore.NewTaskID(time.Now()), Data: []byte(`{"n":1}`), ExpiresAt: time.Now().Add(time.Hour)}
 	}
 
+	// In sync means confirming writes (the replica may still be loading
+	// what INFO already calls online).
+	if _, ok := waitUntil(t, 10*time.Second, func() bool { return b.Create(ctx, newRec(), 0) == nil }); !ok {
+		t.Fatal("no write was confirmed by the replica within 10s")
+	}
+
 	// Each write: one WAIT, and the replica has it once acknowledged.
 	r := newRec()
 	recKey, _, _ := b.keys(owner, r.TaskID)

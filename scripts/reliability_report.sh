@@ -48,6 +48,8 @@ tests='Conformance|FaultUnderLoad|Fault$|Faults$|FaultLoadHarness|CloseReleasesC
 if ! go test -race -count=1 -timeout 20m -tags redis,dynamodb,postgres -run "$tests" -v . ./taskstore/... >"$work/test.log" 2>&1; then
 	status=1
 	grep -E '^\s*--- FAIL|^FAIL|panic:' "$work/test.log" >&2 || true
+	# What the failed tests said (their t.Error lines and logs).
+	grep -E '^\s+\S+_test\.go:[0-9]+: ' "$work/test.log" | grep -v 'REPORT' | tail -40 >&2 || true
 fi
 grep -oE 'REPORT test=.*' "$work/test.log" >>"$reports" || true
 passed=$(grep -cE '^\s*--- PASS' "$work/test.log" || true)
