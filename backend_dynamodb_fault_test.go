@@ -48,7 +48,7 @@ func TestDynamoDBLocalFaultUnderLoad(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := taskstore.New(b, taskstore.Config{MaxTasksPerOwner: -1})
+	s := taskstore.New(b, taskstore.Config{MaxActiveTasks: -1, MaxStoredTasks: -1})
 	load := startFaultLoad(s, 8, deadline)
 
 	time.Sleep(time.Second)
@@ -87,7 +87,7 @@ func TestDynamoDBLocalCloseReleasesConnections(t *testing.T) {
 	t.Cleanup(func() {
 		srv.client.DeleteTable(context.Background(), &dynamodb.DeleteTableInput{TableName: aws.String(table)})
 	})
-	s := taskstore.New(b, taskstore.Config{MaxTasksPerOwner: -1})
+	s := taskstore.New(b, taskstore.Config{MaxActiveTasks: -1, MaxStoredTasks: -1})
 	load := startFaultLoad(s, 8, 5*time.Second)
 	time.Sleep(300 * time.Millisecond)
 	load.Stop()

@@ -553,7 +553,7 @@ func BenchmarkDynamoDBLocalOps(b *testing.B) {
 		setup func(b *testing.B) func(ctx context.Context, i int) error
 	}
 	store := func(b *testing.B) (*taskstore.Store, string) {
-		st := taskstore.New(newLocalBackend(b), taskstore.Config{MaxTasksPerOwner: -1})
+		st := taskstore.New(newLocalBackend(b), taskstore.Config{MaxActiveTasks: -1, MaxStoredTasks: -1})
 		rec, err := st.Create(b.Context(), "bench", taskstore.CreateRequest{RequestMethod: "tools/call"})
 		if err != nil {
 			b.Fatal(err)
@@ -596,7 +596,7 @@ func BenchmarkDynamoDBLocalOps(b *testing.B) {
 		}},
 		{"CreateWithQuota", func(b *testing.B) func(context.Context, int) error {
 			// A quota that is checked on every create and never reached.
-			st := taskstore.New(newLocalBackend(b), taskstore.Config{MaxTasksPerOwner: 1 << 30})
+			st := taskstore.New(newLocalBackend(b), taskstore.Config{MaxActiveTasks: 1 << 30, MaxStoredTasks: 1 << 30})
 			return func(ctx context.Context, _ int) error {
 				_, err := st.Create(ctx, "bench", taskstore.CreateRequest{RequestMethod: "tools/call"})
 				return err
@@ -621,7 +621,7 @@ func BenchmarkDynamoDBLocalOps(b *testing.B) {
 	for _, n := range []int{100, bigList} {
 		ops = append(ops, op{fmt.Sprintf("ListPage50/owner=%d", n), func(b *testing.B) func(context.Context, int) error {
 			db := newLocalBackend(b).(*dynamoBackend)
-			st := taskstore.New(db, taskstore.Config{MaxTasksPerOwner: -1})
+			st := taskstore.New(db, taskstore.Config{MaxActiveTasks: -1, MaxStoredTasks: -1})
 			start := time.Now()
 			batchFill(b, st, db, "bench", n)
 			b.Logf("filled %d tasks with BatchWriteItem in %v", n, time.Since(start).Round(time.Millisecond))

@@ -40,22 +40,33 @@ func openMemory(_ context.Context, u *url.URL) (taskstore.Backend, error) {
 // page costs O(log n + page). Expiry: a heap ordered by expiry time lets
 // every write and the sweeper find expired records in O(log n) each (their
 // removal from the owner's sorted ids is a slices.Delete, O(ids)), which
-// keeps quota counts exact and returns their memory.
+// keeps quota counts exact and returns their memory. Changes are pushed to subscribers in process.
 type memoryBackend struct {
 	mu      sync.RWMutex
 	owners  map[string]*memOwner
 	expiry  expiryHeap
+	beats   map[string]uint64              // runner -> beat counter
+	byRun   map[string]map[*memRecord]bool // runner -> its records
+	subs    map[*memSub]bool
 	closed  bool
 	stop    chan struct{}
 	stopped sync.WaitGroup
 	once    sync.Once
 }
 
+// memSub is one Subscribe call: changes queue in ch; when ch is full the
+// change is dropped and the subscriber is told to resync instead.
+type memSub struct {
+	ch     chan taskstore.Change
+	missed bool // guarded by memoryBackend.mu
+}
+
 var errMemoryClosed = fmt.Errorf("%w: memory store is closed", taskstore.ErrBackend)
 
 type memOwner struct {
-	byID map[string]*memRecord
-	ids  []string // ascending
+	byID   map[string]*memRecord
+	ids    []string // ascending
+	active int      // records with rec.Active
 }
 
 type memRecord struct {
@@ -64,12 +75,21 @@ type memRecord struct {
 }
 
 // Interface guards
-var _ taskstore.Backend = (*memoryBackend)(nil)
+var (
+	_ taskstore.Backend  = (*memoryBackend)(nil)
+	_ taskstore.Notifier = (*memoryBackend)(nil)
+)
 
 // NewMemoryBackend returns an empty in-memory backend. If sweep > 0 a
 // goroutine removes expired records every sweep until Close.
 func NewMemoryBackend(sweep time.Duration) taskstore.Backend {
-	m := &memoryBackend{owners: map[string]*memOwner{}, stop: make(chan struct{})}
+	m := &memoryBackend{
+		owners: map[string]*memOwner{},
+		beats:  map[string]uint64{},
+		byRun:  map[string]map[*memRecord]bool{},
+		subs:   map[*memSub]bool{},
+		stop:   make(chan struct{}),
+	}
 	if sweep > 0 {
 		m.stopped.Add(1)
 		go m.sweepLoop(sweep)
@@ -111,12 +131,46 @@ func (m *memoryBackend) remove(owner, id string) {
 	if r.heapIndex >= 0 {
 		heap.Remove(&m.expiry, r.heapIndex)
 	}
+	m.setRunner(r, "")
+	if r.rec.Active {
+		o.active--
+	}
 	delete(o.byID, id)
+	m.publish(owner, id)
 	if i, found := slices.BinarySearch(o.ids, id); found {
 		o.ids = slices.Delete(o.ids, i, i+1)
 	}
 	if len(o.byID) == 0 {
 		delete(m.owners, owner)
+	}
+}
+
+// setRunner moves r in the runner index to runner ("" = none) and sets
+// r.rec.Runner. Callers hold m.mu for writing.
+func (m *memoryBackend) setRunner(r *memRecord, runner string) {
+	if old := r.rec.Runner; old != "" {
+		delete(m.byRun[old], r)
+		if len(m.byRun[old]) == 0 {
+			delete(m.byRun, old)
+		}
+	}
+	r.rec.Runner = runner
+	if runner != "" {
+		if m.byRun[runner] == nil {
+			m.byRun[runner] = map[*memRecord]bool{}
+		}
+		m.byRun[runner][r] = true
+	}
+}
+
+// publish queues a change for every subscriber. Callers hold m.mu for writing.
+func (m *memoryBackend) publish(owner, id string) {
+	for sub := range m.subs {
+		select {
+		case sub.ch <- taskstore.Change{Owner: owner, TaskID: id}:
+		default:
+			sub.missed = true
+		}
 	}
 }
 
@@ -132,7 +186,7 @@ func (m *memoryBackend) live(owner, id string, now time.Time) *memRecord {
 	return r
 }
 
-func (m *memoryBackend) Create(ctx context.Context, rec taskstore.Record, maxPerOwner int) error {
+func (m *memoryBackend) Create(ctx context.Context, rec taskstore.Record, lim taskstore.Limits) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -150,13 +204,25 @@ func (m *memoryBackend) Create(ctx context.Context, rec taskstore.Record, maxPer
 	if _, exists := o.byID[rec.TaskID]; exists {
 		return taskstore.ErrAlreadyExists
 	}
-	if maxPerOwner > 0 && len(o.byID) >= maxPerOwner {
+	if rec.Active && lim.MaxActive > 0 && o.active >= lim.MaxActive {
+		m.dropIfEmpty(rec.Owner)
 		return taskstore.ErrQuotaExceeded
+	}
+	if lim.MaxStored > 0 && len(o.byID) >= lim.MaxStored {
+		m.dropIfEmpty(rec.Owner)
+		return taskstore.ErrStorageFull
 	}
 	rec.Data = slices.Clone(rec.Data)
 	rec.Version = 1
+	runner := rec.Runner
+	rec.Runner = ""
 	r := &memRecord{rec: rec, heapIndex: -1}
 	o.byID[rec.TaskID] = r
+	if rec.Active {
+		o.active++
+	}
+	m.setRunner(r, runner)
+	m.publish(rec.Owner, rec.TaskID)
 	if n := len(o.ids); n == 0 || o.ids[n-1] < rec.TaskID {
 		o.ids = append(o.ids, rec.TaskID) // the usual case: ids grow with time
 	} else {
@@ -187,7 +253,15 @@ func (m *memoryBackend) Get(ctx context.Context, owner, id string) (taskstore.Re
 	return out, nil
 }
 
-func (m *memoryBackend) Update(ctx context.Context, owner, id string, data []byte, expected uint64) (uint64, error) {
+// dropIfEmpty removes an owner entry that a refused create made. Callers
+// hold m.mu for writing.
+func (m *memoryBackend) dropIfEmpty(owner string) {
+	if o := m.owners[owner]; o != nil && len(o.byID) == 0 {
+		delete(m.owners, owner)
+	}
+}
+
+func (m *memoryBackend) Update(ctx context.Context, rec taskstore.Record, expected uint64) (uint64, error) {
 	if err := ctx.Err(); err != nil {
 		return 0, err
 	}
@@ -196,15 +270,25 @@ func (m *memoryBackend) Update(ctx context.Context, owner, id string, data []byt
 	if m.closed {
 		return 0, errMemoryClosed
 	}
-	r := m.live(owner, id, time.Now())
+	r := m.live(rec.Owner, rec.TaskID, time.Now())
 	if r == nil {
 		return 0, taskstore.ErrNotFound
 	}
 	if r.rec.Version != expected {
 		return 0, taskstore.ErrVersionConflict
 	}
-	r.rec.Data = slices.Clone(data)
+	o := m.owners[rec.Owner]
+	switch {
+	case rec.Active && !r.rec.Active:
+		o.active++
+	case !rec.Active && r.rec.Active:
+		o.active--
+	}
+	r.rec.Data = slices.Clone(rec.Data)
+	r.rec.Active = rec.Active
 	r.rec.Version++
+	m.setRunner(r, rec.Runner)
+	m.publish(rec.Owner, rec.TaskID)
 	return r.rec.Version, nil
 }
 
@@ -272,6 +356,109 @@ func (m *memoryBackend) DeleteExpired(ctx context.Context) (int, error) {
 	return m.purge(time.Now()), nil
 }
 
+func (m *memoryBackend) Heartbeat(ctx context.Context, runner string) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return errMemoryClosed
+	}
+	m.beats[runner]++
+	return nil
+}
+
+func (m *memoryBackend) Runners(ctx context.Context) ([]taskstore.RunnerBeat, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	if m.closed {
+		return nil, errMemoryClosed
+	}
+	out := make([]taskstore.RunnerBeat, 0, len(m.beats))
+	for r, b := range m.beats {
+		out = append(out, taskstore.RunnerBeat{Runner: r, Beat: b})
+	}
+	return out, nil
+}
+
+func (m *memoryBackend) RemoveRunner(ctx context.Context, runner string) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return errMemoryClosed
+	}
+	delete(m.beats, runner)
+	return nil
+}
+
+// RunnerTasks is exact here: the index follows every write.
+func (m *memoryBackend) RunnerTasks(ctx context.Context, runner string, limit int) ([]taskstore.Record, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	if m.closed {
+		return nil, errMemoryClosed
+	}
+	now := time.Now()
+	var out []taskstore.Record
+	for r := range m.byRun[runner] {
+		if len(out) >= limit {
+			break
+		}
+		if r.rec.Expired(now) {
+			continue
+		}
+		rec := r.rec
+		rec.Data = slices.Clone(rec.Data)
+		out = append(out, rec)
+	}
+	return out, nil
+}
+
+// Subscribe delivers the changes of this backend, in process.
+func (m *memoryBackend) Subscribe(ctx context.Context, fn func(taskstore.Change)) error {
+	sub := &memSub{ch: make(chan taskstore.Change, 1024)}
+	m.mu.Lock()
+	if m.closed {
+		m.mu.Unlock()
+		return errMemoryClosed
+	}
+	m.subs[sub] = true
+	m.mu.Unlock()
+	defer func() {
+		m.mu.Lock()
+		delete(m.subs, sub)
+		m.mu.Unlock()
+	}()
+	fn(taskstore.Change{Resync: true})
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-m.stop:
+			return errMemoryClosed
+		case c := <-sub.ch:
+			fn(c)
+		}
+		m.mu.Lock()
+		missed := sub.missed
+		sub.missed = false
+		m.mu.Unlock()
+		if missed {
+			fn(taskstore.Change{Resync: true})
+		}
+	}
+}
+
 // MaxRecordSize is 0: memory has no limit of its own.
 func (m *memoryBackend) MaxRecordSize() int { return 0 }
 
@@ -281,7 +468,7 @@ func (m *memoryBackend) Close() error {
 		close(m.stop)
 		m.mu.Lock()
 		m.closed = true
-		m.owners, m.expiry = nil, nil
+		m.owners, m.expiry, m.beats, m.byRun = nil, nil, nil, nil
 		m.mu.Unlock()
 	})
 	m.stopped.Wait()

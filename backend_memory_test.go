@@ -129,7 +129,7 @@ func TestMemorySweepFreesExpired(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer b.Close()
-	s := taskstore.New(b, taskstore.Config{MaxTasksPerOwner: -1})
+	s := taskstore.New(b, taskstore.Config{MaxActiveTasks: -1, MaxStoredTasks: -1})
 	ttl := 50 * time.Millisecond
 	for range 1000 {
 		if _, err := s.Create(t.Context(), "alice", taskstore.CreateRequest{RequestMethod: "tools/call", TTL: &ttl}); err != nil {
@@ -151,7 +151,7 @@ func TestMemorySweepFreesExpired(t *testing.T) {
 func BenchmarkMemoryHeapPerTask(b *testing.B) {
 	const n = 20_000
 	for b.Loop() {
-		store, err := mcptasks.Open(b.Context(), "memory://?sweep=0", taskstore.Config{MaxTasksPerOwner: -1})
+		store, err := mcptasks.Open(b.Context(), "memory://?sweep=0", taskstore.Config{MaxActiveTasks: -1, MaxStoredTasks: -1})
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -31,7 +31,7 @@ func TestRedisFaultUnderLoad(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := taskstore.New(b, taskstore.Config{MaxTasksPerOwner: -1})
+	s := taskstore.New(b, taskstore.Config{MaxActiveTasks: -1, MaxStoredTasks: -1})
 	load := startFaultLoad(s, 8, deadline)
 
 	time.Sleep(700 * time.Millisecond)

@@ -579,7 +579,7 @@ func BenchmarkRedisOps(b *testing.B) {
 	ctx := b.Context()
 	for _, size := range []int{100, 100_000} {
 		rb := newRedisFactory(url)(b).(*redisBackend)
-		s := taskstore.New(rb, taskstore.Config{MaxTasksPerOwner: -1})
+		s := taskstore.New(rb, taskstore.Config{MaxActiveTasks: -1, MaxStoredTasks: -1})
 		ids := redisFillPipelined(b, s, rb, "bench", size)
 		sent := &redisSentCommands{}
 		rb.client.AddHook(sent)
@@ -883,7 +883,7 @@ func redisTestCertWith(t *testing.T, dir, name string, parent *x509.Certificate,
 func BenchmarkRedisRatios(b *testing.B) {
 	url := redisTestURL(b, envRedisURL)
 	rb := newRedisFactory(url)(b).(*redisBackend)
-	s := taskstore.New(rb, taskstore.Config{MaxTasksPerOwner: -1})
+	s := taskstore.New(rb, taskstore.Config{MaxActiveTasks: -1, MaxStoredTasks: -1})
 	ids := redisFillPipelined(b, s, rb, "bench", 100)
 	floorKey := rb.prefix + "floor"
 	if err := rb.client.HSet(b.Context(), floorKey, "v", 1, "d", bytes.Repeat([]byte("x"), 420)).Err(); err != nil {

@@ -395,7 +395,7 @@ func TestFaultLoadHarness(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := taskstore.New(b, taskstore.Config{MaxTasksPerOwner: -1})
+	s := taskstore.New(b, taskstore.Config{MaxActiveTasks: -1, MaxStoredTasks: -1})
 	l := startFaultLoad(s, 8, time.Second)
 	time.Sleep(200 * time.Millisecond)
 	l.Stop()

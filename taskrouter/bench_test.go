@@ -179,7 +179,7 @@ func twoPlainCalls(s *rawSession) error {
 // benchServers starts the three servers; the memory store's quota is off
 // so benchmarks can create any number of tasks.
 func benchServers(b *testing.B, storeURL string) map[string]string {
-	cfg := taskstore.Config{MaxTasksPerOwner: -1, AllowAnonymous: true}
+	cfg := taskstore.Config{MaxActiveTasks: -1, MaxStoredTasks: -1, AllowAnonymous: true}
 	store, err := mcptasks.Open(context.Background(), storeURL, cfg)
 	if err != nil {
 		b.Fatal(err)
@@ -292,7 +292,7 @@ func BenchmarkRoundTrip(b *testing.B) {
 // (the framework's own would divide by b.N).
 func BenchmarkHeapPerFinishedTask(b *testing.B) {
 	n := max(b.N, 5000)
-	store, err := mcptasks.Open(context.Background(), "memory://", taskstore.Config{MaxTasksPerOwner: -1})
+	store, err := mcptasks.Open(context.Background(), "memory://", taskstore.Config{MaxActiveTasks: -1, MaxStoredTasks: -1})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -232,7 +232,7 @@ func TestMCPGoRoundTrip(t *testing.T) {
 
 func TestMCPGoErrorCodes(t *testing.T) {
 	ctx := t.Context()
-	rep := newReplica(t, newStore(t, taskstore.Config{MaxTasksPerOwner: 5}), replicaOptions{})
+	rep := newReplica(t, newStore(t, taskstore.Config{MaxActiveTasks: 5}), replicaOptions{})
 	c := newMGClient(t, rep.URL, "tok-alice", "2025-11-25")
 	done := c.callTask(ctx, "echo", map[string]any{"text": "x"}, map[string]any{})
 	if _, err := c.TaskResult(ctx, mg.TaskResultRequest{Params: mg.TaskResultParams{TaskId: done.TaskId}}); err != nil {

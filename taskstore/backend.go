@@ -7,20 +7,22 @@ import (
 
 // Backend is the storage contract every backend implements: a versioned
 // key-value store of opaque records, keyed by (owner, task id), with paged
-// per-owner listing. It holds no domain rules; the Store does.
+// per-owner listing, per-owner quotas, and the few primitives runner leases
+// need (a per-replica heartbeat and an index of records by runner).
 //
 // Every method is atomic on the server: a caller never observes a
 // half-applied write, and two concurrent writers to one key cannot both
 // succeed at the same version.
 //
-// Expiry: a record whose ExpiresAt has passed is gone. Get, Update, Delete
-// and List treat it exactly like a missing record, and it does not count
-// toward an owner's quota, whether or not the backend has physically
-// removed it yet.
+// Expiry: a record whose ExpiresAt has passed is gone. Get, Update, Delete,
+// List and RunnerTasks treat it exactly like a missing record, and it does
+// not count toward an owner's quotas, whether or not the backend has
+// physically removed it yet.
 //
 // Expiry is decided at millisecond precision by the backend's clock (for a
-// server, the server's), so clock skew between a Store and its server moves
-// expiry by that skew.
+// server whose conditions can read its own time, the server's; otherwise
+// the calling process's, see each backend), so clock skew moves expiry by
+// that skew.
 //
 // Errors are the package's sentinel errors (test them with errors.Is);
 // context errors are returned unchanged. A call that fails any other way
@@ -30,20 +32,24 @@ import (
 // ErrVersionConflict for its own write.
 type Backend interface {
 	// Create stores a new record at version 1. It never overwrites: if a live
-	// record exists at the key it returns ErrAlreadyExists. If maxPerOwner > 0
-	// and the owner already has maxPerOwner live records it returns
-	// ErrQuotaExceeded; the check and the write are one atomic step, so
-	// concurrent creates never overshoot the quota.
-	Create(ctx context.Context, rec Record, maxPerOwner int) error
+	// record exists at the key it returns ErrAlreadyExists. When lim.MaxActive
+	// > 0, rec is Active and the owner already has MaxActive live Active
+	// records, it returns ErrQuotaExceeded; when lim.MaxStored > 0 and the
+	// owner already has MaxStored live records of any kind, ErrStorageFull.
+	// The checks and the write are one atomic step, so concurrent creates
+	// never overshoot either bound.
+	Create(ctx context.Context, rec Record, lim Limits) error
 
 	// Get returns the live record at the key, or ErrNotFound.
 	Get(ctx context.Context, owner, taskID string) (Record, error)
 
-	// Update replaces the data of a live record if its version is still
-	// expected, and returns the new version (expected+1). ExpiresAt and
-	// CreatedAt never change. A missing or expired record gives ErrNotFound;
-	// a record at another version gives ErrVersionConflict.
-	Update(ctx context.Context, owner, taskID string, data []byte, expected uint64) (uint64, error)
+	// Update replaces Data, Active and Runner of the live record at
+	// (rec.Owner, rec.TaskID) if its version is still expected, and returns
+	// the new version (expected+1). ExpiresAt never changes. A missing or
+	// expired record gives ErrNotFound; a record at another version gives
+	// ErrVersionConflict. An update may turn a record Active even when the
+	// owner is at its active quota (a task resuming is not a new task).
+	Update(ctx context.Context, rec Record, expected uint64) (uint64, error)
 
 	// Delete removes the record and reports whether a live one existed.
 	// Deleting a missing record is not an error.
@@ -60,6 +66,28 @@ type Backend interface {
 	// It is best effort: backends whose server purges on its own may return 0.
 	DeleteExpired(ctx context.Context) (int, error)
 
+	// Heartbeat adds one to the beat counter of runner (a replica's id),
+	// registering it at 1 when absent. Liveness is judged by observers
+	// seeing the counter move, on their own clocks: the counter carries no
+	// time, so no two clocks are ever compared.
+	Heartbeat(ctx context.Context, runner string) error
+
+	// Runners returns every registered runner and its beat counter. Its cost
+	// is proportional to the number of runners, not of records.
+	Runners(ctx context.Context) ([]RunnerBeat, error)
+
+	// RemoveRunner forgets runner's beat counter. It is idempotent; a later
+	// Heartbeat registers the runner again.
+	RemoveRunner(ctx context.Context, runner string) error
+
+	// RunnerTasks returns up to limit live records that were written with
+	// Runner == runner, in no particular order. It is a hint: an entry may
+	// be stale (the record has since moved to another runner), so callers
+	// re-check each record before acting on it. Its cost is proportional to
+	// limit, never a scan of the store. Backends drop stale entries on
+	// their own when records change, are deleted or expire.
+	RunnerTasks(ctx context.Context, runner string, limit int) ([]Record, error)
+
 	// MaxRecordSize is the largest Data the backend can store, in bytes, or 0
 	// when it has no limit of its own. Writes above it give ErrRecordTooLarge.
 	MaxRecordSize() int
@@ -69,8 +97,21 @@ type Backend interface {
 	Close() error
 }
 
+// Limits are the per-owner bounds Backend.Create enforces atomically; zero
+// means no bound.
+type Limits struct {
+	// MaxActive caps the owner's live Active records (working or
+	// input_required tasks): the spec's cap on concurrent tasks.
+	MaxActive int
+	// MaxStored caps the owner's live records of any status, so that
+	// storage stays bounded while finished tasks wait out their TTL.
+	MaxStored int
+}
+
 // Record is one stored task as a backend sees it: an opaque document plus
-// the few fields a backend needs for keys, ordering and expiry.
+// the few fields a backend needs for keys, ordering, expiry, quotas and the
+// runner index. The Store derives Active and Runner from the document, so
+// they always agree with it.
 type Record struct {
 	Owner  string
 	TaskID string
@@ -80,9 +121,42 @@ type Record struct {
 	Version uint64
 	// ExpiresAt is when the record stops existing; zero means never.
 	ExpiresAt time.Time
+	// Active reports whether the task is working or input_required; the
+	// active quota counts these.
+	Active bool
+	// Runner is the id of the replica holding the task's lease, or "".
+	Runner string
 }
 
 // Expired reports whether the record has expired at now.
 func (r Record) Expired(now time.Time) bool {
 	return !r.ExpiresAt.IsZero() && !now.Before(r.ExpiresAt)
+}
+
+// RunnerBeat is a registered runner and its heartbeat counter.
+type RunnerBeat struct {
+	Runner string
+	Beat   uint64
+}
+
+// Notifier is implemented by backends that can push changes to every
+// process sharing the store (memory in process, Redis over pub/sub). With
+// it, waiters wake when a task changes instead of polling; without it they
+// poll at the task's pollInterval.
+type Notifier interface {
+	// Subscribe calls fn for every Create, Update and Delete applied by any
+	// process, until ctx ends; it returns ctx's error then, or the error
+	// that ended the feed. fn runs on one goroutine, in order, and must not
+	// block. Delivery is best effort: whenever the feed is (re)established
+	// fn first gets a Change with Resync set, meaning changes before it may
+	// have been missed and watchers should re-read what they watch.
+	Subscribe(ctx context.Context, fn func(Change)) error
+}
+
+// Change names a record that changed, or, with Resync, says that changes
+// may have been missed.
+type Change struct {
+	Owner  string
+	TaskID string
+	Resync bool
 }

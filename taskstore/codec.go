@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strconv"
 	"sync"
@@ -112,8 +113,21 @@ func (d *recordDecoder) record() (*TaskRecord, error) {
 			if box.expires, ok, err = d.time(); ok {
 				r.ExpiresAt = &box.expires
 			}
+		case "lease":
+			r.Lease, err = d.lease()
+		case "rerun":
+			if r.Rerun, err = d.raw(); string(r.Rerun) == "null" {
+				r.Rerun = nil
+			}
 		default:
-			err = d.dec.SkipValue()
+			// A field of a newer release: kept, and written back.
+			var v json.RawMessage
+			if v, err = d.raw(); err == nil {
+				if r.Unknown == nil {
+					r.Unknown = map[string]json.RawMessage{}
+				}
+				r.Unknown[string(name)] = v
+			}
 		}
 		return err
 	}); err != nil {
@@ -202,6 +216,33 @@ func (d *recordDecoder) rpcError() (*RPCError, error) {
 		return err
 	})
 	return e, err
+}
+
+func (d *recordDecoder) lease() (*Lease, error) {
+	if d.dec.PeekKind() == 'n' {
+		_, err := d.dec.ReadToken()
+		return nil, err
+	}
+	l := &Lease{}
+	err := d.object(func(name []byte) error {
+		var err error
+		switch string(name) {
+		case "runner":
+			l.Runner, err = d.str()
+		case "attempt":
+			var v jsontext.Value
+			if v, err = d.dec.ReadValue(); err == nil && v.Kind() != 'n' {
+				var n int64
+				if n, err = parseInt(v); err == nil {
+					l.Attempt = int(n)
+				}
+			}
+		default:
+			err = d.dec.SkipValue()
+		}
+		return err
+	})
+	return l, err
 }
 
 // object reads one JSON object (or null, which reads as nothing), calling
@@ -518,13 +559,43 @@ func encodeRecord(r *TaskRecord) ([]byte, error) {
 	} else {
 		b = appendTime(b, *r.ExpiresAt)
 	}
+	if l := r.Lease; l != nil {
+		b = append(b, `,"lease":{"runner":`...)
+		b = appendString(b, l.Runner)
+		b = append(b, `,"attempt":`...)
+		b = strconv.AppendInt(b, int64(l.Attempt), 10)
+		b = append(b, '}')
+	}
+	if len(r.Rerun) > 0 {
+		b = append(b, `,"rerun":`...)
+		b = appendRaw(b, r.Rerun)
+	}
+	if len(r.Unknown) > 0 {
+		for _, k := range slices.Sorted(maps.Keys(r.Unknown)) {
+			switch k {
+			case "task", "ownerId", "variables", "result", "error", "inputRequests", "inputResponses",
+				"requestMethod", "expiresAt", "lease", "rerun":
+				continue // ours: never written twice
+			}
+			b = append(b, ',')
+			b = appendString(b, k)
+			b = append(b, ':')
+			b = appendRaw(b, r.Unknown[k])
+		}
+	}
 	return append(b, '}'), nil
 }
 
 // sizeHint is about the encoded size, so that encodeRecord allocates once.
 func (r *TaskRecord) sizeHint() int {
 	n := 320 + len(r.Task.TaskID) + len(r.Task.StatusMessage) + len(r.OwnerID) + len(r.RequestMethod) +
-		len(r.Result) + len(r.InputRequests) + len(r.InputResponses)
+		len(r.Result) + len(r.InputRequests) + len(r.InputResponses) + len(r.Rerun)
+	if r.Lease != nil {
+		n += len(r.Lease.Runner) + 40
+	}
+	for k, v := range r.Unknown {
+		n += len(k) + len(v) + 4
+	}
 	for k, v := range r.Task.Meta {
 		n += len(k) + len(v) + 4
 	}

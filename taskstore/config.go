@@ -24,8 +24,12 @@ type Config struct {
 	MaxStringLen int
 	// MaxOwnerLen caps the owner string, in bytes.
 	MaxOwnerLen int
-	// MaxTasksPerOwner caps an owner's live (unexpired) tasks.
-	MaxTasksPerOwner int
+	// MaxActiveTasks caps an owner's active (working or input_required)
+	// tasks: the spec's cap on concurrent tasks per requestor.
+	MaxActiveTasks int
+	// MaxStoredTasks caps an owner's live (unexpired) tasks of any status,
+	// so that finished tasks kept until their TTL cannot fill the store.
+	MaxStoredTasks int
 	// DefaultTTL applies when a create asks for none.
 	DefaultTTL time.Duration
 	// MaxTTL rejects (never clamps) a requested TTL above it.
@@ -56,7 +60,8 @@ const (
 	DefaultMaxDepth         = 10
 	DefaultMaxStringLen     = 64 << 10
 	DefaultMaxOwnerLen      = 512
-	DefaultMaxTasksPerOwner = 100
+	DefaultMaxActiveTasks   = 100
+	DefaultMaxStoredTasks   = 1000
 	DefaultTTL              = time.Hour
 	DefaultMaxTTL           = 24 * time.Hour
 	DefaultPollInterval     = 500 * time.Millisecond
@@ -76,7 +81,8 @@ func DefaultConfig() Config {
 		MaxDepth:         DefaultMaxDepth,
 		MaxStringLen:     DefaultMaxStringLen,
 		MaxOwnerLen:      DefaultMaxOwnerLen,
-		MaxTasksPerOwner: DefaultMaxTasksPerOwner,
+		MaxActiveTasks:   DefaultMaxActiveTasks,
+		MaxStoredTasks:   DefaultMaxStoredTasks,
 		DefaultTTL:       DefaultTTL,
 		MaxTTL:           DefaultMaxTTL,
 		PollInterval:     DefaultPollInterval,
@@ -106,7 +112,8 @@ func (c Config) withDefaults(maxRecord int) Config {
 	fill(&c.MaxDepth, d.MaxDepth)
 	fill(&c.MaxStringLen, d.MaxStringLen)
 	fill(&c.MaxOwnerLen, d.MaxOwnerLen)
-	fill(&c.MaxTasksPerOwner, d.MaxTasksPerOwner)
+	fill(&c.MaxActiveTasks, d.MaxActiveTasks)
+	fill(&c.MaxStoredTasks, d.MaxStoredTasks)
 	fill(&c.MaxRetries, d.MaxRetries)
 	fill(&c.DefaultPageSize, d.DefaultPageSize)
 	fill(&c.MaxPageSize, d.MaxPageSize)

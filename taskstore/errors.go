@@ -25,8 +25,16 @@ var (
 	ErrInvalidArgument = errors.New("invalid argument")
 	// ErrConcurrentModification: the retries of a mutation all lost races.
 	ErrConcurrentModification = errors.New("concurrent modification")
-	// ErrQuotaExceeded: the owner already has the maximum number of live tasks.
-	ErrQuotaExceeded = errors.New("task quota exceeded")
+	// ErrQuotaExceeded: the owner already has the maximum number of active
+	// (working or input_required) tasks.
+	ErrQuotaExceeded = errors.New("active task quota exceeded: wait for a running task to finish, or cancel one")
+	// ErrStorageFull: the owner already keeps the maximum number of stored
+	// tasks, finished ones included, until their TTL ends.
+	ErrStorageFull = errors.New("stored task limit reached: finished tasks are kept until their ttl ends; request a shorter ttl")
+	// ErrLeaseLost: the task is no longer run by this runner (another
+	// replica took it over, or it was ended as orphaned), so the write was
+	// refused.
+	ErrLeaseLost = errors.New("task lease lost")
 	// ErrRateLimited: the owner is creating tasks faster than Config.CreatesPerSecond.
 	ErrRateLimited = errors.New("task creation rate limit exceeded")
 	// ErrRecordTooLarge: the serialized task exceeds what the backend can store.

@@ -13,12 +13,38 @@ type Handle struct {
 	s     *Store
 	owner string
 	id    string
+	lease *Lease
 }
 
 // Handle returns the handle of an existing task. It does not check that
 // the task exists; its methods do.
 func (s *Store) Handle(owner, taskID string) *Handle {
 	return &Handle{s: s, owner: owner, id: taskID}
+}
+
+// WithLease returns a copy of h whose writes are fenced by l: each one
+// fails with ErrLeaseLost unless the task still carries exactly l.
+func (h *Handle) WithLease(l Lease) *Handle {
+	c := *h
+	c.lease = &l
+	return &c
+}
+
+// Attempt is the run of the task this handle belongs to: 1 for the first,
+// +1 for each takeover by another replica; 0 for a handle without a lease.
+func (h *Handle) Attempt() int {
+	if h.lease == nil {
+		return 0
+	}
+	return h.lease.Attempt
+}
+
+// fenced returns ctx carrying h's lease, which the Store's write path checks.
+func (h *Handle) fenced(ctx context.Context) context.Context {
+	if h.lease == nil {
+		return ctx
+	}
+	return context.WithValue(ctx, fenceKey{}, *h.lease)
 }
 
 // ID is the task id.
@@ -63,7 +89,7 @@ func (h *Handle) SetVariables(ctx context.Context, vars map[string]any) error {
 		}
 		raw[k] = b
 	}
-	_, err := h.s.SetVariables(ctx, h.owner, h.id, raw)
+	_, err := h.s.SetVariables(h.fenced(ctx), h.owner, h.id, raw)
 	return err
 }
 
@@ -73,7 +99,7 @@ func (h *Handle) DeleteVariables(ctx context.Context, names ...string) error {
 	for _, n := range names {
 		raw[n] = json.RawMessage("null")
 	}
-	_, err := h.s.SetVariables(ctx, h.owner, h.id, raw)
+	_, err := h.s.SetVariables(h.fenced(ctx), h.owner, h.id, raw)
 	return err
 }
 
@@ -83,30 +109,30 @@ func (h *Handle) Complete(ctx context.Context, result any) error {
 	if err != nil {
 		return fmt.Errorf("%w: result: %v", ErrInvalidJSON, err)
 	}
-	_, err = h.s.CompleteWithResult(ctx, h.owner, h.id, StatusCompleted, "", b)
+	_, err = h.s.CompleteWithResult(h.fenced(ctx), h.owner, h.id, StatusCompleted, "", b)
 	return err
 }
 
 // Fail marks the task failed with message.
 func (h *Handle) Fail(ctx context.Context, message string) error {
-	_, err := h.s.UpdateStatus(ctx, h.owner, h.id, StatusFailed, message)
+	_, err := h.s.UpdateStatus(h.fenced(ctx), h.owner, h.id, StatusFailed, message)
 	return err
 }
 
 // RequireInput marks the task input_required with message.
 func (h *Handle) RequireInput(ctx context.Context, message string) error {
-	_, err := h.s.UpdateStatus(ctx, h.owner, h.id, StatusInputRequired, message)
+	_, err := h.s.UpdateStatus(h.fenced(ctx), h.owner, h.id, StatusInputRequired, message)
 	return err
 }
 
 // Resume moves an input_required task back to working.
 func (h *Handle) Resume(ctx context.Context) error {
-	_, err := h.s.UpdateStatus(ctx, h.owner, h.id, StatusWorking, "")
+	_, err := h.s.UpdateStatus(h.fenced(ctx), h.owner, h.id, StatusWorking, "")
 	return err
 }
 
 // Cancel marks the task cancelled.
 func (h *Handle) Cancel(ctx context.Context) error {
-	_, err := h.s.Cancel(ctx, h.owner, h.id)
+	_, err := h.s.Cancel(h.fenced(ctx), h.owner, h.id)
 	return err
 }

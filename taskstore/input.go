@@ -175,7 +175,7 @@ func (h *Handle) AwaitInput(ctx context.Context, requests map[string]any, messag
 		raw[k] = b
 		keys = append(keys, k)
 	}
-	if _, err := h.s.RequestInput(ctx, h.owner, h.id, raw, message); err != nil {
+	if _, err := h.s.RequestInput(h.fenced(ctx), h.owner, h.id, raw, message); err != nil {
 		return nil, err
 	}
 	poll := min(h.s.cfg.PollInterval, 250*time.Millisecond)
@@ -185,7 +185,7 @@ func (h *Handle) AwaitInput(ctx context.Context, requests map[string]any, messag
 	t := time.NewTicker(poll)
 	defer t.Stop()
 	for {
-		out, ok, err := h.s.TakeInput(ctx, h.owner, h.id, keys)
+		out, ok, err := h.s.TakeInput(h.fenced(ctx), h.owner, h.id, keys)
 		if err != nil {
 			return nil, err
 		}

@@ -72,13 +72,17 @@ type CreateRequest struct {
 	Variables map[string]json.RawMessage
 	// StatusMessage is the initial status message.
 	StatusMessage string
+	// Runner, when set, is the id of the replica that will run the task:
+	// the task is created holding that runner's lease (attempt 1).
+	Runner string
 }
 
 func now() time.Time { return time.Now().UTC().Truncate(time.Millisecond) }
 
 // Create makes a new task in status working. It fails with
-// ErrQuotaExceeded when the owner already has Config.MaxTasksPerOwner live
-// tasks; the check is atomic in the backend, so concurrent creates never
+// ErrQuotaExceeded when the owner already has Config.MaxActiveTasks active
+// tasks, and with ErrStorageFull when it keeps Config.MaxStoredTasks live
+// tasks; the checks are atomic in the backend, so concurrent creates never
 // overshoot.
 func (s *Store) Create(ctx context.Context, owner string, req CreateRequest) (*TaskRecord, error) {
 	owner, err := s.cfg.checkOwner(owner)
@@ -120,6 +124,12 @@ func (s *Store) Create(ctx context.Context, owner string, req CreateRequest) (*T
 		Variables:     map[string]json.RawMessage{},
 		RequestMethod: req.RequestMethod,
 	}
+	if req.Runner != "" {
+		if err := checkRunner(req.Runner); err != nil {
+			return nil, err
+		}
+		rec.Lease = &Lease{Runner: req.Runner, Attempt: 1}
+	}
 	if len(req.Meta) > 0 {
 		if err := s.checkMap(req.Meta, s.cfg.MaxVariablesSize, ErrVariablesTooLarge); err != nil {
 			return nil, fmt.Errorf("_meta: %w", err)
@@ -137,11 +147,9 @@ func (s *Store) Create(ctx context.Context, owner string, req CreateRequest) (*T
 	if err != nil {
 		return nil, err
 	}
-	br := Record{Owner: owner, TaskID: rec.Task.TaskID, Data: data}
-	if rec.ExpiresAt != nil {
-		br.ExpiresAt = *rec.ExpiresAt
-	}
-	if err := s.b.Create(ctx, br, max(s.cfg.MaxTasksPerOwner, 0)); err != nil {
+	br := rec.backendRecord(data)
+	lim := Limits{MaxActive: max(s.cfg.MaxActiveTasks, 0), MaxStored: max(s.cfg.MaxStoredTasks, 0)}
+	if err := s.b.Create(ctx, br, lim); err != nil {
 		return nil, err
 	}
 	rec.Version = 1
@@ -289,6 +297,9 @@ func (s *Store) mutate(ctx context.Context, owner, taskID string, fn func(*TaskR
 		if err != nil {
 			return nil, err
 		}
+		if err := checkFence(ctx, rec); err != nil {
+			return nil, err
+		}
 		if err := fn(rec); err != nil {
 			return nil, err
 		}
@@ -299,7 +310,9 @@ func (s *Store) mutate(ctx context.Context, owner, taskID string, fn func(*TaskR
 		if err != nil {
 			return nil, err
 		}
-		v, err := s.b.Update(ctx, owner, taskID, data, rec.Version)
+		nb := rec.backendRecord(data)
+		nb.Owner, nb.TaskID = owner, taskID
+		v, err := s.b.Update(ctx, nb, rec.Version)
 		if err == nil {
 			rec.Version = v
 			return rec, nil

@@ -186,8 +186,42 @@ type TaskRecord struct {
 	RequestMethod string
 	// ExpiresAt is nil for a task that never expires.
 	ExpiresAt *time.Time
+	// Lease names the replica running the task and the attempt, or is nil
+	// for a task no runner holds (driven directly through Store and Handle).
+	Lease *Lease
+	// Rerun is what another runner needs to run the task again, or nil
+	// (see CreateRequest.Rerun).
+	Rerun json.RawMessage
+	// Unknown holds the top-level fields of the stored document that this
+	// release does not know (written by a newer one): they are kept and
+	// written back on every rewrite, so replicas of mixed versions sharing
+	// a store lose nothing of each other's records.
+	Unknown map[string]json.RawMessage
 	// Version is the backend's version of the stored document.
 	Version uint64
+}
+
+// Lease is the claim of one runner (a replica) on a task it runs. Attempt
+// counts the runs: 1 for the first, +1 for each takeover.
+type Lease struct {
+	Runner  string `json:"runner"`
+	Attempt int    `json:"attempt"`
+}
+
+// Active reports whether the task is working or input_required.
+func (r *TaskRecord) Active() bool { return !r.Task.Status.Terminal() }
+
+// backendRecord is the Record a backend stores for r: Active and Runner
+// follow the document, and a finished task leaves the runner index.
+func (r *TaskRecord) backendRecord(data []byte) Record {
+	br := Record{Owner: r.OwnerID, TaskID: r.Task.TaskID, Data: data, Active: r.Active()}
+	if r.ExpiresAt != nil {
+		br.ExpiresAt = *r.ExpiresAt
+	}
+	if br.Active && r.Lease != nil {
+		br.Runner = r.Lease.Runner
+	}
+	return br
 }
 
 // WireTask is the task as tasks/get shows it: variables merged into _meta,

@@ -61,7 +61,7 @@ func benchMain(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if *listSize < 1 || *duration <= 0 {
 		return usagef("-list-size and -duration must be positive")
 	}
-	store, err := mcptasks.Open(ctx, *storeURL, taskstore.Config{MaxTasksPerOwner: -1})
+	store, err := mcptasks.Open(ctx, *storeURL, taskstore.Config{MaxActiveTasks: -1, MaxStoredTasks: -1})
 	if err != nil {
 		return err
 	}

@@ -67,6 +67,12 @@ func runBackendTests(t *testing.T, newBackend NewBackend) {
 		{"CanceledContext", testCanceledContext},
 		{"CloseTwice", testCloseTwice},
 		{"Linearizable", testLinearizable},
+		{"ActiveQuota", testActiveQuota},
+		{"StoredBound", testStoredBound},
+		{"QuotaRaceWithEnds", testQuotaRaceWithEnds},
+		{"RunnerIndex", testRunnerIndex},
+		{"Heartbeats", testHeartbeats},
+		{"Notify", testNotify},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -75,14 +81,19 @@ func runBackendTests(t *testing.T, newBackend NewBackend) {
 	}
 }
 
-// rec makes a record with a fresh id and a small JSON document.
+// rec makes an active record with a fresh id and a small JSON document.
 func rec(owner string, doc string) taskstore.Record {
-	return taskstore.Record{Owner: owner, TaskID: taskstore.NewTaskID(time.Now()), Data: []byte(doc)}
+	return taskstore.Record{Owner: owner, TaskID: taskstore.NewTaskID(time.Now()), Data: []byte(doc), Active: true}
+}
+
+// upd is the Record an Update of an active record without a runner passes.
+func upd(owner, id string, data []byte) taskstore.Record {
+	return taskstore.Record{Owner: owner, TaskID: id, Data: data, Active: true}
 }
 
 func mustCreate(t testing.TB, b taskstore.Backend, r taskstore.Record) {
 	t.Helper()
-	if err := b.Create(t.Context(), r, 0); err != nil {
+	if err := b.Create(t.Context(), r, taskstore.Limits{}); err != nil {
 		t.Fatalf("Create: %v", err)
 	}
 }
@@ -123,11 +134,11 @@ func testCreateNeverOverwrites(t *testing.T, b taskstore.Backend) {
 	mustCreate(t, b, r)
 	again := r
 	again.Data = []byte(`{"v":2}`)
-	wantErr(t, "second Create", b.Create(t.Context(), again, 0), taskstore.ErrAlreadyExists)
-	if _, err := b.Update(t.Context(), "alice", r.TaskID, []byte(`{"v":3}`), 1); err != nil {
+	wantErr(t, "second Create", b.Create(t.Context(), again, taskstore.Limits{}), taskstore.ErrAlreadyExists)
+	if _, err := b.Update(t.Context(), upd("alice", r.TaskID, []byte(`{"v":3}`)), 1); err != nil {
 		t.Fatal(err)
 	}
-	wantErr(t, "Create over an updated record", b.Create(t.Context(), again, 0), taskstore.ErrAlreadyExists)
+	wantErr(t, "Create over an updated record", b.Create(t.Context(), again, taskstore.Limits{}), taskstore.ErrAlreadyExists)
 	got, err := b.Get(t.Context(), "alice", r.TaskID)
 	if err != nil {
 		t.Fatal(err)
@@ -152,18 +163,18 @@ func testUpdateCAS(t *testing.T, b taskstore.Backend) {
 	r.ExpiresAt = time.Now().Add(time.Hour).Truncate(time.Millisecond)
 	mustCreate(t, b, r)
 	for want := uint64(2); want <= 4; want++ {
-		v, err := b.Update(ctx, "alice", r.TaskID, fmt.Appendf(nil, `{"v":%d}`, want), want-1)
+		v, err := b.Update(ctx, upd("alice", r.TaskID, fmt.Appendf(nil, `{"v":%d}`, want)), want-1)
 		if err != nil || v != want {
 			t.Fatalf("Update to v%d: got v%d, %v", want, v, err)
 		}
 	}
-	_, err := b.Update(ctx, "alice", r.TaskID, []byte(`{"v":"stale"}`), 3)
+	_, err := b.Update(ctx, upd("alice", r.TaskID, []byte(`{"v":"stale"}`)), 3)
 	wantErr(t, "Update at a stale version", err, taskstore.ErrVersionConflict)
-	_, err = b.Update(ctx, "alice", r.TaskID, []byte(`{"v":"future"}`), 9)
+	_, err = b.Update(ctx, upd("alice", r.TaskID, []byte(`{"v":"future"}`)), 9)
 	wantErr(t, "Update at a future version", err, taskstore.ErrVersionConflict)
-	_, err = b.Update(ctx, "alice", taskstore.NewTaskID(time.Now()), []byte(`{}`), 1)
+	_, err = b.Update(ctx, upd("alice", taskstore.NewTaskID(time.Now()), []byte(`{}`)), 1)
 	wantErr(t, "Update of a missing record", err, taskstore.ErrNotFound)
-	_, err = b.Update(ctx, "bob", r.TaskID, []byte(`{}`), 4)
+	_, err = b.Update(ctx, upd("bob", r.TaskID, []byte(`{}`)), 4)
 	wantErr(t, "Update with another owner", err, taskstore.ErrNotFound)
 	got, err := b.Get(ctx, "alice", r.TaskID)
 	if err != nil {
@@ -242,7 +253,7 @@ func testOwnerIsolation(t *testing.T, b taskstore.Backend) {
 			if _, err := b.Get(ctx, o, id); !errors.Is(err, taskstore.ErrNotFound) {
 				t.Fatalf("owner %q reads task of %q: %v", o, other, err)
 			}
-			if _, err := b.Update(ctx, o, id, []byte(`{}`), 1); !errors.Is(err, taskstore.ErrNotFound) {
+			if _, err := b.Update(ctx, upd(o, id, []byte(`{}`)), 1); !errors.Is(err, taskstore.ErrNotFound) {
 				t.Fatalf("owner %q updates task of %q: %v", o, other, err)
 			}
 			if existed, err := b.Delete(ctx, o, id); existed || err != nil {
@@ -252,7 +263,7 @@ func testOwnerIsolation(t *testing.T, b taskstore.Backend) {
 	}
 	// Quota counts only the owner's own records.
 	for _, o := range trickyOwners[:6] {
-		err := b.Create(ctx, rec(o, `{}`), 2)
+		err := b.Create(ctx, rec(o, `{}`), taskstore.Limits{MaxActive: 2})
 		wantErr(t, fmt.Sprintf("Create for %q over quota", o), err, taskstore.ErrQuotaExceeded)
 	}
 }
@@ -360,7 +371,7 @@ func testListWhileCreating(t *testing.T, b taskstore.Backend) {
 				return
 			default:
 			}
-			if err := b.Create(context.Background(), rec("alice", `{}`), 0); err != nil {
+			if err := b.Create(context.Background(), rec("alice", `{}`), taskstore.Limits{}); err != nil {
 				t.Errorf("concurrent Create: %v", err)
 				return
 			}
@@ -391,12 +402,12 @@ func testExpiry(t *testing.T, b taskstore.Backend) {
 	if _, err := b.Get(ctx, "alice", short.TaskID); err != nil {
 		t.Fatalf("Get before expiry: %v", err)
 	}
-	wantErr(t, "quota before expiry", b.Create(ctx, rec("alice", `{}`), 2), taskstore.ErrQuotaExceeded)
+	wantErr(t, "quota before expiry", b.Create(ctx, rec("alice", `{}`), taskstore.Limits{MaxActive: 2}), taskstore.ErrQuotaExceeded)
 	time.Sleep(time.Until(short.ExpiresAt) + expiryWait - shortTTL)
 
 	_, err := b.Get(ctx, "alice", short.TaskID)
 	wantErr(t, "Get after expiry", err, taskstore.ErrNotFound)
-	_, err = b.Update(ctx, "alice", short.TaskID, []byte(`{}`), 1)
+	_, err = b.Update(ctx, upd("alice", short.TaskID, []byte(`{}`)), 1)
 	wantErr(t, "Update after expiry", err, taskstore.ErrNotFound)
 	if diff := cmp.Diff([]string{long.TaskID}, listAll(t, b, "alice", 10)); diff != "" {
 		t.Fatalf("List after expiry (-want +got):\n%s", diff)
@@ -405,7 +416,7 @@ func testExpiry(t *testing.T, b taskstore.Backend) {
 		t.Fatalf("Delete after expiry: %v, %v; want false, nil", existed, err)
 	}
 	// The expired record no longer counts toward the quota.
-	if err := b.Create(ctx, rec("alice", `{}`), 2); err != nil {
+	if err := b.Create(ctx, rec("alice", `{}`), taskstore.Limits{MaxActive: 2}); err != nil {
 		t.Fatalf("Create after expiry with quota 2: %v", err)
 	}
 	if _, err := b.DeleteExpired(ctx); err != nil {
@@ -423,7 +434,7 @@ func testQuota(t *testing.T, b taskstore.Backend) {
 	var first taskstore.Record
 	for i := range 3 {
 		r := rec("alice", `{}`)
-		if err := b.Create(ctx, r, 3); err != nil {
+		if err := b.Create(ctx, r, taskstore.Limits{MaxActive: 3}); err != nil {
 			t.Fatalf("Create %d under quota: %v", i, err)
 		}
 		if i == 0 {
@@ -431,21 +442,21 @@ func testQuota(t *testing.T, b taskstore.Backend) {
 		}
 	}
 	over := rec("alice", `{}`)
-	wantErr(t, "Create over quota", b.Create(ctx, over, 3), taskstore.ErrQuotaExceeded)
+	wantErr(t, "Create over quota", b.Create(ctx, over, taskstore.Limits{MaxActive: 3}), taskstore.ErrQuotaExceeded)
 	if _, err := b.Get(ctx, "alice", over.TaskID); !errors.Is(err, taskstore.ErrNotFound) {
 		t.Fatalf("a refused Create left a record: %v", err)
 	}
-	if err := b.Create(ctx, rec("bob", `{}`), 3); err != nil {
+	if err := b.Create(ctx, rec("bob", `{}`), taskstore.Limits{MaxActive: 3}); err != nil {
 		t.Fatalf("another owner's quota: %v", err)
 	}
-	if err := b.Create(ctx, rec("alice", `{}`), 0); err != nil {
+	if err := b.Create(ctx, rec("alice", `{}`), taskstore.Limits{}); err != nil {
 		t.Fatalf("Create without quota: %v", err)
 	}
 	if _, err := b.Delete(ctx, "alice", first.TaskID); err != nil {
 		t.Fatal(err)
 	}
-	wantErr(t, "Create at quota after one delete", b.Create(ctx, rec("alice", `{}`), 3), taskstore.ErrQuotaExceeded)
-	if err := b.Create(ctx, rec("alice", `{}`), 4); err != nil {
+	wantErr(t, "Create at quota after one delete", b.Create(ctx, rec("alice", `{}`), taskstore.Limits{MaxActive: 3}), taskstore.ErrQuotaExceeded)
+	if err := b.Create(ctx, rec("alice", `{}`), taskstore.Limits{MaxActive: 4}); err != nil {
 		t.Fatalf("Create under a larger quota: %v", err)
 	}
 }
@@ -484,7 +495,7 @@ func countErrs(t testing.TB, errs []error, want error) (ok, matched int) {
 
 func testQuotaRace(t *testing.T, b taskstore.Backend) {
 	const n, quota = 16, 5
-	errs := race(n, func(int) error { return b.Create(context.Background(), rec("alice", `{}`), quota) })
+	errs := race(n, func(int) error { return b.Create(context.Background(), rec("alice", `{}`), taskstore.Limits{MaxActive: quota}) })
 	ok, refused := countErrs(t, errs, taskstore.ErrQuotaExceeded)
 	if ok != quota || refused != n-quota {
 		t.Fatalf("%d creates raced for a quota of %d: %d succeeded, %d refused", n, quota, ok, refused)
@@ -499,7 +510,7 @@ func testCreateRace(t *testing.T, b taskstore.Backend) {
 	errs := race(10, func(i int) error {
 		r := r
 		r.Data = fmt.Appendf(nil, `{"writer":%d}`, i)
-		return b.Create(context.Background(), r, 0)
+		return b.Create(context.Background(), r, taskstore.Limits{})
 	})
 	if ok, _ := countErrs(t, errs, taskstore.ErrAlreadyExists); ok != 1 {
 		t.Fatalf("%d creates of one key succeeded, want exactly 1", ok)
@@ -523,7 +534,7 @@ func testUpdateRace(t *testing.T, b taskstore.Backend) {
 	r := rec("alice", `{}`)
 	mustCreate(t, b, r)
 	errs := race(10, func(i int) error {
-		_, err := b.Update(context.Background(), "alice", r.TaskID, fmt.Appendf(nil, `{"writer":%d}`, i), 1)
+		_, err := b.Update(context.Background(), upd("alice", r.TaskID, fmt.Appendf(nil, `{"writer":%d}`, i)), 1)
 		return err
 	})
 	if ok, _ := countErrs(t, errs, taskstore.ErrVersionConflict); ok != 1 {
@@ -551,7 +562,7 @@ func testNoLostUpdate(t *testing.T, b taskstore.Backend) {
 				}
 				var n int
 				fmt.Sscan(string(cur.Data), &n)
-				_, err = b.Update(ctx, "alice", r.TaskID, fmt.Append(nil, n+1), cur.Version)
+				_, err = b.Update(ctx, upd("alice", r.TaskID, fmt.Append(nil, n+1)), cur.Version)
 				if err == nil {
 					break
 				}
@@ -589,8 +600,8 @@ func testLargeRecord(t *testing.T, b taskstore.Backend) {
 	}
 	if m := b.MaxRecordSize(); m > 0 {
 		big := rec("alice", `"`+strings.Repeat("x", m)+`"`)
-		wantErr(t, "Create above MaxRecordSize", b.Create(t.Context(), big, 0), taskstore.ErrRecordTooLarge)
-		_, err := b.Update(t.Context(), "alice", r.TaskID, big.Data, 1)
+		wantErr(t, "Create above MaxRecordSize", b.Create(t.Context(), big, taskstore.Limits{}), taskstore.ErrRecordTooLarge)
+		_, err := b.Update(t.Context(), upd("alice", r.TaskID, big.Data), 1)
 		wantErr(t, "Update above MaxRecordSize", err, taskstore.ErrRecordTooLarge)
 		if _, err := b.Get(t.Context(), "alice", big.TaskID); !errors.Is(err, taskstore.ErrNotFound) {
 			t.Fatalf("a refused Create left a record: %v", err)
@@ -605,8 +616,8 @@ func testCanceledContext(t *testing.T, b taskstore.Backend) {
 	cancel()
 	_, err := b.Get(ctx, "alice", r.TaskID)
 	wantErr(t, "Get with a canceled context", err, context.Canceled)
-	wantErr(t, "Create with a canceled context", b.Create(ctx, rec("alice", `{}`), 0), context.Canceled)
-	_, err = b.Update(ctx, "alice", r.TaskID, []byte(`{"x":1}`), 1)
+	wantErr(t, "Create with a canceled context", b.Create(ctx, rec("alice", `{}`), taskstore.Limits{}), context.Canceled)
+	_, err = b.Update(ctx, upd("alice", r.TaskID, []byte(`{"x":1}`)), 1)
 	wantErr(t, "Update with a canceled context", err, context.Canceled)
 	_, _, err = b.List(ctx, "alice", "", 10)
 	wantErr(t, "List with a canceled context", err, context.Canceled)

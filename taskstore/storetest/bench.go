@@ -22,7 +22,7 @@ func RunBenchmarks(b *testing.B, newBackend NewBackend, listSizes ...int) {
 	}
 	// One store for all sub-benchmarks: a sub-benchmark's function runs once
 	// per b.N round, and setup (above all filling 100,000 tasks) must not.
-	s := taskstore.New(newBackend(b), taskstore.Config{MaxTasksPerOwner: -1})
+	s := taskstore.New(newBackend(b), taskstore.Config{MaxActiveTasks: -1, MaxStoredTasks: -1})
 	ops := []struct {
 		name string
 		// setup prepares one caller; the returned func runs one operation.

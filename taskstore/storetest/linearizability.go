@@ -226,7 +226,7 @@ func testLinearizable(t *testing.T, b taskstore.Backend) {
 				var err error
 				switch in.op {
 				case "create":
-					err = b.Create(ctx, taskstore.Record{Owner: "lin", TaskID: ids[in.key], Data: []byte(`"` + in.data + `"`)}, 0)
+					err = b.Create(ctx, taskstore.Record{Owner: "lin", TaskID: ids[in.key], Data: []byte(`"` + in.data + `"`)}, taskstore.Limits{})
 				case "get":
 					var r taskstore.Record
 					r, err = b.Get(ctx, "lin", ids[in.key])
@@ -235,7 +235,7 @@ func testLinearizable(t *testing.T, b taskstore.Backend) {
 						seen[in.key] = r.Version
 					}
 				case "update":
-					out.version, err = b.Update(ctx, "lin", ids[in.key], []byte(`"`+in.data+`"`), in.expected)
+					out.version, err = b.Update(ctx, upd("lin", ids[in.key], []byte(`"`+in.data+`"`)), in.expected)
 					if err == nil {
 						seen[in.key] = out.version
 					}
@@ -311,7 +311,7 @@ var statusModel = porcupine.NondeterministicModel{
 }
 
 func testStoreLinearizableTransitions(t *testing.T, open func(*testing.T, taskstore.Config) *taskstore.Store) {
-	s := open(t, taskstore.Config{MaxTasksPerOwner: -1})
+	s := open(t, taskstore.Config{MaxActiveTasks: -1, MaxStoredTasks: -1})
 	const tasks, clients, opsEach = 12, 8, 12
 	ids := make([]string, tasks)
 	for i := range ids {

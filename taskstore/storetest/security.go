@@ -22,7 +22,7 @@ import (
 
 // isolationConfig is the store configuration CheckOwnerIsolation expects:
 // a quota of 2, so that it can check whose tasks a quota counts.
-var isolationConfig = taskstore.Config{MaxTasksPerOwner: 2}
+var isolationConfig = taskstore.Config{MaxActiveTasks: 2}
 
 // IsolationConfig returns the configuration a store given to
 // CheckOwnerIsolation must have.

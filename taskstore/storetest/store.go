@@ -44,6 +44,9 @@ func runStoreTests(t *testing.T, newBackend NewBackend) {
 		{"InputFlow", testStoreInputFlow},
 		{"OwnerIsolationProperty", testStoreOwnerIsolationProperty},
 		{"LimitsEveryEntryPoint", testStoreLimitsEveryEntryPoint},
+		{"ActiveQuota", testStoreActiveQuota},
+		{"EndOrphanOnce", testStoreEndOrphanOnce},
+		{"ClaimAndFence", testStoreClaimAndFence},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, open) })
@@ -151,7 +154,7 @@ var allStatuses = []taskstore.Status{
 // machine: working and input_required go to each other and to any terminal
 // status; terminal statuses go nowhere; no status goes to itself.
 func testStoreTransitions(t *testing.T, open func(*testing.T, taskstore.Config) *taskstore.Store) {
-	s := open(t, taskstore.Config{MaxTasksPerOwner: -1})
+	s := open(t, taskstore.Config{MaxActiveTasks: -1, MaxStoredTasks: -1})
 	ctx := t.Context()
 	for _, from := range allStatuses {
 		for _, to := range allStatuses {
@@ -324,7 +327,7 @@ func testStoreOwners(t *testing.T, open func(*testing.T, taskstore.Config) *task
 // testStoreOwnerIsolation: on every operation, another owner's task answers
 // exactly as a task that does not exist.
 func testStoreOwnerIsolation(t *testing.T, open func(*testing.T, taskstore.Config) *taskstore.Store) {
-	s := open(t, taskstore.Config{MaxTasksPerOwner: 2})
+	s := open(t, taskstore.Config{MaxActiveTasks: 2})
 	ctx := t.Context()
 	mine := create(t, s, "foo:bar").Task.TaskID
 	create(t, s, "foo:bar")
@@ -374,7 +377,7 @@ func testStoreOwnerIsolation(t *testing.T, open func(*testing.T, taskstore.Confi
 }
 
 func testStoreQuota(t *testing.T, open func(*testing.T, taskstore.Config) *taskstore.Store) {
-	s := open(t, taskstore.Config{MaxTasksPerOwner: 4})
+	s := open(t, taskstore.Config{MaxActiveTasks: 4})
 	errs := race(12, func(int) error { _, err := s.Create(context.Background(), "alice", toolCall); return err })
 	if ok, _ := countErrs(t, errs, taskstore.ErrQuotaExceeded); ok != 4 {
 		t.Fatalf("%d of 12 racing creates succeeded under a quota of 4", ok)
@@ -391,7 +394,7 @@ func testStoreQuota(t *testing.T, open func(*testing.T, taskstore.Config) *tasks
 }
 
 func testStoreExpiry(t *testing.T, open func(*testing.T, taskstore.Config) *taskstore.Store) {
-	s := open(t, taskstore.Config{MaxTasksPerOwner: 1})
+	s := open(t, taskstore.Config{MaxActiveTasks: 1})
 	ctx := t.Context()
 	r, err := s.Create(ctx, "alice", taskstore.CreateRequest{RequestMethod: "tools/call", TTL: dur(shortTTL)})
 	if err != nil {
@@ -544,7 +547,7 @@ func testStoreConcurrentTerminal(t *testing.T, open func(*testing.T, taskstore.C
 }
 
 func testStoreList(t *testing.T, open func(*testing.T, taskstore.Config) *taskstore.Store) {
-	s := open(t, taskstore.Config{MaxTasksPerOwner: -1})
+	s := open(t, taskstore.Config{MaxActiveTasks: -1, MaxStoredTasks: -1})
 	ctx := t.Context()
 	var want []string
 	for range 120 {

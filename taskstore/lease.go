@@ -1,0 +1,126 @@
+package taskstore
+
+import (
+	"context"
+	"fmt"
+	"unicode/utf8"
+)
+
+// Runner leases: a task run by a replica (a runner) records that runner and
+// the attempt in its document, atomically with its status. Each runner
+// beats a counter of its own (Heartbeat), so keeping leases alive costs one
+// write per runner per interval, not one per task. Another runner that sees
+// a counter stand still long enough on its own clock ends or claims that
+// runner's tasks (EndOrphan, Claim); every such write is a compare-and-swap
+// that re-checks the lease, so exactly one replica acts on each task.
+//
+// A Handle bound to a lease (Handle.WithLease) is fenced: each of its writes
+// re-checks, inside the same compare-and-swap, that the task still carries
+// that lease, and fails with ErrLeaseLost otherwise. A replica that was
+// paused while its task was taken over therefore cannot write to it again.
+
+// MaxRunnerLen caps a runner id, in bytes.
+const MaxRunnerLen = 128
+
+func checkRunner(runner string) error {
+	if runner == "" || len(runner) > MaxRunnerLen || !utf8.ValidString(runner) {
+		return fmt.Errorf("%w: runner id must be 1..%d bytes of UTF-8", ErrInvalidArgument, MaxRunnerLen)
+	}
+	return nil
+}
+
+type fenceKey struct{}
+
+// checkFence refuses a write when ctx carries a lease (set by a leased
+// Handle) that rec no longer holds.
+func checkFence(ctx context.Context, rec *TaskRecord) error {
+	l, ok := ctx.Value(fenceKey{}).(Lease)
+	if !ok {
+		return nil
+	}
+	if rec.Lease == nil || *rec.Lease != l {
+		return fmt.Errorf("%w: attempt %d of runner %q no longer holds the task", ErrLeaseLost, l.Attempt, l.Runner)
+	}
+	return nil
+}
+
+// Heartbeat adds one to runner's beat counter; see Backend.Heartbeat.
+func (s *Store) Heartbeat(ctx context.Context, runner string) error {
+	if err := checkRunner(runner); err != nil {
+		return err
+	}
+	return s.b.Heartbeat(ctx, runner)
+}
+
+// Runners lists every registered runner with its beat counter.
+func (s *Store) Runners(ctx context.Context) ([]RunnerBeat, error) { return s.b.Runners(ctx) }
+
+// RemoveRunner forgets runner's beat counter (after its tasks were ended or
+// claimed).
+func (s *Store) RemoveRunner(ctx context.Context, runner string) error {
+	if err := checkRunner(runner); err != nil {
+		return err
+	}
+	return s.b.RemoveRunner(ctx, runner)
+}
+
+// RunnerTasks returns up to limit active tasks whose lease runner holds,
+// each checked against its document (the backend's index is a hint).
+func (s *Store) RunnerTasks(ctx context.Context, runner string, limit int) ([]*TaskRecord, error) {
+	if err := checkRunner(runner); err != nil {
+		return nil, err
+	}
+	if limit <= 0 || exceeds(limit, s.cfg.MaxPageSize) {
+		return nil, fmt.Errorf("%w: %d, must be 1..%d", ErrInvalidPageSize, limit, s.cfg.MaxPageSize)
+	}
+	brs, err := s.b.RunnerTasks(ctx, runner, limit)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]*TaskRecord, 0, len(brs))
+	for _, br := range brs {
+		rec, err := decodeRecord(br)
+		if err != nil {
+			return nil, err
+		}
+		if rec.Active() && rec.Lease != nil && rec.Lease.Runner == runner {
+			out = append(out, rec)
+		}
+	}
+	return out, nil
+}
+
+// EndOrphan fails an active task still held by lease, with message as its
+// status message and a -32603 error as its outcome. When the task has
+// moved on (another lease, or it ended) it returns ErrLeaseLost and writes
+// nothing, so of many replicas sweeping at once exactly one ends it.
+func (s *Store) EndOrphan(ctx context.Context, owner, taskID string, lease Lease, message string) (*TaskRecord, error) {
+	if err := s.checkMessage(message); err != nil {
+		return nil, err
+	}
+	return s.mutate(ctx, owner, taskID, func(r *TaskRecord) error {
+		if !r.Active() || r.Lease == nil || *r.Lease != lease {
+			return fmt.Errorf("%w: task moved on", ErrLeaseLost)
+		}
+		r.Task.Status = StatusFailed
+		r.Task.StatusMessage = message
+		r.Error = &RPCError{Code: CodeInternalError, Message: message}
+		return nil
+	})
+}
+
+// Claim moves an active task held by lease `from` to runner `to`, as the
+// next attempt. When the task has moved on it returns ErrLeaseLost and
+// writes nothing, so each attempt is claimed exactly once.
+func (s *Store) Claim(ctx context.Context, owner, taskID string, from Lease, to string) (*TaskRecord, error) {
+	if err := checkRunner(to); err != nil {
+		return nil, err
+	}
+	return s.mutate(ctx, owner, taskID, func(r *TaskRecord) error {
+		if !r.Active() || r.Lease == nil || *r.Lease != from {
+			return fmt.Errorf("%w: task moved on", ErrLeaseLost)
+		}
+		r.Lease = &Lease{Runner: to, Attempt: from.Attempt + 1}
+		return nil
+	})
+}
