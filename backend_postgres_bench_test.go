@@ -63,7 +63,7 @@ FROM generate_series(1, $3) AS i`, []byte(owner), tmpl.Data, n-1)
 func TestPostgresExplain(t *testing.T) {
 	b := newPostgresFactory(postgresTestURL(t), "sweep=0")(t).(*postgresBackend)
 	ctx := t.Context()
-	s := taskstore.New(b, taskstore.Config{MaxTasksPerOwner: -1})
+	s := taskstore.New(b, taskstore.Config{MaxActiveTasks: -1, MaxStoredTasks: -1})
 	ids := pgFill(t, b, s, "big", 50_000)
 	_, err := b.pool.Exec(ctx, `INSERT INTO `+b.qualified()+` (owner, task_id, version, expires_at, data)
 SELECT convert_to('owner-' || (i % 500), 'UTF8'), convert_to(lpad(to_hex(i), 16, '0') || '-' || md5(i::text), 'UTF8'), 1,
@@ -213,7 +213,7 @@ func BenchmarkPostgresStore(b *testing.B) {
 // one of 100,000 tasks.
 func BenchmarkPostgresRatios(b *testing.B) {
 	pb := newPostgresFactory(postgresTestURL(b), "pool_max_conns=16", "sweep=0")(b).(*postgresBackend)
-	s := taskstore.New(pb, taskstore.Config{MaxTasksPerOwner: -1})
+	s := taskstore.New(pb, taskstore.Config{MaxActiveTasks: -1, MaxStoredTasks: -1})
 	ids := pgFill(b, pb, s, "bench", 100)
 	pgFill(b, pb, s, "bench-big", 100_000)
 	casIDs := pgFill(b, pb, s, "bench-cas", pgBenchCallers)

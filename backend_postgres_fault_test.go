@@ -107,7 +107,7 @@ func TestPostgresFaultUnderLoad(t *testing.T) {
 	if err := b.(*postgresBackend).pool.QueryRow(t.Context(), "SHOW synchronous_commit").Scan(&sync); err != nil || sync != "on" {
 		t.Fatalf("synchronous_commit = %q, %v; want on", sync, err)
 	}
-	s := taskstore.New(b, taskstore.Config{MaxTasksPerOwner: -1})
+	s := taskstore.New(b, taskstore.Config{MaxActiveTasks: -1, MaxStoredTasks: -1})
 	load := startFaultLoad(s, 8, deadline)
 
 	time.Sleep(time.Second)

@@ -267,7 +267,7 @@ func openRedis(ctx context.Context, u *url.URL) (taskstore.Backend, error) {
 		redisAddHook(c, nodeOpts)
 		client = c
 	}
-	b := &redisBackend{client: client, prefix: prefix, reloader: reloader, done: nodeOpts.done}
+	b := &redisBackend{client: client, cluster: cluster, prefix: prefix, reloader: reloader, done: nodeOpts.done}
 
 	pctx, cancel := context.WithTimeout(ctx, dialTimeout)
 	defer cancel()
@@ -322,28 +322,46 @@ func (b *redisBackend) ping(ctx context.Context, cluster bool) error {
 // empty owner), so that O never contains a brace and every key of one
 // owner shares the cluster hash tag {O}:
 //
-//	P{O}:t:ID   string "VERSION:EXPIRY:DATA", EXPIRY in Unix ms (rounded up;
-//	            empty: never), DATA the record byte for byte. PEXPIREAT at
-//	            the expiry, so the server hides and purges it on its own.
-//	            (A string, not a hash: a list page reads all its records
-//	            with one MGET, about half the server time of one HMGET
-//	            per record.)
+//	P{O}:t:ID   string "VERSION:EXPIRY:ACTIVE:RUNNER:DATA", EXPIRY in Unix
+//	            ms (rounded up; empty: never), ACTIVE 1 or 0, RUNNER the
+//	            runner id in base64url (empty: none), DATA the record byte
+//	            for byte. PEXPIREAT at the expiry, so the server hides and
+//	            purges it on its own. (A string, not a hash: a list page
+//	            reads all its records with one MGET, about half the server
+//	            time of one HMGET per record.)
 //	P{O}:ids    sorted set of the owner's task ids, all scores 0: lexical
 //	            order is id order is creation order.
 //	P{O}:exp    sorted set of the ids that expire, scored by expiry (ms).
+//	P{O}:act    sorted set of the owner's active ids, scored by expiry (ms,
+//	            +inf for never): the active quota counts its live members.
+//	P{r:R}:run  sorted set of "O ID" of the records written with runner R
+//	            (R = base64url(runner)): the runner index, a hint.
+//	P{runners}  hash runner -> heartbeat counter.
 //
-// Consistency: every method is one round trip, atomic on the server: a Lua
-// script (EVALSHA) touching one owner's keys only, so one cluster slot, or
-// for Get a single GET. Expiry is judged by the server's clock: an
-// expired record is invisible at once to every call, whether or not Redis
-// has purged it yet. Creates and
-// lists drop up to redisPruneBatch expired index entries per call (lists
-// also drop any dead entry they meet); the index sets carry a PEXPIREAT at
-// their latest member's expiry (none while a member never expires), so an
-// owner who stops calling leaves nothing behind. Invariant: every id in
-// P{O}:exp is in P{O}:ids, so live count = |ids| - |expired in exp|.
+// Consistency: every method on one owner is one round trip, atomic on the
+// server: a Lua script (EVALSHA) touching one owner's keys only, so one
+// cluster slot, or for Get a single GET. Expiry is judged by the server's
+// clock: an expired record is invisible at once to every call, whether or
+// not Redis has purged it yet. Creates and lists drop up to
+// redisPruneBatch expired index entries per call (lists also drop any dead
+// entry they meet); the index sets carry a PEXPIREAT at their latest
+// member's expiry (none while a member never expires), so an owner who
+// stops calling leaves nothing behind. Invariant: every id in P{O}:exp is
+// in P{O}:ids, so live count = |ids| - |expired in exp|.
+//
+// The runner index lives in the runner's slot, not the owner's, so on a
+// cluster it cannot be written by the owner's script: an entry is added
+// (ZADD) before the record that names the runner is written, so every
+// record held by R is in R's index, and entries of records that moved on
+// are dropped when RunnerTasks meets them. On a single server the script
+// adds the entry itself, in the same round trip.
+//
+// Every write script publishes "O ID" on the channel P:changes, which
+// Subscribe listens to (plain pub/sub: on a cluster the message is
+// broadcast to every node).
 type redisBackend struct {
 	client    redis.UniversalClient
+	cluster   bool
 	prefix    string
 	reloader  *redisReloader // cluster only
 	done      chan struct{}  // closed by Close
@@ -352,21 +370,35 @@ type redisBackend struct {
 }
 
 // Interface guards
-var _ taskstore.Backend = (*redisBackend)(nil)
+var (
+	_ taskstore.Backend  = (*redisBackend)(nil)
+	_ taskstore.Notifier = (*redisBackend)(nil)
+)
 
-// ownerBase is P{O}, the start of every key of owner.
-func (b *redisBackend) ownerBase(owner string) string {
-	enc := base64.RawURLEncoding.EncodeToString([]byte(owner))
+func redisB64(s string) string {
+	enc := base64.RawURLEncoding.EncodeToString([]byte(s))
 	if enc == "" {
 		enc = "=" // "{}" would not be a hash tag
 	}
-	return b.prefix + "{" + enc + "}"
+	return enc
 }
 
-func (b *redisBackend) keys(owner, id string) (rec, ids, exp string) {
-	base := b.ownerBase(owner)
-	return base + ":t:" + id, base + ":ids", base + ":exp"
+// ownerBase is P{O}, the start of every key of owner.
+func (b *redisBackend) ownerBase(owner string) string {
+	return b.prefix + "{" + redisB64(owner) + "}"
 }
+
+func (b *redisBackend) keys(owner, id string) (rec, ids, exp, act string) {
+	base := b.ownerBase(owner)
+	return base + ":t:" + id, base + ":ids", base + ":exp", base + ":act"
+}
+
+func (b *redisBackend) runnerKey(runner string) string {
+	return b.prefix + "{r:" + redisB64(runner) + "}:run"
+}
+
+func (b *redisBackend) runnersKey() string  { return b.prefix + "{runners}" }
+func (b *redisBackend) changesChan() string { return b.prefix + "changes" }
 
 // The scripts share a few helpers. Times are Unix milliseconds, as Redis
 // keeps them: a record expiring at E ms is expired once now >= E, and its
@@ -378,78 +410,110 @@ local function now_ms()
   local t = redis.call('TIME')
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
-local function prune(ids, exp, now, n)
+local function prune(ids, exp, act, now, n)
   local old = redis.call('ZRANGEBYSCORE', exp, '-inf', string.format('%.0f', now), 'LIMIT', 0, n)
   if #old > 0 then
     redis.call('ZREM', ids, unpack(old))
     redis.call('ZREM', exp, unpack(old))
+    redis.call('ZREM', act, unpack(old))
   end
   return #old
+end
+local function act_score(e)
+  if e == '' then return '+inf' end
+  return e
 end
 `
 
 var (
-	// KEYS: rec ids exp. ARGV: id value expiry_ms|"" pexpireat_ms|"" max.
-	// Returns 0 created, 1 exists, 2 quota.
+	// KEYS: rec ids exp act [run]. ARGV: id value expiry_ms|"" pexpireat_ms|""
+	// max_active max_stored active(0|1) channel message [run_member].
+	// Returns 0 created, 1 exists, 2 active quota, 3 stored bound.
 	redisCreate = redis.NewScript(redisLuaPrelude + `
 local now = now_ms()
-prune(KEYS[2], KEYS[3], now, ` + strconv.Itoa(redisPruneBatch) + `)
+prune(KEYS[2], KEYS[3], KEYS[4], now, ` + strconv.Itoa(redisPruneBatch) + `)
 if redis.call('EXISTS', KEYS[1]) == 1 then return 1 end
-local max = tonumber(ARGV[5])
-if max > 0 then
-  local live = redis.call('ZCARD', KEYS[2]) - redis.call('ZCOUNT', KEYS[3], '-inf', string.format('%.0f', now))
-  if live >= max then return 2 end
+local nows = string.format('%.0f', now)
+local max_active = tonumber(ARGV[5])
+if max_active > 0 and ARGV[7] == '1' then
+  if redis.call('ZCOUNT', KEYS[4], '(' .. nows, '+inf') >= max_active then return 2 end
+end
+local max_stored = tonumber(ARGV[6])
+if max_stored > 0 then
+  local live = redis.call('ZCARD', KEYS[2]) - redis.call('ZCOUNT', KEYS[3], '-inf', nows)
+  if live >= max_stored then return 3 end
 end
 -- A record that expired before it was made is never stored.
 if ARGV[3] ~= '' and tonumber(ARGV[3]) <= now then return 0 end
+if KEYS[5] then redis.call('ZADD', KEYS[5], 0, ARGV[10]) end
+redis.call('PUBLISH', ARGV[8], ARGV[9])
 local new_ids = redis.call('EXISTS', KEYS[2]) == 0
 redis.call('ZADD', KEYS[2], 0, ARGV[1])
+if ARGV[7] == '1' then redis.call('ZADD', KEYS[4], act_score(ARGV[3]), ARGV[1]) else redis.call('ZREM', KEYS[4], ARGV[1]) end
 if ARGV[3] == '' then
   redis.call('SET', KEYS[1], ARGV[2])
   redis.call('ZREM', KEYS[3], ARGV[1])
   redis.call('PERSIST', KEYS[2])
   redis.call('PERSIST', KEYS[3])
+  redis.call('PERSIST', KEYS[4])
   return 0
 end
 redis.call('SET', KEYS[1], ARGV[2], 'PXAT', ARGV[4])
 redis.call('ZADD', KEYS[3], ARGV[3], ARGV[1])
 -- The id index lives as long as its longest-lived member: GT never
 -- shortens it, and leaves a permanent index (one holding a record that
--- never expires) alone. The expiry index goes with it, never before: the
+-- never expires) alone. The other indexes go with it, never before: the
 -- quota count needs every expiry-indexed id to be in the id index.
 if new_ids then redis.call('PEXPIREAT', KEYS[2], ARGV[4]) else redis.call('PEXPIREAT', KEYS[2], ARGV[4], 'GT') end
 local ids_until = redis.call('PEXPIRETIME', KEYS[2])
-if ids_until < 0 then redis.call('PERSIST', KEYS[3]) else redis.call('PEXPIREAT', KEYS[3], ids_until) end
+if ids_until < 0 then
+  redis.call('PERSIST', KEYS[3])
+  redis.call('PERSIST', KEYS[4])
+else
+  redis.call('PEXPIREAT', KEYS[3], ids_until)
+  redis.call('PEXPIREAT', KEYS[4], ids_until)
+end
 return 0
 `)
 
-	// KEYS: rec. ARGV: data expected. Returns the new version, -1 not
-	// found, -2 version conflict. Only the header is read; KEEPTTL keeps
-	// the expiry.
+	// KEYS: rec act [run]. ARGV: data expected active(0|1) runner_b64 id
+	// channel message [run_member]. Returns the new version, -1 not found,
+	// -2 version conflict. Only the header is read; KEEPTTL keeps the
+	// expiry.
 	redisUpdate = redis.NewScript(`
-local head = redis.call('GETRANGE', KEYS[1], 0, 63)
+local head = redis.call('GETRANGE', KEYS[1], 0, 255)
 if head == '' then return -1 end
 local v, e = string.match(head, '^(%d+):(%d*):')
 if v ~= ARGV[2] then return -2 end
 local nv = tonumber(v) + 1
-redis.call('SET', KEYS[1], string.format('%d:%s:', nv, e) .. ARGV[1], 'KEEPTTL')
+redis.call('SET', KEYS[1], string.format('%d:%s:%s:%s:', nv, e, ARGV[3], ARGV[4]) .. ARGV[1], 'KEEPTTL')
+if ARGV[3] == '1' then
+  if e == '' then redis.call('ZADD', KEYS[2], '+inf', ARGV[5]) else redis.call('ZADD', KEYS[2], e, ARGV[5]) end
+else
+  redis.call('ZREM', KEYS[2], ARGV[5])
+end
+if KEYS[3] then redis.call('ZADD', KEYS[3], 0, ARGV[8]) end
+redis.call('PUBLISH', ARGV[6], ARGV[7])
 return nv
 `)
 
-	// KEYS: rec ids exp. ARGV: id. Returns 1 if a live record was deleted.
+	// KEYS: rec ids exp act. ARGV: id channel message. Returns 1 if a live
+	// record was deleted.
 	redisDelete = redis.NewScript(`
 local was = redis.call('DEL', KEYS[1])
 redis.call('ZREM', KEYS[2], ARGV[1])
 redis.call('ZREM', KEYS[3], ARGV[1])
+redis.call('ZREM', KEYS[4], ARGV[1])
+if was == 1 then redis.call('PUBLISH', ARGV[2], ARGV[3]) end
 return was
 `)
 
-	// KEYS: ids exp. ARGV: record key prefix, after|"", limit.
+	// KEYS: ids exp act. ARGV: record key prefix, after|"", limit.
 	// Returns {more, id, value, id, value, …}: ids from the index, values
 	// with one MGET per batch. Record keys are built from the prefix: they
 	// share the owner's hash tag, so the same slot.
 	redisList = redis.NewScript(redisLuaPrelude + `
-prune(KEYS[1], KEYS[2], now_ms(), ` + strconv.Itoa(redisPruneBatch) + `)
+prune(KEYS[1], KEYS[2], KEYS[3], now_ms(), ` + strconv.Itoa(redisPruneBatch) + `)
 local limit = tonumber(ARGV[3])
 local start = '+'
 if ARGV[2] ~= '' then start = '(' .. ARGV[2] end
@@ -476,6 +540,7 @@ while true do
       -- Expired (or purged) but still indexed: drop the entry now.
       redis.call('ZREM', KEYS[1], id)
       redis.call('ZREM', KEYS[2], id)
+      redis.call('ZREM', KEYS[3], id)
     end
   end
   if #ids < batch then return out end
@@ -483,9 +548,9 @@ while true do
 end
 `)
 
-	// KEYS: ids exp. Removes every expired entry; returns how many.
+	// KEYS: ids exp act. Removes every expired entry; returns how many.
 	redisSweep = redis.NewScript(redisLuaPrelude + `
-return prune(KEYS[1], KEYS[2], now_ms(), 1e9)
+return prune(KEYS[1], KEYS[2], KEYS[3], now_ms(), 1e9)
 `)
 
 	redisScripts = []*redis.Script{redisCreate, redisUpdate, redisDelete, redisList, redisSweep}
@@ -510,17 +575,60 @@ func (b *redisBackend) fail(ctx context.Context, op string, err error) error {
 	return fmt.Errorf("%w: redis %s: %w", taskstore.ErrBackend, op, err)
 }
 
-func (b *redisBackend) Create(ctx context.Context, rec taskstore.Record, maxPerOwner int) error {
+// runMember is the runner index entry of a record: "O ID".
+func (b *redisBackend) runMember(owner, id string) string { return redisB64(owner) + " " + id }
+
+// indexRunner prepares the runner index entry of a write: on a single
+// server it returns the key for the script to ZADD to; on a cluster it
+// adds the entry itself first (another slot) and returns no key.
+func (b *redisBackend) indexRunner(ctx context.Context, rec taskstore.Record) (keys []string, member string, err error) {
+	if rec.Runner == "" {
+		return nil, "", nil
+	}
+	key, member := b.runnerKey(rec.Runner), b.runMember(rec.Owner, rec.TaskID)
+	if !b.cluster {
+		return []string{key}, member, nil
+	}
+	if err := b.client.ZAdd(ctx, key, redis.Z{Member: member}).Err(); err != nil {
+		return nil, "", b.fail(ctx, "index runner", err)
+	}
+	return nil, "", nil
+}
+
+func redisFlag(active bool) string {
+	if active {
+		return "1"
+	}
+	return "0"
+}
+
+func redisRunnerField(runner string) string {
+	if runner == "" {
+		return ""
+	}
+	return base64.RawURLEncoding.EncodeToString([]byte(runner))
+}
+
+func (b *redisBackend) Create(ctx context.Context, rec taskstore.Record, lim taskstore.Limits) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
 	if len(rec.Data) > redisMaxRecord {
 		return fmt.Errorf("%w: %d bytes, Redis takes at most %d", taskstore.ErrRecordTooLarge, len(rec.Data), redisMaxRecord)
 	}
-	recKey, ids, exp := b.keys(rec.Owner, rec.TaskID)
+	runKeys, member, err := b.indexRunner(ctx, rec)
+	if err != nil {
+		return err
+	}
+	recKey, ids, exp, act := b.keys(rec.Owner, rec.TaskID)
 	expMS, pxat := redisExpiry(rec.ExpiresAt)
-	res, err := redisCreate.Run(ctx, b.client, []string{recKey, ids, exp},
-		rec.TaskID, redisNewValue(expMS, rec.Data), expMS, pxat, max(maxPerOwner, 0)).Int()
+	args := []any{rec.TaskID, redisValue(1, expMS, rec.Active, rec.Runner, rec.Data), expMS, pxat,
+		max(lim.MaxActive, 0), max(lim.MaxStored, 0), redisFlag(rec.Active),
+		b.changesChan(), b.runMember(rec.Owner, rec.TaskID)}
+	if runKeys != nil {
+		args = append(args, member)
+	}
+	res, err := redisCreate.Run(ctx, b.client, append([]string{recKey, ids, exp, act}, runKeys...), args...).Int()
 	if err != nil {
 		return b.fail(ctx, "create", err)
 	}
@@ -531,14 +639,20 @@ func (b *redisBackend) Create(ctx context.Context, rec taskstore.Record, maxPerO
 		return taskstore.ErrAlreadyExists
 	case 2:
 		return taskstore.ErrQuotaExceeded
+	case 3:
+		return taskstore.ErrStorageFull
 	}
 	return fmt.Errorf("%w: redis create: unexpected reply %d", taskstore.ErrBackend, res)
 }
 
-// redisNewValue is the stored form of a new record: "1:EXPIRY:DATA".
-func redisNewValue(expMS string, data []byte) []byte {
-	value := make([]byte, 0, len(data)+len(expMS)+3)
-	value = append(append(append(value, "1:"...), expMS...), ':')
+// redisValue is the stored form of a record: "VERSION:EXPIRY:ACTIVE:RUNNER:DATA".
+func redisValue(version uint64, expMS string, active bool, runner string, data []byte) []byte {
+	r := redisRunnerField(runner)
+	value := make([]byte, 0, len(data)+len(expMS)+len(r)+24)
+	value = strconv.AppendUint(value, version, 10)
+	value = append(append(append(value, ':'), expMS...), ':')
+	value = append(append(value, redisFlag(active)...), ':')
+	value = append(append(value, r...), ':')
 	return append(value, data...)
 }
 
@@ -559,7 +673,7 @@ func (b *redisBackend) Get(ctx context.Context, owner, id string) (taskstore.Rec
 	if err := ctx.Err(); err != nil {
 		return taskstore.Record{}, err
 	}
-	recKey, _, _ := b.keys(owner, id)
+	recKey, _, _, _ := b.keys(owner, id)
 	val, err := b.client.Get(ctx, recKey).Bytes()
 	if errors.Is(err, redis.Nil) {
 		return taskstore.Record{}, taskstore.ErrNotFound
@@ -570,38 +684,59 @@ func (b *redisBackend) Get(ctx context.Context, owner, id string) (taskstore.Rec
 	return decodeRedisRecord(owner, id, val)
 }
 
-// decodeRedisRecord parses a stored value, "VERSION:EXPIRY_MS:DATA".
+var errRedisMalformed = fmt.Errorf("%w: redis: stored task is malformed", taskstore.ErrBackend)
+
+// decodeRedisRecord parses a stored value, "VERSION:EXPIRY:ACTIVE:RUNNER:DATA".
+// Its error is built only on failure: it runs for every record read.
 func decodeRedisRecord(owner, id string, val []byte) (taskstore.Record, error) {
-	bad := func() error { return fmt.Errorf("%w: redis: stored task %s is malformed", taskstore.ErrBackend, id) }
-	v, rest, ok1 := bytes.Cut(val, []byte{':'})
-	e, data, ok2 := bytes.Cut(rest, []byte{':'})
-	if !ok1 || !ok2 {
-		return taskstore.Record{}, bad()
+	var f [4][]byte
+	rest := val
+	for i := range f {
+		var ok bool
+		if f[i], rest, ok = bytes.Cut(rest, []byte{':'}); !ok {
+			return taskstore.Record{}, fmt.Errorf("%w: %s", errRedisMalformed, id)
+		}
 	}
-	rec := taskstore.Record{Owner: owner, TaskID: id, Data: data}
+	rec := taskstore.Record{Owner: owner, TaskID: id, Data: rest, Active: string(f[2]) == "1"}
 	var err error
-	if rec.Version, err = strconv.ParseUint(string(v), 10, 64); err != nil {
-		return taskstore.Record{}, bad()
+	if rec.Version, err = strconv.ParseUint(string(f[0]), 10, 64); err != nil {
+		return taskstore.Record{}, fmt.Errorf("%w: %s", errRedisMalformed, id)
 	}
-	if len(e) > 0 {
-		ms, err := strconv.ParseInt(string(e), 10, 64)
+	if len(f[1]) > 0 {
+		ms, err := strconv.ParseInt(string(f[1]), 10, 64)
 		if err != nil {
-			return taskstore.Record{}, bad()
+			return taskstore.Record{}, fmt.Errorf("%w: %s", errRedisMalformed, id)
 		}
 		rec.ExpiresAt = time.UnixMilli(ms)
+	}
+	if len(f[3]) > 0 {
+		r, err := base64.RawURLEncoding.DecodeString(string(f[3]))
+		if err != nil {
+			return taskstore.Record{}, fmt.Errorf("%w: %s", errRedisMalformed, id)
+		}
+		rec.Runner = string(r)
 	}
 	return rec, nil
 }
 
-func (b *redisBackend) Update(ctx context.Context, owner, id string, data []byte, expected uint64) (uint64, error) {
+func (b *redisBackend) Update(ctx context.Context, rec taskstore.Record, expected uint64) (uint64, error) {
 	if err := ctx.Err(); err != nil {
 		return 0, err
 	}
-	if len(data) > redisMaxRecord {
-		return 0, fmt.Errorf("%w: %d bytes, Redis takes at most %d", taskstore.ErrRecordTooLarge, len(data), redisMaxRecord)
+	if len(rec.Data) > redisMaxRecord {
+		return 0, fmt.Errorf("%w: %d bytes, Redis takes at most %d", taskstore.ErrRecordTooLarge, len(rec.Data), redisMaxRecord)
 	}
-	recKey, _, _ := b.keys(owner, id)
-	res, err := redisUpdate.Run(ctx, b.client, []string{recKey}, data, strconv.FormatUint(expected, 10)).Int64()
+	runKeys, member, err := b.indexRunner(ctx, rec)
+	if err != nil {
+		return 0, err
+	}
+	recKey, _, _, act := b.keys(rec.Owner, rec.TaskID)
+	args := []any{rec.Data, strconv.FormatUint(expected, 10), redisFlag(rec.Active), redisRunnerField(rec.Runner),
+		rec.TaskID, b.changesChan(), b.runMember(rec.Owner, rec.TaskID)}
+	if runKeys != nil {
+		args = append(args, member)
+	}
+	res, err := redisUpdate.Run(ctx, b.client, append([]string{recKey, act}, runKeys...), args...).Int64()
 	if err != nil {
 		return 0, b.fail(ctx, "update", err)
 	}
@@ -620,8 +755,8 @@ func (b *redisBackend) Delete(ctx context.Context, owner, id string) (bool, erro
 	if err := ctx.Err(); err != nil {
 		return false, err
 	}
-	recKey, ids, exp := b.keys(owner, id)
-	res, err := redisDelete.Run(ctx, b.client, []string{recKey, ids, exp}, id).Int()
+	recKey, ids, exp, act := b.keys(owner, id)
+	res, err := redisDelete.Run(ctx, b.client, []string{recKey, ids, exp, act}, id, b.changesChan(), b.runMember(owner, id)).Int()
 	if err != nil {
 		return false, b.fail(ctx, "delete", err)
 	}
@@ -636,7 +771,7 @@ func (b *redisBackend) List(ctx context.Context, owner, after string, limit int)
 		return nil, false, nil
 	}
 	base := b.ownerBase(owner)
-	res, err := redisList.Run(redisNoWait(ctx), b.client, []string{base + ":ids", base + ":exp"}, base+":t:", after, limit).Slice()
+	res, err := redisList.Run(redisNoWait(ctx), b.client, []string{base + ":ids", base + ":exp", base + ":act"}, base+":t:", after, limit).Slice()
 	if err != nil {
 		return nil, false, b.fail(ctx, "list", err)
 	}
@@ -660,6 +795,172 @@ func (b *redisBackend) List(ctx context.Context, owner, after string, limit int)
 	return recs, more == 1, nil
 }
 
+func (b *redisBackend) Heartbeat(ctx context.Context, runner string) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	// A heartbeat needs no durability (wait_replicas): a lost beat is only a late one.
+	if err := b.client.HIncrBy(redisNoWait(ctx), b.runnersKey(), runner, 1).Err(); err != nil {
+		return b.fail(ctx, "heartbeat", err)
+	}
+	return nil
+}
+
+func (b *redisBackend) Runners(ctx context.Context) ([]taskstore.RunnerBeat, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	m, err := b.client.HGetAll(ctx, b.runnersKey()).Result()
+	if err != nil {
+		return nil, b.fail(ctx, "runners", err)
+	}
+	out := make([]taskstore.RunnerBeat, 0, len(m))
+	for r, v := range m {
+		n, err := strconv.ParseUint(v, 10, 64)
+		if err != nil {
+			return nil, fmt.Errorf("%w: redis runners: malformed counter", taskstore.ErrBackend)
+		}
+		out = append(out, taskstore.RunnerBeat{Runner: r, Beat: n})
+	}
+	return out, nil
+}
+
+func (b *redisBackend) RemoveRunner(ctx context.Context, runner string) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if err := b.client.HDel(ctx, b.runnersKey(), runner).Err(); err != nil {
+		return b.fail(ctx, "remove runner", err)
+	}
+	return nil
+}
+
+// RunnerTasks reads the runner's index in batches and each entry's record
+// (one pipelined round trip per batch: the records live in their owners'
+// slots), returns the live ones still held by runner and drops the others
+// from the index.
+func (b *redisBackend) RunnerTasks(ctx context.Context, runner string, limit int) ([]taskstore.Record, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	key := b.runnerKey(runner)
+	var out []taskstore.Record
+	for offset := int64(0); len(out) < limit; {
+		batch := int64(min(limit-len(out), 500))
+		members, err := b.client.ZRange(ctx, key, offset, offset+batch-1).Result()
+		if err != nil {
+			return nil, b.fail(ctx, "runner tasks", err)
+		}
+		if len(members) == 0 {
+			break
+		}
+		type entry struct{ owner, id string }
+		entries := make([]entry, len(members))
+		cmds := make([]*redis.StringCmd, len(members))
+		pipe := b.client.Pipeline()
+		rctx := redisNoWait(ctx) // reads
+		for i, m := range members {
+			o, id, ok := strings.Cut(m, " ")
+			ob, err := base64.RawURLEncoding.DecodeString(o)
+			if o == "=" {
+				ob, err = nil, nil
+			}
+			if !ok || err != nil {
+				return nil, fmt.Errorf("%w: redis runner index: malformed entry", taskstore.ErrBackend)
+			}
+			entries[i] = entry{string(ob), id}
+			recKey, _, _, _ := b.keys(string(ob), id)
+			cmds[i] = pipe.Get(rctx, recKey)
+		}
+		if _, err := pipe.Exec(rctx); err != nil && !errors.Is(err, redis.Nil) {
+			return nil, b.fail(ctx, "runner tasks", err)
+		}
+		var stale []any
+		for i, c := range cmds {
+			val, err := c.Bytes()
+			if err == nil {
+				rec, derr := decodeRedisRecord(entries[i].owner, entries[i].id, val)
+				if derr != nil {
+					return nil, derr
+				}
+				if rec.Runner == runner && len(out) < limit {
+					out = append(out, rec)
+					continue
+				}
+			} else if !errors.Is(err, redis.Nil) {
+				return nil, b.fail(ctx, "runner tasks", err)
+			}
+			if err != nil || redisRecordMovedOn(val, runner) {
+				stale = append(stale, members[i])
+			}
+		}
+		offset += int64(len(members) - len(stale))
+		if len(stale) > 0 {
+			if err := b.client.ZRem(ctx, key, stale...).Err(); err != nil {
+				return nil, b.fail(ctx, "runner tasks", err)
+			}
+		}
+		if int64(len(members)) < batch {
+			break
+		}
+	}
+	return out, nil
+}
+
+// redisRecordMovedOn reports whether a stored record no longer names
+// runner, so its index entry can go.
+func redisRecordMovedOn(val []byte, runner string) bool {
+	parts := bytes.SplitN(val, []byte{':'}, 5)
+	return len(parts) < 5 || string(parts[3]) != redisRunnerField(runner)
+}
+
+// Subscribe listens on the change channel. It returns when ctx ends or the
+// connection is lost; the caller subscribes again and gets a Resync.
+func (b *redisBackend) Subscribe(ctx context.Context, fn func(taskstore.Change)) error {
+	ps := b.client.Subscribe(ctx)
+	defer ps.Close()
+	// Receive blocks in a read that ctx does not interrupt: closing does.
+	stop := context.AfterFunc(ctx, func() { ps.Close() })
+	defer stop()
+	if err := ps.Subscribe(ctx, b.changesChan()); err != nil {
+		return b.fail(ctx, "subscribe", err)
+	}
+	// The first reply confirms the subscription: from here on nothing is missed.
+	if _, err := ps.Receive(ctx); err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		return b.fail(ctx, "subscribe", err)
+	}
+	fn(taskstore.Change{Resync: true})
+	for {
+		msg, err := ps.Receive(ctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			return b.fail(ctx, "subscribe", err)
+		}
+		m, ok := msg.(*redis.Message)
+		if !ok {
+			continue // pings and subscription replies
+		}
+		o, id, ok := strings.Cut(m.Payload, " ")
+		if !ok {
+			continue
+		}
+		owner := ""
+		if o != "=" {
+			ob, err := base64.RawURLEncoding.DecodeString(o)
+			if err != nil {
+				continue
+			}
+			owner = string(ob)
+		}
+		fn(taskstore.Change{Owner: owner, TaskID: id})
+	}
+}
+
 // DeleteExpired is not needed for correctness (expired records are
 // invisible and Redis purges them, and idle indexes expire with their last
 // member). It scans for the prefix's expiry indexes (every master of a
@@ -675,8 +976,8 @@ func (b *redisBackend) DeleteExpired(ctx context.Context) (int, error) {
 		it := c.Scan(ctx, 0, redisGlobEscape(b.prefix)+"{*}:exp", 1000).Iterator()
 		for it.Next(ctx) {
 			exp := it.Val()
-			ids := strings.TrimSuffix(exp, ":exp") + ":ids"
-			n, err := redisSweep.Run(redisNoWait(ctx), c, []string{ids, exp}).Int()
+			base := strings.TrimSuffix(exp, ":exp")
+			n, err := redisSweep.Run(redisNoWait(ctx), c, []string{base + ":ids", exp, base + ":act"}).Int()
 			if err != nil {
 				return err
 			}

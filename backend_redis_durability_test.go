@@ -71,14 +71,14 @@ func TestRedisWaitReplicas(t *testing.T) {
 
 	// Each write: one WAIT, and the replica has it once acknowledged.
 	r := newRec()
-	recKey, _, _ := b.keys(owner, r.TaskID)
+	recKey, _, _, _ := b.keys(owner, r.TaskID)
 	writes := []struct {
 		name  string
 		write func() error
 		want  string // the value's start on the replica right after; "" gone
 	}{
-		{"Create", func() error { return b.Create(ctx, r, 0) }, "1:"},
-		{"Update", func() error { _, err := b.Update(ctx, owner, r.TaskID, []byte(`{"n":2}`), 1); return err }, "2:"},
+		{"Create", func() error { return b.Create(ctx, r, taskstore.Limits{}) }, "1:"},
+		{"Update", func() error { _, err := b.Update(ctx, taskstore.Record{Owner: owner, TaskID: r.TaskID, Data: []byte(`{"n":2}`)}, 1); return err }, "2:"},
 		{"Delete", func() error { _, err := b.Delete(ctx, owner, r.TaskID); return err }, ""},
 	}
 	for _, w := range writes {
@@ -122,7 +122,7 @@ func TestRedisWaitReplicas(t *testing.T) {
 		t.Helper()
 		r := newRec()
 		start := time.Now()
-		err := b.Create(ctx, r, 0)
+		err := b.Create(ctx, r, taskstore.Limits{})
 		took := time.Since(start)
 		if !errors.Is(err, taskstore.ErrNotDurable) || !errors.Is(err, taskstore.ErrBackend) || !strings.Contains(err.Error(), "may have applied") {
 			t.Fatalf("Create with %s: %v; want ErrNotDurable saying the write may have applied", what, err)
@@ -147,7 +147,7 @@ func TestRedisWaitReplicas(t *testing.T) {
 	if err := replica.cmd.Process.Signal(syscall.SIGCONT); err != nil {
 		t.Fatal(err)
 	}
-	if _, ok := waitUntil(t, 10*time.Second, func() bool { return b.Create(ctx, newRec(), 0) == nil }); !ok {
+	if _, ok := waitUntil(t, 10*time.Second, func() bool { return b.Create(ctx, newRec(), taskstore.Limits{}) == nil }); !ok {
 		t.Fatal("writes did not become durable again within 10s of the replica going on")
 	}
 }

@@ -203,7 +203,7 @@ func startRedisFailoverRun(t *testing.T, deadline time.Duration, opts ...string)
 	}
 	byShard, owners := r.c.ownersPerShard(ctx, b.(*redisBackend), redisFailoverOwners)
 	r.calls = newShardLog(byShard)
-	r.s = taskstore.New(b, taskstore.Config{MaxTasksPerOwner: -1})
+	r.s = taskstore.New(b, taskstore.Config{MaxActiveTasks: -1, MaxStoredTasks: -1})
 	r.load = startFaultLoadWith(r.s, 8, deadline, faultLoadOptions{owners: owners, observe: r.calls.observe})
 	t.Cleanup(func() {
 		r.stop()

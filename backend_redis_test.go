@@ -167,7 +167,7 @@ func TestRedisKeyLayout(t *testing.T) {
 
 	soon := taskstore.Record{Owner: owner, TaskID: taskstore.NewTaskID(time.Now()), Data: []byte(`{}`),
 		ExpiresAt: time.Now().Add(300 * time.Millisecond)}
-	if err := b.Create(ctx, soon, 0); err != nil {
+	if err := b.Create(ctx, soon, taskstore.Limits{}); err != nil {
 		t.Fatal(err)
 	}
 	for _, k := range []string{base + ":t:" + soon.TaskID, base + ":ids", base + ":exp"} {
@@ -178,7 +178,7 @@ func TestRedisKeyLayout(t *testing.T) {
 	}
 	// A record that never expires makes the id index permanent.
 	forever := taskstore.Record{Owner: owner, TaskID: taskstore.NewTaskID(time.Now()), Data: []byte(`{}`)}
-	if err := b.Create(ctx, forever, 0); err != nil {
+	if err := b.Create(ctx, forever, taskstore.Limits{}); err != nil {
 		t.Fatal(err)
 	}
 	if ttl, _ := raw.PTTL(ctx, base+":ids").Result(); ttl != -1 {
@@ -382,10 +382,10 @@ func TestRedisFault(t *testing.T) {
 		r := taskstore.Record{Owner: "alice", TaskID: taskstore.NewTaskID(time.Now()), Data: []byte(`{"n":"` + tag + `"}`),
 			ExpiresAt: time.Now().Add(time.Hour)}
 		return map[string]func(ctx context.Context) error{
-			"1 Create": func(ctx context.Context) error { return b.Create(ctx, r, 10) },
+			"1 Create": func(ctx context.Context) error { return b.Create(ctx, r, taskstore.Limits{MaxActive: 10}) },
 			"2 Get":    func(ctx context.Context) error { _, err := b.Get(ctx, "alice", r.TaskID); return err },
 			"3 Update": func(ctx context.Context) error {
-				_, err := b.Update(ctx, "alice", r.TaskID, []byte(`{}`), 1)
+				_, err := b.Update(ctx, taskstore.Record{Owner: "alice", TaskID: r.TaskID, Data: []byte(`{}`)}, 1)
 				return err
 			},
 			"4 List": func(ctx context.Context) error { _, _, err := b.List(ctx, "alice", "", 10); return err },
@@ -716,9 +716,10 @@ func redisFillPipelined(b *testing.B, s *taskstore.Store, rb *redisBackend, owne
 			r := tmpl
 			r.TaskID = taskstore.NewTaskID(time.Now())
 			r.Data = bytes.ReplaceAll(tmpl.Data, []byte(tmpl.TaskID), []byte(r.TaskID))
-			rec, idx, exp := rb.keys(owner, r.TaskID)
+			rec, idx, exp, act := rb.keys(owner, r.TaskID)
 			expMS, pxat := redisExpiry(r.ExpiresAt)
-			redisCreate.Run(ctx, pipe, []string{rec, idx, exp}, r.TaskID, redisNewValue(expMS, r.Data), expMS, pxat, 0)
+			redisCreate.Run(ctx, pipe, []string{rec, idx, exp, act}, r.TaskID, redisValue(1, expMS, false, "", r.Data), expMS, pxat,
+				0, 0, "0", rb.changesChan(), rb.runMember(owner, r.TaskID))
 			if len(ids) < 100 {
 				ids = append(ids, r.TaskID)
 			}
@@ -794,7 +795,7 @@ func TestRedisTLS(t *testing.T) {
 	}
 	defer b.Close()
 	r := taskstore.Record{Owner: "alice", TaskID: taskstore.NewTaskID(time.Now()), Data: []byte(`{}`)}
-	if err := b.Create(t.Context(), r, 0); err != nil {
+	if err := b.Create(t.Context(), r, taskstore.Limits{}); err != nil {
 		t.Fatal(err)
 	}
 	if got, err := b.Get(t.Context(), "alice", r.TaskID); err != nil || got.Version != 1 {
@@ -931,7 +932,7 @@ func BenchmarkRedisRatios(b *testing.B) {
 				}
 				versions[c] = r.Version
 			}
-			v, err := rb.Update(ctx, "bench-cas", casIDs[c], raw.Data, versions[c])
+			v, err := rb.Update(ctx, taskstore.Record{Owner: "bench-cas", TaskID: casIDs[c], Data: raw.Data}, versions[c])
 			versions[c] = v
 			return err
 		},

@@ -273,10 +273,16 @@ func TestMCPGoErrorCodes(t *testing.T) {
 		}
 	})
 	t.Run("quota is internal error", func(t *testing.T) {
-		for range 4 { // 1 task exists; the quota is 5
-			c.callTask(ctx, "echo", map[string]any{}, map[string]any{})
+		// The quota counts active tasks: 5 blocked ones fill it, finished ones do not.
+		for range 5 {
+			tk := c.callTask(ctx, "block", map[string]any{}, map[string]any{})
+			defer c.raw(ctx, "tasks/cancel", map[string]any{"taskId": tk.TaskId})
 		}
-		wantCode(t, "over quota", c.raw(ctx, "tools/call", map[string]any{"name": "echo", "arguments": map[string]any{}, "task": map[string]any{}}), -32603)
+		resp := c.raw(ctx, "tools/call", map[string]any{"name": "echo", "arguments": map[string]any{}, "task": map[string]any{}})
+		wantCode(t, "over quota", resp, -32603)
+		if !strings.Contains(resp.Error.Message, "wait for a running task to finish") {
+			t.Errorf("the quota error does not say what to do: %q", resp.Error.Message)
+		}
 	})
 }
 

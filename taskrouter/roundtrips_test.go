@@ -43,9 +43,9 @@ func (c *countingBackend) take() string {
 	return fmt.Sprintf("%d (%s)", total, strings.Join(parts, " "))
 }
 
-func (c *countingBackend) Create(ctx context.Context, rec taskstore.Record, max int) error {
+func (c *countingBackend) Create(ctx context.Context, rec taskstore.Record, lim taskstore.Limits) error {
 	c.count("Create")
-	return c.Backend.Create(ctx, rec, max)
+	return c.Backend.Create(ctx, rec, lim)
 }
 
 func (c *countingBackend) Get(ctx context.Context, owner, id string) (taskstore.Record, error) {
@@ -53,9 +53,9 @@ func (c *countingBackend) Get(ctx context.Context, owner, id string) (taskstore.
 	return c.Backend.Get(ctx, owner, id)
 }
 
-func (c *countingBackend) Update(ctx context.Context, owner, id string, data []byte, v uint64) (uint64, error) {
+func (c *countingBackend) Update(ctx context.Context, rec taskstore.Record, v uint64) (uint64, error) {
 	c.count("Update")
-	return c.Backend.Update(ctx, owner, id, data, v)
+	return c.Backend.Update(ctx, rec, v)
 }
 
 func (c *countingBackend) List(ctx context.Context, owner, after string, limit int) ([]taskstore.Record, bool, error) {

@@ -151,7 +151,7 @@ func TestObjectSizeIsStoredSize(t *testing.T) {
 func TestVariablesLimitExact(t *testing.T) {
 	ctx := t.Context()
 	const limit = 1000
-	s := New(&captureBackend{recs: map[string]Record{}}, Config{MaxVariablesSize: limit, MaxTasksPerOwner: -1})
+	s := New(&captureBackend{recs: map[string]Record{}}, Config{MaxVariablesSize: limit, MaxActiveTasks: -1, MaxStoredTasks: -1})
 	vars := func(n int) map[string]json.RawMessage {
 		// {"v":"xx…"} is 8 bytes plus the x's.
 		return map[string]json.RawMessage{"v": json.RawMessage(`"` + strings.Repeat("<", n-8) + `"`)}

@@ -80,7 +80,7 @@ func (c *captureBackend) Close() error                               { return ni
 func corpusRecords(t *testing.T) map[string][]byte {
 	ctx := t.Context()
 	cb := &captureBackend{recs: map[string]Record{}}
-	s := New(cb, Config{MaxTasksPerOwner: -1})
+	s := New(cb, Config{MaxActiveTasks: -1, MaxStoredTasks: -1})
 	raw := func(s string) json.RawMessage { return json.RawMessage(s) }
 	tool := map[string]json.RawMessage{"io.mcptasks/tool": raw(`"search"`)}
 	out := map[string][]byte{}
@@ -171,7 +171,7 @@ func corpusRecords(t *testing.T) map[string][]byte {
 	keep("input_required", rec)
 
 	// A task that never expires (ttl and expiresAt null), cancelled.
-	unlimited := New(cb, Config{MaxTasksPerOwner: -1, DefaultTTL: -1})
+	unlimited := New(cb, Config{MaxActiveTasks: -1, MaxStoredTasks: -1, DefaultTTL: -1})
 	rec = must(unlimited.Create(ctx, "local-service", CreateRequest{RequestMethod: "sampling/createMessage"}))
 	rec = must(unlimited.Cancel(ctx, rec.OwnerID, rec.Task.TaskID))
 	keep("unlimited_cancelled", rec)

@@ -495,7 +495,9 @@ func countErrs(t testing.TB, errs []error, want error) (ok, matched int) {
 
 func testQuotaRace(t *testing.T, b taskstore.Backend) {
 	const n, quota = 16, 5
-	errs := race(n, func(int) error { return b.Create(context.Background(), rec("alice", `{}`), taskstore.Limits{MaxActive: quota}) })
+	errs := race(n, func(int) error {
+		return b.Create(context.Background(), rec("alice", `{}`), taskstore.Limits{MaxActive: quota})
+	})
 	ok, refused := countErrs(t, errs, taskstore.ErrQuotaExceeded)
 	if ok != quota || refused != n-quota {
 		t.Fatalf("%d creates raced for a quota of %d: %d succeeded, %d refused", n, quota, ok, refused)
