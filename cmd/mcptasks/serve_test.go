@@ -330,7 +330,7 @@ func TestServeWithoutTokensOwners(t *testing.T) {
 	// 2026-07-28: "client A" starts tasks up to the quota; "client B" (any
 	// other request without a token) reads and cancels them, and is out of
 	// quota too.
-	const quota = 100 // taskstore.Config default MaxActiveTasks
+	const quota = 100 // taskstore.Config default MaxActiveTasks (these tasks all keep running)
 	var ids []string
 	for range quota {
 		_, res := modernCall(t, url, "", "tools/call", map[string]any{"name": "slow_compute", "arguments": map[string]any{"seconds": 60}}, "slow_compute")
