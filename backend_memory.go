@@ -76,8 +76,9 @@ type memRecord struct {
 
 // Interface guards
 var (
-	_ taskstore.Backend  = (*memoryBackend)(nil)
-	_ taskstore.Notifier = (*memoryBackend)(nil)
+	_ taskstore.Backend     = (*memoryBackend)(nil)
+	_ taskstore.Notifier    = (*memoryBackend)(nil)
+	_ taskstore.BatchGetter = (*memoryBackend)(nil)
 )
 
 // NewMemoryBackend returns an empty in-memory backend. If sweep > 0 a
@@ -420,6 +421,27 @@ func (m *memoryBackend) RunnerTasks(ctx context.Context, runner string, limit in
 		rec := r.rec
 		rec.Data = slices.Clone(rec.Data)
 		out = append(out, rec)
+	}
+	return out, nil
+}
+
+func (m *memoryBackend) GetMany(ctx context.Context, keys []taskstore.Key) ([]taskstore.Record, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	if m.closed {
+		return nil, errMemoryClosed
+	}
+	now := time.Now()
+	out := make([]taskstore.Record, 0, len(keys))
+	for _, k := range keys {
+		if r := m.live(k.Owner, k.TaskID, now); r != nil {
+			rec := r.rec
+			rec.Data = slices.Clone(rec.Data)
+			out = append(out, rec)
+		}
 	}
 	return out, nil
 }

@@ -372,7 +372,8 @@ type redisBackend struct {
 // Interface guards
 var (
 	_ taskstore.Backend  = (*redisBackend)(nil)
-	_ taskstore.Notifier = (*redisBackend)(nil)
+	_ taskstore.Notifier    = (*redisBackend)(nil)
+	_ taskstore.BatchGetter = (*redisBackend)(nil)
 )
 
 func redisB64(s string) string {
@@ -903,6 +904,43 @@ func (b *redisBackend) RunnerTasks(ctx context.Context, runner string, limit int
 		if int64(len(members)) < batch {
 			break
 		}
+	}
+	return out, nil
+}
+
+// GetMany is one pipeline of GETs (on a cluster, one per node holding
+// some of the keys).
+func (b *redisBackend) GetMany(ctx context.Context, keys []taskstore.Key) ([]taskstore.Record, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if len(keys) == 0 {
+		return nil, nil
+	}
+	pipe := b.client.Pipeline()
+	rctx := redisNoWait(ctx) // reads
+	cmds := make([]*redis.StringCmd, len(keys))
+	for i, k := range keys {
+		recKey, _, _, _ := b.keys(k.Owner, k.TaskID)
+		cmds[i] = pipe.Get(rctx, recKey)
+	}
+	if _, err := pipe.Exec(rctx); err != nil && !errors.Is(err, redis.Nil) {
+		return nil, b.fail(ctx, "get many", err)
+	}
+	out := make([]taskstore.Record, 0, len(keys))
+	for i, c := range cmds {
+		val, err := c.Bytes()
+		if errors.Is(err, redis.Nil) {
+			continue
+		}
+		if err != nil {
+			return nil, b.fail(ctx, "get many", err)
+		}
+		rec, err := decodeRedisRecord(keys[i].Owner, keys[i].TaskID, val)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, rec)
 	}
 	return out, nil
 }

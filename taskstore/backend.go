@@ -160,3 +160,19 @@ type Change struct {
 	TaskID string
 	Resync bool
 }
+
+// BatchGetter is implemented by backends that read many records in fewer
+// round trips than one Get each (DynamoDB: BatchGetItem, 100 keys a
+// request; Redis: one pipeline). Replicas without a change feed poll the
+// tasks they watch through it.
+type BatchGetter interface {
+	// GetMany returns the live records among keys, in any order; missing
+	// and expired keys are left out. keys holds at most 1000 entries.
+	GetMany(ctx context.Context, keys []Key) ([]Record, error)
+}
+
+// Key names one record.
+type Key struct {
+	Owner  string
+	TaskID string
+}

@@ -28,7 +28,7 @@ type captureBackend struct {
 	recs map[string]Record
 }
 
-func (c *captureBackend) Create(_ context.Context, rec Record, _ int) error {
+func (c *captureBackend) Create(_ context.Context, rec Record, _ Limits) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if _, ok := c.recs[rec.TaskID]; ok {
@@ -51,9 +51,10 @@ func (c *captureBackend) Get(_ context.Context, _, id string) (Record, error) {
 	return r, nil
 }
 
-func (c *captureBackend) Update(_ context.Context, _, id string, data []byte, expected uint64) (uint64, error) {
+func (c *captureBackend) Update(_ context.Context, rec Record, expected uint64) (uint64, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	id, data := rec.TaskID, rec.Data
 	r, ok := c.recs[id]
 	if !ok {
 		return 0, ErrNotFound
@@ -74,6 +75,14 @@ func (c *captureBackend) List(context.Context, string, string, int) ([]Record, b
 func (c *captureBackend) DeleteExpired(context.Context) (int, error) { return 0, nil }
 func (c *captureBackend) MaxRecordSize() int                         { return 0 }
 func (c *captureBackend) Close() error                               { return nil }
+func (c *captureBackend) Heartbeat(context.Context, string) error    { return nil }
+func (c *captureBackend) Runners(context.Context) ([]RunnerBeat, error) {
+	return nil, nil
+}
+func (c *captureBackend) RemoveRunner(context.Context, string) error { return nil }
+func (c *captureBackend) RunnerTasks(context.Context, string, int) ([]Record, error) {
+	return nil, nil
+}
 
 // corpusRecords drives a Store through the task lives the corpus keeps and
 // returns each task's final stored document by name.

@@ -2,6 +2,7 @@ package taskstore
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"unicode/utf8"
 )
@@ -109,6 +110,23 @@ func (s *Store) EndOrphan(ctx context.Context, owner, taskID string, lease Lease
 	})
 }
 
+// Handoff moves an active task held by lease `from` to runner `to` at the
+// same attempt: a replica shutting down hands its resumable tasks to a
+// runner id that others claim at once (the run was stopped, not lost, so
+// it uses no attempt of its own). ErrLeaseLost when the task moved on.
+func (s *Store) Handoff(ctx context.Context, owner, taskID string, from Lease, to string) (*TaskRecord, error) {
+	if err := checkRunner(to); err != nil {
+		return nil, err
+	}
+	return s.mutate(ctx, owner, taskID, func(r *TaskRecord) error {
+		if !r.Active() || r.Lease == nil || *r.Lease != from {
+			return fmt.Errorf("%w: task moved on", ErrLeaseLost)
+		}
+		r.Lease = &Lease{Runner: to, Attempt: from.Attempt}
+		return nil
+	})
+}
+
 // Claim moves an active task held by lease `from` to runner `to`, as the
 // next attempt. When the task has moved on it returns ErrLeaseLost and
 // writes nothing, so each attempt is claimed exactly once.
@@ -123,4 +141,34 @@ func (s *Store) Claim(ctx context.Context, owner, taskID string, from Lease, to 
 		r.Lease = &Lease{Runner: to, Attempt: from.Attempt + 1}
 		return nil
 	})
+}
+
+// Versions returns the current version of each live task among keys;
+// missing and expired tasks are left out. It reads no documents: through
+// a BatchGetter in batches of up to 1000, else one Get per key.
+func (s *Store) Versions(ctx context.Context, keys []Key) (map[Key]uint64, error) {
+	out := make(map[Key]uint64, len(keys))
+	if bg, ok := s.b.(BatchGetter); ok {
+		for start := 0; start < len(keys); start += 1000 {
+			recs, err := bg.GetMany(ctx, keys[start:min(start+1000, len(keys))])
+			if err != nil {
+				return nil, err
+			}
+			for _, r := range recs {
+				out[Key{r.Owner, r.TaskID}] = r.Version
+			}
+		}
+		return out, nil
+	}
+	for _, k := range keys {
+		r, err := s.b.Get(ctx, k.Owner, k.TaskID)
+		switch {
+		case err == nil:
+			out[k] = r.Version
+		case errors.Is(err, ErrNotFound):
+		default:
+			return nil, err
+		}
+	}
+	return out, nil
 }

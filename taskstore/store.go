@@ -75,6 +75,12 @@ type CreateRequest struct {
 	// Runner, when set, is the id of the replica that will run the task:
 	// the task is created holding that runner's lease (attempt 1).
 	Runner string
+	// Rerun is what another runner needs to run the task again after its
+	// runner stopped (a JSON value the router defines: the tool, its
+	// arguments, the identity). It is kept outside the client-visible
+	// variables, and bounded like them: a Rerun that does not fit
+	// MaxVariablesSize or MaxDepth is refused now, not at takeover.
+	Rerun json.RawMessage
 }
 
 func now() time.Time { return time.Now().UTC().Truncate(time.Millisecond) }
@@ -129,6 +135,15 @@ func (s *Store) Create(ctx context.Context, owner string, req CreateRequest) (*T
 			return nil, err
 		}
 		rec.Lease = &Lease{Runner: req.Runner, Attempt: 1}
+	}
+	if req.Rerun != nil {
+		if exceeds(len(req.Rerun), s.cfg.MaxVariablesSize) {
+			return nil, fmt.Errorf("%w: what a re-run needs (the arguments) is %d bytes, limit %d", ErrVariablesTooLarge, len(req.Rerun), s.cfg.MaxVariablesSize)
+		}
+		if err := checkValue(req.Rerun, s.cfg.MaxDepth, -1); err != nil {
+			return nil, fmt.Errorf("re-run arguments: %w", err)
+		}
+		rec.Rerun = req.Rerun
 	}
 	if len(req.Meta) > 0 {
 		if err := s.checkMap(req.Meta, s.cfg.MaxVariablesSize, ErrVariablesTooLarge); err != nil {

@@ -161,7 +161,7 @@ func benchOne(ctx context.Context, s *taskstore.Store, owner, op string, n int, 
 					return err
 				}
 			}
-			r.Version, err = s.Backend().Update(ctx, owner, ids[caller], r.Data, r.Version)
+			r.Version, err = s.Backend().Update(ctx, *r, r.Version)
 		case "create":
 			_, err = s.Create(ctx, owner, req)
 		case "update":

@@ -73,6 +73,7 @@ func runBackendTests(t *testing.T, newBackend NewBackend) {
 		{"RunnerIndex", testRunnerIndex},
 		{"Heartbeats", testHeartbeats},
 		{"Notify", testNotify},
+		{"GetMany", testGetMany},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

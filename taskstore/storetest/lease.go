@@ -487,3 +487,52 @@ func testStoreClaimAndFence(t *testing.T, open func(*testing.T, taskstore.Config
 	_, err = s.Claim(ctx, "alice", id, *cur.Lease, "c")
 	wantErr(t, "Claim of a cancelled task", err, taskstore.ErrLeaseLost)
 }
+
+// testGetMany: a backend that implements BatchGetter returns exactly the
+// live records among the keys, other owners' keys included only under
+// their own owner.
+func testGetMany(t *testing.T, b taskstore.Backend) {
+	bg, ok := b.(taskstore.BatchGetter)
+	if !ok {
+		t.Log("no batch read (it is optional): pollers read one task at a time")
+		return
+	}
+	ctx := t.Context()
+	a1, a2, o := rec("alice", `{"n":1}`), rec("alice", `{"n":2}`), rec("bob", `{"n":3}`)
+	for _, r := range []taskstore.Record{a1, a2, o} {
+		mustCreate(t, b, r)
+	}
+	if _, err := b.Update(ctx, upd("alice", a2.TaskID, []byte(`{"n":22}`)), 1); err != nil {
+		t.Fatal(err)
+	}
+	short := rec("alice", `{}`)
+	short.ExpiresAt = time.Now().Add(shortTTL).Truncate(time.Millisecond)
+	mustCreate(t, b, short)
+	time.Sleep(time.Until(short.ExpiresAt) + expiryWait - shortTTL)
+	keys := []taskstore.Key{
+		{Owner: "alice", TaskID: a1.TaskID}, {Owner: "alice", TaskID: a2.TaskID},
+		{Owner: "alice", TaskID: o.TaskID}, // bob's task under alice: missing
+		{Owner: "bob", TaskID: o.TaskID},
+		{Owner: "alice", TaskID: short.TaskID},                    // expired
+		{Owner: "alice", TaskID: taskstore.NewTaskID(time.Now())}, // never existed
+	}
+	recs, err := bg.GetMany(ctx, keys)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]string{}
+	for _, r := range recs {
+		got[fmt.Sprintf("%s/%s v%d", r.Owner, r.TaskID, r.Version)] = string(r.Data)
+	}
+	want := map[string]string{
+		"alice/" + a1.TaskID + " v1": `{"n":1}`,
+		"alice/" + a2.TaskID + " v2": `{"n":22}`,
+		"bob/" + o.TaskID + " v1":    `{"n":3}`,
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Fatalf("GetMany (-want +got):\n%s", diff)
+	}
+	if recs, err := bg.GetMany(ctx, nil); err != nil || len(recs) != 0 {
+		t.Fatalf("GetMany of no keys: %v, %v", recs, err)
+	}
+}
