@@ -38,7 +38,7 @@ const (
 	// pgSchemaVersion is written as the table's comment by the DDL; Open
 	// refuses a table that carries another one, so that a later release
 	// can migrate deliberately.
-	pgSchemaVersion = 1
+	pgSchemaVersion = 2
 	// pgSweepBatch bounds the rows one sweeping statement deletes, so that
 	// no statement holds many row locks or runs long.
 	pgSweepBatch = 1000
@@ -324,7 +324,10 @@ type postgresBackend struct {
 }
 
 // Interface guards
-var _ taskstore.Backend = (*postgresBackend)(nil)
+var (
+	_ taskstore.Backend     = (*postgresBackend)(nil)
+	_ taskstore.BatchGetter = (*postgresBackend)(nil)
+)
 
 func (b *postgresBackend) qualified() string { return b.schema + "." + b.table }
 
@@ -354,7 +357,19 @@ func pgDDL(schema, table string) []string {
 	data       bytea       NOT NULL,
 	CONSTRAINT `+table+`_pkey PRIMARY KEY (owner, task_id) INCLUDE (expires_at)
 )`,
+		// Schema 2: the active flag and the runner of the lease. Added
+		// with IF NOT EXISTS, so the same statements migrate a schema 1
+		// table in place.
+		`ALTER TABLE `+t+` ADD COLUMN IF NOT EXISTS active boolean NOT NULL DEFAULT false`,
+		`ALTER TABLE `+t+` ADD COLUMN IF NOT EXISTS runner bytea`,
 		`CREATE INDEX IF NOT EXISTS `+table+`_expires_idx ON `+t+` (expires_at) WHERE expires_at IS NOT NULL`,
+		// The active quota counts these; the runner index finds a runner's tasks.
+		`CREATE INDEX IF NOT EXISTS `+table+`_active_idx ON `+t+` (owner, task_id) INCLUDE (expires_at) WHERE active`,
+		`CREATE INDEX IF NOT EXISTS `+table+`_runner_idx ON `+t+` (runner) WHERE runner IS NOT NULL`,
+		`CREATE TABLE IF NOT EXISTS `+t+`_runners (
+	runner bytea  PRIMARY KEY,
+	beat   bigint NOT NULL
+)`,
 		`COMMENT ON TABLE `+t+` IS 'mcptasks schema `+strconv.Itoa(pgSchemaVersion)+`'`,
 	)
 }
@@ -414,7 +429,8 @@ func pgLockKey(table, owner string) int64 {
 
 // pgSQL holds the statements of one table.
 type pgSQL struct {
-	create, get, update, del, list, listFirst, sweep string
+	create, get, update, del, list, listFirst, sweep       string
+	heartbeat, runners, removeRunner, runnerTasks, getMany string
 }
 
 // pgLive is the condition of a live row.
@@ -422,9 +438,11 @@ const pgLive = `(expires_at IS NULL OR expires_at > statement_timestamp())`
 
 func pgStatements(t string) pgSQL {
 	return pgSQL{
-		// $1 owner, $2 id, $3 expires_at, $4 data, $5 quota (0: none).
+		// $1 owner, $2 id, $3 expires_at, $4 data, $5 stored bound (0:
+		// none), $6 active quota (0: none), $7 active, $8 runner.
 		// Returns (inserted, a live row exists at the key, live rows of
-		// the owner up to the quota). An expired row at the key is
+		// the owner up to the bound, live active rows up to the quota).
+		// An expired row at the key is
 		// replaced; a live one is never touched. The count's ORDER BY
 		// holds the planner to the primary key (an index-only scan that
 		// stops at the quota): without it, for an owner of half the
@@ -434,23 +452,28 @@ func pgStatements(t string) pgSQL {
 	SELECT 1 FROM ` + t + ` WHERE owner = $1 AND task_id = $2 AND ` + pgLive + `
 ), live AS (
 	SELECT count(*) AS n FROM (SELECT 1 FROM ` + t + ` WHERE owner = $1 AND ` + pgLive + ` ORDER BY task_id LIMIT $5) c
+), act AS (
+	SELECT count(*) AS n FROM (SELECT 1 FROM ` + t + ` WHERE owner = $1 AND active AND ` + pgLive + ` ORDER BY task_id LIMIT $6) c
 ), ins AS (
-	INSERT INTO ` + t + ` AS r (owner, task_id, version, expires_at, data)
-	SELECT $1, $2, 1, $3, $4 WHERE NOT EXISTS (SELECT 1 FROM cur) AND ($5 = 0 OR (SELECT n FROM live) < $5)
-	ON CONFLICT (owner, task_id) DO UPDATE SET version = 1, expires_at = EXCLUDED.expires_at, data = EXCLUDED.data
+	INSERT INTO ` + t + ` AS r (owner, task_id, version, expires_at, data, active, runner)
+	SELECT $1, $2, 1, $3, $4, $7, $8 WHERE NOT EXISTS (SELECT 1 FROM cur)
+		AND ($5 = 0 OR (SELECT n FROM live) < $5) AND (NOT $7 OR $6 = 0 OR (SELECT n FROM act) < $6)
+	ON CONFLICT (owner, task_id) DO UPDATE SET version = 1, expires_at = EXCLUDED.expires_at, data = EXCLUDED.data,
+		active = EXCLUDED.active, runner = EXCLUDED.runner
 		WHERE r.expires_at <= statement_timestamp()
 	RETURNING 1
 )
-SELECT (SELECT count(*) FROM ins), EXISTS (SELECT 1 FROM cur), (SELECT n FROM live)`,
+SELECT (SELECT count(*) FROM ins), EXISTS (SELECT 1 FROM cur), (SELECT n FROM live), (SELECT n FROM act)`,
 
-		get: `SELECT version, expires_at, data FROM ` + t + ` WHERE owner = $1 AND task_id = $2 AND ` + pgLive,
+		get: `SELECT version, expires_at, data, active, runner FROM ` + t + ` WHERE owner = $1 AND task_id = $2 AND ` + pgLive,
 
-		// $1 owner, $2 id, $3 expected, $4 data. Returns (new version or
-		// NULL, version in the statement's snapshot or NULL).
+		// $1 owner, $2 id, $3 expected, $4 data, $5 active, $6 runner.
+		// Returns (new version or NULL, version in the statement's
+		// snapshot or NULL).
 		update: `WITH cur AS (
 	SELECT version FROM ` + t + ` WHERE owner = $1 AND task_id = $2 AND ` + pgLive + `
 ), u AS (
-	UPDATE ` + t + ` SET version = version + 1, data = $4
+	UPDATE ` + t + ` SET version = version + 1, data = $4, active = $5, runner = $6
 	WHERE owner = $1 AND task_id = $2 AND version = $3 AND ` + pgLive + `
 	RETURNING version
 )
@@ -458,9 +481,9 @@ SELECT (SELECT version FROM u), (SELECT version FROM cur)`,
 
 		del: `DELETE FROM ` + t + ` WHERE owner = $1 AND task_id = $2 RETURNING ` + pgLive,
 
-		listFirst: `SELECT task_id, version, expires_at, data FROM ` + t + `
+		listFirst: `SELECT task_id, version, expires_at, data, active, runner FROM ` + t + `
 WHERE owner = $1 AND ` + pgLive + ` ORDER BY task_id DESC LIMIT $2`,
-		list: `SELECT task_id, version, expires_at, data FROM ` + t + `
+		list: `SELECT task_id, version, expires_at, data, active, runner FROM ` + t + `
 WHERE owner = $1 AND task_id < $3 AND ` + pgLive + ` ORDER BY task_id DESC LIMIT $2`,
 
 		// SKIP LOCKED: replicas sweeping at once take disjoint rows, and a
@@ -469,6 +492,17 @@ WHERE owner = $1 AND task_id < $3 AND ` + pgLive + ` ORDER BY task_id DESC LIMIT
 	SELECT owner, task_id FROM ` + t + ` WHERE expires_at <= statement_timestamp()
 	ORDER BY expires_at LIMIT ` + strconv.Itoa(pgSweepBatch) + ` FOR UPDATE SKIP LOCKED
 )`,
+
+		heartbeat: `INSERT INTO ` + t + `_runners AS r (runner, beat) VALUES ($1, 1)
+	ON CONFLICT (runner) DO UPDATE SET beat = r.beat + 1`,
+		runners:      `SELECT runner, beat FROM ` + t + `_runners`,
+		removeRunner: `DELETE FROM ` + t + `_runners WHERE runner = $1`,
+		// The partial runner index: exact, not a hint, since the runner
+		// is a column of the row.
+		runnerTasks: `SELECT owner, task_id, version, expires_at, data, active, runner FROM ` + t + `
+WHERE runner = $1 AND ` + pgLive + ` LIMIT $2`,
+		getMany: `SELECT owner, task_id, version, expires_at, data, active, runner FROM ` + t + `
+WHERE (owner, task_id) IN (SELECT * FROM unnest($1::bytea[], $2::bytea[])) AND ` + pgLive,
 	}
 }
 
@@ -509,21 +543,29 @@ func pgExpiry(t time.Time) any {
 	return t.Add(time.Millisecond - 1).Truncate(time.Millisecond)
 }
 
-func (b *postgresBackend) Create(ctx context.Context, rec taskstore.Record, maxPerOwner int) error {
+// pgRunner is the runner column of a record: NULL for none.
+func pgRunner(r string) any {
+	if r == "" {
+		return nil
+	}
+	return []byte(r)
+}
+
+func (b *postgresBackend) Create(ctx context.Context, rec taskstore.Record, lim taskstore.Limits) error {
 	if err := b.begin(ctx); err != nil {
 		return err
 	}
 	if len(rec.Data) > pgMaxRecord {
 		return fmt.Errorf("%w: %d bytes, PostgreSQL stores at most %d", taskstore.ErrRecordTooLarge, len(rec.Data), pgMaxRecord)
 	}
-	quota := int64(max(maxPerOwner, 0))
-	args := []any{[]byte(rec.Owner), []byte(rec.TaskID), pgExpiry(rec.ExpiresAt), rec.Data, quota}
+	stored, quota := int64(max(lim.MaxStored, 0)), int64(max(lim.MaxActive, 0))
+	args := []any{[]byte(rec.Owner), []byte(rec.TaskID), pgExpiry(rec.ExpiresAt), rec.Data, stored, quota, rec.Active, pgRunner(rec.Runner)}
 	var inserted int64
 	var exists bool
-	var live int64
+	var live, active int64
 	var err error
-	if quota == 0 {
-		err = b.pool.QueryRow(ctx, b.sql.create, args...).Scan(&inserted, &exists, &live)
+	if stored == 0 && (quota == 0 || !rec.Active) {
+		err = b.pool.QueryRow(ctx, b.sql.create, args...).Scan(&inserted, &exists, &live, &active)
 	} else {
 		// The lock and the insert in one pipeline, so one round trip and
 		// one implicit transaction; the insert's snapshot is taken after
@@ -533,7 +575,7 @@ func (b *postgresBackend) Create(ctx context.Context, rec taskstore.Record, maxP
 		batch.Queue(b.sql.create, args...)
 		br := b.pool.SendBatch(ctx, batch)
 		if _, err = br.Exec(); err == nil {
-			err = br.QueryRow().Scan(&inserted, &exists, &live)
+			err = br.QueryRow().Scan(&inserted, &exists, &live, &active)
 		}
 		if cerr := br.Close(); err == nil {
 			err = cerr
@@ -547,8 +589,10 @@ func (b *postgresBackend) Create(ctx context.Context, rec taskstore.Record, maxP
 		return nil
 	case exists:
 		return taskstore.ErrAlreadyExists
-	case quota > 0 && live >= quota:
+	case rec.Active && quota > 0 && active >= quota:
 		return taskstore.ErrQuotaExceeded
+	case stored > 0 && live >= stored:
+		return taskstore.ErrStorageFull
 	}
 	// A create of the same key committed after this statement's snapshot.
 	return taskstore.ErrAlreadyExists
@@ -561,7 +605,9 @@ func (b *postgresBackend) Get(ctx context.Context, owner, id string) (taskstore.
 	rec := taskstore.Record{Owner: owner, TaskID: id}
 	var version int64
 	var exp *time.Time
-	err := b.pool.QueryRow(ctx, b.sql.get, []byte(owner), []byte(id)).Scan(&version, &exp, &rec.Data)
+	var runner []byte
+	err := b.pool.QueryRow(ctx, b.sql.get, []byte(owner), []byte(id)).Scan(&version, &exp, &rec.Data, &rec.Active, &runner)
+	rec.Runner = string(runner)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return taskstore.Record{}, taskstore.ErrNotFound
 	}
@@ -575,10 +621,11 @@ func (b *postgresBackend) Get(ctx context.Context, owner, id string) (taskstore.
 	return rec, nil
 }
 
-func (b *postgresBackend) Update(ctx context.Context, owner, id string, data []byte, expected uint64) (uint64, error) {
+func (b *postgresBackend) Update(ctx context.Context, rec taskstore.Record, expected uint64) (uint64, error) {
 	if err := b.begin(ctx); err != nil {
 		return 0, err
 	}
+	owner, id, data := rec.Owner, rec.TaskID, rec.Data
 	if len(data) > pgMaxRecord {
 		return 0, fmt.Errorf("%w: %d bytes, PostgreSQL stores at most %d", taskstore.ErrRecordTooLarge, len(data), pgMaxRecord)
 	}
@@ -588,7 +635,7 @@ func (b *postgresBackend) Update(ctx context.Context, owner, id string, data []b
 	}
 	for {
 		var updated, cur *int64
-		err := b.pool.QueryRow(ctx, b.sql.update, []byte(owner), []byte(id), exp, data).Scan(&updated, &cur)
+		err := b.pool.QueryRow(ctx, b.sql.update, []byte(owner), []byte(id), exp, data, rec.Active, pgRunner(rec.Runner)).Scan(&updated, &cur)
 		if err != nil {
 			return 0, b.fail(ctx, "update", err)
 		}
@@ -649,15 +696,15 @@ func (b *postgresBackend) List(ctx context.Context, owner, after string, limit i
 			more = true
 			break
 		}
-		var id []byte
+		var id, runner []byte
 		var version int64
 		var exp *time.Time
 		rec := taskstore.Record{Owner: owner}
-		if err := rows.Scan(&id, &version, &exp, &rec.Data); err != nil {
+		if err := rows.Scan(&id, &version, &exp, &rec.Data, &rec.Active, &runner); err != nil {
 			rows.Close()
 			return nil, false, b.fail(ctx, "list", err)
 		}
-		rec.TaskID, rec.Version = string(id), uint64(version)
+		rec.TaskID, rec.Version, rec.Runner = string(id), uint64(version), string(runner)
 		if exp != nil {
 			rec.ExpiresAt = *exp
 		}
@@ -668,6 +715,103 @@ func (b *postgresBackend) List(ctx context.Context, owner, after string, limit i
 		return nil, false, b.fail(ctx, "list", err)
 	}
 	return recs, more, nil
+}
+
+func (b *postgresBackend) Heartbeat(ctx context.Context, runner string) error {
+	if err := b.begin(ctx); err != nil {
+		return err
+	}
+	if _, err := b.pool.Exec(ctx, b.sql.heartbeat, []byte(runner)); err != nil {
+		return b.fail(ctx, "heartbeat", err)
+	}
+	return nil
+}
+
+func (b *postgresBackend) Runners(ctx context.Context) ([]taskstore.RunnerBeat, error) {
+	if err := b.begin(ctx); err != nil {
+		return nil, err
+	}
+	rows, err := b.pool.Query(ctx, b.sql.runners)
+	if err != nil {
+		return nil, b.fail(ctx, "runners", err)
+	}
+	defer rows.Close()
+	var out []taskstore.RunnerBeat
+	for rows.Next() {
+		var r []byte
+		var beat int64
+		if err := rows.Scan(&r, &beat); err != nil {
+			return nil, b.fail(ctx, "runners", err)
+		}
+		out = append(out, taskstore.RunnerBeat{Runner: string(r), Beat: uint64(beat)})
+	}
+	if err := rows.Err(); err != nil {
+		return nil, b.fail(ctx, "runners", err)
+	}
+	return out, nil
+}
+
+func (b *postgresBackend) RemoveRunner(ctx context.Context, runner string) error {
+	if err := b.begin(ctx); err != nil {
+		return err
+	}
+	if _, err := b.pool.Exec(ctx, b.sql.removeRunner, []byte(runner)); err != nil {
+		return b.fail(ctx, "remove runner", err)
+	}
+	return nil
+}
+
+func (b *postgresBackend) RunnerTasks(ctx context.Context, runner string, limit int) ([]taskstore.Record, error) {
+	if err := b.begin(ctx); err != nil {
+		return nil, err
+	}
+	if limit <= 0 {
+		return nil, nil
+	}
+	return b.queryRecords(ctx, "runner tasks", b.sql.runnerTasks, []byte(runner), int64(limit))
+}
+
+// GetMany is one statement for every key.
+func (b *postgresBackend) GetMany(ctx context.Context, keys []taskstore.Key) ([]taskstore.Record, error) {
+	if err := b.begin(ctx); err != nil {
+		return nil, err
+	}
+	if len(keys) == 0 {
+		return nil, nil
+	}
+	owners, ids := make([][]byte, len(keys)), make([][]byte, len(keys))
+	for i, k := range keys {
+		owners[i], ids[i] = []byte(k.Owner), []byte(k.TaskID)
+	}
+	return b.queryRecords(ctx, "get many", b.sql.getMany, owners, ids)
+}
+
+// queryRecords runs a statement that returns whole rows.
+func (b *postgresBackend) queryRecords(ctx context.Context, op, sql string, args ...any) ([]taskstore.Record, error) {
+	rows, err := b.pool.Query(ctx, sql, args...)
+	if err != nil {
+		return nil, b.fail(ctx, op, err)
+	}
+	defer rows.Close()
+	var out []taskstore.Record
+	for rows.Next() {
+		var owner, id, runner []byte
+		var version int64
+		var exp *time.Time
+		var rec taskstore.Record
+		if err := rows.Scan(&owner, &id, &version, &exp, &rec.Data, &rec.Active, &runner); err != nil {
+			return nil, b.fail(ctx, op, err)
+		}
+		rec.Owner, rec.TaskID, rec.Version, rec.Runner = string(owner), string(id), uint64(version), string(runner)
+		if exp != nil {
+			rec.ExpiresAt = *exp
+		}
+		out = append(out, rec)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, b.fail(ctx, op, err)
+	}
+	return out, nil
 }
 
 // DeleteExpired deletes expired rows in batches of pgSweepBatch until none

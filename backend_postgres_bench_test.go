@@ -76,18 +76,25 @@ FROM generate_series(1, 50000) AS i`)
 	if err := b.pool.QueryRow(ctx, "SELECT count(*) FROM "+b.qualified()).Scan(&rows); err != nil || rows != 100_000 {
 		t.Fatalf("%d rows, %v; want 100000", rows, err)
 	}
+	// A hundred rows held by one runner, as the lease sweeper looks for.
+	if _, err := b.pool.Exec(ctx, `UPDATE `+b.qualified()+` SET runner = 'node-a', active = true WHERE (owner, task_id) IN (
+SELECT owner, task_id FROM `+b.qualified()+` WHERE owner = convert_to('owner-7', 'UTF8') LIMIT 100)`); err != nil {
+		t.Fatal(err)
+	}
 	if _, err := b.pool.Exec(ctx, "ANALYZE "+b.qualified()); err != nil {
 		t.Fatal(err)
 	}
-	pkey, expIdx := b.table+"_pkey", b.table+"_expires_idx"
+	pkey, expIdx, runIdx := b.table+"_pkey", b.table+"_expires_idx", b.table+"_runner_idx"
 	owner, id, exp := []byte("big"), []byte(ids[50]), time.Now().Add(time.Hour)
 	for _, tc := range []struct {
 		name, sql, index string
 		args             []any
 	}{
 		{"get", b.sql.get, pkey, []any{owner, id}},
-		{"create (quota 100)", b.sql.create, pkey, []any{owner, []byte(taskstore.NewTaskID(time.Now())), exp, []byte(`{}`), int64(100)}},
-		{"update", b.sql.update, pkey, []any{owner, id, int64(1), []byte(`{}`)}},
+		{"create (stored bound 1000, active quota 100)", b.sql.create, pkey, []any{owner, []byte(taskstore.NewTaskID(time.Now())), exp, []byte(`{}`), int64(1000), int64(100), true, []byte("node-a")}},
+		{"update", b.sql.update, pkey, []any{owner, id, int64(1), []byte(`{}`), true, []byte("node-a")}},
+		{"runner tasks, 100", b.sql.runnerTasks, runIdx, []any{[]byte("node-a"), int64(100)}},
+		{"get many, 3 keys", b.sql.getMany, pkey, []any{[][]byte{owner, owner, []byte("owner-7")}, [][]byte{id, []byte(ids[7]), id}}},
 		{"delete", b.sql.del, pkey, []any{owner, id}},
 		{"list, first page of 50", b.sql.listFirst, pkey, []any{owner, int64(51)}},
 		{"list, page of 50 after a cursor", b.sql.list, pkey, []any{owner, int64(51), id}},
@@ -140,10 +147,14 @@ func pgExplain(t *testing.T, b *postgresBackend, sql string, generic bool, args 
 		return strings.Join(out, "\n")
 	}
 	// A generic plan: prepared with parameter types, planned without values.
-	types := []string{"bytea", "bytea", "timestamptz", "bytea", "bigint"}
+	types := []string{"bytea", "bytea", "timestamptz", "bytea", "bigint", "bigint", "boolean", "bytea"}
 	switch sql {
 	case b.sql.update:
-		types = []string{"bytea", "bytea", "bigint", "bytea"}
+		types = []string{"bytea", "bytea", "bigint", "bytea", "boolean", "bytea"}
+	case b.sql.runnerTasks:
+		types = []string{"bytea", "bigint"}
+	case b.sql.getMany:
+		types = []string{"bytea[]", "bytea[]"}
 	case b.sql.listFirst:
 		types = []string{"bytea", "bigint"}
 	case b.sql.list:
@@ -165,7 +176,7 @@ func pgExplain(t *testing.T, b *postgresBackend, sql string, generic bool, args 
 	// EXPLAIN EXECUTE takes literal values; a generic plan ignores them.
 	vals := make([]string, len(types))
 	for i, ty := range types {
-		vals[i] = map[string]string{"bytea": `'\x00'::bytea`, "timestamptz": "now()", "bigint": "1"}[ty]
+		vals[i] = map[string]string{"bytea": `'\x00'::bytea`, "timestamptz": "now()", "bigint": "1", "boolean": "true", "bytea[]": `ARRAY['\x00'::bytea]`}[ty]
 	}
 	exec := "EXPLAIN (COSTS OFF) EXECUTE mcptasks_explain"
 	if len(vals) > 0 {
@@ -256,7 +267,7 @@ func BenchmarkPostgresRatios(b *testing.B) {
 			return err
 		},
 		"BackendUpdate": func(ctx context.Context, c, i int) error {
-			v, err := pb.Update(ctx, "bench-cas", casIDs[c], raw.Data, casVersions[c]+1)
+			v, err := pb.Update(ctx, taskstore.Record{Owner: "bench-cas", TaskID: casIDs[c], Data: raw.Data}, casVersions[c]+1)
 			casVersions[c] = v - 1
 			return err
 		},

@@ -66,7 +66,7 @@ func pgDropTable(tb testing.TB, rawURL, table string) {
 		return
 	}
 	defer pool.Close()
-	if _, err := pool.Exec(ctx, "DROP TABLE IF EXISTS public."+table); err != nil {
+	if _, err := pool.Exec(ctx, "DROP TABLE IF EXISTS public."+table+", public."+table+"_runners"); err != nil {
 		tb.Errorf("dropping test table: %v", err)
 	}
 }
@@ -258,7 +258,7 @@ func TestPostgresExistingPool(t *testing.T) {
 		t.Fatal(err)
 	}
 	r := taskstore.Record{Owner: "alice", TaskID: taskstore.NewTaskID(time.Now()), Data: []byte(`{}`)}
-	if err := b.Create(t.Context(), r, 0); err != nil {
+	if err := b.Create(t.Context(), r, taskstore.Limits{}); err != nil {
 		t.Fatal(err)
 	}
 	if err := b.Close(); err != nil {
@@ -298,7 +298,7 @@ func TestPostgresSchema(t *testing.T) {
 			ExpiresAt: now.Add(300 * time.Millisecond)}
 		expired = append(expired, r.TaskID)
 		if i == 0 {
-			if err := b.Create(ctx, r, 0); err != nil {
+			if err := b.Create(ctx, r, taskstore.Limits{}); err != nil {
 				t.Fatal(err)
 			}
 			continue
@@ -309,7 +309,7 @@ func TestPostgresSchema(t *testing.T) {
 		}
 	}
 	keep := taskstore.Record{Owner: owner, TaskID: taskstore.NewTaskID(now), Data: []byte(`{}`)}
-	if err := b.Create(ctx, keep, 0); err != nil {
+	if err := b.Create(ctx, keep, taskstore.Limits{}); err != nil {
 		t.Fatal(err)
 	}
 	var rawOwner []byte
@@ -320,7 +320,7 @@ func TestPostgresSchema(t *testing.T) {
 	if _, err := b.Get(ctx, owner, expired[0]); !errors.Is(err, taskstore.ErrNotFound) {
 		t.Fatalf("Get of an expired row: %v", err)
 	}
-	if err := b.Create(ctx, taskstore.Record{Owner: owner, TaskID: taskstore.NewTaskID(time.Now()), Data: []byte(`{}`)}, 2); err != nil {
+	if err := b.Create(ctx, taskstore.Record{Owner: owner, TaskID: taskstore.NewTaskID(time.Now()), Data: []byte(`{}`)}, taskstore.Limits{MaxStored: 2}); err != nil {
 		t.Fatalf("expired rows counted toward the quota: %v", err)
 	}
 	var rows int
@@ -345,7 +345,7 @@ func TestPostgresSchema(t *testing.T) {
 func TestPostgresSweeper(t *testing.T) {
 	b := newPostgresFactory(postgresTestURL(t), "sweep=50ms")(t).(*postgresBackend)
 	r := taskstore.Record{Owner: "alice", TaskID: taskstore.NewTaskID(time.Now()), Data: []byte(`{}`), ExpiresAt: time.Now().Add(100 * time.Millisecond)}
-	if err := b.Create(t.Context(), r, 0); err != nil {
+	if err := b.Create(t.Context(), r, taskstore.Limits{}); err != nil {
 		t.Fatal(err)
 	}
 	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
@@ -373,7 +373,7 @@ func TestPostgresLeastPrivilege(t *testing.T) {
 	for _, stmt := range []string{
 		"CREATE ROLE " + role + " LOGIN",
 		"GRANT USAGE ON SCHEMA public TO " + role,
-		"GRANT SELECT, INSERT, UPDATE, DELETE ON " + owner.qualified() + " TO " + role,
+		"GRANT SELECT, INSERT, UPDATE, DELETE ON " + owner.qualified() + ", " + owner.qualified() + "_runners TO " + role,
 	} {
 		if _, err := owner.pool.Exec(ctx, stmt); err != nil {
 			t.Fatalf("%s: %v", stmt, err)
@@ -397,10 +397,10 @@ func TestPostgresLeastPrivilege(t *testing.T) {
 	}
 	defer b.Close()
 	r := taskstore.Record{Owner: "alice", TaskID: taskstore.NewTaskID(time.Now()), Data: []byte(`{}`), ExpiresAt: time.Now().Add(200 * time.Millisecond)}
-	if err := b.Create(ctx, r, 5); err != nil {
+	if err := b.Create(ctx, r, taskstore.Limits{MaxActive: 5, MaxStored: 5}); err != nil {
 		t.Fatalf("Create with a quota: %v", err)
 	}
-	if _, err := b.Update(ctx, "alice", r.TaskID, []byte(`{"v":2}`), 1); err != nil {
+	if _, err := b.Update(ctx, taskstore.Record{Owner: "alice", TaskID: r.TaskID, Data: []byte(`{"v":2}`)}, 1); err != nil {
 		t.Fatalf("Update: %v", err)
 	}
 	if _, _, err := b.List(ctx, "alice", "", 10); err != nil {
@@ -411,7 +411,7 @@ func TestPostgresLeastPrivilege(t *testing.T) {
 		t.Fatalf("DeleteExpired: %d, %v", n, err)
 	}
 	r.TaskID, r.ExpiresAt = taskstore.NewTaskID(time.Now()), time.Time{}
-	if err := b.Create(ctx, r, 0); err != nil {
+	if err := b.Create(ctx, r, taskstore.Limits{}); err != nil {
 		t.Fatal(err)
 	}
 	if existed, err := b.Delete(ctx, "alice", r.TaskID); err != nil || !existed {
@@ -431,5 +431,47 @@ func TestPostgresRawFloor(t *testing.T) {
 	var n int
 	if err := b.pool.QueryRow(t.Context(), "SELECT count(*) FROM "+b.qualified()).Scan(&n); err != nil || n != 0 {
 		t.Fatalf("%d rows after the floor's cleanup, %v", n, err)
+	}
+}
+
+// TestPostgresMigratesSchema1: a table made by schema 1 (no active, no
+// runner, no heartbeats) is refused by Open until the DDL runs, which
+// migrates it in place and keeps its rows readable.
+func TestPostgresMigratesSchema1(t *testing.T) {
+	raw := postgresTestURL(t)
+	table := pgRandomTable()
+	t.Cleanup(func() { pgDropTable(t, raw, table) })
+	ctx := t.Context()
+	pool, err := pgxpool.New(ctx, raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	id := taskstore.NewTaskID(time.Now())
+	for _, stmt := range []string{
+		`CREATE TABLE public.` + table + ` (owner bytea NOT NULL, task_id bytea NOT NULL, version bigint NOT NULL,
+	expires_at timestamptz, data bytea NOT NULL, CONSTRAINT ` + table + `_pkey PRIMARY KEY (owner, task_id) INCLUDE (expires_at))`,
+		`COMMENT ON TABLE public.` + table + ` IS 'mcptasks schema 1'`,
+		`INSERT INTO public.` + table + ` VALUES ('alice', '` + id + `', 3, NULL, '{"old":true}')`,
+	} {
+		if _, err := pool.Exec(ctx, stmt); err != nil {
+			t.Fatalf("%s: %v", stmt, err)
+		}
+	}
+	_, err = OpenBackend(ctx, pgWithOptions(raw, "table="+table))
+	if err == nil || !strings.Contains(err.Error(), "mcptasks schema 1") {
+		t.Fatalf("Open of a schema 1 table: %v", err)
+	}
+	b, err := OpenBackend(ctx, pgWithOptions(raw, "table="+table, "create_table=true"))
+	if err != nil {
+		t.Fatalf("migrating: %v", err)
+	}
+	defer b.Close()
+	got, err := b.Get(ctx, "alice", id)
+	if err != nil || got.Version != 3 || string(got.Data) != `{"old":true}` || got.Active || got.Runner != "" {
+		t.Fatalf("the old row after the migration: %+v, %v", got, err)
+	}
+	if err := b.Heartbeat(ctx, "node-a"); err != nil {
+		t.Fatalf("heartbeat after the migration: %v", err)
 	}
 }

@@ -371,7 +371,7 @@ type redisBackend struct {
 
 // Interface guards
 var (
-	_ taskstore.Backend  = (*redisBackend)(nil)
+	_ taskstore.Backend     = (*redisBackend)(nil)
 	_ taskstore.Notifier    = (*redisBackend)(nil)
 	_ taskstore.BatchGetter = (*redisBackend)(nil)
 )

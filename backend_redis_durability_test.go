@@ -78,7 +78,10 @@ func TestRedisWaitReplicas(t *testing.T) {
 		want  string // the value's start on the replica right after; "" gone
 	}{
 		{"Create", func() error { return b.Create(ctx, r, taskstore.Limits{}) }, "1:"},
-		{"Update", func() error { _, err := b.Update(ctx, taskstore.Record{Owner: owner, TaskID: r.TaskID, Data: []byte(`{"n":2}`)}, 1); return err }, "2:"},
+		{"Update", func() error {
+			_, err := b.Update(ctx, taskstore.Record{Owner: owner, TaskID: r.TaskID, Data: []byte(`{"n":2}`)}, 1)
+			return err
+		}, "2:"},
 		{"Delete", func() error { _, err := b.Delete(ctx, owner, r.TaskID); return err }, ""},
 	}
 	for _, w := range writes {
