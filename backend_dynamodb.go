@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -29,37 +30,49 @@ func init() {
 
 // DynamoDBMaxRecordSize is the largest record data the DynamoDB backend
 // stores. DynamoDB items are limited to 400 KB (names and values of every
-// attribute); the rest is room for the keys (an owner of up to 2 KB) and
-// the few other attributes.
+// attribute); the rest is room for the keys (an owner of up to 2 KB, a
+// runner id of up to 128 bytes) and the few other attributes.
 const DynamoDBMaxRecordSize = 350_000
+
+// DynamoDBRunnerIndex is the name of the table's global secondary index on
+// the runner attribute, which RunnerTasks queries (see docs/dynamodb.md).
+const DynamoDBRunnerIndex = "runner-index"
 
 // Attribute names and key prefixes of the table (see docs/dynamodb.md).
 const (
-	ddbPK         = "PK"         // S: OWNER#{owner}
-	ddbSK         = "SK"         // S: TASK#{taskId}, or META for the owner's counter
-	ddbVersion    = "version"    // N: 1 on create, +1 per update
-	ddbData       = "data"       // B: the record's document, byte for byte
-	ddbExpiresAt  = "expires_at" // N: epoch seconds, rounded up; the table's native TTL attribute
-	ddbExpiresNS  = "expires_ns" // N: epoch nanoseconds; what reads compare against
-	ddbCount      = "n"          // N, on the META item: the owner's counted tasks
-	ddbSeq        = "seq"        // N, on the META item: +1 on every change of n
-	ddbOwnerPfx   = "OWNER#"
-	ddbTaskPfx    = "TASK#"
-	ddbMetaSK     = "META"
+	ddbPK        = "PK"         // S: OWNER#{owner}, or RUNNERS for the heartbeats
+	ddbSK        = "SK"         // S: TASK#{taskId}, META for the owner's counters, RUNNER#{runner}
+	ddbVersion   = "version"    // N: 1 on create, +1 per update
+	ddbData      = "data"       // B: the record's document, byte for byte
+	ddbExpiresAt = "expires_at" // N: epoch seconds, rounded up; the table's native TTL attribute
+	ddbExpiresNS = "expires_ns" // N: epoch nanoseconds; what reads compare against
+	ddbActive    = "active"     // BOOL: Record.Active
+	ddbRunner    = "runner"     // S: Record.Runner, only when set; the key of the sparse runner index
+	ddbStoredN   = "n"          // N, on META: the owner's counted tasks, any status
+	ddbActiveN   = "a"          // N, on META: the owner's counted Active tasks
+	ddbSeq       = "seq"        // N, on META: +1 on every change of n or a
+	ddbBeat      = "beat"       // N, on a runner item: its heartbeat counter
+	ddbOwnerPfx  = "OWNER#"
+	ddbTaskPfx   = "TASK#"
+	ddbMetaSK    = "META"
+	// ddbRunnersPK is the partition of the heartbeat items. Every owner's
+	// partition key starts with OWNER#, so none can equal it.
+	ddbRunnersPK  = "RUNNERS"
+	ddbRunnerPfx  = "RUNNER#"
 	ddbLiveCond   = "attribute_exists(SK) AND (attribute_not_exists(expires_ns) OR expires_ns > :now)"
 	ddbFreeCond   = "attribute_not_exists(SK) OR expires_ns <= :now"
-	ddbQuotaCond  = "attribute_not_exists(#n) OR #n < :max"
+	ddbLiveFilter = "attribute_not_exists(expires_ns) OR expires_ns > :now"
 	ddbCondFailed = "ConditionalCheckFailed"
 )
 
 // DynamoDBOptions tunes a DynamoDB backend.
 type DynamoDBOptions struct {
-	// NoTransactions makes Create and Delete keep the per-owner counter with
-	// separate conditional writes instead of TransactWriteItems, for servers
-	// without transactions (dynalite). The quota is still never overshot,
-	// but a crash between the two writes leaves the counter one too high
-	// until DeleteExpired runs, and items removed by the table's native TTL
-	// are never uncounted: do not use it on AWS.
+	// NoTransactions makes Create, Delete and the Updates that start or end
+	// a task keep the per-owner counters with separate conditional writes
+	// instead of TransactWriteItems, for servers without transactions
+	// (dynalite). The bounds are still never overshot, but a crash between
+	// the two writes leaves a counter one too high, and items removed by
+	// the table's native TTL are never uncounted: do not use it on AWS.
 	NoTransactions bool
 	// NoOldItemOnFailure is for servers that ignore
 	// ReturnValuesOnConditionCheckFailure (dynalite): a failed
@@ -69,33 +82,45 @@ type DynamoDBOptions struct {
 
 // dynamoBackend keeps records in one DynamoDB table:
 //
-//	PK = OWNER#{owner}   SK = TASK#{taskId}   version, data, expires_at, expires_ns
-//	PK = OWNER#{owner}   SK = META            n (the owner's counted tasks)
+//	PK = OWNER#{owner}   SK = TASK#{taskId}      version, data, expires_at, expires_ns, active, runner
+//	PK = OWNER#{owner}   SK = META               n, a, seq (the owner's counters)
+//	PK = RUNNERS         SK = RUNNER#{runner}    beat
+//	GSI runner-index: hash key runner (sparse: only items with a runner), projects the keys and expires_ns
 //
-// Consistency: every read is strongly consistent and every write is a
-// single conditional request or one TransactWriteItems, so each method is
-// atomic on the server. Task ids are fixed-width hex that sort by time, so
-// a descending Query on SK lists newest first, one request per page.
+// Consistency: every read of the table is strongly consistent and every
+// write is a single conditional request or one TransactWriteItems, so each
+// method is atomic on the server. Task ids are fixed-width hex that sort by
+// time, so a descending Query on SK lists newest first, one request per
+// page. The runner index is eventually consistent (a GSI), so RunnerTasks
+// re-reads what it finds from the table.
 //
 // Expiry: expires_at feeds the table's native TTL, which deletes items up
 // to days late; until then reads hide an item whose expires_ns has passed
 // (client clock), and writes treat it as missing.
 //
-// Quota: the META item's n is an upper bound of the owner's live tasks:
-// Create adds 1 in the same transaction as its conditional Put (condition
-// n < max), Delete of a live task subtracts 1 in the same transaction.
-// Expired items still counted make n too high, never too low; when the
-// condition fails, Create recounts the live items with a consistent Query
-// and repairs n with a compare-and-swap on the META item's seq, which every
-// Create and Delete increments, so the repair fails (and is retried) if any
-// of them committed in between. (A swap on n itself would not do: n can
-// leave and come back to the same value.)
+// Bounds: the META item's n and a are upper bounds of the owner's live
+// tasks and live Active tasks. Create adds to them in the same transaction
+// as its conditional Put (conditions n < MaxStored, a < MaxActive), Delete
+// of a live task and an Update that ends or resumes one change them in the
+// same transaction as the item. Expired items still counted make them too
+// high, never too low; when Create's condition fails it recounts the live
+// items with a consistent Query and repairs the counters with a
+// compare-and-swap on seq, which every write of n or a increments, so the
+// repair fails (and is retried) if any of them committed in between. (A
+// swap on the counters themselves would not do: they can leave and come
+// back to the same values.)
 type dynamoBackend struct {
 	client  *dynamodb.Client
 	table   string
 	opts    DynamoDBOptions
 	closed  atomic.Bool
 	onClose func()
+
+	// Test seams, nil outside tests (set in export_dynamodb_test.go).
+	// clock replaces time.Now for expiry decisions; repairHook runs at
+	// each step of a counter repair ("scan", "write", "done").
+	clock      func() time.Time
+	repairHook func(ctx context.Context, step string)
 }
 
 // Interface guards
@@ -230,11 +255,26 @@ func NewDynamoDBBackend(client *dynamodb.Client, table string, opts DynamoDBOpti
 }
 
 // CreateDynamoDBTable creates the table the backend needs, if missing:
-// string keys PK (hash) and SK (range), on-demand billing (PAY_PER_REQUEST),
-// and native TTL on expires_at. It waits until the table is active and is
-// safe to run again on an existing table.
+// string keys PK (hash) and SK (range), on-demand billing
+// (PAY_PER_REQUEST), the global secondary index runner-index on the string
+// attribute runner (keys and expires_ns projected), and native TTL on
+// expires_at. It waits until the table and its index are active, and is
+// safe to run again: on an existing table without the index (made by an
+// older version) it adds the index and waits for its backfill.
 func CreateDynamoDBTable(ctx context.Context, client *dynamodb.Client, table string) error {
 	return createDynamoTable(ctx, client, table, true)
+}
+
+// runnerIndex is the definition of DynamoDBRunnerIndex.
+func runnerIndex() types.GlobalSecondaryIndex {
+	return types.GlobalSecondaryIndex{
+		IndexName: aws.String(DynamoDBRunnerIndex),
+		KeySchema: []types.KeySchemaElement{{AttributeName: aws.String(ddbRunner), KeyType: types.KeyTypeHash}},
+		Projection: &types.Projection{
+			ProjectionType:   types.ProjectionTypeInclude,
+			NonKeyAttributes: []string{ddbExpiresNS},
+		},
+	}
 }
 
 func createDynamoTable(ctx context.Context, client *dynamodb.Client, table string, ttl bool) error {
@@ -244,22 +284,20 @@ func createDynamoTable(ctx context.Context, client *dynamodb.Client, table strin
 		AttributeDefinitions: []types.AttributeDefinition{
 			{AttributeName: aws.String(ddbPK), AttributeType: types.ScalarAttributeTypeS},
 			{AttributeName: aws.String(ddbSK), AttributeType: types.ScalarAttributeTypeS},
+			{AttributeName: aws.String(ddbRunner), AttributeType: types.ScalarAttributeTypeS},
 		},
 		KeySchema: []types.KeySchemaElement{
 			{AttributeName: aws.String(ddbPK), KeyType: types.KeyTypeHash},
 			{AttributeName: aws.String(ddbSK), KeyType: types.KeyTypeRange},
 		},
+		GlobalSecondaryIndexes: []types.GlobalSecondaryIndex{runnerIndex()},
 	})
 	var inUse *types.ResourceInUseException
 	if err != nil && !errors.As(err, &inUse) {
 		return ddbErr(ctx, "create table", err)
 	}
-	w := dynamodb.NewTableExistsWaiter(client, func(o *dynamodb.TableExistsWaiterOptions) {
-		o.MinDelay = 100 * time.Millisecond
-		o.MaxDelay = 2 * time.Second
-	})
-	if err := w.Wait(ctx, &dynamodb.DescribeTableInput{TableName: aws.String(table)}, 5*time.Minute); err != nil {
-		return ddbErr(ctx, "wait for table", err)
+	if err := waitTableReady(ctx, client, table); err != nil {
+		return err
 	}
 	if !ttl {
 		return nil
@@ -287,6 +325,57 @@ func createDynamoTable(ctx context.Context, client *dynamodb.Client, table strin
 		return ddbErr(ctx, "enable TTL", err)
 	}
 	return nil
+}
+
+// waitTableReady waits until the table is active and has an active runner
+// index, adding the index to a table that lacks it.
+func waitTableReady(ctx context.Context, client *dynamodb.Client, table string) error {
+	w := dynamodb.NewTableExistsWaiter(client, func(o *dynamodb.TableExistsWaiterOptions) {
+		o.MinDelay = 100 * time.Millisecond
+		o.MaxDelay = 2 * time.Second
+	})
+	if err := w.Wait(ctx, &dynamodb.DescribeTableInput{TableName: aws.String(table)}, 5*time.Minute); err != nil {
+		return ddbErr(ctx, "wait for table", err)
+	}
+	added := false
+	for attempt := 0; ; attempt++ {
+		d, err := client.DescribeTable(ctx, &dynamodb.DescribeTableInput{TableName: aws.String(table)})
+		if err != nil {
+			return ddbErr(ctx, "describe table", err)
+		}
+		var idx *types.GlobalSecondaryIndexDescription
+		for i := range d.Table.GlobalSecondaryIndexes {
+			if aws.ToString(d.Table.GlobalSecondaryIndexes[i].IndexName) == DynamoDBRunnerIndex {
+				idx = &d.Table.GlobalSecondaryIndexes[i]
+			}
+		}
+		switch {
+		case idx == nil && !added:
+			// A table of an older version: add the index (DynamoDB backfills it).
+			gsi := runnerIndex()
+			_, err := client.UpdateTable(ctx, &dynamodb.UpdateTableInput{
+				TableName: aws.String(table),
+				AttributeDefinitions: []types.AttributeDefinition{
+					{AttributeName: aws.String(ddbRunner), AttributeType: types.ScalarAttributeTypeS},
+				},
+				GlobalSecondaryIndexUpdates: []types.GlobalSecondaryIndexUpdate{{Create: &types.CreateGlobalSecondaryIndexAction{
+					IndexName: gsi.IndexName, KeySchema: gsi.KeySchema, Projection: gsi.Projection,
+				}}},
+			})
+			var inUse *types.ResourceInUseException
+			if err != nil && !errors.As(err, &inUse) {
+				return ddbErr(ctx, "add runner index", err)
+			}
+			added = true
+		case idx != nil && idx.IndexStatus == types.IndexStatusActive && !aws.ToBool(idx.Backfilling):
+			return nil
+		case attempt >= 3000:
+			return fmt.Errorf("%w: dynamodb: runner index of table %s did not become active", taskstore.ErrBackend, table)
+		}
+		if err := taskstore.Backoff(ctx, min(attempt, 4), 100*time.Millisecond, 0); err != nil {
+			return err
+		}
+	}
 }
 
 // ddbErr maps an SDK error: context errors pass through, anything else is
@@ -327,8 +416,6 @@ func metaKey(owner string) map[string]types.AttributeValue {
 	return map[string]types.AttributeValue{ddbPK: ownerPK(owner), ddbSK: ddbS(ddbMetaSK)}
 }
 
-func nowNS() types.AttributeValue { return ddbN(time.Now().UnixNano()) }
-
 func attrNum(item map[string]types.AttributeValue, name string) (int64, bool) {
 	n, ok := item[name].(*types.AttributeValueMemberN)
 	if !ok {
@@ -336,6 +423,27 @@ func attrNum(item map[string]types.AttributeValue, name string) (int64, bool) {
 	}
 	v, err := strconv.ParseInt(n.Value, 10, 64)
 	return v, err == nil
+}
+
+func runnerKey(runner string) map[string]types.AttributeValue {
+	return map[string]types.AttributeValue{ddbPK: ddbS(ddbRunnersPK), ddbSK: ddbS(ddbRunnerPfx + runner)}
+}
+
+func ddbBool(v bool) types.AttributeValue { return &types.AttributeValueMemberBOOL{Value: v} }
+
+func (b *dynamoBackend) now() time.Time {
+	if b.clock != nil {
+		return b.clock()
+	}
+	return time.Now()
+}
+
+func (b *dynamoBackend) nowNS() types.AttributeValue { return ddbN(b.now().UnixNano()) }
+
+func (b *dynamoBackend) hook(ctx context.Context, step string) {
+	if b.repairHook != nil {
+		b.repairHook(ctx, step)
+	}
 }
 
 // itemLive reports whether an item exists and has not expired at now.
@@ -347,6 +455,14 @@ func itemLive(item map[string]types.AttributeValue, now time.Time) bool {
 	return !ok || now.UnixNano() < exp
 }
 
+// itemActive reports the item's active flag; items written before the
+// flag existed have none and count as inactive (they were never counted
+// as active either).
+func itemActive(item map[string]types.AttributeValue) bool {
+	a, ok := item[ddbActive].(*types.AttributeValueMemberBOOL)
+	return ok && a.Value
+}
+
 func decodeItem(owner string, item map[string]types.AttributeValue) (taskstore.Record, error) {
 	sk, _ := item[ddbSK].(*types.AttributeValueMemberS)
 	data, _ := item[ddbData].(*types.AttributeValueMemberB)
@@ -354,9 +470,15 @@ func decodeItem(owner string, item map[string]types.AttributeValue) (taskstore.R
 	if sk == nil || data == nil || !ok || len(sk.Value) <= len(ddbTaskPfx) {
 		return taskstore.Record{}, fmt.Errorf("%w: dynamodb: malformed task item", taskstore.ErrBackend)
 	}
-	r := taskstore.Record{Owner: owner, TaskID: sk.Value[len(ddbTaskPfx):], Data: data.Value, Version: uint64(ver)}
+	r := taskstore.Record{
+		Owner: owner, TaskID: sk.Value[len(ddbTaskPfx):], Data: data.Value, Version: uint64(ver),
+		Active: itemActive(item),
+	}
 	if ns, ok := attrNum(item, ddbExpiresNS); ok {
 		r.ExpiresAt = time.Unix(0, ns).UTC()
+	}
+	if run, ok := item[ddbRunner].(*types.AttributeValueMemberS); ok {
+		r.Runner = run.Value
 	}
 	return r, nil
 }
@@ -372,6 +494,10 @@ func (b *dynamoBackend) taskItem(rec taskstore.Record) map[string]types.Attribut
 	item := taskKey(rec.Owner, rec.TaskID)
 	item[ddbVersion] = ddbN(1)
 	item[ddbData] = &types.AttributeValueMemberB{Value: rec.Data}
+	item[ddbActive] = ddbBool(rec.Active)
+	if rec.Runner != "" {
+		item[ddbRunner] = ddbS(rec.Runner)
+	}
 	if !rec.ExpiresAt.IsZero() {
 		ns := rec.ExpiresAt.UnixNano()
 		// Round up, so native TTL never deletes before the precise expiry.
@@ -381,9 +507,71 @@ func (b *dynamoBackend) taskItem(rec taskstore.Record) map[string]types.Attribut
 	return item
 }
 
-// Create is one TransactWriteItems on the happy path: add 1 to the owner's
-// counter if below the quota, and put the item if no live one is there.
-func (b *dynamoBackend) Create(ctx context.Context, rec taskstore.Record, maxPerOwner int) error {
+// countNew is the META update that counts a new record: n+1, a+1 if it is
+// Active, seq+1, under the condition that each bound in lim is not reached.
+func countNew(table string, rec taskstore.Record, lim taskstore.Limits) *types.Update {
+	u := &types.Update{
+		TableName:                 aws.String(table),
+		Key:                       metaKey(rec.Owner),
+		UpdateExpression:          aws.String("ADD #n :one, #s :one"),
+		ExpressionAttributeNames:  map[string]string{"#n": ddbStoredN, "#s": ddbSeq},
+		ExpressionAttributeValues: map[string]types.AttributeValue{":one": ddbN(1)},
+	}
+	if rec.Active {
+		u.UpdateExpression = aws.String("ADD #n :one, #a :one, #s :one")
+		u.ExpressionAttributeNames["#a"] = ddbActiveN
+	}
+	var conds []string
+	if lim.MaxStored > 0 {
+		conds = append(conds, "(attribute_not_exists(#n) OR #n < :maxs)")
+		u.ExpressionAttributeValues[":maxs"] = ddbN(lim.MaxStored)
+	}
+	if rec.Active && lim.MaxActive > 0 {
+		conds = append(conds, "(attribute_not_exists(#a) OR #a < :maxa)")
+		u.ExpressionAttributeValues[":maxa"] = ddbN(lim.MaxActive)
+	}
+	if len(conds) > 0 {
+		u.ConditionExpression = aws.String(strings.Join(conds, " AND "))
+	}
+	return u
+}
+
+// countDelta is the META update that adds dn to n and da to a, and 1 to
+// seq (every change of the counters changes seq: the repair relies on it).
+func countDelta(table string, pk types.AttributeValue, dn, da int) *types.Update {
+	expr := "ADD #s :one"
+	names := map[string]string{"#s": ddbSeq}
+	vals := map[string]types.AttributeValue{":one": ddbN(1)}
+	if dn != 0 {
+		expr += ", #n :dn"
+		names["#n"] = ddbStoredN
+		vals[":dn"] = ddbN(dn)
+	}
+	if da != 0 {
+		expr += ", #a :da"
+		names["#a"] = ddbActiveN
+		vals[":da"] = ddbN(da)
+	}
+	return &types.Update{
+		TableName:                 aws.String(table),
+		Key:                       map[string]types.AttributeValue{ddbPK: pk, ddbSK: ddbS(ddbMetaSK)},
+		UpdateExpression:          aws.String(expr),
+		ExpressionAttributeNames:  names,
+		ExpressionAttributeValues: vals,
+	}
+}
+
+func oneIf(v bool) int {
+	if v {
+		return 1
+	}
+	return 0
+}
+
+// Create is one TransactWriteItems on the happy path: count the record on
+// the owner's META item if below the bounds, and put the item if no live
+// one is there.
+func (b *dynamoBackend) Create(ctx context.Context, rec taskstore.Record, lim taskstore.Limits) error {
 	if err := b.begin(ctx); err != nil {
 		return err
 	}
@@ -391,39 +579,36 @@ func (b *dynamoBackend) Create(ctx context.Context, rec taskstore.Record, maxPer
 		return err
 	}
 	if b.opts.NoTransactions {
-		return b.createNoTx(ctx, rec, maxPerOwner)
+		return b.createNoTx(ctx, rec, lim)
 	}
+	var last ownerScan
 	for repairs := 0; ; repairs++ {
-		quotaFull, err := b.createTx(ctx, rec, maxPerOwner)
-		if err != nil || !quotaFull {
+		full, err := b.createTx(ctx, rec, lim)
+		if err != nil || !full {
 			return err
 		}
-		// The counter says full; it may count expired items. Recount.
+		// The counters say full; they may count expired items. Recount.
 		if repairs >= 8 {
-			return taskstore.ErrQuotaExceeded
+			return refusal(rec, lim, last.activeN)
 		}
-		if err := b.repairCount(ctx, rec, maxPerOwner); err != nil {
+		if last, err = b.repairCount(ctx, rec, lim); err != nil {
 			return err
 		}
 	}
 }
 
+// refusal names the bound a create hit, given the owner's active count.
+func refusal(rec taskstore.Record, lim taskstore.Limits, active int64) error {
+	if rec.Active && lim.MaxActive > 0 && active >= int64(lim.MaxActive) {
+		return taskstore.ErrQuotaExceeded
+	}
+	return taskstore.ErrStorageFull
+}
+
 // createTx runs the create transaction, retrying transaction conflicts.
-// It reports quotaFull when only the counter's condition failed.
-func (b *dynamoBackend) createTx(ctx context.Context, rec taskstore.Record, maxPerOwner int) (quotaFull bool, err error) {
-	counter := &types.Update{
-		TableName:                aws.String(b.table),
-		Key:                      metaKey(rec.Owner),
-		UpdateExpression:         aws.String("ADD #n :one"),
-		ExpressionAttributeNames: map[string]string{"#n": ddbCount},
-		ExpressionAttributeValues: map[string]types.AttributeValue{
-			":one": ddbN(1),
-		},
-	}
-	if maxPerOwner > 0 {
-		counter.ConditionExpression = aws.String(ddbQuotaCond)
-		counter.ExpressionAttributeValues[":max"] = ddbN(maxPerOwner)
-	}
+// It reports full when only the counters' condition failed.
+func (b *dynamoBackend) createTx(ctx context.Context, rec taskstore.Record, lim taskstore.Limits) (full bool, err error) {
+	counter := countNew(b.table, rec, lim)
 	item := b.taskItem(rec)
 	for attempt := 0; ; attempt++ {
 		_, err := b.client.TransactWriteItems(ctx, &dynamodb.TransactWriteItemsInput{
@@ -433,14 +618,14 @@ func (b *dynamoBackend) createTx(ctx context.Context, rec taskstore.Record, maxP
 					TableName:                 aws.String(b.table),
 					Item:                      item,
 					ConditionExpression:       aws.String(ddbFreeCond),
-					ExpressionAttributeValues: map[string]types.AttributeValue{":now": nowNS()},
+					ExpressionAttributeValues: map[string]types.AttributeValue{":now": b.nowNS()},
 				}},
 			},
 		})
 		if err == nil {
 			return false, nil
 		}
-		codes, ok := cancelCodes(err)
+		codes, _, ok := cancelReasons(err)
 		switch {
 		case !ok:
 			return false, ddbErr(ctx, "create", err)
@@ -458,20 +643,25 @@ func (b *dynamoBackend) createTx(ctx context.Context, rec taskstore.Record, maxP
 	}
 }
 
-// cancelCodes returns the per-item cancellation codes of a canceled
-// transaction ("None" where an item was not the cause), padded to two.
-func cancelCodes(err error) ([]string, bool) {
+// cancelReasons returns the per-item cancellation codes of a canceled
+// transaction ("None" where an item was not the cause) and the first
+// item's old value when the server returned it, padded to two.
+func cancelReasons(err error) ([]string, map[string]types.AttributeValue, bool) {
 	var tc *types.TransactionCanceledException
 	if !errors.As(err, &tc) {
-		return nil, false
+		return nil, nil, false
 	}
 	codes := []string{"", ""}
+	var first map[string]types.AttributeValue
 	for i, r := range tc.CancellationReasons {
 		if i < len(codes) {
 			codes[i] = aws.ToString(r.Code)
 		}
+		if i == 0 {
+			first = r.Item
+		}
 	}
-	return codes, true
+	return codes, first, true
 }
 
 func hasConflict(codes []string) bool {
@@ -497,79 +687,105 @@ func ddbBackoff(ctx context.Context, attempt int) error {
 
 // ownerScan is a strongly consistent read of all of an owner's items.
 type ownerScan struct {
-	count     int64 // the META item's n
-	hasCount  bool
-	seq       int64 // the META item's seq
-	hasSeq    bool
-	live      int  // live task items
-	idIsLive  bool // the key being created is taken by a live item
-	expiredSK []string
+	storedN    int64 // the META item's n
+	hasStored  bool
+	activeN    int64 // the META item's a
+	seq        int64 // the META item's seq
+	hasSeq     bool
+	live       int  // live task items
+	liveActive int  // live task items that are active
+	idIsLive   bool // the key being created is taken by a live item
+	expiredSK  []string
 }
 
 func (b *dynamoBackend) scanOwner(ctx context.Context, owner, id string) (ownerScan, error) {
 	var s ownerScan
-	now := time.Now()
-	p := dynamodb.NewQueryPaginator(b.client, &dynamodb.QueryInput{
-		TableName:                 aws.String(b.table),
-		ConsistentRead:            aws.Bool(true),
-		KeyConditionExpression:    aws.String("PK = :pk"),
-		ProjectionExpression:      aws.String("SK, #n, #s, expires_ns"),
-		ExpressionAttributeNames:  map[string]string{"#n": ddbCount, "#s": ddbSeq},
-		ExpressionAttributeValues: map[string]types.AttributeValue{":pk": ownerPK(owner)},
-	})
-	for p.HasMorePages() {
-		out, err := p.NextPage(ctx)
-		if err != nil {
-			return s, ddbErr(ctx, "count", err)
-		}
-		for _, item := range out.Items {
+	now := b.now()
+	err := b.eachItem(ctx, "count", ownerPK(owner), "SK, #n, #a, #s, #act, expires_ns",
+		map[string]string{"#n": ddbStoredN, "#a": ddbActiveN, "#s": ddbSeq, "#act": ddbActive},
+		func(item map[string]types.AttributeValue) error {
 			sk, _ := item[ddbSK].(*types.AttributeValueMemberS)
 			switch {
 			case sk == nil:
 			case sk.Value == ddbMetaSK:
-				s.count, s.hasCount = attrNum(item, ddbCount)
+				s.storedN, s.hasStored = attrNum(item, ddbStoredN)
+				s.activeN, _ = attrNum(item, ddbActiveN)
 				s.seq, s.hasSeq = attrNum(item, ddbSeq)
 			case itemLive(item, now):
 				s.live++
+				if itemActive(item) {
+					s.liveActive++
+				}
 				if sk.Value == ddbTaskPfx+id {
 					s.idIsLive = true
 				}
 			default:
 				s.expiredSK = append(s.expiredSK, sk.Value)
 			}
-		}
-	}
-	return s, nil
+			return nil
+		})
+	return s, err
 }
 
-// repairCount recounts the owner's live tasks and sets the counter to that
-// number, if no Create or Delete changed the counter since it was read:
-// META sorts before every TASK# item, so the Query reads the counter
-// first, and a write that commits after that changes seq and fails the
-// compare-and-swap. It returns ErrQuotaExceeded (or ErrAlreadyExists) when
-// the recount confirms the refusal.
-func (b *dynamoBackend) repairCount(ctx context.Context, rec taskstore.Record, maxPerOwner int) error {
+// eachItem calls fn with every item of partition pk, in SK order: one
+// strongly consistent Query per 1 MB page.
+func (b *dynamoBackend) eachItem(ctx context.Context, op string, pk types.AttributeValue, projection string,
+	names map[string]string, fn func(map[string]types.AttributeValue) error) error {
+	p := dynamodb.NewQueryPaginator(b.client, &dynamodb.QueryInput{
+		TableName:                 aws.String(b.table),
+		ConsistentRead:            aws.Bool(true),
+		KeyConditionExpression:    aws.String("PK = :pk"),
+		ProjectionExpression:      aws.String(projection),
+		ExpressionAttributeNames:  names,
+		ExpressionAttributeValues: map[string]types.AttributeValue{":pk": pk},
+	})
+	for p.HasMorePages() {
+		page, err := p.NextPage(ctx)
+		if err != nil {
+			return ddbErr(ctx, op, err)
+		}
+		for _, item := range page.Items {
+			if err := fn(item); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// repairCount recounts the owner's live tasks and sets both counters to
+// the recount, if no write changed the counters since they were read:
+// META sorts before every TASK# item, so the Query reads the counters
+// first, and every write that changes them (Create, Delete, an Update that
+// ends or resumes a task, another repair) also adds 1 to seq, so one that
+// commits after the read fails the compare-and-swap. It returns
+// ErrAlreadyExists, ErrQuotaExceeded or ErrStorageFull when the recount
+// confirms the refusal, and nil when the create should be tried again.
+func (b *dynamoBackend) repairCount(ctx context.Context, rec taskstore.Record, lim taskstore.Limits) (ownerScan, error) {
+	b.hook(ctx, "scan")
 	s, err := b.scanOwner(ctx, rec.Owner, rec.TaskID)
-	if err != nil {
-		return err
+	switch {
+	case err != nil:
+		return s, err
+	case s.idIsLive:
+		return s, taskstore.ErrAlreadyExists
+	case rec.Active && lim.MaxActive > 0 && s.liveActive >= lim.MaxActive:
+		return s, taskstore.ErrQuotaExceeded
+	case lim.MaxStored > 0 && s.live >= lim.MaxStored:
+		return s, taskstore.ErrStorageFull
+	case !s.hasStored || (s.storedN == int64(s.live) && s.activeN == int64(s.liveActive)):
+		return s, nil // changed under us: try the transaction again
 	}
-	if s.idIsLive {
-		return taskstore.ErrAlreadyExists
-	}
-	if s.live >= maxPerOwner {
-		return taskstore.ErrQuotaExceeded
-	}
-	if !s.hasCount || s.count == int64(s.live) {
-		return nil // changed under us: try the transaction again
-	}
+	b.hook(ctx, "write")
 	in := &dynamodb.UpdateItemInput{
 		TableName:                aws.String(b.table),
 		Key:                      metaKey(rec.Owner),
-		UpdateExpression:         aws.String("SET #n = :live ADD #s :one"),
+		UpdateExpression:         aws.String("SET #n = :live, #a = :act ADD #s :one"),
 		ConditionExpression:      aws.String("attribute_not_exists(#s)"),
-		ExpressionAttributeNames: map[string]string{"#n": ddbCount, "#s": ddbSeq},
+		ExpressionAttributeNames: map[string]string{"#n": ddbStoredN, "#a": ddbActiveN, "#s": ddbSeq},
 		ExpressionAttributeValues: map[string]types.AttributeValue{
 			":live": ddbN(s.live),
+			":act":  ddbN(s.liveActive),
 			":one":  ddbN(1),
 		},
 	}
@@ -580,9 +796,10 @@ func (b *dynamoBackend) repairCount(ctx context.Context, rec taskstore.Record, m
 	_, err = b.client.UpdateItem(ctx, in)
 	var ccf *types.ConditionalCheckFailedException
 	if err != nil && !errors.As(err, &ccf) {
-		return ddbErr(ctx, "repair count", err)
+		return s, ddbErr(ctx, "repair count", err)
 	}
-	return nil
+	b.hook(ctx, "done")
+	return s, nil
 }
 
 // Get is one strongly consistent GetItem.
@@ -598,87 +815,208 @@ func (b *dynamoBackend) Get(ctx context.Context, owner, id string) (taskstore.Re
 	if err != nil {
 		return taskstore.Record{}, ddbErr(ctx, "get", err)
 	}
-	if !itemLive(out.Item, time.Now()) {
+	if !itemLive(out.Item, b.now()) {
 		return taskstore.Record{}, taskstore.ErrNotFound
 	}
 	return decodeItem(owner, out.Item)
 }
 
-// Update is one conditional UpdateItem (version and liveness). When the
-// condition fails, DynamoDB returns the item as it was, which tells a stale
-// version from a missing or expired item without another request.
-func (b *dynamoBackend) Update(ctx context.Context, owner, id string, data []byte, expected uint64) (uint64, error) {
+// errActiveGuess is update's signal that the stored record's active flag
+// is not the one the attempt assumed.
+var errActiveGuess = errors.New("active flag differs")
+
+// Update writes the item with a condition on its version, liveness and
+// active flag. The flag decides whether the owner's active counter moves
+// with the write, and the backend does not read before writing: it
+// assumes the stored record is active (updates of running tasks are the
+// common case), so an Update that keeps a task running is one UpdateItem
+// and one that ends it one TransactWriteItems. A wrong assumption fails
+// the condition, the failure returns the stored item, and the next
+// attempt assumes what it showed.
+func (b *dynamoBackend) Update(ctx context.Context, rec taskstore.Record, expected uint64) (uint64, error) {
 	if err := b.begin(ctx); err != nil {
 		return 0, err
 	}
-	if err := b.checkSize(data); err != nil {
+	if err := b.checkSize(rec.Data); err != nil {
 		return 0, err
 	}
-	for attempt := 0; ; attempt++ {
-		v, retry, err := b.update(ctx, owner, id, data, expected)
-		if !retry || attempt >= 8 {
+	was := true
+	for attempt := 0; attempt < 8; attempt++ {
+		v, stored, err := b.update(ctx, rec, expected, was)
+		if !errors.Is(err, errActiveGuess) {
 			return v, err
 		}
+		was = stored
 	}
+	// The item kept changing under the attempts: let the caller re-read.
+	return 0, taskstore.ErrVersionConflict
 }
 
-// update is one attempt of Update. It asks for a retry only on servers
-// that do not return the old item, when the item read after the failed
-// condition is live at the expected version: then the condition failed on
-// an older version or a missing item, and which of the two is unknown.
-func (b *dynamoBackend) update(ctx context.Context, owner, id string, data []byte, expected uint64) (v uint64, retry bool, err error) {
-	now := time.Now()
-	_, err = b.client.UpdateItem(ctx, &dynamodb.UpdateItemInput{
-		TableName:           aws.String(b.table),
-		Key:                 taskKey(owner, id),
-		UpdateExpression:    aws.String("SET #d = :d, #v = :next"),
-		ConditionExpression: aws.String("#v = :exp AND (" + ddbLiveCond + ")"),
-		// DATA is a reserved word; the others are named for safety.
-		ExpressionAttributeNames: map[string]string{"#d": ddbData, "#v": ddbVersion},
-		ExpressionAttributeValues: map[string]types.AttributeValue{
-			":d":    &types.AttributeValueMemberB{Value: data},
-			":next": ddbN(expected + 1),
-			":exp":  ddbN(expected),
-			":now":  ddbN(now.UnixNano()),
-		},
+// update is one attempt of Update assuming the stored record's active flag
+// is was. errActiveGuess asks for another attempt assuming stored.
+func (b *dynamoBackend) update(ctx context.Context, rec taskstore.Record, expected uint64, was bool) (v uint64, stored bool, err error) {
+	now := b.now()
+	key := taskKey(rec.Owner, rec.TaskID)
+	set := "SET #d = :d, #v = :next, #act = :act"
+	names := map[string]string{"#d": ddbData, "#v": ddbVersion, "#act": ddbActive, "#r": ddbRunner}
+	vals := map[string]types.AttributeValue{
+		":d":    &types.AttributeValueMemberB{Value: rec.Data},
+		":next": ddbN(expected + 1),
+		":exp":  ddbN(expected),
+		":now":  ddbN(now.UnixNano()),
+		":act":  ddbBool(rec.Active),
+		":was":  ddbBool(was),
+	}
+	if rec.Runner != "" {
+		set += ", #r = :r"
+		vals[":r"] = ddbS(rec.Runner)
+	} else {
+		set += " REMOVE #r"
+	}
+	cond := "#v = :exp AND (" + ddbLiveCond + ") AND "
+	if was {
+		cond += "#act = :was"
+	} else {
+		cond += "(attribute_not_exists(#act) OR #act = :was)"
+	}
+	item := &types.Update{
+		TableName:                           aws.String(b.table),
+		Key:                                 key,
+		UpdateExpression:                    aws.String(set),
+		ConditionExpression:                 aws.String(cond),
+		ExpressionAttributeNames:            names,
+		ExpressionAttributeValues:           vals,
 		ReturnValuesOnConditionCheckFailure: types.ReturnValuesOnConditionCheckFailureAllOld,
-	})
-	if err == nil {
+	}
+	delta := oneIf(rec.Active) - oneIf(was)
+	var old map[string]types.AttributeValue
+	failed := false
+	switch {
+	case delta == 0:
+		old, failed, err = b.updateItem(ctx, "update", item)
+	case !b.opts.NoTransactions:
+		old, failed, err = b.updateCounted(ctx, item, rec.Owner, delta)
+	case delta > 0:
+		// Resuming without transactions: count first, so that a crash
+		// leaves the counter too high (safe), never too low.
+		if err := b.addCounts(ctx, ownerPK(rec.Owner), 0, 1); err != nil {
+			return 0, false, err
+		}
+		old, failed, err = b.updateItem(ctx, "update", item)
+		if failed {
+			err = b.addCounts(ctx, ownerPK(rec.Owner), 0, -1)
+		}
+	default:
+		// Ending without transactions: uncount after the write.
+		old, failed, err = b.updateItem(ctx, "update", item)
+		if err == nil && !failed {
+			err = b.addCounts(ctx, ownerPK(rec.Owner), 0, -1)
+		}
+	}
+	if err != nil {
+		return 0, false, err
+	}
+	if !failed {
 		return expected + 1, false, nil
 	}
-	var ccf *types.ConditionalCheckFailedException
-	if !errors.As(err, &ccf) {
-		return 0, false, ddbErr(ctx, "update", err)
-	}
-	old := ccf.Item
 	if len(old) == 0 && b.opts.NoOldItemOnFailure {
-		// The server does not say (dynalite): look, consistently.
-		out, err := b.client.GetItem(ctx, &dynamodb.GetItemInput{
-			TableName:                aws.String(b.table),
-			Key:                      taskKey(owner, id),
-			ConsistentRead:           aws.Bool(true),
-			ProjectionExpression:     aws.String("#v, expires_ns"),
-			ExpressionAttributeNames: map[string]string{"#v": ddbVersion},
-		})
-		if err != nil {
-			return 0, false, ddbErr(ctx, "update", err)
+		// The server does not say (dynalite): look, consistently. If the
+		// item is as the condition wanted, the condition failed on an
+		// older state, and what it was is unknown: try again.
+		if old, err = b.getForCheck(ctx, key); err != nil {
+			return 0, false, err
 		}
-		now = time.Now()
-		if ver, _ := attrNum(out.Item, ddbVersion); itemLive(out.Item, now) && uint64(ver) == expected {
-			return 0, true, nil
+		now = b.now()
+		if ver, _ := attrNum(old, ddbVersion); itemLive(old, now) && uint64(ver) == expected {
+			return 0, itemActive(old), errActiveGuess
 		}
-		old = out.Item
 	}
-	if ver, _ := attrNum(old, ddbVersion); !itemLive(old, now) || uint64(ver) == expected {
-		// Missing, or expired at the time the condition used: a live
-		// item at the expected version fails the condition only so.
+	ver, _ := attrNum(old, ddbVersion)
+	switch {
+	case !itemLive(old, now):
+		return 0, false, taskstore.ErrNotFound
+	case uint64(ver) != expected:
+		return 0, false, taskstore.ErrVersionConflict
+	case itemActive(old) != was:
+		return 0, itemActive(old), errActiveGuess
+	default:
+		// Live at the expected version with the assumed flag: it can fail
+		// the condition only by having expired at the condition's :now.
 		return 0, false, taskstore.ErrNotFound
 	}
-	return 0, false, taskstore.ErrVersionConflict
 }
 
-// Delete of a live item is one transaction that also uncounts it. An
-// expired item is left to DeleteExpired and the native TTL.
+// updateItem runs one conditional UpdateItem. failed reports a failed
+// condition, with the old item when the server returned it.
+func (b *dynamoBackend) updateItem(ctx context.Context, op string, u *types.Update) (old map[string]types.AttributeValue, failed bool, err error) {
+	_, err = b.client.UpdateItem(ctx, &dynamodb.UpdateItemInput{
+		TableName:                           u.TableName,
+		Key:                                 u.Key,
+		UpdateExpression:                    u.UpdateExpression,
+		ConditionExpression:                 u.ConditionExpression,
+		ExpressionAttributeNames:            u.ExpressionAttributeNames,
+		ExpressionAttributeValues:           u.ExpressionAttributeValues,
+		ReturnValuesOnConditionCheckFailure: u.ReturnValuesOnConditionCheckFailure,
+	})
+	var ccf *types.ConditionalCheckFailedException
+	if errors.As(err, &ccf) {
+		return ccf.Item, true, nil
+	}
+	if err != nil {
+		return nil, false, ddbErr(ctx, op, err)
+	}
+	return nil, false, nil
+}
+
+// updateCounted runs the item update and the active counter's change by
+// delta in one transaction, retrying transaction conflicts.
+func (b *dynamoBackend) updateCounted(ctx context.Context, u *types.Update, owner string, delta int) (old map[string]types.AttributeValue, failed bool, err error) {
+	for attempt := 0; ; attempt++ {
+		_, err := b.client.TransactWriteItems(ctx, &dynamodb.TransactWriteItemsInput{
+			TransactItems: []types.TransactWriteItem{
+				{Update: u},
+				{Update: countDelta(b.table, ownerPK(owner), 0, delta)},
+			},
+		})
+		if err == nil {
+			return nil, false, nil
+		}
+		codes, first, ok := cancelReasons(err)
+		switch {
+		case !ok:
+			return nil, false, ddbErr(ctx, "update", err)
+		case codes[0] == ddbCondFailed:
+			return first, true, nil
+		case hasConflict(codes):
+			if err := ddbBackoff(ctx, attempt); err != nil {
+				return nil, false, err
+			}
+		default:
+			return nil, false, ddbErr(ctx, "update", err)
+		}
+	}
+}
+
+// getForCheck reads the fields a failed condition is judged by.
+func (b *dynamoBackend) getForCheck(ctx context.Context, key map[string]types.AttributeValue) (map[string]types.AttributeValue, error) {
+	out, err := b.client.GetItem(ctx, &dynamodb.GetItemInput{
+		TableName:                aws.String(b.table),
+		Key:                      key,
+		ConsistentRead:           aws.Bool(true),
+		ProjectionExpression:     aws.String("SK, #v, #act, expires_ns"),
+		ExpressionAttributeNames: map[string]string{"#v": ddbVersion, "#act": ddbActive},
+	})
+	if err != nil {
+		return nil, ddbErr(ctx, "read after failed condition", err)
+	}
+	return out.Item, nil
+}
+
+// Delete of a live item is one transaction that also uncounts it. Like
+// Update it assumes the item's active flag, here inactive (tasks are
+// usually deleted once finished), and tries again with the other flag
+// when the failed condition shows it. An expired item is left to
+// DeleteExpired and the native TTL.
 func (b *dynamoBackend) Delete(ctx context.Context, owner, id string) (bool, error) {
 	if err := b.begin(ctx); err != nil {
 		return false, err
@@ -686,33 +1024,43 @@ func (b *dynamoBackend) Delete(ctx context.Context, owner, id string) (bool, err
 	if b.opts.NoTransactions {
 		return b.deleteNoTx(ctx, owner, id)
 	}
-	for attempt := 0; ; attempt++ {
+	was := false
+	for attempt, guesses := 0, 0; guesses < 8; attempt++ {
+		cond := ddbLiveCond + " AND #act = :was"
+		if !was {
+			cond = ddbLiveCond + " AND (attribute_not_exists(#act) OR #act = :was)"
+		}
 		_, err := b.client.TransactWriteItems(ctx, &dynamodb.TransactWriteItemsInput{
 			TransactItems: []types.TransactWriteItem{
 				{Delete: &types.Delete{
-					TableName:                 aws.String(b.table),
-					Key:                       taskKey(owner, id),
-					ConditionExpression:       aws.String(ddbLiveCond),
-					ExpressionAttributeValues: map[string]types.AttributeValue{":now": nowNS()},
+					TableName:                           aws.String(b.table),
+					Key:                                 taskKey(owner, id),
+					ConditionExpression:                 aws.String(cond),
+					ExpressionAttributeNames:            map[string]string{"#act": ddbActive},
+					ExpressionAttributeValues:           map[string]types.AttributeValue{":now": b.nowNS(), ":was": ddbBool(was)},
+					ReturnValuesOnConditionCheckFailure: types.ReturnValuesOnConditionCheckFailureAllOld,
 				}},
-				{Update: &types.Update{
-					TableName:                 aws.String(b.table),
-					Key:                       metaKey(owner),
-					UpdateExpression:          aws.String("ADD #n :minus, #s :one"),
-					ExpressionAttributeNames:  map[string]string{"#n": ddbCount, "#s": ddbSeq},
-					ExpressionAttributeValues: map[string]types.AttributeValue{":minus": ddbN(-1), ":one": ddbN(1)},
-				}},
+				{Update: countDelta(b.table, ownerPK(owner), -1, -oneIf(was))},
 			},
 		})
 		if err == nil {
 			return true, nil
 		}
-		codes, ok := cancelCodes(err)
+		codes, old, ok := cancelReasons(err)
 		switch {
 		case !ok:
 			return false, ddbErr(ctx, "delete", err)
 		case codes[0] == ddbCondFailed:
-			return false, nil
+			if len(old) == 0 && b.opts.NoOldItemOnFailure {
+				if old, err = b.getForCheck(ctx, taskKey(owner, id)); err != nil {
+					return false, err
+				}
+			}
+			if !itemLive(old, b.now()) {
+				return false, nil
+			}
+			was = itemActive(old)
+			guesses++
 		case hasConflict(codes):
 			if err := ddbBackoff(ctx, attempt); err != nil {
 				return false, err
@@ -721,6 +1069,7 @@ func (b *dynamoBackend) Delete(ctx context.Context, owner, id string) (bool, err
 			return false, ddbErr(ctx, "delete", err)
 		}
 	}
+	return false, fmt.Errorf("%w: dynamodb: delete: the item kept changing", taskstore.ErrBackend)
 }
 
 // List is one Query per page: the owner's partition, descending from just
@@ -744,11 +1093,11 @@ func (b *dynamoBackend) List(ctx context.Context, owner, after string, limit int
 			TableName:              aws.String(b.table),
 			ConsistentRead:         aws.Bool(true),
 			KeyConditionExpression: aws.String("PK = :pk AND begins_with(SK, :task)"),
-			FilterExpression:       aws.String("attribute_not_exists(expires_ns) OR expires_ns > :now"),
+			FilterExpression:       aws.String(ddbLiveFilter),
 			ExpressionAttributeValues: map[string]types.AttributeValue{
 				":pk":   ownerPK(owner),
 				":task": ddbS(ddbTaskPfx),
-				":now":  nowNS(),
+				":now":  b.nowNS(),
 			},
 			ScanIndexForward:  aws.Bool(false),
 			Limit:             aws.Int32(int32(min(limit+1, 1<<20))),
@@ -794,7 +1143,7 @@ func (b *dynamoBackend) DeleteExpired(ctx context.Context) (int, error) {
 		ProjectionExpression: aws.String("PK, SK"),
 		ExpressionAttributeValues: map[string]types.AttributeValue{
 			":task": ddbS(ddbTaskPfx),
-			":now":  nowNS(),
+			":now":  b.nowNS(),
 		},
 	})
 	n := 0
@@ -819,13 +1168,15 @@ func (b *dynamoBackend) DeleteExpired(ctx context.Context) (int, error) {
 // deleteExpiredItem deletes one item if it is still expired. In
 // NoTransactions mode it also uncounts it: there every item present is
 // counted exactly once. With transactions an expired item may or may not
-// be counted (a repair drops it), so n is left for the next repair.
+// be counted (a repair drops it), so the counters are left for the next
+// repair.
 func (b *dynamoBackend) deleteExpiredItem(ctx context.Context, key map[string]types.AttributeValue) (bool, error) {
-	_, err := b.client.DeleteItem(ctx, &dynamodb.DeleteItemInput{
+	out, err := b.client.DeleteItem(ctx, &dynamodb.DeleteItemInput{
 		TableName:                 aws.String(b.table),
 		Key:                       map[string]types.AttributeValue{ddbPK: key[ddbPK], ddbSK: key[ddbSK]},
 		ConditionExpression:       aws.String("expires_ns <= :now"),
-		ExpressionAttributeValues: map[string]types.AttributeValue{":now": nowNS()},
+		ExpressionAttributeValues: map[string]types.AttributeValue{":now": b.nowNS()},
+		ReturnValues:              types.ReturnValueAllOld,
 	})
 	var ccf *types.ConditionalCheckFailedException
 	if errors.As(err, &ccf) {
@@ -835,11 +1186,147 @@ func (b *dynamoBackend) deleteExpiredItem(ctx context.Context, key map[string]ty
 		return false, ddbErr(ctx, "delete expired", err)
 	}
 	if b.opts.NoTransactions {
-		if err := b.addCount(ctx, key[ddbPK], -1); err != nil {
+		if err := b.addCounts(ctx, key[ddbPK], -1, -oneIf(itemActive(out.Attributes))); err != nil {
 			return true, err
 		}
 	}
 	return true, nil
+}
+
+// Heartbeat is one UpdateItem: ADD beat 1 on the runner's item, which the
+// ADD creates at 1.
+func (b *dynamoBackend) Heartbeat(ctx context.Context, runner string) error {
+	if err := b.begin(ctx); err != nil {
+		return err
+	}
+	_, err := b.client.UpdateItem(ctx, &dynamodb.UpdateItemInput{
+		TableName:                 aws.String(b.table),
+		Key:                       runnerKey(runner),
+		UpdateExpression:          aws.String("ADD #b :one"),
+		ExpressionAttributeNames:  map[string]string{"#b": ddbBeat},
+		ExpressionAttributeValues: map[string]types.AttributeValue{":one": ddbN(1)},
+	})
+	if err != nil {
+		return ddbErr(ctx, "heartbeat", err)
+	}
+	return nil
+}
+
+// Runners is one consistent Query of the RUNNERS partition per 1 MB page.
+func (b *dynamoBackend) Runners(ctx context.Context) ([]taskstore.RunnerBeat, error) {
+	if err := b.begin(ctx); err != nil {
+		return nil, err
+	}
+	var out []taskstore.RunnerBeat
+	err := b.eachItem(ctx, "runners", ddbS(ddbRunnersPK), "SK, #b", map[string]string{"#b": ddbBeat},
+		func(item map[string]types.AttributeValue) error {
+			sk, _ := item[ddbSK].(*types.AttributeValueMemberS)
+			beat, ok := attrNum(item, ddbBeat)
+			if sk == nil || !strings.HasPrefix(sk.Value, ddbRunnerPfx) || !ok || beat < 0 {
+				return fmt.Errorf("%w: dynamodb: malformed runner item", taskstore.ErrBackend)
+			}
+			out = append(out, taskstore.RunnerBeat{Runner: sk.Value[len(ddbRunnerPfx):], Beat: uint64(beat)})
+			return nil
+		})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// RemoveRunner is one DeleteItem of the runner's item.
+func (b *dynamoBackend) RemoveRunner(ctx context.Context, runner string) error {
+	if err := b.begin(ctx); err != nil {
+		return err
+	}
+	if _, err := b.client.DeleteItem(ctx, &dynamodb.DeleteItemInput{TableName: aws.String(b.table), Key: runnerKey(runner)}); err != nil {
+		return ddbErr(ctx, "remove runner", err)
+	}
+	return nil
+}
+
+// RunnerTasks queries the runner index for up to limit keys (a filter on
+// the projected expires_ns skips expired items; a few more Queries read
+// on when it leaves the answer short), then reads those items from the
+// table with one consistent BatchGetItem per 100 keys and keeps the ones
+// still live and still holding runner: the index is eventually consistent,
+// so what it says is only where to look. Cost: 2 requests for up to 100
+// records, never a scan.
+func (b *dynamoBackend) RunnerTasks(ctx context.Context, runner string, limit int) ([]taskstore.Record, error) {
+	if err := b.begin(ctx); err != nil {
+		return nil, err
+	}
+	if limit <= 0 {
+		return nil, nil
+	}
+	var keys []map[string]types.AttributeValue
+	var start map[string]types.AttributeValue
+	for round := 0; len(keys) < limit && round < 4; round++ {
+		page, err := b.client.Query(ctx, &dynamodb.QueryInput{
+			TableName:                 aws.String(b.table),
+			IndexName:                 aws.String(DynamoDBRunnerIndex),
+			KeyConditionExpression:    aws.String("#r = :r"),
+			FilterExpression:          aws.String(ddbLiveFilter),
+			ExpressionAttributeNames:  map[string]string{"#r": ddbRunner},
+			ExpressionAttributeValues: map[string]types.AttributeValue{":r": ddbS(runner), ":now": b.nowNS()},
+			Limit:                     aws.Int32(int32(min(limit-len(keys), 1<<20))),
+			ExclusiveStartKey:         start,
+		})
+		if err != nil {
+			return nil, ddbErr(ctx, "runner tasks", err)
+		}
+		for _, item := range page.Items {
+			keys = append(keys, map[string]types.AttributeValue{ddbPK: item[ddbPK], ddbSK: item[ddbSK]})
+		}
+		if page.LastEvaluatedKey == nil {
+			break
+		}
+		start = page.LastEvaluatedKey
+	}
+	items, err := b.batchGet(ctx, keys)
+	if err != nil {
+		return nil, err
+	}
+	now := b.now()
+	out := make([]taskstore.Record, 0, len(items))
+	for _, item := range items {
+		pk, _ := item[ddbPK].(*types.AttributeValueMemberS)
+		run, _ := item[ddbRunner].(*types.AttributeValueMemberS)
+		if pk == nil || !strings.HasPrefix(pk.Value, ddbOwnerPfx) || run == nil || run.Value != runner || !itemLive(item, now) {
+			continue // moved to another runner, ended, gone or expired since it was indexed
+		}
+		r, err := decodeItem(pk.Value[len(ddbOwnerPfx):], item)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, r)
+	}
+	return out, nil
+}
+
+// batchGet reads keys consistently, 100 per BatchGetItem, following
+// UnprocessedKeys with backoff.
+func (b *dynamoBackend) batchGet(ctx context.Context, keys []map[string]types.AttributeValue) ([]map[string]types.AttributeValue, error) {
+	var out []map[string]types.AttributeValue
+	for len(keys) > 0 {
+		chunk := keys[:min(len(keys), 100)]
+		keys = keys[len(chunk):]
+		req := map[string]types.KeysAndAttributes{b.table: {Keys: chunk, ConsistentRead: aws.Bool(true)}}
+		for attempt := 0; len(req) > 0; attempt++ {
+			page, err := b.client.BatchGetItem(ctx, &dynamodb.BatchGetItemInput{RequestItems: req})
+			if err != nil {
+				return nil, ddbErr(ctx, "batch get", err)
+			}
+			out = append(out, page.Responses[b.table]...)
+			req = page.UnprocessedKeys
+			if len(req) > 0 {
+				if err := ddbBackoff(ctx, attempt); err != nil {
+					return nil, err
+				}
+			}
+		}
+	}
+	return out, nil
 }
 
 // MaxRecordSize keeps items inside DynamoDB's 400 KB limit.
@@ -856,52 +1343,28 @@ func (b *dynamoBackend) Close() error {
 
 // --- NoTransactions mode (dynalite) ---
 //
-// Create reserves a place first (counter +1 if below the quota), then puts
-// the item; Delete removes the item, then uncounts it. Every item present
-// holds exactly one reservation, so the quota is never overshot; a crash
-// between the two writes leaves the counter too high, which is safe.
-// Expired items stay counted until DeleteExpired or a Create that finds the
-// quota full deletes them (uncounting each one it deleted).
+// Create reserves first (the counters +1 if below the bounds), then puts
+// the item; Delete removes the item, then uncounts it; an Update that
+// resumes a task counts it before the write, one that ends it uncounts it
+// after. Every item present holds exactly one reservation (and one active
+// reservation if active), so the bounds are never overshot; a crash
+// between two writes leaves a counter too high, which is safe. Expired
+// items stay counted until DeleteExpired or a Create that finds a bound
+// reached deletes them (uncounting each one it deleted).
 
-func (b *dynamoBackend) addCount(ctx context.Context, pk types.AttributeValue, delta int) error {
-	_, err := b.client.UpdateItem(ctx, &dynamodb.UpdateItemInput{
-		TableName:                 aws.String(b.table),
-		Key:                       map[string]types.AttributeValue{ddbPK: pk, ddbSK: ddbS(ddbMetaSK)},
-		UpdateExpression:          aws.String("ADD #n :d"),
-		ExpressionAttributeNames:  map[string]string{"#n": ddbCount},
-		ExpressionAttributeValues: map[string]types.AttributeValue{":d": ddbN(delta)},
-	})
-	if err != nil {
-		return ddbErr(ctx, "count", err)
-	}
-	return nil
+func (b *dynamoBackend) addCounts(ctx context.Context, pk types.AttributeValue, dn, da int) error {
+	_, _, err := b.updateItem(ctx, "count", countDelta(b.table, pk, dn, da))
+	return err
 }
 
-func (b *dynamoBackend) reserve(ctx context.Context, owner string, maxPerOwner int) (bool, error) {
-	in := &dynamodb.UpdateItemInput{
-		TableName:                 aws.String(b.table),
-		Key:                       metaKey(owner),
-		UpdateExpression:          aws.String("ADD #n :one"),
-		ExpressionAttributeNames:  map[string]string{"#n": ddbCount},
-		ExpressionAttributeValues: map[string]types.AttributeValue{":one": ddbN(1)},
-	}
-	if maxPerOwner > 0 {
-		in.ConditionExpression = aws.String(ddbQuotaCond)
-		in.ExpressionAttributeValues[":max"] = ddbN(maxPerOwner)
-	}
-	_, err := b.client.UpdateItem(ctx, in)
-	var ccf *types.ConditionalCheckFailedException
-	if errors.As(err, &ccf) {
-		return false, nil
-	}
-	if err != nil {
-		return false, ddbErr(ctx, "create", err)
-	}
-	return true, nil
+// reserve counts a new record if the bounds allow it.
+func (b *dynamoBackend) reserve(ctx context.Context, rec taskstore.Record, lim taskstore.Limits) (bool, error) {
+	_, full, err := b.updateItem(ctx, "create", countNew(b.table, rec, lim))
+	return !full && err == nil, err
 }
 
-func (b *dynamoBackend) createNoTx(ctx context.Context, rec taskstore.Record, maxPerOwner int) error {
-	ok, err := b.reserve(ctx, rec.Owner, maxPerOwner)
+func (b *dynamoBackend) createNoTx(ctx context.Context, rec taskstore.Record, lim taskstore.Limits) error {
+	ok, err := b.reserve(ctx, rec, lim)
 	if err != nil {
 		return err
 	}
@@ -919,40 +1382,57 @@ func (b *dynamoBackend) createNoTx(ctx context.Context, rec taskstore.Record, ma
 				return err
 			}
 		}
-		if ok, err = b.reserve(ctx, rec.Owner, maxPerOwner); err != nil {
+		if ok, err = b.reserve(ctx, rec, lim); err != nil {
 			return err
 		}
 		if !ok {
-			return taskstore.ErrQuotaExceeded
+			// The live count decides when it confirms a bound; otherwise
+			// reservations in flight (or left by a crash) fill it: the
+			// counters say which.
+			if rec.Active && lim.MaxActive > 0 && s.liveActive >= lim.MaxActive {
+				return taskstore.ErrQuotaExceeded
+			}
+			if lim.MaxStored > 0 && s.live >= lim.MaxStored {
+				return taskstore.ErrStorageFull
+			}
+			out, err := b.client.GetItem(ctx, &dynamodb.GetItemInput{
+				TableName: aws.String(b.table), Key: metaKey(rec.Owner), ConsistentRead: aws.Bool(true),
+			})
+			if err != nil {
+				return ddbErr(ctx, "count", err)
+			}
+			a, _ := attrNum(out.Item, ddbActiveN)
+			return refusal(rec, lim, a)
 		}
 	}
 	out, err := b.client.PutItem(ctx, &dynamodb.PutItemInput{
 		TableName:                 aws.String(b.table),
 		Item:                      b.taskItem(rec),
 		ConditionExpression:       aws.String(ddbFreeCond),
-		ExpressionAttributeValues: map[string]types.AttributeValue{":now": nowNS()},
+		ExpressionAttributeValues: map[string]types.AttributeValue{":now": b.nowNS()},
 		ReturnValues:              types.ReturnValueAllOld,
 	})
 	var ccf *types.ConditionalCheckFailedException
 	switch {
 	case errors.As(err, &ccf):
-		return errors.Join(taskstore.ErrAlreadyExists, b.addCount(ctx, ownerPK(rec.Owner), -1))
+		return errors.Join(taskstore.ErrAlreadyExists, b.addCounts(ctx, ownerPK(rec.Owner), -1, -oneIf(rec.Active)))
 	case err != nil:
 		// The put may have happened: keep the reservation (too high is safe).
 		return ddbErr(ctx, "create", err)
 	case len(out.Attributes) > 0:
 		// Replaced an expired item, which held a reservation of its own.
-		return b.addCount(ctx, ownerPK(rec.Owner), -1)
+		return b.addCounts(ctx, ownerPK(rec.Owner), -1, -oneIf(itemActive(out.Attributes)))
 	}
 	return nil
 }
 
 func (b *dynamoBackend) deleteNoTx(ctx context.Context, owner, id string) (bool, error) {
-	_, err := b.client.DeleteItem(ctx, &dynamodb.DeleteItemInput{
+	out, err := b.client.DeleteItem(ctx, &dynamodb.DeleteItemInput{
 		TableName:                 aws.String(b.table),
 		Key:                       taskKey(owner, id),
 		ConditionExpression:       aws.String(ddbLiveCond),
-		ExpressionAttributeValues: map[string]types.AttributeValue{":now": nowNS()},
+		ExpressionAttributeValues: map[string]types.AttributeValue{":now": b.nowNS()},
+		ReturnValues:              types.ReturnValueAllOld,
 	})
 	var ccf *types.ConditionalCheckFailedException
 	if errors.As(err, &ccf) {
@@ -961,5 +1441,5 @@ func (b *dynamoBackend) deleteNoTx(ctx context.Context, owner, id string) (bool,
 	if err != nil {
 		return false, ddbErr(ctx, "delete", err)
 	}
-	return true, b.addCount(ctx, ownerPK(owner), -1)
+	return true, b.addCounts(ctx, ownerPK(owner), -1, -oneIf(itemActive(out.Attributes)))
 }

@@ -197,7 +197,7 @@ func TestDynamoDBLocalQuotaRepair(t *testing.T) {
 	for range quota {
 		r := testRecord("alice")
 		r.ExpiresAt = time.Now().Add(300 * time.Millisecond)
-		if err := b.Create(ctx, r, quota); err != nil {
+		if err := b.Create(ctx, r, taskstore.Limits{MaxActive: quota}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -206,7 +206,7 @@ func TestDynamoDBLocalQuotaRepair(t *testing.T) {
 	var wg sync.WaitGroup
 	for range 3 * quota {
 		wg.Go(func() {
-			switch err := b.Create(context.Background(), testRecord("alice"), quota); {
+			switch err := b.Create(context.Background(), testRecord("alice"), taskstore.Limits{MaxActive: quota}); {
 			case err == nil:
 				ok.Add(1)
 			case errors.Is(err, taskstore.ErrQuotaExceeded):
@@ -240,7 +240,7 @@ func TestDynamoDBLocalListSkipsExpired(t *testing.T) {
 		} else {
 			live = append([]string{r.TaskID}, live...)
 		}
-		if err := b.Create(ctx, r, 0); err != nil {
+		if err := b.Create(ctx, r, taskstore.Limits{}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -286,7 +286,7 @@ func TestDynamoDBLocalListSkipsExpired(t *testing.T) {
 }
 
 func testRecord(owner string) taskstore.Record {
-	return taskstore.Record{Owner: owner, TaskID: taskstore.NewTaskID(time.Now()), Data: []byte(`{}`)}
+	return taskstore.Record{Owner: owner, TaskID: taskstore.NewTaskID(time.Now()), Data: []byte(`{}`), Active: true}
 }
 
 // TestDynamoDBOpenURL opens the backend by URL, creating its table.
@@ -351,10 +351,10 @@ func TestDynamoDBLocalItemSize(t *testing.T) {
 	r := testRecord(strings.Repeat("ü", taskstore.DefaultMaxOwnerLen/2))
 	r.Data = make([]byte, DynamoDBMaxRecordSize)
 	r.ExpiresAt = time.Now().Add(time.Hour)
-	if err := b.Create(t.Context(), r, 100); err != nil {
+	if err := b.Create(t.Context(), r, taskstore.Limits{MaxActive: 100, MaxStored: 100}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := b.Update(t.Context(), r.Owner, r.TaskID, r.Data, 1); err != nil {
+	if _, err := b.Update(t.Context(), r, 1); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -447,10 +447,10 @@ func TestDynamoDBLocalFaults(t *testing.T) {
 		ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 		defer cancel()
 		r := testRecord("alice")
-		if err := b.Create(ctx, r, 10); err != nil {
+		if err := b.Create(ctx, r, taskstore.Limits{MaxActive: 10}); err != nil {
 			t.Fatalf("%s: Create: %v", phase, err)
 		}
-		if _, err := b.Update(ctx, "alice", r.TaskID, []byte(`{"x":1}`), 1); err != nil {
+		if _, err := b.Update(ctx, taskstore.Record{Owner: "alice", TaskID: r.TaskID, Data: []byte(`{"x":1}`), Active: true}, 1); err != nil {
 			t.Fatalf("%s: Update: %v", phase, err)
 		}
 		if _, _, err := b.List(ctx, "alice", "", 10); err != nil {
@@ -464,13 +464,13 @@ func TestDynamoDBLocalFaults(t *testing.T) {
 	fails := func(phase string, deadline time.Duration, want ...error) {
 		t.Helper()
 		calls := map[string]func(ctx context.Context) error{
-			"Create": func(ctx context.Context) error { return b.Create(ctx, testRecord("alice"), 10) },
+			"Create": func(ctx context.Context) error { return b.Create(ctx, testRecord("alice"), taskstore.Limits{MaxActive: 10}) },
 			"Get": func(ctx context.Context) error {
 				_, err := b.Get(ctx, "alice", taskstore.NewTaskID(time.Now()))
 				return err
 			},
 			"Update": func(ctx context.Context) error {
-				_, err := b.Update(ctx, "alice", taskstore.NewTaskID(time.Now()), []byte(`{}`), 1)
+				_, err := b.Update(ctx, taskstore.Record{Owner: "alice", TaskID: taskstore.NewTaskID(time.Now()), Data: []byte(`{}`), Active: true}, 1)
 				return err
 			},
 			"List": func(ctx context.Context) error { _, _, err := b.List(ctx, "alice", "", 10); return err },
@@ -738,7 +738,7 @@ func batchFill(b *testing.B, st *taskstore.Store, db *dynamoBackend, owner strin
 	if _, err := db.client.PutItem(ctx, &dynamodb.PutItemInput{
 		TableName: aws.String(db.table),
 		Item: map[string]types.AttributeValue{
-			ddbPK: ownerPK(owner), ddbSK: ddbS(ddbMetaSK), ddbCount: ddbN(n), ddbSeq: ddbN(1),
+			ddbPK: ownerPK(owner), ddbSK: ddbS(ddbMetaSK), ddbStoredN: ddbN(n), ddbActiveN: ddbN(n), ddbSeq: ddbN(1),
 		},
 	}); err != nil {
 		b.Fatal(err)
