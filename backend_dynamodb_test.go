@@ -464,7 +464,9 @@ func TestDynamoDBLocalFaults(t *testing.T) {
 	fails := func(phase string, deadline time.Duration, want ...error) {
 		t.Helper()
 		calls := map[string]func(ctx context.Context) error{
-			"Create": func(ctx context.Context) error { return b.Create(ctx, testRecord("alice"), taskstore.Limits{MaxActive: 10}) },
+			"Create": func(ctx context.Context) error {
+				return b.Create(ctx, testRecord("alice"), taskstore.Limits{MaxActive: 10})
+			},
 			"Get": func(ctx context.Context) error {
 				_, err := b.Get(ctx, "alice", taskstore.NewTaskID(time.Now()))
 				return err
