@@ -324,6 +324,52 @@ func TestDynamoDBOpenURL(t *testing.T) {
 	}
 }
 
+// TestDynamoDBLocalAddsRunnerIndex: CreateDynamoDBTable on a table of the
+// previous schema (no runner-index) adds the index, and RunnerTasks then
+// finds what is written. (dynalite's UpdateTable cannot add an index.)
+func TestDynamoDBLocalAddsRunnerIndex(t *testing.T) {
+	t.Parallel()
+	s := server(t, envDynamoDB)
+	table := randomTable("mcptasks_old_")
+	_, err := s.client.CreateTable(t.Context(), &dynamodb.CreateTableInput{
+		TableName:   aws.String(table),
+		BillingMode: types.BillingModePayPerRequest,
+		AttributeDefinitions: []types.AttributeDefinition{
+			{AttributeName: aws.String("PK"), AttributeType: types.ScalarAttributeTypeS},
+			{AttributeName: aws.String("SK"), AttributeType: types.ScalarAttributeTypeS},
+		},
+		KeySchema: []types.KeySchemaElement{
+			{AttributeName: aws.String("PK"), KeyType: types.KeyTypeHash},
+			{AttributeName: aws.String("SK"), KeyType: types.KeyTypeRange},
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		s.client.DeleteTable(context.Background(), &dynamodb.DeleteTableInput{TableName: aws.String(table)})
+	})
+	if err := CreateDynamoDBTable(t.Context(), s.client, table); err != nil {
+		t.Fatalf("upgrading the table: %v", err)
+	}
+	d, err := s.client.DescribeTable(t.Context(), &dynamodb.DescribeTableInput{TableName: aws.String(table)})
+	if err != nil || len(d.Table.GlobalSecondaryIndexes) != 1 ||
+		aws.ToString(d.Table.GlobalSecondaryIndexes[0].IndexName) != DynamoDBRunnerIndex ||
+		d.Table.GlobalSecondaryIndexes[0].IndexStatus != types.IndexStatusActive {
+		t.Fatalf("indexes after the upgrade: %+v, %v", d.Table.GlobalSecondaryIndexes, err)
+	}
+	b := NewDynamoDBBackend(s.client, table, DynamoDBOptions{})
+	r := testRecord("alice")
+	r.Runner = "node-a"
+	if err := b.Create(t.Context(), r, taskstore.Limits{}); err != nil {
+		t.Fatal(err)
+	}
+	got, err := b.RunnerTasks(t.Context(), "node-a", 10)
+	if err != nil || len(got) != 1 || got[0].TaskID != r.TaskID || got[0].Runner != "node-a" {
+		t.Fatalf("RunnerTasks after the upgrade: %+v, %v", got, err)
+	}
+}
+
 func TestDynamoDBOpenURLErrors(t *testing.T) {
 	for _, raw := range []string{
 		"dynamodb://",

@@ -12,15 +12,16 @@ import (
 func init() {
 	register(command{
 		Name:    "dynamodb",
-		Summary: "dynamodb create-table URL: create the task table (on-demand) and enable its TTL",
+		Summary: "dynamodb create-table URL: create the task table (on-demand) with its runner index, and enable its TTL",
 		Run:     dynamodbMain,
 	})
 }
 
 const dynamodbUsage = `usage: mcptasks dynamodb create-table dynamodb://TABLE[?region=…&endpoint=…]
 
-Creates TABLE with the schema of docs/dynamodb.md (PAY_PER_REQUEST) if it does not
-exist, and enables DynamoDB's TTL on expires_at. Safe to run twice. Credentials come
+Creates TABLE with the schema of docs/dynamodb.md (PAY_PER_REQUEST, global secondary
+index runner-index) if it does not exist, adds runner-index to a table made by an older
+version, and enables DynamoDB's TTL on expires_at. Safe to run twice. Credentials come
 from the standard AWS chain. Needs a binary built with -tags dynamodb.`
 
 func dynamodbMain(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -45,6 +46,6 @@ func dynamodbMain(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	if err := b.Close(); err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "table %s is ready, TTL on expires_at\n", u.Host)
+	fmt.Fprintf(stdout, "table %s is ready, with index runner-index and TTL on expires_at\n", u.Host)
 	return nil
 }
