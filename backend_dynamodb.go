@@ -755,15 +755,23 @@ func (b *dynamoBackend) eachItem(ctx context.Context, op string, pk types.Attrib
 
 // repairCount recounts the owner's live tasks and sets both counters to
 // the recount, if no write changed the counters since they were read:
-// META sorts before every TASK# item, so the Query reads the counters
-// first, and every write that changes them (Create, Delete, an Update that
-// ends or resumes a task, another repair) also adds 1 to seq, so one that
-// commits after the read fails the compare-and-swap. It returns
+// the counters are read first (readMeta), and every write that changes
+// them (Create, Delete, an Update that ends or resumes a task, another
+// repair) also adds 1 to seq, so one that commits after the read fails
+// the compare-and-swap. It returns
 // ErrAlreadyExists, ErrQuotaExceeded or ErrStorageFull when the recount
 // confirms the refusal, and nil when the create should be tried again.
 func (b *dynamoBackend) repairCount(ctx context.Context, rec taskstore.Record, lim taskstore.Limits) (ownerScan, error) {
 	b.hook(ctx, "scan")
+	meta, err := b.readMeta(ctx, rec.Owner)
+	if err != nil {
+		return ownerScan{}, err
+	}
 	s, err := b.scanOwner(ctx, rec.Owner, rec.TaskID)
+	// The counters as of the serializable read, not the Query's own.
+	s.storedN, s.hasStored = attrNum(meta, ddbStoredN)
+	s.activeN, _ = attrNum(meta, ddbActiveN)
+	s.seq, s.hasSeq = attrNum(meta, ddbSeq)
 	switch {
 	case err != nil:
 		return s, err
@@ -800,6 +808,32 @@ func (b *dynamoBackend) repairCount(ctx context.Context, rec taskstore.Record, l
 	}
 	b.hook(ctx, "done")
 	return s, nil
+}
+
+// readMeta reads the owner's META item with TransactGetItems, which is
+// serializable with the write transactions: it never sees the counters of
+// a transaction whose task item is not yet applied, as a Query (read
+// committed, item by item) could. A Query after it therefore sees every
+// task item the counters it returned account for.
+func (b *dynamoBackend) readMeta(ctx context.Context, owner string) (map[string]types.AttributeValue, error) {
+	for attempt := 0; ; attempt++ {
+		out, err := b.client.TransactGetItems(ctx, &dynamodb.TransactGetItemsInput{
+			TransactItems: []types.TransactGetItem{{Get: &types.Get{TableName: aws.String(b.table), Key: metaKey(owner)}}},
+		})
+		if err == nil {
+			if len(out.Responses) == 0 {
+				return nil, nil
+			}
+			return out.Responses[0].Item, nil
+		}
+		codes, _, ok := cancelReasons(err)
+		if !ok || !hasConflict(codes) {
+			return nil, ddbErr(ctx, "read counters", err)
+		}
+		if err := ddbBackoff(ctx, attempt); err != nil {
+			return nil, err
+		}
+	}
 }
 
 // Get is one strongly consistent GetItem.
@@ -1171,13 +1205,16 @@ func (b *dynamoBackend) DeleteExpired(ctx context.Context) (int, error) {
 // be counted (a repair drops it), so the counters are left for the next
 // repair.
 func (b *dynamoBackend) deleteExpiredItem(ctx context.Context, key map[string]types.AttributeValue) (bool, error) {
-	out, err := b.client.DeleteItem(ctx, &dynamodb.DeleteItemInput{
+	in := &dynamodb.DeleteItemInput{
 		TableName:                 aws.String(b.table),
 		Key:                       map[string]types.AttributeValue{ddbPK: key[ddbPK], ddbSK: key[ddbSK]},
 		ConditionExpression:       aws.String("expires_ns <= :now"),
 		ExpressionAttributeValues: map[string]types.AttributeValue{":now": b.nowNS()},
-		ReturnValues:              types.ReturnValueAllOld,
-	})
+	}
+	if b.opts.NoTransactions {
+		in.ReturnValues = types.ReturnValueAllOld // to uncount what it held
+	}
+	out, err := b.client.DeleteItem(ctx, in)
 	var ccf *types.ConditionalCheckFailedException
 	if errors.As(err, &ccf) {
 		return false, nil
