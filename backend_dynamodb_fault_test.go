@@ -49,9 +49,13 @@ func TestDynamoDBLocalFaultUnderLoad(t *testing.T) {
 		t.Fatal(err)
 	}
 	s := taskstore.New(b, taskstore.Config{MaxActiveTasks: -1, MaxStoredTasks: -1})
+	// A freshly started DynamoDB Local on a database file is slow for its
+	// first calls on a loaded machine: serve once before the load starts,
+	// so "up" measures a server that is up.
+	waitServing(t, s, 30*time.Second)
 	load := startFaultLoad(s, 8, deadline)
 
-	time.Sleep(time.Second)
+	time.Sleep(2 * time.Second)
 	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
