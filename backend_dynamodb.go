@@ -124,7 +124,10 @@ type dynamoBackend struct {
 }
 
 // Interface guards
-var _ taskstore.Backend = (*dynamoBackend)(nil)
+var (
+	_ taskstore.Backend     = (*dynamoBackend)(nil)
+	_ taskstore.BatchGetter = (*dynamoBackend)(nil)
+)
 
 var errDynamoClosed = fmt.Errorf("%w: dynamodb store is closed", taskstore.ErrBackend)
 
@@ -1324,13 +1327,22 @@ func (b *dynamoBackend) RunnerTasks(ctx context.Context, runner string, limit in
 	if err != nil {
 		return nil, err
 	}
+	// Keep what still holds runner: not moved, ended, gone or expired
+	// since it was indexed.
+	return b.liveRecords(items, func(item map[string]types.AttributeValue) bool {
+		run, _ := item[ddbRunner].(*types.AttributeValueMemberS)
+		return run != nil && run.Value == runner
+	})
+}
+
+// liveRecords decodes the live task items that keep accepts.
+func (b *dynamoBackend) liveRecords(items []map[string]types.AttributeValue, keep func(map[string]types.AttributeValue) bool) ([]taskstore.Record, error) {
 	now := b.now()
 	out := make([]taskstore.Record, 0, len(items))
 	for _, item := range items {
 		pk, _ := item[ddbPK].(*types.AttributeValueMemberS)
-		run, _ := item[ddbRunner].(*types.AttributeValueMemberS)
-		if pk == nil || !strings.HasPrefix(pk.Value, ddbOwnerPfx) || run == nil || run.Value != runner || !itemLive(item, now) {
-			continue // moved to another runner, ended, gone or expired since it was indexed
+		if pk == nil || !strings.HasPrefix(pk.Value, ddbOwnerPfx) || !itemLive(item, now) || !keep(item) {
+			continue
 		}
 		r, err := decodeItem(pk.Value[len(ddbOwnerPfx):], item)
 		if err != nil {
@@ -1339,6 +1351,27 @@ func (b *dynamoBackend) RunnerTasks(ctx context.Context, runner string, limit in
 		out = append(out, r)
 	}
 	return out, nil
+}
+
+// GetMany is one strongly consistent BatchGetItem per 100 distinct keys
+// (BatchGetItem refuses duplicates); missing and expired items are left out.
+func (b *dynamoBackend) GetMany(ctx context.Context, keys []taskstore.Key) ([]taskstore.Record, error) {
+	if err := b.begin(ctx); err != nil {
+		return nil, err
+	}
+	seen := make(map[taskstore.Key]bool, len(keys))
+	var want []map[string]types.AttributeValue
+	for _, k := range keys {
+		if !seen[k] {
+			seen[k] = true
+			want = append(want, taskKey(k.Owner, k.TaskID))
+		}
+	}
+	items, err := b.batchGet(ctx, want)
+	if err != nil {
+		return nil, err
+	}
+	return b.liveRecords(items, func(map[string]types.AttributeValue) bool { return true })
 }
 
 // batchGet reads keys consistently, 100 per BatchGetItem, following
