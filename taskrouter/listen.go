@@ -179,15 +179,25 @@ func (r *Router) watchTasks(ctx context.Context, ss *mcp.ServerSession, owner st
 		if len(live) == 0 {
 			return
 		}
-		t := time.NewTimer(poll)
+		// With the change feed up every change pokes wake; without it,
+		// re-read every poll interval.
+		var t *time.Timer
+		var tick <-chan time.Time
+		if !r.pushing() {
+			t = time.NewTimer(poll)
+			tick = t.C
+		}
 		select {
 		case <-ctx.Done():
-			t.Stop()
-			return
 		case <-wake:
-		case <-t.C:
+		case <-tick:
 		}
-		t.Stop()
+		if t != nil {
+			t.Stop()
+		}
+		if ctx.Err() != nil {
+			return
+		}
 	}
 }
 

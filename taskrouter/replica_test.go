@@ -9,6 +9,7 @@ import (
 
 	mg "github.com/mark3labs/mcp-go/mcp"
 
+	"github.com/mcptasks/mcptasks"
 	"github.com/mcptasks/mcptasks/taskstore"
 )
 
@@ -27,7 +28,20 @@ var sharedBackends = []sharedBackend{{
 		s := newStore(t, cfg) // one in-process store shared by two servers
 		return s, s
 	},
+}, {
+	// The same without a change feed or batch reads: the replicas poll.
+	name: "memory-polled",
+	open: func(t *testing.T, cfg taskstore.Config) (*taskstore.Store, *taskstore.Store) {
+		b := plainBackend{mcptasks.NewMemoryBackend(0)}
+		s := taskstore.New(b, cfg)
+		t.Cleanup(func() { s.Close() })
+		return s, s
+	},
 }}
+
+// plainBackend hides every optional interface of its backend (the change
+// feed, batch reads), as a backend without them would be.
+type plainBackend struct{ taskstore.Backend }
 
 func randomSuffix() string {
 	var b [6]byte

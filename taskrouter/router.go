@@ -32,6 +32,7 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
@@ -79,6 +80,18 @@ type Options struct {
 	// blocked on this replica at once; beyond it they answer -32603.
 	// Default 100.
 	MaxWaitsPerOwner int
+	// Runner names this replica in the leases of the tasks it runs; it must
+	// be unique among the processes sharing a store and may not contain
+	// '#'. Default: host, pid and random bits, fresh for every process.
+	Runner string
+	// Heartbeat is how often this replica renews its lease and looks for
+	// replicas that stopped; default 1s.
+	Heartbeat time.Duration
+	// LeaseTimeout is how long another replica's heartbeat must stand
+	// still (on this process's clock) before its tasks are ended, or taken
+	// over when resumable; default 5s. A crashed replica's tasks end
+	// within about LeaseTimeout + Heartbeat. Keep it several Heartbeats.
+	LeaseTimeout time.Duration
 }
 
 // Router serves MCP tasks over a Store. It is safe for concurrent use.
@@ -91,6 +104,14 @@ type Router struct {
 	support   map[string]TaskSupport
 	preflight map[string]Preflight
 	runner    runner
+	resumable map[string]int // tool -> max attempts (SetResumable)
+
+	leases     *leaseKeeper
+	registered bool // under mu: the first heartbeat landed
+	takeover   takeover
+	feedUp     atomic.Bool
+	bgCancel   context.CancelFunc
+	bg         sync.WaitGroup // the lease keeper, the change feed, the poller
 
 	sdk sdkState
 }
@@ -110,6 +131,17 @@ func New(store *taskstore.Store, opts Options) *Router {
 	if opts.MaxWaitsPerOwner <= 0 {
 		opts.MaxWaitsPerOwner = 100
 	}
+	if opts.Runner == "" {
+		opts.Runner = newRunnerID()
+	}
+	// '#' is the released marker (takeover.go).
+	opts.Runner = strings.ReplaceAll(opts.Runner, "#", "_")
+	if opts.Heartbeat <= 0 {
+		opts.Heartbeat = defaultHeartbeat
+	}
+	if opts.LeaseTimeout <= 0 {
+		opts.LeaseTimeout = defaultLeaseTimeout
+	}
 	r := &Router{
 		store:     store,
 		log:       opts.Logger,
@@ -119,6 +151,7 @@ func New(store *taskstore.Store, opts Options) *Router {
 	}
 	r.runner.init()
 	r.sdk.init()
+	r.startBackground()
 	return r
 }
 
@@ -261,6 +294,9 @@ type StartRequest struct {
 	// Values are added to the run's context (the SDK layer carries the
 	// request's identity this way).
 	Values func(context.Context) context.Context
+	// Rerun, when set, makes the task resumable: what another replica
+	// needs to run it again (see SetResumable).
+	Rerun json.RawMessage
 }
 
 // errShuttingDown answers task creation once Shutdown has begun.
@@ -281,11 +317,16 @@ func (r *Router) Start(ctx context.Context, req StartRequest, work Work) (*tasks
 		b, _ := json.Marshal(req.Tool)
 		vars = map[string]json.RawMessage{toolVariable: b}
 	}
+	if err := r.register(ctx); err != nil {
+		return nil, err
+	}
 	rec, err := r.store.Create(ctx, req.Owner, taskstore.CreateRequest{
 		RequestMethod: req.Method,
 		TTL:           req.TTL,
 		PollInterval:  req.PollInterval,
 		Variables:     vars,
+		Runner:        r.opts.Runner,
+		Rerun:         req.Rerun,
 	})
 	if err != nil {
 		return nil, err

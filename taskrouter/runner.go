@@ -58,15 +58,29 @@ func (rr *runner) isClosing() bool {
 // run is one task executing on this replica.
 type run struct {
 	id, owner string
-	handle    *taskstore.Handle
+	lease     taskstore.Lease   // zero for a task created without one
+	handle    *taskstore.Handle // bound to lease: its writes are fenced
 	poll      time.Duration
 	expires   *time.Time
 	cancel    context.CancelFunc // ends the work's context
+	resumable bool               // handed to another replica at shutdown, not failed
+	pokes     chan struct{}      // a change of the task was seen: re-read it
+	exited    chan struct{}      // closed when the supervisor returns
+	seen      atomic.Uint64      // the version last read: the poller compares it
+	nextPoll  time.Time          // guarded by runner.mu: when the poller looks next
 
 	finished atomic.Bool   // terminal: no more progress notifications, no outcome to write
 	stopped  chan struct{} // closed by end
 	stopOnce sync.Once
 	why      string // set before stopped closes: the failure to record, or "" for none
+}
+
+// poke asks the run's supervisor to re-read the task; it never blocks.
+func (rn *run) poke() {
+	select {
+	case rn.pokes <- struct{}{}:
+	default:
+	}
 }
 
 // end stops the run's work: the task was cancelled or ended elsewhere
@@ -89,7 +103,14 @@ func runFrom(ctx context.Context) *run {
 // run registers rec's run and starts its supervisor.
 func (r *Router) run(rec *taskstore.TaskRecord, values func(context.Context) context.Context, work Work) error {
 	rn := &run{id: rec.Task.TaskID, owner: rec.OwnerID, handle: r.store.Handle(rec.OwnerID, rec.Task.TaskID),
-		poll: r.pollOf(rec), expires: rec.ExpiresAt, stopped: make(chan struct{})}
+		poll: r.pollOf(rec), expires: rec.ExpiresAt, stopped: make(chan struct{}),
+		resumable: len(rec.Rerun) > 0, pokes: make(chan struct{}, 1), exited: make(chan struct{})}
+	if rec.Lease != nil {
+		rn.lease = *rec.Lease
+		rn.handle = rn.handle.WithLease(rn.lease)
+	}
+	rn.seen.Store(rec.Version)
+	rn.nextPoll = time.Now().Add(rn.poll)
 	ctx, cancel := context.WithCancel(context.WithValue(context.Background(), runKey{}, rn))
 	rn.cancel = cancel
 	if values != nil {
@@ -114,16 +135,17 @@ func (r *Router) run(rec *taskstore.TaskRecord, values func(context.Context) con
 
 // supervise is the one goroutine of a run: it starts the work and selects
 // on its end, the watch, the expiry and a local stop. The watch re-reads
-// the task every poll interval to notice a cancel made on another replica,
-// or an end through the handle (issue 12: a backend's change feed wakes it
-// instead). At expiry the task is gone from the store, so its work stops.
+// the task when it is poked: by the change feed (feed.go), or by the
+// poller (watch.go) when the task's version moved; so a cancel made on
+// another replica, an end through the handle, or a takeover after this
+// replica lost its lease stops the work. At expiry the task is gone from
+// the store, so its work stops.
 func (r *Router) supervise(ctx context.Context, rn *run, work Work) {
 	defer r.runner.wg.Done()
+	defer close(rn.exited)
 	defer r.forget(rn)
 	ended := make(chan Outcome, 1)
 	go func() { ended <- r.runWork(ctx, rn, work) }()
-	watch := time.NewTicker(rn.poll)
-	defer watch.Stop()
 	var expiry <-chan time.Time
 	if rn.expires != nil {
 		t := time.NewTimer(time.Until(*rn.expires))
@@ -147,12 +169,17 @@ func (r *Router) supervise(ctx context.Context, rn *run, work Work) {
 					r.log.Error("failing abandoned task", "task", rn.id, "owner", logOwner(rn.owner), "error", err)
 				}
 			}
-		case <-watch.C:
+		case <-rn.pokes:
 			sctx, cancel := context.WithTimeout(r.runner.base, storeCallTimeout)
 			rec, err := r.store.Get(sctx, rn.owner, rn.id)
 			cancel()
-			if errors.Is(err, taskstore.ErrNotFound) || err == nil && rec.Task.Status.Terminal() {
-				rn.end("") // deleted, expired, or ended elsewhere: it stays so
+			if err == nil {
+				rn.seen.Store(rec.Version)
+			}
+			moved := err == nil && rn.lease != (taskstore.Lease{}) && (rec.Lease == nil || *rec.Lease != rn.lease)
+			if errors.Is(err, taskstore.ErrNotFound) || err == nil && rec.Task.Status.Terminal() || moved {
+				// Deleted, expired, ended or taken over elsewhere: it stays so.
+				rn.end("")
 				r.wake(rn.id)
 				if rec != nil {
 					r.notifyStatus(rec)
@@ -203,25 +230,27 @@ func (r *Router) finish(rn *run, out Outcome) {
 }
 
 // endRun is every write of a run's end to the store: done is true when
-// nothing is left to write (written, or the task already ended or is gone:
-// it stays so). Issue 12 fences here: the store's mutate callback checks
-// that the run still holds the task's lease.
+// nothing is left to write (written, or the task already ended, is gone or
+// was taken over: it stays so). The writes go through the run's handle, so
+// they are fenced: the store's compare-and-swap checks that the run still
+// holds the task's lease.
 func (r *Router) endRun(ctx context.Context, rn *run, out Outcome) (done bool, err error) {
 	var rec *taskstore.TaskRecord
+	h := rn.handle
 	switch {
 	case out.Err != nil:
-		rec, err = r.store.FailWithError(ctx, rn.owner, rn.id, out.Err)
+		rec, err = h.FailWithError(ctx, out.Err)
 	case out.Result == nil:
 		// The work may have ended the task itself through its handle.
-		if cur, gerr := r.store.Get(ctx, rn.owner, rn.id); gerr == nil && cur.Task.Status.Terminal() {
+		if cur, gerr := h.Get(ctx); gerr == nil && cur.Task.Status.Terminal() {
 			return true, nil
 		}
-		rec, err = r.store.FailWithError(ctx, rn.owner, rn.id, &taskstore.RPCError{
+		rec, err = h.FailWithError(ctx, &taskstore.RPCError{
 			Code: taskstore.CodeInternalError, Message: "task ended without a result"})
 	case out.IsError:
-		rec, err = r.store.CompleteWithResult(ctx, rn.owner, rn.id, taskstore.StatusFailed, limitMessage(out.Message), out.Result)
+		rec, err = h.Finish(ctx, taskstore.StatusFailed, limitMessage(out.Message), out.Result)
 	default:
-		rec, err = r.store.CompleteWithResult(ctx, rn.owner, rn.id, taskstore.StatusCompleted, "", out.Result)
+		rec, err = h.Finish(ctx, taskstore.StatusCompleted, "", out.Result)
 	}
 	switch {
 	case err == nil:
@@ -229,7 +258,8 @@ func (r *Router) endRun(ctx context.Context, rn *run, out Outcome) (done bool, e
 		r.wake(rn.id)
 		r.notifyStatus(rec)
 		return true, nil
-	case errors.Is(err, taskstore.ErrInvalidTransition), errors.Is(err, taskstore.ErrNotFound):
+	case errors.Is(err, taskstore.ErrInvalidTransition), errors.Is(err, taskstore.ErrNotFound),
+		errors.Is(err, taskstore.ErrLeaseLost):
 		return true, nil
 	}
 	return false, err
@@ -286,10 +316,12 @@ func (r *Router) Shutdown(ctx context.Context) error {
 	rr.mu.Lock()
 	rr.closing = true
 	rr.mu.Unlock()
+	kept := r.releaseResumable(ctx)
 	drained := make(chan struct{})
 	go func() { rr.wg.Wait(); close(drained) }()
 	select {
 	case <-drained:
+		r.stopBackground(len(kept) == 0)
 		rr.stop()
 		return nil
 	case <-ctx.Done():
@@ -317,16 +349,43 @@ func (r *Router) Shutdown(ctx context.Context) error {
 		}
 		t.Stop()
 	}
+	// Runs whose failure could not be written still hold this runner's
+	// lease: then its heartbeat stays, stands still, and another replica
+	// ends them.
+	r.stopBackground(len(kept) == 0 && r.Running() == 0)
 	rr.stop()
 	return fmt.Errorf("taskrouter: %d running tasks failed at shutdown: %w", len(left), ctx.Err())
 }
 
 // ---- tasks/result: waiting for a task to end ----
 
-// A waiter is closed when the task changes status on this replica.
+// A waiter is closed when the task changes on this replica, on the change
+// feed, or (found by the poller) in the store.
 type waiter struct {
 	ch chan struct{}
 	n  int
+	// What the poller compares (under runner.mu): the owner, the oldest
+	// version a waiter read, how often to look, and when next.
+	owner    string
+	seen     uint64
+	every    time.Duration
+	nextPoll time.Time
+}
+
+// noteRead records what one tasks/result waiting on w has read.
+func (r *Router) noteRead(w *waiter, rec *taskstore.TaskRecord) {
+	every := r.pollOf(rec)
+	r.runner.mu.Lock()
+	defer r.runner.mu.Unlock()
+	if w.owner == "" || rec.Version < w.seen {
+		w.owner, w.seen = rec.OwnerID, rec.Version
+	}
+	if w.every == 0 || every < w.every {
+		w.every = every
+	}
+	if w.nextPoll.IsZero() {
+		w.nextPoll = time.Now().Add(w.every)
+	}
 }
 
 func (r *Router) acquire(taskID string) *waiter {
@@ -370,9 +429,8 @@ func (r *Router) errTooManyWaits() error {
 }
 
 // await blocks until the task is terminal (or ctx is done) and returns it.
-// It wakes at once on a change on this replica, else re-reads the task
-// every poll interval (a change made by another replica; issue 12: the
-// backend's change feed wakes it instead).
+// It wakes on a change made on this replica, pushed by the change feed, or
+// found by the poller, which compares the version read here.
 func (r *Router) await(ctx context.Context, owner, taskID string) (*taskstore.TaskRecord, error) {
 	rr := &r.runner
 	rr.mu.Lock()
@@ -396,13 +454,11 @@ func (r *Router) await(ctx context.Context, owner, taskID string) (*taskstore.Ta
 			r.release(taskID, w)
 			return rec, err
 		}
-		t := time.NewTimer(r.pollOf(rec))
+		r.noteRead(w, rec)
 		select {
 		case <-w.ch:
-		case <-t.C:
 		case <-ctx.Done():
 		}
-		t.Stop()
 		r.release(taskID, w)
 		if ctx.Err() != nil {
 			return nil, ctx.Err()

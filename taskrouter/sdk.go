@@ -198,7 +198,10 @@ func (r *Router) Install(server *mcp.Server) error {
 	); err != nil {
 		return err
 	}
-	server.AddReceivingMiddleware(r.receiving)
+	server.AddReceivingMiddleware(func(next mcp.MethodHandler) mcp.MethodHandler {
+		r.takeover.setNext(server, next)
+		return r.receiving(next)
+	})
 	server.AddSendingMiddleware(r.sending)
 	r.sdk.mu.Lock()
 	r.sdk.servers = append(r.sdk.servers, server)
@@ -478,6 +481,11 @@ func (r *Router) toolsCall20260728(ctx context.Context, method string, req mcp.R
 // and answers with the revision's view of the created task.
 func (r *Router) startTool(ctx context.Context, sr StartRequest, next mcp.MethodHandler, req mcp.Request) (mcp.Result, error) {
 	owner, method := sr.Owner, sr.Method
+	rerun, err := r.rerunFor(sr, req)
+	if err != nil {
+		return nil, r.toWire(err)
+	}
+	sr.Rerun = rerun
 	sr.Values = func(c context.Context) context.Context {
 		return context.WithValue(c, ownerKey{}, owner)
 	}

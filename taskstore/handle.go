@@ -136,3 +136,14 @@ func (h *Handle) Cancel(ctx context.Context) error {
 	_, err := h.s.Cancel(h.fenced(ctx), h.owner, h.id)
 	return err
 }
+
+// Finish stores result (JSON) and moves the task to status in one write;
+// the runner of a task ends it this way.
+func (h *Handle) Finish(ctx context.Context, status Status, message string, result json.RawMessage) (*TaskRecord, error) {
+	return h.s.CompleteWithResult(h.fenced(ctx), h.owner, h.id, status, message, result)
+}
+
+// FailWithError ends the task as failed with a JSON-RPC error as its outcome.
+func (h *Handle) FailWithError(ctx context.Context, rpcErr *RPCError) (*TaskRecord, error) {
+	return h.s.FailWithError(h.fenced(ctx), h.owner, h.id, rpcErr)
+}

@@ -14,7 +14,7 @@ import (
 // modernCall sends one 2026-07-28 request (stateless: per-request _meta,
 // the standard headers) and returns the HTTP status and the decoded
 // JSON-RPC response.
-func modernCall(t *testing.T, url, token, method string, params map[string]any, name string) (int, map[string]json.RawMessage) {
+func modernCall(t testing.TB, url, token, method string, params map[string]any, name string) (int, map[string]json.RawMessage) {
 	t.Helper()
 	if params == nil {
 		params = map[string]any{}
@@ -53,7 +53,7 @@ func modernCall(t *testing.T, url, token, method string, params map[string]any, 
 	return resp.StatusCode, out
 }
 
-func field[T any](t *testing.T, raw json.RawMessage, key string) T {
+func field[T any](t testing.TB, raw json.RawMessage, key string) T {
 	t.Helper()
 	var m map[string]json.RawMessage
 	var v T

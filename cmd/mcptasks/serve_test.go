@@ -85,7 +85,7 @@ func startServe(t *testing.T, args ...string) (url string, logs *syncBuffer, sto
 	return url, logs, stop
 }
 
-func connect(t *testing.T, url, token string) *mgclient.Client {
+func connect(t testing.TB, url, token string) *mgclient.Client {
 	t.Helper()
 	var opts []transport.StreamableHTTPCOption
 	if token != "" {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -45,7 +46,12 @@ func addDemoTools(s *mcp.Server, r *taskrouter.Router) {
 		Description: "Writes a report in several slow steps, recording its progress in the task's variables. Must run as a task.",
 	}, reportTool)
 	r.SetTaskSupport("slow_report", taskrouter.TaskRequired)
+	r.SetResumable("slow_report", reportAttempts)
 }
+
+// reportAttempts is how many runs a slow_report task gets when the
+// replicas running it stop (see taskrouter.Router.SetResumable).
+const reportAttempts = 3
 
 // progress sends a progress notification if the caller asked for them.
 func progress(ctx context.Context, req *mcp.CallToolRequest, done, total float64, msg string) {
@@ -92,6 +98,8 @@ func failTool(_ context.Context, _ *mcp.CallToolRequest, in failArgs) (*mcp.Call
 	return &mcp.CallToolResult{IsError: true, Content: []mcp.Content{&mcp.TextContent{Text: msg}}}, nil, nil
 }
 
+func reportLine(i int) string { return fmt.Sprintf("report.line.%d", i) }
+
 func reportTool(ctx context.Context, req *mcp.CallToolRequest, in reportArgs) (*mcp.CallToolResult, any, error) {
 	steps := in.Steps
 	if steps == 0 {
@@ -105,20 +113,35 @@ func reportTool(ctx context.Context, req *mcp.CallToolRequest, in reportArgs) (*
 		topic = "the weather"
 	}
 	h := taskrouter.TaskHandle(ctx) // never nil: the tool is task-only
+	if h == nil {
+		return nil, nil, errors.New("slow_report runs only as a task")
+	}
+	// Each finished step is a checkpoint variable: a run taken over from a
+	// replica that stopped continues after the last one.
 	var lines []string
+	rec, err := h.Get(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
 	for i := 1; i <= steps; i++ {
+		var line string
+		if json.Unmarshal(rec.Variables[reportLine(i)], &line) != nil {
+			break
+		}
+		lines = append(lines, line)
+	}
+	for i := len(lines) + 1; i <= steps; i++ {
 		select {
 		case <-ctx.Done():
 			return nil, nil, ctx.Err()
 		case <-time.After(500 * time.Millisecond):
 		}
-		lines = append(lines, fmt.Sprintf("%d. finding %d about %s", i, i, topic))
-		if h != nil {
-			// Visible to tasks/get in _meta, on every replica.
-			if err := h.SetVariables(ctx, map[string]any{"report.step": i, "report.steps": steps}); err != nil {
-				return nil, nil, err
-			}
+		line := fmt.Sprintf("%d. finding %d about %s (attempt %d)", i, i, topic, h.Attempt())
+		// Visible to tasks/get in _meta, on every replica.
+		if err := h.SetVariables(ctx, map[string]any{reportLine(i): line, "report.step": i, "report.steps": steps}); err != nil {
+			return nil, nil, err
 		}
+		lines = append(lines, line)
 		progress(ctx, req, float64(i), float64(steps), fmt.Sprintf("step %d of %d", i, steps))
 	}
 	return &mcp.CallToolResult{Content: []mcp.Content{
