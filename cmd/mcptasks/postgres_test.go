@@ -34,7 +34,7 @@ func TestPostgresCreateTable(t *testing.T) {
 	if code := run(t.Context(), []string{"postgres", "create-table", "-print", "postgres://u@h/db?schema=tasks&table=t1"}, &out, &errOut); code != 0 {
 		t.Fatalf("-print exited %d: %s", code, errOut.String())
 	}
-	for _, want := range []string{"CREATE SCHEMA IF NOT EXISTS tasks;", "CREATE TABLE IF NOT EXISTS tasks.t1 (", "CREATE INDEX IF NOT EXISTS t1_expires_idx", "COMMENT ON TABLE tasks.t1 IS 'mcptasks schema 1';"} {
+	for _, want := range []string{"CREATE SCHEMA IF NOT EXISTS tasks;", "CREATE TABLE IF NOT EXISTS tasks.t1 (", "CREATE INDEX IF NOT EXISTS t1_expires_idx", "COMMENT ON TABLE tasks.t1 IS 'mcptasks schema 2';"} {
 		if !strings.Contains(out.String(), want) {
 			t.Fatalf("-print output lacks %q:\n%s", want, out.String())
 		}
