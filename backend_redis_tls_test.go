@@ -37,10 +37,10 @@ func redisTLSRoundTrip(t *testing.T, url string, owners ...string) {
 	defer b.Close()
 	for _, owner := range owners {
 		r := taskstore.Record{Owner: owner, TaskID: taskstore.NewTaskID(time.Now()), Data: []byte(`{}`), ExpiresAt: time.Now().Add(time.Minute)}
-		if err := b.Create(t.Context(), r, 0); err != nil {
+		if err := b.Create(t.Context(), r, taskstore.Limits{}); err != nil {
 			t.Fatalf("Create over TLS: %v", err)
 		}
-		if v, err := b.Update(t.Context(), owner, r.TaskID, []byte(`{"n":1}`), 1); err != nil || v != 2 {
+		if v, err := b.Update(t.Context(), taskstore.Record{Owner: owner, TaskID: r.TaskID, Data: []byte(`{"n":1}`)}, 1); err != nil || v != 2 {
 			t.Fatalf("Update over TLS: %d, %v", v, err)
 		}
 		if recs, _, err := b.List(t.Context(), owner, "", 10); err != nil || len(recs) != 1 || recs[0].Version != 2 {
