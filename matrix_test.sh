@@ -28,6 +28,7 @@ if [ $# -gt 0 ]; then
   combos=("$@")
 else
   combos=("" "redis" "dynamodb" "postgres" "redis,dynamodb" "redis,postgres" "dynamodb,postgres" "redis,dynamodb,postgres")
+  # Keyed by name ("none" for no tags): bash refuses an empty key.
   for c in "redis,dynamodb" "redis,postgres" "dynamodb,postgres" "redis,dynamodb,postgres"; do light[$c]=1; done
 fi
 export MCPTASKS_TEST_REQUIRE=${MCPTASKS_TEST_REQUIRE:-1}
@@ -71,7 +72,7 @@ for tags in "${combos[@]}"; do
   log="$logs/$name.log"
   echo "== tags: $name"
   step=build
-  if [ -n "${light[$tags]:-}" ]; then
+  if [ -n "${light[$name]:-}" ]; then
     testcmd=(go test -race -count=1 -timeout 10m -tags "$tags" -run "$cross_tests" -v .)
     echo "== (built and vetted; tests: $cross_tests in the root package)"
   else

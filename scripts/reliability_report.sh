@@ -55,6 +55,15 @@ grep -oE 'REPORT test=.*' "$work/test.log" >>"$reports" || true
 passed=$(grep -cE '^\s*--- PASS' "$work/test.log" || true)
 failed=$(grep -cE '^\s*--- FAIL' "$work/test.log" || true)
 
+log "replica tests (real serve processes, -race)"
+if ! go test -race -count=1 -timeout 20m -tags redis,dynamodb,postgres -run 'TestReplica' -v ./cmd/mcptasks/ >"$work/replica.log" 2>&1; then
+	status=1
+	grep -E '^\s*--- FAIL|^FAIL|panic:' "$work/replica.log" >&2 || true
+fi
+replica_passed=$(grep -cE '^\s*--- PASS' "$work/replica.log" || true)
+replica_failed=$(grep -cE '^\s*--- FAIL' "$work/replica.log" || true)
+passed=$((passed + replica_passed)) failed=$((failed + replica_failed))
+
 # fuzz TAGS PKG TARGET: run one target; its exec count becomes a REPORT line.
 fuzz_failed=0
 fuzz() {
@@ -217,5 +226,17 @@ END {
 	print "- PostgreSQL: `TestPostgresFaultUnderLoad` runs its own server (`scripts/postgres_up.sh`: fsync and `synchronous_commit=on`), keeps the same load (1 s deadline per call) on it, kills the whole server with `SIGKILL` to its process group (postmaster and every backend, no shutdown checkpoint), keeps the load running for 1 s, restarts it on the same data directory (crash recovery from the WAL) and reads every acknowledged write back."
 	print "- Goroutine leaks are checked by stack: after Close, no kind of goroutine (creator and first non-runtime frame) may outnumber what ran before the store was opened."
 }' "$reports" >"$out"
+
+# Replicas as processes: one row per REPORT line of cmd/mcptasks TestReplica*.
+{
+	echo ""
+	echo "## Replicas that stop (real processes)"
+	echo ""
+	echo "Two \`mcptasks serve\` processes per test share one store; one is killed (\`SIGKILL\`), frozen past its lease (\`SIGSTOP\`, then \`SIGCONT\`) or shut down (\`SIGTERM\`) while it runs a task, with a \`tasks/result\` blocked on the survivor. *detection* is how long after the fault the survivor had ended the task; *duplicate-steps* counts steps of the resumable \`slow_report\` run twice (must be 0); *thawed-writes* counts writes a frozen replica made after it lost its lease (must be 0)."
+	echo ""
+	echo "| test | figures |"
+	echo "|---|---|"
+	grep -oE 'REPORT replica-[a-z]+ .*' "$work/replica.log" | sed -E 's/^REPORT ([a-z-]+) (.*)$/| \1 | \2 |/' || true
+} >>"$out"
 log "wrote $out (status $status)"
 exit $status

@@ -146,7 +146,8 @@ func (r *Router) onListenAck(ctx context.Context, method string, req mcp.Request
 // watchTasks sends notifications/tasks for ls's tasks on ss until each is
 // terminal (or gone) or ctx ends. The first round sends every task's
 // current state, so a change between the client's create and its listen is
-// not missed. It re-reads the tasks every poll interval, so changes made
+// not missed. It re-reads the tasks on every change the feed reports, and
+// without a feed every poll interval, so changes made
 // on other replicas are seen too, and at once after a change on this one.
 func (r *Router) watchTasks(ctx context.Context, ss *mcp.ServerSession, owner string, ls *listenState) {
 	wake := r.addWatcher()

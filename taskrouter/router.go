@@ -14,14 +14,14 @@
 // store records what happened, whatever the revision that asked.
 //
 // Replicas: several Routers (in several processes) may share one store.
-// Every read goes to the store, so any replica answers for any task. The
-// store has no notification mechanism yet, so a replica learns about
-// changes made elsewhere by polling: a blocked tasks/result re-reads the
-// task every pollInterval, and the runner of a task re-reads it every
-// pollInterval to notice a cancel made on another replica (runner.go). On
-// the replica that runs a task, tasks/result wakes as soon as the task
-// ends. Goroutines exist only per running handler and per blocked
-// tasks/result or listen stream, never per stored task.
+// Every read goes to the store, so any replica answers for any task. A
+// running task holds its replica's lease; a replica whose heartbeat stands
+// still has its tasks ended, or resumed elsewhere when their tool is
+// resumable (lease.go, takeover.go). Changes made on another replica
+// arrive through the backend's change feed where it has one (feed.go),
+// else through one batched poller per replica (watch.go). Goroutines exist
+// only per running handler and per blocked tasks/result or listen stream,
+// never per stored task.
 package taskrouter
 
 import (

@@ -294,7 +294,7 @@ func (r *Router) Running() int {
 }
 
 // cancelLocal stops the task's work if it runs on this replica (a runner on
-// another replica notices within one poll interval).
+// another replica notices on the change feed, or at its next poll).
 func (r *Router) cancelLocal(taskID string) {
 	r.runner.mu.Lock()
 	rn := r.runner.runs[taskID]
