@@ -3,6 +3,7 @@
 package mcptasks
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -552,6 +553,9 @@ func TestDynamoDBLocalFaults(t *testing.T) {
 	if err := cmd.Process.Signal(syscall.SIGSTOP); err != nil {
 		t.Fatal(err)
 	}
+	// Every thread of the JVM stopped: a thread still on a CPU when the
+	// signal arrives could otherwise answer one more request.
+	waitProcessStopped(t, cmd.Process.Pid)
 	fails("server stopped", time.Second, context.DeadlineExceeded)
 	if err := cmd.Process.Signal(syscall.SIGCONT); err != nil {
 		t.Fatal(err)
@@ -795,4 +799,33 @@ func batchFill(b *testing.B, st *taskstore.Store, db *dynamoBackend, owner strin
 
 func TestDynamoDBLocalRawFloor(t *testing.T) {
 	testRawFloor(t, newLocalBackend(t).(*dynamoBackend))
+}
+
+// waitProcessStopped waits until every thread of pid is in the stopped
+// state (T in /proc/PID/task/*/stat).
+func waitProcessStopped(t *testing.T, pid int) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/stat", pid))
+		stopped := len(tasks) > 0
+		for _, f := range tasks {
+			b, err := os.ReadFile(f)
+			if err != nil {
+				continue // a thread that ended
+			}
+			// The state follows the parenthesised command name.
+			if i := bytes.LastIndexByte(b, ')'); i < 0 || i+2 >= len(b) || b[i+2] != 'T' && b[i+2] != 't' {
+				stopped = false
+				break
+			}
+		}
+		if stopped {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("process %d not stopped 5 s after SIGSTOP", pid)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }
