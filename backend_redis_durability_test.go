@@ -65,7 +65,7 @@ func TestRedisWaitReplicas(t *testing.T) {
 
 	// In sync means confirming writes (the replica may still be loading
 	// what INFO already calls online).
-	if _, ok := waitUntil(t, 10*time.Second, func() bool { return b.Create(ctx, newRec(), 0) == nil }); !ok {
+	if _, ok := waitUntil(t, 10*time.Second, func() bool { return b.Create(ctx, newRec(), taskstore.Limits{}) == nil }); !ok {
 		t.Fatal("no write was confirmed by the replica within 10s")
 	}
 
