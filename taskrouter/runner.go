@@ -102,7 +102,7 @@ func runFrom(ctx context.Context) *run {
 
 // run registers rec's run and starts its supervisor.
 func (r *Router) run(rec *taskstore.TaskRecord, values func(context.Context) context.Context, work Work) error {
-	rn := &run{id: rec.Task.TaskID, owner: rec.OwnerID, handle: r.store.Handle(rec.OwnerID, rec.Task.TaskID),
+	rn := &run{id: rec.Task.TaskID, owner: rec.OwnerID, handle: r.store.HandleFor(rec),
 		poll: r.pollOf(rec), expires: rec.ExpiresAt, stopped: make(chan struct{}),
 		resumable: len(rec.Rerun) > 0, pokes: make(chan struct{}, 1), exited: make(chan struct{})}
 	if rec.Lease != nil {
@@ -171,7 +171,7 @@ func (r *Router) supervise(ctx context.Context, rn *run, work Work) {
 			}
 		case <-rn.pokes:
 			sctx, cancel := context.WithTimeout(r.runner.base, storeCallTimeout)
-			rec, err := r.store.Get(sctx, rn.owner, rn.id)
+			rec, err := rn.handle.Get(sctx) // also refreshes the handle's version
 			cancel()
 			if err == nil {
 				rn.seen.Store(rec.Version)

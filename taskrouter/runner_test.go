@@ -18,9 +18,9 @@ import (
 	"github.com/mcptasks/mcptasks/taskstore"
 )
 
-// faultBackend makes Get hang (until its context ends) or fail like a
-// storage server that went away. Every Store mutation begins with a Get,
-// so this reaches writes too.
+// faultBackend makes Get and Update hang (until their context ends) or
+// fail like a storage server that went away. (A handle's mutation may start
+// from the record it knows, without a Get, so Update is faulted too.)
 type faultBackend struct {
 	taskstore.Backend
 	mode atomic.Int32 // 0 ok, 1 hang, 2 fail
@@ -35,6 +35,17 @@ func (f *faultBackend) Get(ctx context.Context, owner, id string) (taskstore.Rec
 		return taskstore.Record{}, fmt.Errorf("%w: redis get: dial tcp 127.0.0.1:16399: connect: connection refused", taskstore.ErrBackend)
 	}
 	return f.Backend.Get(ctx, owner, id)
+}
+
+func (f *faultBackend) Update(ctx context.Context, rec taskstore.Record, expected uint64) (uint64, error) {
+	switch f.mode.Load() {
+	case 1:
+		<-ctx.Done()
+		return 0, ctx.Err()
+	case 2:
+		return 0, fmt.Errorf("%w: redis update: dial tcp 127.0.0.1:16399: connect: connection refused", taskstore.ErrBackend)
+	}
+	return f.Backend.Update(ctx, rec, expected)
 }
 
 func faultStore(t *testing.T, cfg taskstore.Config) (*taskstore.Store, *faultBackend) {

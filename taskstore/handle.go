@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
+	"sync"
 )
 
 // Handle is what a tool handler holds for the task it runs: the task's id
@@ -14,12 +16,88 @@ type Handle struct {
 	owner string
 	id    string
 	lease *Lease
+	known *knownState // shared by the copies WithLease makes
+}
+
+// knownState is the record a handle last read or wrote (a private copy),
+// which its next mutation starts from: one compare-and-swap when nobody
+// else wrote the task in between, a re-read only after a conflict or a
+// refusal on that copy. Reads never use it.
+type knownState struct {
+	mu   sync.Mutex
+	last *TaskRecord
 }
 
 // Handle returns the handle of an existing task. It does not check that
 // the task exists; its methods do.
 func (s *Store) Handle(owner, taskID string) *Handle {
-	return &Handle{s: s, owner: owner, id: taskID}
+	return &Handle{s: s, owner: owner, id: taskID, known: &knownState{}}
+}
+
+// HandleFor returns the handle of rec's task that starts from rec (as
+// Create returned it), so that its first mutation needs no read.
+func (s *Store) HandleFor(rec *TaskRecord) *Handle {
+	h := s.Handle(rec.OwnerID, rec.Task.TaskID)
+	h.remember(rec)
+	return h
+}
+
+// remember keeps a copy of rec unless the handle already holds a newer one.
+func (h *Handle) remember(rec *TaskRecord) {
+	if rec == nil {
+		return
+	}
+	k := h.known
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.last == nil || rec.Version >= k.last.Version {
+		k.last = rec.clone()
+	}
+}
+
+// mutating is the fenced ctx carrying the record a mutation may start from.
+func (h *Handle) mutating(ctx context.Context) context.Context {
+	ctx = h.fenced(ctx)
+	k := h.known
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.last == nil {
+		return ctx
+	}
+	return context.WithValue(ctx, knownKey{}, k.last)
+}
+
+// wrote remembers what a mutation wrote; after a failure it forgets the
+// known record (it may be why the mutation failed).
+func (h *Handle) wrote(rec *TaskRecord, err error) (*TaskRecord, error) {
+	if err != nil {
+		h.known.mu.Lock()
+		h.known.last = nil
+		h.known.mu.Unlock()
+		return nil, err
+	}
+	h.remember(rec)
+	return rec, nil
+}
+
+type knownKey struct{}
+
+// knownRecord is the record a Handle passed for owner's task taskID, or nil.
+func knownRecord(ctx context.Context, owner, taskID string) *TaskRecord {
+	rec, _ := ctx.Value(knownKey{}).(*TaskRecord)
+	if rec == nil || rec.OwnerID != owner || rec.Task.TaskID != taskID || rec.Version == 0 {
+		return nil
+	}
+	return rec
+}
+
+// clone copies r deeply enough for a mutation to change the copy: the
+// fields it replaces are values or whole new pointers, and the variables
+// map is copied.
+func (r *TaskRecord) clone() *TaskRecord {
+	c := *r
+	c.Variables = maps.Clone(r.Variables)
+	return &c
 }
 
 // WithLease returns a copy of h whose writes are fenced by l: each one
@@ -55,7 +133,11 @@ func (h *Handle) Owner() string { return h.owner }
 
 // Get reads the task.
 func (h *Handle) Get(ctx context.Context) (*TaskRecord, error) {
-	return h.s.Get(ctx, h.owner, h.id)
+	rec, err := h.s.Get(ctx, h.owner, h.id)
+	if err == nil {
+		h.remember(rec)
+	}
+	return rec, err
 }
 
 // Variable reads the variable name of the task behind h as a T (string,
@@ -89,7 +171,7 @@ func (h *Handle) SetVariables(ctx context.Context, vars map[string]any) error {
 		}
 		raw[k] = b
 	}
-	_, err := h.s.SetVariables(h.fenced(ctx), h.owner, h.id, raw)
+	_, err := h.wrote(h.s.SetVariables(h.mutating(ctx), h.owner, h.id, raw))
 	return err
 }
 
@@ -99,7 +181,7 @@ func (h *Handle) DeleteVariables(ctx context.Context, names ...string) error {
 	for _, n := range names {
 		raw[n] = json.RawMessage("null")
 	}
-	_, err := h.s.SetVariables(h.fenced(ctx), h.owner, h.id, raw)
+	_, err := h.wrote(h.s.SetVariables(h.mutating(ctx), h.owner, h.id, raw))
 	return err
 }
 
@@ -109,41 +191,41 @@ func (h *Handle) Complete(ctx context.Context, result any) error {
 	if err != nil {
 		return fmt.Errorf("%w: result: %v", ErrInvalidJSON, err)
 	}
-	_, err = h.s.CompleteWithResult(h.fenced(ctx), h.owner, h.id, StatusCompleted, "", b)
+	_, err = h.wrote(h.s.CompleteWithResult(h.mutating(ctx), h.owner, h.id, StatusCompleted, "", b))
 	return err
 }
 
 // Fail marks the task failed with message.
 func (h *Handle) Fail(ctx context.Context, message string) error {
-	_, err := h.s.UpdateStatus(h.fenced(ctx), h.owner, h.id, StatusFailed, message)
+	_, err := h.wrote(h.s.UpdateStatus(h.mutating(ctx), h.owner, h.id, StatusFailed, message))
 	return err
 }
 
 // RequireInput marks the task input_required with message.
 func (h *Handle) RequireInput(ctx context.Context, message string) error {
-	_, err := h.s.UpdateStatus(h.fenced(ctx), h.owner, h.id, StatusInputRequired, message)
+	_, err := h.wrote(h.s.UpdateStatus(h.mutating(ctx), h.owner, h.id, StatusInputRequired, message))
 	return err
 }
 
 // Resume moves an input_required task back to working.
 func (h *Handle) Resume(ctx context.Context) error {
-	_, err := h.s.UpdateStatus(h.fenced(ctx), h.owner, h.id, StatusWorking, "")
+	_, err := h.wrote(h.s.UpdateStatus(h.mutating(ctx), h.owner, h.id, StatusWorking, ""))
 	return err
 }
 
 // Cancel marks the task cancelled.
 func (h *Handle) Cancel(ctx context.Context) error {
-	_, err := h.s.Cancel(h.fenced(ctx), h.owner, h.id)
+	_, err := h.wrote(h.s.Cancel(h.mutating(ctx), h.owner, h.id))
 	return err
 }
 
 // Finish stores result (JSON) and moves the task to status in one write;
 // the runner of a task ends it this way.
 func (h *Handle) Finish(ctx context.Context, status Status, message string, result json.RawMessage) (*TaskRecord, error) {
-	return h.s.CompleteWithResult(h.fenced(ctx), h.owner, h.id, status, message, result)
+	return h.wrote(h.s.CompleteWithResult(h.mutating(ctx), h.owner, h.id, status, message, result))
 }
 
 // FailWithError ends the task as failed with a JSON-RPC error as its outcome.
 func (h *Handle) FailWithError(ctx context.Context, rpcErr *RPCError) (*TaskRecord, error) {
-	return h.s.FailWithError(h.fenced(ctx), h.owner, h.id, rpcErr)
+	return h.wrote(h.s.FailWithError(h.mutating(ctx), h.owner, h.id, rpcErr))
 }

@@ -175,7 +175,7 @@ func (h *Handle) AwaitInput(ctx context.Context, requests map[string]any, messag
 		raw[k] = b
 		keys = append(keys, k)
 	}
-	if _, err := h.s.RequestInput(h.fenced(ctx), h.owner, h.id, raw, message); err != nil {
+	if _, err := h.wrote(h.s.RequestInput(h.mutating(ctx), h.owner, h.id, raw, message)); err != nil {
 		return nil, err
 	}
 	poll := min(h.s.cfg.PollInterval, 250*time.Millisecond)

@@ -295,6 +295,13 @@ func (s *Store) Get(ctx context.Context, owner, taskID string) (*TaskRecord, err
 
 // mutate is the one write path for existing tasks: read, apply fn, stamp
 // lastUpdatedAt, compare-and-swap; on a lost race, again on fresh data.
+//
+// A Handle passes the record it last read or wrote in ctx (withKnown):
+// then the first attempt starts from it, without a read, so an
+// uncontended mutation is one compare-and-swap. fn's verdict on that copy
+// is not trusted (another writer may have moved the task since): when fn
+// refuses, or the swap finds another version, it is judged again on a
+// fresh read, as without a known record.
 func (s *Store) mutate(ctx context.Context, owner, taskID string, fn func(*TaskRecord) error) (*TaskRecord, error) {
 	owner, err := s.cfg.checkOwner(owner)
 	if err != nil {
@@ -303,19 +310,29 @@ func (s *Store) mutate(ctx context.Context, owner, taskID string, fn func(*TaskR
 	if !ValidTaskID(taskID) {
 		return nil, ErrNotFound
 	}
+	known := knownRecord(ctx, owner, taskID)
 	for attempt := 0; ; attempt++ {
-		br, err := s.b.Get(ctx, owner, taskID)
+		var rec *TaskRecord
+		if known != nil {
+			rec = known.clone()
+		} else {
+			br, err := s.b.Get(ctx, owner, taskID)
+			if err != nil {
+				return nil, err
+			}
+			if rec, err = decodeRecord(br); err != nil {
+				return nil, err
+			}
+		}
+		err := checkFence(ctx, rec)
+		if err == nil {
+			err = fn(rec)
+		}
 		if err != nil {
-			return nil, err
-		}
-		rec, err := decodeRecord(br)
-		if err != nil {
-			return nil, err
-		}
-		if err := checkFence(ctx, rec); err != nil {
-			return nil, err
-		}
-		if err := fn(rec); err != nil {
+			if known != nil {
+				known, attempt = nil, attempt-1
+				continue
+			}
 			return nil, err
 		}
 		if t := now(); t.After(rec.Task.LastUpdatedAt) {
@@ -334,6 +351,10 @@ func (s *Store) mutate(ctx context.Context, owner, taskID string, fn func(*TaskR
 		}
 		if !errors.Is(err, ErrVersionConflict) {
 			return nil, err
+		}
+		if known != nil { // the known record was stale: read, no backoff
+			known, attempt = nil, attempt-1
+			continue
 		}
 		if attempt >= s.cfg.MaxRetries {
 			return nil, fmt.Errorf("%w: gave up after %d attempts", ErrConcurrentModification, attempt+1)
