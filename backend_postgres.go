@@ -4,6 +4,7 @@ package mcptasks
 
 import (
 	"context"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"hash/fnv"
@@ -266,6 +267,7 @@ func NewPostgresBackend(ctx context.Context, pool *pgxpool.Pool, opts PostgresOp
 func newPostgresBackend(ctx context.Context, pool *pgxpool.Pool, opts PostgresOptions, ownsPool bool) (*postgresBackend, error) {
 	b := &postgresBackend{pool: pool, ownsPool: ownsPool, schema: opts.Schema, table: opts.Table}
 	b.sql = pgStatements(b.qualified())
+	b.channel = pgChannel(b.qualified())
 	if opts.CreateTable {
 		if err := b.createSchema(ctx); err != nil {
 			return nil, err
@@ -279,7 +281,7 @@ func newPostgresBackend(ctx context.Context, pool *pgxpool.Pool, opts PostgresOp
 		sweep = pgDefaultSweep
 	}
 	sctx, cancel := context.WithCancel(context.Background())
-	b.stopSweep = cancel
+	b.stopSweep, b.stop = cancel, sctx
 	if sweep > 0 {
 		b.wg.Go(func() { b.sweepLoop(sctx, sweep) })
 	}
@@ -316,6 +318,9 @@ type postgresBackend struct {
 	schema   string
 	table    string
 	sql      pgSQL
+	channel  string
+	feed     pgFeed
+	stop     context.Context // ends at Close
 
 	closed    atomic.Bool
 	closeOnce sync.Once
@@ -327,6 +332,7 @@ type postgresBackend struct {
 var (
 	_ taskstore.Backend     = (*postgresBackend)(nil)
 	_ taskstore.BatchGetter = (*postgresBackend)(nil)
+	_ taskstore.Notifier    = (*postgresBackend)(nil)
 )
 
 func (b *postgresBackend) qualified() string { return b.schema + "." + b.table }
@@ -462,8 +468,8 @@ func pgStatements(t string) pgSQL {
 		active = EXCLUDED.active, runner = EXCLUDED.runner
 		WHERE r.expires_at <= statement_timestamp()
 	RETURNING 1
-)
-SELECT (SELECT count(*) FROM ins), EXISTS (SELECT 1 FROM cur), (SELECT n FROM live), (SELECT n FROM act)`,
+), n AS (SELECT pg_notify($9, $10) FROM ins)
+SELECT (SELECT count(*) FROM ins), EXISTS (SELECT 1 FROM cur), (SELECT n FROM live), (SELECT n FROM act), (SELECT count(*) FROM n)`,
 
 		get: `SELECT version, expires_at, data, active, runner FROM ` + t + ` WHERE owner = $1 AND task_id = $2 AND ` + pgLive,
 
@@ -476,10 +482,13 @@ SELECT (SELECT count(*) FROM ins), EXISTS (SELECT 1 FROM cur), (SELECT n FROM li
 	UPDATE ` + t + ` SET version = version + 1, data = $4, active = $5, runner = $6
 	WHERE owner = $1 AND task_id = $2 AND version = $3 AND ` + pgLive + `
 	RETURNING version
-)
-SELECT (SELECT version FROM u), (SELECT version FROM cur)`,
+), n AS (SELECT pg_notify($7, $8) FROM u)
+SELECT (SELECT version FROM u), (SELECT version FROM cur), (SELECT count(*) FROM n)`,
 
-		del: `DELETE FROM ` + t + ` WHERE owner = $1 AND task_id = $2 RETURNING ` + pgLive,
+		del: `WITH d AS (
+	DELETE FROM ` + t + ` WHERE owner = $1 AND task_id = $2 RETURNING ` + pgLive + ` AS live
+), n AS (SELECT pg_notify($3, $4) FROM d)
+SELECT (SELECT live FROM d), (SELECT count(*) FROM n)`,
 
 		listFirst: `SELECT task_id, version, expires_at, data, active, runner FROM ` + t + `
 WHERE owner = $1 AND ` + pgLive + ` ORDER BY task_id DESC LIMIT $2`,
@@ -559,13 +568,14 @@ func (b *postgresBackend) Create(ctx context.Context, rec taskstore.Record, lim 
 		return fmt.Errorf("%w: %d bytes, PostgreSQL stores at most %d", taskstore.ErrRecordTooLarge, len(rec.Data), pgMaxRecord)
 	}
 	stored, quota := int64(max(lim.MaxStored, 0)), int64(max(lim.MaxActive, 0))
-	args := []any{[]byte(rec.Owner), []byte(rec.TaskID), pgExpiry(rec.ExpiresAt), rec.Data, stored, quota, rec.Active, pgRunner(rec.Runner)}
-	var inserted int64
+	args := []any{[]byte(rec.Owner), []byte(rec.TaskID), pgExpiry(rec.ExpiresAt), rec.Data, stored, quota, rec.Active, pgRunner(rec.Runner),
+		b.channel, pgPayload(rec.Owner, rec.TaskID)}
+	var inserted, notified int64
 	var exists bool
 	var live, active int64
 	var err error
 	if stored == 0 && (quota == 0 || !rec.Active) {
-		err = b.pool.QueryRow(ctx, b.sql.create, args...).Scan(&inserted, &exists, &live, &active)
+		err = b.pool.QueryRow(ctx, b.sql.create, args...).Scan(&inserted, &exists, &live, &active, &notified)
 	} else {
 		// The lock and the insert in one pipeline, so one round trip and
 		// one implicit transaction; the insert's snapshot is taken after
@@ -575,7 +585,7 @@ func (b *postgresBackend) Create(ctx context.Context, rec taskstore.Record, lim 
 		batch.Queue(b.sql.create, args...)
 		br := b.pool.SendBatch(ctx, batch)
 		if _, err = br.Exec(); err == nil {
-			err = br.QueryRow().Scan(&inserted, &exists, &live, &active)
+			err = br.QueryRow().Scan(&inserted, &exists, &live, &active, &notified)
 		}
 		if cerr := br.Close(); err == nil {
 			err = cerr
@@ -635,7 +645,9 @@ func (b *postgresBackend) Update(ctx context.Context, rec taskstore.Record, expe
 	}
 	for {
 		var updated, cur *int64
-		err := b.pool.QueryRow(ctx, b.sql.update, []byte(owner), []byte(id), exp, data, rec.Active, pgRunner(rec.Runner)).Scan(&updated, &cur)
+		var notified int64
+		err := b.pool.QueryRow(ctx, b.sql.update, []byte(owner), []byte(id), exp, data, rec.Active, pgRunner(rec.Runner),
+			b.channel, pgPayload(owner, id)).Scan(&updated, &cur, &notified)
 		if err != nil {
 			return 0, b.fail(ctx, "update", err)
 		}
@@ -660,15 +672,16 @@ func (b *postgresBackend) Delete(ctx context.Context, owner, id string) (bool, e
 	if err := b.begin(ctx); err != nil {
 		return false, err
 	}
-	var live bool
-	err := b.pool.QueryRow(ctx, b.sql.del, []byte(owner), []byte(id)).Scan(&live)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return false, nil
-	}
+	var live *bool
+	var notified int64
+	err := b.pool.QueryRow(ctx, b.sql.del, []byte(owner), []byte(id), b.channel, pgPayload(owner, id)).Scan(&live, &notified)
 	if err != nil {
 		return false, b.fail(ctx, "delete", err)
 	}
-	return live, nil
+	if live == nil {
+		return false, nil
+	}
+	return *live, nil
 }
 
 func (b *postgresBackend) List(ctx context.Context, owner, after string, limit int) ([]taskstore.Record, bool, error) {
@@ -868,6 +881,8 @@ func (b *postgresBackend) MaxRecordSize() int { return 0 }
 func (b *postgresBackend) Close() error {
 	b.closeOnce.Do(func() {
 		b.closed.Store(true)
+		b.feed.mu.Lock() // see Subscribe
+		b.feed.mu.Unlock()
 		b.stopSweep()
 		b.wg.Wait()
 		if b.ownsPool {
@@ -875,4 +890,178 @@ func (b *postgresBackend) Close() error {
 		}
 	})
 	return nil
+}
+
+// pgChannel is the NOTIFY channel of a table: a hash, so that it fits the
+// 63-byte identifier limit whatever the schema and table names.
+func pgChannel(table string) string {
+	h := fnv.New64a()
+	h.Write([]byte(table))
+	return fmt.Sprintf("mcptasks_%016x", h.Sum64())
+}
+
+// pgMaxPayload is below PostgreSQL's 8000-byte NOTIFY payload limit. A
+// change whose key does not fit is published as an empty payload, which
+// subscribers take as a Resync.
+const pgMaxPayload = 7900
+
+// pgPayload is a change's NOTIFY payload: hex(owner) "/" hex(task id).
+func pgPayload(owner, id string) string {
+	if 2*(len(owner)+len(id))+1 > pgMaxPayload {
+		return ""
+	}
+	return hex.EncodeToString([]byte(owner)) + "/" + hex.EncodeToString([]byte(id))
+}
+
+func pgParsePayload(p string) (taskstore.Change, bool) {
+	o, id, ok := strings.Cut(p, "/")
+	if !ok {
+		return taskstore.Change{}, false
+	}
+	ob, err1 := hex.DecodeString(o)
+	ib, err2 := hex.DecodeString(id)
+	if err1 != nil || err2 != nil {
+		return taskstore.Change{}, false
+	}
+	return taskstore.Change{Owner: string(ob), TaskID: string(ib)}, true
+}
+
+// pgFeed is the change feed: one listening connection per backend, opened
+// by the first Subscribe, shared by every subscriber. Each subscriber gets
+// a Resync once the connection listens (at once if it already does), then
+// every notification. When the connection fails, every current Subscribe
+// returns the error (the feed is lost: the caller polls and subscribes
+// again), and the next Subscribe connects anew.
+type pgFeed struct {
+	mu        sync.Mutex
+	subs      map[*pgSub]struct{}
+	running   bool // a listener goroutine is connecting or listening
+	listening bool
+}
+
+// pgSub is one subscriber: its changes, queued for its Subscribe call.
+type pgSub struct {
+	ch     chan taskstore.Change
+	errc   chan error // the feed's end; buffered
+	missed bool       // a change did not fit in ch
+}
+
+// push queues c for every subscriber. Callers hold f.mu.
+func (f *pgFeed) push(c taskstore.Change) {
+	for s := range f.subs {
+		select {
+		case s.ch <- c:
+		default:
+			s.missed = true
+		}
+	}
+}
+
+// Subscribe delivers every change of the table made by any process, on
+// the caller's goroutine, until ctx ends (it returns ctx's error), the
+// backend is closed, or the listening connection fails (it returns that
+// error, wrapping ErrBackend).
+func (b *postgresBackend) Subscribe(ctx context.Context, fn func(taskstore.Change)) error {
+	if err := b.begin(ctx); err != nil {
+		return err
+	}
+	sub := &pgSub{ch: make(chan taskstore.Change, 1024), errc: make(chan error, 1)}
+	f := &b.feed
+	f.mu.Lock()
+	if b.closed.Load() {
+		// Checked under f.mu: Close takes it before waiting for the
+		// listener, so no listener starts after that wait began.
+		f.mu.Unlock()
+		return fmt.Errorf("%w: %w", taskstore.ErrBackend, errPgClosed)
+	}
+	if f.subs == nil {
+		f.subs = map[*pgSub]struct{}{}
+	}
+	f.subs[sub] = struct{}{}
+	if f.listening {
+		sub.ch <- taskstore.Change{Resync: true}
+	}
+	if !f.running {
+		f.running = true
+		b.wg.Go(b.listen)
+	}
+	f.mu.Unlock()
+	defer func() {
+		f.mu.Lock()
+		delete(f.subs, sub)
+		f.mu.Unlock()
+	}()
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-b.stop.Done():
+			return fmt.Errorf("%w: %w", taskstore.ErrBackend, errPgClosed)
+		case err := <-sub.errc:
+			return err
+		case c := <-sub.ch:
+			fn(c)
+		}
+		f.mu.Lock()
+		missed := sub.missed
+		sub.missed = false
+		f.mu.Unlock()
+		if missed {
+			fn(taskstore.Change{Resync: true})
+		}
+	}
+}
+
+// listen runs the listening connection until it fails or the backend
+// closes, then ends every current subscription with the error.
+func (b *postgresBackend) listen() {
+	err := b.listenOnce()
+	f := &b.feed
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.running, f.listening = false, false
+	if b.stop.Err() != nil {
+		return // Close: Subscribe returns on b.stop
+	}
+	err = fmt.Errorf("%w: postgres change feed: %w", taskstore.ErrBackend, err)
+	for s := range f.subs {
+		select {
+		case s.errc <- err:
+		default:
+		}
+		delete(f.subs, s)
+	}
+}
+
+func (b *postgresBackend) listenOnce() error {
+	cfg := b.pool.Config().ConnConfig.Copy()
+	ctx := b.stop
+	cctx, cancel := context.WithTimeout(ctx, max(cfg.ConnectTimeout, pgDefaultConnectTimeout))
+	conn, err := pgx.ConnectConfig(cctx, cfg)
+	cancel()
+	if err != nil {
+		return err
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	if _, err := conn.Exec(ctx, `LISTEN "`+b.channel+`"`); err != nil {
+		return err
+	}
+	f := &b.feed
+	f.mu.Lock()
+	f.listening = true
+	f.push(taskstore.Change{Resync: true})
+	f.mu.Unlock()
+	for {
+		n, err := conn.WaitForNotification(ctx)
+		if err != nil {
+			return err
+		}
+		c, ok := pgParsePayload(n.Payload)
+		if !ok {
+			c = taskstore.Change{Resync: true} // a key too long for a payload
+		}
+		f.mu.Lock()
+		f.push(c)
+		f.mu.Unlock()
+	}
 }

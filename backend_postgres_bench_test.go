@@ -91,11 +91,11 @@ SELECT owner, task_id FROM `+b.qualified()+` WHERE owner = convert_to('owner-7',
 		args             []any
 	}{
 		{"get", b.sql.get, pkey, []any{owner, id}},
-		{"create (stored bound 1000, active quota 100)", b.sql.create, pkey, []any{owner, []byte(taskstore.NewTaskID(time.Now())), exp, []byte(`{}`), int64(1000), int64(100), true, []byte("node-a")}},
-		{"update", b.sql.update, pkey, []any{owner, id, int64(1), []byte(`{}`), true, []byte("node-a")}},
+		{"create (stored bound 1000, active quota 100)", b.sql.create, pkey, []any{owner, []byte(taskstore.NewTaskID(time.Now())), exp, []byte(`{}`), int64(1000), int64(100), true, []byte("node-a"), b.channel, pgPayload("big", ids[50])}},
+		{"update", b.sql.update, pkey, []any{owner, id, int64(1), []byte(`{}`), true, []byte("node-a"), b.channel, pgPayload("big", ids[50])}},
 		{"runner tasks, 100", b.sql.runnerTasks, runIdx, []any{[]byte("node-a"), int64(100)}},
 		{"get many, 3 keys", b.sql.getMany, pkey, []any{[][]byte{owner, owner, []byte("owner-7")}, [][]byte{id, []byte(ids[7]), id}}},
-		{"delete", b.sql.del, pkey, []any{owner, id}},
+		{"delete", b.sql.del, pkey, []any{owner, id, b.channel, pgPayload("big", ids[50])}},
 		{"list, first page of 50", b.sql.listFirst, pkey, []any{owner, int64(51)}},
 		{"list, page of 50 after a cursor", b.sql.list, pkey, []any{owner, int64(51), id}},
 		{"sweep one batch", b.sql.sweep, expIdx, nil},
@@ -147,10 +147,12 @@ func pgExplain(t *testing.T, b *postgresBackend, sql string, generic bool, args 
 		return strings.Join(out, "\n")
 	}
 	// A generic plan: prepared with parameter types, planned without values.
-	types := []string{"bytea", "bytea", "timestamptz", "bytea", "bigint", "bigint", "boolean", "bytea"}
+	types := []string{"bytea", "bytea", "timestamptz", "bytea", "bigint", "bigint", "boolean", "bytea", "text", "text"}
 	switch sql {
 	case b.sql.update:
-		types = []string{"bytea", "bytea", "bigint", "bytea", "boolean", "bytea"}
+		types = []string{"bytea", "bytea", "bigint", "bytea", "boolean", "bytea", "text", "text"}
+	case b.sql.del:
+		types = []string{"bytea", "bytea", "text", "text"}
 	case b.sql.runnerTasks:
 		types = []string{"bytea", "bigint"}
 	case b.sql.getMany:
@@ -176,7 +178,7 @@ func pgExplain(t *testing.T, b *postgresBackend, sql string, generic bool, args 
 	// EXPLAIN EXECUTE takes literal values; a generic plan ignores them.
 	vals := make([]string, len(types))
 	for i, ty := range types {
-		vals[i] = map[string]string{"bytea": `'\x00'::bytea`, "timestamptz": "now()", "bigint": "1", "boolean": "true", "bytea[]": `ARRAY['\x00'::bytea]`}[ty]
+		vals[i] = map[string]string{"bytea": `'\x00'::bytea`, "timestamptz": "now()", "bigint": "1", "boolean": "true", "text": "'x'", "bytea[]": `ARRAY['\x00'::bytea]`}[ty]
 	}
 	exec := "EXPLAIN (COSTS OFF) EXECUTE mcptasks_explain"
 	if len(vals) > 0 {

@@ -5,6 +5,7 @@ package mcptasks
 import (
 	"bufio"
 	"bytes"
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -123,4 +124,79 @@ func TestPostgresFaultUnderLoad(t *testing.T) {
 	t.Log(load.summary())
 
 	load.finish(t, s, before, deadline, pgMaxOvershoot, recovery)
+}
+
+// TestPostgresFeedLoss: when the server dies, every Subscribe on the
+// backend returns an ErrBackend (the feed is lost, the caller polls);
+// after the restart a new Subscribe connects again, starts with a Resync
+// and delivers changes.
+func TestPostgresFeedLoss(t *testing.T) {
+	postgresTestURL(t) // runs where the other PostgreSQL tests run
+	srv := startPostgres(t, nil)
+	b, err := OpenBackend(t.Context(), pgWithOptions(srv.url, "create_table=true", "connect_timeout=1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	n := b.(taskstore.Notifier)
+	subscribe := func() (<-chan taskstore.Change, <-chan error) {
+		changes, errc := make(chan taskstore.Change, 16), make(chan error, 1)
+		go func() { errc <- n.Subscribe(t.Context(), func(c taskstore.Change) { changes <- c }) }()
+		select {
+		case c := <-changes:
+			if !c.Resync {
+				t.Fatalf("first change %+v, want a Resync", c)
+			}
+		case err := <-errc:
+			t.Fatalf("Subscribe ended before its Resync: %v", err)
+		case <-time.After(10 * time.Second):
+			t.Fatal("no Resync within 10 s")
+		}
+		return changes, errc
+	}
+	_, errc1 := subscribe()
+	_, errc2 := subscribe() // a second subscriber shares the connection
+	srv.kill(t)
+	for i, errc := range []<-chan error{errc1, errc2} {
+		select {
+		case err := <-errc:
+			if !errors.Is(err, taskstore.ErrBackend) {
+				t.Fatalf("subscriber %d ended with %v, want ErrBackend", i, err)
+			}
+			t.Logf("subscriber %d: %v", i, err)
+		case <-time.After(10 * time.Second):
+			t.Fatalf("subscriber %d did not learn of the lost feed within 10 s", i)
+		}
+	}
+	startPostgres(t, srv)
+	var changes <-chan taskstore.Change
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		c, errc := make(chan taskstore.Change, 16), make(chan error, 1)
+		go func() { errc <- n.Subscribe(t.Context(), func(ch taskstore.Change) { c <- ch }) }()
+		select {
+		case first := <-c:
+			if !first.Resync {
+				t.Fatalf("first change after the restart %+v, want a Resync", first)
+			}
+			changes = c
+		case err := <-errc:
+			if time.Now().After(deadline) {
+				t.Fatalf("no feed 20 s after the restart: %v", err)
+			}
+			continue
+		}
+		break
+	}
+	r := taskstore.Record{Owner: "alice", TaskID: taskstore.NewTaskID(time.Now()), Data: []byte(`{}`), Active: true}
+	if err := b.Create(t.Context(), r, taskstore.Limits{}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case c := <-changes:
+		if c != (taskstore.Change{Owner: "alice", TaskID: r.TaskID}) {
+			t.Fatalf("change %+v", c)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("no change within 10 s of a create after the restart")
+	}
 }
