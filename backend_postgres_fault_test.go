@@ -105,6 +105,9 @@ func TestPostgresFaultUnderLoad(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Closed by finish; this covers a test that stops early, so that its
+	// pool's goroutines do not outlive it into the next test's leak check.
+	t.Cleanup(func() { b.Close() })
 	if err := b.(*postgresBackend).pool.QueryRow(t.Context(), "SHOW synchronous_commit").Scan(&sync); err != nil || sync != "on" {
 		t.Fatalf("synchronous_commit = %q, %v; want on", sync, err)
 	}

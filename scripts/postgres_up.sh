@@ -81,7 +81,14 @@ if [ -f "$STATE" ]; then
 			old=$(head -1 "$PG_DATA/db/postmaster.pid")
 			for _ in $(seq 100); do kill -0 "$old" 2>/dev/null || break; sleep 0.05; done
 		fi
-		start "$PG_DATA" "$PG_PORT" || die "restart failed; see $PG_DATA/pg.log"
+		# Its backends, killed with it, may still hold the old shared
+		# memory for a moment ("another server might be running"): retry.
+		ok=""
+		for _ in 1 2 3 4 5 6 7 8 9 10; do
+			if start "$PG_DATA" "$PG_PORT"; then ok=1; break; fi
+			sleep 0.5
+		done
+		[ -n "$ok" ] || die "restart failed; see $PG_DATA/pg.log"
 		echo "export MCPTASKS_TEST_POSTGRES_URL=$MCPTASKS_TEST_POSTGRES_URL"
 		exit 0
 	fi
