@@ -3,7 +3,6 @@
 package main
 
 import (
-	"os"
 	"strings"
 	"syscall"
 	"testing"
@@ -11,13 +10,7 @@ import (
 
 func postgresStoreURL(t *testing.T) string {
 	t.Helper()
-	u := os.Getenv("MCPTASKS_TEST_POSTGRES_URL")
-	if u == "" {
-		if os.Getenv("MCPTASKS_TEST_REQUIRE") != "" {
-			t.Fatal("MCPTASKS_TEST_POSTGRES_URL is not set (scripts/postgres_up.sh sets it)")
-		}
-		t.Skip("MCPTASKS_TEST_POSTGRES_URL is not set; run scripts/postgres_up.sh")
-	}
+	u := testServerEnv(t, "MCPTASKS_TEST_POSTGRES_URL", "scripts/postgres_up.sh")
 	sep := "?"
 	if strings.Contains(u, "?") {
 		sep = "&"

@@ -3,21 +3,13 @@
 package main
 
 import (
-	"os"
 	"syscall"
 	"testing"
 )
 
 func redisStoreURL(t *testing.T, env string) string {
 	t.Helper()
-	u := os.Getenv(env)
-	if u == "" {
-		if os.Getenv("MCPTASKS_TEST_REQUIRE") != "" {
-			t.Fatalf("%s is not set (scripts/redis_up.sh sets it)", env)
-		}
-		t.Skipf("%s is not set; run scripts/redis_up.sh", env)
-	}
-	return u + "?prefix=replicas-" + randomSuffix() + ":"
+	return testServerEnv(t, env, "scripts/redis_up.sh") + "?prefix=replicas-" + randomSuffix() + ":"
 }
 
 func TestReplicaKilledRedis(t *testing.T) {

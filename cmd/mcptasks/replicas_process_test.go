@@ -95,6 +95,21 @@ func startReplica(t testing.TB, bin string, args ...string) *replicaProc {
 	return p
 }
 
+// testServerEnv returns the environment variable naming a test server,
+// skipping the test when it is unset (failing it under
+// MCPTASKS_TEST_REQUIRE=1, as matrix_test.sh sets); script starts one.
+func testServerEnv(t *testing.T, env, script string) string {
+	t.Helper()
+	v := os.Getenv(env)
+	if v == "" {
+		if os.Getenv("MCPTASKS_TEST_REQUIRE") == "1" {
+			t.Fatalf("%s is not set (%s sets it)", env, script)
+		}
+		t.Skipf("%s is not set; run %s", env, script)
+	}
+	return v
+}
+
 func randomSuffix() string {
 	var b [6]byte
 	rand.Read(b[:])
