@@ -8,7 +8,6 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
-	"net"
 	"net/http"
 	"slices"
 	"strconv"
@@ -149,9 +148,8 @@ func (e *httpEdge) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 			return
 		}
 	}
-	bufs := net.Buffers(out)
-	req.Body = &bodyReader{bufs: &bufs, done: release}
-	req.ContentLength = int64(out.len())
+	req.Body = &bodyReader{r: bytes.NewReader(out), done: release}
+	req.ContentLength = int64(len(out))
 	req.Header.Set("Content-Length", strconv.FormatInt(req.ContentLength, 10))
 	rw := &responseWriter{ResponseWriter: w, r: e.r, hold400: rev == rev20251125}
 	next.ServeHTTP(rw, req)
@@ -225,14 +223,14 @@ func (s *sdkState) removeRequest(tok string) {
 // bodyReader hands the rewritten body to the wrapped handler and releases
 // its budget once it is read.
 type bodyReader struct {
-	bufs *net.Buffers
+	r    *bytes.Reader
 	done func()
 }
 
 func (b *bodyReader) Read(p []byte) (int, error) {
-	n, err := b.bufs.Read(p)
+	n, err := b.r.Read(p)
 	if err == io.EOF {
-		*b.bufs = nil
+		b.r.Reset(nil)
 		b.done()
 	}
 	return n, err
@@ -409,7 +407,8 @@ func writeRPCError(w http.ResponseWriter, status int, id json.RawMessage, code i
 	m, _ := json.Marshal(msg)
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
-	w.Write(pieces{[]byte(`{"jsonrpc":"2.0","id":`), id, []byte(`,"error":{"code":` + strconv.Itoa(code) + `,"message":`), m, []byte(`}}`)}.join())
+	out := append(append([]byte(`{"jsonrpc":"2.0","id":`), id...), `,"error":{"code":`+strconv.Itoa(code)+`,"message":`...)
+	w.Write(append(append(out, m...), "}}"...))
 }
 
 // ---- stdio and other mcp.Transports ----
@@ -483,7 +482,7 @@ func (c *conn) Read(ctx context.Context) (jsonrpc.Message, error) {
 		params, _, err := rewriteParams(req.Params, pm, req.Method, decision{upgrade: c.t.serve20260728})
 		if err == nil {
 			if params != nil {
-				req.Params = params.join()
+				req.Params = params
 			}
 			return req, nil
 		}
@@ -500,8 +499,7 @@ func (c *conn) Read(ctx context.Context) (jsonrpc.Message, error) {
 func (c *conn) Write(ctx context.Context, msg jsonrpc.Message) error {
 	if req, ok := msg.(*jsonrpc.Request); ok && !req.IsCall() && bytes.Contains(req.Params, []byte(c.t.r.sdk.marker)) {
 		method, _ := json.Marshal(req.Method)
-		b := pieces{[]byte(`{"jsonrpc":"2.0","method":`), method, []byte(`,"params":`), req.Params, []byte("}")}.join()
-		if out, ok := rewriteOutbound(b, c.t.r.sdk.marker); ok {
+		if out, ok := rewriteOutbound(notification(method, req.Params), c.t.r.sdk.marker); ok {
 			if m, err := jsonrpc.DecodeMessage(out); err == nil {
 				msg = m
 			}

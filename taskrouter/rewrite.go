@@ -5,8 +5,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"slices"
 	"strings"
+	"sync"
 	"unicode/utf8"
+
+	"github.com/go-json-experiment/json/jsontext"
 )
 
 // This file is the one rewriter of JSON-RPC messages, shared by the HTTP
@@ -15,9 +20,10 @@ import (
 // of what the transport edge decided; outbound, it turns the router's
 // stand-in notifications into the messages they stand for.
 //
-// It never re-encodes what it carries: a rewritten message is a list of
-// slices of the received bytes plus the few new bytes of the carrier, so
-// nothing is escaped or inflated and nothing received is copied. Where it
+// It never re-encodes what it carries: a rewritten message is the received
+// bytes with the moved members cut out and the carrier's few bytes added,
+// so nothing is escaped or inflated, and a message with nothing to change
+// is passed on as it came. Its cost is linear in the message. Where it
 // must read a member (method, params, _meta, task, the protocol version), it
 // matches keys exactly, as the SDK's decoder does, and refuses a message in
 // which such an object holds a key twice or a key that is not valid UTF-8:
@@ -42,28 +48,6 @@ var (
 	errRejected  = errors.New("invalid JSON-RPC message")
 	errMalformed = fmt.Errorf("%w: malformed JSON", errRejected)
 )
-
-// maxDepth is the nesting the SDK's decoder accepts.
-const maxDepth = 1000
-
-// pieces is a message under construction: slices of received bytes and
-// small new ones, in order.
-type pieces [][]byte
-
-func (p pieces) len() int {
-	n := 0
-	for _, b := range p {
-		n += len(b)
-	}
-	return n
-}
-
-func (p pieces) join() []byte {
-	if len(p) == 1 {
-		return p[0]
-	}
-	return bytes.Join(p, nil)
-}
 
 // ---- scanning ----
 
@@ -96,146 +80,111 @@ func skipSpace(b []byte, i int) int {
 
 func syntaxError(i int) error { return fmt.Errorf("%w at offset %d", errMalformed, i) }
 
-// scanValue checks the JSON value at b[i] (no leading space) and returns
-// where it ends.
-func scanValue(b []byte, i, depth int) (int, error) {
-	if i >= len(b) {
-		return 0, syntaxError(i)
+// The scanner is jsontext (the encoding/json/v2 tokenizer) reading as the
+// SDK's decoder reads: duplicate names and invalid UTF-8 pass, everything
+// else is checked once. Decoders are pooled: a message is scanned object
+// by object.
+var (
+	scanOpts = []jsontext.Options{jsontext.AllowDuplicateNames(true), jsontext.AllowInvalidUTF8(true)}
+	scanners = sync.Pool{New: func() any {
+		s := &scanner{}
+		s.d = jsontext.NewDecoder(&s.buf)
+		return s
+	}}
+)
+
+// scanner is a decoder over b[base:] (buf holds that slice).
+type scanner struct {
+	d    *jsontext.Decoder
+	buf  bytes.Buffer
+	base int
+}
+
+// at returns the decoder's offset as one into b.
+func (s *scanner) at() int { return s.base + int(s.d.InputOffset()) }
+
+// scan runs fn with a scanner over b[i:].
+func scan(b []byte, i int, fn func(s *scanner) error) error {
+	s := scanners.Get().(*scanner)
+	s.buf, s.base = *bytes.NewBuffer(b[i:]), i
+	s.d.Reset(&s.buf, scanOpts...)
+	err := fn(s)
+	s.buf = bytes.Buffer{} // drop b
+	s.d.Reset(&s.buf)
+	scanners.Put(s)
+	if err == nil {
+		return nil
 	}
-	switch c := b[i]; {
-	case c == '"':
-		end, _, err := scanString(b, i)
-		return end, err
-	case c == '{' || c == '[':
-		if depth >= maxDepth {
-			return 0, fmt.Errorf("%w: nested deeper than %d", errRejected, maxDepth)
-		}
-		close := byte('}')
-		if c == '[' {
-			close = ']'
-		}
-		i = skipSpace(b, i+1)
-		if i < len(b) && b[i] == close {
-			return i + 1, nil
-		}
-		for {
-			if c == '{' {
-				end, _, err := scanString(b, i)
-				if err != nil {
-					return 0, err
-				}
-				i = skipSpace(b, end)
-				if i >= len(b) || b[i] != ':' {
-					return 0, syntaxError(i)
-				}
-				i = skipSpace(b, i+1)
+	var se *jsontext.SyntacticError
+	switch {
+	case errors.As(err, &se):
+		return fmt.Errorf("%w at offset %d", errMalformed, i+int(se.ByteOffset))
+	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
+		return fmt.Errorf("%w: unexpected end", errMalformed)
+	}
+	return err
+}
+
+// scanValue checks the JSON value at b[i] and returns where it ends.
+func scanValue(b []byte, i int) (end int, err error) {
+	err = scan(b, i, func(s *scanner) error {
+		_, err := s.d.ReadValue()
+		end = s.at()
+		return err
+	})
+	return end, err
+}
+
+// scanObject reads the object at b[i] with its members' keys decoded. A
+// key held twice, or one that is not valid UTF-8, refuses the message.
+func scanObject(b []byte, i int) (o object, err error) {
+	var seen map[string]bool // past a few members, the duplicate check is a map
+	err = scan(b, i, func(s *scanner) error {
+		d, at := s.d, s.at
+		o.members = make([]member, 0, 8)
+		if d.PeekKind() != '{' {
+			_, err := d.ReadValue()
+			if err == nil {
+				err = fmt.Errorf("%w: not an object", errMalformed)
 			}
-			end, err := scanValue(b, i, depth+1)
+			return err
+		}
+		d.ReadToken()
+		o.start = at() - 1
+		for d.PeekKind() != '}' {
+			prev := at()
+			name, err := d.ReadToken()
 			if err != nil {
-				return 0, err
+				return err
 			}
-			i = skipSpace(b, end)
-			if i < len(b) && b[i] == ',' {
-				i = skipSpace(b, i+1)
-				continue
+			m := member{key: name.String(), start: bytes.IndexByte(b[prev:], '"') + prev}
+			m.val = skipSpace(b, skipSpace(b, at())+1) // past the colon
+			if !utf8.Valid(b[m.start:at()]) {
+				return fmt.Errorf("%w: a key is not valid UTF-8", errRejected)
 			}
-			if i < len(b) && b[i] == close {
-				return i + 1, nil
+			if len(o.members) == 8 {
+				seen = map[string]bool{}
+				for _, m := range o.members {
+					seen[m.key] = true
+				}
 			}
-			return 0, syntaxError(i)
-		}
-	default:
-		return scanLeaf(b, i)
-	}
-}
-
-// scanLeaf checks the number or literal at b[i] and returns where it ends.
-func scanLeaf(b []byte, i int) (int, error) {
-	end := i
-	for end < len(b) && strings.IndexByte(" \t\r\n,]}:", b[end]) < 0 {
-		end++
-	}
-	if end == i || !json.Valid(b[i:end]) {
-		return 0, syntaxError(i)
-	}
-	return end, nil
-}
-
-// scanString checks the string at b[i] and returns its end and whether it
-// has escapes.
-func scanString(b []byte, i int) (int, bool, error) {
-	if i >= len(b) || b[i] != '"' {
-		return 0, false, syntaxError(i)
-	}
-	escaped := false
-	for j := i + 1; j < len(b); j++ {
-		switch b[j] {
-		case '\\':
-			escaped = true
-			j++
-		case '"':
-			if !json.Valid(b[i : j+1]) { // control characters, bad escapes
-				return 0, false, syntaxError(i)
+			if seen != nil && seen[m.key] || seen == nil && o.find(m.key) != nil {
+				return fmt.Errorf("%w: duplicate key %q", errRejected, m.key)
 			}
-			return j + 1, escaped, nil
-		}
-	}
-	return 0, false, syntaxError(i)
-}
-
-// scanObject reads the object at b[i] (no leading space) with its members'
-// keys decoded. A key held twice, or one that is not valid UTF-8, refuses
-// the message.
-func scanObject(b []byte, i int) (object, error) {
-	o := object{start: i}
-	if i >= len(b) || b[i] != '{' {
-		return o, syntaxError(i)
-	}
-	i = skipSpace(b, i+1)
-	if i < len(b) && b[i] == '}' {
-		o.end = i + 1
-		return o, nil
-	}
-	for {
-		m := member{start: i}
-		end, escaped, err := scanString(b, i)
-		if err != nil {
-			return o, err
-		}
-		raw := b[i+1 : end-1]
-		if escaped {
-			if json.Unmarshal(b[i:end], &m.key) != nil {
-				return o, syntaxError(i)
+			if seen != nil {
+				seen[m.key] = true
 			}
-		} else {
-			m.key = string(raw)
+			if _, err := d.ReadValue(); err != nil {
+				return err
+			}
+			m.end = at()
+			o.members = append(o.members, m)
 		}
-		if !utf8.Valid(raw) || !utf8.ValidString(m.key) {
-			return o, fmt.Errorf("%w: a key is not valid UTF-8", errRejected)
-		}
-		if o.find(m.key) != nil {
-			return o, fmt.Errorf("%w: duplicate key %q", errRejected, m.key)
-		}
-		i = skipSpace(b, end)
-		if i >= len(b) || b[i] != ':' {
-			return o, syntaxError(i)
-		}
-		m.val = skipSpace(b, i+1)
-		if m.end, err = scanValue(b, m.val, 1); err != nil {
-			return o, err
-		}
-		o.members = append(o.members, m)
-		i = skipSpace(b, m.end)
-		if i < len(b) && b[i] == ',' {
-			i = skipSpace(b, i+1)
-			continue
-		}
-		if i < len(b) && b[i] == '}' {
-			o.end = i + 1
-			return o, nil
-		}
-		return o, syntaxError(i)
-	}
+		_, err := d.ReadToken()
+		o.end = at()
+		return err
+	})
+	return o, err
 }
 
 // objectAt scans the member m's value as an object; ok is false when it is
@@ -249,60 +198,89 @@ func objectAt(b []byte, m *member) (object, bool, error) {
 }
 
 func stringAt(b []byte, m *member) (string, bool) {
-	var s string
-	if m == nil || b[m.val] != '"' || json.Unmarshal(b[m.val:m.end], &s) != nil {
+	if m == nil || b[m.val] != '"' {
 		return "", false
 	}
-	return s, true
+	s, err := jsontext.AppendUnquote(nil, b[m.val:m.end])
+	return string(s), err == nil
 }
 
 // ---- patching ----
 
-// change is what patch does to one member: drop it, or replace its value.
-type change struct {
-	drop  bool
-	value pieces
-}
-
-// patch rebuilds the object o of b: members are kept as received unless
-// changes says otherwise, and add (each a whole "key":value) is appended.
-func patch(b []byte, o object, changes map[int]change, add ...pieces) pieces {
-	if len(changes) == 0 && len(add) == 0 {
-		return pieces{b[o.start:o.end]}
+// patchObject appends to dst the object o of b with each member as edit
+// says (nil: kept as received; drop: left out; else the new value), then
+// the members of add, each a whole "key":value. Nothing kept is re-encoded.
+func patchObject(dst, b []byte, o object, edit func(m *member) (v []byte, drop bool), add ...[]byte) []byte {
+	size := o.end - o.start + 2
+	for _, a := range add {
+		size += len(a) + 1
 	}
-	out := pieces{[]byte("{")}
+	dst = append(slices.Grow(dst, size), '{')
+	n := 0
 	sep := func() {
-		if len(out) > 1 {
-			out = append(out, []byte(","))
+		if n++; n > 1 {
+			dst = append(dst, ',')
 		}
 	}
-	for i, m := range o.members {
-		c, ok := changes[i]
+	for i := range o.members {
+		m := &o.members[i]
+		v, drop := edit(m)
 		switch {
-		case ok && c.drop:
-		case ok:
+		case drop:
+		case v == nil:
 			sep()
-			out = append(out, b[m.start:m.val])
-			out = append(out, c.value...)
+			dst = append(dst, b[m.start:m.end]...)
 		default:
 			sep()
-			out = append(out, b[m.start:m.end])
+			dst = append(append(dst, b[m.start:m.val]...), v...)
 		}
 	}
 	for _, a := range add {
 		sep()
-		out = append(out, a...)
+		dst = append(dst, a...)
 	}
-	return append(out, []byte("}"))
+	return append(dst, '}')
 }
 
-func (o object) index(m *member) int {
-	for i := range o.members {
-		if &o.members[i] == m {
-			return i
+// keyed is the member "key":v.
+func keyed(key string, v []byte) []byte {
+	k, _ := jsontext.AppendQuote(make([]byte, 0, len(key)+3+len(v)), key)
+	return append(append(k, ':'), v...)
+}
+
+// setPath returns the JSON object b (empty or null: {}) with the member at
+// path set to v (objects on the way are created), or deleted when v is
+// nil. It is the one patch helper of results.
+func setPath(b []byte, path []string, v []byte) ([]byte, error) {
+	var o object
+	if t := bytes.TrimSpace(b); len(t) > 0 && string(t) != "null" {
+		var err error
+		if o, err = scanObject(t, 0); err != nil {
+			return nil, err
+		}
+		b = t
+	}
+	found := o.find(path[0])
+	if len(path) > 1 {
+		var inner []byte
+		if found != nil {
+			inner = b[found.val:found.end]
+		}
+		var err error
+		if v, err = setPath(inner, path[1:], v); err != nil {
+			return nil, err
 		}
 	}
-	return -1
+	var add [][]byte
+	if found == nil && v != nil {
+		add = append(add, keyed(path[0], v))
+	}
+	return patchObject(nil, b, o, func(m *member) ([]byte, bool) {
+		if m != found {
+			return nil, false
+		}
+		return v, v == nil
+	}, add...), nil
 }
 
 // ---- inbound ----
@@ -370,9 +348,9 @@ type request struct {
 	rev    revision
 }
 
-// rewriteRequest rewrites the JSON-RPC message at b[i] (see rewriteParams)
-// and returns where it ends in b.
-func rewriteRequest(b []byte, i int, d decision) (out pieces, r request, end int, err error) {
+// rewriteRequest rewrites the JSON-RPC message at b[i] (see rewriteParams):
+// out is nil when it stays as it is. end is where it ends in b.
+func rewriteRequest(b []byte, i int, d decision) (out []byte, r request, end int, err error) {
 	msg, err := scanObject(b, i)
 	if err != nil {
 		return nil, r, 0, err
@@ -388,17 +366,24 @@ func rewriteRequest(b []byte, i int, d decision) (out pieces, r request, end int
 	}
 	switch {
 	case params == nil:
-		return pieces{b[msg.start:msg.end]}, r, msg.end, nil
+		return nil, r, msg.end, nil
 	case pm == nil:
-		return patch(b, msg, nil, append(pieces{[]byte(`"params":`)}, params...)), r, msg.end, nil
+		return patchObject(nil, b, msg, keep, keyed("params", params)), r, msg.end, nil
 	}
-	return patch(b, msg, map[int]change{msg.index(pm): {value: params}}), r, msg.end, nil
+	return patchObject(nil, b, msg, func(m *member) ([]byte, bool) {
+		if m == pm {
+			return params, false
+		}
+		return nil, false
+	}), r, msg.end, nil
 }
+
+func keep(*member) ([]byte, bool) { return nil, false }
 
 // rewriteParams rewrites the params (pm's value in b; nil: absent) of a
 // request: the private _meta keys are dropped and the carrier is written
 // with what the edge decided. out is nil when params stay as they are.
-func rewriteParams(b []byte, pm *member, method string, d decision) (out pieces, r request, err error) {
+func rewriteParams(b []byte, pm *member, method string, d decision) (out []byte, r request, err error) {
 	r.method, r.rev = method, d.rev
 	params, isObj, err := objectAt(b, pm)
 	if err != nil {
@@ -417,70 +402,72 @@ func rewriteParams(b []byte, pm *member, method string, d decision) (out pieces,
 	if err != nil {
 		return nil, r, err
 	}
+	if metaMember != nil && !metaIsObj && string(b[metaMember.val:metaMember.end]) != "null" {
+		return nil, r, fmt.Errorf("%w: params._meta must be an object", errRejected)
+	}
 	if d.upgrade && metaIsObj {
 		if v, ok := stringAt(b, meta.find(protocolVersionKey)); ok && parseRevision(v) == rev20260728 {
 			r.rev = rev20260728
 		}
 	}
 
-	changes := map[int]change{}
-	var carried []pieces // members of the carrier
+	// What moves: params.task (into the carrier on a 2025-11-25 tools/call;
+	// on 2026-07-28 it means nothing), and the carrier's members.
+	var carried [][]byte
+	task := params.find("task")
 	switch {
 	case r.rev == rev20260728:
-		carried = append(carried, pieces{[]byte(`"protocol":"` + protocol20260728 + `"`)})
-		if t := params.find("task"); t != nil { // a 2025-11-25 field: meaningless here
-			changes[params.index(t)] = change{drop: true}
-		}
+		carried = append(carried, []byte(`"protocol":"`+protocol20260728+`"`))
 		if method == "subscriptions/listen" {
 			n, ok, err := objectAt(b, params.find("notifications"))
 			if err != nil {
 				return nil, r, err
 			}
 			if ids := n.find("taskIds"); ok && ids != nil && string(b[ids.val:ids.end]) != "null" {
-				carried = append(carried, pieces{[]byte(`"listen":`), b[ids.val:ids.end]})
+				carried = append(carried, keyed("listen", b[ids.val:ids.end]))
 			}
 		}
 	case method == "tasks/result" && d.token != "":
-		carried = append(carried, pieces{[]byte(`"request":"` + d.token + `"`)})
+		carried = append(carried, []byte(`"request":"`+d.token+`"`))
+		task = nil
 	case method == "tools/call":
-		if t := params.find("task"); t != nil {
-			changes[params.index(t)] = change{drop: true}
-			if string(b[t.val:t.end]) != "null" {
-				carried = append(carried, pieces{[]byte(`"task":`), b[t.val:t.end]})
-			}
+		if task != nil && string(b[task.val:task.end]) != "null" {
+			carried = append(carried, keyed("task", b[task.val:task.end]))
 		}
-	}
-	var metaAdd []pieces
-	if len(carried) > 0 {
-		metaAdd = append(metaAdd, append(pieces{[]byte(`"` + edgeKey + `":`)}, patch(nil, object{}, nil, carried...)...))
-	}
-	metaChanges := map[int]change{}
-	for j, m := range meta.members {
-		if hasPrefixFold(m.key, privateMetaPrefix) {
-			metaChanges[j] = change{drop: true}
-		}
-	}
-	var paramsAdd []pieces
-	switch {
-	case metaIsObj:
-		if len(metaChanges) > 0 || len(metaAdd) > 0 {
-			changes[params.index(metaMember)] = change{value: patch(b, meta, metaChanges, metaAdd...)}
-		}
-	case len(metaAdd) == 0:
-	case metaMember != nil && string(b[metaMember.val:metaMember.end]) == "null":
-		changes[params.index(metaMember)] = change{value: patch(nil, object{}, nil, metaAdd...)}
-	case metaMember != nil:
-		return nil, r, fmt.Errorf("%w: params._meta must be an object", errRejected)
 	default:
-		paramsAdd = append(paramsAdd, append(pieces{[]byte(`"_meta":`)}, patch(nil, object{}, nil, metaAdd...)...))
+		task = nil
 	}
-	switch {
-	case len(changes) == 0 && len(paramsAdd) == 0:
+	private := 0
+	for _, m := range meta.members {
+		if hasPrefixFold(m.key, privateMetaPrefix) {
+			private++
+		}
+	}
+	if task == nil && private == 0 && len(carried) == 0 {
 		return nil, r, nil
-	case !isObj:
-		return patch(nil, object{}, nil, paramsAdd...), r, nil
 	}
-	return patch(b, params, changes, paramsAdd...), r, nil
+	var carrier [][]byte
+	if len(carried) > 0 {
+		carrier = append(carrier, keyed(edgeKey, patchObject(nil, nil, object{}, keep, carried...)))
+	}
+	var add [][]byte
+	if !metaIsObj && len(carrier) > 0 {
+		metaMember = nil // absent or null: replaced by one with the carrier
+		add = append(add, keyed("_meta", patchObject(nil, nil, object{}, keep, carrier...)))
+	}
+	return patchObject(nil, b, params, func(m *member) ([]byte, bool) {
+		switch {
+		case m == task:
+			return nil, true
+		case m == metaMember && metaIsObj:
+			return patchObject(nil, b, meta, func(m *member) ([]byte, bool) {
+				return nil, hasPrefixFold(m.key, privateMetaPrefix)
+			}, carrier...), false
+		case m.key == "_meta" && len(add) > 0:
+			return nil, true
+		}
+		return nil, false
+	}, add...), r, nil
 }
 
 func hasPrefixFold(s, prefix string) bool {
@@ -489,64 +476,64 @@ func hasPrefixFold(s, prefix string) bool {
 
 // rewriteBody rewrites an HTTP request body: one message or a batch (whose
 // messages are never upgraded by their content, nor carry d.token). Bytes
-// outside the rewritten messages are kept as they came.
-func rewriteBody(body []byte, d decision) (pieces, []request, error) {
+// outside the rewritten messages are kept as they came; a body with
+// nothing to change is returned as it is.
+func rewriteBody(body []byte, d decision) ([]byte, []request, error) {
 	i := skipSpace(body, 0)
-	if i < len(body) && body[i] != '[' && body[i] != '{' {
+	if i >= len(body) || body[i] != '[' && body[i] != '{' {
 		// Not a message: the SDK refuses it.
-		end, err := scanValue(body, i, 0)
+		end, err := scanValue(body, i)
 		if err == nil && skipSpace(body, end) != len(body) {
 			err = syntaxError(end)
 		}
-		return pieces{body}, []request{{rev: d.rev}}, err
+		return body, []request{{rev: d.rev}}, err
 	}
-	if i >= len(body) || body[i] != '[' {
-		p, r, end, err := rewriteRequest(body, i, d)
-		if err != nil {
-			return nil, nil, err
-		}
-		if j := skipSpace(body, end); j != len(body) {
-			return nil, nil, syntaxError(j)
-		}
-		return append(append(pieces{body[:i]}, p...), body[end:]), []request{r}, nil
-	}
-	out := pieces{}
+	var out []byte // the rewritten body up to last
 	var reqs []request
 	last := 0
-	for i = skipSpace(body, i+1); ; {
-		if i < len(body) && body[i] == ']' && len(reqs) == 0 {
-			break // empty batch: the SDK answers it
+	next := func(i int, d decision) (int, error) {
+		if body[i] != '{' {
+			reqs = append(reqs, request{})
+			return scanValue(body, i)
 		}
-		var p pieces
-		var r request
-		end, err := 0, error(nil)
-		if i < len(body) && body[i] == '{' {
-			p, r, end, err = rewriteRequest(body, i, decision{rev: d.rev})
-		} else {
-			end, err = scanValue(body, i, 1)
-		}
-		if err != nil {
-			return nil, nil, err
-		}
-		if p != nil {
-			out = append(append(out, body[last:i]), p...)
+		msg, r, end, err := rewriteRequest(body, i, d)
+		if msg != nil {
+			out = append(append(out, body[last:i]...), msg...)
 			last = end
 		}
 		reqs = append(reqs, r)
-		i = skipSpace(body, end)
-		if i < len(body) && body[i] == ',' {
-			i = skipSpace(body, i+1)
-			continue
+		return end, err
+	}
+	end := 0
+	var err error
+	if body[i] == '{' {
+		end, err = next(i, d)
+	} else {
+		end = skipSpace(body, i+1)
+		for end < len(body) && !(body[end] == ']' && len(reqs) == 0) {
+			if end, err = next(end, decision{rev: d.rev}); err != nil {
+				break
+			}
+			if end = skipSpace(body, end); end >= len(body) || body[end] != ',' {
+				break
+			}
+			end = skipSpace(body, end+1)
 		}
-		break
+		if err == nil && (end >= len(body) || body[end] != ']') {
+			err = syntaxError(end)
+		}
+		end++
 	}
-	if i >= len(body) || body[i] != ']' {
-		return nil, nil, syntaxError(i)
+	if err != nil {
+		return nil, nil, err
 	}
-	if j := skipSpace(body, i+1); j != len(body) {
+	if j := skipSpace(body, end); j != len(body) {
 		return nil, nil, syntaxError(j)
 	}
-	return append(out, body[last:]), reqs, nil
+	if out == nil {
+		return body, reqs, nil
+	}
+	return append(out, body[last:]...), reqs, nil
 }
 
 // ---- outbound ----
@@ -573,5 +560,12 @@ func rewriteOutbound(b []byte, marker string) ([]byte, bool) {
 	if _, ok := stringAt(b, m); !ok || p == nil {
 		return nil, false
 	}
-	return pieces{[]byte(`{"jsonrpc":"2.0","method":`), b[m.val:m.end], []byte(`,"params":`), b[p.val:p.end], []byte("}")}.join(), true
+	return notification(b[m.val:m.end], b[p.val:p.end]), true
+}
+
+// notification is the JSON-RPC notification with the (encoded) method and
+// params.
+func notification(method, params []byte) []byte {
+	out := append([]byte(`{"jsonrpc":"2.0","method":`), method...)
+	return append(append(append(out, `,"params":`...), params...), '}')
 }

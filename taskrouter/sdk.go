@@ -720,40 +720,39 @@ func patched(res mcp.Result, err error) func(func([]byte) ([]byte, error)) (mcp.
 
 var tasksCapability = json.RawMessage(`{"list":{},"cancel":{},"requests":{"tools":{"call":{}}}}`)
 
-// setPath sets the member at path in the JSON object b (creating objects on
-// the way); a nil v deletes it.
-func setPath(b []byte, path []string, v json.RawMessage) ([]byte, error) {
-	if len(path) == 1 {
-		return setMember(b, path[0], func(json.RawMessage) (json.RawMessage, error) { return v, nil })
-	}
-	return setMember(b, path[0], func(old json.RawMessage) (json.RawMessage, error) {
-		return setPath(old, path[1:], v)
-	})
-}
-
 // addExecution sets execution.taskSupport on each listed tool that has one
 // other than forbidden (absent means forbidden).
 func addExecution(b []byte, support map[string]TaskSupport) ([]byte, error) {
 	if len(support) == 0 {
 		return b, nil
 	}
-	return setMember(b, "tools", func(raw json.RawMessage) (json.RawMessage, error) {
-		var tools []json.RawMessage
-		if err := json.Unmarshal(raw, &tools); err != nil {
-			return nil, err
+	res, err := scanObject(b, skipSpace(b, 0))
+	if err != nil {
+		return nil, err
+	}
+	list := res.find("tools")
+	if list == nil {
+		return b, nil
+	}
+	var tools []json.RawMessage
+	if err := json.Unmarshal(b[list.val:list.end], &tools); err != nil {
+		return nil, err
+	}
+	patched := []byte{'['}
+	for i, t := range tools {
+		if i > 0 {
+			patched = append(patched, ',')
 		}
-		for i, t := range tools {
-			var tool struct {
-				Name string `json:"name"`
-			}
-			_ = json.Unmarshal(t, &tool)
-			if s, ok := support[tool.Name]; ok {
-				var err error
-				if tools[i], err = setPath(t, []string{"execution"}, json.RawMessage(`{"taskSupport":"`+string(s)+`"}`)); err != nil {
-					return nil, err
-				}
+		var tool struct {
+			Name string `json:"name"`
+		}
+		_ = json.Unmarshal(t, &tool)
+		if s, ok := support[tool.Name]; ok {
+			if t, err = setPath(t, []string{"execution"}, []byte(`{"taskSupport":"`+string(s)+`"}`)); err != nil {
+				return nil, err
 			}
 		}
-		return marshalJSON(tools)
-	})
+		patched = append(patched, t...)
+	}
+	return setPath(b, []string{"tools"}, append(patched, ']'))
 }

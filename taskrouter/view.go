@@ -1,7 +1,6 @@
 package taskrouter
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
 
@@ -79,43 +78,11 @@ func (view20251125) result(rec *taskstore.TaskRecord) (any, error) {
 		return nil, failure(rec)
 	}
 	rel, _ := json.Marshal(map[string]string{"taskId": rec.Task.TaskID})
-	return setMember(rec.Result, "_meta", func(meta json.RawMessage) (json.RawMessage, error) {
-		return setMember(meta, RelatedTaskKey, func(json.RawMessage) (json.RawMessage, error) { return rel, nil })
-	})
-}
-
-// setMember returns the JSON object obj (null or absent: {}) with its
-// member key replaced by what fn makes of the old value (nil if absent); a
-// nil result deletes the member. It is the one patch helper of results.
-func setMember(obj json.RawMessage, key string, fn func(json.RawMessage) (json.RawMessage, error)) (json.RawMessage, error) {
-	m := map[string]json.RawMessage{}
-	if len(obj) > 0 && string(obj) != "null" {
-		if err := json.Unmarshal(obj, &m); err != nil || m == nil {
-			return nil, &taskstore.RPCError{Code: taskstore.CodeInternalError, Message: "stored result is not an object"}
-		}
-	}
-	v, err := fn(m[key])
+	res, err := setPath(rec.Result, []string{"_meta", RelatedTaskKey}, rel)
 	if err != nil {
-		return nil, err
+		return nil, &taskstore.RPCError{Code: taskstore.CodeInternalError, Message: "stored result is not an object"}
 	}
-	if v == nil {
-		delete(m, key)
-	} else {
-		m[key] = v
-	}
-	return marshalJSON(m)
-}
-
-// marshalJSON is json.Marshal without HTML escaping, which would inflate
-// what a client sent (six bytes for each <, > and &).
-func marshalJSON(v any) ([]byte, error) {
-	var buf bytes.Buffer
-	enc := json.NewEncoder(&buf)
-	enc.SetEscapeHTML(false)
-	if err := enc.Encode(v); err != nil {
-		return nil, err
-	}
-	return bytes.TrimSuffix(buf.Bytes(), []byte("\n")), nil
+	return json.RawMessage(res), nil
 }
 
 // ---- 2026-07-28 (the io.modelcontextprotocol/tasks extension) ----
