@@ -1002,3 +1002,17 @@ func TestRedisRawFloor(t *testing.T) {
 		t.Fatalf("floor key left behind: %d, %v", n, err)
 	}
 }
+
+// TestRedisRecKey: the one-allocation record key is the key of keys().
+func TestRedisRecKey(t *testing.T) {
+	b := &redisBackend{prefix: "mcptasks:"}
+	for _, owner := range []string{"", "alice", "ünïcødé/+=", strings.Repeat("o", 71), strings.Repeat("p", 72), strings.Repeat("q", 500)} {
+		want, _, _, _ := b.keys(owner, "18ed17eecd142240-67e00e3112434b6b465561458269697a")
+		if got := b.recKey(owner, "18ed17eecd142240-67e00e3112434b6b465561458269697a"); got != want {
+			t.Errorf("owner %q: recKey %q, keys %q", owner, got, want)
+		}
+	}
+	if n := testing.AllocsPerRun(100, func() { _ = b.recKey("alice", "id") }); n > 1 {
+		t.Errorf("recKey allocates %v times, want 1", n)
+	}
+}

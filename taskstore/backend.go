@@ -115,7 +115,11 @@ type Limits struct {
 type Record struct {
 	Owner  string
 	TaskID string
-	// Data is the JSON document; backends store it byte for byte.
+	// Data is the JSON document; backends store it byte for byte. The
+	// Data of a record a backend returns is the caller's: the backend
+	// keeps no reference to it and never changes it (the Store hands out
+	// records whose raw values are slices of it, without copying). A
+	// backend keeps no reference to the Data it is passed either.
 	Data []byte
 	// Version is assigned by the backend: 1 on create, +1 on every update.
 	Version uint64

@@ -8,7 +8,6 @@ import (
 	"maps"
 	"slices"
 	"strconv"
-	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -16,58 +15,38 @@ import (
 )
 
 // The record codec. A stored record is a JSON document of a fixed shape
-// (see TaskRecord), so it is read with one pass of a JSON tokenizer
-// (jsontext, the syntax layer of encoding/json/v2) and written by
-// appending, without reflection. The decoder validates the whole document
-// once; raw JSON values (variables, _meta, result, error data, input
-// requests and responses) are then kept as slices of one copy of the
-// document, and written back verbatim: they were validated when they
+// (see TaskRecord), so it is read in one pass of a validating scanner
+// (jsonScanner) and written by appending, without reflection. The decoder
+// validates the whole document once; raw JSON values (variables, _meta,
+// result, error data, input requests and responses) are then kept as
+// slices of the document, which the backend handed over (Record.Data is
+// the caller's), and written back verbatim: they were validated when they
 // entered the Store or when the document was read, so no write validates
 // or re-formats them again.
 //
 // Compatibility with documents written by the encoding/json v1 codec
 // (testdata/records): every field and value reads the same. Bytes may
 // differ on rewrite: HTML characters are no longer escaped (v1 wrote
-// \u003c for <), and whitespace inside a caller's raw value is kept.
-
-// recordDecodeOptions are the tokenizer's options for stored documents:
-//   - AllowInvalidUTF8: v1 accepted invalid UTF-8 inside strings (a raw
-//     variable value keeps its bytes; a Go string gets U+FFFD, as in v1).
-//   - AllowDuplicateNames: v1 accepted repeated object names (last wins),
-//     and raw values validated by v1 may contain them.
-var recordDecodeOptions = []jsontext.Options{
-	jsontext.AllowInvalidUTF8(true),
-	jsontext.AllowDuplicateNames(true),
-}
-
-// recordDecoder is a pooled tokenizer: a Decoder's state and buffer are
-// reused across records, so a read allocates only what the record keeps.
-type recordDecoder struct {
-	in  bytes.Buffer
-	dec *jsontext.Decoder
-	own []byte // the caller's copy of the document; raw values alias it
-}
-
-var decoderPool = sync.Pool{New: func() any {
-	d := &recordDecoder{}
-	d.dec = jsontext.NewDecoder(&d.in, recordDecodeOptions...)
-	return d
-}}
+// \u003c for <), and whitespace inside a caller's raw value is kept. As
+// in v1, invalid UTF-8 inside a string is accepted (a raw value keeps its
+// bytes; a Go string gets U+FFFD), repeated names are accepted (the last
+// wins), and names match exactly (v1 also matched them ignoring case;
+// the Store never wrote such names). Strings are quoted and unquoted by
+// jsontext, the syntax layer of encoding/json/v2.
 
 // errShape is the cause of a corrupt record whose JSON is valid but not a
 // task record's.
 var errShape = errors.New("not a task record")
 
+// recordScanner reads one stored document.
+type recordScanner struct {
+	jsonScanner
+	br *Record
+}
+
 func decodeRecord(br Record) (*TaskRecord, error) {
-	d := decoderPool.Get().(*recordDecoder)
-	d.in.Reset()
-	d.in.Write(br.Data)
-	d.dec.Reset(&d.in, recordDecodeOptions...)
-	d.own = bytes.Clone(br.Data)
+	d := recordScanner{jsonScanner: jsonScanner{b: br.Data, maxString: -1, maxDepth: -1}, br: &br}
 	r, err := d.record()
-	d.own = nil
-	d.in.Reset()
-	decoderPool.Put(d)
 	if err != nil {
 		return nil, fmt.Errorf("%w: stored task %s is corrupt: %v", ErrBackend, br.TaskID, err)
 	}
@@ -82,18 +61,27 @@ type recordBox struct {
 	expires   time.Time
 }
 
-func (d *recordDecoder) record() (*TaskRecord, error) {
+func (d *recordScanner) record() (*TaskRecord, error) {
 	box := &recordBox{}
 	r := &box.rec
 	hasTask := false
-	if err := d.object(func(name []byte) error {
-		var err error
+	if err := d.openObject(); err != nil {
+		return nil, err
+	}
+	for n := 0; ; n++ {
+		name, ok, err := d.member(n)
+		if err != nil {
+			return nil, err
+		}
+		if !ok {
+			break
+		}
 		switch string(name) {
 		case "task":
 			hasTask = true
 			err = d.task(box)
 		case "ownerId":
-			r.OwnerID, err = d.str()
+			r.OwnerID, err = d.strOr(d.br.Owner)
 		case "variables":
 			r.Variables, err = d.rawMap(r.Variables)
 		case "result":
@@ -129,9 +117,12 @@ func (d *recordDecoder) record() (*TaskRecord, error) {
 				r.Unknown[string(name)] = v
 			}
 		}
-		return err
-	}); err != nil {
-		return nil, err
+		if err != nil {
+			return nil, err
+		}
+	}
+	if err := d.end(); err != nil {
+		return nil, fmt.Errorf("%w: data after the document", errShape)
 	}
 	if !hasTask {
 		return nil, fmt.Errorf("%w: no task", errShape)
@@ -139,24 +130,49 @@ func (d *recordDecoder) record() (*TaskRecord, error) {
 	if r.Variables == nil {
 		r.Variables = map[string]json.RawMessage{}
 	}
-	if _, err := d.dec.ReadToken(); err == nil {
-		return nil, fmt.Errorf("%w: data after the document", errShape)
-	}
 	return r, nil
 }
 
-func (d *recordDecoder) task(box *recordBox) error {
+// openObject reads the '{' of an object; anything else is not a record's
+// shape (a syntax error is reported as one).
+func (d *recordScanner) openObject() error {
+	switch c := d.peek(); c {
+	case '{':
+		return d.open()
+	case 0:
+		return d.unexpected()
+	default:
+		if err := d.value(); err != nil {
+			return err
+		}
+		return fmt.Errorf("%w: %c where an object belongs", errShape, c)
+	}
+}
+
+func (d *recordScanner) task(box *recordBox) error {
 	t := &box.rec.Task
 	var created, updated bool
-	err := d.object(func(name []byte) error {
-		var err error
+	if d.null() {
+		return fmt.Errorf("%w: task has no createdAt", errShape)
+	}
+	if err := d.openObject(); err != nil {
+		return err
+	}
+	for n := 0; ; n++ {
+		name, ok, err := d.member(n)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			break
+		}
 		switch string(name) {
 		case "taskId":
-			t.TaskID, err = d.str()
+			t.TaskID, err = d.strOr(d.br.TaskID)
 		case "status":
 			t.Status, err = d.status()
 		case "statusMessage":
-			t.StatusMessage, err = d.str()
+			t.StatusMessage, err = d.strOr("")
 		case "createdAt":
 			t.CreatedAt, created, err = d.time()
 		case "lastUpdatedAt":
@@ -174,13 +190,13 @@ func (d *recordDecoder) task(box *recordBox) error {
 		case "_meta":
 			t.Meta, err = d.rawMap(t.Meta)
 		default:
-			err = d.dec.SkipValue()
+			err = d.value()
 		}
-		return err
-	})
+		if err != nil {
+			return err
+		}
+	}
 	switch {
-	case err != nil:
-		return err
 	case !created:
 		return fmt.Errorf("%w: task has no createdAt", errShape)
 	case !updated:
@@ -189,234 +205,254 @@ func (d *recordDecoder) task(box *recordBox) error {
 	return nil
 }
 
-func (d *recordDecoder) rpcError() (*RPCError, error) {
-	if d.dec.PeekKind() == 'n' {
-		_, err := d.dec.ReadToken()
+func (d *recordScanner) rpcError() (*RPCError, error) {
+	if d.null() {
+		return nil, nil
+	}
+	if err := d.openObject(); err != nil {
 		return nil, err
 	}
 	e := &RPCError{}
-	err := d.object(func(name []byte) error {
-		var err error
+	for n := 0; ; n++ {
+		name, ok, err := d.member(n)
+		if err != nil {
+			return nil, err
+		}
+		if !ok {
+			return e, nil
+		}
 		switch string(name) {
 		case "code":
-			var v jsontext.Value
-			if v, err = d.dec.ReadValue(); err == nil && v.Kind() != 'n' {
-				var n int64
-				if n, err = parseInt(v); err == nil {
-					e.Code = int(n)
-				}
+			var v int64
+			if v, err = d.int(); err == nil {
+				e.Code = int(v)
 			}
 		case "message":
-			e.Message, err = d.str()
+			e.Message, err = d.strOr("")
 		case "data":
 			e.Data, err = d.raw()
 		default:
-			err = d.dec.SkipValue()
+			err = d.value()
 		}
-		return err
-	})
-	return e, err
+		if err != nil {
+			return nil, err
+		}
+	}
 }
 
-func (d *recordDecoder) lease() (*Lease, error) {
-	if d.dec.PeekKind() == 'n' {
-		_, err := d.dec.ReadToken()
+func (d *recordScanner) lease() (*Lease, error) {
+	if d.null() {
+		return nil, nil
+	}
+	if err := d.openObject(); err != nil {
 		return nil, err
 	}
 	l := &Lease{}
-	err := d.object(func(name []byte) error {
-		var err error
+	for n := 0; ; n++ {
+		name, ok, err := d.member(n)
+		if err != nil {
+			return nil, err
+		}
+		if !ok {
+			return l, nil
+		}
 		switch string(name) {
 		case "runner":
-			l.Runner, err = d.str()
+			l.Runner, err = d.strOr("")
 		case "attempt":
-			var v jsontext.Value
-			if v, err = d.dec.ReadValue(); err == nil && v.Kind() != 'n' {
-				var n int64
-				if n, err = parseInt(v); err == nil {
-					l.Attempt = int(n)
-				}
+			var v int64
+			if v, err = d.int(); err == nil {
+				l.Attempt = int(v)
 			}
 		default:
-			err = d.dec.SkipValue()
+			err = d.value()
 		}
-		return err
-	})
-	return l, err
-}
-
-// object reads one JSON object (or null, which reads as nothing), calling
-// member for each name with the decoder positioned at the member's value.
-func (d *recordDecoder) object(member func(name []byte) error) error {
-	tok, err := d.dec.ReadToken()
-	if err != nil {
-		return err
-	}
-	switch tok.Kind() {
-	case 'n':
-		return nil
-	case '{':
-	default:
-		return fmt.Errorf("%w: %v where an object belongs", errShape, tok.Kind())
-	}
-	for d.dec.PeekKind() != '}' {
-		name, err := d.dec.ReadValue()
 		if err != nil {
-			return err
-		}
-		if err := member(unquoteName(name)); err != nil {
-			return err
+			return nil, err
 		}
 	}
-	_, err = d.dec.ReadToken()
-	return err
 }
 
-// unquoteName returns a member name's text; names we write need no
-// unescaping, others (such as "t\u0061sk") are unescaped, and invalid
-// UTF-8 becomes U+FFFD, as in v1.
-func unquoteName(v jsontext.Value) []byte {
-	b := v[1 : len(v)-1]
-	if bytes.IndexByte(b, '\\') < 0 && utf8.Valid(b) {
-		return b
-	}
-	out, _ := jsontext.AppendUnquote(nil, v)
-	return out
-}
-
-// raw returns the next value as a slice of the caller's copy.
-func (d *recordDecoder) raw() (json.RawMessage, error) {
-	v, err := d.dec.ReadValue()
-	if err != nil {
+// raw returns the next value as a slice of the document.
+func (d *recordScanner) raw() (json.RawMessage, error) {
+	d.skipSpace()
+	start := d.i
+	if err := d.value(); err != nil {
 		return nil, err
 	}
-	end := int(d.dec.InputOffset())
-	return json.RawMessage(d.own[end-len(v) : end : end]), nil
+	return json.RawMessage(d.b[start:d.i:d.i]), nil
 }
 
-// rawMap reads an object of raw values into m (made when nil).
-func (d *recordDecoder) rawMap(m map[string]json.RawMessage) (map[string]json.RawMessage, error) {
-	if d.dec.PeekKind() == 'n' {
-		_, err := d.dec.ReadToken()
-		return m, err
+// rawMap reads an object of raw values into m (made when nil); null
+// reads as nothing.
+func (d *recordScanner) rawMap(m map[string]json.RawMessage) (map[string]json.RawMessage, error) {
+	if d.null() {
+		return m, nil
+	}
+	if err := d.openObject(); err != nil {
+		return nil, err
 	}
 	if m == nil {
 		m = make(map[string]json.RawMessage)
 	}
-	err := d.object(func(name []byte) error {
+	for n := 0; ; n++ {
+		name, ok, err := d.member(n)
+		if err != nil {
+			return nil, err
+		}
+		if !ok {
+			return m, nil
+		}
 		v, err := d.raw()
+		if err != nil {
+			return nil, err
+		}
 		m[string(name)] = v
-		return err
-	})
-	return m, err
+	}
 }
 
-// str reads a string (null reads as "").
-func (d *recordDecoder) str() (string, error) {
-	v, err := d.dec.ReadValue()
+// quoted reads a string: text is what lies between its quotes, plain
+// reports that text is the string itself (no escape, valid UTF-8).
+func (d *recordScanner) quoted(what string) (text []byte, plain bool, err error) {
+	if c := d.peek(); c != '"' {
+		if err := d.value(); err != nil {
+			return nil, false, err
+		}
+		return nil, false, fmt.Errorf("%w: %c where %s belongs", errShape, c, what)
+	}
+	start, plain, err := d.str()
 	if err != nil {
-		return "", err
+		return nil, false, err
 	}
-	return stringOf(v)
+	return d.b[start : d.i-1], plain, nil
 }
 
-// stringOf is a string or null value's text. Invalid UTF-8 becomes U+FFFD,
-// as encoding/json v1 did.
-func stringOf(v jsontext.Value) (string, error) {
-	switch v.Kind() {
-	case 'n':
+// text is the Go string of a string quoted returned: invalid UTF-8
+// becomes U+FFFD, as in v1.
+func (d *recordScanner) text(text []byte, plain bool) string {
+	if plain {
+		return string(text)
+	}
+	return string(unquote(d.b[d.i-len(text)-2 : d.i]))
+}
+
+// unquote unescapes a quoted JSON string the scanner accepted; invalid
+// UTF-8 becomes U+FFFD (jsontext's error then says only that).
+func unquote(q []byte) []byte {
+	out, _ := jsontext.AppendUnquote(nil, q)
+	return out
+}
+
+// strOr reads a string (null reads as ""); when it equals known, known is
+// returned, so that the task id and owner the backend already holds are
+// not allocated again.
+func (d *recordScanner) strOr(known string) (string, error) {
+	if d.null() {
 		return "", nil
-	case '"':
-	default:
-		return "", fmt.Errorf("%w: %v where a string belongs", errShape, v.Kind())
 	}
-	b := v[1 : len(v)-1]
-	if bytes.IndexByte(b, '\\') < 0 && utf8.Valid(b) {
-		return string(b), nil
+	text, plain, err := d.quoted("a string")
+	switch {
+	case err != nil:
+		return "", err
+	case plain && string(text) == known:
+		return known, nil
 	}
-	out, _ := jsontext.AppendUnquote(nil, v) // its error only reports invalid UTF-8
-	return string(out), nil
+	return d.text(text, plain), nil
 }
 
 // status reads a status without allocating for the five known ones.
-func (d *recordDecoder) status() (Status, error) {
-	v, err := d.dec.ReadValue()
+func (d *recordScanner) status() (Status, error) {
+	if d.null() {
+		return "", nil
+	}
+	text, plain, err := d.quoted("a string")
 	if err != nil {
 		return "", err
 	}
-	switch string(v) {
-	case `"working"`:
+	switch string(text) {
+	case "working":
 		return StatusWorking, nil
-	case `"input_required"`:
+	case "input_required":
 		return StatusInputRequired, nil
-	case `"completed"`:
+	case "completed":
 		return StatusCompleted, nil
-	case `"failed"`:
+	case "failed":
 		return StatusFailed, nil
-	case `"cancelled"`:
+	case "cancelled":
 		return StatusCancelled, nil
 	}
-	s, err := stringOf(v)
-	return Status(s), err
+	return Status(d.text(text, plain)), nil
 }
 
 // method reads the request method, without allocating for the methods
 // that run as tasks.
-func (d *recordDecoder) method() (string, error) {
-	v, err := d.dec.ReadValue()
+func (d *recordScanner) method() (string, error) {
+	if d.null() {
+		return "", nil
+	}
+	text, plain, err := d.quoted("a string")
 	if err != nil {
 		return "", err
 	}
-	switch string(v) {
-	case `"tools/call"`:
+	switch string(text) {
+	case "tools/call":
 		return "tools/call", nil
-	case `"sampling/createMessage"`:
+	case "sampling/createMessage":
 		return "sampling/createMessage", nil
-	case `"elicitation/create"`:
+	case "elicitation/create":
 		return "elicitation/create", nil
 	}
-	return stringOf(v)
+	return d.text(text, plain), nil
 }
 
 // time reads a timestamp string; ok is false for null.
-func (d *recordDecoder) time() (t time.Time, ok bool, err error) {
-	v, err := d.dec.ReadValue()
-	if err != nil || v.Kind() == 'n' {
-		return time.Time{}, false, err
+func (d *recordScanner) time() (t time.Time, ok bool, err error) {
+	if d.null() {
+		return time.Time{}, false, nil
 	}
-	if v.Kind() != '"' {
-		return time.Time{}, false, fmt.Errorf("%w: %v where a timestamp belongs", errShape, v.Kind())
-	}
-	if t, ok := parseMillisUTC(v[1 : len(v)-1]); ok {
-		return t, true, nil
-	}
-	s, err := jsontext.AppendUnquote(nil, v)
+	text, plain, err := d.quoted("a timestamp")
 	if err != nil {
 		return time.Time{}, false, err
 	}
-	t, err = time.Parse(time.RFC3339Nano, string(s))
+	if t, ok := parseMillisUTC(text); ok {
+		return t, true, nil
+	}
+	t, err = time.Parse(time.RFC3339Nano, d.text(text, plain))
 	return t, err == nil, err
 }
 
 // millis reads a whole number of milliseconds; ok is false for null.
-func (d *recordDecoder) millis() (time.Duration, bool, error) {
-	v, err := d.dec.ReadValue()
-	if err != nil || v.Kind() == 'n' {
-		return 0, false, err
+func (d *recordScanner) millis() (time.Duration, bool, error) {
+	if d.null() {
+		return 0, false, nil
 	}
-	ms, err := parseInt(v)
+	ms, err := d.int()
 	if err != nil {
 		return 0, false, err
 	}
 	return time.Duration(ms) * time.Millisecond, true, nil
 }
 
-// parseInt reads a JSON number that must be a whole int64, as v1 did.
-func parseInt(v jsontext.Value) (int64, error) {
-	if v.Kind() != '0' {
-		return 0, fmt.Errorf("%w: %v where a number belongs", errShape, v.Kind())
+// int reads a number that must be a whole int64, as v1 did; null reads
+// as 0.
+func (d *recordScanner) int() (int64, error) {
+	if d.null() {
+		return 0, nil
 	}
-	b, neg := []byte(v), false
+	c := d.peek()
+	start := d.i
+	if err := d.value(); err != nil {
+		return 0, err
+	}
+	if c != '-' && (c < '0' || c > '9') {
+		return 0, fmt.Errorf("%w: %c where a number belongs", errShape, c)
+	}
+	return parseInt(d.b[start:d.i])
+}
+
+// parseInt reads a JSON number that must be a whole int64, as v1 did.
+func parseInt(v []byte) (int64, error) {
+	b, neg := v, false
 	if b[0] == '-' {
 		b, neg = b[1:], true
 	}
@@ -474,22 +510,13 @@ func decodeRawObject(raw []byte) (map[string]json.RawMessage, error) {
 	if len(raw) == 0 {
 		return m, nil
 	}
-	d := decoderPool.Get().(*recordDecoder)
-	d.in.Reset()
-	d.in.Write(raw)
-	d.dec.Reset(&d.in, recordDecodeOptions...)
-	d.own = bytes.Clone(raw)
+	d := recordScanner{jsonScanner: jsonScanner{b: bytes.Clone(raw), maxString: -1, maxDepth: -1}}
 	m, err := d.rawMap(m)
-	if err == nil {
-		if _, err2 := d.dec.ReadToken(); err2 == nil {
-			err = fmt.Errorf("%w: data after the object", errShape)
-		}
-	}
-	d.own = nil
-	d.in.Reset()
-	decoderPool.Put(d)
 	if err != nil {
 		return nil, err
+	}
+	if err := d.end(); err != nil {
+		return nil, fmt.Errorf("%w: data after the object", errShape)
 	}
 	return m, nil
 }

@@ -74,6 +74,7 @@ func runBackendTests(t *testing.T, newBackend NewBackend) {
 		{"Heartbeats", testHeartbeats},
 		{"Notify", testNotify},
 		{"GetMany", testGetMany},
+		{"ReturnedDataIsTheCallers", testReturnedData},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -128,6 +129,61 @@ func testCreateGet(t *testing.T, b taskstore.Backend) {
 	if !got.ExpiresAt.IsZero() || got.Version != 1 {
 		t.Fatalf("got ExpiresAt %v version %d, want zero and 1", got.ExpiresAt, got.Version)
 	}
+}
+
+// testReturnedData: the Data of a record a backend returns is the
+// caller's (the Store keeps slices of it in the records it hands out):
+// writing into it changes neither what is stored nor what another read
+// returns, and neither does writing into the Data a caller passed in.
+func testReturnedData(t *testing.T, b taskstore.Backend) {
+	ctx := t.Context()
+	const doc = `{"v":"original"}`
+	r := rec("alice", doc)
+	mustCreate(t, b, r)
+	clear(r.Data) // the caller's buffer, reused after Create
+	scribble := func(recs ...taskstore.Record) {
+		for _, x := range recs {
+			for i := range x.Data {
+				x.Data[i] = 'X'
+			}
+		}
+	}
+	check := func(what string) {
+		t.Helper()
+		got, err := b.Get(ctx, "alice", r.TaskID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if string(got.Data) != doc {
+			t.Fatalf("%s: Get returns %q, want %q", what, got.Data, doc)
+		}
+	}
+	got, err := b.Get(ctx, "alice", r.TaskID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	scribble(got)
+	check("after writing into Get's Data")
+	page, _, err := b.List(ctx, "alice", "", 10)
+	if err != nil || len(page) != 1 {
+		t.Fatalf("List: %d records, %v", len(page), err)
+	}
+	scribble(page...)
+	check("after writing into List's Data")
+	if bg, ok := b.(taskstore.BatchGetter); ok {
+		many, err := bg.GetMany(ctx, []taskstore.Key{{Owner: "alice", TaskID: r.TaskID}})
+		if err != nil || len(many) != 1 {
+			t.Fatalf("GetMany: %d records, %v", len(many), err)
+		}
+		scribble(many...)
+		check("after writing into GetMany's Data")
+	}
+	up := upd("alice", r.TaskID, []byte(doc))
+	if _, err := b.Update(ctx, up, 1); err != nil {
+		t.Fatal(err)
+	}
+	scribble(up)
+	check("after writing into Update's Data")
 }
 
 func testCreateNeverOverwrites(t *testing.T, b taskstore.Backend) {
