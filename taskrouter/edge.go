@@ -107,6 +107,9 @@ func (e *httpEdge) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 			e.next20260728.ServeHTTP(w, req) // it answers 405 to GET and DELETE
 			return
 		}
+		if req.Method == http.MethodGet {
+			e.r.noteStream(req.Header.Get("Mcp-Session-Id"))
+		}
 		rw := &responseWriter{ResponseWriter: w, r: e.r, hold400: true}
 		e.next.ServeHTTP(rw, req)
 		rw.finish(nil)

@@ -226,14 +226,17 @@ func SessionOwner(_ context.Context, req mcp.Request) string {
 // logOwner is how an owner appears in log lines. A SessionOwner owner
 // holds the session id, the credential of its tasks, so it is logged as a
 // short SHA-256 digest: stable, so a session's lines still correlate, and
-// of no use to whoever reads the log.
-func logOwner(owner string) string {
-	id, ok := strings.CutPrefix(owner, "session:")
+// of no use to whoever reads the log. The digest is computed only for a
+// line that is written.
+type logOwner string
+
+func (o logOwner) LogValue() slog.Value {
+	id, ok := strings.CutPrefix(string(o), "session:")
 	if !ok {
-		return owner
+		return slog.StringValue(string(o))
 	}
 	sum := sha256.Sum256([]byte(id))
-	return "session:sha256:" + hex.EncodeToString(sum[:6])
+	return slog.StringValue("session:sha256:" + hex.EncodeToString(sum[:6]))
 }
 
 type ownerKey struct{}

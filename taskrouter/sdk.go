@@ -47,6 +47,7 @@ type sdkState struct {
 	servers  []*mcp.Server
 	sessions map[*mcp.ServerSession]string // session -> owner (normalized)
 	pruned   int                           // len(sessions) after the last pruning
+	streamed map[string]bool               // ids of HTTP sessions that opened a standalone stream
 	watchers map[chan struct{}]bool        // poked on every local task change (listen.go)
 	requests map[string]context.Context    // edge token -> the HTTP request of a tasks/result
 }
@@ -56,6 +57,7 @@ func (s *sdkState) init() {
 	rand.Read(b[:])
 	s.marker = "io.mcptasks/status-" + hex.EncodeToString(b[:])
 	s.sessions = map[*mcp.ServerSession]string{}
+	s.streamed = map[string]bool{}
 	s.watchers = map[chan struct{}]bool{}
 	s.requests = map[string]context.Context{}
 }
@@ -134,15 +136,7 @@ func (r *Router) noteSession(req mcp.Request, owner string) {
 // and forgets sessions that have ended.
 func (r *Router) sessionsOf(owner string) []*mcp.ServerSession {
 	owner = normOwner(owner)
-	r.sdk.mu.Lock()
-	servers := r.sdk.servers
-	r.sdk.mu.Unlock()
-	live := map[*mcp.ServerSession]bool{}
-	for _, s := range servers {
-		for ss := range s.Sessions() {
-			live[ss] = true
-		}
-	}
+	live, ids := r.liveSessions()
 	var out []*mcp.ServerSession
 	r.sdk.mu.Lock()
 	defer r.sdk.mu.Unlock()
@@ -153,17 +147,63 @@ func (r *Router) sessionsOf(owner string) []*mcp.ServerSession {
 			out = append(out, ss)
 		}
 	}
+	for id := range r.sdk.streamed {
+		if !ids[id] {
+			delete(r.sdk.streamed, id)
+		}
+	}
 	r.sdk.pruned = len(r.sdk.sessions)
 	return out
 }
 
+// liveSessions returns the sessions of the installed servers, and their
+// ids.
+func (r *Router) liveSessions() (map[*mcp.ServerSession]bool, map[string]bool) {
+	r.sdk.mu.Lock()
+	servers := r.sdk.servers
+	r.sdk.mu.Unlock()
+	live, ids := map[*mcp.ServerSession]bool{}, map[string]bool{}
+	for _, s := range servers {
+		for ss := range s.Sessions() {
+			live[ss], ids[ss.ID()] = true, true
+		}
+	}
+	return live, ids
+}
+
+// noteStream records that the HTTP session id opened its standalone SSE
+// stream (an HTTP GET), where its status notifications go. The SDK drops
+// what a session without that stream cannot receive (or keeps it for a
+// replay that needs the stream's last event id), so a session that never
+// opened one is sent none: encoding them for nobody cost a tenth of a
+// task's round trip.
+func (r *Router) noteStream(id string) {
+	if _, ids := r.liveSessions(); id == "" || !ids[id] {
+		return
+	}
+	r.sdk.mu.Lock()
+	r.sdk.streamed[id] = true
+	r.sdk.mu.Unlock()
+}
+
 // notifyStatus sends rec's 2025-11-25 status notification to its owner's
-// sessions on this replica, and to no one else (2026-07-28 clients get
-// theirs on listen streams).
+// sessions on this replica that can receive it (stdio, or HTTP with a
+// standalone stream), and to no one else (2026-07-28 clients get theirs
+// on listen streams).
 func (r *Router) notifyStatus(rec *taskstore.TaskRecord) {
 	r.pokeWatchers()
-	method, params := view20251125{}.notification(rec, nil)
+	var method string
+	var params any
 	for _, ss := range r.sessionsOf(rec.OwnerID) {
+		r.sdk.mu.Lock()
+		ok := ss.ID() == "" || r.sdk.streamed[ss.ID()]
+		r.sdk.mu.Unlock()
+		if !ok {
+			continue
+		}
+		if method == "" {
+			method, params = view20251125{}.notification(rec, nil)
+		}
 		// Best effort: notifications are optional and the session may be gone.
 		_ = r.standIn(context.Background(), ss, method, params)
 	}
