@@ -84,10 +84,13 @@ func (rn *run) poke() {
 }
 
 // end stops the run's work: the task was cancelled or ended elsewhere
-// (why == ""), or is abandoned at shutdown (why is the failure to record).
+// (why == ""), or is abandoned at shutdown (why is the failure to record,
+// unless the work ended first).
 func (rn *run) end(why string) {
 	rn.stopOnce.Do(func() {
-		rn.finished.Store(true)
+		if rn.finished.Swap(true) {
+			why = "" // the work ended first: its outcome is being stored
+		}
 		rn.why = why
 		close(rn.stopped)
 	})
@@ -127,25 +130,31 @@ func (r *Router) run(rec *taskstore.TaskRecord, values func(context.Context) con
 		return errShuttingDown
 	}
 	rr.runs[rn.id] = rn
-	rr.wg.Add(1)
+	rr.wg.Add(2)
 	rr.mu.Unlock()
-	go r.supervise(ctx, rn, work)
+	// The work starts at once, on its own goroutine, and stores its own
+	// outcome (finish), so its end waits for no other goroutine.
+	ended := make(chan struct{})
+	go func() {
+		defer rr.wg.Done()
+		defer close(ended)
+		r.finish(rn, r.runWork(ctx, rn, work))
+	}()
+	go r.supervise(rn, ended)
 	return nil
 }
 
-// supervise is the one goroutine of a run: it starts the work and selects
-// on its end, the watch, the expiry and a local stop. The watch re-reads
+// supervise is the one goroutine that watches a run: it selects on the
+// work's end, the watch, the expiry and a local stop. The watch re-reads
 // the task when it is poked: by the change feed (feed.go), or by the
 // poller (watch.go) when the task's version moved; so a cancel made on
 // another replica, an end through the handle, or a takeover after this
 // replica lost its lease stops the work. At expiry the task is gone from
 // the store, so its work stops.
-func (r *Router) supervise(ctx context.Context, rn *run, work Work) {
+func (r *Router) supervise(rn *run, ended <-chan struct{}) {
 	defer r.runner.wg.Done()
 	defer close(rn.exited)
 	defer r.forget(rn)
-	ended := make(chan Outcome, 1)
-	go func() { ended <- r.runWork(ctx, rn, work) }()
 	var expiry <-chan time.Time
 	if rn.expires != nil {
 		t := time.NewTimer(time.Until(*rn.expires))
@@ -155,8 +164,7 @@ func (r *Router) supervise(ctx context.Context, rn *run, work Work) {
 	stopped := rn.stopped
 	for {
 		select {
-		case out := <-ended:
-			r.finish(rn, out)
+		case <-ended:
 			return
 		case <-stopped:
 			stopped = nil

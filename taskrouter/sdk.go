@@ -128,23 +128,19 @@ func (r *Router) noteSession(req mcp.Request, owner string) {
 	prune := len(r.sdk.sessions) > 2*r.sdk.pruned+64
 	r.sdk.mu.Unlock()
 	if prune {
-		r.sessionsOf("") // forgets ended sessions
+		r.pruneSessions()
 	}
 }
 
-// sessionsOf returns the live sessions whose requests resolved to owner,
-// and forgets sessions that have ended.
-func (r *Router) sessionsOf(owner string) []*mcp.ServerSession {
-	owner = normOwner(owner)
+// pruneSessions forgets the sessions that have ended (amortized: when the
+// map has doubled since the last pruning).
+func (r *Router) pruneSessions() {
 	live, ids := r.liveSessions()
-	var out []*mcp.ServerSession
 	r.sdk.mu.Lock()
 	defer r.sdk.mu.Unlock()
-	for ss, o := range r.sdk.sessions {
+	for ss := range r.sdk.sessions {
 		if !live[ss] {
 			delete(r.sdk.sessions, ss)
-		} else if o == owner {
-			out = append(out, ss)
 		}
 	}
 	for id := range r.sdk.streamed {
@@ -153,6 +149,22 @@ func (r *Router) sessionsOf(owner string) []*mcp.ServerSession {
 		}
 	}
 	r.sdk.pruned = len(r.sdk.sessions)
+}
+
+// sessionsOf returns the sessions whose requests resolved to owner and
+// that can receive status notifications: stdio's (no id), or HTTP sessions
+// that opened a standalone stream. An ended one not yet pruned refuses
+// the send.
+func (r *Router) sessionsOf(owner string) []*mcp.ServerSession {
+	owner = normOwner(owner)
+	var out []*mcp.ServerSession
+	r.sdk.mu.Lock()
+	defer r.sdk.mu.Unlock()
+	for ss, o := range r.sdk.sessions {
+		if o == owner && (ss.ID() == "" || r.sdk.streamed[ss.ID()]) {
+			out = append(out, ss)
+		}
+	}
 	return out
 }
 
@@ -192,18 +204,12 @@ func (r *Router) noteStream(id string) {
 // on listen streams).
 func (r *Router) notifyStatus(rec *taskstore.TaskRecord) {
 	r.pokeWatchers()
-	var method string
-	var params any
-	for _, ss := range r.sessionsOf(rec.OwnerID) {
-		r.sdk.mu.Lock()
-		ok := ss.ID() == "" || r.sdk.streamed[ss.ID()]
-		r.sdk.mu.Unlock()
-		if !ok {
-			continue
-		}
-		if method == "" {
-			method, params = view20251125{}.notification(rec, nil)
-		}
+	sessions := r.sessionsOf(rec.OwnerID)
+	if len(sessions) == 0 {
+		return
+	}
+	method, params := view20251125{}.notification(rec, nil)
+	for _, ss := range sessions {
 		// Best effort: notifications are optional and the session may be gone.
 		_ = r.standIn(context.Background(), ss, method, params)
 	}
