@@ -500,23 +500,34 @@ end
 return 0
 `)
 
-	// KEYS: rec act [run]. ARGV: data expected active(0|1) runner_b64 id
-	// channel message [run_member]. Returns the new version, -1 not found,
-	// -2 version conflict. Only the header is read; KEEPTTL keeps the
-	// expiry.
+	// KEYS: rec act [run]. ARGV: value expected active(0|1) runner_b64 id
+	// channel message expiry_ms header_len [run_member]. value is the
+	// whole stored form at version expected+1 with the caller's expiry
+	// (header_len bytes of header): when the stored expiry is that one (it
+	// never changes) the script stores value as it came; else it rebuilds
+	// the header with the stored expiry. Returns the new version, -1 not
+	// found, -2 version conflict. Only the header is read; KEEPTTL keeps
+	// the expiry. The active index is written only when the active flag
+	// changes: every script keeps it equal to the live records' flags.
 	redisUpdate = redis.NewScript(`
 local head = redis.call('GETRANGE', KEYS[1], 0, 255)
 if head == '' then return -1 end
-local v, e = string.match(head, '^(%d+):(%d*):')
+local v, e, a = string.match(head, '^(%d+):(%d*):(%d*):')
 if v ~= ARGV[2] then return -2 end
 local nv = tonumber(v) + 1
-redis.call('SET', KEYS[1], string.format('%d:%s:%s:%s:', nv, e, ARGV[3], ARGV[4]) .. ARGV[1], 'KEEPTTL')
-if ARGV[3] == '1' then
-  if e == '' then redis.call('ZADD', KEYS[2], '+inf', ARGV[5]) else redis.call('ZADD', KEYS[2], e, ARGV[5]) end
+if e == ARGV[8] then
+  redis.call('SET', KEYS[1], ARGV[1], 'KEEPTTL')
 else
-  redis.call('ZREM', KEYS[2], ARGV[5])
+  redis.call('SET', KEYS[1], string.format('%d:%s:%s:%s:', nv, e, ARGV[3], ARGV[4]) .. string.sub(ARGV[1], tonumber(ARGV[9]) + 1), 'KEEPTTL')
 end
-if KEYS[3] then redis.call('ZADD', KEYS[3], 0, ARGV[8]) end
+if a ~= ARGV[3] then
+  if ARGV[3] == '1' then
+    if e == '' then redis.call('ZADD', KEYS[2], '+inf', ARGV[5]) else redis.call('ZADD', KEYS[2], e, ARGV[5]) end
+  else
+    redis.call('ZREM', KEYS[2], ARGV[5])
+  end
+end
+if KEYS[3] then redis.call('ZADD', KEYS[3], 0, ARGV[10]) end
 redis.call('PUBLISH', ARGV[6], ARGV[7])
 return nv
 `)
@@ -646,7 +657,7 @@ func (b *redisBackend) Create(ctx context.Context, rec taskstore.Record, lim tas
 	}
 	recKey, ids, exp, act := b.keys(rec.Owner, rec.TaskID)
 	expMS, pxat := redisExpiry(rec.ExpiresAt)
-	args := []any{rec.TaskID, redisValue(1, expMS, rec.Active, rec.Runner, rec.Data), expMS, pxat,
+	args := []any{rec.TaskID, redisValue(1, expMS, rec.Active, redisRunnerField(rec.Runner), rec.Data), expMS, pxat,
 		max(lim.MaxActive, 0), max(lim.MaxStored, 0), redisFlag(rec.Active),
 		b.changesChan(), b.runMember(rec.Owner, rec.TaskID)}
 	if runKeys != nil {
@@ -669,9 +680,9 @@ func (b *redisBackend) Create(ctx context.Context, rec taskstore.Record, lim tas
 	return fmt.Errorf("%w: redis create: unexpected reply %d", taskstore.ErrBackend, res)
 }
 
-// redisValue is the stored form of a record: "VERSION:EXPIRY:ACTIVE:RUNNER:DATA".
-func redisValue(version uint64, expMS string, active bool, runner string, data []byte) []byte {
-	r := redisRunnerField(runner)
+// redisValue is the stored form of a record: "VERSION:EXPIRY:ACTIVE:RUNNER:DATA"
+// (runner already in base64url, see redisRunnerField).
+func redisValue(version uint64, expMS string, active bool, r string, data []byte) []byte {
 	value := make([]byte, 0, len(data)+len(expMS)+len(r)+24)
 	value = strconv.AppendUint(value, version, 10)
 	value = append(append(append(value, ':'), expMS...), ':')
@@ -754,8 +765,11 @@ func (b *redisBackend) Update(ctx context.Context, rec taskstore.Record, expecte
 		return 0, err
 	}
 	recKey, _, _, act := b.keys(rec.Owner, rec.TaskID)
-	args := []any{rec.Data, strconv.FormatUint(expected, 10), redisFlag(rec.Active), redisRunnerField(rec.Runner),
-		rec.TaskID, b.changesChan(), b.runMember(rec.Owner, rec.TaskID)}
+	expMS, _ := redisExpiry(rec.ExpiresAt)
+	runner := redisRunnerField(rec.Runner)
+	value := redisValue(expected+1, expMS, rec.Active, runner, rec.Data)
+	args := []any{value, strconv.FormatUint(expected, 10), redisFlag(rec.Active), runner,
+		rec.TaskID, b.changesChan(), b.runMember(rec.Owner, rec.TaskID), expMS, len(value) - len(rec.Data)}
 	if runKeys != nil {
 		args = append(args, member)
 	}

@@ -27,6 +27,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/mcptasks/mcptasks/taskstore"
@@ -932,7 +933,7 @@ func BenchmarkRedisRatios(b *testing.B) {
 				}
 				versions[c] = r.Version
 			}
-			v, err := rb.Update(ctx, taskstore.Record{Owner: "bench-cas", TaskID: casIDs[c], Data: raw.Data}, versions[c])
+			v, err := rb.Update(ctx, taskstore.Record{Owner: "bench-cas", TaskID: casIDs[c], Data: raw.Data, ExpiresAt: raw.ExpiresAt}, versions[c])
 			versions[c] = v
 			return err
 		},
@@ -1014,5 +1015,53 @@ func TestRedisRecKey(t *testing.T) {
 	}
 	if n := testing.AllocsPerRun(100, func() { _ = b.recKey("alice", "id") }); n > 1 {
 		t.Errorf("recKey allocates %v times, want 1", n)
+	}
+}
+
+// TestRedisUpdateExpiryKept: the update script stores the caller's value
+// as it came only when the caller's expiry is the stored one; with any
+// other (or none) it rebuilds the header, so the expiry never changes and
+// the data is the caller's byte for byte. The active index follows the
+// flag either way.
+func TestRedisUpdateExpiryKept(t *testing.T) {
+	rb := newRedisFactory(redisTestURL(t, envRedisURL))(t).(*redisBackend)
+	ctx := t.Context()
+	exp := time.Now().Add(time.Hour).Truncate(time.Millisecond)
+	r := taskstore.Record{Owner: "alice", TaskID: taskstore.NewTaskID(time.Now()), Data: []byte(`{"v":0}`), ExpiresAt: exp, Active: true}
+	if err := rb.Create(ctx, r, taskstore.Limits{}); err != nil {
+		t.Fatal(err)
+	}
+	_, _, _, act := rb.keys("alice", r.TaskID)
+	for i, tc := range []struct {
+		exp    time.Time
+		active bool
+		data   string
+	}{
+		{exp, true, `{"v":1}`},
+		{time.Time{}, false, `{"v":2,"x":"::"}`},
+		{exp.Add(time.Minute), true, `{"v":3}`},
+		{exp, false, `{"v":4}`},
+		{exp, false, `{"v":5}`},
+	} {
+		u := taskstore.Record{Owner: "alice", TaskID: r.TaskID, Data: []byte(tc.data), ExpiresAt: tc.exp, Active: tc.active}
+		v, err := rb.Update(ctx, u, uint64(i+1))
+		if err != nil || v != uint64(i+2) {
+			t.Fatalf("update %d: version %d, %v", i, v, err)
+		}
+		got, err := rb.Get(ctx, "alice", r.TaskID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := taskstore.Record{Owner: "alice", TaskID: r.TaskID, Data: []byte(tc.data), Version: v, ExpiresAt: exp, Active: tc.active}
+		if d := cmp.Diff(want, got); d != "" {
+			t.Fatalf("after update %d (-want +got):\n%s", i, d)
+		}
+		score, err := rb.client.ZScore(ctx, act, r.TaskID).Result()
+		switch {
+		case tc.active && (err != nil || int64(score) != exp.UnixMilli()):
+			t.Fatalf("update %d: active index score %v, %v; want %d", i, score, err, exp.UnixMilli())
+		case !tc.active && !errors.Is(err, redis.Nil):
+			t.Fatalf("update %d: inactive record still in the active index (%v, %v)", i, score, err)
+		}
 	}
 }

@@ -43,7 +43,11 @@ func (s *Store) HandleFor(rec *TaskRecord) *Handle {
 }
 
 // remember keeps a copy of rec unless the handle already holds a newer one.
-func (h *Handle) remember(rec *TaskRecord) {
+func (h *Handle) remember(rec *TaskRecord) { h.keep(rec, true) }
+
+// keep is remember; without copy it keeps rec itself, which only a record
+// nobody else holds may be (a mutation's result the method does not return).
+func (h *Handle) keep(rec *TaskRecord, copy bool) {
 	if rec == nil {
 		return
 	}
@@ -51,7 +55,10 @@ func (h *Handle) remember(rec *TaskRecord) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	if k.last == nil || rec.Version >= k.last.Version {
-		k.last = rec.clone()
+		if copy {
+			rec = rec.clone()
+		}
+		k.last = rec
 	}
 }
 
@@ -67,17 +74,33 @@ func (h *Handle) mutating(ctx context.Context) context.Context {
 	return context.WithValue(ctx, knownKey{}, k.last)
 }
 
-// wrote remembers what a mutation wrote; after a failure it forgets the
-// known record (it may be why the mutation failed).
+// wrote remembers a copy of what a mutation wrote, for a method that
+// returns the record; after a failure it forgets the known record (it may
+// be why the mutation failed).
 func (h *Handle) wrote(rec *TaskRecord, err error) (*TaskRecord, error) {
 	if err != nil {
-		h.known.mu.Lock()
-		h.known.last = nil
-		h.known.mu.Unlock()
+		h.forget()
 		return nil, err
 	}
-	h.remember(rec)
+	h.keep(rec, true)
 	return rec, nil
+}
+
+// done is wrote for a method that returns only the error: the record is
+// kept as it is, no copy.
+func (h *Handle) done(rec *TaskRecord, err error) error {
+	if err != nil {
+		h.forget()
+		return err
+	}
+	h.keep(rec, false)
+	return nil
+}
+
+func (h *Handle) forget() {
+	h.known.mu.Lock()
+	h.known.last = nil
+	h.known.mu.Unlock()
 }
 
 type knownKey struct{}
@@ -171,8 +194,7 @@ func (h *Handle) SetVariables(ctx context.Context, vars map[string]any) error {
 		}
 		raw[k] = b
 	}
-	_, err := h.wrote(h.s.SetVariables(h.mutating(ctx), h.owner, h.id, raw))
-	return err
+	return h.done(h.s.SetVariables(h.mutating(ctx), h.owner, h.id, raw))
 }
 
 // DeleteVariables removes the named variables.
@@ -181,8 +203,7 @@ func (h *Handle) DeleteVariables(ctx context.Context, names ...string) error {
 	for _, n := range names {
 		raw[n] = json.RawMessage("null")
 	}
-	_, err := h.wrote(h.s.SetVariables(h.mutating(ctx), h.owner, h.id, raw))
-	return err
+	return h.done(h.s.SetVariables(h.mutating(ctx), h.owner, h.id, raw))
 }
 
 // Complete stores result (marshalled to JSON) and marks the task completed.
@@ -191,32 +212,27 @@ func (h *Handle) Complete(ctx context.Context, result any) error {
 	if err != nil {
 		return fmt.Errorf("%w: result: %v", ErrInvalidJSON, err)
 	}
-	_, err = h.wrote(h.s.CompleteWithResult(h.mutating(ctx), h.owner, h.id, StatusCompleted, "", b))
-	return err
+	return h.done(h.s.CompleteWithResult(h.mutating(ctx), h.owner, h.id, StatusCompleted, "", b))
 }
 
 // Fail marks the task failed with message.
 func (h *Handle) Fail(ctx context.Context, message string) error {
-	_, err := h.wrote(h.s.UpdateStatus(h.mutating(ctx), h.owner, h.id, StatusFailed, message))
-	return err
+	return h.done(h.s.UpdateStatus(h.mutating(ctx), h.owner, h.id, StatusFailed, message))
 }
 
 // RequireInput marks the task input_required with message.
 func (h *Handle) RequireInput(ctx context.Context, message string) error {
-	_, err := h.wrote(h.s.UpdateStatus(h.mutating(ctx), h.owner, h.id, StatusInputRequired, message))
-	return err
+	return h.done(h.s.UpdateStatus(h.mutating(ctx), h.owner, h.id, StatusInputRequired, message))
 }
 
 // Resume moves an input_required task back to working.
 func (h *Handle) Resume(ctx context.Context) error {
-	_, err := h.wrote(h.s.UpdateStatus(h.mutating(ctx), h.owner, h.id, StatusWorking, ""))
-	return err
+	return h.done(h.s.UpdateStatus(h.mutating(ctx), h.owner, h.id, StatusWorking, ""))
 }
 
 // Cancel marks the task cancelled.
 func (h *Handle) Cancel(ctx context.Context) error {
-	_, err := h.wrote(h.s.Cancel(h.mutating(ctx), h.owner, h.id))
-	return err
+	return h.done(h.s.Cancel(h.mutating(ctx), h.owner, h.id))
 }
 
 // Finish stores result (JSON) and moves the task to status in one write;

@@ -295,6 +295,9 @@ func (s *Store) Get(ctx context.Context, owner, taskID string) (*TaskRecord, err
 
 // mutate is the one write path for existing tasks: read, apply fn, stamp
 // lastUpdatedAt, compare-and-swap; on a lost race, again on fresh data.
+// fn changes the record by replacing its fields (a new variables map, a
+// new *RPCError), never by writing into the maps and values they point
+// to: the record may share them with the Handle's known copy.
 //
 // A Handle passes the record it last read or wrote in ctx (withKnown):
 // then the first attempt starts from it, without a read, so an
@@ -314,7 +317,8 @@ func (s *Store) mutate(ctx context.Context, owner, taskID string, fn func(*TaskR
 	for attempt := 0; ; attempt++ {
 		var rec *TaskRecord
 		if known != nil {
-			rec = known.clone()
+			c := *known // fn replaces fields, never writes into their maps or pointees
+			rec = &c
 		} else {
 			br, err := s.b.Get(ctx, owner, taskID)
 			if err != nil {
