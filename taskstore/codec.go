@@ -527,29 +527,9 @@ func decodeRawObject(raw []byte) (map[string]json.RawMessage, error) {
 func encodeRecord(r *TaskRecord) ([]byte, error) {
 	t := &r.Task
 	b := make([]byte, 0, r.sizeHint())
-	b = append(b, `{"task":{"taskId":`...)
-	b = appendString(b, t.TaskID)
-	b = append(b, `,"status":`...)
-	b = appendString(b, string(t.Status))
-	if t.StatusMessage != "" {
-		b = append(b, `,"statusMessage":`...)
-		b = appendString(b, t.StatusMessage)
-	}
-	b = append(b, `,"createdAt":`...)
-	b = appendTime(b, t.CreatedAt)
-	b = append(b, `,"lastUpdatedAt":`...)
-	b = appendTime(b, t.LastUpdatedAt)
-	b = append(b, `,"ttl":`...)
-	b = appendMillis(b, t.TTL)
-	if t.PollInterval != nil {
-		b = append(b, `,"pollInterval":`...)
-		b = appendMillis(b, t.PollInterval)
-	}
-	if len(t.Meta) > 0 {
-		b = append(b, `,"_meta":`...)
-		b = appendObject(b, t.Meta)
-	}
-	b = append(b, `},"ownerId":`...)
+	b = append(b, `{"task":`...)
+	b = appendTask(b, t)
+	b = append(b, `,"ownerId":`...)
 	b = appendString(b, r.OwnerID)
 	b = append(b, `,"variables":`...)
 	if r.Variables == nil {
@@ -611,6 +591,33 @@ func encodeRecord(r *TaskRecord) ([]byte, error) {
 		}
 	}
 	return append(b, '}'), nil
+}
+
+// appendTask writes t in the 2025-11-25 wire form (Task.MarshalJSON).
+func appendTask(b []byte, t *Task) []byte {
+	b = append(b, `{"taskId":`...)
+	b = appendString(b, t.TaskID)
+	b = append(b, `,"status":`...)
+	b = appendString(b, string(t.Status))
+	if t.StatusMessage != "" {
+		b = append(b, `,"statusMessage":`...)
+		b = appendString(b, t.StatusMessage)
+	}
+	b = append(b, `,"createdAt":`...)
+	b = appendTime(b, t.CreatedAt)
+	b = append(b, `,"lastUpdatedAt":`...)
+	b = appendTime(b, t.LastUpdatedAt)
+	b = append(b, `,"ttl":`...)
+	b = appendMillis(b, t.TTL)
+	if t.PollInterval != nil {
+		b = append(b, `,"pollInterval":`...)
+		b = appendMillis(b, t.PollInterval)
+	}
+	if len(t.Meta) > 0 {
+		b = append(b, `,"_meta":`...)
+		b = appendObject(b, t.Meta)
+	}
+	return append(b, '}')
 }
 
 // sizeHint is about the encoded size, so that encodeRecord allocates once.

@@ -138,8 +138,15 @@ func (w *wireTask) task() (Task, error) {
 	}, nil
 }
 
-// MarshalJSON writes the spec's camelCase shape.
-func (t Task) MarshalJSON() ([]byte, error) { return json.Marshal(t.wire()) }
+// MarshalJSON writes the spec's camelCase shape (with the record codec:
+// keys of _meta sorted, nothing HTML-escaped).
+func (t Task) MarshalJSON() ([]byte, error) {
+	n := 160 + len(t.TaskID) + len(t.StatusMessage)
+	for k, v := range t.Meta {
+		n += len(k) + len(v) + 4
+	}
+	return appendTask(make([]byte, 0, n), &t), nil
+}
 
 // UnmarshalJSON reads the spec's shape.
 func (t *Task) UnmarshalJSON(b []byte) error {
