@@ -3,8 +3,6 @@ package taskrouter
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"io"
@@ -208,9 +206,9 @@ func (e *httpEdge) readBody(w http.ResponseWriter, req *http.Request) (body []by
 // addRequest names an HTTP request that may carry a tasks/result, so that
 // its wait can end with it.
 func (s *sdkState) addRequest(ctx context.Context) string {
-	var b [12]byte
-	rand.Read(b[:])
-	tok := hex.EncodeToString(b[:])
+	// Unique is enough: clients cannot write the carrier (the rewriter
+	// drops their io.mcptasks/ keys).
+	tok := strconv.FormatUint(s.lastRequest.Add(1), 36)
 	s.mu.Lock()
 	s.requests[tok] = ctx
 	s.mu.Unlock()

@@ -263,7 +263,7 @@ func (r *Router) endRun(ctx context.Context, rn *run, out Outcome) (done bool, e
 	switch {
 	case err == nil:
 		r.log.Info("task finished", "task", rn.id, "owner", logOwner(rn.owner), "status", rec.Task.Status, "message", rec.Task.StatusMessage)
-		r.wake(rn.id)
+		r.wakeWith(rn.id, rec)
 		r.notifyStatus(rec)
 		return true, nil
 	case errors.Is(err, taskstore.ErrInvalidTransition), errors.Is(err, taskstore.ErrNotFound),
@@ -370,8 +370,9 @@ func (r *Router) Shutdown(ctx context.Context) error {
 // A waiter is closed when the task changes on this replica, on the change
 // feed, or (found by the poller) in the store.
 type waiter struct {
-	ch chan struct{}
-	n  int
+	ch  chan struct{}
+	n   int
+	end *taskstore.TaskRecord // set before ch closes when the waker had the terminal record
 	// What the poller compares (under runner.mu): the owner, the oldest
 	// version a waiter read, how often to look, and when next.
 	owner    string
@@ -419,10 +420,17 @@ func (r *Router) release(taskID string, w *waiter) {
 
 // wake releases every tasks/result blocked on taskID on this replica, and
 // pokes the listen streams.
-func (r *Router) wake(taskID string) {
+func (r *Router) wake(taskID string) { r.wakeWith(taskID, nil) }
+
+// wakeWith is wake with the task's terminal state when the caller has it,
+// which spares the woken tasks/result calls a read.
+func (r *Router) wakeWith(taskID string, end *taskstore.TaskRecord) {
 	r.runner.mu.Lock()
 	w := r.runner.waiters[taskID]
 	delete(r.runner.waiters, taskID)
+	if w != nil {
+		w.end = end
+	}
 	r.runner.mu.Unlock()
 	if w != nil {
 		close(w.ch)
@@ -470,6 +478,9 @@ func (r *Router) await(ctx context.Context, owner, taskID string) (*taskstore.Ta
 		r.release(taskID, w)
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
+		}
+		if end := w.end; end != nil && end.OwnerID == owner {
+			return end, nil
 		}
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"math"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
@@ -50,6 +51,8 @@ type sdkState struct {
 	streamed map[string]bool               // ids of HTTP sessions that opened a standalone stream
 	watchers map[chan struct{}]bool        // poked on every local task change (listen.go)
 	requests map[string]context.Context    // edge token -> the HTTP request of a tasks/result
+
+	lastRequest atomic.Uint64 // the last edge token
 }
 
 func (s *sdkState) init() {
@@ -64,7 +67,8 @@ func (s *sdkState) init() {
 
 type edgeCtxKey struct{}
 
-// takeEdge removes the carrier from req's _meta and decodes it.
+// takeEdge removes the carrier from req's _meta and reads it (the SDK
+// has decoded it into a map).
 func takeEdge(req mcp.Request) edge {
 	meta := metaOf(req)
 	raw, ok := meta[edgeKey]
@@ -72,9 +76,15 @@ func takeEdge(req mcp.Request) edge {
 		return edge{}
 	}
 	delete(meta, edgeKey)
-	var e edge
-	if b, err := json.Marshal(raw); err == nil {
-		_ = json.Unmarshal(b, &e)
+	m, _ := raw.(map[string]any)
+	e := edge{}
+	e.Protocol, _ = m["protocol"].(string)
+	e.Request, _ = m["request"].(string)
+	if v, ok := m["task"]; ok {
+		e.Task, _ = json.Marshal(v)
+	}
+	if v, ok := m["listen"]; ok {
+		e.Listen, _ = json.Marshal(v)
 	}
 	return e
 }
