@@ -69,6 +69,11 @@ func (r *Router) listen(ctx context.Context, method string, req mcp.Request, nex
 	}
 	ss, _ := req.GetSession().(*mcp.ServerSession)
 	owner := r.owner(ctx, req)
+	release, err := r.holdWait(owner, "close one, or poll with tasks/get")
+	if err != nil {
+		return nil, r.toWire(err)
+	}
+	defer release()
 	ls := &listenState{ids: []string{}, acked: make(chan struct{})}
 	seen := map[string]bool{}
 	for _, id := range asked {

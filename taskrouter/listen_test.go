@@ -165,3 +165,50 @@ func TestListenOnlyOwnTasks(t *testing.T) {
 	}
 	mustOK(t, req20260728{method: "tasks/cancel", params: map[string]any{"taskId": alices}}.do(t, url))
 }
+
+// Listen streams count toward Options.MaxWaitsPerOwner with blocked
+// tasks/result calls: a caller cannot hold more than that many watching
+// goroutines on a replica, and a slot frees when a stream ends.
+func TestListenStreamsBounded(t *testing.T) {
+	url := server20260728With(t, taskrouter.Options{MaxWaitsPerOwner: 2})
+	id := start20260728(t, url, "block", "")
+	for range 2 {
+		recv(t, openListen(t, url, "tok-alice", []string{id})) // the ack: it watches now
+	}
+	c := openListen(t, url, "tok-alice", []string{id})
+	m := recv(t, c)
+	var refused struct {
+		Error *struct {
+			Code    int    `json:"code"`
+			Message string `json:"message"`
+		} `json:"error"`
+	}
+	if json.Unmarshal(mustJSON(t, m), &refused); refused.Error == nil || refused.Error.Code != -32603 ||
+		!strings.Contains(refused.Error.Message, "at most 2 tasks/result calls and listen streams at once") {
+		t.Fatalf("third listen stream: %s, want -32603 too many waits", mustJSON(t, m))
+	}
+	// Another caller has slots of its own.
+	recv(t, openListen(t, url, "tok-bob", []string{"x"}))
+	// Once the watched task ends, the streams end and free their slots.
+	mustOK(t, req20260728{method: "tasks/cancel", params: map[string]any{"taskId": id}}.do(t, url))
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		m := recv(t, openListen(t, url, "tok-alice", []string{id}))
+		if _, refused := m["error"]; !refused {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("listen slots still taken 10s after the watched task ended")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func mustJSON(t *testing.T, v any) []byte {
+	t.Helper()
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}

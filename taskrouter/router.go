@@ -76,9 +76,9 @@ type Options struct {
 	// task and a blocked tasks/result re-read the task at that interval.
 	MinPollInterval time.Duration
 	MaxPollInterval time.Duration
-	// MaxWaitsPerOwner bounds the tasks/result calls one owner may have
-	// blocked on this replica at once; beyond it they answer -32603.
-	// Default 100.
+	// MaxWaitsPerOwner bounds the waits one owner may have on this replica
+	// at once: blocked tasks/result calls and subscriptions/listen streams
+	// that watch tasks; beyond it they answer -32603. Default 100.
 	MaxWaitsPerOwner int
 	// Runner names this replica in the leases of the tasks it runs; it must
 	// be unique among the processes sharing a store and may not contain

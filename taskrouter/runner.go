@@ -438,31 +438,38 @@ func (r *Router) wakeWith(taskID string, end *taskstore.TaskRecord) {
 	r.pokeWatchers()
 }
 
-// errTooManyWaits answers a tasks/result beyond Options.MaxWaitsPerOwner.
-func (r *Router) errTooManyWaits() error {
-	return &taskstore.RPCError{Code: taskstore.CodeInternalError, Message: fmt.Sprintf(
-		"too many tasks/result calls waiting for this caller (at most %d at once): wait for one to end, or poll with tasks/get", r.opts.MaxWaitsPerOwner)}
+// holdWait counts one wait of owner on this replica (a blocked
+// tasks/result, or a subscriptions/listen stream watching tasks) against
+// Options.MaxWaitsPerOwner; beyond it the error says what to do instead.
+func (r *Router) holdWait(owner, instead string) (release func(), err error) {
+	owner = normOwner(owner)
+	rr := &r.runner
+	rr.mu.Lock()
+	defer rr.mu.Unlock()
+	if rr.waits[owner] >= r.opts.MaxWaitsPerOwner {
+		return nil, &taskstore.RPCError{Code: taskstore.CodeInternalError, Message: fmt.Sprintf(
+			"too many waits for this caller (at most %d tasks/result calls and listen streams at once): %s",
+			r.opts.MaxWaitsPerOwner, instead)}
+	}
+	rr.waits[owner]++
+	return func() {
+		rr.mu.Lock()
+		if rr.waits[owner]--; rr.waits[owner] == 0 {
+			delete(rr.waits, owner)
+		}
+		rr.mu.Unlock()
+	}, nil
 }
 
 // await blocks until the task is terminal (or ctx is done) and returns it.
 // It wakes on a change made on this replica, pushed by the change feed, or
 // found by the poller, which compares the version read here.
 func (r *Router) await(ctx context.Context, owner, taskID string) (*taskstore.TaskRecord, error) {
-	rr := &r.runner
-	rr.mu.Lock()
-	if rr.waits[owner] >= r.opts.MaxWaitsPerOwner {
-		rr.mu.Unlock()
-		return nil, r.errTooManyWaits()
+	release, err := r.holdWait(owner, "wait for one to end, or poll with tasks/get")
+	if err != nil {
+		return nil, err
 	}
-	rr.waits[owner]++
-	rr.mu.Unlock()
-	defer func() {
-		rr.mu.Lock()
-		if rr.waits[owner]--; rr.waits[owner] == 0 {
-			delete(rr.waits, owner)
-		}
-		rr.mu.Unlock()
-	}()
+	defer release()
 	for {
 		w := r.acquire(taskID)
 		rec, err := r.store.Get(ctx, owner, taskID)

@@ -287,7 +287,7 @@ func TestAbandonedWaitsEnd(t *testing.T) {
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		err := wait(300 * time.Millisecond)
-		if err != nil && strings.Contains(err.Error(), "error -32603 too many tasks/result calls waiting for this caller (at most 2 at once)") {
+		if err != nil && strings.Contains(err.Error(), "error -32603 too many waits for this caller (at most 2 tasks/result calls and listen streams at once)") {
 			break
 		}
 		if time.Now().After(deadline) {

@@ -24,8 +24,13 @@ import (
 // over real HTTP, with bearer tokens (testTokens).
 func server20260728(t *testing.T) string {
 	t.Helper()
+	return server20260728With(t, taskrouter.Options{})
+}
+
+func server20260728With(t *testing.T, opts taskrouter.Options) string {
+	t.Helper()
 	store := newStore(t, taskstore.Config{PollInterval: 20 * time.Millisecond})
-	r := taskrouter.New(store, taskrouter.Options{})
+	r := taskrouter.New(store, opts)
 	s := newMCPServer(t, r, newProbe())
 	mcp.AddTool(s, &mcp.Tool{Name: "ask"}, func(ctx context.Context, req *mcp.CallToolRequest, in textIn) (*mcp.CallToolResult, any, error) {
 		h := taskrouter.TaskHandle(ctx)
