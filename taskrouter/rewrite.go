@@ -5,13 +5,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"slices"
 	"strings"
-	"sync"
 	"unicode/utf8"
-
-	"github.com/go-json-experiment/json/jsontext"
 )
 
 // This file is the one rewriter of JSON-RPC messages, shared by the HTTP
@@ -80,111 +76,120 @@ func skipSpace(b []byte, i int) int {
 
 func syntaxError(i int) error { return fmt.Errorf("%w at offset %d", errMalformed, i) }
 
-// The scanner is jsontext (the encoding/json/v2 tokenizer) reading as the
-// SDK's decoder reads: duplicate names and invalid UTF-8 pass, everything
-// else is checked once. Decoders are pooled: a message is scanned object
-// by object.
-var (
-	scanOpts = []jsontext.Options{jsontext.AllowDuplicateNames(true), jsontext.AllowInvalidUTF8(true)}
-	scanners = sync.Pool{New: func() any {
-		s := &scanner{}
-		s.d = jsontext.NewDecoder(&s.buf)
-		return s
-	}}
-)
-
-// scanner is a decoder over b[base:] (buf holds that slice).
-type scanner struct {
-	d    *jsontext.Decoder
-	buf  bytes.Buffer
-	base int
-}
-
-// at returns the decoder's offset as one into b.
-func (s *scanner) at() int { return s.base + int(s.d.InputOffset()) }
-
-// scan runs fn with a scanner over b[i:].
-func scan(b []byte, i int, fn func(s *scanner) error) error {
-	s := scanners.Get().(*scanner)
-	s.buf, s.base = *bytes.NewBuffer(b[i:]), i
-	s.d.Reset(&s.buf, scanOpts...)
-	err := fn(s)
-	s.buf = bytes.Buffer{} // drop b
-	s.d.Reset(&s.buf)
-	scanners.Put(s)
-	if err == nil {
+// checkJSON is the one validation of an inbound body: json.Valid, the
+// judge of what the SDK's decoder accepts (invalid UTF-8 and duplicate
+// names pass). The scanner below only walks bytes so checked (or decoded
+// by the SDK already), so it matches brackets and quotes and nothing more,
+// and it never reads past the end of what it is given.
+func checkJSON(b []byte) error {
+	if json.Valid(b) {
 		return nil
 	}
-	var se *jsontext.SyntacticError
-	switch {
-	case errors.As(err, &se):
-		return fmt.Errorf("%w at offset %d", errMalformed, i+int(se.ByteOffset))
-	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
-		return fmt.Errorf("%w: unexpected end", errMalformed)
+	var se *json.SyntaxError
+	if errors.As(json.Unmarshal(b, new(json.RawMessage)), &se) {
+		return syntaxError(int(se.Offset))
 	}
-	return err
+	return errMalformed
 }
 
-// scanValue checks the JSON value at b[i] and returns where it ends.
-func scanValue(b []byte, i int) (end int, err error) {
-	err = scan(b, i, func(s *scanner) error {
-		_, err := s.d.ReadValue()
-		end = s.at()
-		return err
-	})
-	return end, err
+// skipString returns the end of the string at b[i] and whether it has
+// escapes.
+func skipString(b []byte, i int) (int, bool, error) {
+	escaped := false
+	for j := i + 1; j < len(b); j++ {
+		switch b[j] {
+		case '\\':
+			escaped = true
+			j++
+		case '"':
+			return j + 1, escaped, nil
+		}
+	}
+	return 0, false, syntaxError(i)
+}
+
+// skipValue returns where the value at b[i] ends.
+func skipValue(b []byte, i int) (int, error) {
+	depth := 0
+	for j := i; j < len(b); j++ {
+		switch c := b[j]; c {
+		case '"':
+			end, _, err := skipString(b, j)
+			if err != nil || depth == 0 {
+				return end, err
+			}
+			j = end - 1
+		case '{', '[':
+			depth++
+		case '}', ']':
+			if depth == 0 {
+				return j, nil // the end of a number or literal
+			}
+			if depth--; depth == 0 {
+				return j + 1, nil
+			}
+		case ' ', '\t', '\n', '\r', ',', ':':
+			if depth == 0 {
+				return j, nil // the end of a number or literal
+			}
+		}
+	}
+	if depth == 0 && len(b) > i {
+		return len(b), nil
+	}
+	return 0, syntaxError(len(b))
 }
 
 // scanObject reads the object at b[i] with its members' keys decoded. A
 // key held twice, or one that is not valid UTF-8, refuses the message.
-func scanObject(b []byte, i int) (o object, err error) {
+func scanObject(b []byte, i int) (object, error) {
+	o := object{start: i, members: make([]member, 0, 8)}
+	if i >= len(b) || b[i] != '{' {
+		return o, syntaxError(i)
+	}
 	var seen map[string]bool // past a few members, the duplicate check is a map
-	err = scan(b, i, func(s *scanner) error {
-		d, at := s.d, s.at
-		o.members = make([]member, 0, 8)
-		if d.PeekKind() != '{' {
-			_, err := d.ReadValue()
-			if err == nil {
-				err = fmt.Errorf("%w: not an object", errMalformed)
-			}
-			return err
+	for i = skipSpace(b, i+1); i < len(b) && b[i] != '}'; {
+		m := member{start: i}
+		end, escaped, err := skipString(b, i)
+		if err != nil {
+			return o, err
 		}
-		d.ReadToken()
-		o.start = at() - 1
-		for d.PeekKind() != '}' {
-			prev := at()
-			name, err := d.ReadToken()
-			if err != nil {
-				return err
-			}
-			m := member{key: name.String(), start: bytes.IndexByte(b[prev:], '"') + prev}
-			m.val = skipSpace(b, skipSpace(b, at())+1) // past the colon
-			if !utf8.Valid(b[m.start:at()]) {
-				return fmt.Errorf("%w: a key is not valid UTF-8", errRejected)
-			}
-			if len(o.members) == 8 {
-				seen = map[string]bool{}
-				for _, m := range o.members {
-					seen[m.key] = true
-				}
-			}
-			if seen != nil && seen[m.key] || seen == nil && o.find(m.key) != nil {
-				return fmt.Errorf("%w: duplicate key %q", errRejected, m.key)
-			}
-			if seen != nil {
+		m.key = string(b[i+1 : end-1])
+		if escaped && json.Unmarshal(b[i:end], &m.key) != nil {
+			return o, syntaxError(i)
+		}
+		if !utf8.Valid(b[i:end]) || !utf8.ValidString(m.key) {
+			return o, fmt.Errorf("%w: a key is not valid UTF-8", errRejected)
+		}
+		if len(o.members) == 8 {
+			seen = map[string]bool{}
+			for _, m := range o.members {
 				seen[m.key] = true
 			}
-			if _, err := d.ReadValue(); err != nil {
-				return err
-			}
-			m.end = at()
-			o.members = append(o.members, m)
 		}
-		_, err := d.ReadToken()
-		o.end = at()
-		return err
-	})
-	return o, err
+		if seen != nil && seen[m.key] || seen == nil && o.find(m.key) != nil {
+			return o, fmt.Errorf("%w: duplicate key %q", errRejected, m.key)
+		}
+		if seen != nil {
+			seen[m.key] = true
+		}
+		if i = skipSpace(b, end); i >= len(b) || b[i] != ':' {
+			return o, syntaxError(i)
+		}
+		m.val = skipSpace(b, i+1)
+		if m.end, err = skipValue(b, m.val); err != nil {
+			return o, err
+		}
+		o.members = append(o.members, m)
+		if i = skipSpace(b, m.end); i < len(b) && b[i] == ',' {
+			i = skipSpace(b, i+1)
+		}
+	}
+	if i >= len(b) {
+		return o, syntaxError(i)
+	}
+	o.end = i + 1
+	return o, nil
 }
 
 // objectAt scans the member m's value as an object; ok is false when it is
@@ -198,11 +203,15 @@ func objectAt(b []byte, m *member) (object, bool, error) {
 }
 
 func stringAt(b []byte, m *member) (string, bool) {
-	if m == nil || b[m.val] != '"' {
+	if m == nil || m.val >= len(b) || b[m.val] != '"' {
 		return "", false
 	}
-	s, err := jsontext.AppendUnquote(nil, b[m.val:m.end])
-	return string(s), err == nil
+	raw := b[m.val:m.end]
+	if bytes.IndexByte(raw, '\\') < 0 {
+		return string(raw[1 : len(raw)-1]), true
+	}
+	var s string
+	return s, json.Unmarshal(raw, &s) == nil
 }
 
 // ---- patching ----
@@ -242,10 +251,11 @@ func patchObject(dst, b []byte, o object, edit func(m *member) (v []byte, drop b
 	return append(dst, '}')
 }
 
-// keyed is the member "key":v.
+// keyed is the member "key":v; keys are this package's names, which need
+// no escaping.
 func keyed(key string, v []byte) []byte {
-	k, _ := jsontext.AppendQuote(make([]byte, 0, len(key)+3+len(v)), key)
-	return append(append(k, ':'), v...)
+	k := append(append(append(make([]byte, 0, len(key)+3+len(v)), '"'), key...), '"', ':')
+	return append(k, v...)
 }
 
 // setPath returns the JSON object b (empty or null: {}) with the member at
@@ -479,14 +489,12 @@ func hasPrefixFold(s, prefix string) bool {
 // outside the rewritten messages are kept as they came; a body with
 // nothing to change is returned as it is.
 func rewriteBody(body []byte, d decision) ([]byte, []request, error) {
+	if err := checkJSON(body); err != nil {
+		return nil, nil, err
+	}
 	i := skipSpace(body, 0)
-	if i >= len(body) || body[i] != '[' && body[i] != '{' {
-		// Not a message: the SDK refuses it.
-		end, err := scanValue(body, i)
-		if err == nil && skipSpace(body, end) != len(body) {
-			err = syntaxError(end)
-		}
-		return body, []request{{rev: d.rev}}, err
+	if body[i] != '[' && body[i] != '{' {
+		return body, []request{{rev: d.rev}}, nil // not a message: the SDK refuses it
 	}
 	var out []byte // the rewritten body up to last
 	var reqs []request
@@ -494,7 +502,7 @@ func rewriteBody(body []byte, d decision) ([]byte, []request, error) {
 	next := func(i int, d decision) (int, error) {
 		if body[i] != '{' {
 			reqs = append(reqs, request{})
-			return scanValue(body, i)
+			return skipValue(body, i)
 		}
 		msg, r, end, err := rewriteRequest(body, i, d)
 		if msg != nil {
@@ -542,7 +550,7 @@ func rewriteBody(body []byte, d decision) ([]byte, []request, error) {
 // whose params._meta holds, under the key marker, {"method","params"}) into
 // the notification it stands for. ok is false for every other message.
 func rewriteOutbound(b []byte, marker string) ([]byte, bool) {
-	if !bytes.Contains(b, []byte(marker)) {
+	if !bytes.Contains(b, []byte(marker)) || checkJSON(b) != nil {
 		return nil, false
 	}
 	msg, err := scanObject(b, skipSpace(b, 0))
