@@ -44,9 +44,13 @@ type recordScanner struct {
 	br *Record
 }
 
-func decodeRecord(br Record) (*TaskRecord, error) {
+func decodeRecord(br Record) (*TaskRecord, error) { return decodeRecordInto(br, &recordBox{}) }
+
+// decodeRecordInto is decodeRecord into box, which a caller decoding many
+// records (a list page) allocates all at once.
+func decodeRecordInto(br Record, box *recordBox) (*TaskRecord, error) {
 	d := recordScanner{jsonScanner: jsonScanner{b: br.Data, maxString: -1, maxDepth: -1}, br: &br}
-	r, err := d.record()
+	r, err := d.record(box)
 	if err != nil {
 		return nil, fmt.Errorf("%w: stored task %s is corrupt: %v", ErrBackend, br.TaskID, err)
 	}
@@ -61,8 +65,7 @@ type recordBox struct {
 	expires   time.Time
 }
 
-func (d *recordScanner) record() (*TaskRecord, error) {
-	box := &recordBox{}
+func (d *recordScanner) record(box *recordBox) (*TaskRecord, error) {
 	r := &box.rec
 	hasTask := false
 	if err := d.openObject(); err != nil {

@@ -1,6 +1,7 @@
 package taskstore
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"unicode/utf8"
@@ -158,10 +159,10 @@ func (s *jsonScanner) str() (start int, plain bool, err error) {
 	start, plain = i, true
 	ascii := true
 	for {
-		for i < len(b) {
-			if c := b[i]; c < ' ' || c == '"' || c == '\\' || c >= utf8.RuneSelf {
-				break
-			}
+		for i+8 <= len(b) && plain8(binary.LittleEndian.Uint64(b[i:])) {
+			i += 8
+		}
+		for i < len(b) && plainByte[b[i]] {
 			i++
 		}
 		if i >= len(b) {
@@ -205,6 +206,28 @@ func (s *jsonScanner) str() (start int, plain bool, err error) {
 			i++
 		}
 	}
+}
+
+// plainByte marks the bytes that stand for themselves inside a string:
+// ASCII, not a control character, quote or backslash.
+var plainByte = func() (t [256]bool) {
+	for c := ' '; c < utf8.RuneSelf; c++ {
+		t[c] = c != '"' && c != '\\'
+	}
+	return t
+}()
+
+// plain8 reports whether all 8 bytes of x are plainByte ones, with the
+// bit tricks of "Bit Twiddling Hacks" (determine if a word has a byte less
+// than n / equal to n): exact as a yes or no.
+func plain8(x uint64) bool {
+	const ones, highs = 0x0101010101010101, 0x8080808080808080
+	control := (x - ' '*ones) & ^x & highs
+	q := x ^ ('"' * ones)
+	quote := (q - ones) & ^q & highs
+	e := x ^ ('\\' * ones)
+	escape := (e - ones) & ^e & highs
+	return (control|quote|escape|x&highs) == 0
 }
 
 func isHex(c byte) bool {

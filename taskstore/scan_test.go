@@ -1,6 +1,7 @@
 package taskstore
 
 import (
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"strings"
@@ -104,4 +105,27 @@ func FuzzCheckValueOnePass(f *testing.F) {
 			t.Fatalf("checkValue(%.200q, %d, %d) = %v, two passes: %v", raw, maxDepth, maxString, got, want)
 		}
 	})
+}
+
+// TestPlain8: the word test agrees with plainByte on every byte value in
+// every position, next to plain and to other bytes.
+func TestPlain8(t *testing.T) {
+	for c := range 256 {
+		for pos := range 8 {
+			for _, fill := range []byte{'a', ' ', '~', 0x21, 0x5b, 0x5d} {
+				var w [8]byte
+				for i := range w {
+					w[i] = fill
+				}
+				w[pos] = byte(c)
+				want := true
+				for _, x := range w {
+					want = want && plainByte[x]
+				}
+				if got := plain8(binary.LittleEndian.Uint64(w[:])); got != want {
+					t.Fatalf("plain8(%q) = %v, want %v", w, got, want)
+				}
+			}
+		}
+	}
 }

@@ -519,8 +519,9 @@ func (s *Store) List(ctx context.Context, owner, cursor string, limit int) (*Pag
 		return nil, err
 	}
 	page := &Page{Tasks: make([]*TaskRecord, 0, len(recs))}
-	for _, br := range recs {
-		rec, err := decodeRecord(br)
+	boxes := make([]recordBox, len(recs)) // one allocation for the page's records
+	for i, br := range recs {
+		rec, err := decodeRecordInto(br, &boxes[i])
 		if err != nil {
 			return nil, err
 		}
