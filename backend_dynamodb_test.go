@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"net/http"
 	"net/url"
@@ -827,5 +828,77 @@ func waitProcessStopped(t *testing.T, pid int) {
 			t.Fatalf("process %d not stopped 5 s after SIGSTOP", pid)
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestDynamoDBLocalRequestsPerTask pins the HTTP requests of a task's life
+// as a runner drives it, counted on a client of its own: create, a
+// handler's progress write, the run's end, then tasks/get. The handle
+// starts from the created record, so each of its writes is one request.
+func TestDynamoDBLocalRequestsPerTask(t *testing.T) {
+	s := server(t, envDynamoDB)
+	table := newTable(t, s)
+	var mu sync.Mutex
+	counts := map[string]int{}
+	client := dynamodb.New(dynamodb.Options{
+		Region:                          "us-east-1",
+		BaseEndpoint:                    aws.String(s.endpoint),
+		Credentials:                     credentials.NewStaticCredentialsProvider("local", "local", ""),
+		DisableValidateResponseChecksum: true,
+		Retryer:                         newDynamoRetryer(5),
+		APIOptions: []func(*middleware.Stack) error{func(st *middleware.Stack) error {
+			return st.Deserialize.Add(middleware.DeserializeMiddlewareFunc("countMine",
+				func(ctx context.Context, in middleware.DeserializeInput, next middleware.DeserializeHandler) (middleware.DeserializeOutput, middleware.Metadata, error) {
+					mu.Lock()
+					counts[awsmiddleware.GetOperationName(ctx)]++
+					mu.Unlock()
+					return next.HandleDeserialize(ctx, in)
+				}), middleware.After)
+		}},
+	})
+	b := NewDynamoDBBackend(client, table, DynamoDBOptions{})
+	st := taskstore.New(b, taskstore.Config{})
+	t.Cleanup(func() { st.Close() })
+	take := func() string {
+		mu.Lock()
+		defer mu.Unlock()
+		var parts []string
+		for _, op := range slices.Sorted(maps.Keys(counts)) {
+			parts = append(parts, fmt.Sprintf("%s×%d", op, counts[op]))
+		}
+		clear(counts)
+		return strings.Join(parts, " ")
+	}
+	ctx := t.Context()
+	take()
+	rec, err := st.Create(ctx, "alice", taskstore.CreateRequest{RequestMethod: "tools/call", Runner: "node-a",
+		Variables: map[string]json.RawMessage{"io.mcptasks/tool": json.RawMessage(`"echo"`)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	created := take()
+	h := st.HandleFor(rec).WithLease(*rec.Lease)
+	if err := h.SetVariables(ctx, map[string]any{"progress": 1}); err != nil {
+		t.Fatal(err)
+	}
+	progress := take()
+	if _, err := h.Finish(ctx, taskstore.StatusCompleted, "", json.RawMessage(`{"content":[]}`)); err != nil {
+		t.Fatal(err)
+	}
+	finished := take()
+	if _, err := st.Get(ctx, "alice", rec.Task.TaskID); err != nil {
+		t.Fatal(err)
+	}
+	got := take()
+	for _, row := range []struct{ what, got, want string }{
+		{"Create (item and counters)", created, "TransactWriteItems×1"},
+		{"Handle SetVariables of a running task", progress, "UpdateItem×1"},
+		{"Handle Finish (ends the task: counters too)", finished, "TransactWriteItems×1"},
+		{"Get (tasks/get)", got, "GetItem×1"},
+	} {
+		t.Logf("%-45s %s", row.what, row.got)
+		if row.got != row.want {
+			t.Errorf("%s: %s, want %s", row.what, row.got, row.want)
+		}
 	}
 }

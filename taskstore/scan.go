@@ -227,7 +227,7 @@ func plain8(x uint64) bool {
 	quote := (q - ones) & ^q & highs
 	e := x ^ ('\\' * ones)
 	escape := (e - ones) & ^e & highs
-	return (control|quote|escape|x&highs) == 0
+	return (control | quote | escape | x&highs) == 0
 }
 
 func isHex(c byte) bool {
