@@ -49,8 +49,8 @@ var (
 
 // member is one key/value of a scanned object: offsets into the bytes.
 type member struct {
-	key             string
-	start, val, end int // key's opening quote, value start, value end
+	key             []byte // decoded; aliases the message unless escaped
+	start, val, end int    // key's opening quote, value start, value end
 }
 
 type object struct {
@@ -60,7 +60,7 @@ type object struct {
 
 func (o *object) find(key string) *member {
 	for i := range o.members {
-		if o.members[i].key == key {
+		if string(o.members[i].key) == key {
 			return &o.members[i]
 		}
 	}
@@ -154,24 +154,28 @@ func scanObject(b []byte, i int) (object, error) {
 		if err != nil {
 			return o, err
 		}
-		m.key = string(b[i+1 : end-1])
-		if escaped && json.Unmarshal(b[i:end], &m.key) != nil {
-			return o, syntaxError(i)
+		m.key = b[i+1 : end-1]
+		if escaped {
+			var k string
+			if json.Unmarshal(b[i:end], &k) != nil {
+				return o, syntaxError(i)
+			}
+			m.key = []byte(k)
 		}
-		if !utf8.Valid(b[i:end]) || !utf8.ValidString(m.key) {
+		if !utf8.Valid(b[i:end]) || !utf8.Valid(m.key) {
 			return o, fmt.Errorf("%w: a key is not valid UTF-8", errRejected)
 		}
 		if len(o.members) == 8 {
 			seen = map[string]bool{}
 			for _, m := range o.members {
-				seen[m.key] = true
+				seen[string(m.key)] = true
 			}
 		}
-		if seen != nil && seen[m.key] || seen == nil && o.find(m.key) != nil {
+		if seen != nil && seen[string(m.key)] || seen == nil && o.find(string(m.key)) != nil {
 			return o, fmt.Errorf("%w: duplicate key %q", errRejected, m.key)
 		}
 		if seen != nil {
-			seen[m.key] = true
+			seen[string(m.key)] = true
 		}
 		if i = skipSpace(b, end); i >= len(b) || b[i] != ':' {
 			return o, syntaxError(i)
@@ -449,7 +453,7 @@ func rewriteParams(b []byte, pm *member, method string, d decision) (out []byte,
 	}
 	private := 0
 	for _, m := range meta.members {
-		if hasPrefixFold(m.key, privateMetaPrefix) {
+		if hasPrefixFold(string(m.key), privateMetaPrefix) {
 			private++
 		}
 	}
@@ -471,9 +475,9 @@ func rewriteParams(b []byte, pm *member, method string, d decision) (out []byte,
 			return nil, true
 		case m == metaMember && metaIsObj:
 			return patchObject(nil, b, meta, func(m *member) ([]byte, bool) {
-				return nil, hasPrefixFold(m.key, privateMetaPrefix)
+				return nil, hasPrefixFold(string(m.key), privateMetaPrefix)
 			}, carrier...), false
-		case m.key == "_meta" && len(add) > 0:
+		case string(m.key) == "_meta" && len(add) > 0:
 			return nil, true
 		}
 		return nil, false
