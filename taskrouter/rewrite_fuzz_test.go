@@ -334,3 +334,24 @@ func BenchmarkRewriteManyKeys(b *testing.B) {
 	b.ReportMetric(float64(took[1])/1000/float64(took[0]), "perkey-100k/perkey-100")
 	b.ReportMetric(0, "ns/op")
 }
+
+// BenchmarkRewriteBody rewrites the bodies of a task round trip: a
+// task-augmented tools/call and a tasks/result with its edge token.
+func BenchmarkRewriteBody(b *testing.B) {
+	call := []byte(`{"jsonrpc":"2.0","id":12,"method":"tools/call","params":{"arguments":{"text":"hi"},"name":"echo","task":{"ttl":60000}}}`)
+	result := []byte(`{"jsonrpc":"2.0","id":13,"method":"tasks/result","params":{"taskId":"18ed21c845ec8440-2281dad88414a60bc02d1b43f3d0d66f"}}`)
+	for _, c := range []struct {
+		name string
+		body []byte
+		d    decision
+	}{{"tools-call", call, decision{}}, {"tasks-result", result, decision{token: "1k"}}} {
+		b.Run(c.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for range b.N {
+				if _, _, err := rewriteBody(c.body, c.d); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
