@@ -499,11 +499,38 @@ func parseMillisUTC(b []byte) (time.Time, bool) {
 		minute < 0 || minute > 59 || sec < 0 || sec > 59 || ms < 0 {
 		return time.Time{}, false
 	}
-	t := time.Date(year, time.Month(month), day, hour, minute, sec, ms*int(time.Millisecond), time.UTC)
-	if t.Day() != day { // 31 April and the like: let time.Parse refuse it
+	if day > daysIn(year, month) { // 31 April and the like: let time.Parse refuse it
 		return time.Time{}, false
 	}
-	return t, true
+	days := daysFromCivil(year, month, day)
+	unixMS := (((days*24+int64(hour))*60+int64(minute))*60+int64(sec))*1000 + int64(ms)
+	return time.UnixMilli(unixMS).UTC(), true
+}
+
+func daysIn(year, month int) int {
+	if month == 2 && year%4 == 0 && (year%100 != 0 || year%400 == 0) {
+		return 29
+	}
+	return [...]int{31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31}[month-1]
+}
+
+// daysFromCivil is the number of days from 1970-01-01 to the date in the
+// proleptic Gregorian calendar (H. Hinnant's days_from_civil), cheaper
+// than time.Date's normalization; TestParseMillisUTC holds it to time.Date.
+func daysFromCivil(year, month, day int) int64 {
+	y := int64(year)
+	if month <= 2 {
+		y--
+	}
+	era := y / 400
+	if y < 0 {
+		era = (y - 399) / 400
+	}
+	yoe := y - era*400
+	mp := int64((month + 9) % 12)
+	doy := (153*mp+2)/5 + int64(day) - 1
+	doe := yoe*365 + yoe/4 - yoe/100 + doy
+	return era*146097 + doe - 719468
 }
 
 // decodeRawObject reads a JSON object of raw values (null or empty reads

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/go-json-experiment/json/jsontext"
 )
@@ -125,6 +126,35 @@ func TestPlain8(t *testing.T) {
 				if got := plain8(binary.LittleEndian.Uint64(w[:])); got != want {
 					t.Fatalf("plain8(%q) = %v, want %v", w, got, want)
 				}
+			}
+		}
+	}
+}
+
+// TestParseMillisUTC: the allocation-free timestamp parser agrees with
+// time.Parse on the codec's spelling, for every month of every year the
+// spelling has (the ends of months, leap days), every day of some years,
+// and refuses the days a month does not have.
+func TestParseMillisUTC(t *testing.T) {
+	check := func(y, m, d int) {
+		s := fmt.Sprintf("%04d-%02d-%02dT13:07:59.123Z", y, m, d)
+		want, werr := time.Parse(time.RFC3339Nano, s)
+		got, ok := parseMillisUTC([]byte(s))
+		if ok != (werr == nil) || (ok && (!got.Equal(want) || got.Location() != want.Location())) {
+			t.Fatalf("%s: parseMillisUTC = %v, %v; time.Parse = %v, %v", s, got, ok, want, werr)
+		}
+	}
+	for y := 0; y <= 9999; y++ {
+		for m := 1; m <= 12; m++ {
+			for _, d := range []int{1, 28, 29, 30, 31} {
+				check(y, m, d)
+			}
+		}
+	}
+	for _, y := range []int{0, 1, 1600, 1969, 1970, 2000, 2024, 2026, 2100, 9999} {
+		for m := 1; m <= 12; m++ {
+			for d := 1; d <= 32; d++ {
+				check(y, m, d)
 			}
 		}
 	}
