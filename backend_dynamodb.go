@@ -592,7 +592,7 @@ func (b *dynamoBackend) Create(ctx context.Context, rec taskstore.Record, lim ta
 		}
 		// The counters say full; they may count expired items. Recount.
 		if repairs >= 8 {
-			return refusal(rec, lim, last.activeN)
+			return refusal(rec, lim, last.activeN, last.storedN)
 		}
 		if last, err = b.repairCount(ctx, rec, lim); err != nil {
 			return err
@@ -600,9 +600,19 @@ func (b *dynamoBackend) Create(ctx context.Context, rec taskstore.Record, lim ta
 	}
 }
 
-// refusal names the bound a create hit, given the owner's active count.
-func refusal(rec taskstore.Record, lim taskstore.Limits, active int64) error {
-	if rec.Active && lim.MaxActive > 0 && active >= int64(lim.MaxActive) {
+// refusal names the bound a create hit, given the owner's counts. When
+// the counts, read after the refusal, show neither bound reached (other
+// writers moved them since), it names the bound nearer to full: under a
+// race of creates and ends at the active quota that is the quota, not the
+// stored bound, which was far.
+func refusal(rec taskstore.Record, lim taskstore.Limits, active, stored int64) error {
+	quota := rec.Active && lim.MaxActive > 0
+	switch {
+	case quota && active >= int64(lim.MaxActive):
+		return taskstore.ErrQuotaExceeded
+	case lim.MaxStored > 0 && stored >= int64(lim.MaxStored):
+		return taskstore.ErrStorageFull
+	case quota && (lim.MaxStored <= 0 || int64(lim.MaxActive)-active <= int64(lim.MaxStored)-stored):
 		return taskstore.ErrQuotaExceeded
 	}
 	return taskstore.ErrStorageFull
@@ -1472,7 +1482,8 @@ func (b *dynamoBackend) createNoTx(ctx context.Context, rec taskstore.Record, li
 				return ddbErr(ctx, "count", err)
 			}
 			a, _ := attrNum(out.Item, ddbActiveN)
-			return refusal(rec, lim, a)
+			n, _ := attrNum(out.Item, ddbStoredN)
+			return refusal(rec, lim, a, n)
 		}
 	}
 	out, err := b.client.PutItem(ctx, &dynamodb.PutItemInput{

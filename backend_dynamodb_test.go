@@ -902,3 +902,28 @@ func TestDynamoDBLocalRequestsPerTask(t *testing.T) {
 		}
 	}
 }
+
+// refusal names the bound a refused create hit, also when the counts read
+// afterwards no longer show it (the race of creates and ends at the active
+// quota on dynalite refused creates as "stored task limit reached" with
+// the stored bound far away).
+func TestDynamoDBRefusal(t *testing.T) {
+	active := taskstore.Record{Active: true}
+	for _, c := range []struct {
+		rec            taskstore.Record
+		lim            taskstore.Limits
+		active, stored int64
+		want           error
+	}{
+		{active, taskstore.Limits{MaxActive: 4, MaxStored: 100}, 4, 10, taskstore.ErrQuotaExceeded},
+		{active, taskstore.Limits{MaxActive: 4, MaxStored: 100}, 3, 10, taskstore.ErrQuotaExceeded},
+		{active, taskstore.Limits{MaxActive: 4, MaxStored: 100}, 2, 100, taskstore.ErrStorageFull},
+		{active, taskstore.Limits{MaxActive: 100, MaxStored: 10}, 2, 9, taskstore.ErrStorageFull},
+		{taskstore.Record{}, taskstore.Limits{MaxActive: 4, MaxStored: 100}, 4, 10, taskstore.ErrStorageFull},
+		{active, taskstore.Limits{MaxActive: 4}, 1, 10, taskstore.ErrQuotaExceeded},
+	} {
+		if got := refusal(c.rec, c.lim, c.active, c.stored); got != c.want {
+			t.Errorf("refusal(active=%v, %+v, a=%d, n=%d) = %v, want %v", c.rec.Active, c.lim, c.active, c.stored, got, c.want)
+		}
+	}
+}
