@@ -327,19 +327,21 @@ func parseRevision(v string) revision {
 }
 
 // edge is the carrier's content: what the transport edge decided about one
-// request.
+// request. The rewriter writes it as the JSON object {"protocol", "task",
+// "listen", "request"} (members present only when set); takeEdge reads it
+// back from the map the SDK decoded.
 type edge struct {
 	// Protocol is "2026-07-28" for requests of that revision; empty is
 	// 2025-11-25.
-	Protocol string `json:"protocol,omitempty"`
+	Protocol string
 	// Task is params.task of a 2025-11-25 tools/call (which the SDK drops).
-	Task json.RawMessage `json:"task,omitempty"`
+	Task json.RawMessage
 	// Listen is params.notifications.taskIds of a 2026-07-28
 	// subscriptions/listen (which the SDK has no field for).
-	Listen json.RawMessage `json:"listen,omitempty"`
+	Listen json.RawMessage
 	// Request names the HTTP request of a tasks/result (Router.sdk.requests),
 	// so that its wait ends with it.
-	Request string `json:"request,omitempty"`
+	Request string
 }
 
 func (e edge) revision() revision { return parseRevision(e.Protocol) }
