@@ -105,10 +105,12 @@ func (e *httpEdge) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 			e.next20260728.ServeHTTP(w, req) // it answers 405 to GET and DELETE
 			return
 		}
-		if req.Method == http.MethodGet {
-			e.r.noteStream(req.Header.Get("Mcp-Session-Id"))
-		}
 		rw := &responseWriter{ResponseWriter: w, r: e.r, hold400: true}
+		if id := req.Header.Get("Mcp-Session-Id"); req.Method == http.MethodGet && id != "" {
+			// The SDK answers 200 only for a live session's stream, after
+			// authentication.
+			rw.onOK = func() { e.r.noteStream(id) }
+		}
 		e.next.ServeHTTP(rw, req)
 		rw.finish(nil)
 		return
@@ -280,6 +282,8 @@ type responseWriter struct {
 	sse      bool
 	checked  bool
 	partial  []byte // an SSE line not yet ended
+	onOK     func() // run once when the answer is a 200
+	answered bool
 }
 
 func (w *responseWriter) WriteHeader(code int) {
@@ -287,13 +291,26 @@ func (w *responseWriter) WriteHeader(code int) {
 		w.held = true
 		return
 	}
+	w.answer(code)
 	w.ResponseWriter.WriteHeader(code)
+}
+
+// answer notes the status of the answer (Write and Flush before
+// WriteHeader imply 200).
+func (w *responseWriter) answer(code int) {
+	if !w.answered {
+		w.answered = true
+		if code == http.StatusOK && w.onOK != nil {
+			w.onOK()
+		}
+	}
 }
 
 func (w *responseWriter) Write(p []byte) (int, error) {
 	if w.held {
 		return w.heldBody.Write(p)
 	}
+	w.answer(http.StatusOK)
 	if !w.checked {
 		w.checked = true
 		w.sse = strings.HasPrefix(w.Header().Get("Content-Type"), "text/event-stream")
@@ -352,6 +369,7 @@ func (w *responseWriter) Flush() {
 	if w.held {
 		return
 	}
+	w.answer(http.StatusOK)
 	if f, ok := w.ResponseWriter.(http.Flusher); ok {
 		f.Flush()
 	}

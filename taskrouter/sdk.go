@@ -44,13 +44,14 @@ const clientCapsMetaKey = "io.modelcontextprotocol/clientCapabilities"
 type sdkState struct {
 	marker string // progress token and _meta key of the stand-in messages
 
-	mu       sync.Mutex
-	servers  []*mcp.Server
-	sessions map[*mcp.ServerSession]string // session -> owner (normalized)
-	pruned   int                           // len(sessions) after the last pruning
-	streamed map[string]bool               // ids of HTTP sessions that opened a standalone stream
-	watchers map[chan struct{}]bool        // poked on every local task change (listen.go)
-	requests map[string]context.Context    // edge token -> the HTTP request of a tasks/result
+	mu            sync.Mutex
+	servers       []*mcp.Server
+	sessions      map[*mcp.ServerSession]string // session -> owner (normalized)
+	pruned        int                           // len(sessions) after the last pruning
+	streamed      map[string]bool               // ids of HTTP sessions that opened a standalone stream
+	prunedStreams int                           // len(streamed) after the last pruning
+	watchers      map[chan struct{}]bool        // poked on every local task change (listen.go)
+	requests      map[string]context.Context    // edge token -> the HTTP request of a tasks/result
 
 	lastRequest atomic.Uint64 // the last edge token
 }
@@ -158,7 +159,7 @@ func (r *Router) pruneSessions() {
 			delete(r.sdk.streamed, id)
 		}
 	}
-	r.sdk.pruned = len(r.sdk.sessions)
+	r.sdk.pruned, r.sdk.prunedStreams = len(r.sdk.sessions), len(r.sdk.streamed)
 }
 
 // sessionsOf returns the sessions whose requests resolved to owner and
@@ -194,18 +195,20 @@ func (r *Router) liveSessions() (map[*mcp.ServerSession]bool, map[string]bool) {
 }
 
 // noteStream records that the HTTP session id opened its standalone SSE
-// stream (an HTTP GET), where its status notifications go. The SDK drops
-// what a session without that stream cannot receive (or keeps it for a
-// replay that needs the stream's last event id), so a session that never
-// opened one is sent none: encoding them for nobody cost a tenth of a
-// task's round trip.
+// stream (the SDK answered its GET with 200), where its status
+// notifications go. The SDK drops what a session without that stream
+// cannot receive (or keeps it for a replay that needs the stream's last
+// event id), so a session that never opened one is sent none: encoding
+// them for nobody cost a tenth of a task's round trip. Ended sessions'
+// ids are pruned with the sessions.
 func (r *Router) noteStream(id string) {
-	if _, ids := r.liveSessions(); id == "" || !ids[id] {
-		return
-	}
 	r.sdk.mu.Lock()
 	r.sdk.streamed[id] = true
+	prune := len(r.sdk.streamed) > 2*r.sdk.prunedStreams+64
 	r.sdk.mu.Unlock()
+	if prune {
+		r.pruneSessions()
+	}
 }
 
 // notifyStatus sends rec's 2025-11-25 status notification to its owner's
