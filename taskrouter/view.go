@@ -47,9 +47,8 @@ func failure(rec *taskstore.TaskRecord) *taskstore.RPCError {
 type view20251125 struct{}
 
 func (view20251125) created(rec *taskstore.TaskRecord) any {
-	return struct {
-		Task taskstore.Task `json:"task"`
-	}{rec.WireTask()}
+	t, _ := rec.WireTask().MarshalJSON() // it cannot fail
+	return json.RawMessage(append(append([]byte(`{"task":`), t...), '}'))
 }
 
 func (view20251125) get(rec *taskstore.TaskRecord) any { return rec.WireTask() }
@@ -77,7 +76,8 @@ func (view20251125) result(rec *taskstore.TaskRecord) (any, error) {
 	case rec.Result == nil:
 		return nil, failure(rec)
 	}
-	rel, _ := json.Marshal(map[string]string{"taskId": rec.Task.TaskID})
+	id, _ := json.Marshal(rec.Task.TaskID)
+	rel := append(append([]byte(`{"taskId":`), id...), '}')
 	res, err := setPath(rec.Result, []string{"_meta", RelatedTaskKey}, rel)
 	if err != nil {
 		return nil, &taskstore.RPCError{Code: taskstore.CodeInternalError, Message: "stored result is not an object"}
@@ -191,8 +191,11 @@ type wireResult struct {
 }
 
 func (w *wireResult) MarshalJSON() ([]byte, error) {
-	if raw, ok := w.v.(json.RawMessage); ok {
-		return raw, nil
+	switch v := w.v.(type) {
+	case json.RawMessage:
+		return v, nil
+	case json.Marshaler: // such as taskstore.Task: no reflection, no second pass
+		return v.MarshalJSON()
 	}
 	return json.Marshal(w.v)
 }
