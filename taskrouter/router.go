@@ -239,6 +239,11 @@ func (o logOwner) LogValue() slog.Value {
 	return slog.StringValue("session:sha256:" + hex.EncodeToString(sum[:6]))
 }
 
+// logsInfo reports whether info lines are written: the three of every
+// task's life are built only then (their arguments cost a dozen
+// allocations each).
+func (r *Router) logsInfo() bool { return r.log.Enabled(context.Background(), slog.LevelInfo) }
+
 type ownerKey struct{}
 
 // Owner returns the task owner the Router resolved for the request that ctx
@@ -337,7 +342,9 @@ func (r *Router) Start(ctx context.Context, req StartRequest, work Work) (*tasks
 	if err := r.run(rec, req.Values, work); err != nil {
 		return nil, err
 	}
-	r.log.Info("task created", "task", rec.Task.TaskID, "owner", logOwner(rec.OwnerID), "method", req.Method, "tool", req.Tool)
+	if r.logsInfo() {
+		r.log.Info("task created", "task", rec.Task.TaskID, "owner", logOwner(rec.OwnerID), "method", req.Method, "tool", req.Tool)
+	}
 	return rec, nil
 }
 

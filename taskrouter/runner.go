@@ -262,7 +262,9 @@ func (r *Router) endRun(ctx context.Context, rn *run, out Outcome) (done bool, e
 	}
 	switch {
 	case err == nil:
-		r.log.Info("task finished", "task", rn.id, "owner", logOwner(rn.owner), "status", rec.Task.Status, "message", rec.Task.StatusMessage)
+		if r.logsInfo() {
+			r.log.Info("task finished", "task", rn.id, "owner", logOwner(rn.owner), "status", rec.Task.Status, "message", rec.Task.StatusMessage)
+		}
 		r.wakeWith(rn.id, rec)
 		r.notifyStatus(rec)
 		return true, nil

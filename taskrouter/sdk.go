@@ -731,7 +731,9 @@ func (r *Router) handleResult(ctx context.Context, _ *mcp.ServerSession, p *task
 	if err != nil {
 		return nil, r.toWire(err)
 	}
-	r.log.Info("task result retrieved", "task", id, "owner", logOwner(rec.OwnerID), "status", rec.Task.Status)
+	if r.logsInfo() {
+		r.log.Info("task result retrieved", "task", id, "owner", logOwner(rec.OwnerID), "status", rec.Task.Status)
+	}
 	res, err := view20251125{}.result(rec)
 	if err != nil {
 		return nil, r.toWire(err)
