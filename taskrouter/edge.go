@@ -43,7 +43,8 @@ type HTTPOptions struct {
 	// the wrapped handler checks a token). A request that would exceed it
 	// gets HTTP 503 with Retry-After. Default 16 × MaxBodyBytes. A body with
 	// a Content-Length is read into one buffer of that size; a chunked one
-	// grows by doubling, so it may briefly need twice its size.
+	// grows by doubling, and one the rewriter changes is copied once (the
+	// copy replaces it), so either may briefly need twice its size.
 	MaxBufferedBytes int64
 	// BodyTimeout is how long a request body may take to arrive (HTTP 408
 	// after it). The deadline is lifted once the body is read, so long
@@ -156,7 +157,7 @@ func (e *httpEdge) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	req.Header.Set("Content-Length", strconv.FormatInt(req.ContentLength, 10))
 	rw := &responseWriter{ResponseWriter: w, r: e.r, hold400: rev == rev20251125}
 	next.ServeHTTP(rw, req)
-	rw.finish(body)
+	rw.finish(out) // not body: a rewritten body is not kept for the request's life
 }
 
 // readBody reads the body under the edge's deadline, size limit and
