@@ -187,15 +187,38 @@ func (m *memoryBackend) live(owner, id string, now time.Time) *memRecord {
 	return r
 }
 
-func (m *memoryBackend) Create(ctx context.Context, rec taskstore.Record, lim taskstore.Limits) error {
+// lock and rlock check ctx and take the write or read lock, which the
+// caller then releases; they fail, holding nothing, once the backend is
+// closed.
+func (m *memoryBackend) lock(ctx context.Context) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
 	m.mu.Lock()
-	defer m.mu.Unlock()
 	if m.closed {
+		m.mu.Unlock()
 		return errMemoryClosed
 	}
+	return nil
+}
+
+func (m *memoryBackend) rlock(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	m.mu.RLock()
+	if m.closed {
+		m.mu.RUnlock()
+		return errMemoryClosed
+	}
+	return nil
+}
+
+func (m *memoryBackend) Create(ctx context.Context, rec taskstore.Record, lim taskstore.Limits) error {
+	if err := m.lock(ctx); err != nil {
+		return err
+	}
+	defer m.mu.Unlock()
 	m.purge(time.Now())
 	o := m.owners[rec.Owner]
 	if o == nil {
@@ -237,14 +260,10 @@ func (m *memoryBackend) Create(ctx context.Context, rec taskstore.Record, lim ta
 }
 
 func (m *memoryBackend) Get(ctx context.Context, owner, id string) (taskstore.Record, error) {
-	if err := ctx.Err(); err != nil {
+	if err := m.rlock(ctx); err != nil {
 		return taskstore.Record{}, err
 	}
-	m.mu.RLock()
 	defer m.mu.RUnlock()
-	if m.closed {
-		return taskstore.Record{}, errMemoryClosed
-	}
 	r := m.live(owner, id, time.Now())
 	if r == nil {
 		return taskstore.Record{}, taskstore.ErrNotFound
@@ -263,14 +282,10 @@ func (m *memoryBackend) dropIfEmpty(owner string) {
 }
 
 func (m *memoryBackend) Update(ctx context.Context, rec taskstore.Record, expected uint64) (uint64, error) {
-	if err := ctx.Err(); err != nil {
+	if err := m.lock(ctx); err != nil {
 		return 0, err
 	}
-	m.mu.Lock()
 	defer m.mu.Unlock()
-	if m.closed {
-		return 0, errMemoryClosed
-	}
 	r := m.live(rec.Owner, rec.TaskID, time.Now())
 	if r == nil {
 		return 0, taskstore.ErrNotFound
@@ -294,14 +309,10 @@ func (m *memoryBackend) Update(ctx context.Context, rec taskstore.Record, expect
 }
 
 func (m *memoryBackend) Delete(ctx context.Context, owner, id string) (bool, error) {
-	if err := ctx.Err(); err != nil {
+	if err := m.lock(ctx); err != nil {
 		return false, err
 	}
-	m.mu.Lock()
 	defer m.mu.Unlock()
-	if m.closed {
-		return false, errMemoryClosed
-	}
 	now := time.Now()
 	m.purge(now)
 	if m.live(owner, id, now) == nil {
@@ -312,14 +323,10 @@ func (m *memoryBackend) Delete(ctx context.Context, owner, id string) (bool, err
 }
 
 func (m *memoryBackend) List(ctx context.Context, owner, after string, limit int) ([]taskstore.Record, bool, error) {
-	if err := ctx.Err(); err != nil {
+	if err := m.rlock(ctx); err != nil {
 		return nil, false, err
 	}
-	m.mu.RLock()
 	defer m.mu.RUnlock()
-	if m.closed {
-		return nil, false, errMemoryClosed
-	}
 	o := m.owners[owner]
 	if o == nil {
 		return nil, false, nil
@@ -346,39 +353,27 @@ func (m *memoryBackend) List(ctx context.Context, owner, after string, limit int
 }
 
 func (m *memoryBackend) DeleteExpired(ctx context.Context) (int, error) {
-	if err := ctx.Err(); err != nil {
+	if err := m.lock(ctx); err != nil {
 		return 0, err
 	}
-	m.mu.Lock()
 	defer m.mu.Unlock()
-	if m.closed {
-		return 0, errMemoryClosed
-	}
 	return m.purge(time.Now()), nil
 }
 
 func (m *memoryBackend) Heartbeat(ctx context.Context, runner string) error {
-	if err := ctx.Err(); err != nil {
+	if err := m.lock(ctx); err != nil {
 		return err
 	}
-	m.mu.Lock()
 	defer m.mu.Unlock()
-	if m.closed {
-		return errMemoryClosed
-	}
 	m.beats[runner]++
 	return nil
 }
 
 func (m *memoryBackend) Runners(ctx context.Context) ([]taskstore.RunnerBeat, error) {
-	if err := ctx.Err(); err != nil {
+	if err := m.rlock(ctx); err != nil {
 		return nil, err
 	}
-	m.mu.RLock()
 	defer m.mu.RUnlock()
-	if m.closed {
-		return nil, errMemoryClosed
-	}
 	out := make([]taskstore.RunnerBeat, 0, len(m.beats))
 	for r, b := range m.beats {
 		out = append(out, taskstore.RunnerBeat{Runner: r, Beat: b})
@@ -387,28 +382,20 @@ func (m *memoryBackend) Runners(ctx context.Context) ([]taskstore.RunnerBeat, er
 }
 
 func (m *memoryBackend) RemoveRunner(ctx context.Context, runner string) error {
-	if err := ctx.Err(); err != nil {
+	if err := m.lock(ctx); err != nil {
 		return err
 	}
-	m.mu.Lock()
 	defer m.mu.Unlock()
-	if m.closed {
-		return errMemoryClosed
-	}
 	delete(m.beats, runner)
 	return nil
 }
 
 // RunnerTasks is exact here: the index follows every write.
 func (m *memoryBackend) RunnerTasks(ctx context.Context, runner string, limit int) ([]taskstore.Record, error) {
-	if err := ctx.Err(); err != nil {
+	if err := m.rlock(ctx); err != nil {
 		return nil, err
 	}
-	m.mu.RLock()
 	defer m.mu.RUnlock()
-	if m.closed {
-		return nil, errMemoryClosed
-	}
 	now := time.Now()
 	var out []taskstore.Record
 	for r := range m.byRun[runner] {
@@ -426,14 +413,10 @@ func (m *memoryBackend) RunnerTasks(ctx context.Context, runner string, limit in
 }
 
 func (m *memoryBackend) GetMany(ctx context.Context, keys []taskstore.Key) ([]taskstore.Record, error) {
-	if err := ctx.Err(); err != nil {
+	if err := m.rlock(ctx); err != nil {
 		return nil, err
 	}
-	m.mu.RLock()
 	defer m.mu.RUnlock()
-	if m.closed {
-		return nil, errMemoryClosed
-	}
 	now := time.Now()
 	out := make([]taskstore.Record, 0, len(keys))
 	for _, k := range keys {
