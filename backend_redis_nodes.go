@@ -251,7 +251,10 @@ func (h *redisNodeHook) begin(ctx context.Context, extra time.Duration) (uint64,
 	now := time.Now()
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if !h.stalled {
+	// A call can be overdue with no reply since it was sent only when no
+	// reply came for stall_timeout (its due is at least that after its
+	// start): while the server answers, the calls in flight are not read.
+	if !h.stalled && now.Sub(h.lastReply) > h.opts.stall {
 		for _, c := range h.inflight {
 			if now.After(c.due) && h.lastReply.Before(c.start) {
 				h.stallLocked(c.start)
