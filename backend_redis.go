@@ -501,19 +501,28 @@ return 0
 `)
 
 	// KEYS: rec act [run]. ARGV: value expected active(0|1) runner_b64 id
-	// channel message expiry_ms header_len [run_member]. value is the
-	// whole stored form at version expected+1 with the caller's expiry
-	// (header_len bytes of header): when the stored expiry is that one (it
-	// never changes) the script stores value as it came; else it rebuilds
-	// the header with the stored expiry. Returns the new version, -1 not
-	// found, -2 version conflict. Only the header is read; KEEPTTL keeps
-	// the expiry. The active index is written only when the active flag
-	// changes: every script keeps it equal to the live records' flags.
+	// channel message expiry_ms header_len indexed(0|1) [run_member]. value
+	// is the whole stored form at version expected+1 with the caller's
+	// expiry (header_len bytes of header): when the stored expiry is that
+	// one (it never changes) the script stores value as it came; else it
+	// rebuilds the header with the stored expiry. Returns the new version,
+	// -1 not found, -2 version conflict, -3 the record gets a new runner
+	// whose index entry is not written (a cluster: the caller writes it
+	// and calls again with indexed 1). Only the header is read; KEEPTTL
+	// keeps the expiry. The active index is written only when the active
+	// flag changes, the runner index only when the runner does: every
+	// script keeps the first equal to the live records' flags, and the
+	// entry of a record's runner is written before the record names it.
 	redisUpdate = redis.NewScript(`
 local head = redis.call('GETRANGE', KEYS[1], 0, 255)
 if head == '' then return -1 end
-local v, e, a = string.match(head, '^(%d+):(%d*):(%d*):')
+local v, e, a, r = string.match(head, '^(%d+):(%d*):(%d*):()')
 if v ~= ARGV[2] then return -2 end
+-- A runner field cut off at 256 bytes reads as another runner: indexed again.
+if ARGV[4] ~= '' and ARGV[10] ~= '1' and string.sub(head, r, r + #ARGV[4]) ~= ARGV[4] .. ':' then
+  if not KEYS[3] then return -3 end
+  redis.call('ZADD', KEYS[3], 0, ARGV[11])
+end
 local nv = tonumber(v) + 1
 if e == ARGV[8] then
   redis.call('SET', KEYS[1], ARGV[1], 'KEEPTTL')
@@ -527,7 +536,6 @@ if a ~= ARGV[3] then
     redis.call('ZREM', KEYS[2], ARGV[5])
   end
 end
-if KEYS[3] then redis.call('ZADD', KEYS[3], 0, ARGV[10]) end
 redis.call('PUBLISH', ARGV[6], ARGV[7])
 return nv
 `)
@@ -760,20 +768,27 @@ func (b *redisBackend) Update(ctx context.Context, rec taskstore.Record, expecte
 	if len(rec.Data) > redisMaxRecord {
 		return 0, fmt.Errorf("%w: %d bytes, Redis takes at most %d", taskstore.ErrRecordTooLarge, len(rec.Data), redisMaxRecord)
 	}
-	runKeys, member, err := b.indexRunner(ctx, rec)
-	if err != nil {
-		return 0, err
-	}
 	recKey, _, _, act := b.keys(rec.Owner, rec.TaskID)
+	keys := []string{recKey, act}
 	expMS, _ := redisExpiry(rec.ExpiresAt)
 	runner := redisRunnerField(rec.Runner)
 	value := redisValue(expected+1, expMS, rec.Active, runner, rec.Data)
+	member := b.runMember(rec.Owner, rec.TaskID)
 	args := []any{value, strconv.FormatUint(expected, 10), redisFlag(rec.Active), runner,
-		rec.TaskID, b.changesChan(), b.runMember(rec.Owner, rec.TaskID), expMS, len(value) - len(rec.Data)}
-	if runKeys != nil {
+		rec.TaskID, b.changesChan(), member, expMS, len(value) - len(rec.Data), "0"}
+	if rec.Runner != "" && !b.cluster {
+		keys = append(keys, b.runnerKey(rec.Runner))
 		args = append(args, member)
 	}
-	res, err := redisUpdate.Run(ctx, b.client, append([]string{recKey, act}, runKeys...), args...).Int64()
+	res, err := redisUpdate.Run(ctx, b.client, keys, args...).Int64()
+	if err == nil && res == -3 {
+		// A new runner, on a cluster: its index (another slot) first.
+		if _, _, err := b.indexRunner(ctx, rec); err != nil {
+			return 0, err
+		}
+		args[9] = "1"
+		res, err = redisUpdate.Run(ctx, b.client, keys, args...).Int64()
+	}
 	if err != nil {
 		return 0, b.fail(ctx, "update", err)
 	}

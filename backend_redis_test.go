@@ -1116,3 +1116,50 @@ func BenchmarkRedisStallGuard(b *testing.B) {
 	b.ReportMetric(float64(many)/float64(none), "1000inflight/none")
 	b.ReportMetric(0, "ns/op")
 }
+
+// TestRedisRunnerIndexedOnce: an update of a record that keeps its runner
+// is one command, on a single server and on a cluster (where the runner
+// index lives in another slot); one that gives it a new runner puts the
+// record in that runner's index.
+func TestRedisRunnerIndexedOnce(t *testing.T) {
+	for _, tc := range []struct{ name, env string }{{"Standalone", envRedisURL}, {"Cluster", envRedisClusterURL}} {
+		t.Run(tc.name, func(t *testing.T) {
+			rb := newRedisFactory(redisTestURL(t, tc.env))(t).(*redisBackend)
+			ctx := t.Context()
+			rec := taskstore.Record{Owner: "alice", TaskID: taskstore.NewTaskID(time.Now()), Data: []byte(`{"v":0}`),
+				ExpiresAt: time.Now().Add(time.Hour).Truncate(time.Millisecond), Active: true, Runner: "r1"}
+			if err := rb.Create(ctx, rec, taskstore.Limits{}); err != nil {
+				t.Fatal(err)
+			}
+			v := uint64(1)
+			update := func(runner string) {
+				t.Helper()
+				rec.Runner = runner
+				rec.Data = []byte(fmt.Sprintf(`{"v":%d}`, v))
+				var err error
+				if v, err = rb.Update(ctx, rec, v); err != nil {
+					t.Fatal(err)
+				}
+			}
+			update("r1") // loads the script
+			sent := &redisSentCommands{}
+			rb.client.AddHook(sent)
+			for range 3 {
+				update("r1")
+			}
+			if n := sent.reset(); !cmp.Equal(n, map[string]int64{"evalsha": 3}) {
+				t.Errorf("3 updates keeping the runner sent %v, want 3 evalsha", n)
+			}
+			for _, runner := range []string{"r2", "r1"} {
+				update(runner)
+				recs, err := rb.RunnerTasks(ctx, runner, 10)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if len(recs) != 1 || recs[0].TaskID != rec.TaskID || recs[0].Version != v {
+					t.Errorf("after moving to %s, its index holds %v, want the record at version %d", runner, recs, v)
+				}
+			}
+		})
+	}
+}
