@@ -951,12 +951,55 @@ func (b *redisBackend) RunnerTasks(ctx context.Context, runner string, limit int
 			if err := b.client.ZRem(ctx, key, stale...).Err(); err != nil {
 				return nil, b.fail(ctx, "runner tasks", err)
 			}
+			back, err := b.heldAgain(ctx, runner, stale)
+			if err != nil {
+				return nil, err
+			}
+			offset += int64(len(back)) // in the index again, at their places
+			out = append(out, back[:min(len(back), limit-len(out))]...)
 		}
 		if int64(len(members)) < batch {
 			break
 		}
 	}
 	return out, nil
+}
+
+// heldAgain reads the records of index entries RunnerTasks just removed
+// and puts back those that runner holds again: one that moved back to it
+// between RunnerTasks' read and the removal lost the entry its update
+// wrote, and an update that keeps a runner writes none. Any later move to
+// runner writes its own.
+func (b *redisBackend) heldAgain(ctx context.Context, runner string, removed []any) ([]taskstore.Record, error) {
+	keys := make([]taskstore.Key, len(removed))
+	for i, m := range removed {
+		o, id, _ := strings.Cut(m.(string), " ")
+		ob, err := base64.RawURLEncoding.DecodeString(o)
+		if o == "=" {
+			ob = nil
+		} else if err != nil {
+			return nil, fmt.Errorf("%w: redis runner index: malformed entry", taskstore.ErrBackend)
+		}
+		keys[i] = taskstore.Key{Owner: string(ob), TaskID: id}
+	}
+	recs, err := b.GetMany(ctx, keys)
+	if err != nil {
+		return nil, err
+	}
+	var back []taskstore.Record
+	var members []redis.Z
+	for _, r := range recs {
+		if r.Runner == runner {
+			back = append(back, r)
+			members = append(members, redis.Z{Member: b.runMember(r.Owner, r.TaskID)})
+		}
+	}
+	if len(members) > 0 {
+		if err := b.client.ZAdd(ctx, b.runnerKey(runner), members...).Err(); err != nil {
+			return nil, b.fail(ctx, "runner tasks", err)
+		}
+	}
+	return back, nil
 }
 
 // GetMany is one pipeline of GETs (on a cluster, one per node holding

@@ -1163,3 +1163,66 @@ func TestRedisRunnerIndexedOnce(t *testing.T) {
 		})
 	}
 }
+
+// redisBeforeZrem runs fn once, before the first ZREM of key is sent.
+type redisBeforeZrem struct {
+	key  string
+	once sync.Once
+	fn   func()
+}
+
+func (h *redisBeforeZrem) DialHook(next redis.DialHook) redis.DialHook { return next }
+
+func (h *redisBeforeZrem) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		if args := cmd.Args(); cmd.Name() == "zrem" && len(args) > 1 && args[1] == h.key {
+			h.once.Do(h.fn)
+		}
+		return next(ctx, cmd)
+	}
+}
+
+func (h *redisBeforeZrem) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return next
+}
+
+// TestRedisRunnerTasksRace: a record that moves back to a runner while
+// RunnerTasks prunes that runner's stale entry for it keeps its entry (an
+// update that keeps the runner writes no entry, so a lost one would stay
+// lost and the task would be missed when that runner dies).
+func TestRedisRunnerTasksRace(t *testing.T) {
+	for _, tc := range []struct{ name, env string }{{"Standalone", envRedisURL}, {"Cluster", envRedisClusterURL}} {
+		t.Run(tc.name, func(t *testing.T) {
+			rb := newRedisFactory(redisTestURL(t, tc.env))(t).(*redisBackend)
+			ctx := t.Context()
+			rec := taskstore.Record{Owner: "alice", TaskID: taskstore.NewTaskID(time.Now()), Data: []byte(`{}`),
+				ExpiresAt: time.Now().Add(time.Hour).Truncate(time.Millisecond), Active: true, Runner: "r1"}
+			if err := rb.Create(ctx, rec, taskstore.Limits{}); err != nil {
+				t.Fatal(err)
+			}
+			rec.Runner = "r2"
+			v, err := rb.Update(ctx, rec, 1)
+			if err != nil {
+				t.Fatal(err)
+			}
+			// r1's entry is stale now; RunnerTasks(r1) prunes it, and just
+			// before it does the record moves back to r1.
+			rb.client.AddHook(&redisBeforeZrem{key: rb.runnerKey("r1"), fn: func() {
+				rec.Runner = "r1"
+				if v, err = rb.Update(context.Background(), rec, v); err != nil {
+					t.Error(err)
+				}
+			}})
+			if _, err := rb.RunnerTasks(ctx, "r1", 10); err != nil {
+				t.Fatal(err)
+			}
+			recs, err := rb.RunnerTasks(ctx, "r1", 10)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(recs) != 1 || recs[0].TaskID != rec.TaskID || recs[0].Version != v {
+				t.Fatalf("r1's index holds %v, want the record at version %d", recs, v)
+			}
+		})
+	}
+}
