@@ -28,6 +28,7 @@ func TestDynamoDBLocalFaultUnderLoad(t *testing.T) {
 	const (
 		deadline        = time.Second
 		ddbMaxOvershoot = 2 * time.Second // generous: Java restarts on the same 2 loaded cores
+		ddbUnsynced     = 100 * time.Millisecond
 	)
 	if os.Getenv(envDynamoDB) == "" && os.Getenv(envRequire) != "1" {
 		t.Skipf("%s is not set (this test starts its own DynamoDB Local, but only where the others run)", envDynamoDB)
@@ -56,6 +57,12 @@ func TestDynamoDBLocalFaultUnderLoad(t *testing.T) {
 	load := startFaultLoad(s, 8, deadline)
 
 	time.Sleep(2 * time.Second)
+	// DynamoDB Local answers a write a few milliseconds before it has
+	// stored it: killed right after 20 creates it lost the last one in 3
+	// runs of 3, 10 ms after them none. Writes acknowledged in the last
+	// ddbUnsynced before the kill may be lost (counted, not failed); every
+	// earlier one must be there.
+	load.allowUnsynced(time.Now().Add(-ddbUnsynced))
 	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}

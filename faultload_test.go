@@ -44,15 +44,19 @@ type faultLoad struct {
 	wg    sync.WaitGroup
 	opts  faultLoadOptions
 
-	mu           sync.Mutex
-	acked        map[ackKey]ackedWrite // highest acknowledged version per task
-	ackedInPhase [numPhases]int        // acknowledged writes (creates and CASes), by phase
-	calls        [numPhases]int
-	failed       [numPhases]int // failures other than domain answers
-	maxOvershoot time.Duration  // how far past its deadline the slowest call returned
-	slowest      string
-	panics       int
-	firstErr     [numPhases]error
+	mu    sync.Mutex
+	acked map[ackKey]ackedWrite // highest acknowledged version per task
+	// unsyncedSince, if set, is when the server started acknowledging
+	// writes it may lose when killed (see allowUnsynced).
+	unsyncedSince time.Time
+	unsyncedLost  int
+	ackedInPhase  [numPhases]int // acknowledged writes (creates and CASes), by phase
+	calls         [numPhases]int
+	failed        [numPhases]int // failures other than domain answers
+	maxOvershoot  time.Duration  // how far past its deadline the slowest call returned
+	slowest       string
+	panics        int
+	firstErr      [numPhases]error
 }
 
 type ackKey struct{ owner, id string }
@@ -78,6 +82,13 @@ type loadCall struct {
 type ackedWrite struct {
 	version uint64
 	phase   int // when the call that acknowledged it started
+	// every acknowledged version of the task and when it was acknowledged
+	acks []ackPoint
+}
+
+type ackPoint struct {
+	version uint64
+	at      time.Time
 }
 
 // domainAnswer reports whether err is one of the store's answers about the
@@ -201,9 +212,12 @@ func (l *faultLoad) call(owner, op string, do func(ctx context.Context) (*taskst
 		// Create, SetVariables and Cancel write: the store acknowledged
 		// rec.Version of this task.
 		k := ackKey{rec.OwnerID, rec.Task.TaskID}
-		if a, ok := l.acked[k]; !ok || rec.Version > a.version {
-			l.acked[k] = ackedWrite{rec.Version, phase}
+		a := l.acked[k]
+		if rec.Version > a.version {
+			a.version, a.phase = rec.Version, phase
 		}
+		a.acks = append(a.acks, ackPoint{rec.Version, time.Now()})
+		l.acked[k] = a
 		l.ackedInPhase[phase]++
 	case err != nil && !domainAnswer(err):
 		l.failed[phase]++
@@ -225,6 +239,15 @@ func (l *faultLoad) verifyAcked(t *testing.T, s *taskstore.Store) (checked, lost
 	return checked, len(losses)
 }
 
+// allowUnsynced says that the writes the server acknowledges from since
+// on may be lost when it is killed: it answers before its write is
+// stored. Their losses are counted apart (unsyncedLost), not as losses.
+func (l *faultLoad) allowUnsynced(since time.Time) {
+	l.mu.Lock()
+	l.unsyncedSince = since
+	l.mu.Unlock()
+}
+
 // countAcked reads every task the store acknowledged a write to and
 // describes each one missing or below its acknowledged version, for tests
 // where a loss is a measured outcome rather than a failure.
@@ -233,17 +256,37 @@ func (l *faultLoad) countAcked(t *testing.T, s *taskstore.Store) (checked int, l
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	for k, a := range l.acked {
+		// need: the highest version acknowledged before the server could
+		// lose writes (all of them when it never could).
+		need := a.version
+		if !l.unsyncedSince.IsZero() {
+			need = 0
+			for _, p := range a.acks {
+				if p.at.Before(l.unsyncedSince) {
+					need = max(need, p.version)
+				}
+			}
+		}
 		ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 		got, err := s.Get(ctx, k.owner, k.id)
 		cancel()
 		checked++
+		var have uint64
 		switch {
 		case errors.Is(err, taskstore.ErrNotFound):
-			losses = append(losses, fmt.Sprintf("task %s v%d (acknowledged in phase %s) is gone", k.id, a.version, phaseNames[a.phase]))
 		case err != nil:
 			t.Fatalf("reading back task %s: %v", k.id, err)
-		case got.Version < a.version:
-			losses = append(losses, fmt.Sprintf("task %s is at v%d, v%d was acknowledged (phase %s)", k.id, got.Version, a.version, phaseNames[a.phase]))
+		default:
+			have = got.Version
+		}
+		switch {
+		case have < need && have == 0:
+			losses = append(losses, fmt.Sprintf("task %s v%d (acknowledged in phase %s) is gone", k.id, need, phaseNames[a.phase]))
+		case have < need:
+			losses = append(losses, fmt.Sprintf("task %s is at v%d, v%d was acknowledged (phase %s)", k.id, have, need, phaseNames[a.phase]))
+		case have < a.version:
+			l.unsyncedLost++
+			t.Logf("task %s: v%d, acknowledged just before the kill, is lost (at v%d): the server's own", k.id, a.version, have)
 		}
 	}
 	return checked, losses
@@ -386,7 +429,7 @@ func (l *faultLoad) finish(t *testing.T, s *taskstore.Store, before map[string]i
 		"recovery_ms", recovery.Milliseconds(),
 		"acked_writes_before_kill", l.ackedInPhase[phaseUp],
 		"acked_writes", l.ackedInPhase[phaseUp]+l.ackedInPhase[phaseDown]+l.ackedInPhase[phaseRestart],
-		"acked_tasks_checked", checked, "acked_writes_lost", lost)
+		"acked_tasks_checked", checked, "acked_writes_lost", lost, "acked_writes_lost_unsynced", l.unsyncedLost)
 }
 
 func TestFaultLoadHarness(t *testing.T) {
@@ -415,4 +458,39 @@ func boolInt(b bool) int {
 		return 1
 	}
 	return 0
+}
+
+// TestFaultLoadUnsynced: with allowUnsynced, a write acknowledged before
+// the instant it names must still be there, one acknowledged after it may
+// be lost (counted apart).
+func TestFaultLoadUnsynced(t *testing.T) {
+	s := taskstore.New(NewMemoryBackend(0), taskstore.Config{MaxActiveTasks: -1, MaxStoredTasks: -1})
+	defer s.Close()
+	l := &faultLoad{acked: map[ackKey]ackedWrite{}}
+	ack := func(id string, version uint64, at time.Time) {
+		a := l.acked[ackKey{"o", id}]
+		a.version = max(a.version, version)
+		a.acks = append(a.acks, ackPoint{version, at})
+		l.acked[ackKey{"o", id}] = a
+	}
+	kill := time.Now()
+	var ids []string
+	for range 2 {
+		r, err := s.Create(t.Context(), "o", taskstore.CreateRequest{RequestMethod: "tools/call"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, r.Task.TaskID)
+	}
+	never := func() string { return taskstore.NewTaskID(time.Now()) } // ids the store never had
+	ack(ids[0], 1, kill.Add(-time.Second))                            // there, as it must be
+	ack(ids[1], 1, kill.Add(-time.Second))                            // v1 there,
+	ack(ids[1], 2, kill.Add(-time.Millisecond))                       // v2, just before the kill, lost: counted apart
+	ack(never(), 1, kill.Add(-time.Millisecond))                      // gone, acknowledged just before: counted apart
+	ack(never(), 1, kill.Add(-time.Second))                           // gone, acknowledged before: a loss
+	l.allowUnsynced(kill.Add(-100 * time.Millisecond))
+	checked, losses := l.countAcked(t, s)
+	if checked != 4 || len(losses) != 1 || !strings.Contains(losses[0], "is gone") || l.unsyncedLost != 2 {
+		t.Fatalf("checked %d, losses %q, unsynced %d; want 4, one task gone, 2", checked, losses, l.unsyncedLost)
+	}
 }
