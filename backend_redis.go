@@ -618,8 +618,26 @@ func (b *redisBackend) fail(ctx context.Context, op string, err error) error {
 	return fmt.Errorf("%w: redis %s: %w", taskstore.ErrBackend, op, err)
 }
 
-// runMember is the runner index entry of a record: "O ID".
+// runMember is the runner index entry of a record, and the change feed's
+// message: "O ID".
 func (b *redisBackend) runMember(owner, id string) string { return redisB64(owner) + " " + id }
+
+// redisParseMember reads a runMember; ok is false for anything else.
+func redisParseMember(m string) (k taskstore.Key, ok bool) {
+	o, id, ok := strings.Cut(m, " ")
+	if !ok {
+		return k, false
+	}
+	if o != "=" {
+		ob, err := base64.RawURLEncoding.DecodeString(o)
+		if err != nil {
+			return k, false
+		}
+		k.Owner = string(ob)
+	}
+	k.TaskID = id
+	return k, true
+}
 
 // indexRunner prepares the runner index entry of a write: on a single
 // server it returns the key for the script to ZADD to; on a cluster it
@@ -726,7 +744,10 @@ func (b *redisBackend) Get(ctx context.Context, owner, id string) (taskstore.Rec
 	return decodeRedisRecord(owner, id, val)
 }
 
-var errRedisMalformed = fmt.Errorf("%w: redis: stored task is malformed", taskstore.ErrBackend)
+var (
+	errRedisMalformed  = fmt.Errorf("%w: redis: stored task is malformed", taskstore.ErrBackend)
+	errRedisIndexEntry = fmt.Errorf("%w: redis runner index: malformed entry", taskstore.ErrBackend)
+)
 
 // decodeRedisRecord parses a stored value, "VERSION:EXPIRY:ACTIVE:RUNNER:DATA".
 // Its error is built only on failure: it runs for every record read.
@@ -906,23 +927,17 @@ func (b *redisBackend) RunnerTasks(ctx context.Context, runner string, limit int
 		if len(members) == 0 {
 			break
 		}
-		type entry struct{ owner, id string }
-		entries := make([]entry, len(members))
+		entries := make([]taskstore.Key, len(members))
 		cmds := make([]*redis.StringCmd, len(members))
 		pipe := b.client.Pipeline()
 		rctx := redisNoWait(ctx) // reads
 		for i, m := range members {
-			o, id, ok := strings.Cut(m, " ")
-			ob, err := base64.RawURLEncoding.DecodeString(o)
-			if o == "=" {
-				ob, err = nil, nil
+			k, ok := redisParseMember(m)
+			if !ok {
+				return nil, errRedisIndexEntry
 			}
-			if !ok || err != nil {
-				return nil, fmt.Errorf("%w: redis runner index: malformed entry", taskstore.ErrBackend)
-			}
-			entries[i] = entry{string(ob), id}
-			recKey, _, _, _ := b.keys(string(ob), id)
-			cmds[i] = pipe.Get(rctx, recKey)
+			entries[i] = k
+			cmds[i] = pipe.Get(rctx, b.recKey(k.Owner, k.TaskID))
 		}
 		if _, err := pipe.Exec(rctx); err != nil && !errors.Is(err, redis.Nil) {
 			return nil, b.fail(ctx, "runner tasks", err)
@@ -931,7 +946,7 @@ func (b *redisBackend) RunnerTasks(ctx context.Context, runner string, limit int
 		for i, c := range cmds {
 			val, err := c.Bytes()
 			if err == nil {
-				rec, derr := decodeRedisRecord(entries[i].owner, entries[i].id, val)
+				rec, derr := decodeRedisRecord(entries[i].Owner, entries[i].TaskID, val)
 				if derr != nil {
 					return nil, derr
 				}
@@ -973,14 +988,11 @@ func (b *redisBackend) RunnerTasks(ctx context.Context, runner string, limit int
 func (b *redisBackend) heldAgain(ctx context.Context, runner string, removed []any) ([]taskstore.Record, error) {
 	keys := make([]taskstore.Key, len(removed))
 	for i, m := range removed {
-		o, id, _ := strings.Cut(m.(string), " ")
-		ob, err := base64.RawURLEncoding.DecodeString(o)
-		if o == "=" {
-			ob = nil
-		} else if err != nil {
-			return nil, fmt.Errorf("%w: redis runner index: malformed entry", taskstore.ErrBackend)
+		k, ok := redisParseMember(m.(string))
+		if !ok {
+			return nil, errRedisIndexEntry
 		}
-		keys[i] = taskstore.Key{Owner: string(ob), TaskID: id}
+		keys[i] = k
 	}
 	recs, err := b.GetMany(ctx, keys)
 	if err != nil {
@@ -1077,19 +1089,11 @@ func (b *redisBackend) Subscribe(ctx context.Context, fn func(taskstore.Change))
 		if !ok {
 			continue // pings and subscription replies
 		}
-		o, id, ok := strings.Cut(m.Payload, " ")
+		k, ok := redisParseMember(m.Payload)
 		if !ok {
 			continue
 		}
-		owner := ""
-		if o != "=" {
-			ob, err := base64.RawURLEncoding.DecodeString(o)
-			if err != nil {
-				continue
-			}
-			owner = string(ob)
-		}
-		fn(taskstore.Change{Owner: owner, TaskID: id})
+		fn(taskstore.Change{Owner: k.Owner, TaskID: k.TaskID})
 	}
 }
 
