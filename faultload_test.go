@@ -211,13 +211,7 @@ func (l *faultLoad) call(owner, op string, do func(ctx context.Context) (*taskst
 	case acked:
 		// Create, SetVariables and Cancel write: the store acknowledged
 		// rec.Version of this task.
-		k := ackKey{rec.OwnerID, rec.Task.TaskID}
-		a := l.acked[k]
-		if rec.Version > a.version {
-			a.version, a.phase = rec.Version, phase
-		}
-		a.acks = append(a.acks, ackPoint{rec.Version, time.Now()})
-		l.acked[k] = a
+		l.ackLocked(ackKey{rec.OwnerID, rec.Task.TaskID}, rec.Version, phase, time.Now())
 		l.ackedInPhase[phase]++
 	case err != nil && !domainAnswer(err):
 		l.failed[phase]++
@@ -237,6 +231,16 @@ func (l *faultLoad) verifyAcked(t *testing.T, s *taskstore.Store) (checked, lost
 		t.Errorf("acknowledged write lost: %s", msg)
 	}
 	return checked, len(losses)
+}
+
+// ackLocked records that the store acknowledged version of task k at at.
+func (l *faultLoad) ackLocked(k ackKey, version uint64, phase int, at time.Time) {
+	a := l.acked[k]
+	if version > a.version {
+		a.version, a.phase = version, phase
+	}
+	a.acks = append(a.acks, ackPoint{version, at})
+	l.acked[k] = a
 }
 
 // allowUnsynced says that the writes the server acknowledges from since
@@ -467,12 +471,7 @@ func TestFaultLoadUnsynced(t *testing.T) {
 	s := taskstore.New(NewMemoryBackend(0), taskstore.Config{MaxActiveTasks: -1, MaxStoredTasks: -1})
 	defer s.Close()
 	l := &faultLoad{acked: map[ackKey]ackedWrite{}}
-	ack := func(id string, version uint64, at time.Time) {
-		a := l.acked[ackKey{"o", id}]
-		a.version = max(a.version, version)
-		a.acks = append(a.acks, ackPoint{version, at})
-		l.acked[ackKey{"o", id}] = a
-	}
+	ack := func(id string, version uint64, at time.Time) { l.ackLocked(ackKey{"o", id}, version, phaseUp, at) }
 	kill := time.Now()
 	var ids []string
 	for range 2 {
