@@ -34,7 +34,7 @@ func TestDynamoDBLocalFaultUnderLoad(t *testing.T) {
 		t.Skipf("%s is not set (this test starts its own DynamoDB Local, but only where the others run)", envDynamoDB)
 	}
 	jar, libdir := localJar(t)
-	port := freePort(t)
+	port := restartPort(t) // restarted on it
 	// A database file rather than -inMemory, so that the table and the
 	// acknowledged writes can outlive the kill.
 	storage := []string{"-dbPath", t.TempDir()}

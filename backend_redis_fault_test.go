@@ -22,7 +22,7 @@ func TestRedisFaultUnderLoad(t *testing.T) {
 		redisMaxOvershoot = time.Second // generous: CI machines are small and loaded
 	)
 	bin := redisServerBinary(t)
-	port := redisFreePort(t)
+	port := restartPort(t) // restarted on it
 	durable := []string{"--appendonly", "yes", "--appendfsync", "always", "--dir", t.TempDir()}
 	srv := startRedis(t, bin, port, durable...)
 

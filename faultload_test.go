@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"net"
+	"os"
 	"regexp"
 	"runtime"
 	"slices"
@@ -455,6 +457,31 @@ func TestFaultLoadHarness(t *testing.T) {
 	t.Logf("%s", l.summary())
 	storetest.Report(t, "acked_writes", l.ackedInPhase[phaseUp], "acked_tasks_checked", checked, "acked_writes_lost", lost,
 		"max_overshoot_ms", l.maxOvershoot.Milliseconds())
+}
+
+// restartPort is a free loopback port below the kernel's ephemeral range,
+// for a server a test kills and starts again on the same port: a port in
+// that range can be taken meanwhile as the local end of an outgoing
+// connection (the store's own, retrying), and the restart then fails with
+// "address already in use".
+func restartPort(t testing.TB) int {
+	low := 32768
+	if b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
+		fmt.Sscan(string(b), &low)
+	}
+	for range 100 {
+		p := 10000 + rand.IntN(max(low-10000, 1))
+		if low <= 11000 {
+			p = 50000 + rand.IntN(10000)
+		}
+		l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p))
+		if err == nil {
+			l.Close()
+			return p
+		}
+	}
+	t.Fatal("no free port below the ephemeral range")
+	return 0
 }
 
 func boolInt(b bool) int {

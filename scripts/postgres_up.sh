@@ -88,7 +88,10 @@ if [ -f "$STATE" ]; then
 			if start "$PG_DATA" "$PG_PORT"; then ok=1; break; fi
 			sleep 0.5
 		done
-		[ -n "$ok" ] || die "restart failed; see $PG_DATA/pg.log"
+		if [ -z "$ok" ]; then
+			tail -20 "$PG_DATA/pg.log" >&2 || true
+			die "restart failed; see $PG_DATA/pg.log"
+		fi
 		echo "export MCPTASKS_TEST_POSTGRES_URL=$MCPTASKS_TEST_POSTGRES_URL"
 		exit 0
 	fi
@@ -105,9 +108,14 @@ as_owner "$BIN/initdb" -D "$PG_DATA/db" -U "$USER_NAME" --auth=trust -E UTF8 --l
 	{ cat "$PG_DATA/initdb.log" >&2; die "initdb failed"; }
 
 port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+# A port below the kernel's ephemeral range: a server killed and started
+# again on its port (the fault tests do) would otherwise find it taken as
+# the local end of some outgoing connection ("Address already in use").
+low=$(cut -f1 /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 32768)
+[ "$low" -gt 11000 ] 2>/dev/null || low=50000
 started=""
 for _ in 1 2 3 4 5 6 7 8 9 10; do
-	p=$((20000 + RANDOM % 30000))
+	p=$((10000 + RANDOM % (low - 10000)))
 	port_free "$p" || continue
 	if start "$PG_DATA" "$p"; then
 		started=$p

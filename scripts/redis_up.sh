@@ -52,12 +52,19 @@ port_free() {
 		! (exec 3<>"/dev/tcp/127.0.0.1/$(($1 + 10000))") 2>/dev/null
 }
 
+# Ports below the kernel's ephemeral range, the cluster bus port (+10000)
+# too: a node killed and started again on its port (the failover tests do)
+# would otherwise find it taken as the local end of some outgoing
+# connection ("Address already in use").
+low=$(cut -f1 /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 32768)
+[ "$low" -gt 21000 ] 2>/dev/null || low=50000
+
 # start NAME EXTRA_ARGS…: start one server on a free port, echo the port.
 start() {
 	local name=$1 p tries
 	shift
 	for tries in 1 2 3 4 5 6 7 8 9 10; do
-		p=$((20000 + RANDOM % 30000))
+		p=$((10000 + RANDOM % (low - 20000)))
 		port_free "$p" || continue
 		mkdir -p "$DIR/data-$p"
 		if redis-server --bind 127.0.0.1 --port "$p" --save "" --appendonly no \
