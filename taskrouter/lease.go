@@ -99,9 +99,9 @@ func (k *leaseKeeper) call(ctx context.Context) (context.Context, context.Cancel
 }
 
 func (k *leaseKeeper) tick(ctx context.Context) {
-	st := k.r.store
+	rt := k.r.rt
 	cctx, cancel := k.call(ctx)
-	err := st.Heartbeat(cctx, k.id)
+	err := rt.Heartbeat(cctx, k.id)
 	cancel()
 	now := time.Now()
 	if err != nil {
@@ -117,7 +117,7 @@ func (k *leaseKeeper) tick(ctx context.Context) {
 	}
 	k.lastOK = now
 	cctx, cancel = k.call(ctx)
-	beats, err := st.Runners(cctx)
+	beats, err := rt.Runners(cctx)
 	cancel()
 	if err != nil {
 		clear(k.seen)
@@ -154,7 +154,7 @@ func (k *leaseKeeper) tick(ctx context.Context) {
 
 // sweep ends the tasks of a dead runner, then forgets the runner.
 func (k *leaseKeeper) sweep(ctx context.Context, runner string, lastBeat time.Time) {
-	st := k.r.store
+	rt := k.r.rt
 	if k.r.runner.isClosing() {
 		return // a replica that stays takes them
 	}
@@ -165,14 +165,14 @@ func (k *leaseKeeper) sweep(ctx context.Context, runner string, lastBeat time.Ti
 	}
 	for page := 0; page < 100; page++ {
 		cctx, cancel := k.call(ctx)
-		recs, err := st.RunnerTasks(cctx, runner, sweepPage)
+		recs, err := rt.RunnerTasks(cctx, runner, sweepPage)
 		cancel()
 		if err != nil {
 			return // next tick
 		}
 		if len(recs) == 0 {
 			cctx, cancel := k.call(ctx)
-			if err := st.RemoveRunner(cctx, runner); err == nil {
+			if err := rt.RemoveRunner(cctx, runner); err == nil {
 				delete(k.seen, runner)
 			}
 			cancel()
@@ -191,7 +191,7 @@ func (k *leaseKeeper) endOrphan(ctx context.Context, rec *taskstore.TaskRecord) 
 	cctx, cancel := k.call(ctx)
 	defer cancel()
 	id, owner := rec.Task.TaskID, rec.OwnerID
-	ended, err := k.r.store.EndOrphan(cctx, owner, id, *rec.Lease, orphanMessage(rec))
+	ended, err := k.r.rt.EndOrphan(cctx, owner, id, *rec.Lease, orphanMessage(rec))
 	switch {
 	case err == nil:
 		k.r.log.Warn("orphaned task failed", "task", id, "owner", logOwner(owner), "runner", rec.Lease.Runner, "attempt", rec.Lease.Attempt)
@@ -228,7 +228,7 @@ func (r *Router) startBackground() {
 	bg, cancel := context.WithCancel(context.Background())
 	r.bgCancel = cancel
 	r.bg.Go(func() { r.leases.loop(bg) })
-	if n, ok := r.store.Backend().(taskstore.Notifier); ok {
+	if n, ok := r.rt.Backend().(taskstore.Notifier); ok {
 		r.bg.Go(func() { r.feedLoop(bg, n) })
 	}
 	r.bg.Go(func() { r.pollLoop(bg) })
@@ -244,7 +244,7 @@ func (r *Router) stopBackground(noneLeft bool) {
 	if noneLeft {
 		ctx, cancel := context.WithTimeout(r.runner.base, time.Second)
 		defer cancel()
-		_ = r.store.RemoveRunner(ctx, r.opts.Runner)
+		_ = r.rt.RemoveRunner(ctx, r.opts.Runner)
 	}
 }
 
@@ -260,7 +260,7 @@ func (r *Router) register(ctx context.Context) error {
 	if done {
 		return nil
 	}
-	if err := r.store.Heartbeat(ctx, r.opts.Runner); err != nil {
+	if err := r.rt.Heartbeat(ctx, r.opts.Runner); err != nil {
 		return err
 	}
 	r.mu.Lock()

@@ -177,7 +177,7 @@ func TestLeaseOrphanEndedOnce(t *testing.T) {
 	// The dead runner is forgotten once its tasks are ended.
 	deadline := time.Now().Add(5 * time.Second)
 	for {
-		rs, err := store.Runners(t.Context())
+		rs, err := taskstore.NewRuntime(store).Runners(t.Context())
 		if err != nil {
 			t.Fatal(err)
 		}

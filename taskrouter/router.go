@@ -97,6 +97,7 @@ type Options struct {
 // Router serves MCP tasks over a Store. It is safe for concurrent use.
 type Router struct {
 	store *taskstore.Store
+	rt    *taskstore.Runtime
 	log   *slog.Logger
 	opts  Options
 
@@ -144,6 +145,7 @@ func New(store *taskstore.Store, opts Options) *Router {
 	}
 	r := &Router{
 		store:     store,
+		rt:        taskstore.NewRuntime(store),
 		log:       opts.Logger,
 		opts:      opts,
 		support:   map[string]TaskSupport{},

@@ -49,7 +49,7 @@ func (f *faultBackend) Update(ctx context.Context, rec taskstore.Record, expecte
 }
 
 func faultStore(t *testing.T, cfg taskstore.Config) (*taskstore.Store, *faultBackend) {
-	fb := &faultBackend{Backend: newStore(t, taskstore.Config{}).Backend()}
+	fb := &faultBackend{Backend: taskstore.NewRuntime(newStore(t, taskstore.Config{})).Backend()}
 	return taskstore.New(fb, cfg), fb
 }
 
@@ -140,7 +140,7 @@ func TestWorkStopsWhenTheTaskIsGone(t *testing.T) {
 	waitClosed(t, expired, "the work of a task expired after 1ms, polled every hour")
 
 	id, deleted := start(time.Hour, 50*time.Millisecond)
-	if _, err := store.Backend().Delete(t.Context(), "alice", id); err != nil {
+	if _, err := taskstore.NewRuntime(store).Backend().Delete(t.Context(), "alice", id); err != nil {
 		t.Fatal(err)
 	}
 	waitClosed(t, deleted, "the work of a deleted task")

@@ -758,7 +758,7 @@ func (r *Router) handleUpdate(ctx context.Context, _ *mcp.ServerSession, p *task
 	}
 	id, err := str("taskId", p.TaskID)
 	if err == nil {
-		_, err = r.store.SubmitInput(ctx, ownerOf(ctx), id, responses)
+		_, err = r.rt.SubmitInput(ctx, ownerOf(ctx), id, responses)
 	}
 	if err != nil {
 		return nil, r.toWire(err)

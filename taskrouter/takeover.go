@@ -166,7 +166,7 @@ func (k *leaseKeeper) takeOver(ctx context.Context, rec *taskstore.TaskRecord) b
 		return false
 	}
 	cctx, cancel := k.call(ctx)
-	claimed, err := r.store.Claim(cctx, rec.OwnerID, rec.Task.TaskID, *rec.Lease, k.id)
+	claimed, err := r.rt.Claim(cctx, rec.OwnerID, rec.Task.TaskID, *rec.Lease, k.id)
 	cancel()
 	if err != nil {
 		if !errors.Is(err, taskstore.ErrLeaseLost) && !errors.Is(err, taskstore.ErrNotFound) {
@@ -224,7 +224,7 @@ func (r *Router) releaseResumable(ctx context.Context) []*run {
 	// The released id is registered first: a task handed to an id nobody
 	// lists would never be found.
 	hctx, cancel := context.WithTimeout(ctx, storeCallTimeout)
-	err := r.store.Heartbeat(hctx, to)
+	err := r.rt.Heartbeat(hctx, to)
 	cancel()
 	if err != nil {
 		r.log.Error("releasing resumable tasks failed; they are taken over after the lease timeout", "error", err)
@@ -237,7 +237,7 @@ func (r *Router) releaseResumable(ctx context.Context) []*run {
 		case <-ctx.Done():
 		}
 		hctx, cancel := context.WithTimeout(ctx, storeCallTimeout)
-		_, err := r.store.Handoff(hctx, rn.owner, rn.id, rn.lease, to)
+		_, err := r.rt.Handoff(hctx, rn.owner, rn.id, rn.lease, to)
 		cancel()
 		switch {
 		case err == nil:

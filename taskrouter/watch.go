@@ -11,7 +11,7 @@ import (
 // per Router re-reads the versions of what this replica watches — its
 // running tasks and the tasks that blocked tasks/result calls wait on —
 // each at its task's pollInterval, all due ones in one batch
-// (taskstore.Store.Versions: one request per 100 tasks on DynamoDB), and
+// (taskstore.Runtime.Versions: one request per 100 tasks on DynamoDB), and
 // wakes only those whose version moved. With the feed up it reads nothing.
 
 func (r *Router) pollLoop(ctx context.Context) {
@@ -62,7 +62,7 @@ func (r *Router) pollOnce(ctx context.Context) {
 		return
 	}
 	cctx, cancel := context.WithTimeout(ctx, storeCallTimeout)
-	versions, err := r.store.Versions(cctx, keys)
+	versions, err := r.rt.Versions(cctx, keys)
 	cancel()
 	if err != nil {
 		return // the next round tries again

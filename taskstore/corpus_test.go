@@ -168,11 +168,11 @@ func corpusRecords(t *testing.T) map[string][]byte {
 
 	// Waiting for input (protocol 2026-07-28), one request answered.
 	rec = must(s.Create(ctx, "dave", CreateRequest{RequestMethod: "tools/call", Variables: tool}))
-	must(s.RequestInput(ctx, rec.OwnerID, rec.Task.TaskID, map[string]json.RawMessage{
+	must(NewRuntime(s).RequestInput(ctx, rec.OwnerID, rec.Task.TaskID, map[string]json.RawMessage{
 		"confirm": raw(`{"method":"elicitation/create","params":{"message":"Delete 3 files?","requestedSchema":{"type":"object","properties":{"ok":{"type":"boolean"}}}}}`),
 		"name":    raw(`{"method":"elicitation/create","params":{"message":"Your name?","requestedSchema":{"type":"object","properties":{"name":{"type":"string"}}}}}`),
 	}, "Waiting for confirmation"))
-	if _, err := s.SubmitInput(ctx, rec.OwnerID, rec.Task.TaskID, map[string]json.RawMessage{
+	if _, err := NewRuntime(s).SubmitInput(ctx, rec.OwnerID, rec.Task.TaskID, map[string]json.RawMessage{
 		"name": raw(`{"action":"accept","content":{"name":"Dave"}}`),
 	}); err != nil {
 		t.Fatal(err)

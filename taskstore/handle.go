@@ -62,16 +62,13 @@ func (h *Handle) keep(rec *TaskRecord, copy bool) {
 	}
 }
 
-// mutating is the fenced ctx carrying the record a mutation may start from.
-func (h *Handle) mutating(ctx context.Context) context.Context {
-	ctx = h.fenced(ctx)
+// write is what the handle's next mutation may assume: the record it last
+// read or wrote, and its lease.
+func (h *Handle) write() write {
 	k := h.known
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	if k.last == nil {
-		return ctx
-	}
-	return context.WithValue(ctx, knownKey{}, k.last)
+	return write{known: k.last, fence: h.lease}
 }
 
 // wrote remembers a copy of what a mutation wrote, for a method that
@@ -103,17 +100,6 @@ func (h *Handle) forget() {
 	h.known.mu.Unlock()
 }
 
-type knownKey struct{}
-
-// knownRecord is the record a Handle passed for owner's task taskID, or nil.
-func knownRecord(ctx context.Context, owner, taskID string) *TaskRecord {
-	rec, _ := ctx.Value(knownKey{}).(*TaskRecord)
-	if rec == nil || rec.OwnerID != owner || rec.Task.TaskID != taskID || rec.Version == 0 {
-		return nil
-	}
-	return rec
-}
-
 // clone copies r deeply enough for a mutation to change the copy: the
 // fields it replaces are values or whole new pointers, and the variables
 // map is copied.
@@ -138,14 +124,6 @@ func (h *Handle) Attempt() int {
 		return 0
 	}
 	return h.lease.Attempt
-}
-
-// fenced returns ctx carrying h's lease, which the Store's write path checks.
-func (h *Handle) fenced(ctx context.Context) context.Context {
-	if h.lease == nil {
-		return ctx
-	}
-	return context.WithValue(ctx, fenceKey{}, *h.lease)
 }
 
 // ID is the task id.
@@ -194,7 +172,7 @@ func (h *Handle) SetVariables(ctx context.Context, vars map[string]any) error {
 		}
 		raw[k] = b
 	}
-	return h.done(h.s.SetVariables(h.mutating(ctx), h.owner, h.id, raw))
+	return h.done(h.s.setVariables(ctx, h.owner, h.id, h.write(), raw))
 }
 
 // DeleteVariables removes the named variables.
@@ -203,7 +181,7 @@ func (h *Handle) DeleteVariables(ctx context.Context, names ...string) error {
 	for _, n := range names {
 		raw[n] = json.RawMessage("null")
 	}
-	return h.done(h.s.SetVariables(h.mutating(ctx), h.owner, h.id, raw))
+	return h.done(h.s.setVariables(ctx, h.owner, h.id, h.write(), raw))
 }
 
 // Complete stores result (marshalled to JSON) and marks the task completed.
@@ -212,36 +190,36 @@ func (h *Handle) Complete(ctx context.Context, result any) error {
 	if err != nil {
 		return fmt.Errorf("%w: result: %v", ErrInvalidJSON, err)
 	}
-	return h.done(h.s.CompleteWithResult(h.mutating(ctx), h.owner, h.id, StatusCompleted, "", b))
+	return h.done(h.s.completeWithResult(ctx, h.owner, h.id, h.write(), StatusCompleted, "", b))
 }
 
 // Fail marks the task failed with message.
 func (h *Handle) Fail(ctx context.Context, message string) error {
-	return h.done(h.s.UpdateStatus(h.mutating(ctx), h.owner, h.id, StatusFailed, message))
+	return h.done(h.s.updateStatus(ctx, h.owner, h.id, h.write(), StatusFailed, message))
 }
 
 // RequireInput marks the task input_required with message.
 func (h *Handle) RequireInput(ctx context.Context, message string) error {
-	return h.done(h.s.UpdateStatus(h.mutating(ctx), h.owner, h.id, StatusInputRequired, message))
+	return h.done(h.s.updateStatus(ctx, h.owner, h.id, h.write(), StatusInputRequired, message))
 }
 
 // Resume moves an input_required task back to working.
 func (h *Handle) Resume(ctx context.Context) error {
-	return h.done(h.s.UpdateStatus(h.mutating(ctx), h.owner, h.id, StatusWorking, ""))
+	return h.done(h.s.updateStatus(ctx, h.owner, h.id, h.write(), StatusWorking, ""))
 }
 
 // Cancel marks the task cancelled.
 func (h *Handle) Cancel(ctx context.Context) error {
-	return h.done(h.s.Cancel(h.mutating(ctx), h.owner, h.id))
+	return h.done(h.s.updateStatus(ctx, h.owner, h.id, h.write(), StatusCancelled, cancelledMessage))
 }
 
 // Finish stores result (JSON) and moves the task to status in one write;
 // the runner of a task ends it this way.
 func (h *Handle) Finish(ctx context.Context, status Status, message string, result json.RawMessage) (*TaskRecord, error) {
-	return h.wrote(h.s.CompleteWithResult(h.mutating(ctx), h.owner, h.id, status, message, result))
+	return h.wrote(h.s.completeWithResult(ctx, h.owner, h.id, h.write(), status, message, result))
 }
 
 // FailWithError ends the task as failed with a JSON-RPC error as its outcome.
 func (h *Handle) FailWithError(ctx context.Context, rpcErr *RPCError) (*TaskRecord, error) {
-	return h.wrote(h.s.FailWithError(h.mutating(ctx), h.owner, h.id, rpcErr))
+	return h.wrote(h.s.failWithError(ctx, h.owner, h.id, h.write(), rpcErr))
 }

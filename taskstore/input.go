@@ -40,14 +40,18 @@ func (r *TaskRecord) inputState() (pending, answered map[string]json.RawMessage,
 // requests and moves a working task to input_required with message. A key
 // must not have been used before in the task's life (the spec's rule); a key
 // already pending or answered is ErrInvalidArgument.
-func (s *Store) RequestInput(ctx context.Context, owner, taskID string, requests map[string]json.RawMessage, message string) (*TaskRecord, error) {
+func (rt *Runtime) RequestInput(ctx context.Context, owner, taskID string, requests map[string]json.RawMessage, message string) (*TaskRecord, error) {
+	return rt.s.requestInput(ctx, owner, taskID, write{}, requests, message)
+}
+
+func (s *Store) requestInput(ctx context.Context, owner, taskID string, w write, requests map[string]json.RawMessage, message string) (*TaskRecord, error) {
 	if len(requests) == 0 {
 		return nil, fmt.Errorf("%w: no input requests", ErrInvalidArgument)
 	}
 	if err := s.checkMap(requests, s.cfg.MaxVariablesSize, ErrVariablesTooLarge); err != nil {
 		return nil, fmt.Errorf("inputRequests: %w", err)
 	}
-	return s.mutate(ctx, owner, taskID, func(r *TaskRecord) error {
+	return s.mutate(ctx, owner, taskID, w, func(r *TaskRecord) error {
 		if r.Task.Status.Terminal() {
 			return fmt.Errorf("%w: task is already %s", ErrInvalidTransition, r.Task.Status)
 		}
@@ -79,12 +83,13 @@ func (s *Store) RequestInput(ctx context.Context, owner, taskID string, requests
 // the spec asks; so is an update of a terminal task. When no request is left
 // pending, an input_required task becomes working again. It returns the
 // keys it accepted.
-func (s *Store) SubmitInput(ctx context.Context, owner, taskID string, responses map[string]json.RawMessage) ([]string, error) {
+func (rt *Runtime) SubmitInput(ctx context.Context, owner, taskID string, responses map[string]json.RawMessage) ([]string, error) {
+	s := rt.s
 	if err := s.checkMap(responses, s.cfg.MaxVariablesSize, ErrVariablesTooLarge); err != nil {
 		return nil, fmt.Errorf("inputResponses: %w", err)
 	}
 	var accepted []string
-	_, err := s.mutate(ctx, owner, taskID, func(r *TaskRecord) error {
+	_, err := s.mutate(ctx, owner, taskID, write{}, func(r *TaskRecord) error {
 		accepted = accepted[:0]
 		if r.Task.Status.Terminal() {
 			return nil
@@ -122,7 +127,11 @@ func (s *Store) SubmitInput(ctx context.Context, owner, taskID string, responses
 // TakeInput removes and returns the delivered responses to keys, if every
 // one of them has been answered; otherwise it changes nothing and returns
 // ok false.
-func (s *Store) TakeInput(ctx context.Context, owner, taskID string, keys []string) (map[string]json.RawMessage, bool, error) {
+func (rt *Runtime) TakeInput(ctx context.Context, owner, taskID string, keys []string) (map[string]json.RawMessage, bool, error) {
+	return rt.s.takeInput(ctx, owner, taskID, write{}, keys)
+}
+
+func (s *Store) takeInput(ctx context.Context, owner, taskID string, w write, keys []string) (map[string]json.RawMessage, bool, error) {
 	var out map[string]json.RawMessage
 	rec, err := s.Get(ctx, owner, taskID)
 	if err != nil {
@@ -137,7 +146,7 @@ func (s *Store) TakeInput(ctx context.Context, owner, taskID string, keys []stri
 			return nil, false, nil
 		}
 	}
-	_, err = s.mutate(ctx, owner, taskID, func(r *TaskRecord) error {
+	_, err = s.mutate(ctx, owner, taskID, write{fence: w.fence}, func(r *TaskRecord) error {
 		answered, err := decodeObject(r.InputResponses)
 		if err != nil {
 			return err
@@ -175,7 +184,7 @@ func (h *Handle) AwaitInput(ctx context.Context, requests map[string]any, messag
 		raw[k] = b
 		keys = append(keys, k)
 	}
-	if _, err := h.wrote(h.s.RequestInput(h.mutating(ctx), h.owner, h.id, raw, message)); err != nil {
+	if _, err := h.wrote(h.s.requestInput(ctx, h.owner, h.id, h.write(), raw, message)); err != nil {
 		return nil, err
 	}
 	poll := min(h.s.cfg.PollInterval, 250*time.Millisecond)
@@ -185,7 +194,7 @@ func (h *Handle) AwaitInput(ctx context.Context, requests map[string]any, messag
 	t := time.NewTicker(poll)
 	defer t.Stop()
 	for {
-		out, ok, err := h.s.TakeInput(h.fenced(ctx), h.owner, h.id, keys)
+		out, ok, err := h.s.takeInput(ctx, h.owner, h.id, write{fence: h.lease}, keys)
 		if err != nil {
 			return nil, err
 		}

@@ -30,15 +30,13 @@ func checkRunner(runner string) error {
 	return nil
 }
 
-type fenceKey struct{}
-
-// checkFence refuses a write when ctx carries a lease (set by a leased
-// Handle) that rec no longer holds.
-func checkFence(ctx context.Context, rec *TaskRecord) error {
-	l, ok := ctx.Value(fenceKey{}).(Lease)
-	if !ok {
+// checkFence refuses a write fenced by a lease (a leased Handle's) that
+// rec no longer holds; a nil fence refuses nothing.
+func checkFence(fence *Lease, rec *TaskRecord) error {
+	if fence == nil {
 		return nil
 	}
+	l := *fence
 	if rec.Lease == nil || *rec.Lease != l {
 		return fmt.Errorf("%w: attempt %d of runner %q no longer holds the task", ErrLeaseLost, l.Attempt, l.Runner)
 	}
@@ -46,35 +44,35 @@ func checkFence(ctx context.Context, rec *TaskRecord) error {
 }
 
 // Heartbeat adds one to runner's beat counter; see Backend.Heartbeat.
-func (s *Store) Heartbeat(ctx context.Context, runner string) error {
+func (rt *Runtime) Heartbeat(ctx context.Context, runner string) error {
 	if err := checkRunner(runner); err != nil {
 		return err
 	}
-	return s.b.Heartbeat(ctx, runner)
+	return rt.s.b.Heartbeat(ctx, runner)
 }
 
 // Runners lists every registered runner with its beat counter.
-func (s *Store) Runners(ctx context.Context) ([]RunnerBeat, error) { return s.b.Runners(ctx) }
+func (rt *Runtime) Runners(ctx context.Context) ([]RunnerBeat, error) { return rt.s.b.Runners(ctx) }
 
 // RemoveRunner forgets runner's beat counter (after its tasks were ended or
 // claimed).
-func (s *Store) RemoveRunner(ctx context.Context, runner string) error {
+func (rt *Runtime) RemoveRunner(ctx context.Context, runner string) error {
 	if err := checkRunner(runner); err != nil {
 		return err
 	}
-	return s.b.RemoveRunner(ctx, runner)
+	return rt.s.b.RemoveRunner(ctx, runner)
 }
 
 // RunnerTasks returns up to limit active tasks whose lease runner holds,
 // each checked against its document (the backend's index is a hint).
-func (s *Store) RunnerTasks(ctx context.Context, runner string, limit int) ([]*TaskRecord, error) {
+func (rt *Runtime) RunnerTasks(ctx context.Context, runner string, limit int) ([]*TaskRecord, error) {
 	if err := checkRunner(runner); err != nil {
 		return nil, err
 	}
-	if limit <= 0 || exceeds(limit, s.cfg.MaxPageSize) {
-		return nil, fmt.Errorf("%w: %d, must be 1..%d", ErrInvalidPageSize, limit, s.cfg.MaxPageSize)
+	if limit <= 0 || exceeds(limit, rt.s.cfg.MaxPageSize) {
+		return nil, fmt.Errorf("%w: %d, must be 1..%d", ErrInvalidPageSize, limit, rt.s.cfg.MaxPageSize)
 	}
-	brs, err := s.b.RunnerTasks(ctx, runner, limit)
+	brs, err := rt.s.b.RunnerTasks(ctx, runner, limit)
 	if err != nil {
 		return nil, err
 	}
@@ -95,11 +93,11 @@ func (s *Store) RunnerTasks(ctx context.Context, runner string, limit int) ([]*T
 // status message and a -32603 error as its outcome. When the task has
 // moved on (another lease, or it ended) it returns ErrLeaseLost and writes
 // nothing, so of many replicas sweeping at once exactly one ends it.
-func (s *Store) EndOrphan(ctx context.Context, owner, taskID string, lease Lease, message string) (*TaskRecord, error) {
-	if err := s.checkMessage(message); err != nil {
+func (rt *Runtime) EndOrphan(ctx context.Context, owner, taskID string, lease Lease, message string) (*TaskRecord, error) {
+	if err := rt.s.checkMessage(message); err != nil {
 		return nil, err
 	}
-	return s.mutate(ctx, owner, taskID, func(r *TaskRecord) error {
+	return rt.s.mutate(ctx, owner, taskID, write{}, func(r *TaskRecord) error {
 		if !r.Active() || r.Lease == nil || *r.Lease != lease {
 			return fmt.Errorf("%w: task moved on", ErrLeaseLost)
 		}
@@ -114,11 +112,11 @@ func (s *Store) EndOrphan(ctx context.Context, owner, taskID string, lease Lease
 // same attempt: a replica shutting down hands its resumable tasks to a
 // runner id that others claim at once (the run was stopped, not lost, so
 // it uses no attempt of its own). ErrLeaseLost when the task moved on.
-func (s *Store) Handoff(ctx context.Context, owner, taskID string, from Lease, to string) (*TaskRecord, error) {
+func (rt *Runtime) Handoff(ctx context.Context, owner, taskID string, from Lease, to string) (*TaskRecord, error) {
 	if err := checkRunner(to); err != nil {
 		return nil, err
 	}
-	return s.mutate(ctx, owner, taskID, func(r *TaskRecord) error {
+	return rt.s.mutate(ctx, owner, taskID, write{}, func(r *TaskRecord) error {
 		if !r.Active() || r.Lease == nil || *r.Lease != from {
 			return fmt.Errorf("%w: task moved on", ErrLeaseLost)
 		}
@@ -130,11 +128,11 @@ func (s *Store) Handoff(ctx context.Context, owner, taskID string, from Lease, t
 // Claim moves an active task held by lease `from` to runner `to`, as the
 // next attempt. When the task has moved on it returns ErrLeaseLost and
 // writes nothing, so each attempt is claimed exactly once.
-func (s *Store) Claim(ctx context.Context, owner, taskID string, from Lease, to string) (*TaskRecord, error) {
+func (rt *Runtime) Claim(ctx context.Context, owner, taskID string, from Lease, to string) (*TaskRecord, error) {
 	if err := checkRunner(to); err != nil {
 		return nil, err
 	}
-	return s.mutate(ctx, owner, taskID, func(r *TaskRecord) error {
+	return rt.s.mutate(ctx, owner, taskID, write{}, func(r *TaskRecord) error {
 		if !r.Active() || r.Lease == nil || *r.Lease != from {
 			return fmt.Errorf("%w: task moved on", ErrLeaseLost)
 		}
@@ -146,9 +144,9 @@ func (s *Store) Claim(ctx context.Context, owner, taskID string, from Lease, to 
 // Versions returns the current version of each live task among keys;
 // missing and expired tasks are left out. It reads no documents: through
 // a BatchGetter in batches of up to 1000, else one Get per key.
-func (s *Store) Versions(ctx context.Context, keys []Key) (map[Key]uint64, error) {
+func (rt *Runtime) Versions(ctx context.Context, keys []Key) (map[Key]uint64, error) {
 	out := make(map[Key]uint64, len(keys))
-	if bg, ok := s.b.(BatchGetter); ok {
+	if bg, ok := rt.s.b.(BatchGetter); ok {
 		for start := 0; start < len(keys); start += 1000 {
 			recs, err := bg.GetMany(ctx, keys[start:min(start+1000, len(keys))])
 			if err != nil {
@@ -161,7 +159,7 @@ func (s *Store) Versions(ctx context.Context, keys []Key) (map[Key]uint64, error
 		return out, nil
 	}
 	for _, k := range keys {
-		r, err := s.b.Get(ctx, k.Owner, k.TaskID)
+		r, err := rt.s.b.Get(ctx, k.Owner, k.TaskID)
 		switch {
 		case err == nil:
 			out[k] = r.Version

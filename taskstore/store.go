@@ -51,9 +51,6 @@ func New(b Backend, cfg Config) *Store {
 // Config returns the Store's effective configuration.
 func (s *Store) Config() Config { return s.cfg }
 
-// Backend returns the Store's backend.
-func (s *Store) Backend() Backend { return s.b }
-
 // Close closes the backend.
 func (s *Store) Close() error { return s.b.Close() }
 
@@ -293,19 +290,27 @@ func (s *Store) Get(ctx context.Context, owner, taskID string) (*TaskRecord, err
 	return decodeRecord(br)
 }
 
+// write is what a mutation may assume, given by its caller: the record it
+// may start from (a Handle's last read or write), and the lease that fences
+// it (a leased Handle's). The zero write assumes nothing.
+type write struct {
+	known *TaskRecord
+	fence *Lease
+}
+
 // mutate is the one write path for existing tasks: read, apply fn, stamp
 // lastUpdatedAt, compare-and-swap; on a lost race, again on fresh data.
 // fn changes the record by replacing its fields (a new variables map, a
 // new *RPCError), never by writing into the maps and values they point
 // to: the record may share them with the Handle's known copy.
 //
-// A Handle passes the record it last read or wrote in ctx (withKnown):
-// then the first attempt starts from it, without a read, so an
-// uncontended mutation is one compare-and-swap. fn's verdict on that copy
-// is not trusted (another writer may have moved the task since): when fn
-// refuses, or the swap finds another version, it is judged again on a
-// fresh read, as without a known record.
-func (s *Store) mutate(ctx context.Context, owner, taskID string, fn func(*TaskRecord) error) (*TaskRecord, error) {
+// With w.known the first attempt starts from that record, without a read,
+// so an uncontended mutation is one compare-and-swap. fn's verdict on that
+// copy is not trusted (another writer may have moved the task since): when
+// fn refuses, or the swap finds another version, it is judged again on a
+// fresh read, as without a known record. With w.fence every attempt first
+// checks that the record still carries that lease (ErrLeaseLost).
+func (s *Store) mutate(ctx context.Context, owner, taskID string, w write, fn func(*TaskRecord) error) (*TaskRecord, error) {
 	owner, err := s.cfg.checkOwner(owner)
 	if err != nil {
 		return nil, err
@@ -313,7 +318,10 @@ func (s *Store) mutate(ctx context.Context, owner, taskID string, fn func(*TaskR
 	if !ValidTaskID(taskID) {
 		return nil, ErrNotFound
 	}
-	known := knownRecord(ctx, owner, taskID)
+	known := w.known
+	if known != nil && (known.OwnerID != owner || known.Task.TaskID != taskID || known.Version == 0) {
+		known = nil
+	}
 	for attempt := 0; ; attempt++ {
 		var rec *TaskRecord
 		if known != nil {
@@ -328,7 +336,7 @@ func (s *Store) mutate(ctx context.Context, owner, taskID string, fn func(*TaskR
 				return nil, err
 			}
 		}
-		err := checkFence(ctx, rec)
+		err := checkFence(w.fence, rec)
 		if err == nil {
 			err = fn(rec)
 		}
@@ -400,7 +408,11 @@ func (s *Store) transition(rec *TaskRecord, to Status, message string) error {
 // UpdateStatus moves the task to status and replaces its status message
 // ("" clears it).
 func (s *Store) UpdateStatus(ctx context.Context, owner, taskID string, status Status, message string) (*TaskRecord, error) {
-	return s.mutate(ctx, owner, taskID, func(r *TaskRecord) error {
+	return s.updateStatus(ctx, owner, taskID, write{}, status, message)
+}
+
+func (s *Store) updateStatus(ctx context.Context, owner, taskID string, w write, status Status, message string) (*TaskRecord, error) {
+	return s.mutate(ctx, owner, taskID, w, func(r *TaskRecord) error {
 		return s.transition(r, status, message)
 	})
 }
@@ -409,7 +421,11 @@ func (s *Store) UpdateStatus(ctx context.Context, owner, taskID string, status S
 // the key, any other value sets it. A terminal task's variables can still
 // change.
 func (s *Store) SetVariables(ctx context.Context, owner, taskID string, vars map[string]json.RawMessage) (*TaskRecord, error) {
-	return s.mutate(ctx, owner, taskID, func(r *TaskRecord) error {
+	return s.setVariables(ctx, owner, taskID, write{}, vars)
+}
+
+func (s *Store) setVariables(ctx context.Context, owner, taskID string, w write, vars map[string]json.RawMessage) (*TaskRecord, error) {
+	return s.mutate(ctx, owner, taskID, w, func(r *TaskRecord) error {
 		return s.mergeVariables(r, vars)
 	})
 }
@@ -420,7 +436,7 @@ func (s *Store) SetResult(ctx context.Context, owner, taskID string, result json
 	if err := s.checkResult(result); err != nil {
 		return nil, err
 	}
-	return s.mutate(ctx, owner, taskID, func(r *TaskRecord) error {
+	return s.mutate(ctx, owner, taskID, write{}, func(r *TaskRecord) error {
 		if r.Task.Status.Terminal() {
 			return fmt.Errorf("%w: task is already %s", ErrInvalidTransition, r.Task.Status)
 		}
@@ -432,10 +448,14 @@ func (s *Store) SetResult(ctx context.Context, owner, taskID string, result json
 // CompleteWithResult stores the result and moves the task to status in one
 // atomic write.
 func (s *Store) CompleteWithResult(ctx context.Context, owner, taskID string, status Status, message string, result json.RawMessage) (*TaskRecord, error) {
+	return s.completeWithResult(ctx, owner, taskID, write{}, status, message, result)
+}
+
+func (s *Store) completeWithResult(ctx context.Context, owner, taskID string, w write, status Status, message string, result json.RawMessage) (*TaskRecord, error) {
 	if err := s.checkResult(result); err != nil {
 		return nil, err
 	}
-	return s.mutate(ctx, owner, taskID, func(r *TaskRecord) error {
+	return s.mutate(ctx, owner, taskID, w, func(r *TaskRecord) error {
 		if err := s.transition(r, status, message); err != nil {
 			return err
 		}
@@ -447,6 +467,10 @@ func (s *Store) CompleteWithResult(ctx context.Context, owner, taskID string, st
 // FailWithError ends the task as failed with a JSON-RPC error as its
 // outcome, which tasks/result replays.
 func (s *Store) FailWithError(ctx context.Context, owner, taskID string, rpcErr *RPCError) (*TaskRecord, error) {
+	return s.failWithError(ctx, owner, taskID, write{}, rpcErr)
+}
+
+func (s *Store) failWithError(ctx context.Context, owner, taskID string, w write, rpcErr *RPCError) (*TaskRecord, error) {
 	if rpcErr == nil {
 		return nil, fmt.Errorf("%w: nil error", ErrInvalidArgument)
 	}
@@ -458,7 +482,7 @@ func (s *Store) FailWithError(ctx context.Context, owner, taskID string, rpcErr 
 			return nil, err
 		}
 	}
-	return s.mutate(ctx, owner, taskID, func(r *TaskRecord) error {
+	return s.mutate(ctx, owner, taskID, w, func(r *TaskRecord) error {
 		if err := s.transition(r, StatusFailed, rpcErr.Message); err != nil {
 			return err
 		}
@@ -483,8 +507,10 @@ func (s *Store) GetResult(ctx context.Context, owner, taskID string) (*TaskRecor
 // Cancel moves the task to cancelled. Cancelling a terminal task gives
 // ErrInvalidTransition.
 func (s *Store) Cancel(ctx context.Context, owner, taskID string) (*TaskRecord, error) {
-	return s.UpdateStatus(ctx, owner, taskID, StatusCancelled, "The task was cancelled by request.")
+	return s.UpdateStatus(ctx, owner, taskID, StatusCancelled, cancelledMessage)
 }
+
+const cancelledMessage = "The task was cancelled by request."
 
 // Page is one page of List.
 type Page struct {

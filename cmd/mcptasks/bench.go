@@ -71,18 +71,18 @@ func benchMain(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return err
 	}
-	stored, err := store.Backend().Get(ctx, owner, probe.Task.TaskID)
+	stored, err := taskstore.NewRuntime(store).Backend().Get(ctx, owner, probe.Task.TaskID)
 	if err != nil {
 		return err
 	}
 	// A Redis value is "VERSION:EXPIRY:DATA": the floor reads the same size.
 	floorName, floorSize := "raw read", len(stored.Data)+len("1:1767225600000:")
-	rawRead, cleanup, err := mcptasks.RawFloor(ctx, store.Backend(), floorSize)
+	rawRead, cleanup, err := mcptasks.RawFloor(ctx, taskstore.NewRuntime(store).Backend(), floorSize)
 	switch {
 	case errors.Is(err, mcptasks.ErrNoFloor):
 		floorName = "backend Get"
 		rawRead = func(ctx context.Context) error {
-			_, err := store.Backend().Get(ctx, owner, probe.Task.TaskID)
+			_, err := taskstore.NewRuntime(store).Backend().Get(ctx, owner, probe.Task.TaskID)
 			return err
 		}
 	case err != nil:
@@ -153,15 +153,15 @@ func benchOne(ctx context.Context, s *taskstore.Store, owner, op string, n int, 
 		case "get":
 			_, err = s.Get(ctx, owner, ids[caller])
 		case "backend-get":
-			_, err = s.Backend().Get(ctx, owner, ids[caller])
+			_, err = taskstore.NewRuntime(s).Backend().Get(ctx, owner, ids[caller])
 		case "backend-update":
 			r := &versions[caller]
 			if r.Version == 0 {
-				if *r, err = s.Backend().Get(ctx, owner, ids[caller]); err != nil {
+				if *r, err = taskstore.NewRuntime(s).Backend().Get(ctx, owner, ids[caller]); err != nil {
 					return err
 				}
 			}
-			r.Version, err = s.Backend().Update(ctx, *r, r.Version)
+			r.Version, err = taskstore.NewRuntime(s).Backend().Update(ctx, *r, r.Version)
 		case "create":
 			_, err = s.Create(ctx, owner, req)
 		case "update":
@@ -180,7 +180,7 @@ func benchOne(ctx context.Context, s *taskstore.Store, owner, op string, n int, 
 	floorCall := func(ctx context.Context, _, _ int) error { return rawRead(ctx) }
 	if op == "list" {
 		floorCall = func(ctx context.Context, _, _ int) error {
-			_, _, err := s.Backend().List(ctx, listOwner, "", 50)
+			_, _, err := taskstore.NewRuntime(s).Backend().List(ctx, listOwner, "", 50)
 			return err
 		}
 	}

@@ -403,7 +403,7 @@ func testStoreEndOrphanOnce(t *testing.T, open func(*testing.T, taskstore.Config
 	lease := *r.Lease
 	const msg = "the server running this task stopped"
 	errs := race(8, func(int) error {
-		_, err := s.EndOrphan(context.Background(), "alice", r.Task.TaskID, lease, msg)
+		_, err := taskstore.NewRuntime(s).EndOrphan(context.Background(), "alice", r.Task.TaskID, lease, msg)
 		return err
 	})
 	if ok, lost := countErrs(t, errs, taskstore.ErrLeaseLost); ok != 1 || lost != 7 {
@@ -415,7 +415,7 @@ func testStoreEndOrphanOnce(t *testing.T, open func(*testing.T, taskstore.Config
 		t.Fatalf("orphan ended as %s %q %+v", got.Task.Status, got.Task.StatusMessage, got.Error)
 	}
 	// Ended tasks leave the runner's index.
-	if held, err := s.RunnerTasks(ctx, "dead", 10); err != nil || len(held) != 0 {
+	if held, err := taskstore.NewRuntime(s).RunnerTasks(ctx, "dead", 10); err != nil || len(held) != 0 {
 		t.Fatalf("RunnerTasks after the end: %d, %v", len(held), err)
 	}
 	// A task that another lease holds, or that finished, is left alone.
@@ -423,12 +423,12 @@ func testStoreEndOrphanOnce(t *testing.T, open func(*testing.T, taskstore.Config
 	if _, err := s.CompleteWithResult(ctx, "alice", done.Task.TaskID, taskstore.StatusCompleted, "", raw(`1`)); err != nil {
 		t.Fatal(err)
 	}
-	_, err := s.EndOrphan(ctx, "alice", done.Task.TaskID, lease, msg)
+	_, err := taskstore.NewRuntime(s).EndOrphan(ctx, "alice", done.Task.TaskID, lease, msg)
 	wantErr(t, "EndOrphan of a finished task", err, taskstore.ErrLeaseLost)
 	if got := get(t, s, "alice", done.Task.TaskID); got.Task.Status != taskstore.StatusCompleted {
 		t.Fatalf("a finished task became %s", got.Task.Status)
 	}
-	_, err = s.EndOrphan(ctx, "bob", r.Task.TaskID, lease, msg)
+	_, err = taskstore.NewRuntime(s).EndOrphan(ctx, "bob", r.Task.TaskID, lease, msg)
 	wantErr(t, "EndOrphan of another owner's task", err, taskstore.ErrNotFound)
 }
 
@@ -445,7 +445,7 @@ func testStoreClaimAndFence(t *testing.T, open func(*testing.T, taskstore.Config
 		t.Fatalf("a write under the held lease: %v", err)
 	}
 	errs := race(6, func(i int) error {
-		_, err := s.Claim(context.Background(), "alice", id, *r.Lease, fmt.Sprintf("b%d", i))
+		_, err := taskstore.NewRuntime(s).Claim(context.Background(), "alice", id, *r.Lease, fmt.Sprintf("b%d", i))
 		return err
 	})
 	if ok, lost := countErrs(t, errs, taskstore.ErrLeaseLost); ok != 1 || lost != 5 {
@@ -455,11 +455,11 @@ func testStoreClaimAndFence(t *testing.T, open func(*testing.T, taskstore.Config
 	if cur.Lease == nil || cur.Lease.Attempt != 2 || cur.Lease.Runner[0] != 'b' {
 		t.Fatalf("lease after the claim: %+v", cur.Lease)
 	}
-	held, err := s.RunnerTasks(ctx, cur.Lease.Runner, 10)
+	held, err := taskstore.NewRuntime(s).RunnerTasks(ctx, cur.Lease.Runner, 10)
 	if err != nil || len(held) != 1 || held[0].Task.TaskID != id {
 		t.Fatalf("RunnerTasks of the new runner: %d, %v", len(held), err)
 	}
-	if held, err := s.RunnerTasks(ctx, "a", 10); err != nil || len(held) != 0 {
+	if held, err := taskstore.NewRuntime(s).RunnerTasks(ctx, "a", 10); err != nil || len(held) != 0 {
 		t.Fatalf("RunnerTasks of the old runner: %d, %v", len(held), err)
 	}
 	// Every write of the old attempt is now refused, and nothing changes.
@@ -484,7 +484,7 @@ func testStoreClaimAndFence(t *testing.T, open func(*testing.T, taskstore.Config
 	if _, err := s.Cancel(ctx, "alice", id); err != nil {
 		t.Fatalf("client cancel: %v", err)
 	}
-	_, err = s.Claim(ctx, "alice", id, *cur.Lease, "c")
+	_, err = taskstore.NewRuntime(s).Claim(ctx, "alice", id, *cur.Lease, "c")
 	wantErr(t, "Claim of a cancelled task", err, taskstore.ErrLeaseLost)
 }
 

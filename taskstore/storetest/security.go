@@ -97,7 +97,7 @@ func checkIsolation(t testing.TB, s *taskstore.Store, victim, thief string, swap
 	_, err = s.Create(ctx, victim, toolCall)
 	wantErr(t, "victim's third create", err, taskstore.ErrQuotaExceeded)
 
-	before, err := s.Backend().Get(ctx, first.OwnerID, id)
+	before, err := taskstore.NewRuntime(s).Backend().Get(ctx, first.OwnerID, id)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -138,7 +138,7 @@ func checkIsolation(t testing.TB, s *taskstore.Store, victim, thief string, swap
 		}
 		refusals++
 	}
-	after, err := s.Backend().Get(ctx, first.OwnerID, id)
+	after, err := taskstore.NewRuntime(s).Backend().Get(ctx, first.OwnerID, id)
 	if err != nil {
 		t.Fatalf("the victim's task after the thief's calls: %v", err)
 	}
@@ -430,7 +430,7 @@ func testStoreLimitsEveryEntryPoint(t *testing.T, open func(*testing.T, taskstor
 	)
 	// A backend with a record size limit refuses records above it even
 	// when the store's own limits are off.
-	if m := s.Backend().MaxRecordSize(); m > 0 {
+	if m := taskstore.NewRuntime(s).Backend().MaxRecordSize(); m > 0 {
 		unlimited := open(t, taskstore.Config{MaxVariablesSize: -1, MaxStringLen: -1, MaxResultSize: -1})
 		uid := create(t, unlimited, "alice").Task.TaskID
 		huge := map[string]json.RawMessage{"h": raw(`"` + strings.Repeat("h", m) + `"`)}
@@ -449,7 +449,7 @@ func testStoreLimitsEveryEntryPoint(t *testing.T, open func(*testing.T, taskstor
 		}()
 	}
 
-	before, err := s.Backend().Get(ctx, "alice", id)
+	before, err := taskstore.NewRuntime(s).Backend().Get(ctx, "alice", id)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -462,7 +462,7 @@ func testStoreLimitsEveryEntryPoint(t *testing.T, open func(*testing.T, taskstor
 			t.Fatalf("%s: maps to JSON-RPC %d, want %d", c.name, taskstore.RPCCode(err), taskstore.CodeInvalidParams)
 		}
 	}
-	after, err := s.Backend().Get(ctx, "alice", id)
+	after, err := taskstore.NewRuntime(s).Backend().Get(ctx, "alice", id)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -637,7 +637,7 @@ func testStoreWireJSON(t *testing.T, open func(*testing.T, taskstore.Config) *ta
 		}
 	}
 	// The stored document is camelCase with the fields the next protocol needs.
-	br, err := s.Backend().Get(ctx, "alice", r.Task.TaskID)
+	br, err := taskstore.NewRuntime(s).Backend().Get(ctx, "alice", r.Task.TaskID)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -784,20 +784,20 @@ func testStoreInputFlow(t *testing.T, open func(*testing.T, taskstore.Config) *t
 		"a": raw(`{"method":"elicitation/create","params":{"message":"A?"}}`),
 		"b": raw(`{"method":"elicitation/create","params":{"message":"B?"}}`),
 	}
-	rec, err := s.RequestInput(ctx, "alice", id, reqs, "need a and b")
+	rec, err := taskstore.NewRuntime(s).RequestInput(ctx, "alice", id, reqs, "need a and b")
 	if err != nil {
 		t.Fatalf("RequestInput: %v", err)
 	}
 	if rec.Task.Status != taskstore.StatusInputRequired || rec.Task.StatusMessage != "need a and b" {
 		t.Fatalf("after RequestInput: %s %q", rec.Task.Status, rec.Task.StatusMessage)
 	}
-	if _, err := s.RequestInput(ctx, "alice", id, map[string]json.RawMessage{"a": raw(`{}`)}, ""); !errors.Is(err, taskstore.ErrInvalidArgument) {
+	if _, err := taskstore.NewRuntime(s).RequestInput(ctx, "alice", id, map[string]json.RawMessage{"a": raw(`{}`)}, ""); !errors.Is(err, taskstore.ErrInvalidArgument) {
 		t.Fatalf("reused pending key: got %v, want ErrInvalidArgument", err)
 	}
-	if _, err := s.SubmitInput(ctx, "bob", id, map[string]json.RawMessage{"a": raw(`{}`)}); !errors.Is(err, taskstore.ErrNotFound) {
+	if _, err := taskstore.NewRuntime(s).SubmitInput(ctx, "bob", id, map[string]json.RawMessage{"a": raw(`{}`)}); !errors.Is(err, taskstore.ErrNotFound) {
 		t.Fatalf("other owner: got %v, want ErrNotFound", err)
 	}
-	acc, err := s.SubmitInput(ctx, "alice", id, map[string]json.RawMessage{"a": raw(`{"action":"accept"}`), "zzz": raw(`{}`)})
+	acc, err := taskstore.NewRuntime(s).SubmitInput(ctx, "alice", id, map[string]json.RawMessage{"a": raw(`{"action":"accept"}`), "zzz": raw(`{}`)})
 	if err != nil {
 		t.Fatalf("SubmitInput: %v", err)
 	}
@@ -812,17 +812,17 @@ func testStoreInputFlow(t *testing.T, open func(*testing.T, taskstore.Config) *t
 	if err := json.Unmarshal(rec.InputRequests, &pending); err != nil || len(pending) != 1 || pending["b"] == nil {
 		t.Fatalf("pending after partial answer: %s (%v)", rec.InputRequests, err)
 	}
-	if _, ok, err := s.TakeInput(ctx, "alice", id, []string{"a", "b"}); ok || err != nil {
+	if _, ok, err := taskstore.NewRuntime(s).TakeInput(ctx, "alice", id, []string{"a", "b"}); ok || err != nil {
 		t.Fatalf("TakeInput before all answered: ok=%v err=%v", ok, err)
 	}
-	if _, err := s.SubmitInput(ctx, "alice", id, map[string]json.RawMessage{"b": raw(`{"action":"decline"}`), "a": raw(`{"again":true}`)}); err != nil {
+	if _, err := taskstore.NewRuntime(s).SubmitInput(ctx, "alice", id, map[string]json.RawMessage{"b": raw(`{"action":"decline"}`), "a": raw(`{"again":true}`)}); err != nil {
 		t.Fatalf("SubmitInput: %v", err)
 	}
 	rec = get(t, s, "alice", id)
 	if rec.Task.Status != taskstore.StatusWorking || len(rec.InputRequests) != 0 {
 		t.Fatalf("after all answered: %s, pending %s", rec.Task.Status, rec.InputRequests)
 	}
-	got, ok, err := s.TakeInput(ctx, "alice", id, []string{"a", "b"})
+	got, ok, err := taskstore.NewRuntime(s).TakeInput(ctx, "alice", id, []string{"a", "b"})
 	if err != nil || !ok {
 		t.Fatalf("TakeInput: ok=%v err=%v", ok, err)
 	}
@@ -830,10 +830,10 @@ func testStoreInputFlow(t *testing.T, open func(*testing.T, taskstore.Config) *t
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Fatalf("responses (-want +got):\n%s", diff)
 	}
-	if _, ok, _ := s.TakeInput(ctx, "alice", id, []string{"a"}); ok {
+	if _, ok, _ := taskstore.NewRuntime(s).TakeInput(ctx, "alice", id, []string{"a"}); ok {
 		t.Fatal("TakeInput returned the same answers twice")
 	}
-	if _, err := s.RequestInput(ctx, "alice", id, map[string]json.RawMessage{"a": raw(`{}`)}, ""); err != nil {
+	if _, err := taskstore.NewRuntime(s).RequestInput(ctx, "alice", id, map[string]json.RawMessage{"a": raw(`{}`)}, ""); err != nil {
 		// A taken key may not have been recorded as used; only pending and
 		// undelivered answers are checked. Reuse is the work's mistake.
 		t.Logf("reusing a consumed key: %v", err)
@@ -841,7 +841,7 @@ func testStoreInputFlow(t *testing.T, open func(*testing.T, taskstore.Config) *t
 	if _, err := s.Cancel(ctx, "alice", id); err != nil {
 		t.Fatalf("Cancel: %v", err)
 	}
-	if acc, err := s.SubmitInput(ctx, "alice", id, map[string]json.RawMessage{"a": raw(`{}`)}); err != nil || len(acc) != 0 {
+	if acc, err := taskstore.NewRuntime(s).SubmitInput(ctx, "alice", id, map[string]json.RawMessage{"a": raw(`{}`)}); err != nil || len(acc) != 0 {
 		t.Fatalf("SubmitInput on a terminal task: %v %v, want ignored", acc, err)
 	}
 }
