@@ -229,9 +229,9 @@ func (r *Router) startBackground() {
 	r.bgCancel = cancel
 	r.bg.Go(func() { r.leases.loop(bg) })
 	if n, ok := r.rt.Backend().(taskstore.Notifier); ok {
-		r.bg.Go(func() { r.feedLoop(bg, n) })
+		r.bg.Go(func() { r.hub.Feed(bg, n, r.log) })
 	}
-	r.bg.Go(func() { r.pollLoop(bg) })
+	r.bg.Go(func() { r.hub.Poll(bg, r.opts.MinPollInterval, storeCallTimeout, r.rt.Versions) })
 }
 
 // stopBackground ends the background goroutines. With no task left holding

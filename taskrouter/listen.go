@@ -69,7 +69,7 @@ func (r *Router) listen(ctx context.Context, method string, req mcp.Request, nex
 	}
 	ss, _ := req.GetSession().(*mcp.ServerSession)
 	owner := r.owner(ctx, req)
-	release, err := r.holdWait(owner, "close one, or poll with tasks/get")
+	release, err := r.hub.HoldWait(normOwner(owner), "close one, or poll with tasks/get")
 	if err != nil {
 		return nil, r.toWire(err)
 	}
@@ -155,8 +155,8 @@ func (r *Router) onListenAck(ctx context.Context, method string, req mcp.Request
 // without a feed every poll interval, so changes made
 // on other replicas are seen too, and at once after a change on this one.
 func (r *Router) watchTasks(ctx context.Context, ss *mcp.ServerSession, owner string, ls *listenState) {
-	wake := r.addWatcher()
-	defer r.removeWatcher(wake)
+	wake, stop := r.hub.Listen()
+	defer stop()
 	poll := min(max(r.store.Config().PollInterval, r.opts.MinPollInterval), time.Second)
 	last := map[string]string{}
 	live := append([]string(nil), ls.ids...)
@@ -189,7 +189,7 @@ func (r *Router) watchTasks(ctx context.Context, ss *mcp.ServerSession, owner st
 		// re-read every poll interval.
 		var t *time.Timer
 		var tick <-chan time.Time
-		if !r.pushing() {
+		if !r.hub.Pushing() {
 			t = time.NewTimer(poll)
 			tick = t.C
 		}
@@ -212,31 +212,4 @@ func (r *Router) watchTasks(ctx context.Context, ss *mcp.ServerSession, owner st
 func (r *Router) sendTaskNotification(ctx context.Context, ss *mcp.ServerSession, rec *taskstore.TaskRecord, subID any) error {
 	method, params := view20260728{}.notification(rec, subID)
 	return r.standIn(ctx, ss, method, params)
-}
-
-// addWatcher returns a channel that is poked (without blocking) whenever a
-// task changes on this replica.
-func (r *Router) addWatcher() chan struct{} {
-	c := make(chan struct{}, 1)
-	r.sdk.mu.Lock()
-	r.sdk.watchers[c] = true
-	r.sdk.mu.Unlock()
-	return c
-}
-
-func (r *Router) removeWatcher(c chan struct{}) {
-	r.sdk.mu.Lock()
-	delete(r.sdk.watchers, c)
-	r.sdk.mu.Unlock()
-}
-
-func (r *Router) pokeWatchers() {
-	r.sdk.mu.Lock()
-	defer r.sdk.mu.Unlock()
-	for c := range r.sdk.watchers {
-		select {
-		case c <- struct{}{}:
-		default:
-		}
-	}
 }

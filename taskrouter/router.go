@@ -18,8 +18,8 @@
 // running task holds its replica's lease; a replica whose heartbeat stands
 // still has its tasks ended, or resumed elsewhere when their tool is
 // resumable (lease.go, takeover.go). Changes made on another replica
-// arrive through the backend's change feed where it has one (feed.go),
-// else through one batched poller per replica (watch.go). Goroutines exist
+// arrive through the backend's change feed where it has one, else through
+// one batched poller per replica. Goroutines exist
 // only per running handler and per blocked tasks/result or listen stream,
 // never per stored task.
 package taskrouter
@@ -32,11 +32,11 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
+	"github.com/mcptasks/mcptasks/taskrouter/internal/hub"
 	"github.com/mcptasks/mcptasks/taskstore"
 )
 
@@ -110,7 +110,7 @@ type Router struct {
 	leases     *leaseKeeper
 	registered bool // under mu: the first heartbeat landed
 	takeover   takeover
-	feedUp     atomic.Bool
+	hub        *hub.Hub
 	bgCancel   context.CancelFunc
 	bg         sync.WaitGroup // the lease keeper, the change feed, the poller
 
@@ -152,6 +152,7 @@ func New(store *taskstore.Store, opts Options) *Router {
 		preflight: map[string]Preflight{},
 	}
 	r.runner.init()
+	r.hub = hub.New(opts.MaxWaitsPerOwner)
 	r.sdk.init()
 	r.startBackground()
 	return r

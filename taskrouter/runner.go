@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/mcptasks/mcptasks/taskrouter/internal/hub"
 	"github.com/mcptasks/mcptasks/taskstore"
 )
 
@@ -29,9 +30,7 @@ const (
 
 type runner struct {
 	mu      sync.Mutex
-	runs    map[string]*run    // task id -> run on this replica
-	waiters map[string]*waiter // task id -> local wake-up channel
-	waits   map[string]int     // owner -> blocked tasks/result calls
+	runs    map[string]*run // task id -> run on this replica
 	closing bool
 	grace   context.Context // set by Shutdown: bounds the failure writes of abandoned runs
 	wg      sync.WaitGroup  // supervisors
@@ -44,8 +43,6 @@ type runner struct {
 
 func (rr *runner) init() {
 	rr.runs = map[string]*run{}
-	rr.waiters = map[string]*waiter{}
-	rr.waits = map[string]int{}
 	rr.base, rr.stop = context.WithCancel(context.Background())
 }
 
@@ -64,23 +61,13 @@ type run struct {
 	expires   *time.Time
 	cancel    context.CancelFunc // ends the work's context
 	resumable bool               // handed to another replica at shutdown, not failed
-	pokes     chan struct{}      // a change of the task was seen: re-read it
+	watch     *hub.Watch         // woken when the task may have changed: re-read it
 	exited    chan struct{}      // closed when the supervisor returns
-	seen      atomic.Uint64      // the version last read: the poller compares it
-	nextPoll  time.Time          // guarded by runner.mu: when the poller looks next
 
 	finished atomic.Bool   // terminal: no more progress notifications, no outcome to write
 	stopped  chan struct{} // closed by end
 	stopOnce sync.Once
 	why      string // set before stopped closes: the failure to record, or "" for none
-}
-
-// poke asks the run's supervisor to re-read the task; it never blocks.
-func (rn *run) poke() {
-	select {
-	case rn.pokes <- struct{}{}:
-	default:
-	}
 }
 
 // end stops the run's work: the task was cancelled or ended elsewhere
@@ -107,13 +94,11 @@ func runFrom(ctx context.Context) *run {
 func (r *Router) run(rec *taskstore.TaskRecord, values func(context.Context) context.Context, work Work) error {
 	rn := &run{id: rec.Task.TaskID, owner: rec.OwnerID, handle: r.store.HandleFor(rec),
 		poll: r.pollOf(rec), expires: rec.ExpiresAt, stopped: make(chan struct{}),
-		resumable: len(rec.Rerun) > 0, pokes: make(chan struct{}, 1), exited: make(chan struct{})}
+		resumable: len(rec.Rerun) > 0, exited: make(chan struct{})}
 	if rec.Lease != nil {
 		rn.lease = *rec.Lease
 		rn.handle = rn.handle.WithLease(rn.lease)
 	}
-	rn.seen.Store(rec.Version)
-	rn.nextPoll = time.Now().Add(rn.poll)
 	ctx, cancel := context.WithCancel(context.WithValue(context.Background(), runKey{}, rn))
 	rn.cancel = cancel
 	if values != nil {
@@ -132,6 +117,8 @@ func (r *Router) run(rec *taskstore.TaskRecord, values func(context.Context) con
 	rr.runs[rn.id] = rn
 	rr.wg.Add(2)
 	rr.mu.Unlock()
+	rn.watch = r.hub.WatchStore(rn.id)
+	r.hub.Seen(rn.watch, rec, rn.poll)
 	// The work starts at once, on its own goroutine, and stores its own
 	// outcome (finish), so its end waits for no other goroutine.
 	ended := make(chan struct{})
@@ -177,12 +164,12 @@ func (r *Router) supervise(rn *run, ended <-chan struct{}) {
 					r.log.Error("failing abandoned task", "task", rn.id, "owner", logOwner(rn.owner), "error", err)
 				}
 			}
-		case <-rn.pokes:
+		case <-rn.watch.C:
 			sctx, cancel := context.WithTimeout(r.runner.base, storeCallTimeout)
 			rec, err := rn.handle.Get(sctx) // also refreshes the handle's version
 			cancel()
 			if err == nil {
-				rn.seen.Store(rec.Version)
+				r.hub.Seen(rn.watch, rec, rn.poll)
 			}
 			moved := err == nil && rn.lease != (taskstore.Lease{}) && (rec.Lease == nil || *rec.Lease != rn.lease)
 			if errors.Is(err, taskstore.ErrNotFound) || err == nil && rec.Task.Status.Terminal() || moved {
@@ -265,7 +252,7 @@ func (r *Router) endRun(ctx context.Context, rn *run, out Outcome) (done bool, e
 		if r.logsInfo() {
 			r.log.Info("task finished", "task", rn.id, "owner", logOwner(rn.owner), "status", rec.Task.Status, "message", rec.Task.StatusMessage)
 		}
-		r.wakeWith(rn.id, rec)
+		r.hub.Changed(rn.id, rec)
 		r.notifyStatus(rec)
 		return true, nil
 	case errors.Is(err, taskstore.ErrInvalidTransition), errors.Is(err, taskstore.ErrNotFound),
@@ -280,6 +267,7 @@ func (r *Router) forget(rn *run) {
 	r.runner.mu.Lock()
 	delete(r.runner.runs, rn.id)
 	r.runner.mu.Unlock()
+	r.hub.Unwatch(rn.watch)
 	r.wake(rn.id)
 }
 
@@ -369,126 +357,33 @@ func (r *Router) Shutdown(ctx context.Context) error {
 
 // ---- tasks/result: waiting for a task to end ----
 
-// A waiter is closed when the task changes on this replica, on the change
-// feed, or (found by the poller) in the store.
-type waiter struct {
-	ch  chan struct{}
-	n   int
-	end *taskstore.TaskRecord // set before ch closes when the waker had the terminal record
-	// What the poller compares (under runner.mu): the owner, the oldest
-	// version a waiter read, how often to look, and when next.
-	owner    string
-	seen     uint64
-	every    time.Duration
-	nextPoll time.Time
-}
-
-// noteRead records what one tasks/result waiting on w has read.
-func (r *Router) noteRead(w *waiter, rec *taskstore.TaskRecord) {
-	every := r.pollOf(rec)
-	r.runner.mu.Lock()
-	defer r.runner.mu.Unlock()
-	if w.owner == "" || rec.Version < w.seen {
-		w.owner, w.seen = rec.OwnerID, rec.Version
-	}
-	if w.every == 0 || every < w.every {
-		w.every = every
-	}
-	if w.nextPoll.IsZero() {
-		w.nextPoll = time.Now().Add(w.every)
-	}
-}
-
-func (r *Router) acquire(taskID string) *waiter {
-	r.runner.mu.Lock()
-	defer r.runner.mu.Unlock()
-	w := r.runner.waiters[taskID]
-	if w == nil {
-		w = &waiter{ch: make(chan struct{})}
-		r.runner.waiters[taskID] = w
-	}
-	w.n++
-	return w
-}
-
-func (r *Router) release(taskID string, w *waiter) {
-	r.runner.mu.Lock()
-	defer r.runner.mu.Unlock()
-	w.n--
-	if w.n == 0 && r.runner.waiters[taskID] == w {
-		delete(r.runner.waiters, taskID)
-	}
-}
-
-// wake releases every tasks/result blocked on taskID on this replica, and
-// pokes the listen streams.
-func (r *Router) wake(taskID string) { r.wakeWith(taskID, nil) }
-
-// wakeWith is wake with the task's terminal state when the caller has it,
-// which spares the woken tasks/result calls a read.
-func (r *Router) wakeWith(taskID string, end *taskstore.TaskRecord) {
-	r.runner.mu.Lock()
-	w := r.runner.waiters[taskID]
-	delete(r.runner.waiters, taskID)
-	if w != nil {
-		w.end = end
-	}
-	r.runner.mu.Unlock()
-	if w != nil {
-		close(w.ch)
-	}
-	r.pokeWatchers()
-}
-
-// holdWait counts one wait of owner on this replica (a blocked
-// tasks/result, or a subscriptions/listen stream watching tasks) against
-// Options.MaxWaitsPerOwner; beyond it the error says what to do instead.
-func (r *Router) holdWait(owner, instead string) (release func(), err error) {
-	owner = normOwner(owner)
-	rr := &r.runner
-	rr.mu.Lock()
-	defer rr.mu.Unlock()
-	if rr.waits[owner] >= r.opts.MaxWaitsPerOwner {
-		return nil, &taskstore.RPCError{Code: taskstore.CodeInternalError, Message: fmt.Sprintf(
-			"too many waits for this caller (at most %d tasks/result calls and listen streams at once): %s",
-			r.opts.MaxWaitsPerOwner, instead)}
-	}
-	rr.waits[owner]++
-	return func() {
-		rr.mu.Lock()
-		if rr.waits[owner]--; rr.waits[owner] == 0 {
-			delete(rr.waits, owner)
-		}
-		rr.mu.Unlock()
-	}, nil
-}
+// wake wakes what waits on taskID on this replica (tasks/result calls,
+// listen streams).
+func (r *Router) wake(taskID string) { r.hub.Changed(taskID, nil) }
 
 // await blocks until the task is terminal (or ctx is done) and returns it.
 // It wakes on a change made on this replica, pushed by the change feed, or
 // found by the poller, which compares the version read here.
 func (r *Router) await(ctx context.Context, owner, taskID string) (*taskstore.TaskRecord, error) {
-	release, err := r.holdWait(owner, "wait for one to end, or poll with tasks/get")
+	release, err := r.hub.HoldWait(normOwner(owner), "wait for one to end, or poll with tasks/get")
 	if err != nil {
 		return nil, err
 	}
 	defer release()
+	w := r.hub.Watch(taskID)
+	defer r.hub.Unwatch(w)
 	for {
-		w := r.acquire(taskID)
 		rec, err := r.store.Get(ctx, owner, taskID)
 		if err != nil || rec.Task.Status.Terminal() {
-			r.release(taskID, w)
 			return rec, err
 		}
-		r.noteRead(w, rec)
+		r.hub.Seen(w, rec, r.pollOf(rec))
 		select {
-		case <-w.ch:
+		case <-w.C:
 		case <-ctx.Done():
-		}
-		r.release(taskID, w)
-		if ctx.Err() != nil {
 			return nil, ctx.Err()
 		}
-		if end := w.end; end != nil && end.OwnerID == owner {
+		if end := r.hub.End(w); end != nil && end.OwnerID == rec.OwnerID {
 			return end, nil
 		}
 	}

@@ -50,7 +50,6 @@ type sdkState struct {
 	pruned        int                           // len(sessions) after the last pruning
 	streamed      map[string]bool               // ids of HTTP sessions that opened a standalone stream
 	prunedStreams int                           // len(streamed) after the last pruning
-	watchers      map[chan struct{}]bool        // poked on every local task change (listen.go)
 	requests      map[string]context.Context    // edge token -> the HTTP request of a tasks/result
 
 	lastRequest atomic.Uint64 // the last edge token
@@ -62,7 +61,6 @@ func (s *sdkState) init() {
 	s.marker = "io.mcptasks/status-" + hex.EncodeToString(b[:])
 	s.sessions = map[*mcp.ServerSession]string{}
 	s.streamed = map[string]bool{}
-	s.watchers = map[chan struct{}]bool{}
 	s.requests = map[string]context.Context{}
 }
 
@@ -216,7 +214,6 @@ func (r *Router) noteStream(id string) {
 // standalone stream), and to no one else (2026-07-28 clients get theirs
 // on listen streams).
 func (r *Router) notifyStatus(rec *taskstore.TaskRecord) {
-	r.pokeWatchers()
 	sessions := r.sessionsOf(rec.OwnerID)
 	if len(sessions) == 0 {
 		return
@@ -763,7 +760,7 @@ func (r *Router) handleUpdate(ctx context.Context, _ *mcp.ServerSession, p *task
 	if err != nil {
 		return nil, r.toWire(err)
 	}
-	r.pokeWatchers()
+	r.wake(id)
 	return &wireResult{v: ack}, nil
 }
 
