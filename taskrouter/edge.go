@@ -110,7 +110,7 @@ func (e *httpEdge) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		if id := req.Header.Get("Mcp-Session-Id"); req.Method == http.MethodGet && id != "" {
 			// The SDK answers 200 only for a live session's stream, after
 			// authentication.
-			rw.onOK = func() { e.r.noteStream(id) }
+			rw.onOK = func() { e.r.sessions.NoteStream(id) }
 		}
 		e.next.ServeHTTP(rw, req)
 		rw.finish(nil)

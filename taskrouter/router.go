@@ -37,6 +37,7 @@ import (
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
 	"github.com/mcptasks/mcptasks/taskrouter/internal/hub"
+	"github.com/mcptasks/mcptasks/taskrouter/internal/sessions"
 	"github.com/mcptasks/mcptasks/taskstore"
 )
 
@@ -111,6 +112,7 @@ type Router struct {
 	registered bool // under mu: the first heartbeat landed
 	takeover   takeover
 	hub        *hub.Hub
+	sessions   *sessions.Registry
 	bgCancel   context.CancelFunc
 	bg         sync.WaitGroup // the lease keeper, the change feed, the poller
 
@@ -153,6 +155,7 @@ func New(store *taskstore.Store, opts Options) *Router {
 	}
 	r.runner.init()
 	r.hub = hub.New(opts.MaxWaitsPerOwner)
+	r.sessions = sessions.New()
 	r.sdk.init()
 	r.startBackground()
 	return r

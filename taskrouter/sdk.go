@@ -44,13 +44,8 @@ const clientCapsMetaKey = "io.modelcontextprotocol/clientCapabilities"
 type sdkState struct {
 	marker string // progress token and _meta key of the stand-in messages
 
-	mu            sync.Mutex
-	servers       []*mcp.Server
-	sessions      map[*mcp.ServerSession]string // session -> owner (normalized)
-	pruned        int                           // len(sessions) after the last pruning
-	streamed      map[string]bool               // ids of HTTP sessions that opened a standalone stream
-	prunedStreams int                           // len(streamed) after the last pruning
-	requests      map[string]context.Context    // edge token -> the HTTP request of a tasks/result
+	mu       sync.Mutex
+	requests map[string]context.Context // edge token -> the HTTP request of a tasks/result
 
 	lastRequest atomic.Uint64 // the last edge token
 }
@@ -59,8 +54,6 @@ func (s *sdkState) init() {
 	var b [16]byte
 	rand.Read(b[:])
 	s.marker = "io.mcptasks/status-" + hex.EncodeToString(b[:])
-	s.sessions = map[*mcp.ServerSession]string{}
-	s.streamed = map[string]bool{}
 	s.requests = map[string]context.Context{}
 }
 
@@ -128,84 +121,8 @@ func normOwner(o string) string {
 }
 
 func (r *Router) noteSession(req mcp.Request, owner string) {
-	ss, ok := req.GetSession().(*mcp.ServerSession)
-	if !ok || ss == nil {
-		return
-	}
-	r.sdk.mu.Lock()
-	r.sdk.sessions[ss] = normOwner(owner)
-	prune := len(r.sdk.sessions) > 2*r.sdk.pruned+64
-	r.sdk.mu.Unlock()
-	if prune {
-		r.pruneSessions()
-	}
-}
-
-// pruneSessions forgets the sessions that have ended (amortized: when the
-// map has doubled since the last pruning).
-func (r *Router) pruneSessions() {
-	live, ids := r.liveSessions()
-	r.sdk.mu.Lock()
-	defer r.sdk.mu.Unlock()
-	for ss := range r.sdk.sessions {
-		if !live[ss] {
-			delete(r.sdk.sessions, ss)
-		}
-	}
-	for id := range r.sdk.streamed {
-		if !ids[id] {
-			delete(r.sdk.streamed, id)
-		}
-	}
-	r.sdk.pruned, r.sdk.prunedStreams = len(r.sdk.sessions), len(r.sdk.streamed)
-}
-
-// sessionsOf returns the sessions whose requests resolved to owner and
-// that can receive status notifications: stdio's (no id), or HTTP sessions
-// that opened a standalone stream. An ended one not yet pruned refuses
-// the send.
-func (r *Router) sessionsOf(owner string) []*mcp.ServerSession {
-	owner = normOwner(owner)
-	var out []*mcp.ServerSession
-	r.sdk.mu.Lock()
-	defer r.sdk.mu.Unlock()
-	for ss, o := range r.sdk.sessions {
-		if o == owner && (ss.ID() == "" || r.sdk.streamed[ss.ID()]) {
-			out = append(out, ss)
-		}
-	}
-	return out
-}
-
-// liveSessions returns the sessions of the installed servers, and their
-// ids.
-func (r *Router) liveSessions() (map[*mcp.ServerSession]bool, map[string]bool) {
-	r.sdk.mu.Lock()
-	servers := r.sdk.servers
-	r.sdk.mu.Unlock()
-	live, ids := map[*mcp.ServerSession]bool{}, map[string]bool{}
-	for _, s := range servers {
-		for ss := range s.Sessions() {
-			live[ss], ids[ss.ID()] = true, true
-		}
-	}
-	return live, ids
-}
-
-// noteStream records that the HTTP session id opened its standalone SSE
-// stream (the SDK answered its GET with 200), where its status
-// notifications go. The SDK drops what a session without that stream
-// cannot receive (or keeps it for a replay that needs the stream's last
-// event id), so a session that never opened one is sent none: encoding
-// them for nobody cost a tenth of a task's round trip. Ended sessions'
-// ids are pruned with the sessions.
-func (r *Router) noteStream(id string) {
-	r.sdk.mu.Lock()
-	r.sdk.streamed[id] = true
-	prune := len(r.sdk.streamed) > 2*r.sdk.prunedStreams+64
-	r.sdk.mu.Unlock()
-	if prune {
-		r.pruneSessions()
+	if ss, ok := req.GetSession().(*mcp.ServerSession); ok && ss != nil {
+		r.sessions.Note(ss, normOwner(owner))
 	}
 }
 
@@ -214,7 +131,7 @@ func (r *Router) noteStream(id string) {
 // standalone stream), and to no one else (2026-07-28 clients get theirs
 // on listen streams).
 func (r *Router) notifyStatus(rec *taskstore.TaskRecord) {
-	sessions := r.sessionsOf(rec.OwnerID)
+	sessions := r.sessions.Of(normOwner(rec.OwnerID))
 	if len(sessions) == 0 {
 		return
 	}
@@ -259,9 +176,7 @@ func (r *Router) Install(server *mcp.Server) error {
 		return r.receiving(next)
 	})
 	server.AddSendingMiddleware(r.sending)
-	r.sdk.mu.Lock()
-	r.sdk.servers = append(r.sdk.servers, server)
-	r.sdk.mu.Unlock()
+	r.sessions.AddServer(server)
 	return nil
 }
 
