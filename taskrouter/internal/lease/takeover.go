@@ -24,8 +24,8 @@ import (
 // therefore never contains '#'.
 const ReleasedSuffix = "#released"
 
-// releaseCallTimeout bounds each store call of Release, which runs before
-// the router's own shutdown deadline applies.
+// releaseCallTimeout bounds each store call of Release (inside its ctx),
+// as the router bounds each store call of a run.
 const releaseCallTimeout = 10 * time.Second
 
 // Rerun is what another replica needs to run a resumable task again, as
