@@ -4,9 +4,12 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/modelcontextprotocol/go-sdk/mcp"
 
 	"github.com/mcptasks/mcptasks"
 	"github.com/mcptasks/mcptasks/taskrouter"
@@ -194,5 +197,81 @@ func TestLeaseOrphanEndedOnce(t *testing.T) {
 			t.Fatalf("the dead runner is still registered: %v", rs)
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// attemptSeen is what one run of the "resumable" test tool saw.
+type attemptSeen struct {
+	Attempt, Step int
+	Owner, User   string
+}
+
+// TestTakeoverRerunsTool: a replica running a resumable tool freezes; the
+// survivor claims the task and runs the tool's handler again through its
+// in-memory session, as attempt 2, with the original caller's identity and
+// the checkpoint attempt 1 wrote; its result is the task's.
+func TestTakeoverRerunsTool(t *testing.T) {
+	store := newStore(t, taskstore.Config{})
+	seen := make(chan attemptSeen, 4)
+	var reps []*replica
+	for range 2 {
+		rep := newReplica(t, store, replicaOptions{opts: fastLeases})
+		mcp.AddTool(rep.server, &mcp.Tool{Name: "resumable"}, func(ctx context.Context, req *mcp.CallToolRequest, in textIn) (*mcp.CallToolResult, any, error) {
+			h := taskrouter.TaskHandle(ctx)
+			step, _, err := taskstore.Variable[int](ctx, h, "step")
+			if err != nil {
+				return nil, nil, err
+			}
+			s := attemptSeen{Attempt: h.Attempt(), Step: step}
+			s.Owner, _ = taskrouter.Owner(ctx)
+			if ti := req.Extra.TokenInfo; ti != nil {
+				s.User = ti.UserID
+			}
+			if h.Attempt() == 1 {
+				if err := h.SetVariables(ctx, map[string]any{"step": 1}); err != nil {
+					return nil, nil, err
+				}
+				seen <- s
+				<-ctx.Done() // frozen: never returns on its own
+				return nil, nil, ctx.Err()
+			}
+			seen <- s
+			return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: fmt.Sprintf("%s from step %d", in.Text, step)}}}, nil, nil
+		})
+		rep.router.SetTaskSupport("resumable", taskrouter.TaskOptional)
+		rep.router.SetResumable("resumable", 3)
+		reps = append(reps, rep)
+	}
+	a, b := reps[0], reps[1]
+	c := newMGClient(t, a.URL, "tok-alice", "2025-11-25")
+	task := c.callTask(t.Context(), "resumable", map[string]any{"text": "report"}, map[string]any{})
+	next := func(what string) attemptSeen {
+		t.Helper()
+		select {
+		case s := <-seen:
+			return s
+		case <-time.After(10 * time.Second):
+			t.Fatalf("timed out waiting: %s", what)
+			return attemptSeen{}
+		}
+	}
+	if got, want := next("attempt 1"), (attemptSeen{Attempt: 1, Owner: "alice", User: "alice"}); got != want {
+		t.Errorf("attempt 1 saw %+v, want %+v", got, want)
+	}
+	taskrouter.StopLeaseKeeper(a.router)
+	if got, want := next("attempt 2 on the survivor"), (attemptSeen{Attempt: 2, Step: 1, Owner: "alice", User: "alice"}); got != want {
+		t.Errorf("attempt 2 saw %+v, want %+v", got, want)
+	}
+	rec, err := taskrouter.Await(t.Context(), b.router, "alice", task.TaskId)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var res mcp.CallToolResult
+	if err := json.Unmarshal(rec.Result, &res); err != nil || rec.Task.Status != taskstore.StatusCompleted ||
+		len(res.Content) != 1 || res.Content[0].(*mcp.TextContent).Text != "report from step 1" {
+		t.Fatalf("the resumed task: %s, %s (%v)", rec.Task.Status, rec.Result, err)
+	}
+	if *rec.Lease != (taskstore.Lease{Runner: b.router.Runner(), Attempt: 2}) {
+		t.Errorf("lease of the resumed task: %+v", *rec.Lease)
 	}
 }

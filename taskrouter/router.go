@@ -17,9 +17,9 @@
 // Every read goes to the store, so any replica answers for any task. A
 // running task holds its replica's lease; a replica whose heartbeat stands
 // still has its tasks ended, or resumed elsewhere when their tool is
-// resumable (lease.go, takeover.go). Changes made on another replica
-// arrive through the backend's change feed where it has one, else through
-// one batched poller per replica. Goroutines exist
+// resumable. Changes made on another replica arrive through the
+// backend's change feed where it has one, else through one batched poller
+// per replica. Goroutines exist
 // only per running handler and per blocked tasks/result or listen stream,
 // never per stored task.
 package taskrouter
@@ -37,6 +37,7 @@ import (
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
 	"github.com/mcptasks/mcptasks/taskrouter/internal/hub"
+	"github.com/mcptasks/mcptasks/taskrouter/internal/lease"
 	"github.com/mcptasks/mcptasks/taskrouter/internal/sessions"
 	"github.com/mcptasks/mcptasks/taskstore"
 )
@@ -108,13 +109,12 @@ type Router struct {
 	runner    runner
 	resumable map[string]int // tool -> max attempts (SetResumable)
 
-	leases     *leaseKeeper
-	registered bool // under mu: the first heartbeat landed
-	takeover   takeover
-	hub        *hub.Hub
-	sessions   *sessions.Registry
-	bgCancel   context.CancelFunc
-	bg         sync.WaitGroup // the lease keeper, the change feed, the poller
+	leases   *lease.Keeper
+	takeover takeover
+	hub      *hub.Hub
+	sessions *sessions.Registry
+	bgCancel context.CancelFunc
+	bg       sync.WaitGroup // the lease keeper, the change feed, the poller
 
 	sdk sdkState
 }
@@ -137,7 +137,7 @@ func New(store *taskstore.Store, opts Options) *Router {
 	if opts.Runner == "" {
 		opts.Runner = newRunnerID()
 	}
-	// '#' is the released marker (takeover.go).
+	// '#' is the released marker (lease.ReleasedSuffix).
 	opts.Runner = strings.ReplaceAll(opts.Runner, "#", "_")
 	if opts.Heartbeat <= 0 {
 		opts.Heartbeat = defaultHeartbeat
@@ -331,7 +331,7 @@ func (r *Router) Start(ctx context.Context, req StartRequest, work Work) (*tasks
 		b, _ := json.Marshal(req.Tool)
 		vars = map[string]json.RawMessage{toolVariable: b}
 	}
-	if err := r.register(ctx); err != nil {
+	if err := r.leases.Register(ctx); err != nil {
 		return nil, err
 	}
 	rec, err := r.store.Create(ctx, req.Owner, taskstore.CreateRequest{

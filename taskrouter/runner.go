@@ -314,12 +314,12 @@ func (r *Router) Shutdown(ctx context.Context) error {
 	rr.mu.Lock()
 	rr.closing = true
 	rr.mu.Unlock()
-	kept := r.releaseResumable(ctx)
+	kept := r.leases.Release(ctx)
 	drained := make(chan struct{})
 	go func() { rr.wg.Wait(); close(drained) }()
 	select {
 	case <-drained:
-		r.stopBackground(len(kept) == 0)
+		r.stopBackground(kept == 0)
 		rr.stop()
 		return nil
 	case <-ctx.Done():
@@ -350,7 +350,7 @@ func (r *Router) Shutdown(ctx context.Context) error {
 	// Runs whose failure could not be written still hold this runner's
 	// lease: then its heartbeat stays, stands still, and another replica
 	// ends them.
-	r.stopBackground(len(kept) == 0 && r.Running() == 0)
+	r.stopBackground(kept == 0 && r.Running() == 0)
 	rr.stop()
 	return fmt.Errorf("taskrouter: %d running tasks failed at shutdown: %w", len(left), ctx.Err())
 }

@@ -1,0 +1,318 @@
+// Package lease keeps a replica's runner lease and acts on the leases of
+// replicas that stopped: it is the part of a task router that makes tasks
+// survive the loss of the process running them.
+//
+// Every task a replica runs is created holding that replica's lease (its
+// runner id, attempt 1), written with the task's status. One Keeper per
+// replica beats the runner's counter in the store every Heartbeat and reads
+// every runner's counter: two store calls per replica per interval, however
+// many tasks run.
+//
+// A runner whose counter this replica sees standing still for Timeout,
+// measured on this process's monotonic clock, is dead: its tasks (found
+// through the store's runner index, O(its tasks)) are resumed here when
+// resumable and attempts are left, else ended failed with OrphanedMessage.
+// Each such write is a compare-and-swap that re-checks the lease, so of
+// several replicas sweeping at once exactly one acts on each task. No wall
+// clocks are compared, so clock skew cannot make a live replica look dead.
+// After any failed store call the observations start over, so a store
+// outage alone never makes a live replica look dead: every runner gets a
+// full Timeout of fresh observations once the store answers again.
+//
+// Fencing: a run's writes go through a handle bound to its lease, so once
+// another replica ended or claimed the task, a late write (after a pause, a
+// long GC, a partition) fails with taskstore.ErrLeaseLost and changes
+// nothing. When this replica's own heartbeat has not succeeded for a
+// Timeout, it re-reads its runs once the store answers and stops those
+// whose lease moved on.
+//
+// Detection bound: a crashed replica's tasks end at most Timeout +
+// Heartbeat (plus one sweep's store calls) after its last beat.
+//
+// At shutdown a replica stops its resumable runs, waits for their handlers
+// to return, and hands their tasks to a "released" runner id that every
+// other replica treats as dead at once (Release), so a rolling deploy loses
+// no resumable task and never runs one twice.
+//
+// The Keeper knows nothing of MCP: the router it serves (a Host) lists its
+// local runs, hears of the tasks the Keeper ended, and runs a claimed
+// task's tool again.
+package lease
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/mcptasks/mcptasks/taskstore"
+)
+
+// OrphanedMessage is the statusMessage (and the -32603 error message) of a
+// task whose replica stopped while running it.
+const OrphanedMessage = "the server running this task stopped before it finished"
+
+// sweepPage is how many of a dead runner's tasks one store call reads.
+const sweepPage = 100
+
+// Config configures a Keeper.
+type Config struct {
+	// Runner is this replica's id in task leases: unique among the
+	// processes sharing the store, without '#'.
+	Runner string
+	// Heartbeat is how often the Keeper beats and looks for dead runners.
+	Heartbeat time.Duration
+	// Timeout is how long another runner's counter must stand still before
+	// its tasks are ended or taken over. It also bounds each store call the
+	// Keeper makes (to half of it), so a hung backend costs a tick.
+	Timeout time.Duration
+	// Runtime is the store's runtime side.
+	Runtime *taskstore.Runtime
+	// Logger receives what the Keeper did; nil discards.
+	Logger *slog.Logger
+	// LogOwner is how an owner appears in log lines (the router hides
+	// session ids); nil logs it as is.
+	LogOwner func(owner string) slog.LogValuer
+}
+
+// LocalRun is what the Keeper knows of one run on this replica.
+type LocalRun struct {
+	ID, Owner string
+	Lease     taskstore.Lease // zero for a task created without one
+	Resumable bool            // handed over at shutdown instead of failed
+	Finished  func() bool     // the run's outcome is stored or being stored
+	Stop      func()          // ends the work without recording a failure
+	Exited    <-chan struct{} // closed once the run's handler has returned
+}
+
+// Host is what the Keeper needs of the router it serves.
+type Host interface {
+	// Runs is a snapshot of the runs on this replica.
+	Runs() []LocalRun
+	// Ended tells that the Keeper ended the task (rec is its terminal
+	// record) or stopped its local run because its lease moved on (rec is
+	// nil): its waiters are woken, and a status notification goes out
+	// when rec is set.
+	Ended(taskID string, rec *taskstore.TaskRecord)
+	// CanResume reports why this replica cannot run a tool again (nil when
+	// it can); it is asked before a task is claimed, so a task that cannot
+	// run here is ended instead of claimed.
+	CanResume(ctx context.Context) error
+	// Resume runs the tool of a claimed task again on this replica, as
+	// attempt claimed.Lease.Attempt.
+	Resume(ctx context.Context, claimed *taskstore.TaskRecord, rerun *Rerun) error
+	// Closing reports whether the router is shutting down: then the tasks
+	// of dead runners are left to a replica that stays.
+	Closing() bool
+}
+
+type observed struct {
+	beat  uint64
+	since time.Time // monotonic: when this replica first saw beat
+}
+
+// Keeper beats this runner's counter and ends or takes over the tasks of
+// dead runners. Run (or Tick) must not run concurrently with itself;
+// Register and Release may be called from any goroutine.
+type Keeper struct {
+	cfg  Config
+	rt   *taskstore.Runtime
+	log  *slog.Logger
+	host Host
+
+	seen   map[string]observed
+	lastOK time.Time // last successful heartbeat
+
+	mu         sync.Mutex
+	registered bool // the first heartbeat landed
+}
+
+// New returns a Keeper for cfg serving host. It starts nothing: see Run.
+func New(cfg Config, host Host) *Keeper {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.LogOwner == nil {
+		cfg.LogOwner = func(o string) slog.LogValuer { return plainOwner(o) }
+	}
+	return &Keeper{cfg: cfg, rt: cfg.Runtime, log: cfg.Logger, host: host,
+		seen: map[string]observed{}, lastOK: time.Now()}
+}
+
+type plainOwner string
+
+func (o plainOwner) LogValue() slog.Value { return slog.StringValue(string(o)) }
+
+// Runner is this replica's runner id.
+func (k *Keeper) Runner() string { return k.cfg.Runner }
+
+// Run ticks at once and then every Heartbeat until ctx is done.
+func (k *Keeper) Run(ctx context.Context) {
+	t := time.NewTicker(k.cfg.Heartbeat)
+	defer t.Stop()
+	k.lastOK = time.Now()
+	k.Tick(ctx)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			k.Tick(ctx)
+		}
+	}
+}
+
+// call bounds one store call: a hung backend costs a tick, never the loop.
+func (k *Keeper) call(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, k.cfg.Timeout/2)
+}
+
+// Tick is one pass: beat, re-check this replica's runs after a long gap in
+// its own beats, observe the other runners, and sweep the dead ones.
+func (k *Keeper) Tick(ctx context.Context) {
+	cctx, cancel := k.call(ctx)
+	err := k.rt.Heartbeat(cctx, k.cfg.Runner)
+	cancel()
+	now := time.Now()
+	if err != nil {
+		if ctx.Err() == nil {
+			k.log.Warn("lease heartbeat failed", "runner", k.cfg.Runner, "error", err)
+		}
+		clear(k.seen)
+		return
+	}
+	if now.Sub(k.lastOK) >= k.cfg.Timeout {
+		k.log.Warn("lease not renewed for a lease timeout; re-checking own tasks", "runner", k.cfg.Runner, "gap", now.Sub(k.lastOK).Round(time.Millisecond))
+		k.recheckOwn(ctx)
+	}
+	k.lastOK = now
+	cctx, cancel = k.call(ctx)
+	beats, err := k.rt.Runners(cctx)
+	cancel()
+	if err != nil {
+		clear(k.seen)
+		return
+	}
+	listed := make(map[string]bool, len(beats))
+	var dead []string
+	for _, b := range beats {
+		listed[b.Runner] = true
+		if b.Runner == k.cfg.Runner {
+			continue
+		}
+		o, ok := k.seen[b.Runner]
+		if !ok || o.beat != b.Beat {
+			k.seen[b.Runner] = observed{beat: b.Beat, since: now}
+			continue
+		}
+		if now.Sub(o.since) >= k.cfg.Timeout || released(b.Runner) {
+			dead = append(dead, b.Runner)
+		}
+	}
+	for r := range k.seen {
+		if !listed[r] {
+			delete(k.seen, r)
+		}
+	}
+	for _, runner := range dead {
+		if ctx.Err() != nil {
+			return
+		}
+		k.sweep(ctx, runner, k.seen[runner].since)
+	}
+}
+
+// sweep ends or takes over the tasks of a dead runner, then forgets the
+// runner.
+func (k *Keeper) sweep(ctx context.Context, runner string, lastBeat time.Time) {
+	if k.host.Closing() {
+		return // a replica that stays takes them
+	}
+	if released(runner) {
+		k.log.Info("taking over tasks a replica released at shutdown", "runner", runner)
+	} else {
+		k.log.Warn("replica presumed dead: its heartbeat stopped", "runner", runner, "silent", time.Since(lastBeat).Round(time.Millisecond))
+	}
+	for page := 0; page < 100; page++ {
+		cctx, cancel := k.call(ctx)
+		recs, err := k.rt.RunnerTasks(cctx, runner, sweepPage)
+		cancel()
+		if err != nil {
+			return // next tick
+		}
+		if len(recs) == 0 {
+			cctx, cancel := k.call(ctx)
+			if err := k.rt.RemoveRunner(cctx, runner); err == nil {
+				delete(k.seen, runner)
+			}
+			cancel()
+			return
+		}
+		for _, rec := range recs {
+			k.endOrphan(ctx, rec)
+		}
+	}
+}
+
+func (k *Keeper) endOrphan(ctx context.Context, rec *taskstore.TaskRecord) {
+	if k.takeOver(ctx, rec) {
+		return
+	}
+	cctx, cancel := k.call(ctx)
+	defer cancel()
+	id, owner := rec.Task.TaskID, rec.OwnerID
+	ended, err := k.rt.EndOrphan(cctx, owner, id, *rec.Lease, orphanMessage(rec))
+	switch {
+	case err == nil:
+		k.log.Warn("orphaned task failed", "task", id, "owner", k.cfg.LogOwner(owner), "runner", rec.Lease.Runner, "attempt", rec.Lease.Attempt)
+		k.host.Ended(id, ended)
+	case errors.Is(err, taskstore.ErrLeaseLost), errors.Is(err, taskstore.ErrNotFound):
+		// Another replica acted first, or the task moved on: nothing to do.
+	default:
+		k.log.Warn("ending orphaned task failed", "task", id, "error", err)
+	}
+}
+
+// recheckOwn stops the local runs whose task no longer carries their lease
+// (another replica ended or claimed it while this one could not renew).
+func (k *Keeper) recheckOwn(ctx context.Context) {
+	store := k.rt.Store()
+	for _, rn := range k.host.Runs() {
+		cctx, cancel := k.call(ctx)
+		rec, err := store.Get(cctx, rn.Owner, rn.ID)
+		cancel()
+		lost := errors.Is(err, taskstore.ErrNotFound) ||
+			(err == nil && (rec.Lease == nil || *rec.Lease != rn.Lease || rec.Task.Status.Terminal()))
+		if lost && !rn.Finished() {
+			k.log.Warn("lease lost: stopping the local run", "task", rn.ID, "runner", k.cfg.Runner)
+			rn.Stop()
+			k.host.Ended(rn.ID, nil)
+		}
+	}
+}
+
+// Register makes sure this runner's heartbeat exists before the router
+// creates a task that names it, so a crash right after the create is
+// still seen. Only the first successful call writes.
+func (k *Keeper) Register(ctx context.Context) error {
+	k.mu.Lock()
+	done := k.registered
+	k.mu.Unlock()
+	if done {
+		return nil
+	}
+	if err := k.rt.Heartbeat(ctx, k.cfg.Runner); err != nil {
+		return err
+	}
+	k.mu.Lock()
+	k.registered = true
+	k.mu.Unlock()
+	return nil
+}
+
+// Unregister removes this runner's heartbeat: for a replica that stopped
+// with no task left holding its lease.
+func (k *Keeper) Unregister(ctx context.Context) error {
+	return k.rt.RemoveRunner(ctx, k.cfg.Runner)
+}

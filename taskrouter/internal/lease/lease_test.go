@@ -1,0 +1,598 @@
+package lease
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/mcptasks/mcptasks"
+	"github.com/mcptasks/mcptasks/taskstore"
+)
+
+// Short leases: a dead replica is seen within a fraction of a second.
+const (
+	beat    = 20 * time.Millisecond
+	timeout = 100 * time.Millisecond
+)
+
+func newStore(t *testing.T) *taskstore.Store {
+	s, err := mcptasks.Open(t.Context(), "memory://", taskstore.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+// replica is a Host as a router is one, without MCP: its runs are records
+// with a handle bound to their lease; a run "exits" when it is stopped.
+type replica struct {
+	id    string
+	store *taskstore.Store
+	k     *Keeper
+
+	closing  atomic.Bool
+	noResume error // what CanResume answers
+
+	mu      sync.Mutex
+	runs    map[string]*fakeRun
+	ended   []endedCall
+	resumed []resumeCall
+}
+
+type fakeRun struct {
+	rec      *taskstore.TaskRecord
+	h        *taskstore.Handle // fenced by the run's lease
+	finished atomic.Bool
+	once     sync.Once
+	exited   chan struct{} // closed by Stop: the handler returns at once
+}
+
+func (f *fakeRun) stop() {
+	f.once.Do(func() {
+		f.finished.Store(true)
+		close(f.exited)
+	})
+}
+
+type endedCall struct {
+	id     string
+	status taskstore.Status // "" for a stopped local run (no record)
+}
+
+type resumeCall struct {
+	id         string
+	lease      taskstore.Lease
+	attempt    int // what the resumed handler's Handle.Attempt says
+	tool       string
+	checkpoint int // the "step" variable the earlier attempts wrote, as the resumed handler reads it
+}
+
+func newReplica(t *testing.T, store *taskstore.Store, id string, leaseTimeout time.Duration) *replica {
+	r := &replica{id: id, store: store, runs: map[string]*fakeRun{}}
+	r.k = New(Config{Runner: id, Heartbeat: beat, Timeout: leaseTimeout, Runtime: taskstore.NewRuntime(store),
+		Logger: slog.New(slog.NewTextHandler(t.Output(), nil)).With("replica", id)}, r)
+	return r
+}
+
+func (r *replica) Runs() []LocalRun {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []LocalRun
+	for _, f := range r.runs {
+		out = append(out, LocalRun{ID: f.rec.Task.TaskID, Owner: f.rec.OwnerID, Lease: *f.rec.Lease,
+			Resumable: len(f.rec.Rerun) > 0, Finished: f.finished.Load, Stop: f.stop, Exited: f.exited})
+	}
+	return out
+}
+
+func (r *replica) Ended(id string, rec *taskstore.TaskRecord) {
+	c := endedCall{id: id}
+	if rec != nil {
+		c.status = rec.Task.Status
+	}
+	r.mu.Lock()
+	r.ended = append(r.ended, c)
+	r.mu.Unlock()
+}
+
+func (r *replica) CanResume(context.Context) error { return r.noResume }
+
+func (r *replica) Resume(ctx context.Context, claimed *taskstore.TaskRecord, rerun *Rerun) error {
+	f := r.add(claimed)
+	step, _, err := taskstore.Variable[int](ctx, f.h, "step")
+	if err != nil {
+		return err
+	}
+	r.mu.Lock()
+	r.resumed = append(r.resumed, resumeCall{id: claimed.Task.TaskID, lease: *claimed.Lease, attempt: f.h.Attempt(), tool: rerun.Tool, checkpoint: step})
+	r.mu.Unlock()
+	return nil
+}
+
+func (r *replica) Closing() bool { return r.closing.Load() }
+
+func (r *replica) add(rec *taskstore.TaskRecord) *fakeRun {
+	f := &fakeRun{rec: rec, h: r.store.HandleFor(rec).WithLease(*rec.Lease), exited: make(chan struct{})}
+	r.mu.Lock()
+	r.runs[rec.Task.TaskID] = f
+	r.mu.Unlock()
+	return f
+}
+
+func (r *replica) run(id string) *fakeRun {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.runs[id]
+}
+
+func (r *replica) endedCalls() []endedCall {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.ended)
+}
+
+func (r *replica) resumedCalls() []resumeCall {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.resumed)
+}
+
+// start creates a task held by this replica's lease, as Router.Start does
+// (register first), and runs it here. A non-zero maxAttempts makes it
+// resumable.
+func (r *replica) start(t *testing.T, maxAttempts int) *fakeRun {
+	t.Helper()
+	if err := r.k.Register(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	var rerun json.RawMessage
+	if maxAttempts > 0 {
+		rerun, _ = json.Marshal(Rerun{Tool: "report", Arguments: json.RawMessage(`{"topic":"x"}`), MaxAttempts: maxAttempts})
+	}
+	rec, err := r.store.Create(t.Context(), "alice", taskstore.CreateRequest{RequestMethod: "tools/call", Runner: r.id, Rerun: rerun})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r.add(rec)
+}
+
+// loop runs the keeper until the returned stop is called (its heartbeat
+// stops) or the test ends.
+func (r *replica) loop(t *testing.T) (stop func()) {
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan struct{})
+	go func() { defer close(done); r.k.Run(ctx) }()
+	stop = func() { cancel(); <-done }
+	t.Cleanup(stop)
+	return stop
+}
+
+// sawStill makes the keeper believe it has watched runner's current beat
+// stand still for an hour: the runner is dead at the next tick, without
+// waiting for the timeout.
+func (r *replica) sawStill(t *testing.T, runner string) {
+	t.Helper()
+	beats, err := r.k.rt.Runners(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, b := range beats {
+		if b.Runner == runner {
+			r.k.seen[runner] = observed{beat: b.Beat, since: time.Now().Add(-time.Hour)}
+			return
+		}
+	}
+	t.Fatalf("runner %q is not registered", runner)
+}
+
+func get(t *testing.T, store *taskstore.Store, id string) *taskstore.TaskRecord {
+	t.Helper()
+	rec, err := store.Get(t.Context(), "alice", id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rec
+}
+
+func runners(t *testing.T, store *taskstore.Store) []string {
+	t.Helper()
+	beats, err := taskstore.NewRuntime(store).Runners(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, b := range beats {
+		out = append(out, b.Runner)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// eventually waits, up to a bound, for cond.
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting: %s", what)
+		}
+		time.Sleep(beat)
+	}
+}
+
+func idOf(f *fakeRun) string { return f.rec.Task.TaskID }
+
+// A replica's heartbeat stops: the survivor ends its plain task failed with
+// the orphan message and resumes its resumable one as attempt 2, which
+// sees attempt 1's checkpoint. When the survivor's heartbeat stops too, the
+// task has no attempt left and a third replica ends it.
+func TestHeartbeatStops(t *testing.T) {
+	store := newStore(t)
+	a, b := newReplica(t, store, "a", timeout), newReplica(t, store, "b", timeout)
+	plain, resumable := a.start(t, 0), a.start(t, 2)
+	if err := resumable.h.SetVariables(t.Context(), map[string]any{"step": 1}); err != nil {
+		t.Fatal(err)
+	}
+	stopA := a.loop(t)
+	stopB := b.loop(t)
+	time.Sleep(3 * beat) // both beat, and see each other beat
+	stopA()
+
+	eventually(t, "the survivor acts on both tasks", func() bool {
+		return len(b.endedCalls()) == 1 && len(b.resumedCalls()) == 1
+	})
+	if diff := cmp.Diff([]endedCall{{id: idOf(plain), status: taskstore.StatusFailed}}, b.endedCalls(), cmp.AllowUnexported(endedCall{})); diff != "" {
+		t.Errorf("ended on the survivor (-want +got):\n%s", diff)
+	}
+	rec := get(t, store, idOf(plain))
+	if rec.Task.Status != taskstore.StatusFailed || rec.Task.StatusMessage != OrphanedMessage ||
+		rec.Error == nil || rec.Error.Code != taskstore.CodeInternalError || rec.Error.Message != OrphanedMessage {
+		t.Errorf("plain orphan: %s %q, error %+v", rec.Task.Status, rec.Task.StatusMessage, rec.Error)
+	}
+	want := resumeCall{id: idOf(resumable), lease: taskstore.Lease{Runner: "b", Attempt: 2}, attempt: 2, tool: "report", checkpoint: 1}
+	if diff := cmp.Diff([]resumeCall{want}, b.resumedCalls(), cmp.AllowUnexported(resumeCall{})); diff != "" {
+		t.Errorf("resumed on the survivor (-want +got):\n%s", diff)
+	}
+	if rec := get(t, store, idOf(resumable)); rec.Task.Status != taskstore.StatusWorking || *rec.Lease != want.lease {
+		t.Errorf("resumed task: %s, lease %+v", rec.Task.Status, rec.Lease)
+	}
+	eventually(t, "the dead runner is forgotten", func() bool { return !slices.Contains(runners(t, store), "a") })
+
+	c := newReplica(t, store, "c", timeout)
+	c.loop(t)
+	time.Sleep(3 * beat)
+	stopB()
+	eventually(t, "the last attempt's orphan ends", func() bool {
+		return get(t, store, idOf(resumable)).Task.Status.Terminal()
+	})
+	rec = get(t, store, idOf(resumable))
+	if msg := OrphanedMessage + " (attempt 2 of 2; none left)"; rec.Task.Status != taskstore.StatusFailed || rec.Task.StatusMessage != msg {
+		t.Errorf("after the last attempt: %s %q, want failed %q", rec.Task.Status, rec.Task.StatusMessage, msg)
+	}
+	if n := len(c.resumedCalls()); n != 0 {
+		t.Errorf("resumed %d times past the last attempt", n)
+	}
+}
+
+// A frozen replica is fenced: once another replica claimed its task, the
+// frozen one's writes fail with ErrLeaseLost and change nothing; when it
+// thaws, its first beat re-checks its runs and stops the one it lost.
+func TestFrozenReplicaFenced(t *testing.T) {
+	store := newStore(t)
+	a, b := newReplica(t, store, "a", timeout), newReplica(t, store, "b", timeout)
+	task := a.start(t, 3)
+	id := idOf(task)
+	if err := task.h.SetVariables(t.Context(), map[string]any{"by": "a", "step": 1}); err != nil {
+		t.Fatal(err)
+	}
+	// A freezes: its keeper never ticks, its run still holds its handle.
+	eventually(t, "the survivor claims the task", func() bool {
+		b.k.Tick(t.Context())
+		return len(b.resumedCalls()) == 1
+	})
+	claimer := b.run(id)
+	if err := claimer.h.SetVariables(t.Context(), map[string]any{"by": "b", "step": 2}); err != nil {
+		t.Fatal(err)
+	}
+	if err := task.h.SetVariables(t.Context(), map[string]any{"by": "a, late"}); !errors.Is(err, taskstore.ErrLeaseLost) {
+		t.Errorf("the frozen replica's variable write: %v, want ErrLeaseLost", err)
+	}
+	if _, err := task.h.Finish(t.Context(), taskstore.StatusCompleted, "", json.RawMessage(`{"by":"a"}`)); !errors.Is(err, taskstore.ErrLeaseLost) {
+		t.Errorf("the frozen replica's outcome: %v, want ErrLeaseLost", err)
+	}
+	if _, err := claimer.h.Finish(t.Context(), taskstore.StatusCompleted, "", json.RawMessage(`{"by":"b"}`)); err != nil {
+		t.Fatal(err)
+	}
+	rec := get(t, store, id)
+	got := map[string]any{"status": rec.Task.Status, "lease": *rec.Lease, "result": string(rec.Result),
+		"by": string(rec.Variables["by"]), "step": string(rec.Variables["step"])}
+	want := map[string]any{"status": taskstore.StatusCompleted, "lease": taskstore.Lease{Runner: "b", Attempt: 2},
+		"result": `{"by":"b"}`, "by": `"b"`, "step": "2"}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("the store after the claimer's writes (-want +got):\n%s", diff)
+	}
+
+	// A thaws: it last beat more than a lease timeout ago.
+	a.k.Tick(t.Context())
+	select {
+	case <-task.exited:
+	default:
+		t.Fatal("the thawed replica did not stop the run it lost")
+	}
+	if diff := cmp.Diff([]endedCall{{id: id}}, a.endedCalls(), cmp.AllowUnexported(endedCall{})); diff != "" {
+		t.Errorf("ended on the thawed replica (-want +got):\n%s", diff)
+	}
+}
+
+// A replica shutting down hands its resumable tasks over; another replica,
+// whose lease timeout is an hour, claims them within its next two ticks
+// (the first sees the released id, the second sweeps it).
+func TestShutdownHandsOver(t *testing.T) {
+	store := newStore(t)
+	a, b := newReplica(t, store, "a", timeout), newReplica(t, store, "b", time.Hour)
+	plain, resumable := a.start(t, 0), a.start(t, 3)
+	if err := resumable.h.SetVariables(t.Context(), map[string]any{"step": 1}); err != nil {
+		t.Fatal(err)
+	}
+	b.k.Tick(t.Context())
+
+	a.closing.Store(true)
+	if kept := a.k.Release(t.Context()); kept != 0 {
+		t.Fatalf("Release kept %d tasks", kept)
+	}
+	select {
+	case <-resumable.exited:
+	default:
+		t.Error("the resumable run was not stopped")
+	}
+	if plain.finished.Load() {
+		t.Error("the plain run was stopped")
+	}
+	if l := *get(t, store, idOf(resumable)).Lease; l != (taskstore.Lease{Runner: "a" + ReleasedSuffix, Attempt: 1}) {
+		t.Errorf("released task's lease: %+v", l)
+	}
+
+	for range 2 {
+		b.k.Tick(t.Context())
+	}
+	want := resumeCall{id: idOf(resumable), lease: taskstore.Lease{Runner: "b", Attempt: 2}, attempt: 2, tool: "report", checkpoint: 1}
+	if diff := cmp.Diff([]resumeCall{want}, b.resumedCalls(), cmp.AllowUnexported(resumeCall{})); diff != "" {
+		t.Errorf("resumed (-want +got):\n%s", diff)
+	}
+	if rec := get(t, store, idOf(plain)); rec.Task.Status != taskstore.StatusWorking || *rec.Lease != (taskstore.Lease{Runner: "a", Attempt: 1}) {
+		t.Errorf("the plain task was touched: %s, lease %+v", rec.Task.Status, rec.Lease)
+	}
+	if diff := cmp.Diff([]string{"a", "b"}, runners(t, store)); diff != "" {
+		t.Errorf("runners after the takeover (-want +got):\n%s", diff)
+	}
+}
+
+// faultyBackend fails the named calls while they are in fail.
+type faultyBackend struct {
+	taskstore.Backend
+	mu   sync.Mutex
+	fail map[string]bool
+}
+
+var errDown = errors.Join(taskstore.ErrBackend, errors.New("store unreachable (test fault)"))
+
+func (f *faultyBackend) set(calls ...string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.fail = map[string]bool{}
+	for _, c := range calls {
+		f.fail[c] = true
+	}
+}
+
+func (f *faultyBackend) err(call string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.fail[call] {
+		return errDown
+	}
+	return nil
+}
+
+func (f *faultyBackend) Heartbeat(ctx context.Context, runner string) error {
+	if err := f.err("Heartbeat"); err != nil {
+		return err
+	}
+	return f.Backend.Heartbeat(ctx, runner)
+}
+
+func (f *faultyBackend) Runners(ctx context.Context) ([]taskstore.RunnerBeat, error) {
+	if err := f.err("Runners"); err != nil {
+		return nil, err
+	}
+	return f.Backend.Runners(ctx)
+}
+
+func (f *faultyBackend) RunnerTasks(ctx context.Context, runner string, limit int) ([]taskstore.Record, error) {
+	if err := f.err("RunnerTasks"); err != nil {
+		return nil, err
+	}
+	return f.Backend.RunnerTasks(ctx, runner, limit)
+}
+
+func (f *faultyBackend) Update(ctx context.Context, rec taskstore.Record, v uint64) (uint64, error) {
+	if err := f.err("Update"); err != nil {
+		return 0, err
+	}
+	return f.Backend.Update(ctx, rec, v)
+}
+
+func newFaultyStore(t *testing.T) (*taskstore.Store, *faultyBackend) {
+	fb := &faultyBackend{Backend: mcptasks.NewMemoryBackend(0)}
+	s := taskstore.New(fb, taskstore.Config{})
+	t.Cleanup(func() { s.Close() })
+	return s, fb
+}
+
+// What a sweep of a dead runner does, and leaves alone, when this replica
+// or the store cannot act.
+func TestSweepCannotAct(t *testing.T) {
+	for _, tc := range []struct {
+		name        string
+		maxAttempts int
+		setup       func(b *replica, fb *faultyBackend)
+		want        taskstore.Status // of the dead runner's task
+		msg         string
+	}{
+		{name: "closing: left to a replica that stays", maxAttempts: 3,
+			setup: func(b *replica, _ *faultyBackend) { b.closing.Store(true) }, want: taskstore.StatusWorking},
+		{name: "cannot resume here: ended as an orphan", maxAttempts: 3,
+			setup: func(b *replica, _ *faultyBackend) { b.noResume = errors.New("no MCP server installed") },
+			want:  taskstore.StatusFailed, msg: OrphanedMessage},
+		{name: "runner's tasks unreadable", setup: func(_ *replica, fb *faultyBackend) { fb.set("RunnerTasks") }, want: taskstore.StatusWorking},
+		{name: "orphan not writable", setup: func(_ *replica, fb *faultyBackend) { fb.set("Update") }, want: taskstore.StatusWorking},
+		{name: "claim not writable", maxAttempts: 3, setup: func(_ *replica, fb *faultyBackend) { fb.set("Update") }, want: taskstore.StatusWorking},
+		{name: "no rerun that parses: ended as an orphan", maxAttempts: -1, want: taskstore.StatusFailed, msg: OrphanedMessage},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			store, fb := newFaultyStore(t)
+			a, b := newReplica(t, store, "a", timeout), newReplica(t, store, "b", timeout)
+			var task *fakeRun
+			if tc.maxAttempts < 0 {
+				if err := a.k.Register(t.Context()); err != nil {
+					t.Fatal(err)
+				}
+				task = a.add(mustCreate(t, store, "a", json.RawMessage(`{"tool":""}`)))
+			} else {
+				task = a.start(t, tc.maxAttempts)
+			}
+			b.sawStill(t, "a")
+			if tc.setup != nil {
+				tc.setup(b, fb)
+			}
+			b.k.Tick(t.Context())
+			fb.set()
+			rec := get(t, store, idOf(task))
+			if rec.Task.Status != tc.want || rec.Task.StatusMessage != tc.msg {
+				t.Errorf("the dead runner's task: %s %q, want %s %q", rec.Task.Status, rec.Task.StatusMessage, tc.want, tc.msg)
+			}
+			if n := len(b.resumedCalls()); n != 0 {
+				t.Errorf("resumed %d times", n)
+			}
+			if rec.Task.Status == taskstore.StatusWorking && !slices.Contains(runners(t, store), "a") {
+				t.Error("the dead runner was forgotten with a task left")
+			}
+		})
+	}
+}
+
+func mustCreate(t *testing.T, store *taskstore.Store, runner string, rerun json.RawMessage) *taskstore.TaskRecord {
+	t.Helper()
+	rec, err := store.Create(t.Context(), "alice", taskstore.CreateRequest{RequestMethod: "tools/call", Runner: runner, Rerun: rerun})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rec
+}
+
+// A store outage makes no live replica look dead: every failed call starts
+// the observations over.
+func TestOutageForgetsObservations(t *testing.T) {
+	for _, call := range []string{"Heartbeat", "Runners"} {
+		t.Run(call, func(t *testing.T) {
+			store, fb := newFaultyStore(t)
+			a, b := newReplica(t, store, "a", timeout), newReplica(t, store, "b", timeout)
+			task := a.start(t, 0)
+			b.sawStill(t, "a")
+			fb.set(call)
+			b.k.Tick(t.Context())
+			fb.set()
+			if len(b.k.seen) != 0 {
+				t.Errorf("observations kept after a failed %s: %v", call, b.k.seen)
+			}
+			b.k.Tick(t.Context()) // a first sight again: nothing is swept
+			if rec := get(t, store, idOf(task)); rec.Task.Status != taskstore.StatusWorking {
+				t.Errorf("a live replica's task after the outage: %s", rec.Task.Status)
+			}
+		})
+	}
+}
+
+// Register writes the first heartbeat once; Unregister removes it.
+func TestRegister(t *testing.T) {
+	store, fb := newFaultyStore(t)
+	a := newReplica(t, store, "a", timeout)
+	fb.set("Heartbeat")
+	if err := a.k.Register(t.Context()); !errors.Is(err, taskstore.ErrBackend) {
+		t.Fatalf("Register in an outage: %v", err)
+	}
+	fb.set()
+	for range 2 {
+		if err := a.k.Register(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	beats, err := a.k.rt.Runners(t.Context())
+	if err != nil || len(beats) != 1 || beats[0].Runner != "a" || beats[0].Beat != 1 {
+		t.Fatalf("after registering twice: %+v, %v (want one beat of a)", beats, err)
+	}
+	if a.k.Runner() != "a" {
+		t.Errorf("Runner() = %q", a.k.Runner())
+	}
+	if err := a.k.Unregister(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if rs := runners(t, store); len(rs) != 0 {
+		t.Errorf("after Unregister: %v", rs)
+	}
+}
+
+// Release keeps what it could not hand off, and skips what moved on.
+func TestReleaseCannotHandOff(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		fail string
+		kept int
+	}{
+		{name: "released id not registered", fail: "Heartbeat", kept: 2},
+		{name: "handoff not writable", fail: "Update", kept: 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			store, fb := newFaultyStore(t)
+			a := newReplica(t, store, "a", timeout)
+			held, ended := a.start(t, 3), a.start(t, 3)
+			if _, err := ended.h.Finish(t.Context(), taskstore.StatusCompleted, "", json.RawMessage(`{}`)); err != nil {
+				t.Fatal(err)
+			}
+			fb.set(tc.fail)
+			if kept := a.k.Release(t.Context()); kept != tc.kept {
+				t.Errorf("kept %d, want %d", kept, tc.kept)
+			}
+			fb.set()
+			if l := *get(t, store, idOf(held)).Lease; l != (taskstore.Lease{Runner: "a", Attempt: 1}) {
+				t.Errorf("a task not handed off: lease %+v", l)
+			}
+		})
+	}
+}
+
+func TestParseRerun(t *testing.T) {
+	for _, tc := range []struct {
+		rerun string
+		want  *Rerun
+	}{
+		{"", nil},
+		{"not json", nil},
+		{`{"maxAttempts":3}`, nil},
+		{`{"tool":"report","user":"u","scopes":["s"],"maxAttempts":3}`, &Rerun{Tool: "report", User: "u", Scopes: []string{"s"}, MaxAttempts: 3}},
+	} {
+		got := ParseRerun(&taskstore.TaskRecord{Rerun: json.RawMessage(tc.rerun)})
+		if diff := cmp.Diff(tc.want, got); diff != "" {
+			t.Errorf("ParseRerun(%q) (-want +got):\n%s", tc.rerun, diff)
+		}
+	}
+}
