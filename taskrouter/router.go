@@ -153,8 +153,8 @@ func New(store *taskstore.Store, opts Options) *Router {
 		support:   map[string]TaskSupport{},
 		preflight: map[string]Preflight{},
 	}
-	r.runner.init()
 	r.hub = hub.New(opts.MaxWaitsPerOwner)
+	r.runner.init(store, r.hub, r.log, r.notifyStatus, opts.MinPollInterval, opts.MaxPollInterval)
 	r.sessions = sessions.New()
 	r.sdk.init()
 	r.startBackground()
@@ -345,21 +345,11 @@ func (r *Router) Start(ctx context.Context, req StartRequest, work Work) (*tasks
 	if err != nil {
 		return nil, err
 	}
-	if err := r.run(rec, req.Values, work); err != nil {
+	if err := r.runner.start(rec, req.Values, work); err != nil {
 		return nil, err
 	}
 	if r.logsInfo() {
 		r.log.Info("task created", "task", rec.Task.TaskID, "owner", logOwner(rec.OwnerID), "method", req.Method, "tool", req.Tool)
 	}
 	return rec, nil
-}
-
-// pollOf is how often a task is re-read: its own pollInterval, else the
-// store's, within the Router's bounds.
-func (r *Router) pollOf(rec *taskstore.TaskRecord) time.Duration {
-	poll := r.store.Config().PollInterval
-	if rec.Task.PollInterval != nil && *rec.Task.PollInterval > 0 {
-		poll = *rec.Task.PollInterval
-	}
-	return min(max(poll, r.opts.MinPollInterval), r.opts.MaxPollInterval)
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"runtime/debug"
 	"strings"
 	"sync"
@@ -28,7 +29,15 @@ const (
 	shutdownGrace = 2 * time.Second
 )
 
+// runner is the tasks running on this replica. It needs the store, the
+// hub that wakes waiters, and a way to tell a task's owner its status.
 type runner struct {
+	store            *taskstore.Store
+	hub              *hub.Hub
+	log              *slog.Logger
+	notify           func(*taskstore.TaskRecord) // the status notification of a task that ended here
+	minPoll, maxPoll time.Duration
+
 	mu      sync.Mutex
 	runs    map[string]*run // task id -> run on this replica
 	closing bool
@@ -41,7 +50,8 @@ type runner struct {
 	stop context.CancelFunc
 }
 
-func (rr *runner) init() {
+func (rr *runner) init(store *taskstore.Store, h *hub.Hub, log *slog.Logger, notify func(*taskstore.TaskRecord), minPoll, maxPoll time.Duration) {
+	rr.store, rr.hub, rr.log, rr.notify, rr.minPoll, rr.maxPoll = store, h, log, notify, minPoll, maxPoll
 	rr.runs = map[string]*run{}
 	rr.base, rr.stop = context.WithCancel(context.Background())
 }
@@ -91,9 +101,9 @@ func runFrom(ctx context.Context) *run {
 }
 
 // run registers rec's run and starts its supervisor.
-func (r *Router) run(rec *taskstore.TaskRecord, values func(context.Context) context.Context, work Work) error {
-	rn := &run{id: rec.Task.TaskID, owner: rec.OwnerID, handle: r.store.HandleFor(rec),
-		poll: r.pollOf(rec), expires: rec.ExpiresAt, stopped: make(chan struct{}),
+func (rr *runner) start(rec *taskstore.TaskRecord, values func(context.Context) context.Context, work Work) error {
+	rn := &run{id: rec.Task.TaskID, owner: rec.OwnerID, handle: rr.store.HandleFor(rec),
+		poll: rr.pollOf(rec), expires: rec.ExpiresAt, stopped: make(chan struct{}),
 		resumable: len(rec.Rerun) > 0, exited: make(chan struct{})}
 	if rec.Lease != nil {
 		rn.lease = *rec.Lease
@@ -104,30 +114,29 @@ func (r *Router) run(rec *taskstore.TaskRecord, values func(context.Context) con
 	if values != nil {
 		ctx = values(ctx)
 	}
-	rr := &r.runner
 	rr.mu.Lock()
 	if rr.closing {
 		rr.mu.Unlock()
 		cancel()
 		sctx, stop := context.WithTimeout(rr.base, storeCallTimeout)
 		defer stop()
-		r.endRun(sctx, rn, Outcome{Err: &taskstore.RPCError{Code: taskstore.CodeInternalError, Message: "server shut down before the task started"}})
+		rr.end(sctx, rn, Outcome{Err: &taskstore.RPCError{Code: taskstore.CodeInternalError, Message: "server shut down before the task started"}})
 		return errShuttingDown
 	}
 	rr.runs[rn.id] = rn
 	rr.wg.Add(2)
 	rr.mu.Unlock()
-	rn.watch = r.hub.WatchStore(rn.id)
-	r.hub.Seen(rn.watch, rec, rn.poll)
+	rn.watch = rr.hub.WatchStore(rn.id)
+	rr.hub.Seen(rn.watch, rec, rn.poll)
 	// The work starts at once, on its own goroutine, and stores its own
 	// outcome (finish), so its end waits for no other goroutine.
 	ended := make(chan struct{})
 	go func() {
 		defer rr.wg.Done()
 		defer close(ended)
-		r.finish(rn, r.runWork(ctx, rn, work))
+		rr.finish(rn, rr.work(ctx, rn, work))
 	}()
-	go r.supervise(rn, ended)
+	go rr.supervise(rn, ended)
 	return nil
 }
 
@@ -138,10 +147,10 @@ func (r *Router) run(rec *taskstore.TaskRecord, values func(context.Context) con
 // another replica, an end through the handle, or a takeover after this
 // replica lost its lease stops the work. At expiry the task is gone from
 // the store, so its work stops.
-func (r *Router) supervise(rn *run, ended <-chan struct{}) {
-	defer r.runner.wg.Done()
+func (rr *runner) supervise(rn *run, ended <-chan struct{}) {
+	defer rr.wg.Done()
 	defer close(rn.exited)
-	defer r.forget(rn)
+	defer rr.forget(rn)
 	var expiry <-chan time.Time
 	if rn.expires != nil {
 		t := time.NewTimer(time.Until(*rn.expires))
@@ -157,41 +166,41 @@ func (r *Router) supervise(rn *run, ended <-chan struct{}) {
 			stopped = nil
 			rn.cancel()
 			if rn.why != "" {
-				r.runner.mu.Lock()
-				grace := r.runner.grace
-				r.runner.mu.Unlock()
-				if done, err := r.endRun(grace, rn, Outcome{Err: &taskstore.RPCError{Code: taskstore.CodeInternalError, Message: rn.why}}); !done {
-					r.log.Error("failing abandoned task", "task", rn.id, "owner", logOwner(rn.owner), "error", err)
+				rr.mu.Lock()
+				grace := rr.grace
+				rr.mu.Unlock()
+				if done, err := rr.end(grace, rn, Outcome{Err: &taskstore.RPCError{Code: taskstore.CodeInternalError, Message: rn.why}}); !done {
+					rr.log.Error("failing abandoned task", "task", rn.id, "owner", logOwner(rn.owner), "error", err)
 				}
 			}
 		case <-rn.watch.C:
-			sctx, cancel := context.WithTimeout(r.runner.base, storeCallTimeout)
+			sctx, cancel := context.WithTimeout(rr.base, storeCallTimeout)
 			rec, err := rn.handle.Get(sctx) // also refreshes the handle's version
 			cancel()
 			if err == nil {
-				r.hub.Seen(rn.watch, rec, rn.poll)
+				rr.hub.Seen(rn.watch, rec, rn.poll)
 			}
 			moved := err == nil && rn.lease != (taskstore.Lease{}) && (rec.Lease == nil || *rec.Lease != rn.lease)
 			if errors.Is(err, taskstore.ErrNotFound) || err == nil && rec.Task.Status.Terminal() || moved {
 				// Deleted, expired, ended or taken over elsewhere: it stays so.
 				rn.end("")
-				r.wake(rn.id)
+				rr.hub.Changed(rn.id, nil)
 				if rec != nil {
-					r.notifyStatus(rec)
+					rr.notify(rec)
 				}
 			}
 		case <-expiry:
 			expiry = nil
 			rn.end("")
-			r.wake(rn.id)
+			rr.hub.Changed(rn.id, nil)
 		}
 	}
 }
 
-func (r *Router) runWork(ctx context.Context, rn *run, work Work) (out Outcome) {
+func (rr *runner) work(ctx context.Context, rn *run, work Work) (out Outcome) {
 	defer func() {
 		if p := recover(); p != nil {
-			r.log.Error("task handler panicked", "task", rn.id, "panic", p, "stack", string(debug.Stack()))
+			rr.log.Error("task handler panicked", "task", rn.id, "panic", p, "stack", string(debug.Stack()))
 			out = Outcome{Err: &taskstore.RPCError{Code: taskstore.CodeInternalError, Message: fmt.Sprintf("tool handler panicked: %v", p)}}
 		}
 	}()
@@ -201,14 +210,14 @@ func (r *Router) runWork(ctx context.Context, rn *run, work Work) (out Outcome) 
 // finish stores the work's outcome, unless the run already ended (a
 // cancelled task stays cancelled), retrying a failing backend for a while
 // so that a blip does not leave the task working until it expires.
-func (r *Router) finish(rn *run, out Outcome) {
+func (rr *runner) finish(rn *run, out Outcome) {
 	if rn.finished.Swap(true) {
 		return
 	}
-	ctx, cancel := context.WithTimeout(r.runner.base, outcomeTimeout)
+	ctx, cancel := context.WithTimeout(rr.base, outcomeTimeout)
 	defer cancel()
 	for attempt := 0; ; attempt++ {
-		done, err := r.endRun(ctx, rn, out)
+		done, err := rr.end(ctx, rn, out)
 		switch {
 		case done:
 			return
@@ -218,7 +227,7 @@ func (r *Router) finish(rn *run, out Outcome) {
 			continue
 		}
 		if attempt >= 5 || taskstore.Backoff(ctx, attempt, 100*time.Millisecond, 4) != nil {
-			r.log.Error("storing task outcome failed", "task", rn.id, "owner", logOwner(rn.owner), "error", err)
+			rr.log.Error("storing task outcome failed", "task", rn.id, "owner", logOwner(rn.owner), "error", err)
 			return
 		}
 	}
@@ -229,7 +238,7 @@ func (r *Router) finish(rn *run, out Outcome) {
 // was taken over: it stays so). The writes go through the run's handle, so
 // they are fenced: the store's compare-and-swap checks that the run still
 // holds the task's lease.
-func (r *Router) endRun(ctx context.Context, rn *run, out Outcome) (done bool, err error) {
+func (rr *runner) end(ctx context.Context, rn *run, out Outcome) (done bool, err error) {
 	var rec *taskstore.TaskRecord
 	h := rn.handle
 	switch {
@@ -249,11 +258,11 @@ func (r *Router) endRun(ctx context.Context, rn *run, out Outcome) (done bool, e
 	}
 	switch {
 	case err == nil:
-		if r.logsInfo() {
-			r.log.Info("task finished", "task", rn.id, "owner", logOwner(rn.owner), "status", rec.Task.Status, "message", rec.Task.StatusMessage)
+		if rr.log.Enabled(context.Background(), slog.LevelInfo) {
+			rr.log.Info("task finished", "task", rn.id, "owner", logOwner(rn.owner), "status", rec.Task.Status, "message", rec.Task.StatusMessage)
 		}
-		r.hub.Changed(rn.id, rec)
-		r.notifyStatus(rec)
+		rr.hub.Changed(rn.id, rec)
+		rr.notify(rec)
 		return true, nil
 	case errors.Is(err, taskstore.ErrInvalidTransition), errors.Is(err, taskstore.ErrNotFound),
 		errors.Is(err, taskstore.ErrLeaseLost):
@@ -263,12 +272,12 @@ func (r *Router) endRun(ctx context.Context, rn *run, out Outcome) (done bool, e
 }
 
 // forget removes a run whose supervisor is done and releases its waiters.
-func (r *Router) forget(rn *run) {
-	r.runner.mu.Lock()
-	delete(r.runner.runs, rn.id)
-	r.runner.mu.Unlock()
-	r.hub.Unwatch(rn.watch)
-	r.wake(rn.id)
+func (rr *runner) forget(rn *run) {
+	rr.mu.Lock()
+	delete(rr.runs, rn.id)
+	rr.mu.Unlock()
+	rr.hub.Unwatch(rn.watch)
+	rr.hub.Changed(rn.id, nil)
 }
 
 func limitMessage(s string) string {
@@ -293,14 +302,14 @@ func (r *Router) Running() int {
 
 // cancelLocal stops the task's work if it runs on this replica (a runner on
 // another replica notices on the change feed, or at its next poll).
-func (r *Router) cancelLocal(taskID string) {
-	r.runner.mu.Lock()
-	rn := r.runner.runs[taskID]
-	r.runner.mu.Unlock()
+func (rr *runner) cancel(taskID string) {
+	rr.mu.Lock()
+	rn := rr.runs[taskID]
+	rr.mu.Unlock()
 	if rn != nil {
 		rn.end("")
 	}
-	r.wake(taskID)
+	rr.hub.Changed(taskID, nil)
 }
 
 // Shutdown stops accepting new tasks and waits for running ones to finish
@@ -364,27 +373,37 @@ func (r *Router) wake(taskID string) { r.hub.Changed(taskID, nil) }
 // await blocks until the task is terminal (or ctx is done) and returns it.
 // It wakes on a change made on this replica, pushed by the change feed, or
 // found by the poller, which compares the version read here.
-func (r *Router) await(ctx context.Context, owner, taskID string) (*taskstore.TaskRecord, error) {
-	release, err := r.hub.HoldWait(normOwner(owner), "wait for one to end, or poll with tasks/get")
+func (rr *runner) await(ctx context.Context, owner, taskID string) (*taskstore.TaskRecord, error) {
+	release, err := rr.hub.HoldWait(normOwner(owner), "wait for one to end, or poll with tasks/get")
 	if err != nil {
 		return nil, err
 	}
 	defer release()
-	w := r.hub.Watch(taskID)
-	defer r.hub.Unwatch(w)
+	w := rr.hub.Watch(taskID)
+	defer rr.hub.Unwatch(w)
 	for {
-		rec, err := r.store.Get(ctx, owner, taskID)
+		rec, err := rr.store.Get(ctx, owner, taskID)
 		if err != nil || rec.Task.Status.Terminal() {
 			return rec, err
 		}
-		r.hub.Seen(w, rec, r.pollOf(rec))
+		rr.hub.Seen(w, rec, rr.pollOf(rec))
 		select {
 		case <-w.C:
 		case <-ctx.Done():
 			return nil, ctx.Err()
 		}
-		if end := r.hub.End(w); end != nil && end.OwnerID == rec.OwnerID {
+		if end := rr.hub.End(w); end != nil && end.OwnerID == rec.OwnerID {
 			return end, nil
 		}
 	}
+}
+
+// pollOf is how often a task is re-read: its own pollInterval, else the
+// store's, within the Router's bounds.
+func (rr *runner) pollOf(rec *taskstore.TaskRecord) time.Duration {
+	poll := rr.store.Config().PollInterval
+	if rec.Task.PollInterval != nil && *rec.Task.PollInterval > 0 {
+		poll = *rec.Task.PollInterval
+	}
+	return min(max(poll, rr.minPoll), rr.maxPoll)
 }

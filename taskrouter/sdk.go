@@ -584,7 +584,7 @@ func (r *Router) handleCancel(ctx context.Context, _ *mcp.ServerSession, p *task
 	}
 	if !terminal {
 		r.log.Info("task cancelled", "task", id, "owner", logOwner(rec.OwnerID))
-		r.cancelLocal(id)
+		r.runner.cancel(id)
 		r.notifyStatus(rec)
 	}
 	v, err := viewOf(revisionOf(ctx)).cancelled(rec, terminal)
@@ -639,7 +639,7 @@ func (r *Router) handleResult(ctx context.Context, _ *mcp.ServerSession, p *task
 	if err != nil {
 		return nil, r.toWire(err)
 	}
-	rec, err := r.await(ctx, ownerOf(ctx), id)
+	rec, err := r.runner.await(ctx, ownerOf(ctx), id)
 	if err != nil {
 		return nil, r.toWire(err)
 	}

@@ -138,5 +138,5 @@ func (h leaseHost) Resume(ctx context.Context, claimed *taskstore.TaskRecord, in
 	owner := claimed.OwnerID
 	values := func(c context.Context) context.Context { return context.WithValue(c, ownerKey{}, owner) }
 	work := func(runCtx context.Context) Outcome { return toolOutcome(next(runCtx, "tools/call", req)) }
-	return h.r.run(claimed, values, work)
+	return h.r.runner.start(claimed, values, work)
 }
