@@ -103,11 +103,8 @@ type Router struct {
 	log   *slog.Logger
 	opts  Options
 
-	mu        sync.Mutex
-	support   map[string]TaskSupport
-	preflight map[string]Preflight
-	runner    runner
-	resumable map[string]int // tool -> max attempts (SetResumable)
+	tools  toolRules
+	runner runner
 
 	leases   *lease.Keeper
 	takeover takeover
@@ -146,12 +143,10 @@ func New(store *taskstore.Store, opts Options) *Router {
 		opts.LeaseTimeout = defaultLeaseTimeout
 	}
 	r := &Router{
-		store:     store,
-		rt:        taskstore.NewRuntime(store),
-		log:       opts.Logger,
-		opts:      opts,
-		support:   map[string]TaskSupport{},
-		preflight: map[string]Preflight{},
+		store: store,
+		rt:    taskstore.NewRuntime(store),
+		log:   opts.Logger,
+		opts:  opts,
 	}
 	r.hub = hub.New(opts.MaxWaitsPerOwner)
 	r.runner.init(store, r.hub, r.log, r.notifyStatus, opts.MinPollInterval, opts.MaxPollInterval)
@@ -166,26 +161,10 @@ func (r *Router) Store() *taskstore.Store { return r.store }
 
 // SetTaskSupport sets the execution.taskSupport of the named tool. Tools
 // without one are TaskForbidden.
-func (r *Router) SetTaskSupport(tool string, s TaskSupport) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	switch s {
-	case TaskOptional, TaskRequired:
-		r.support[tool] = s
-	default:
-		delete(r.support, tool)
-	}
-}
+func (r *Router) SetTaskSupport(tool string, s TaskSupport) { r.tools.setSupport(tool, s) }
 
 // TaskSupport returns the tool's execution.taskSupport.
-func (r *Router) TaskSupport(tool string) TaskSupport {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if s, ok := r.support[tool]; ok {
-		return s
-	}
-	return TaskForbidden
-}
+func (r *Router) TaskSupport(tool string) TaskSupport { return r.tools.supportOf(tool) }
 
 // Preflight runs synchronously when a 2026-07-28 call of a task-supporting
 // tool is about to become a task. A non-nil result answers the call instead
@@ -198,21 +177,7 @@ type Preflight func(ctx context.Context, req *mcp.CallToolRequest) (*mcp.CallToo
 
 // SetPreflight sets the named tool's Preflight (nil removes it). It applies
 // only to 2026-07-28 calls that are about to become tasks.
-func (r *Router) SetPreflight(tool string, fn Preflight) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if fn == nil {
-		delete(r.preflight, tool)
-		return
-	}
-	r.preflight[tool] = fn
-}
-
-func (r *Router) preflightOf(tool string) Preflight {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.preflight[tool]
-}
+func (r *Router) SetPreflight(tool string, fn Preflight) { r.tools.setPreflight(tool, fn) }
 
 // OwnerFunc resolves the owner of a request that has no authenticated user.
 // An empty result means anonymous.

@@ -248,7 +248,7 @@ func (r *Router) receiving(next mcp.MethodHandler) mcp.MethodHandler {
 				return setPath(b, []string{"capabilities", "tasks"}, tasksCapability)
 			})
 		case "tools/list":
-			support := r.supportMap()
+			support := r.tools.supportMap()
 			return patched(next(ctx, method, req))(func(b []byte) ([]byte, error) { return addExecution(b, support) })
 		case "tools/call":
 			return r.toolsCall(ctx, method, req, next)
@@ -313,16 +313,6 @@ func (r *Router) sending(next mcp.MethodHandler) mcp.MethodHandler {
 		}
 		return next(ctx, method, req)
 	}
-}
-
-func (r *Router) supportMap() map[string]TaskSupport {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	m := make(map[string]TaskSupport, len(r.support))
-	for k, v := range r.support {
-		m[k] = v
-	}
-	return m
 }
 
 // ---- tools/call ----
@@ -429,7 +419,7 @@ func (r *Router) toolsCall20260728(ctx context.Context, method string, req mcp.R
 	case !declared:
 		return next(ctx, method, req) // optional: run it as a plain call
 	}
-	if pf := r.preflightOf(name); pf != nil {
+	if pf := r.tools.preflightOf(name); pf != nil {
 		res, err := pf(ctx, cr)
 		if err != nil {
 			return nil, err
@@ -452,7 +442,7 @@ func (r *Router) toolsCall20260728(ctx context.Context, method string, req mcp.R
 // and answers with the revision's view of the created task.
 func (r *Router) startTool(ctx context.Context, sr StartRequest, next mcp.MethodHandler, req mcp.Request) (mcp.Result, error) {
 	owner, method := sr.Owner, sr.Method
-	rerun, err := r.rerunFor(sr, req)
+	rerun, err := r.tools.rerunFor(sr.Tool, req)
 	if err != nil {
 		return nil, r.toWire(err)
 	}

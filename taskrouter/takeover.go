@@ -2,7 +2,6 @@ package taskrouter
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"sync"
 
@@ -35,34 +34,7 @@ import (
 // SetResumable makes tasks of tool resumable: when their replica stops,
 // another one runs the handler again, up to maxAttempts runs in all
 // (counting the first). maxAttempts < 2 makes the tool not resumable.
-func (r *Router) SetResumable(tool string, maxAttempts int) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.resumable == nil {
-		r.resumable = map[string]int{}
-	}
-	if maxAttempts < 2 {
-		delete(r.resumable, tool)
-		return
-	}
-	r.resumable[tool] = maxAttempts
-}
-
-// rerunFor returns the Rerun of a tools/call of a resumable tool, or nil.
-func (r *Router) rerunFor(sr StartRequest, req mcp.Request) (json.RawMessage, error) {
-	r.mu.Lock()
-	attempts := r.resumable[sr.Tool]
-	r.mu.Unlock()
-	cr, ok := req.(*mcp.CallToolRequest)
-	if attempts == 0 || !ok || cr.Params == nil {
-		return nil, nil
-	}
-	info := lease.Rerun{Tool: sr.Tool, Arguments: cr.Params.Arguments, MaxAttempts: attempts}
-	if extra := req.GetExtra(); extra != nil && extra.TokenInfo != nil {
-		info.User, info.Scopes = extra.TokenInfo.UserID, extra.TokenInfo.Scopes
-	}
-	return json.Marshal(info)
-}
+func (r *Router) SetResumable(tool string, maxAttempts int) { r.tools.setAttempts(tool, maxAttempts) }
 
 // takeover is the one in-memory session re-runs go through.
 type takeover struct {
