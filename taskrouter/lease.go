@@ -58,7 +58,7 @@ func (h leaseHost) Runs() []lease.LocalRun {
 }
 
 func (h leaseHost) Ended(taskID string, rec *taskstore.TaskRecord) {
-	h.r.wake(taskID)
+	h.r.hub.Changed(taskID, nil)
 	if rec != nil {
 		h.r.notifyStatus(rec)
 	}

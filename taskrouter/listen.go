@@ -71,7 +71,7 @@ func (r *Router) listen(ctx context.Context, method string, req mcp.Request, nex
 	owner := r.owner(ctx, req)
 	release, err := r.hub.HoldWait(normOwner(owner), "close one, or poll with tasks/get")
 	if err != nil {
-		return nil, r.toWire(err)
+		return nil, toWire(r.log, err)
 	}
 	defer release()
 	ls := &listenState{ids: []string{}, acked: make(chan struct{})}

@@ -210,10 +210,10 @@ func (o logOwner) LogValue() slog.Value {
 	return slog.StringValue("session:sha256:" + hex.EncodeToString(sum[:6]))
 }
 
-// logsInfo reports whether info lines are written: the three of every
-// task's life are built only then (their arguments cost a dozen
-// allocations each).
-func (r *Router) logsInfo() bool { return r.log.Enabled(context.Background(), slog.LevelInfo) }
+// infoOn reports whether log writes info lines: the three of every task's
+// life are built only then (their arguments cost a dozen allocations
+// each).
+func infoOn(log *slog.Logger) bool { return log.Enabled(context.Background(), slog.LevelInfo) }
 
 type ownerKey struct{}
 
@@ -313,7 +313,7 @@ func (r *Router) Start(ctx context.Context, req StartRequest, work Work) (*tasks
 	if err := r.runner.start(rec, req.Values, work); err != nil {
 		return nil, err
 	}
-	if r.logsInfo() {
+	if infoOn(r.log) {
 		r.log.Info("task created", "task", rec.Task.TaskID, "owner", logOwner(rec.OwnerID), "method", req.Method, "tool", req.Tool)
 	}
 	return rec, nil

@@ -366,10 +366,6 @@ func (r *Router) Shutdown(ctx context.Context) error {
 
 // ---- tasks/result: waiting for a task to end ----
 
-// wake wakes what waits on taskID on this replica (tasks/result calls,
-// listen streams).
-func (r *Router) wake(taskID string) { r.hub.Changed(taskID, nil) }
-
 // await blocks until the task is terminal (or ctx is done) and returns it.
 // It wakes on a change made on this replica, pushed by the change feed, or
 // found by the poller, which compares the version read here.

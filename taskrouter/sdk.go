@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math"
 	"strings"
 	"sync"
@@ -120,12 +121,6 @@ func normOwner(o string) string {
 	return o
 }
 
-func (r *Router) noteSession(req mcp.Request, owner string) {
-	if ss, ok := req.GetSession().(*mcp.ServerSession); ok && ss != nil {
-		r.sessions.Note(ss, normOwner(owner))
-	}
-}
-
 // notifyStatus sends rec's 2025-11-25 status notification to its owner's
 // sessions on this replica that can receive it (stdio, or HTTP with a
 // standalone stream), and to no one else (2026-07-28 clients get theirs
@@ -184,7 +179,7 @@ func (r *Router) Install(server *mcp.Server) error {
 // errors get their code from taskstore.RPCCode; a backend failure is logged
 // and answered as a bare internal error (its text names infrastructure);
 // context errors pass through unchanged.
-func (r *Router) toWire(err error) error {
+func toWire(log *slog.Logger, err error) error {
 	if err == nil || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 		return err
 	}
@@ -195,7 +190,7 @@ func (r *Router) toWire(err error) error {
 		case errors.Is(err, taskstore.ErrAnonymousOwner):
 			e.Message = "tasks need an identified caller: authenticate, or enable anonymous tasks"
 		case errors.Is(err, taskstore.ErrBackend):
-			r.log.Error("task store failed", "error", err)
+			log.Error("task store failed", "error", err)
 			e.Message = "internal error"
 		}
 	}
@@ -254,7 +249,7 @@ func (r *Router) receiving(next mcp.MethodHandler) mcp.MethodHandler {
 			return r.toolsCall(ctx, method, req, next)
 		case "tasks/get", "tasks/result", "tasks/list", "tasks/cancel":
 			owner := r.owner(ctx, req)
-			r.noteSession(req, owner)
+			r.sessions.NoteRequest(req, normOwner(owner))
 			return next(context.WithValue(ctx, ownerKey{}, owner), method, req)
 		}
 		return next(ctx, method, req)
@@ -319,12 +314,11 @@ func (r *Router) sending(next mcp.MethodHandler) mcp.MethodHandler {
 
 // taskParams reads params.task of a 2025-11-25 augmented call: ttl and
 // pollInterval (an extension of this package), in ms.
-func (r *Router) taskParams(raw json.RawMessage) (ttl, poll *time.Duration, err error) {
+func taskParams(maxTTL time.Duration, raw json.RawMessage) (ttl, poll *time.Duration, err error) {
 	var m map[string]json.RawMessage
 	if json.Unmarshal(raw, &m) != nil || m == nil {
 		return nil, nil, rpcError(taskstore.CodeInvalidParams, "params.task must be an object, not %s", jsonKind(raw))
 	}
-	maxTTL := r.store.Config().MaxTTL
 	if ttl, err = msParam("ttl", m["ttl"], maxTTL); err == nil {
 		poll, err = msParam("pollInterval", m["pollInterval"], 0)
 	}
@@ -392,10 +386,10 @@ func (r *Router) toolsCall(ctx context.Context, method string, req mcp.Request, 
 	if task == nil {
 		return next(ctx, method, req)
 	}
-	r.noteSession(req, owner)
-	ttl, poll, err := r.taskParams(task)
+	r.sessions.NoteRequest(req, normOwner(owner))
+	ttl, poll, err := taskParams(r.store.Config().MaxTTL, task)
 	if err != nil {
-		return nil, r.toWire(err)
+		return nil, toWire(r.log, err)
 	}
 	return r.startTool(ctx, StartRequest{Owner: owner, Method: method, Tool: name, TTL: ttl, PollInterval: poll}, next, req)
 }
@@ -444,7 +438,7 @@ func (r *Router) startTool(ctx context.Context, sr StartRequest, next mcp.Method
 	owner, method := sr.Owner, sr.Method
 	rerun, err := r.tools.rerunFor(sr.Tool, req)
 	if err != nil {
-		return nil, r.toWire(err)
+		return nil, toWire(r.log, err)
 	}
 	sr.Rerun = rerun
 	sr.Values = func(c context.Context) context.Context {
@@ -454,7 +448,7 @@ func (r *Router) startTool(ctx context.Context, sr StartRequest, next mcp.Method
 		return toolOutcome(next(runCtx, method, req))
 	})
 	if err != nil {
-		return nil, r.toWire(err)
+		return nil, toWire(r.log, err)
 	}
 	return &wireResult{v: viewOf(revisionOf(ctx)).created(rec)}, nil
 }
@@ -549,7 +543,7 @@ func (r *Router) task(ctx context.Context, p *taskIDParams) (string, *taskstore.
 func (r *Router) handleGet(ctx context.Context, _ *mcp.ServerSession, p *taskIDParams) (*wireResult, error) {
 	_, rec, err := r.task(ctx, p)
 	if err != nil {
-		return nil, r.toWire(err)
+		return nil, toWire(r.log, err)
 	}
 	return &wireResult{v: viewOf(revisionOf(ctx)).get(rec)}, nil
 }
@@ -570,7 +564,7 @@ func (r *Router) handleCancel(ctx context.Context, _ *mcp.ServerSession, p *task
 		_, rec, err = r.task(ctx, p)
 	}
 	if err != nil {
-		return nil, r.toWire(err)
+		return nil, toWire(r.log, err)
 	}
 	if !terminal {
 		r.log.Info("task cancelled", "task", id, "owner", logOwner(rec.OwnerID))
@@ -579,7 +573,7 @@ func (r *Router) handleCancel(ctx context.Context, _ *mcp.ServerSession, p *task
 	}
 	v, err := viewOf(revisionOf(ctx)).cancelled(rec, terminal)
 	if err != nil {
-		return nil, r.toWire(err)
+		return nil, toWire(r.log, err)
 	}
 	return &wireResult{v: v}, nil
 }
@@ -590,11 +584,11 @@ func (r *Router) handleList(ctx context.Context, _ *mcp.ServerSession, p *taskID
 	}
 	cursor, err := str("cursor", p.Cursor)
 	if err != nil {
-		return nil, r.toWire(err)
+		return nil, toWire(r.log, err)
 	}
 	page, err := r.store.List(ctx, ownerOf(ctx), cursor, 0)
 	if err != nil {
-		return nil, r.toWire(err)
+		return nil, toWire(r.log, err)
 	}
 	v := view20251125{}
 	list := struct {
@@ -627,18 +621,18 @@ func (r *Router) handleResult(ctx context.Context, _ *mcp.ServerSession, p *task
 	}
 	id, err := str("taskId", p.TaskID)
 	if err != nil {
-		return nil, r.toWire(err)
+		return nil, toWire(r.log, err)
 	}
 	rec, err := r.runner.await(ctx, ownerOf(ctx), id)
 	if err != nil {
-		return nil, r.toWire(err)
+		return nil, toWire(r.log, err)
 	}
-	if r.logsInfo() {
+	if infoOn(r.log) {
 		r.log.Info("task result retrieved", "task", id, "owner", logOwner(rec.OwnerID), "status", rec.Task.Status)
 	}
 	res, err := view20251125{}.result(rec)
 	if err != nil {
-		return nil, r.toWire(err)
+		return nil, toWire(r.log, err)
 	}
 	return &wireResult{v: res}, nil
 }
@@ -656,16 +650,16 @@ func (r *Router) handleUpdate(ctx context.Context, _ *mcp.ServerSession, p *task
 		if p != nil {
 			raw = p.InputResponses
 		}
-		return nil, r.toWire(rpcError(taskstore.CodeInvalidParams, "params.inputResponses must be an object, not %s", jsonKind(raw)))
+		return nil, toWire(r.log, rpcError(taskstore.CodeInvalidParams, "params.inputResponses must be an object, not %s", jsonKind(raw)))
 	}
 	id, err := str("taskId", p.TaskID)
 	if err == nil {
 		_, err = r.rt.SubmitInput(ctx, ownerOf(ctx), id, responses)
 	}
 	if err != nil {
-		return nil, r.toWire(err)
+		return nil, toWire(r.log, err)
 	}
-	r.wake(id)
+	r.hub.Changed(id, nil)
 	return &wireResult{v: ack}, nil
 }
 

@@ -50,6 +50,14 @@ func (r *Registry) Note(ss *mcp.ServerSession, owner string) {
 	}
 }
 
+// NoteRequest records that req's session, if it has one, made a request
+// as owner.
+func (r *Registry) NoteRequest(req mcp.Request, owner string) {
+	if ss, ok := req.GetSession().(*mcp.ServerSession); ok && ss != nil {
+		r.Note(ss, owner)
+	}
+}
+
 // NoteStream records that the HTTP session id opened its standalone
 // stream (the SDK answered its GET with 200).
 func (r *Registry) NoteStream(id string) {

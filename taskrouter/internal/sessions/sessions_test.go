@@ -28,9 +28,13 @@ func TestOfOwner(t *testing.T) {
 	r.AddServer(s)
 	a, b := connect(t, s), connect(t, s)
 	r.Note(a, "alice")
-	r.Note(b, "bob")
+	r.NoteRequest(&mcp.CallToolRequest{Session: b}, "bob")
+	r.NoteRequest(&mcp.CallToolRequest{}, "nobody") // no session: nothing to note
 	if got := r.Of("alice"); len(got) != 1 || got[0] != a {
 		t.Fatalf("Of(alice) = %v, want only alice's session", got)
+	}
+	if got := r.Of("bob"); len(got) != 1 || got[0] != b {
+		t.Fatalf("Of(bob) = %v, want bob's session, noted from his request", got)
 	}
 	if got := r.Of("carol"); len(got) != 0 {
 		t.Fatalf("Of(carol) = %v, want none", got)
