@@ -16,6 +16,8 @@ import (
 	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 	"golang.org/x/sync/semaphore"
+
+	"github.com/mcptasks/mcptasks/taskrouter/internal/protocol"
 )
 
 // This file is the transport edge: where the protocol revision of a request
@@ -97,12 +99,12 @@ type httpEdge struct {
 }
 
 func (e *httpEdge) ServeHTTP(w http.ResponseWriter, req *http.Request) {
-	rev := rev20251125
-	if e.next20260728 != nil && parseRevision(req.Header.Get("Mcp-Protocol-Version")) == rev20260728 {
-		rev = rev20260728
+	rev := protocol.Rev20251125
+	if e.next20260728 != nil && protocol.ParseRevision(req.Header.Get("Mcp-Protocol-Version")) == protocol.Rev20260728 {
+		rev = protocol.Rev20260728
 	}
 	if req.Method != http.MethodPost || req.Body == nil || req.Body == http.NoBody {
-		if rev == rev20260728 {
+		if rev == protocol.Rev20260728 {
 			e.next20260728.ServeHTTP(w, req) // it answers 405 to GET and DELETE
 			return
 		}
@@ -146,7 +148,7 @@ func (e *httpEdge) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		rev = reqs[0].rev
 	}
 	next := e.next
-	if rev == rev20260728 {
+	if rev == protocol.Rev20260728 {
 		next = e.next20260728
 		if len(reqs) == 1 && !checkMcpName(w, req, reqs[0]) {
 			return
@@ -155,7 +157,7 @@ func (e *httpEdge) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	req.Body = &bodyReader{r: bytes.NewReader(out), done: release}
 	req.ContentLength = int64(len(out))
 	req.Header.Set("Content-Length", strconv.FormatInt(req.ContentLength, 10))
-	rw := &responseWriter{ResponseWriter: w, r: e.r, hold400: rev == rev20251125}
+	rw := &responseWriter{ResponseWriter: w, r: e.r, hold400: rev == protocol.Rev20251125}
 	next.ServeHTTP(rw, req)
 	rw.finish(out) // not body: a rewritten body is not kept for the request's life
 }

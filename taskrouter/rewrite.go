@@ -8,6 +8,8 @@ import (
 	"slices"
 	"strings"
 	"unicode/utf8"
+
+	"github.com/mcptasks/mcptasks/taskrouter/internal/protocol"
 )
 
 // This file is the one rewriter of JSON-RPC messages, shared by the HTTP
@@ -35,8 +37,6 @@ const privateMetaPrefix = "io.mcptasks/"
 // JSON object (edge) in a request's _meta, written by the rewriter and
 // decoded once by the receiving middleware.
 const edgeKey = "io.mcptasks/edge"
-
-const protocolVersionKey = "io.modelcontextprotocol/protocolVersion"
 
 // errRejected wraps every reason the rewriter refuses a message;
 // errMalformed is the one for bytes that are not JSON.
@@ -299,33 +299,6 @@ func setPath(b []byte, path []string, v []byte) ([]byte, error) {
 
 // ---- inbound ----
 
-// revision is a protocol revision the router serves.
-type revision uint8
-
-const (
-	rev20251125 revision = iota
-	rev20260728
-)
-
-const protocol20260728 = "2026-07-28"
-
-// String is the revision's name on the wire.
-func (v revision) String() string {
-	if v == rev20260728 {
-		return protocol20260728
-	}
-	return "2025-11-25"
-}
-
-// parseRevision maps a protocol version (dates compare as strings) to the
-// revision that serves it.
-func parseRevision(v string) revision {
-	if strings.TrimSpace(v) >= protocol20260728 {
-		return rev20260728
-	}
-	return rev20251125
-}
-
 // edge is the carrier's content: what the transport edge decided about one
 // request. The rewriter writes it as the JSON object {"protocol", "task",
 // "listen", "request"} (members present only when set); takeEdge reads it
@@ -344,14 +317,14 @@ type edge struct {
 	Request string
 }
 
-func (e edge) revision() revision { return parseRevision(e.Protocol) }
+func (e edge) revision() protocol.Revision { return protocol.ParseRevision(e.Protocol) }
 
 // decision is what the transport decided before reading a message: its
 // revision; whether a _meta protocol version of 2026-07-28 or later may
 // select that revision instead (upgrade); and the token that names the HTTP
 // request, carried by a tasks/result (Router.sdk.requests).
 type decision struct {
-	rev     revision
+	rev     protocol.Revision
 	upgrade bool
 	token   string
 }
@@ -361,7 +334,7 @@ type request struct {
 	method string
 	id     []byte // raw; nil for a notification
 	taskID []byte // raw params.taskId, if any
-	rev    revision
+	rev    protocol.Revision
 }
 
 // rewriteRequest rewrites the JSON-RPC message at b[i] (see rewriteParams):
@@ -422,8 +395,8 @@ func rewriteParams(b []byte, pm *member, method string, d decision) (out []byte,
 		return nil, r, fmt.Errorf("%w: params._meta must be an object", errRejected)
 	}
 	if d.upgrade && metaIsObj {
-		if v, ok := stringAt(b, meta.find(protocolVersionKey)); ok && parseRevision(v) == rev20260728 {
-			r.rev = rev20260728
+		if v, ok := stringAt(b, meta.find(protocol.VersionKey)); ok && protocol.ParseRevision(v) == protocol.Rev20260728 {
+			r.rev = protocol.Rev20260728
 		}
 	}
 
@@ -432,8 +405,8 @@ func rewriteParams(b []byte, pm *member, method string, d decision) (out []byte,
 	var carried [][]byte
 	task := params.find("task")
 	switch {
-	case r.rev == rev20260728:
-		carried = append(carried, []byte(`"protocol":"`+protocol20260728+`"`))
+	case r.rev == protocol.Rev20260728:
+		carried = append(carried, []byte(`"protocol":"`+protocol.Name20260728+`"`))
 		if method == "subscriptions/listen" {
 			n, ok, err := objectAt(b, params.find("notifications"))
 			if err != nil {

@@ -11,6 +11,8 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
+
+	"github.com/mcptasks/mcptasks/taskrouter/internal/protocol"
 )
 
 var rewriteSeeds = []string{
@@ -31,7 +33,7 @@ var rewriteSeeds = []string{
 }
 
 // FuzzRewriteBody feeds arbitrary HTTP bodies to the inbound rewriter, at
-// either revision, and judges what it forwards with the SDK's decoder and
+// either protocol.Revision, and judges what it forwards with the SDK's decoder and
 // exact-key maps:
 //   - malformed input is refused exactly when it is not JSON;
 //   - the forwarded bytes decode to the received message minus every
@@ -44,9 +46,9 @@ func FuzzRewriteBody(f *testing.F) {
 		f.Add([]byte(s), false, true)
 	}
 	f.Fuzz(func(t *testing.T, body []byte, header20260728, upgrade bool) {
-		rev := rev20251125
+		rev := protocol.Rev20251125
 		if header20260728 {
-			rev = rev20260728
+			rev = protocol.Rev20260728
 		}
 		checkRewrite(t, body, rev, upgrade)
 	})
@@ -60,8 +62,8 @@ func FuzzRewrite20260728(f *testing.F) {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, body []byte) {
-		checkRewrite(t, body, rev20260728, false)
-		checkRewrite(t, body, rev20251125, true)
+		checkRewrite(t, body, protocol.Rev20260728, false)
+		checkRewrite(t, body, protocol.Rev20251125, true)
 		// stdio: the SDK has decoded the message; params are rewritten alone.
 		msg, err := jsonrpc.DecodeMessage(body)
 		req, ok := msg.(*jsonrpc.Request)
@@ -83,7 +85,7 @@ func FuzzRewrite20260728(f *testing.F) {
 		}
 		var in map[string]any
 		if json.Unmarshal(params, &in) != nil {
-			if out != nil && r.rev == rev20251125 {
+			if out != nil && r.rev == protocol.Rev20251125 {
 				t.Fatalf("non-object params %s rewritten to %s", params, got)
 			}
 			return
@@ -99,7 +101,7 @@ func FuzzRewrite20260728(f *testing.F) {
 	})
 }
 
-func checkRewrite(t *testing.T, body []byte, rev revision, upgrade bool) {
+func checkRewrite(t *testing.T, body []byte, rev protocol.Revision, upgrade bool) {
 	t.Helper()
 	out, reqs, err := rewriteBody(body, decision{rev: rev, upgrade: upgrade})
 	if err != nil {
@@ -141,7 +143,7 @@ func checkRewrite(t *testing.T, body []byte, rev revision, upgrade bool) {
 			}
 			want = expectMessage(m, method, reqs[i].rev)
 			if wantRev := expectRevision(m, rev, upgrade && len(inMsgs) == 1 && !isBatch(body)); reqs[i].rev != wantRev {
-				t.Fatalf("%s: revision %v, want %v", inMsgs[i], reqs[i].rev, wantRev)
+				t.Fatalf("%s: protocol.Revision %v, want %v", inMsgs[i], reqs[i].rev, wantRev)
 			}
 		}
 		if d := cmp.Diff(want, o); d != "" {
@@ -175,20 +177,20 @@ func isBatch(b []byte) bool {
 	return len(t) > 0 && t[0] == '['
 }
 
-func expectRevision(msg map[string]any, rev revision, upgrade bool) revision {
-	if rev == rev20260728 || !upgrade {
+func expectRevision(msg map[string]any, rev protocol.Revision, upgrade bool) protocol.Revision {
+	if rev == protocol.Rev20260728 || !upgrade {
 		return rev
 	}
 	p, _ := msg["params"].(map[string]any)
 	meta, _ := p["_meta"].(map[string]any)
-	if v, ok := meta[protocolVersionKey].(string); ok && parseRevision(v) == rev20260728 {
-		return rev20260728
+	if v, ok := meta[protocol.VersionKey].(string); ok && protocol.ParseRevision(v) == protocol.Rev20260728 {
+		return protocol.Rev20260728
 	}
 	return rev
 }
 
 // expectMessage is what the rewriter must forward for msg.
-func expectMessage(msg map[string]any, method string, rev revision) map[string]any {
+func expectMessage(msg map[string]any, method string, rev protocol.Revision) map[string]any {
 	p, present := msg["params"]
 	if present && p != nil {
 		if _, ok := p.(map[string]any); !ok {
@@ -210,7 +212,7 @@ func expectMessage(msg map[string]any, method string, rev revision) map[string]a
 
 // expectParams is what the rewriter must forward for params (nil: absent
 // or null, and nothing to add).
-func expectParams(params map[string]any, method string, rev revision) map[string]any {
+func expectParams(params map[string]any, method string, rev protocol.Revision) map[string]any {
 	carrier := map[string]any{}
 	var out map[string]any
 	if params != nil {
@@ -220,8 +222,8 @@ func expectParams(params map[string]any, method string, rev revision) map[string
 		}
 	}
 	switch {
-	case rev == rev20260728:
-		carrier["protocol"] = protocol20260728
+	case rev == protocol.Rev20260728:
+		carrier["protocol"] = protocol.Name20260728
 		delete(out, "task")
 		if n, ok := params["notifications"].(map[string]any); ok && method == "subscriptions/listen" {
 			if ids, ok := n["taskIds"]; ok && ids != nil {

@@ -38,6 +38,7 @@ import (
 
 	"github.com/mcptasks/mcptasks/taskrouter/internal/hub"
 	"github.com/mcptasks/mcptasks/taskrouter/internal/lease"
+	"github.com/mcptasks/mcptasks/taskrouter/internal/rev20260728"
 	"github.com/mcptasks/mcptasks/taskrouter/internal/sessions"
 	"github.com/mcptasks/mcptasks/taskstore"
 )
@@ -110,6 +111,7 @@ type Router struct {
 	takeover takeover
 	hub      *hub.Hub
 	sessions *sessions.Registry
+	streams  rev20260728.Streams
 	bgCancel context.CancelFunc
 	bg       sync.WaitGroup // the lease keeper, the change feed, the poller
 
@@ -151,6 +153,11 @@ func New(store *taskstore.Store, opts Options) *Router {
 	r.hub = hub.New(opts.MaxWaitsPerOwner)
 	r.runner.init(store, r.hub, r.log, r.notifyStatus, opts.MinPollInterval, opts.MaxPollInterval)
 	r.sessions = sessions.New()
+	r.streams = rev20260728.Streams{Store: store, Hub: r.hub, Send: r.standIn,
+		Poll: min(max(store.Config().PollInterval, opts.MinPollInterval), time.Second),
+		StandIn: func(method string, params any) (string, any) {
+			return r.sdk.marker, map[string]any{"method": method, "params": params}
+		}}
 	r.sdk.init()
 	r.startBackground()
 	return r

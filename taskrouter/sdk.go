@@ -17,6 +17,8 @@ import (
 	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
+	"github.com/mcptasks/mcptasks/taskrouter/internal/protocol"
+	"github.com/mcptasks/mcptasks/taskrouter/internal/rev20260728"
 	"github.com/mcptasks/mcptasks/taskstore"
 )
 
@@ -30,17 +32,12 @@ import (
 // (edgeKey), which the receiving middleware takes out and decodes once.
 
 // ExtensionID names the tasks extension of protocol 2026-07-28.
-const ExtensionID = "io.modelcontextprotocol/tasks"
+const ExtensionID = protocol.ExtensionID
 
 // CodeMissingRequiredClientCapability is the JSON-RPC error a 2026-07-28
 // request gets when it needs a capability (here: the tasks extension) its
 // client did not declare.
-const CodeMissingRequiredClientCapability = -32021
-
-const codeMethodNotFound = -32601
-
-// clientCapsMetaKey carries the per-request client capabilities (SEP-2575).
-const clientCapsMetaKey = "io.modelcontextprotocol/clientCapabilities"
+const CodeMissingRequiredClientCapability = protocol.CodeMissingRequiredClientCapability
 
 type sdkState struct {
 	marker string // progress token and _meta key of the stand-in messages
@@ -63,7 +60,7 @@ type edgeCtxKey struct{}
 // takeEdge removes the carrier from req's _meta and reads it (the SDK
 // has decoded it into a map).
 func takeEdge(req mcp.Request) edge {
-	meta := metaOf(req)
+	meta := protocol.Meta(req)
 	raw, ok := meta[edgeKey]
 	if !ok {
 		return edge{}
@@ -89,19 +86,7 @@ func edgeOf(ctx context.Context) edge {
 	return e
 }
 
-func revisionOf(ctx context.Context) revision { return edgeOf(ctx).revision() }
-
-func metaOf(req mcp.Request) map[string]any {
-	if req == nil {
-		return nil
-	}
-	p := req.GetParams()
-	if p == nil {
-		return nil
-	}
-	defer func() { recover() }() // a nil typed params pointer
-	return p.GetMeta()
-}
+func revisionOf(ctx context.Context) protocol.Revision { return edgeOf(ctx).revision() }
 
 // standIn sends the progress notification that HTTPHandler and Transport
 // turn into the notification method with params (the SDK cannot send a
@@ -130,7 +115,7 @@ func (r *Router) notifyStatus(rec *taskstore.TaskRecord) {
 	if len(sessions) == 0 {
 		return
 	}
-	method, params := view20251125{}.notification(rec, nil)
+	method, params := view20251125{}.Notification(rec, nil)
 	for _, ss := range sessions {
 		// Best effort: notifications are optional and the session may be gone.
 		_ = r.standIn(context.Background(), ss, method, params)
@@ -194,26 +179,10 @@ func toWire(log *slog.Logger, err error) error {
 			e.Message = "internal error"
 		}
 	}
-	if e.Code == codeMethodNotFound {
-		return &methodNotFoundError{msg: e.Message}
+	if e.Code == protocol.CodeMethodNotFound {
+		return &protocol.MethodNotFound{Msg: e.Message}
 	}
 	return &jsonrpc.Error{Code: int64(e.Code), Message: e.Message, Data: e.Data}
-}
-
-// methodNotFoundError is a -32601 error that keeps its message: the SDK
-// replaces the message of any error that errors.Is a -32601 wire error with
-// "method not found: <method>", which would hide why a tools/call failed.
-// This one only converts (errors.As) to the wire error.
-type methodNotFoundError struct{ msg string }
-
-func (e *methodNotFoundError) Error() string { return e.msg }
-
-func (e *methodNotFoundError) As(target any) bool {
-	if p, ok := target.(**jsonrpc.Error); ok {
-		*p = &jsonrpc.Error{Code: codeMethodNotFound, Message: e.msg}
-		return true
-	}
-	return false
 }
 
 func rpcError(code int, format string, args ...any) *taskstore.RPCError {
@@ -221,14 +190,14 @@ func rpcError(code int, format string, args ...any) *taskstore.RPCError {
 }
 
 func methodNotFound(format string, args ...any) error {
-	return &methodNotFoundError{msg: fmt.Sprintf(format, args...)}
+	return protocol.NewMethodNotFound(format, args...)
 }
 
 func (r *Router) receiving(next mcp.MethodHandler) mcp.MethodHandler {
 	return func(ctx context.Context, method string, req mcp.Request) (mcp.Result, error) {
 		e := takeEdge(req)
 		ctx = context.WithValue(ctx, edgeCtxKey{}, e)
-		if e.revision() == rev20260728 {
+		if e.revision() == protocol.Rev20260728 {
 			return r.receiving20260728(ctx, method, req, next)
 		}
 		switch method {
@@ -260,30 +229,35 @@ func (r *Router) receiving(next mcp.MethodHandler) mcp.MethodHandler {
 func (r *Router) receiving20260728(ctx context.Context, method string, req mcp.Request, next mcp.MethodHandler) (mcp.Result, error) {
 	switch method {
 	case "server/discover":
-		// Advertise the extension, not the 2025-11-25 capabilities.tasks (the
-		// SEP forbids both under one revision); the wrapper hides the
-		// resultType the SDK would have set.
-		return patched(next(ctx, method, req))(func(b []byte) ([]byte, error) {
-			b, err := setPath(b, []string{"capabilities", "extensions", ExtensionID}, json.RawMessage(`{}`))
-			if err == nil {
-				b, err = setPath(b, []string{"capabilities", "tasks"}, nil)
-			}
-			if err == nil && !strings.Contains(string(b), `"resultType"`) {
-				b, err = setPath(b, []string{"resultType"}, json.RawMessage(`"complete"`))
-			}
-			return b, err
-		})
+		res, err := next(ctx, method, req)
+		if err != nil {
+			return nil, err
+		}
+		return rev20260728.Discover(res), nil
 	case "tools/call":
 		return r.toolsCall20260728(ctx, method, req, next)
 	case "tasks/get", "tasks/update", "tasks/cancel":
-		if !declaresTasks(req) {
-			return nil, missingTasksCapability(method)
+		if !rev20260728.Declares(req) {
+			return nil, rev20260728.MissingCapability(method)
 		}
 		return next(context.WithValue(ctx, ownerKey{}, r.owner(ctx, req)), method, req)
 	case "subscriptions/listen":
-		return r.listen(ctx, method, req, next)
+		asked := edgeOf(ctx).Listen
+		if asked == nil {
+			return next(ctx, method, req) // no taskIds: the SDK's alone
+		}
+		if !rev20260728.Declares(req) {
+			return nil, rev20260728.MissingCapability("task status notifications")
+		}
+		owner := r.owner(ctx, req)
+		release, err := r.hub.HoldWait(normOwner(owner), "close one, or poll with tasks/get")
+		if err != nil {
+			return nil, toWire(r.log, err)
+		}
+		defer release()
+		return r.streams.Serve(ctx, method, req, next, owner, asked)
 	case "tasks/result", "tasks/list":
-		return nil, methodNotFound("%q is not part of the %s extension (protocol 2026-07-28): use tasks/get", method, ExtensionID)
+		return nil, rev20260728.NotInExtension(method)
 	}
 	return next(ctx, method, req)
 }
@@ -293,7 +267,7 @@ func (r *Router) receiving20260728(ctx context.Context, method string, req mcp.R
 func (r *Router) sending(next mcp.MethodHandler) mcp.MethodHandler {
 	return func(ctx context.Context, method string, req mcp.Request) (mcp.Result, error) {
 		if method == "notifications/subscriptions/acknowledged" {
-			return r.onListenAck(ctx, method, req, next)
+			return r.streams.OnAck(ctx, method, req, next)
 		}
 		if rn := runFrom(ctx); rn != nil && method == "notifications/progress" {
 			if rn.finished.Load() {
@@ -404,12 +378,12 @@ func (r *Router) toolsCall20260728(ctx context.Context, method string, req mcp.R
 	name := cr.Params.Name
 	owner := r.owner(ctx, req)
 	ctx = context.WithValue(ctx, ownerKey{}, owner)
-	support, declared := r.TaskSupport(name), declaresTasks(req)
+	support, declared := r.TaskSupport(name), rev20260728.Declares(req)
 	switch {
 	case support == TaskForbidden:
 		return next(ctx, method, req)
 	case !declared && support == TaskRequired:
-		return nil, missingTasksCapability(fmt.Sprintf("tool %q", name))
+		return nil, rev20260728.MissingCapability(fmt.Sprintf("tool %q", name))
 	case !declared:
 		return next(ctx, method, req) // optional: run it as a plain call
 	}
@@ -450,7 +424,7 @@ func (r *Router) startTool(ctx context.Context, sr StartRequest, next mcp.Method
 	if err != nil {
 		return nil, toWire(r.log, err)
 	}
-	return &wireResult{v: viewOf(revisionOf(ctx)).created(rec)}, nil
+	return &wireResult{v: viewOf(revisionOf(ctx)).Created(rec)}, nil
 }
 
 // toolOutcome turns what the SDK's tools/call answered into an Outcome.
@@ -482,28 +456,6 @@ func toolOutcome(res mcp.Result, err error) Outcome {
 		}
 	}
 	return out
-}
-
-// declaresTasks reports whether a 2026-07-28 request's client capabilities
-// name the tasks extension.
-func declaresTasks(req mcp.Request) bool {
-	var c struct {
-		Extensions map[string]json.RawMessage `json:"extensions"`
-	}
-	b, err := json.Marshal(metaOf(req)[clientCapsMetaKey])
-	if err != nil || json.Unmarshal(b, &c) != nil {
-		return false
-	}
-	_, ok := c.Extensions[ExtensionID]
-	return ok
-}
-
-func missingTasksCapability(what string) error {
-	return &jsonrpc.Error{
-		Code:    CodeMissingRequiredClientCapability,
-		Message: "Missing required client capability: " + what + " needs the " + ExtensionID + " extension",
-		Data:    json.RawMessage(`{"requiredCapabilities":{"extensions":{"` + ExtensionID + `":{}}}}`),
-	}
 }
 
 // ---- tasks/* ----
@@ -545,7 +497,7 @@ func (r *Router) handleGet(ctx context.Context, _ *mcp.ServerSession, p *taskIDP
 	if err != nil {
 		return nil, toWire(r.log, err)
 	}
-	return &wireResult{v: viewOf(revisionOf(ctx)).get(rec)}, nil
+	return &wireResult{v: viewOf(revisionOf(ctx)).Get(rec)}, nil
 }
 
 // handleCancel marks the task cancelled in the store before answering,
@@ -571,7 +523,7 @@ func (r *Router) handleCancel(ctx context.Context, _ *mcp.ServerSession, p *task
 		r.runner.cancel(id)
 		r.notifyStatus(rec)
 	}
-	v, err := viewOf(revisionOf(ctx)).cancelled(rec, terminal)
+	v, err := viewOf(revisionOf(ctx)).Cancelled(rec, terminal)
 	if err != nil {
 		return nil, toWire(r.log, err)
 	}
@@ -590,13 +542,9 @@ func (r *Router) handleList(ctx context.Context, _ *mcp.ServerSession, p *taskID
 	if err != nil {
 		return nil, toWire(r.log, err)
 	}
-	v := view20251125{}
-	list := struct {
-		Tasks      []any  `json:"tasks"`
-		NextCursor string `json:"nextCursor,omitempty"`
-	}{Tasks: make([]any, len(page.Tasks)), NextCursor: page.NextCursor}
-	for i, rec := range page.Tasks {
-		list.Tasks[i] = v.get(rec)
+	list, err := viewOf(revisionOf(ctx)).List(page)
+	if err != nil {
+		return nil, toWire(r.log, err)
 	}
 	return &wireResult{v: list}, nil
 }
@@ -630,7 +578,7 @@ func (r *Router) handleResult(ctx context.Context, _ *mcp.ServerSession, p *task
 	if infoOn(r.log) {
 		r.log.Info("task result retrieved", "task", id, "owner", logOwner(rec.OwnerID), "status", rec.Task.Status)
 	}
-	res, err := view20251125{}.result(rec)
+	res, err := viewOf(revisionOf(ctx)).Result(rec)
 	if err != nil {
 		return nil, toWire(r.log, err)
 	}
@@ -641,7 +589,7 @@ func (r *Router) handleResult(ctx context.Context, _ *mcp.ServerSession, p *task
 // responses to keys that are not pending are ignored, and so is an update
 // of a terminal task.
 func (r *Router) handleUpdate(ctx context.Context, _ *mcp.ServerSession, p *taskIDParams) (*wireResult, error) {
-	if revisionOf(ctx) != rev20260728 {
+	if revisionOf(ctx) != protocol.Rev20260728 {
 		return nil, methodNotFound(`"tasks/update" belongs to the %s extension (protocol 2026-07-28)`, ExtensionID)
 	}
 	var responses map[string]json.RawMessage
@@ -660,7 +608,7 @@ func (r *Router) handleUpdate(ctx context.Context, _ *mcp.ServerSession, p *task
 		return nil, toWire(r.log, err)
 	}
 	r.hub.Changed(id, nil)
-	return &wireResult{v: ack}, nil
+	return &wireResult{v: rev20260728.Ack}, nil
 }
 
 // ---- results with fields the SDK's types do not have ----
