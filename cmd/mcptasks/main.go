@@ -15,6 +15,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"slices"
 	"sort"
 	"strings"
 	"syscall"
@@ -38,25 +39,36 @@ func register(c command) {
 	commands[c.Name] = c
 }
 
+// Exit statuses, the same for every subcommand.
+const (
+	exitOK      = 0 // done, or help printed
+	exitFailure = 1 // a runtime failure: bad store URL, store unreachable, listen failed, …
+	exitUsage   = 2 // a command line that cannot run: bad flag, unknown command, wrong arguments
+)
+
+const exitStatusHelp = `exit status: 0 done (or help), 1 a runtime failure (bad store URL, store
+unreachable, listen failed), 2 a usage error (bad flag, unknown command or
+arguments).`
+
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	os.Exit(run(ctx, os.Args[1:], os.Stdout, os.Stderr))
 }
 
-// run dispatches to a subcommand and returns the exit code: 0 on success
-// and for help (printed to stdout), 2 for a usage error (printed to stderr
-// with a pointer to the command's help), 1 for any other failure.
+// run dispatches to a subcommand and returns its exit status (exitOK, …):
+// help goes to stdout, a usage error to stderr with a pointer to the
+// command's help.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if len(args) == 0 {
 		usage(stderr)
-		return 2
+		return exitUsage
 	}
 	if args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
 		switch len(args) {
 		case 1:
 			usage(stdout)
-			return 0
+			return exitOK
 		case 2:
 			if c, ok := commands[args[1]]; ok {
 				return exitCode(c, c.Run(ctx, []string{"-h"}, stdout, stderr), stderr)
@@ -66,28 +78,45 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			fmt.Fprintln(stderr, "mcptasks help: give at most one command")
 		}
 		usage(stderr)
-		return 2
+		return exitUsage
 	}
 	c, ok := commands[args[0]]
 	if !ok {
 		fmt.Fprintf(stderr, "mcptasks: unknown command %q\n", args[0])
 		usage(stderr)
-		return 2
+		return exitUsage
 	}
 	return exitCode(c, c.Run(ctx, args[1:], stdout, stderr), stderr)
 }
 
+// exitCode prints err, if any, each line prefixed "mcptasks COMMAND: ",
+// and returns its exit status.
 func exitCode(c command, err error, stderr io.Writer) int {
 	var ue usageError
+	if err == nil || errors.Is(err, flag.ErrHelp) {
+		return exitOK
+	}
+	for line := range strings.Lines(err.Error()) { // errors.Join makes several
+		fmt.Fprintf(stderr, "mcptasks %s: %s\n", c.Name, trimPackage(strings.TrimSuffix(line, "\n")))
+	}
 	switch {
-	case err == nil, errors.Is(err, flag.ErrHelp):
-		return 0
 	case errors.As(err, &ue):
-		fmt.Fprintf(stderr, "mcptasks %s: %v\nRun 'mcptasks help %s' for its usage.\n", c.Name, err, c.Name)
-		return 2
+		fmt.Fprintf(stderr, "Run 'mcptasks help %s' for its usage.\n", c.Name)
+		return exitUsage
 	default:
-		fmt.Fprintf(stderr, "mcptasks %s: %v\n", c.Name, err)
-		return 1
+		return exitFailure
+	}
+}
+
+// trimPackage drops the prefixes of this module's packages ("mcptasks: ",
+// "taskrouter: ", …) from an error line, which would double the command's.
+func trimPackage(msg string) string {
+	for {
+		pkg, rest, ok := strings.Cut(msg, ": ")
+		if !ok || !slices.Contains([]string{"mcptasks", "taskrouter", "taskstore"}, pkg) {
+			return msg
+		}
+		msg = rest
 	}
 }
 
@@ -148,4 +177,5 @@ func usage(w io.Writer) {
 		fmt.Fprintf(w, "  %-24s %s\n", n, commands[n].Summary)
 	}
 	fmt.Fprintln(w, "\nRun 'mcptasks help <command>' for a command's flags.")
+	fmt.Fprintln(w, "\n"+exitStatusHelp)
 }

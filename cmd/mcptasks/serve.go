@@ -93,6 +93,14 @@ func serveMain(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	defer store.Close()
 
+	var ln net.Listener
+	if !*stdio {
+		// Before the router starts: on a listen error its change feed would
+		// log the store closing under it.
+		if ln, err = net.Listen("tcp", *addr); err != nil {
+			return err
+		}
+	}
 	d := newDemo(store, logger, len(tokens) == 0 && !*stdio)
 	shutdown := func() {
 		sctx, cancel := context.WithTimeout(context.Background(), *drain)
@@ -112,10 +120,6 @@ func serveMain(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return err
 	}
 
-	ln, err := net.Listen("tcp", *addr)
-	if err != nil {
-		return err
-	}
 	var extra []string
 	if *allowedHosts != "" {
 		extra = strings.Split(*allowedHosts, ",")
