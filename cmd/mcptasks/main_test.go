@@ -44,8 +44,9 @@ func TestHelpAndUsageErrors(t *testing.T) {
 		{[]string{"serve", "--store", "nosuch://x"}, 1, "", "nosuch"},
 		// Exit statuses are documented where help is.
 		{[]string{"help"}, 0, "2 a usage error", ""},
-		// One prefix per error line, naming the subcommand.
-		{[]string{"serve", "--store", "memory://?bogus=1"}, 1, "", `mcptasks serve: open memory store: unknown option "bogus"`},
+		// One prefix per error line, naming the subcommand; a store URL's
+		// unknown option names the known ones.
+		{[]string{"serve", "--store", "memory://?bogus=1"}, 1, "", `mcptasks serve: open memory store: unknown option "bogus" (have sweep)`},
 		{[]string{"serve", "--store", "memory://?a=1&b=2"}, 1, "", "\nmcptasks serve: unknown option \"b\""},
 		{[]string{"serve", "--addr", "127.0.0.1:99999"}, 1, "", "mcptasks serve: listen tcp"},
 		{[]string{"bench", "--nosuch"}, 2, "", "mcptasks bench: flag provided but not defined"},
