@@ -22,7 +22,8 @@ import (
 )
 
 // A command is one subcommand. Run gets the arguments after the command's
-// name and a context cancelled on SIGINT or SIGTERM.
+// name and a context cancelled on the first SIGINT or SIGTERM (see
+// forceContext for the second).
 type command struct {
 	Name    string
 	Summary string
@@ -41,19 +42,42 @@ func register(c command) {
 
 // Exit statuses, the same for every subcommand.
 const (
-	exitOK      = 0 // done, or help printed
-	exitFailure = 1 // a runtime failure: bad store URL, store unreachable, listen failed, …
-	exitUsage   = 2 // a command line that cannot run: bad flag, unknown command, wrong arguments
+	exitOK          = 0 // done, or help printed
+	exitFailure     = 1 // a runtime failure: bad store URL, store unreachable, listen failed, …
+	exitUsage       = 2 // a command line that cannot run: bad flag, unknown command, wrong arguments
+	exitTasksFailed = 3 // serve stopped, but tasks still running at shutdown were marked failed
 )
 
 const exitStatusHelp = `exit status: 0 done (or help), 1 a runtime failure (bad store URL, store
 unreachable, listen failed), 2 a usage error (bad flag, unknown command or
-arguments).`
+arguments), 3 serve stopped but running tasks were marked failed at shutdown.`
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	os.Exit(run(ctx, os.Args[1:], os.Stdout, os.Stderr))
+	// signal.NotifyContext would swallow the second signal; serve uses it
+	// to cut its drain short.
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	ctx, stop := context.WithCancel(context.Background())
+	force, stopNow := context.WithCancel(context.Background())
+	go func() {
+		<-sigs
+		stop()
+		<-sigs
+		stopNow()
+	}()
+	os.Exit(run(context.WithValue(ctx, forceKey{}, force), os.Args[1:], os.Stdout, os.Stderr))
+}
+
+type forceKey struct{}
+
+// forceContext is done at the second SIGINT or SIGTERM (never in tests
+// that call a command in process): what the first one let finish, such as
+// serve's drain, must end now.
+func forceContext(ctx context.Context) context.Context {
+	if f, ok := ctx.Value(forceKey{}).(context.Context); ok {
+		return f
+	}
+	return context.Background()
 }
 
 // run dispatches to a subcommand and returns its exit status (exitOK, …):
@@ -93,6 +117,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 // and returns its exit status.
 func exitCode(c command, err error, stderr io.Writer) int {
 	var ue usageError
+	var se statusError
 	if err == nil || errors.Is(err, flag.ErrHelp) {
 		return exitOK
 	}
@@ -103,6 +128,8 @@ func exitCode(c command, err error, stderr io.Writer) int {
 	case errors.As(err, &ue):
 		fmt.Fprintf(stderr, "Run 'mcptasks help %s' for its usage.\n", c.Name)
 		return exitUsage
+	case errors.As(err, &se):
+		return se.code
 	default:
 		return exitFailure
 	}
@@ -119,6 +146,15 @@ func trimPackage(msg string) string {
 		msg = rest
 	}
 }
+
+// statusError is a failure with an exit status of its own (exitTasksFailed).
+type statusError struct {
+	code int
+	err  error
+}
+
+func (e statusError) Error() string { return e.err.Error() }
+func (e statusError) Unwrap() error { return e.err }
 
 // usageError is a command line a command cannot run (exit status 2), as
 // opposed to a failure while running (exit status 1).

@@ -43,7 +43,9 @@ func TestHelpAndUsageErrors(t *testing.T) {
 		{[]string{"dynamodb", "drop-table"}, 2, "", "expected: create-table URL"},
 		{[]string{"serve", "--store", "nosuch://x"}, 1, "", "nosuch"},
 		// Exit statuses are documented where help is.
-		{[]string{"help"}, 0, "2 a usage error", ""},
+		{[]string{"help"}, 0, "3 serve stopped but running tasks were marked failed", ""},
+		{[]string{"serve", "-h"}, 0, "3 stopped but tasks still\nrunning at shutdown were marked failed", ""},
+		{[]string{"serve", "-h"}, 0, "a second signal ends the drain at once", ""},
 		// One prefix per error line, naming the subcommand; a store URL's
 		// unknown option names the known ones.
 		{[]string{"serve", "--store", "memory://?bogus=1"}, 1, "", `mcptasks serve: open memory store: unknown option "bogus" (have sweep)`},

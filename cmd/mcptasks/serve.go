@@ -47,7 +47,14 @@ Who owns a task (only its owner can read, wait for, list or cancel it):
                               owner's task quota, so one client can use it up
                               for everyone. Configure tokens for anything but a
                               demo on loopback.
-  --stdio                     the anonymous owner (one client)`
+  --stdio                     the anonymous owner (one client)
+
+At SIGINT or SIGTERM it stops taking requests and lets running tasks finish
+for --drain, then marks the rest failed; a second signal ends the drain at once.
+
+exit status: 0 stopped with no task failed, 1 a runtime failure (bad store URL,
+store unreachable, listen failed), 2 a usage error, 3 stopped but tasks still
+running at shutdown were marked failed (the drain ran out, or a second signal).`
 
 func serveMain(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
@@ -102,20 +109,32 @@ func serveMain(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		}
 	}
 	d := newDemo(store, logger, len(tokens) == 0 && !*stdio)
-	shutdown := func() {
-		sctx, cancel := context.WithTimeout(context.Background(), *drain)
+	force := forceContext(ctx)
+	// shutdown drains running tasks; those it had to fail make serve's
+	// exit status exitTasksFailed, so that a deploy script can tell.
+	shutdown := func() error {
+		sctx, cancel := context.WithTimeout(force, *drain)
 		defer cancel()
-		if err := d.router.Shutdown(sctx); err != nil {
-			logger.Warn("shutdown", "error", err)
+		err := d.router.Shutdown(sctx)
+		if err == nil {
+			return nil
 		}
+		why := fmt.Sprintf("--drain %v ran out", *drain)
+		if errors.Is(err, context.Canceled) {
+			why = "a second signal ended the drain"
+		}
+		return statusError{exitTasksFailed, fmt.Errorf("%w (%s)", err, why)}
 	}
 
 	if *stdio {
 		logger.Info("mcptasks serving on stdio", "store", redactURL(*storeURL))
 		err := d.server.Run(ctx, d.router.Transport(&mcp.StdioTransport{}))
-		shutdown()
-		if errors.Is(err, context.Canceled) {
-			return nil
+		serr := shutdown()
+		if err == nil || errors.Is(err, context.Canceled) {
+			return serr
+		}
+		if serr != nil {
+			logger.Warn("shutdown", "error", serr)
 		}
 		return err
 	}
@@ -139,13 +158,15 @@ func serveMain(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	go func() { errc <- srv.Serve(ln) }()
 	select {
 	case err := <-errc:
-		shutdown()
+		if serr := shutdown(); serr != nil {
+			logger.Warn("shutdown", "error", serr)
+		}
 		return err
 	case <-ctx.Done():
 	}
-	logger.Info("shutting down: draining running tasks", "drain", *drain)
-	shutdown()
-	hctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	logger.Info("shutting down: draining running tasks (a second signal fails them at once)", "drain", *drain, "running", d.router.Running())
+	serr := shutdown()
+	hctx, cancel := context.WithTimeout(force, 2*time.Second)
 	defer cancel()
 	if err := srv.Shutdown(hctx); err != nil {
 		srv.Close() // SSE streams stay open until closed
@@ -156,7 +177,7 @@ func serveMain(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		s.Close()
 	}
 	logger.Info("stopped")
-	return nil
+	return serr
 }
 
 // redactURL hides a password in a store URL.
