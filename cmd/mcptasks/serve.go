@@ -46,7 +46,8 @@ Who owns a task (only its owner can read, wait for, list or cancel it):
                               and cancel that task, and all of them share that
                               owner's task quota, so one client can use it up
                               for everyone. Configure tokens for anything but a
-                              demo on loopback.
+                              demo on loopback; serve warns when it listens
+                              beyond loopback without them.
   --stdio                     the anonymous owner (one client)
 
 At SIGINT or SIGTERM it stops taking requests and lets running tasks finish
@@ -151,6 +152,11 @@ func serveMain(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	fmt.Fprintf(stdout, "mcptasks: MCP server on http://%s/mcp, store %s\n", ln.Addr(), redactURL(*storeURL))
 	if len(tokens) == 0 {
 		fmt.Fprintln(stdout, "mcptasks: no bearer tokens: tasks are bound to the MCP session that created them")
+		if beyondLoopback(ln.Addr()) {
+			logger.Warn("listening beyond loopback without bearer tokens: whoever reaches this address can run the tools, "+
+				"and all 2026-07-28 clients share one owner, so any of them can read and cancel a task whose id it knows; "+
+				"pass --token or --tokens-file, or listen on 127.0.0.1", "addr", ln.Addr().String())
+		}
 	} else {
 		fmt.Fprintf(stdout, "mcptasks: %d bearer tokens: tasks belong to the token's user\n", len(tokens))
 	}
@@ -178,6 +184,13 @@ func serveMain(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	logger.Info("stopped")
 	return serr
+}
+
+// beyondLoopback reports whether clients on other hosts may reach a
+// listener at addr (a wildcard such as ":80" or 0.0.0.0 included).
+func beyondLoopback(addr net.Addr) bool {
+	ta, ok := addr.(*net.TCPAddr)
+	return !ok || !ta.IP.IsLoopback()
 }
 
 // redactURL hides a password in a store URL.

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"net"
 	"strings"
 	"syscall"
 	"testing"
@@ -83,5 +84,31 @@ func TestServeSecondSignal(t *testing.T) {
 			}
 			t.Logf("exited %v after the second signal", took.Round(time.Millisecond))
 		})
+	}
+}
+
+// TestListenWarning: serve warns when it listens beyond loopback without
+// tokens. Tests bind loopback only, so the decision is tested alone.
+func TestListenWarning(t *testing.T) {
+	for _, tc := range []struct {
+		ip   string
+		want bool
+	}{
+		{"0.0.0.0", true}, // --addr 0.0.0.0:80
+		{"::", true},      // --addr :80
+		{"192.0.2.7", true},
+		{"2001:db8::1", true},
+		{"127.0.0.1", false},
+		{"127.0.0.2", false},
+		{"::1", false},
+	} {
+		if got := beyondLoopback(&net.TCPAddr{IP: net.ParseIP(tc.ip), Port: 80}); got != tc.want {
+			t.Errorf("beyondLoopback(%s) = %v, want %v", tc.ip, got, tc.want)
+		}
+	}
+	_, logs, stop := startServe(t)
+	stop()
+	if strings.Contains(logs.String(), "beyond loopback") {
+		t.Errorf("serve on loopback warned:\n%s", logs)
 	}
 }
