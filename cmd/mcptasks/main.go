@@ -2,6 +2,7 @@
 // the project's other tools as subcommands.
 //
 //	mcptasks serve [flags]      streamable-HTTP MCP server with demo tools
+//	mcptasks version            module version and compiled-in backends
 //	mcptasks help [command]
 //
 // Each subcommand lives in its own file and registers itself from init.

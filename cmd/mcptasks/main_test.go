@@ -3,6 +3,10 @@ package main
 import (
 	"strings"
 	"testing"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/mcptasks/mcptasks"
 )
 
 // TestHelpAndUsageErrors pins where help and usage errors go: help to
@@ -56,6 +60,10 @@ func TestHelpAndUsageErrors(t *testing.T) {
 		{[]string{"dynamodb", "create-table", "-h"}, 0, "usage: mcptasks dynamodb", ""},
 		{[]string{"dynamodb", "create-table", "memory://"}, 2, "", "mcptasks dynamodb: the URL must be dynamodb://"},
 		{[]string{"postgres", "create-table", "-print", "-print=x", "postgres://u@h/db"}, 2, "", "mcptasks postgres: invalid boolean value"},
+		{[]string{"help", "version"}, 0, "usage: mcptasks version", ""},
+		{[]string{"version", "-h"}, 0, "(devel)", ""},
+		{[]string{"version", "extra"}, 2, "", "mcptasks version: 1 unexpected argument"},
+		{[]string{"version", "--nosuch"}, 2, "", "mcptasks version: flag provided but not defined"},
 	} {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
 			var out, errb strings.Builder
@@ -101,5 +109,17 @@ func checkErrorLines(t *testing.T, name, stderr string) {
 				t.Errorf("error line with a second prefix: %q", line)
 			}
 		}
+	}
+}
+
+func TestVersion(t *testing.T) {
+	var out, errb strings.Builder
+	if code := run(t.Context(), []string{"version"}, &out, &errb); code != 0 || errb.Len() > 0 {
+		t.Fatalf("exit %d, stderr %q", code, errb.String())
+	}
+	// Whatever the build's tags, the backends it lists are the ones it has.
+	want := "mcptasks " + moduleVersion() + "\nbackends: " + strings.Join(mcptasks.Backends(), ", ") + "\n"
+	if diff := cmp.Diff(want, out.String()); diff != "" {
+		t.Errorf("version output (-want +got):\n%s", diff)
 	}
 }

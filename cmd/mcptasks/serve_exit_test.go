@@ -2,6 +2,8 @@ package main
 
 import (
 	"net"
+	"os/exec"
+	"regexp"
 	"strings"
 	"syscall"
 	"testing"
@@ -84,6 +86,17 @@ func TestServeSecondSignal(t *testing.T) {
 			}
 			t.Logf("exited %v after the second signal", took.Round(time.Millisecond))
 		})
+	}
+}
+
+func TestVersionBinary(t *testing.T) {
+	out, err := exec.Command(serveBinary(t, ""), "version").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	re := regexp.MustCompile(`^mcptasks (\(devel\)|v\S+)\nbackends: memory\n$`)
+	if !re.Match(out) {
+		t.Errorf("version printed %q, want it to match %s", out, re)
 	}
 }
 
