@@ -14,11 +14,13 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"os/signal"
 	"slices"
 	"sort"
 	"strings"
+	"sync/atomic"
 	"syscall"
 )
 
@@ -146,6 +148,17 @@ func trimPackage(msg string) string {
 		}
 		msg = rest
 	}
+}
+
+// cmdLog is the running command's logger, for libraries that log on
+// their own (redis_log.go); serve sets it.
+var cmdLog atomic.Pointer[slog.Logger]
+
+func commandLog() *slog.Logger {
+	if l := cmdLog.Load(); l != nil {
+		return l
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, nil))
 }
 
 // statusError is a failure with an exit status of its own (exitTasksFailed).

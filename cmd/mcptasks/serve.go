@@ -80,6 +80,7 @@ func serveMain(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return usagef("--token and --tokens-file have no meaning with --stdio (its one client is the anonymous owner)")
 	}
 	logger := slog.New(slog.NewTextHandler(stderr, nil))
+	cmdLog.Store(logger)
 	tokens := tokenSet{}
 	if err := tokenArgs.addTo(tokens); err != nil {
 		return usageError{err}
