@@ -107,8 +107,9 @@ func Open(ctx context.Context, rawURL string, cfg taskstore.Config) (*taskstore.
 // query reads URL options strictly: each option at most once, of the right
 // type, and none left unread (see done).
 type query struct {
-	vals url.Values
-	errs []error
+	vals  url.Values
+	known []string // every option the opener asked for, for done's error
+	errs  []error
 }
 
 func newQuery(u *url.URL) *query {
@@ -128,6 +129,7 @@ func newQuery(u *url.URL) *query {
 
 // take removes and returns the option's value.
 func (q *query) take(name string) (string, bool) {
+	q.known = append(q.known, name)
 	v, ok := q.vals[name]
 	delete(q.vals, name)
 	if !ok || len(v) == 0 {
@@ -181,8 +183,11 @@ func (q *query) Duration(name string, def time.Duration) time.Duration {
 
 // done reports malformed options and any option no one read.
 func (q *query) done() error {
-	for k := range q.vals {
-		q.errs = append(q.errs, fmt.Errorf("unknown option %q", k))
+	if len(q.vals) > 0 {
+		slices.Sort(q.known)
+		for k := range q.vals {
+			q.errs = append(q.errs, fmt.Errorf("unknown option %q (have %s)", k, strings.Join(q.known, ", ")))
+		}
 	}
 	slices.SortFunc(q.errs, func(a, b error) int { return strings.Compare(a.Error(), b.Error()) })
 	return errors.Join(q.errs...)

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net/url"
+	"slices"
 
 	"github.com/mcptasks/mcptasks"
 )
@@ -25,7 +26,7 @@ version, and enables DynamoDB's TTL on expires_at. Safe to run twice. Credential
 from the standard AWS chain. Needs a binary built with -tags dynamodb.`
 
 func dynamodbMain(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	if len(args) == 1 && (args[0] == "-h" || args[0] == "--help") {
+	if slices.Contains(args, "-h") || slices.Contains(args, "--help") { // also after create-table
 		fmt.Fprintln(stdout, dynamodbUsage)
 		return nil
 	}

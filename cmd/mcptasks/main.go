@@ -2,6 +2,7 @@
 // the project's other tools as subcommands.
 //
 //	mcptasks serve [flags]      streamable-HTTP MCP server with demo tools
+//	mcptasks version            module version and compiled-in backends
 //	mcptasks help [command]
 //
 // Each subcommand lives in its own file and registers itself from init.
@@ -13,15 +14,19 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"os/signal"
+	"slices"
 	"sort"
 	"strings"
+	"sync/atomic"
 	"syscall"
 )
 
 // A command is one subcommand. Run gets the arguments after the command's
-// name and a context cancelled on SIGINT or SIGTERM.
+// name and a context cancelled on the first SIGINT or SIGTERM (see
+// forceContext for the second).
 type command struct {
 	Name    string
 	Summary string
@@ -38,25 +43,59 @@ func register(c command) {
 	commands[c.Name] = c
 }
 
+// Exit statuses, the same for every subcommand.
+const (
+	exitOK          = 0 // done, or help printed
+	exitFailure     = 1 // a runtime failure: bad store URL, store unreachable, listen failed, …
+	exitUsage       = 2 // a command line that cannot run: bad flag, unknown command, wrong arguments
+	exitTasksFailed = 3 // serve stopped, but tasks still running at shutdown were marked failed
+)
+
+const exitStatusHelp = `exit status: 0 done (or help), 1 a runtime failure (bad store URL, store
+unreachable, listen failed), 2 a usage error (bad flag, unknown command or
+arguments), 3 serve stopped but running tasks were marked failed at shutdown.`
+
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	os.Exit(run(ctx, os.Args[1:], os.Stdout, os.Stderr))
+	// signal.NotifyContext would swallow the second signal; serve uses it
+	// to cut its drain short.
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	ctx, stop := context.WithCancel(context.Background())
+	force, stopNow := context.WithCancel(context.Background())
+	go func() {
+		<-sigs
+		stop()
+		<-sigs
+		stopNow()
+	}()
+	os.Exit(run(context.WithValue(ctx, forceKey{}, force), os.Args[1:], os.Stdout, os.Stderr))
 }
 
-// run dispatches to a subcommand and returns the exit code: 0 on success
-// and for help (printed to stdout), 2 for a usage error (printed to stderr
-// with a pointer to the command's help), 1 for any other failure.
+type forceKey struct{}
+
+// forceContext is done at the second SIGINT or SIGTERM (never in tests
+// that call a command in process): what the first one let finish, such as
+// serve's drain, must end now.
+func forceContext(ctx context.Context) context.Context {
+	if f, ok := ctx.Value(forceKey{}).(context.Context); ok {
+		return f
+	}
+	return context.Background()
+}
+
+// run dispatches to a subcommand and returns its exit status (exitOK, …):
+// help goes to stdout, a usage error to stderr with a pointer to the
+// command's help.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if len(args) == 0 {
 		usage(stderr)
-		return 2
+		return exitUsage
 	}
 	if args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
 		switch len(args) {
 		case 1:
 			usage(stdout)
-			return 0
+			return exitOK
 		case 2:
 			if c, ok := commands[args[1]]; ok {
 				return exitCode(c, c.Run(ctx, []string{"-h"}, stdout, stderr), stderr)
@@ -66,30 +105,70 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			fmt.Fprintln(stderr, "mcptasks help: give at most one command")
 		}
 		usage(stderr)
-		return 2
+		return exitUsage
 	}
 	c, ok := commands[args[0]]
 	if !ok {
 		fmt.Fprintf(stderr, "mcptasks: unknown command %q\n", args[0])
 		usage(stderr)
-		return 2
+		return exitUsage
 	}
 	return exitCode(c, c.Run(ctx, args[1:], stdout, stderr), stderr)
 }
 
+// exitCode prints err, if any, each line prefixed "mcptasks COMMAND: ",
+// and returns its exit status.
 func exitCode(c command, err error, stderr io.Writer) int {
 	var ue usageError
+	var se statusError
+	if err == nil || errors.Is(err, flag.ErrHelp) {
+		return exitOK
+	}
+	for line := range strings.Lines(err.Error()) { // errors.Join makes several
+		fmt.Fprintf(stderr, "mcptasks %s: %s\n", c.Name, trimPackage(strings.TrimSuffix(line, "\n")))
+	}
 	switch {
-	case err == nil, errors.Is(err, flag.ErrHelp):
-		return 0
 	case errors.As(err, &ue):
-		fmt.Fprintf(stderr, "mcptasks %s: %v\nRun 'mcptasks help %s' for its usage.\n", c.Name, err, c.Name)
-		return 2
+		fmt.Fprintf(stderr, "Run 'mcptasks help %s' for its usage.\n", c.Name)
+		return exitUsage
+	case errors.As(err, &se):
+		return se.code
 	default:
-		fmt.Fprintf(stderr, "mcptasks %s: %v\n", c.Name, err)
-		return 1
+		return exitFailure
 	}
 }
+
+// trimPackage drops the prefixes of this module's packages ("mcptasks: ",
+// "taskrouter: ", …) from an error line, which would double the command's.
+func trimPackage(msg string) string {
+	for {
+		pkg, rest, ok := strings.Cut(msg, ": ")
+		if !ok || !slices.Contains([]string{"mcptasks", "taskrouter", "taskstore"}, pkg) {
+			return msg
+		}
+		msg = rest
+	}
+}
+
+// cmdLog is the running command's logger, for libraries that log on
+// their own (redis_log.go); serve sets it.
+var cmdLog atomic.Pointer[slog.Logger]
+
+func commandLog() *slog.Logger {
+	if l := cmdLog.Load(); l != nil {
+		return l
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, nil))
+}
+
+// statusError is a failure with an exit status of its own (exitTasksFailed).
+type statusError struct {
+	code int
+	err  error
+}
+
+func (e statusError) Error() string { return e.err.Error() }
+func (e statusError) Unwrap() error { return e.err }
 
 // usageError is a command line a command cannot run (exit status 2), as
 // opposed to a failure while running (exit status 1).
@@ -148,4 +227,5 @@ func usage(w io.Writer) {
 		fmt.Fprintf(w, "  %-24s %s\n", n, commands[n].Summary)
 	}
 	fmt.Fprintln(w, "\nRun 'mcptasks help <command>' for a command's flags.")
+	fmt.Fprintln(w, "\n"+exitStatusHelp)
 }

@@ -31,6 +31,15 @@ var (
 	binCache = map[string]string{}
 )
 
+// TestMain removes the binaries serveBinary built.
+func TestMain(m *testing.M) {
+	code := m.Run()
+	for _, p := range binCache {
+		os.RemoveAll(filepath.Dir(p))
+	}
+	os.Exit(code)
+}
+
 // serveBinary builds cmd/mcptasks with tags, once per test binary.
 func serveBinary(t testing.TB, tags string) string {
 	t.Helper()

@@ -46,8 +46,16 @@ Who owns a task (only its owner can read, wait for, list or cancel it):
                               and cancel that task, and all of them share that
                               owner's task quota, so one client can use it up
                               for everyone. Configure tokens for anything but a
-                              demo on loopback.
-  --stdio                     the anonymous owner (one client)`
+                              demo on loopback; serve warns when it listens
+                              beyond loopback without them.
+  --stdio                     the anonymous owner (one client)
+
+At SIGINT or SIGTERM it stops taking requests and lets running tasks finish
+for --drain, then marks the rest failed; a second signal ends the drain at once.
+
+exit status: 0 stopped with no task failed, 1 a runtime failure (bad store URL,
+store unreachable, listen failed), 2 a usage error, 3 stopped but tasks still
+running at shutdown were marked failed (the drain ran out, or a second signal).`
 
 func serveMain(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
@@ -72,6 +80,7 @@ func serveMain(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return usagef("--token and --tokens-file have no meaning with --stdio (its one client is the anonymous owner)")
 	}
 	logger := slog.New(slog.NewTextHandler(stderr, nil))
+	cmdLog.Store(logger)
 	tokens := tokenSet{}
 	if err := tokenArgs.addTo(tokens); err != nil {
 		return usageError{err}
@@ -93,29 +102,45 @@ func serveMain(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	defer store.Close()
 
-	d := newDemo(store, logger, len(tokens) == 0 && !*stdio)
-	shutdown := func() {
-		sctx, cancel := context.WithTimeout(context.Background(), *drain)
-		defer cancel()
-		if err := d.router.Shutdown(sctx); err != nil {
-			logger.Warn("shutdown", "error", err)
+	var ln net.Listener
+	if !*stdio {
+		// Before the router starts: on a listen error its change feed would
+		// log the store closing under it.
+		if ln, err = net.Listen("tcp", *addr); err != nil {
+			return err
 		}
+	}
+	d := newDemo(store, logger, len(tokens) == 0 && !*stdio)
+	force := forceContext(ctx)
+	// shutdown drains running tasks; those it had to fail make serve's
+	// exit status exitTasksFailed, so that a deploy script can tell.
+	shutdown := func() error {
+		sctx, cancel := context.WithTimeout(force, *drain)
+		defer cancel()
+		err := d.router.Shutdown(sctx)
+		if err == nil {
+			return nil
+		}
+		why := fmt.Sprintf("--drain %v ran out", *drain)
+		if errors.Is(err, context.Canceled) {
+			why = "a second signal ended the drain"
+		}
+		return statusError{exitTasksFailed, fmt.Errorf("%w (%s)", err, why)}
 	}
 
 	if *stdio {
 		logger.Info("mcptasks serving on stdio", "store", redactURL(*storeURL))
 		err := d.server.Run(ctx, d.router.Transport(&mcp.StdioTransport{}))
-		shutdown()
-		if errors.Is(err, context.Canceled) {
-			return nil
+		serr := shutdown()
+		if err == nil || errors.Is(err, context.Canceled) {
+			return serr
+		}
+		if serr != nil {
+			logger.Warn("shutdown", "error", serr)
 		}
 		return err
 	}
 
-	ln, err := net.Listen("tcp", *addr)
-	if err != nil {
-		return err
-	}
 	var extra []string
 	if *allowedHosts != "" {
 		extra = strings.Split(*allowedHosts, ",")
@@ -128,6 +153,11 @@ func serveMain(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	fmt.Fprintf(stdout, "mcptasks: MCP server on http://%s/mcp, store %s\n", ln.Addr(), redactURL(*storeURL))
 	if len(tokens) == 0 {
 		fmt.Fprintln(stdout, "mcptasks: no bearer tokens: tasks are bound to the MCP session that created them")
+		if beyondLoopback(ln.Addr()) {
+			logger.Warn("listening beyond loopback without bearer tokens: whoever reaches this address can run the tools, "+
+				"and all 2026-07-28 clients share one owner, so any of them can read and cancel a task whose id it knows; "+
+				"pass --token or --tokens-file, or listen on 127.0.0.1", "addr", ln.Addr().String())
+		}
 	} else {
 		fmt.Fprintf(stdout, "mcptasks: %d bearer tokens: tasks belong to the token's user\n", len(tokens))
 	}
@@ -135,13 +165,15 @@ func serveMain(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	go func() { errc <- srv.Serve(ln) }()
 	select {
 	case err := <-errc:
-		shutdown()
+		if serr := shutdown(); serr != nil {
+			logger.Warn("shutdown", "error", serr)
+		}
 		return err
 	case <-ctx.Done():
 	}
-	logger.Info("shutting down: draining running tasks", "drain", *drain)
-	shutdown()
-	hctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	logger.Info("shutting down: draining running tasks (a second signal fails them at once)", "drain", *drain, "running", d.router.Running())
+	serr := shutdown()
+	hctx, cancel := context.WithTimeout(force, 2*time.Second)
 	defer cancel()
 	if err := srv.Shutdown(hctx); err != nil {
 		srv.Close() // SSE streams stay open until closed
@@ -152,7 +184,14 @@ func serveMain(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		s.Close()
 	}
 	logger.Info("stopped")
-	return nil
+	return serr
+}
+
+// beyondLoopback reports whether clients on other hosts may reach a
+// listener at addr (a wildcard such as ":80" or 0.0.0.0 included).
+func beyondLoopback(addr net.Addr) bool {
+	ta, ok := addr.(*net.TCPAddr)
+	return !ok || !ta.IP.IsLoopback()
 }
 
 // redactURL hides a password in a store URL.

@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"io"
 	"net/http"
 	"os"
@@ -183,10 +184,12 @@ func TestServeDemoTools(t *testing.T) {
 		t.Errorf("slow_report variables in _meta: %+v", g)
 	}
 
-	// A task still running at shutdown is drained or failed, never left working.
+	// A task still running at shutdown is drained or failed, never left
+	// working, and serve says so in its exit status.
 	long := startTask(t, c, "sleep", map[string]any{"seconds": 60})
-	if err := stop(); err != nil {
-		t.Fatalf("serve: %v", err)
+	var se statusError
+	if err := stop(); !errors.As(err, &se) || se.code != exitTasksFailed {
+		t.Fatalf("serve: %v, want exit status %d", err, exitTasksFailed)
 	}
 	out := logs.String()
 	for _, want := range []string{"task created", "task finished", "task result retrieved", "owner=session:", "stopped"} {
