@@ -208,12 +208,17 @@ func (r *Router) receiving(next mcp.MethodHandler) mcp.MethodHandler {
 			// it: clients probe with it and then fall back to initialize.
 			return nil, methodNotFound(`"server/discover" is not supported: use initialize (protocol 2025-11-25)`)
 		case "initialize":
-			return patched(next(ctx, method, req))(func(b []byte) ([]byte, error) {
-				return setPath(b, []string{"capabilities", "tasks"}, tasksCapability)
-			})
+			res, err := next(ctx, method, req)
+			if err != nil {
+				return nil, err
+			}
+			return view20251125{}.Initialized(res), nil
 		case "tools/list":
-			support := r.tools.supportMap()
-			return patched(next(ctx, method, req))(func(b []byte) ([]byte, error) { return addExecution(b, support) })
+			res, err := next(ctx, method, req)
+			if err != nil {
+				return nil, err
+			}
+			return view20251125{}.ToolsListed(res, r.tools.supportMap()), nil
 		case "tools/call":
 			return r.toolsCall(ctx, method, req, next)
 		case "tasks/get", "tasks/result", "tasks/list", "tasks/cancel":
@@ -621,43 +626,4 @@ func patched(res mcp.Result, err error) func(func([]byte) ([]byte, error)) (mcp.
 		}
 		return &patchedResult{Result: res, patch: patch}, nil
 	}
-}
-
-var tasksCapability = json.RawMessage(`{"list":{},"cancel":{},"requests":{"tools":{"call":{}}}}`)
-
-// addExecution sets execution.taskSupport on each listed tool that has one
-// other than forbidden (absent means forbidden).
-func addExecution(b []byte, support map[string]TaskSupport) ([]byte, error) {
-	if len(support) == 0 {
-		return b, nil
-	}
-	res, err := scanObject(b, skipSpace(b, 0))
-	if err != nil {
-		return nil, err
-	}
-	list := res.find("tools")
-	if list == nil {
-		return b, nil
-	}
-	var tools []json.RawMessage
-	if err := json.Unmarshal(b[list.val:list.end], &tools); err != nil {
-		return nil, err
-	}
-	patched := []byte{'['}
-	for i, t := range tools {
-		if i > 0 {
-			patched = append(patched, ',')
-		}
-		var tool struct {
-			Name string `json:"name"`
-		}
-		_ = json.Unmarshal(t, &tool)
-		if s, ok := support[tool.Name]; ok {
-			if t, err = setPath(t, []string{"execution"}, []byte(`{"taskSupport":"`+string(s)+`"}`)); err != nil {
-				return nil, err
-			}
-		}
-		patched = append(patched, t...)
-	}
-	return setPath(b, []string{"tools"}, append(patched, ']'))
 }

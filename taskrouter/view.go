@@ -66,6 +66,63 @@ func (view20251125) Notification(rec *taskstore.TaskRecord, _ any) (string, any)
 	return "notifications/tasks/status", rec.WireTask()
 }
 
+// tasksCapability is the server's capabilities.tasks.
+var tasksCapability = json.RawMessage(`{"list":{},"cancel":{},"requests":{"tools":{"call":{}}}}`)
+
+// Initialized adds capabilities.tasks to the SDK's initialize answer, which
+// has no field for it.
+func (view20251125) Initialized(res mcp.Result) mcp.Result {
+	ir, ok := res.(*mcp.InitializeResult)
+	if !ok || ir == nil {
+		return res
+	}
+	return &initializeResult{InitializeResult: ir, Capabilities: capabilities{ServerCapabilities: ir.Capabilities, Tasks: tasksCapability}}
+}
+
+type initializeResult struct {
+	*mcp.InitializeResult
+	Capabilities capabilities `json:"capabilities"` // shadows the SDK's
+}
+
+type capabilities struct {
+	*mcp.ServerCapabilities
+	Tasks json.RawMessage `json:"tasks"`
+}
+
+// ToolsListed sets execution.taskSupport on each listed tool that has one
+// other than forbidden (absent means forbidden); the SDK's Tool has no
+// field for it.
+func (view20251125) ToolsListed(res mcp.Result, support map[string]TaskSupport) mcp.Result {
+	lr, ok := res.(*mcp.ListToolsResult)
+	if !ok || lr == nil || len(support) == 0 {
+		return res
+	}
+	out := &listToolsResult{ListToolsResult: lr, Tools: make([]tool, len(lr.Tools))}
+	for i, t := range lr.Tools {
+		out.Tools[i].Tool = t
+		if t != nil {
+			if s, ok := support[t.Name]; ok {
+				out.Tools[i].Execution = &execution{TaskSupport: s}
+			}
+		}
+	}
+	return out
+}
+
+type listToolsResult struct {
+	*mcp.ListToolsResult
+	Tools []tool `json:"tools"` // shadows the SDK's
+}
+
+type tool struct {
+	*mcp.Tool
+	Execution *execution `json:"execution,omitempty"`
+}
+
+type execution struct {
+	TaskSupport TaskSupport `json:"taskSupport"`
+}
+
 // List answers tasks/list: the page's tasks as tasks/get shows them.
 func (v view20251125) List(page *taskstore.Page) (any, error) {
 	list := struct {
