@@ -197,7 +197,7 @@ func benchServers(b *testing.B, storeURL string) map[string]string {
 	urls := map[string]string{}
 
 	// go-sdk with this package.
-	r := taskrouter.New(store, taskrouter.Options{Owner: taskrouter.SessionOwner})
+	r := taskrouter.New(store, taskrouter.Options{Owner: taskrouter.SessionOwner, Logger: quiet})
 	s := mcp.NewServer(&mcp.Implementation{Name: "bench", Version: "1"}, nil)
 	mcp.AddTool(s, &mcp.Tool{Name: "echo"}, echo)
 	r.SetTaskSupport("echo", taskrouter.TaskOptional)
@@ -297,7 +297,7 @@ func BenchmarkHeapPerFinishedTask(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer store.Close()
-	r := taskrouter.New(store, taskrouter.Options{})
+	r := taskrouter.New(store, taskrouter.Options{Logger: quiet})
 	result := json.RawMessage(`{"content":[{"type":"text","text":"echo: hi"}]}`)
 	work := func(context.Context) taskrouter.Outcome { return taskrouter.Outcome{Result: result} }
 	ctx := context.Background()

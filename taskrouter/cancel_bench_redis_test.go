@@ -22,7 +22,7 @@ import (
 //	go test -tags redis -run '^$' -bench CrossReplicaCancel -benchtime 50x ./taskrouter/
 func BenchmarkCrossReplicaCancel(b *testing.B) {
 	sa, sb := openRedisStores(b, taskstore.Config{})
-	ra := taskrouter.New(sa, taskrouter.Options{})
+	ra := taskrouter.New(sa, taskrouter.Options{Logger: quiet})
 	defer ra.Shutdown(context.Background())
 	time.Sleep(200 * time.Millisecond) // A's change feed subscribed
 	var lat []time.Duration

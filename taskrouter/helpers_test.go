@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -20,6 +21,11 @@ import (
 	"github.com/mcptasks/mcptasks/taskrouter"
 	"github.com/mcptasks/mcptasks/taskstore"
 )
+
+// quiet is the Logger of the routers tests and benchmarks make, unless a
+// test reads the log (a nil Logger would be slog.Default(): a line per
+// task event on stderr, and time spent writing them in benchmarks).
+var quiet = slog.New(slog.DiscardHandler)
 
 // Bearer tokens of the test servers: token -> user (the task owner).
 var testTokens = map[string]string{"tok-alice": "alice", "tok-bob": "bob"}
@@ -197,6 +203,9 @@ type replicaOptions struct {
 // (testTokens) unless ro.noAuth.
 func newReplica(t testing.TB, store *taskstore.Store, ro replicaOptions) *replica {
 	p := newProbe()
+	if ro.opts.Logger == nil {
+		ro.opts.Logger = quiet
+	}
 	r := taskrouter.New(store, ro.opts)
 	s := newMCPServer(t, r, p)
 	var h http.Handler = mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return s }, ro.stream)

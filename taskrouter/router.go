@@ -62,11 +62,17 @@ const RelatedTaskKey = "io.modelcontextprotocol/related-task"
 // tasks/get _meta, as every variable is).
 const toolVariable = "io.mcptasks.task/tool"
 
-// Options configure a Router. The zero value is usable.
+// Options configure a Router. Every field has a default; what the zero
+// value does not give is an owner for requests without an authenticated
+// user: each task belongs to the user of the request's token
+// (auth.TokenInfo.UserID, as go-sdk's auth.RequireBearerToken sets it), and
+// without one a task request is refused (-32602, "tasks need an identified
+// caller") unless Owner names one or taskstore.Config.AllowAnonymous lets
+// every such caller share the anonymous owner.
 type Options struct {
 	// Logger receives task creation, completion and retrieval (with the
 	// owner), and backend failures, which clients only see as -32603
-	// "internal error". Nil discards.
+	// "internal error". Nil means slog.Default().
 	Logger *slog.Logger
 	// Owner resolves the owner of a request that carries no authenticated
 	// user (auth.TokenInfo.UserID). Nil, or an empty result, makes the
@@ -121,7 +127,7 @@ type Router struct {
 // New returns a Router over store.
 func New(store *taskstore.Store, opts Options) *Router {
 	if opts.Logger == nil {
-		opts.Logger = slog.New(slog.DiscardHandler)
+		opts.Logger = slog.Default()
 	}
 	if opts.MinPollInterval <= 0 {
 		opts.MinPollInterval = 50 * time.Millisecond
@@ -194,6 +200,12 @@ type OwnerFunc func(ctx context.Context, req mcp.Request) string
 // a task can see it, and it is unreachable once the session ends (a client
 // that reconnects gets a new session). Requests without a session (stdio,
 // and 2026-07-28 requests, which have none) are anonymous.
+//
+// It is for a single replica: a session lives on the replica that made it,
+// so another replica sharing the store cannot serve it (HTTP 404 "session
+// not found"), and a new session there is another owner. Replicas share
+// tasks when owners come from authentication (auth.RequireBearerToken in
+// front of the handler): the token's user is the owner on every replica.
 func SessionOwner(_ context.Context, req mcp.Request) string {
 	if s := req.GetSession(); s != nil && s.ID() != "" {
 		return "session:" + s.ID()

@@ -139,9 +139,14 @@ func (r *Router) owner(ctx context.Context, req mcp.Request) string {
 // extension (2026-07-28) and each tool's execution.taskSupport, runs
 // task-augmented tools/call as tasks, and enforces the taskSupport rules.
 // Serve the server through HTTPHandler or Transport, which deliver what the
-// SDK drops. Call Install once per server, after any middleware that must
-// see requests first has been added.
+// SDK drops. Call Install once per server, after its tools have been added
+// and the Router told of them (SetTaskSupport, SetResumable, SetPreflight):
+// a name the server has no tool of is an error here, not a call that fails
+// later. Add any middleware that must see requests first before Install.
 func (r *Router) Install(server *mcp.Server) error {
+	if err := r.tools.check(server); err != nil {
+		return err
+	}
 	if err := errors.Join(
 		mcp.AddReceivingCustomMethod(server, "tasks/get", r.handleGet),
 		mcp.AddReceivingCustomMethod(server, "tasks/result", r.handleResult),
@@ -173,7 +178,9 @@ func toWire(log *slog.Logger, err error) error {
 		e = &taskstore.RPCError{Code: taskstore.RPCCode(err), Message: err.Error()}
 		switch {
 		case errors.Is(err, taskstore.ErrAnonymousOwner):
-			e.Message = "tasks need an identified caller: authenticate, or enable anonymous tasks"
+			e.Message = "tasks need an identified caller: the server authenticates none here " +
+				"(serve it behind auth.RequireBearerToken, or set taskrouter.Options.Owner, " +
+				"or taskstore.Config.AllowAnonymous to share one anonymous owner)"
 		case errors.Is(err, taskstore.ErrBackend):
 			log.Error("task store failed", "error", err)
 			e.Message = "internal error"

@@ -1,8 +1,12 @@
 package taskrouter
 
 import (
+	"context"
 	"encoding/json"
+	"fmt"
 	"maps"
+	"slices"
+	"strings"
 	"sync"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
@@ -95,4 +99,66 @@ func (t *toolRules) rerunFor(tool string, req mcp.Request) (json.RawMessage, err
 		info.User, info.Scopes = extra.TokenInfo.UserID, extra.TokenInfo.Scopes
 	}
 	return json.Marshal(info)
+}
+
+// check refuses rules for tools that server does not have: a misspelt name
+// (tool names are case-sensitive) would otherwise make every task call of
+// the real tool fail with -32601.
+func (t *toolRules) check(server *mcp.Server) error {
+	t.mu.Lock()
+	named := map[string]string{}
+	for tool := range t.support {
+		named[tool] = "SetTaskSupport"
+	}
+	for tool := range t.preflight {
+		named[tool] = "SetPreflight"
+	}
+	for tool := range t.attempts {
+		named[tool] = "SetResumable"
+	}
+	t.mu.Unlock()
+	if len(named) == 0 {
+		return nil
+	}
+	have, err := toolNames(server)
+	if err != nil {
+		return fmt.Errorf("taskrouter: listing the server's tools: %w", err)
+	}
+	var unknown []string
+	for tool, call := range named {
+		if !slices.Contains(have, tool) {
+			unknown = append(unknown, fmt.Sprintf("%s(%q)", call, tool))
+		}
+	}
+	if len(unknown) == 0 {
+		return nil
+	}
+	slices.Sort(unknown)
+	return fmt.Errorf("taskrouter: %s: the server has no such tool (it has %s); add tools before Install",
+		strings.Join(unknown, ", "), strings.Join(have, ", "))
+}
+
+// toolNames lists server's tools through an in-memory session.
+func toolNames(server *mcp.Server) ([]string, error) {
+	ctx := context.Background()
+	ct, st := mcp.NewInMemoryTransports()
+	ss, err := server.Connect(ctx, st, nil)
+	if err != nil {
+		return nil, err
+	}
+	defer ss.Close()
+	cs, err := mcp.NewClient(&mcp.Implementation{Name: "mcptasks-install", Version: "1"}, nil).Connect(ctx, ct, nil)
+	if err != nil {
+		return nil, err
+	}
+	defer cs.Close()
+	var names []string
+	for tool, err := range cs.Tools(ctx, nil) {
+		if err != nil {
+			return nil, err
+		}
+		names = append(names, tool.Name)
+	}
+	slices.Sort(names)
+	return names, nil
 }

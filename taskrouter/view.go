@@ -79,9 +79,11 @@ func (view20251125) Initialized(res mcp.Result) mcp.Result {
 	return &initializeResult{InitializeResult: ir, Capabilities: capabilities{ServerCapabilities: ir.Capabilities, Tasks: tasksCapability}}
 }
 
+// initializeResult shadows the SDK's capabilities; declared first, they
+// keep their place on the wire (before protocolVersion).
 type initializeResult struct {
+	Capabilities capabilities `json:"capabilities"`
 	*mcp.InitializeResult
-	Capabilities capabilities `json:"capabilities"` // shadows the SDK's
 }
 
 type capabilities struct {
