@@ -36,6 +36,7 @@ import (
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
+	"github.com/mcptasks/mcptasks/taskrouter/internal/edge"
 	"github.com/mcptasks/mcptasks/taskrouter/internal/hub"
 	"github.com/mcptasks/mcptasks/taskrouter/internal/lease"
 	"github.com/mcptasks/mcptasks/taskrouter/internal/rev20260728"
@@ -121,7 +122,7 @@ type Router struct {
 	bgCancel context.CancelFunc
 	bg       sync.WaitGroup // the lease keeper, the change feed, the poller
 
-	sdk sdkState
+	edge *edge.Edge
 }
 
 // New returns a Router over store.
@@ -159,12 +160,9 @@ func New(store *taskstore.Store, opts Options) *Router {
 	r.hub = hub.New(opts.MaxWaitsPerOwner)
 	r.runner.init(store, r.hub, r.log, r.notifyStatus, opts.MinPollInterval, opts.MaxPollInterval)
 	r.sessions = sessions.New()
-	r.streams = rev20260728.Streams{Store: store, Hub: r.hub, Send: r.standIn,
-		Poll: min(max(store.Config().PollInterval, opts.MinPollInterval), time.Second),
-		StandIn: func(method string, params any) (string, any) {
-			return r.sdk.marker, map[string]any{"method": method, "params": params}
-		}}
-	r.sdk.init()
+	r.edge = edge.New(r.sessions.NoteStream)
+	r.streams = rev20260728.Streams{Store: store, Hub: r.hub, Send: r.edge.StandIn, StandIn: r.edge.StandInMeta,
+		Poll: min(max(store.Config().PollInterval, opts.MinPollInterval), time.Second)}
 	r.startBackground()
 	return r
 }

@@ -2,21 +2,18 @@ package taskrouter
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"math"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
+	"github.com/mcptasks/mcptasks/taskrouter/internal/edge"
 	"github.com/mcptasks/mcptasks/taskrouter/internal/protocol"
 	"github.com/mcptasks/mcptasks/taskrouter/internal/rev20260728"
 	"github.com/mcptasks/mcptasks/taskstore"
@@ -28,8 +25,8 @@ import (
 // each tool's execution reach the wire), custom methods for tasks/*, and
 // sending middleware (progress notifications of tasks). The SDK drops the
 // task field of tools/call while decoding, so HTTPHandler and Transport
-// decide what the request is at the edge and write it into the carrier
-// (edgeKey), which the receiving middleware takes out and decodes once.
+// decide what the request is at the edge and write it into the carrier,
+// which the receiving middleware takes out once (edge.Take).
 
 // ExtensionID names the tasks extension of protocol 2026-07-28.
 const ExtensionID = protocol.ExtensionID
@@ -39,65 +36,16 @@ const ExtensionID = protocol.ExtensionID
 // client did not declare.
 const CodeMissingRequiredClientCapability = protocol.CodeMissingRequiredClientCapability
 
-type sdkState struct {
-	marker string // progress token and _meta key of the stand-in messages
+type carrierKey struct{}
 
-	mu       sync.Mutex
-	requests map[string]context.Context // edge token -> the HTTP request of a tasks/result
-
-	lastRequest atomic.Uint64 // the last edge token
-}
-
-func (s *sdkState) init() {
-	var b [16]byte
-	rand.Read(b[:])
-	s.marker = "io.mcptasks/status-" + hex.EncodeToString(b[:])
-	s.requests = map[string]context.Context{}
-}
-
-type edgeCtxKey struct{}
-
-// takeEdge removes the carrier from req's _meta and reads it (the SDK
-// has decoded it into a map).
-func takeEdge(req mcp.Request) edge {
-	meta := protocol.Meta(req)
-	raw, ok := meta[edgeKey]
-	if !ok {
-		return edge{}
-	}
-	delete(meta, edgeKey)
-	m, _ := raw.(map[string]any)
-	e := edge{}
-	e.Protocol, _ = m["protocol"].(string)
-	e.Request, _ = m["request"].(string)
-	if v, ok := m["task"]; ok {
-		e.Task, _ = json.Marshal(v)
-	}
-	if v, ok := m["listen"]; ok {
-		e.Listen, _ = json.Marshal(v)
-	}
-	return e
-}
-
-// edgeOf returns what the transport edge decided about the request that
+// carrierOf returns what the transport edge decided about the request that
 // ctx belongs to.
-func edgeOf(ctx context.Context) edge {
-	e, _ := ctx.Value(edgeCtxKey{}).(edge)
-	return e
+func carrierOf(ctx context.Context) edge.Carrier {
+	c, _ := ctx.Value(carrierKey{}).(edge.Carrier)
+	return c
 }
 
-func revisionOf(ctx context.Context) protocol.Revision { return edgeOf(ctx).revision() }
-
-// standIn sends the progress notification that HTTPHandler and Transport
-// turn into the notification method with params (the SDK cannot send a
-// custom notification itself): its _meta, under the per-process marker,
-// carries both.
-func (r *Router) standIn(ctx context.Context, ss *mcp.ServerSession, method string, params any) error {
-	return ss.NotifyProgress(ctx, &mcp.ProgressNotificationParams{
-		ProgressToken: r.sdk.marker,
-		Meta:          mcp.Meta{r.sdk.marker: map[string]any{"method": method, "params": params}},
-	})
-}
+func revisionOf(ctx context.Context) protocol.Revision { return carrierOf(ctx).Revision() }
 
 func normOwner(o string) string {
 	if strings.TrimSpace(o) == "" {
@@ -118,7 +66,7 @@ func (r *Router) notifyStatus(rec *taskstore.TaskRecord) {
 	method, params := view20251125{}.Notification(rec, nil)
 	for _, ss := range sessions {
 		// Best effort: notifications are optional and the session may be gone.
-		_ = r.standIn(context.Background(), ss, method, params)
+		_ = r.edge.StandIn(context.Background(), ss, method, params)
 	}
 }
 
@@ -202,9 +150,9 @@ func methodNotFound(format string, args ...any) error {
 
 func (r *Router) receiving(next mcp.MethodHandler) mcp.MethodHandler {
 	return func(ctx context.Context, method string, req mcp.Request) (mcp.Result, error) {
-		e := takeEdge(req)
-		ctx = context.WithValue(ctx, edgeCtxKey{}, e)
-		if e.revision() == protocol.Rev20260728 {
+		e := edge.Take(req)
+		ctx = context.WithValue(ctx, carrierKey{}, e)
+		if e.Revision() == protocol.Rev20260728 {
 			return r.receiving20260728(ctx, method, req, next)
 		}
 		switch method {
@@ -254,7 +202,7 @@ func (r *Router) receiving20260728(ctx context.Context, method string, req mcp.R
 		}
 		return next(context.WithValue(ctx, ownerKey{}, r.owner(ctx, req)), method, req)
 	case "subscriptions/listen":
-		asked := edgeOf(ctx).Listen
+		asked := carrierOf(ctx).Listen
 		if asked == nil {
 			return next(ctx, method, req) // no taskIds: the SDK's alone
 		}
@@ -356,7 +304,7 @@ func (r *Router) toolsCall(ctx context.Context, method string, req mcp.Request, 
 	if !ok || cr.Params == nil {
 		return next(ctx, method, req)
 	}
-	name, task := cr.Params.Name, edgeOf(ctx).Task
+	name, task := cr.Params.Name, carrierOf(ctx).Task
 	owner := r.owner(ctx, req)
 	ctx = context.WithValue(ctx, ownerKey{}, owner)
 	switch r.TaskSupport(name) {
@@ -410,7 +358,7 @@ func (r *Router) toolsCall20260728(ctx context.Context, method string, req mcp.R
 				rt = `"complete"`
 			}
 			return patched(res, nil)(func(b []byte) ([]byte, error) {
-				return setPath(b, []string{"resultType"}, json.RawMessage(rt))
+				return edge.SetPath(b, []string{"resultType"}, json.RawMessage(rt))
 			})
 		}
 	}
@@ -568,16 +516,11 @@ func (r *Router) handleList(ctx context.Context, _ *mcp.ServerSession, p *taskID
 // through HTTPHandler, when its HTTP request ends (a client that comes back
 // calls tasks/result again).
 func (r *Router) handleResult(ctx context.Context, _ *mcp.ServerSession, p *taskIDParams) (*wireResult, error) {
-	if tok := edgeOf(ctx).Request; tok != "" {
-		r.sdk.mu.Lock()
-		hctx := r.sdk.requests[tok]
-		r.sdk.mu.Unlock()
-		if hctx != nil {
-			var cancel context.CancelFunc
-			ctx, cancel = context.WithCancel(ctx)
-			defer cancel()
-			defer context.AfterFunc(hctx, cancel)()
-		}
+	if hctx := r.edge.Request(carrierOf(ctx)); hctx != nil {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithCancel(ctx)
+		defer cancel()
+		defer context.AfterFunc(hctx, cancel)()
 	}
 	id, err := str("taskId", p.TaskID)
 	if err != nil {

@@ -1,8 +1,7 @@
-package taskrouter
+package edge
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"errors"
 	"io"
@@ -20,77 +19,36 @@ import (
 	"github.com/mcptasks/mcptasks/taskrouter/internal/protocol"
 )
 
-// This file is the transport edge: where the protocol revision of a request
-// is decided (once) and written into the carrier, for HTTP and for stdio.
-
-// CodeHeaderMismatch answers an HTTP request whose Mcp-Name header does not
-// match its body.
-const CodeHeaderMismatch = -32020
-
-// JSON-RPC codes of the edge's own refusals.
-const (
-	codeParseError     = -32700
-	codeInvalidRequest = -32600
-)
-
-// HTTPOptions configure HTTPHandler. The zero value is safe: bodies are
-// bounded in size, in total and in time.
-type HTTPOptions struct {
-	// MaxBodyBytes is the largest request body accepted (larger: HTTP 413).
-	// Default mcp.DefaultMaxRequestBodyBytes; keep it at most the SDK
-	// handler's StreamableHTTPOptions.MaxRequestBodyBytes.
-	MaxBodyBytes int64
-	// MaxBufferedBytes bounds the request bodies held in memory at once,
-	// all requests together (authenticated or not: the body is read before
-	// the wrapped handler checks a token). A request that would exceed it
-	// gets HTTP 503 with Retry-After. Default 16 × MaxBodyBytes. A body with
-	// a Content-Length is read into one buffer of that size; a chunked one
-	// grows by doubling, and one the rewriter changes is copied once (the
-	// copy replaces it), so either may briefly need twice its size.
+// HTTPConfig configures HTTP; zero fields take the defaults of
+// taskrouter.HTTPOptions, whose doc says what each does.
+type HTTPConfig struct {
+	MaxBodyBytes     int64
 	MaxBufferedBytes int64
-	// BodyTimeout is how long a request body may take to arrive (HTTP 408
-	// after it). The deadline is lifted once the body is read, so long
-	// tasks/result waits and SSE streams are not cut, which is why this is
-	// not http.Server.ReadTimeout. Default 30s.
-	BodyTimeout time.Duration
-	// Serve20260728, when set, serves protocol 2026-07-28 requests and with them
-	// the tasks extension (io.modelcontextprotocol/tasks): give it an
-	// mcp.StreamableHTTPHandler with Stateless: true over the same server
-	// (behind the same authentication as the handler HTTPHandler wraps). A
-	// request is 2026-07-28 when its MCP-Protocol-Version header, or the
-	// _meta protocol version of a single message, says 2026-07-28 or later.
-	// Nil: such requests go to the wrapped handler, and server/discover is
-	// refused, so clients fall back to initialize (2025-11-25).
-	Serve20260728 http.Handler
+	BodyTimeout      time.Duration
+	Serve20260728    http.Handler
 }
 
-// HTTPHandler wraps the SDK's streamable HTTP handler (or anything in front
-// of it, such as auth.RequireBearerToken): it reads each request body once
-// (bounded, see HTTPOptions), moves params.task of tools/call into the
-// carrier the Router reads, turns the Router's stand-in notifications into
-// notifications/tasks/status, and answers a call of an unknown method with
-// a JSON-RPC error (-32601) where the SDK would answer a plain-text HTTP 400.
-func (r *Router) HTTPHandler(h http.Handler, opts *HTTPOptions) http.Handler {
-	e := &httpEdge{r: r, next: h, limit: mcp.DefaultMaxRequestBodyBytes, timeout: 30 * time.Second}
-	if opts != nil {
-		e.next20260728 = opts.Serve20260728
-		if opts.MaxBodyBytes > 0 {
-			e.limit = opts.MaxBodyBytes
-		}
-		if opts.BodyTimeout > 0 {
-			e.timeout = opts.BodyTimeout
-		}
+// HTTP wraps the SDK's streamable HTTP handler h (or anything in front of
+// it): each request body is read once, bounded, and rewritten; the answers
+// are rewritten on the way out (stand-ins, unknown methods).
+func (e *Edge) HTTP(h http.Handler, cfg HTTPConfig) http.Handler {
+	he := &httpEdge{e: e, next: h, next20260728: cfg.Serve20260728, limit: mcp.DefaultMaxRequestBodyBytes, timeout: 30 * time.Second}
+	if cfg.MaxBodyBytes > 0 {
+		he.limit = cfg.MaxBodyBytes
 	}
-	total := 16 * e.limit
-	if opts != nil && opts.MaxBufferedBytes > 0 {
-		total = opts.MaxBufferedBytes
+	if cfg.BodyTimeout > 0 {
+		he.timeout = cfg.BodyTimeout
 	}
-	e.budget = semaphore.NewWeighted(total) // the body bytes held by all requests
-	return e
+	total := 16 * he.limit
+	if cfg.MaxBufferedBytes > 0 {
+		total = cfg.MaxBufferedBytes
+	}
+	he.budget = semaphore.NewWeighted(total) // the body bytes held by all requests
+	return he
 }
 
 type httpEdge struct {
-	r            *Router
+	e            *Edge
 	next         http.Handler // 2025-11-25
 	next20260728 http.Handler // nil: not served
 	limit        int64
@@ -108,11 +66,11 @@ func (e *httpEdge) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 			e.next20260728.ServeHTTP(w, req) // it answers 405 to GET and DELETE
 			return
 		}
-		rw := &responseWriter{ResponseWriter: w, r: e.r, hold400: true}
-		if id := req.Header.Get("Mcp-Session-Id"); req.Method == http.MethodGet && id != "" {
+		rw := &responseWriter{ResponseWriter: w, e: e.e, hold400: true}
+		if id := req.Header.Get("Mcp-Session-Id"); req.Method == http.MethodGet && id != "" && e.e.onStream != nil {
 			// The SDK answers 200 only for a live session's stream, after
 			// authentication.
-			rw.onOK = func() { e.r.sessions.NoteStream(id) }
+			rw.onOK = func() { e.e.onStream(id) }
 		}
 		e.next.ServeHTTP(rw, req)
 		rw.finish(nil)
@@ -131,15 +89,23 @@ func (e *httpEdge) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		return
 	}
 	d := decision{rev: rev, upgrade: e.next20260728 != nil}
-	if bytes.Contains(body, []byte("tasks/result")) {
-		d.token = e.r.sdk.addRequest(req.Context())
-		defer e.r.sdk.removeRequest(d.token)
+	var token string
+	d.token = func() string { // asked by the rewriter for a tasks/result only
+		if token == "" {
+			token = e.e.addRequest(req.Context())
+		}
+		return token
 	}
+	defer func() {
+		if token != "" {
+			e.e.removeRequest(token)
+		}
+	}()
 	out, reqs, err := rewriteBody(body, d)
 	if err != nil {
-		code := codeInvalidRequest
+		code := protocol.CodeInvalidRequest
 		if errors.Is(err, errMalformed) {
-			code = codeParseError
+			code = protocol.CodeParseError
 		}
 		writeRPCError(w, http.StatusBadRequest, nil, code, err.Error())
 		return
@@ -157,7 +123,7 @@ func (e *httpEdge) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	req.Body = &bodyReader{r: bytes.NewReader(out), done: release}
 	req.ContentLength = int64(len(out))
 	req.Header.Set("Content-Length", strconv.FormatInt(req.ContentLength, 10))
-	rw := &responseWriter{ResponseWriter: w, r: e.r, hold400: rev == protocol.Rev20251125}
+	rw := &responseWriter{ResponseWriter: w, e: e.e, hold400: rev == protocol.Rev20251125}
 	next.ServeHTTP(rw, req)
 	rw.finish(out) // not body: a rewritten body is not kept for the request's life
 }
@@ -208,24 +174,6 @@ func (e *httpEdge) readBody(w http.ResponseWriter, req *http.Request) (body []by
 	return body, held, 0
 }
 
-// addRequest names an HTTP request that may carry a tasks/result, so that
-// its wait can end with it.
-func (s *sdkState) addRequest(ctx context.Context) string {
-	// Unique is enough: clients cannot write the carrier (the rewriter
-	// drops their io.mcptasks/ keys).
-	tok := strconv.FormatUint(s.lastRequest.Add(1), 36)
-	s.mu.Lock()
-	s.requests[tok] = ctx
-	s.mu.Unlock()
-	return tok
-}
-
-func (s *sdkState) removeRequest(tok string) {
-	s.mu.Lock()
-	delete(s.requests, tok)
-	s.mu.Unlock()
-}
-
 // bodyReader hands the rewritten body to the wrapped handler and releases
 // its budget once it is read.
 type bodyReader struct {
@@ -267,7 +215,7 @@ func checkMcpName(w http.ResponseWriter, req *http.Request, r request) bool {
 	if !present {
 		msg = "missing required Mcp-Name header for method " + strconv.Quote(r.method)
 	}
-	writeRPCError(w, http.StatusBadRequest, r.id, CodeHeaderMismatch, msg)
+	writeRPCError(w, http.StatusBadRequest, r.id, protocol.CodeHeaderMismatch, msg)
 	return false
 }
 
@@ -278,7 +226,7 @@ func checkMcpName(w http.ResponseWriter, req *http.Request, r request) bool {
 // into a JSON-RPC error.
 type responseWriter struct {
 	http.ResponseWriter
-	r        *Router
+	e        *Edge
 	hold400  bool
 	held     bool
 	heldBody bytes.Buffer
@@ -330,7 +278,7 @@ func (w *responseWriter) Write(p []byte) (int, error) {
 		}
 		line := append(w.partial, p[:i+1]...)
 		w.partial = nil
-		if _, err := w.ResponseWriter.Write(w.r.rewriteLines(line)); err != nil {
+		if _, err := w.ResponseWriter.Write(w.e.rewriteLines(line)); err != nil {
 			return 0, err
 		}
 		p = p[i+1:]
@@ -340,7 +288,7 @@ func (w *responseWriter) Write(p []byte) (int, error) {
 		w.partial = append([]byte(nil), p[last+1:]...)
 	}
 	if last >= 0 {
-		if _, err := w.ResponseWriter.Write(w.r.rewriteLines(p[:last+1])); err != nil {
+		if _, err := w.ResponseWriter.Write(w.e.rewriteLines(p[:last+1])); err != nil {
 			return 0, err
 		}
 	}
@@ -348,8 +296,8 @@ func (w *responseWriter) Write(p []byte) (int, error) {
 }
 
 // rewriteLines rewrites the data: lines of complete SSE lines.
-func (r *Router) rewriteLines(p []byte) []byte {
-	if !bytes.Contains(p, []byte(r.sdk.marker)) {
+func (e *Edge) rewriteLines(p []byte) []byte {
+	if !bytes.Contains(p, []byte(e.marker)) {
 		return p
 	}
 	var out []byte
@@ -358,7 +306,7 @@ func (r *Router) rewriteLines(p []byte) []byte {
 		line := p[:i+1]
 		p = p[i+1:]
 		if data, ok := bytes.CutPrefix(line, []byte("data:")); ok {
-			if msg, ok := rewriteOutbound(bytes.TrimSpace(data), r.sdk.marker); ok {
+			if msg, ok := rewriteOutbound(bytes.TrimSpace(data), e.marker); ok {
 				out = append(append(append(out, "data: "...), msg...), '\n')
 				continue
 			}
@@ -431,101 +379,4 @@ func writeRPCError(w http.ResponseWriter, status int, id json.RawMessage, code i
 	w.WriteHeader(status)
 	out := append(append([]byte(`{"jsonrpc":"2.0","id":`), id...), `,"error":{"code":`+strconv.Itoa(code)+`,"message":`...)
 	w.Write(append(append(out, m...), "}}"...))
-}
-
-// ---- stdio and other mcp.Transports ----
-
-// Transport wraps a transport (such as &mcp.StdioTransport{}) so that the
-// task field of tools/call reaches the Router and its status notifications
-// go out as notifications/tasks/status. It serves protocol 2025-11-25 only
-// (server/discover is refused, so clients fall back to initialize); see
-// TransportWith to serve 2026-07-28 too.
-func (r *Router) Transport(t mcp.Transport) mcp.Transport {
-	return r.TransportWith(t, nil)
-}
-
-// TransportOptions configure TransportWith.
-type TransportOptions struct {
-	// Serve20260728 serves protocol 2026-07-28 and with it the tasks extension
-	// (io.modelcontextprotocol/tasks) on this transport too: a request whose
-	// _meta protocol version is 2026-07-28 or later is served as
-	// HTTPHandler's stateless route serves it (without the HTTP headers),
-	// including notifications/tasks on subscriptions/listen. Clients that
-	// speak both (go-sdk v1.8.0) then pick 2026-07-28.
-	Serve20260728 bool
-}
-
-// TransportWith is Transport with options (nil: the defaults).
-func (r *Router) TransportWith(t mcp.Transport, opts *TransportOptions) mcp.Transport {
-	return &transport{inner: t, r: r, serve20260728: opts != nil && opts.Serve20260728}
-}
-
-type transport struct {
-	inner         mcp.Transport
-	r             *Router
-	serve20260728 bool
-}
-
-func (t *transport) Connect(ctx context.Context) (mcp.Connection, error) {
-	c, err := t.inner.Connect(ctx)
-	if err != nil {
-		return nil, err
-	}
-	return &conn{Connection: c, t: t}, nil
-}
-
-// SupportsProtocolVersion passes the inner transport's answer on.
-func (t *transport) SupportsProtocolVersion(v string) bool {
-	if p, ok := t.inner.(mcp.ProtocolVersionSupporter); ok {
-		return p.SupportsProtocolVersion(v)
-	}
-	return true
-}
-
-type conn struct {
-	mcp.Connection
-	t *transport
-}
-
-// Read rewrites each request's params as HTTPHandler rewrites a body; a
-// request the rewriter refuses is answered here and never reaches the SDK.
-func (c *conn) Read(ctx context.Context) (jsonrpc.Message, error) {
-	for {
-		msg, err := c.Connection.Read(ctx)
-		req, ok := msg.(*jsonrpc.Request)
-		if err != nil || !ok {
-			return msg, err
-		}
-		var pm *member
-		if t := bytes.TrimSpace(req.Params); len(t) > 0 {
-			req.Params = t
-			pm = &member{end: len(t)}
-		}
-		params, _, err := rewriteParams(req.Params, pm, req.Method, decision{upgrade: c.t.serve20260728})
-		if err == nil {
-			if params != nil {
-				req.Params = params
-			}
-			return req, nil
-		}
-		if req.IsCall() {
-			resp := &jsonrpc.Response{ID: req.ID, Error: &jsonrpc.Error{Code: codeInvalidRequest, Message: err.Error()}}
-			if werr := c.Connection.Write(ctx, resp); werr != nil {
-				return nil, werr
-			}
-		}
-	}
-}
-
-// Write turns the Router's stand-in notifications into what they stand for.
-func (c *conn) Write(ctx context.Context, msg jsonrpc.Message) error {
-	if req, ok := msg.(*jsonrpc.Request); ok && !req.IsCall() && bytes.Contains(req.Params, []byte(c.t.r.sdk.marker)) {
-		method, _ := json.Marshal(req.Method)
-		if out, ok := rewriteOutbound(notification(method, req.Params), c.t.r.sdk.marker); ok {
-			if m, err := jsonrpc.DecodeMessage(out); err == nil {
-				msg = m
-			}
-		}
-	}
-	return c.Connection.Write(ctx, msg)
 }

@@ -1,4 +1,4 @@
-package taskrouter
+package edge
 
 import (
 	"bytes"
@@ -252,7 +252,7 @@ func expectParams(params map[string]any, method string, rev protocol.Revision) m
 		if meta == nil {
 			meta = map[string]any{}
 		}
-		meta[edgeKey] = carrier
+		meta[carrierKey] = carrier
 	}
 	if meta != nil {
 		if out == nil {
@@ -346,7 +346,7 @@ func BenchmarkRewriteBody(b *testing.B) {
 		name string
 		body []byte
 		d    decision
-	}{{"tools-call", call, decision{}}, {"tasks-result", result, decision{token: "1k"}}} {
+	}{{"tools-call", call, decision{}}, {"tasks-result", result, decision{token: func() string { return "1k" }}}} {
 		b.Run(c.name, func(b *testing.B) {
 			b.ReportAllocs()
 			for range b.N {

@@ -1,4 +1,4 @@
-package taskrouter
+package edge
 
 import (
 	"net/http/httptest"
@@ -12,9 +12,8 @@ import (
 // same events written whole, byte by byte, or in odd pieces come out the
 // same, with every stand-in replaced.
 func TestResponseWriterAnyWriteBoundaries(t *testing.T) {
-	r := &Router{}
-	r.sdk.init()
-	m := r.sdk.marker
+	e := New(nil)
+	m := e.marker
 	standIn := `{"jsonrpc":"2.0","method":"notifications/progress","params":{"progressToken":"` + m + `","_meta":{"` + m + `":{"method":"notifications/tasks/status","params":{"taskId":"t1","status":"completed"}}}}}`
 	ack := `{"jsonrpc":"2.0","method":"notifications/subscriptions/acknowledged","params":{"_meta":{"` + m + `":{"method":"notifications/subscriptions/acknowledged","params":{"notifications":{"taskIds":["t1"]}}}}}}`
 	plain := `{"jsonrpc":"2.0","id":1,"result":{"content":[]}}`
@@ -25,7 +24,7 @@ func TestResponseWriterAnyWriteBoundaries(t *testing.T) {
 	for _, size := range []int{len(events), 1, 2, 7, 64, 333} {
 		rec := httptest.NewRecorder()
 		rec.Header().Set("Content-Type", "text/event-stream")
-		w := &responseWriter{ResponseWriter: rec, r: r}
+		w := &responseWriter{ResponseWriter: rec, e: e}
 		for p := events; len(p) > 0; {
 			n := min(size, len(p))
 			if k, err := w.Write([]byte(p[:n])); err != nil || k != n {

@@ -1,4 +1,4 @@
-package taskrouter
+package edge
 
 import (
 	"bytes"
@@ -14,7 +14,7 @@ import (
 
 // This file is the one rewriter of JSON-RPC messages, shared by the HTTP
 // handler and the stdio transport. Inbound, it strips every private
-// io.mcptasks/ _meta key a client sent and writes the one carrier (edgeKey)
+// io.mcptasks/ _meta key a client sent and writes the one carrier (carrierKey)
 // of what the transport edge decided; outbound, it turns the router's
 // stand-in notifications into the messages they stand for.
 //
@@ -27,16 +27,6 @@ import (
 // which such an object holds a key twice or a key that is not valid UTF-8:
 // decoders disagree about which duplicate wins, and that disagreement is how
 // a client could otherwise smuggle a private key past the rewriter.
-
-// privateMetaPrefix begins every _meta key the router uses to talk to
-// itself through the SDK. A client's own such keys (in any letter case)
-// are dropped on the way in.
-const privateMetaPrefix = "io.mcptasks/"
-
-// edgeKey is the one carrier from the transport edge to the middleware: a
-// JSON object (edge) in a request's _meta, written by the rewriter and
-// decoded once by the receiving middleware.
-const edgeKey = "io.mcptasks/edge"
 
 // errRejected wraps every reason the rewriter refuses a message;
 // errMalformed is the one for bytes that are not JSON.
@@ -262,10 +252,10 @@ func keyed(key string, v []byte) []byte {
 	return append(k, v...)
 }
 
-// setPath returns the JSON object b (empty or null: {}) with the member at
+// SetPath returns the JSON object b (empty or null: {}) with the member at
 // path set to v (objects on the way are created), or deleted when v is
 // nil. It is the one patch helper of results.
-func setPath(b []byte, path []string, v []byte) ([]byte, error) {
+func SetPath(b []byte, path []string, v []byte) ([]byte, error) {
 	var o object
 	if t := bytes.TrimSpace(b); len(t) > 0 && string(t) != "null" {
 		var err error
@@ -281,7 +271,7 @@ func setPath(b []byte, path []string, v []byte) ([]byte, error) {
 			inner = b[found.val:found.end]
 		}
 		var err error
-		if v, err = setPath(inner, path[1:], v); err != nil {
+		if v, err = SetPath(inner, path[1:], v); err != nil {
 			return nil, err
 		}
 	}
@@ -299,34 +289,15 @@ func setPath(b []byte, path []string, v []byte) ([]byte, error) {
 
 // ---- inbound ----
 
-// edge is the carrier's content: what the transport edge decided about one
-// request. The rewriter writes it as the JSON object {"protocol", "task",
-// "listen", "request"} (members present only when set); takeEdge reads it
-// back from the map the SDK decoded.
-type edge struct {
-	// Protocol is "2026-07-28" for requests of that revision; empty is
-	// 2025-11-25.
-	Protocol string
-	// Task is params.task of a 2025-11-25 tools/call (which the SDK drops).
-	Task json.RawMessage
-	// Listen is params.notifications.taskIds of a 2026-07-28
-	// subscriptions/listen (which the SDK has no field for).
-	Listen json.RawMessage
-	// Request names the HTTP request of a tasks/result (Router.sdk.requests),
-	// so that its wait ends with it.
-	Request string
-}
-
-func (e edge) revision() protocol.Revision { return protocol.ParseRevision(e.Protocol) }
-
 // decision is what the transport decided before reading a message: its
 // revision; whether a _meta protocol version of 2026-07-28 or later may
-// select that revision instead (upgrade); and the token that names the HTTP
-// request, carried by a tasks/result (Router.sdk.requests).
+// select that revision instead (upgrade); and, over HTTP, the token that
+// names the HTTP request, asked for when a tasks/result carries it (so its
+// wait can end with the request).
 type decision struct {
 	rev     protocol.Revision
 	upgrade bool
-	token   string
+	token   func() string
 }
 
 // request is what the edge learned of one inbound message.
@@ -402,30 +373,31 @@ func rewriteParams(b []byte, pm *member, method string, d decision) (out []byte,
 
 	// What moves: params.task (into the carrier on a 2025-11-25 tools/call;
 	// on 2026-07-28 it means nothing), and the carrier's members.
-	var carried [][]byte
+	var c Carrier
 	task := params.find("task")
 	switch {
 	case r.rev == protocol.Rev20260728:
-		carried = append(carried, []byte(`"protocol":"`+protocol.Name20260728+`"`))
+		c.Protocol = protocol.Name20260728
 		if method == "subscriptions/listen" {
 			n, ok, err := objectAt(b, params.find("notifications"))
 			if err != nil {
 				return nil, r, err
 			}
 			if ids := n.find("taskIds"); ok && ids != nil && string(b[ids.val:ids.end]) != "null" {
-				carried = append(carried, keyed("listen", b[ids.val:ids.end]))
+				c.Listen = b[ids.val:ids.end]
 			}
 		}
-	case method == "tasks/result" && d.token != "":
-		carried = append(carried, []byte(`"request":"`+d.token+`"`))
+	case method == "tasks/result" && d.token != nil:
+		c.Request = d.token()
 		task = nil
 	case method == "tools/call":
 		if task != nil && string(b[task.val:task.end]) != "null" {
-			carried = append(carried, keyed("task", b[task.val:task.end]))
+			c.Task = b[task.val:task.end]
 		}
 	default:
 		task = nil
 	}
+	carried := c.members()
 	private := 0
 	for _, m := range meta.members {
 		if hasPrefixFold(string(m.key), privateMetaPrefix) {
@@ -437,7 +409,7 @@ func rewriteParams(b []byte, pm *member, method string, d decision) (out []byte,
 	}
 	var carrier [][]byte
 	if len(carried) > 0 {
-		carrier = append(carrier, keyed(edgeKey, patchObject(nil, nil, object{}, keep, carried...)))
+		carrier = append(carrier, keyed(carrierKey, patchObject(nil, nil, object{}, keep, carried...)))
 	}
 	var add [][]byte
 	if !metaIsObj && len(carrier) > 0 {
