@@ -8,20 +8,19 @@
 // The Router has no transport of its own. Install plugs it into a go-sdk
 // (github.com/modelcontextprotocol/go-sdk) server; HTTPHandler and Transport
 // wrap the streamable HTTP handler or a stdio transport. The protocol
-// revision of a request is decided once, at that edge (edge.go), and
-// travels with the request; one view per revision (view.go) is the only
-// code that maps a stored task and its outcome to what a client sees. The
-// store records what happened, whatever the revision that asked.
+// revision of a request is decided once, at that edge, and travels with
+// the request; one view per revision is the only code that maps a stored
+// task and its outcome to what a client sees. The store records what
+// happened, whatever the revision that asked.
 //
 // Replicas: several Routers (in several processes) may share one store.
 // Every read goes to the store, so any replica answers for any task. A
 // running task holds its replica's lease; a replica whose heartbeat stands
 // still has its tasks ended, or resumed elsewhere when their tool is
-// resumable. Changes made on another replica arrive through the
-// backend's change feed where it has one, else through one batched poller
-// per replica. Goroutines exist
-// only per running handler and per blocked tasks/result or listen stream,
-// never per stored task.
+// resumable (SetResumable). Changes made on another replica arrive through
+// the backend's change feed where it has one, else through one batched
+// poller per replica. Goroutines exist only per running handler and per
+// blocked tasks/result or listen stream, never per stored task.
 package taskrouter
 
 import (
@@ -91,8 +90,10 @@ type Options struct {
 	// that watch tasks; beyond it they answer -32603. Default 100.
 	MaxWaitsPerOwner int
 	// Runner names this replica in the leases of the tasks it runs; it must
-	// be unique among the processes sharing a store and may not contain
-	// '#'. Default: host, pid and random bits, fresh for every process.
+	// be unique among the processes sharing a store. New replaces each '#'
+	// with '_' ('#' marks the id a replica hands its resumable tasks to at
+	// shutdown). Default: host, pid and random bits, fresh for every
+	// process.
 	Runner string
 	// Heartbeat is how often this replica renews its lease and looks for
 	// replicas that stopped; default 1s.

@@ -142,8 +142,8 @@ func (rr *runner) start(rec *taskstore.TaskRecord, values func(context.Context) 
 
 // supervise is the one goroutine that watches a run: it selects on the
 // work's end, the watch, the expiry and a local stop. The watch re-reads
-// the task when it is poked: by the change feed (feed.go), or by the
-// poller (watch.go) when the task's version moved; so a cancel made on
+// the task when the hub wakes it (a change on the feed, or a version the
+// poller found moved), so a cancel made on
 // another replica, an end through the handle, or a takeover after this
 // replica lost its lease stops the work. At expiry the task is gone from
 // the store, so its work stops.
