@@ -230,7 +230,8 @@ func openRedis(ctx context.Context, u *url.URL) (taskstore.Backend, error) {
 	var client redis.UniversalClient
 	maint := &maintnotifications.Config{Mode: maintnotifications.ModeDisabled}
 	// Every server's pool gets the hook of backend_redis_nodes.go.
-	nodeOpts := &redisNodeOptions{waitReplicas: waitReplicas, waitTimeout: waitTimeout, stall: stall, done: make(chan struct{})}
+	stopCtx, cancel := context.WithCancel(context.Background())
+	nodeOpts := &redisNodeOptions{waitReplicas: waitReplicas, waitTimeout: waitTimeout, stall: stall, done: stopCtx.Done()}
 	var reloader *redisReloader
 	if cluster {
 		reloader = &redisReloader{gap: reloadOnFailure}
@@ -267,7 +268,8 @@ func openRedis(ctx context.Context, u *url.URL) (taskstore.Backend, error) {
 		redisAddHook(c, nodeOpts)
 		client = c
 	}
-	b := &redisBackend{client: client, cluster: cluster, prefix: prefix, reloader: reloader, done: nodeOpts.done}
+	b := &redisBackend{client: client, cluster: cluster, prefix: prefix, reloader: reloader, cancel: cancel}
+	b.feed.listen, b.feed.stop, b.feed.what = b.listen, stopCtx, "redis subscribe"
 
 	pctx, cancel := context.WithTimeout(ctx, dialTimeout)
 	defer cancel()
@@ -360,11 +362,14 @@ func (b *redisBackend) ping(ctx context.Context, cluster bool) error {
 // Subscribe listens to (plain pub/sub: on a cluster the message is
 // broadcast to every node).
 type redisBackend struct {
-	client    redis.UniversalClient
-	cluster   bool
-	prefix    string
-	reloader  *redisReloader // cluster only
-	done      chan struct{}  // closed by Close
+	client   redis.UniversalClient
+	cluster  bool
+	prefix   string
+	reloader *redisReloader // cluster only
+	feed     changeHub
+	cancel   context.CancelFunc // ends the feed's and the hooks' work at Close
+
+	closeGuard
 	closeOnce sync.Once
 	closeErr  error
 }
@@ -599,23 +604,17 @@ return prune(KEYS[1], KEYS[2], KEYS[3], now_ms(), 1e9)
 	redisScripts = []*redis.Script{redisCreate, redisUpdate, redisDelete, redisList, redisSweep}
 )
 
-// fail wraps a server or network error. A context error is returned as is;
-// any other error while ctx is done also wraps ctx.Err().
+// fail maps a failed call by the rule of backendErr; a write that too few
+// replicas confirmed, while ctx lasts, says so first.
 func (b *redisBackend) fail(ctx context.Context, op string, err error) error {
-	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
-		return err
-	}
-	if nd := (*redisNotDurableError)(nil); errors.As(err, &nd) {
+	if nd := (*redisNotDurableError)(nil); ctx.Err() == nil && errors.As(err, &nd) {
 		// ErrNotDurable is an ErrBackend.
 		if nd.cause != nil {
 			return fmt.Errorf("%w: redis %s: %s: %w", taskstore.ErrNotDurable, op, nd.detail, nd.cause)
 		}
 		return fmt.Errorf("%w: redis %s: %s", taskstore.ErrNotDurable, op, nd.detail)
 	}
-	if cerr := ctx.Err(); cerr != nil {
-		return fmt.Errorf("%w: redis %s: %w (%w)", taskstore.ErrBackend, op, err, cerr)
-	}
-	return fmt.Errorf("%w: redis %s: %w", taskstore.ErrBackend, op, err)
+	return backendErr(ctx, "redis "+op, err)
 }
 
 // runMember is the runner index entry of a record, and the change feed's
@@ -671,7 +670,7 @@ func redisRunnerField(runner string) string {
 }
 
 func (b *redisBackend) Create(ctx context.Context, rec taskstore.Record, lim taskstore.Limits) error {
-	if err := ctx.Err(); err != nil {
+	if err := b.begin(ctx); err != nil {
 		return err
 	}
 	if len(rec.Data) > redisMaxRecord {
@@ -731,7 +730,7 @@ func redisExpiry(t time.Time) (expMS, pxat string) {
 // Get is one GET, no script: the record's PEXPIREAT makes Redis itself
 // hide it from the instant it expires.
 func (b *redisBackend) Get(ctx context.Context, owner, id string) (taskstore.Record, error) {
-	if err := ctx.Err(); err != nil {
+	if err := b.begin(ctx); err != nil {
 		return taskstore.Record{}, err
 	}
 	val, err := b.client.Get(ctx, b.recKey(owner, id)).Bytes()
@@ -783,7 +782,7 @@ func decodeRedisRecord(owner, id string, val []byte) (taskstore.Record, error) {
 }
 
 func (b *redisBackend) Update(ctx context.Context, rec taskstore.Record, expected uint64) (uint64, error) {
-	if err := ctx.Err(); err != nil {
+	if err := b.begin(ctx); err != nil {
 		return 0, err
 	}
 	if len(rec.Data) > redisMaxRecord {
@@ -825,7 +824,7 @@ func (b *redisBackend) Update(ctx context.Context, rec taskstore.Record, expecte
 }
 
 func (b *redisBackend) Delete(ctx context.Context, owner, id string) (bool, error) {
-	if err := ctx.Err(); err != nil {
+	if err := b.begin(ctx); err != nil {
 		return false, err
 	}
 	recKey, ids, exp, act := b.keys(owner, id)
@@ -837,7 +836,7 @@ func (b *redisBackend) Delete(ctx context.Context, owner, id string) (bool, erro
 }
 
 func (b *redisBackend) List(ctx context.Context, owner, after string, limit int) ([]taskstore.Record, bool, error) {
-	if err := ctx.Err(); err != nil {
+	if err := b.begin(ctx); err != nil {
 		return nil, false, err
 	}
 	if limit <= 0 {
@@ -869,7 +868,7 @@ func (b *redisBackend) List(ctx context.Context, owner, after string, limit int)
 }
 
 func (b *redisBackend) Heartbeat(ctx context.Context, runner string) error {
-	if err := ctx.Err(); err != nil {
+	if err := b.begin(ctx); err != nil {
 		return err
 	}
 	// A heartbeat needs no durability (wait_replicas): a lost beat is only a late one.
@@ -880,7 +879,7 @@ func (b *redisBackend) Heartbeat(ctx context.Context, runner string) error {
 }
 
 func (b *redisBackend) Runners(ctx context.Context) ([]taskstore.RunnerBeat, error) {
-	if err := ctx.Err(); err != nil {
+	if err := b.begin(ctx); err != nil {
 		return nil, err
 	}
 	m, err := b.client.HGetAll(ctx, b.runnersKey()).Result()
@@ -899,7 +898,7 @@ func (b *redisBackend) Runners(ctx context.Context) ([]taskstore.RunnerBeat, err
 }
 
 func (b *redisBackend) RemoveRunner(ctx context.Context, runner string) error {
-	if err := ctx.Err(); err != nil {
+	if err := b.begin(ctx); err != nil {
 		return err
 	}
 	if err := b.client.HDel(ctx, b.runnersKey(), runner).Err(); err != nil {
@@ -913,7 +912,7 @@ func (b *redisBackend) RemoveRunner(ctx context.Context, runner string) error {
 // slots), returns the live ones still held by runner and drops the others
 // from the index.
 func (b *redisBackend) RunnerTasks(ctx context.Context, runner string, limit int) ([]taskstore.Record, error) {
-	if err := ctx.Err(); err != nil {
+	if err := b.begin(ctx); err != nil {
 		return nil, err
 	}
 	key := b.runnerKey(runner)
@@ -1017,7 +1016,7 @@ func (b *redisBackend) heldAgain(ctx context.Context, runner string, removed []a
 // GetMany is one pipeline of GETs (on a cluster, one per node holding
 // some of the keys).
 func (b *redisBackend) GetMany(ctx context.Context, keys []taskstore.Key) ([]taskstore.Record, error) {
-	if err := ctx.Err(); err != nil {
+	if err := b.begin(ctx); err != nil {
 		return nil, err
 	}
 	if len(keys) == 0 {
@@ -1058,42 +1057,44 @@ func redisRecordMovedOn(val []byte, runner string) bool {
 	return len(parts) < 5 || string(parts[3]) != redisRunnerField(runner)
 }
 
-// Subscribe listens on the change channel. It returns when ctx ends or the
-// connection is lost; the caller subscribes again and gets a Resync.
+// Subscribe delivers every change made by any process, until ctx ends,
+// the backend is closed or the subscribed connection is lost (then the
+// caller subscribes again and gets a Resync). One subscribed connection per
+// backend, opened by the first Subscribe, serves every subscriber.
 func (b *redisBackend) Subscribe(ctx context.Context, fn func(taskstore.Change)) error {
+	if err := b.begin(ctx); err != nil {
+		return err
+	}
+	return b.feed.subscribe(ctx, fn)
+}
+
+// listen runs the subscribed connection until it fails or ctx ends.
+func (b *redisBackend) listen(ctx context.Context) error {
 	ps := b.client.Subscribe(ctx)
 	defer ps.Close()
 	// Receive blocks in a read that ctx does not interrupt: closing does.
 	stop := context.AfterFunc(ctx, func() { ps.Close() })
 	defer stop()
 	if err := ps.Subscribe(ctx, b.changesChan()); err != nil {
-		return b.fail(ctx, "subscribe", err)
+		return err
 	}
 	// The first reply confirms the subscription: from here on nothing is missed.
 	if _, err := ps.Receive(ctx); err != nil {
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		return b.fail(ctx, "subscribe", err)
+		return err
 	}
-	fn(taskstore.Change{Resync: true})
+	b.feed.up()
 	for {
 		msg, err := ps.Receive(ctx)
 		if err != nil {
-			if ctx.Err() != nil {
-				return ctx.Err()
-			}
-			return b.fail(ctx, "subscribe", err)
+			return err
 		}
 		m, ok := msg.(*redis.Message)
 		if !ok {
 			continue // pings and subscription replies
 		}
-		k, ok := redisParseMember(m.Payload)
-		if !ok {
-			continue
+		if k, ok := redisParseMember(m.Payload); ok {
+			b.feed.push(taskstore.Change{Owner: k.Owner, TaskID: k.TaskID})
 		}
-		fn(taskstore.Change{Owner: k.Owner, TaskID: k.TaskID})
 	}
 }
 
@@ -1103,7 +1104,7 @@ func (b *redisBackend) Subscribe(ctx context.Context, fn func(taskstore.Change))
 // cluster; cost proportional to the keyspace) and drops their expired
 // entries, returning how many expired tasks it cleared out of them.
 func (b *redisBackend) DeleteExpired(ctx context.Context) (int, error) {
-	if err := ctx.Err(); err != nil {
+	if err := b.begin(ctx); err != nil {
 		return 0, err
 	}
 	var mu sync.Mutex
@@ -1153,13 +1154,17 @@ func redisGlobEscape(s string) string {
 // ErrRecordTooLarge.)
 func (b *redisBackend) MaxRecordSize() int { return 0 }
 
-// Close closes the connection pool; later calls fail with ErrBackend.
+// Close ends subscriptions and closes the connection pool; later calls
+// fail with ErrBackend.
 func (b *redisBackend) Close() error {
 	b.closeOnce.Do(func() {
-		close(b.done)
+		b.closed.Store(true)
+		b.feed.close() // before the wait: no listener starts after it
 		if b.reloader != nil {
 			b.reloader.closed.Store(true)
 		}
+		b.cancel()
+		b.feed.wg.Wait()
 		b.closeErr = b.client.Close()
 	})
 	return b.closeErr

@@ -47,7 +47,7 @@ type redisNodeOptions struct {
 	// failed is called after a call that got no answer or was refused
 	// by the stall guard; nil for a standalone server.
 	failed func()
-	done   chan struct{} // closed by Close: probes stop
+	done   <-chan struct{} // closed by Close: probes stop
 }
 
 // redisNodeHook is the hook of one server's connection pool.
