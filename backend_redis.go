@@ -118,9 +118,6 @@ func openRedis(ctx context.Context, u *url.URL) (taskstore.Backend, error) {
 	cluster := u.Scheme == "redis+cluster"
 	given := u.Query()
 
-	if strings.ContainsAny(prefix, "{}") {
-		return nil, errors.New(`option "prefix" must not contain { or }: they would change the cluster hash tag`)
-	}
 	if u.Scheme == "rediss" && !useTLS {
 		return nil, errors.New("rediss:// always uses TLS; drop tls=false or use redis://")
 	}
@@ -142,14 +139,11 @@ func openRedis(ctx context.Context, u *url.URL) (taskstore.Backend, error) {
 	if certFile != "" && !useTLS {
 		return nil, errors.New("tls_cert and tls_key need TLS (rediss:// or tls=true)")
 	}
-	if waitReplicas < 0 {
-		return nil, errors.New(`option "wait_replicas" must not be negative`)
-	}
 	if given.Has("wait_timeout") && waitReplicas == 0 {
 		return nil, errors.New(`option "wait_timeout" needs "wait_replicas"`)
 	}
-	if waitReplicas > 0 && (waitTimeout == 0 || waitTimeout >= readTimeout) {
-		return nil, fmt.Errorf(`option "wait_timeout" must be positive and below read_timeout (%v): the reply to WAIT comes after it`, readTimeout)
+	if waitTimeout == 0 {
+		waitTimeout = -1 // wait_timeout=0: refused by check (a zero RedisOptions.WaitTimeout is the default)
 	}
 	if !cluster && (given.Has("cluster_reload_on_failure") || given.Has("cluster_reload_interval")) {
 		return nil, errors.New("cluster_reload_on_failure and cluster_reload_interval apply to redis+cluster:// only")
@@ -224,19 +218,27 @@ func openRedis(ctx context.Context, u *url.URL) (taskstore.Backend, error) {
 		}
 	}
 
+	if stall == 0 {
+		stall = -1 // stall_timeout=0: off (a zero RedisOptions.StallTimeout is the default)
+	}
+	if reloadOnFailure == 0 {
+		reloadOnFailure = -1
+	}
+	opts := RedisOptions{Prefix: prefix, StallTimeout: stall, WaitReplicas: waitReplicas, WaitTimeout: waitTimeout,
+		ClusterReloadOnFailure: reloadOnFailure}
+	if err := opts.check(readTimeout); err != nil {
+		return nil, err
+	}
+	nodeOpts := opts.nodeOptions()
+
 	// ContextTimeoutEnabled makes every call obey its context's deadline
 	// (not only ReadTimeout), which is what keeps calls from hanging on a
-	// server that stopped answering.
+	// server that stopped answering. Every server's client gets the hook of
+	// the stall guard when it is made, before any call.
 	var client redis.UniversalClient
 	maint := &maintnotifications.Config{Mode: maintnotifications.ModeDisabled}
-	// Every server's pool gets the hook of backend_redis_nodes.go.
-	stopCtx, cancel := context.WithCancel(context.Background())
-	nodeOpts := &redisNodeOptions{waitReplicas: waitReplicas, waitTimeout: waitTimeout, stall: stall, done: stopCtx.Done()}
-	var reloader *redisReloader
 	if cluster {
-		reloader = &redisReloader{gap: reloadOnFailure}
-		nodeOpts.failed = reloader.trigger
-		cc := redis.NewClusterClient(&redis.ClusterOptions{
+		client = redis.NewClusterClient(&redis.ClusterOptions{
 			Addrs: addrs, Username: user, Password: pass, TLSConfig: tlsConf,
 			PoolSize: poolSize, MaxRetries: maxRetries, DialerRetries: 1,
 			DialTimeout: dialTimeout, ReadTimeout: readTimeout, WriteTimeout: writeTimeout,
@@ -256,8 +258,6 @@ func openRedis(ctx context.Context, u *url.URL) (taskstore.Backend, error) {
 				return c
 			},
 		})
-		reloader.client.Store(cc)
-		client = cc
 	} else {
 		c := redis.NewClient(&redis.Options{
 			Addr: addrs[0], Username: user, Password: pass, DB: db, TLSConfig: tlsConf,
@@ -268,13 +268,12 @@ func openRedis(ctx context.Context, u *url.URL) (taskstore.Backend, error) {
 		redisAddHook(c, nodeOpts)
 		client = c
 	}
-	b := &redisBackend{client: client, cluster: cluster, prefix: prefix, reloader: reloader, cancel: cancel}
-	b.feed.listen, b.feed.stop, b.feed.what = b.listen, stopCtx, "redis subscribe"
 
 	pctx, cancel := context.WithTimeout(ctx, dialTimeout)
 	defer cancel()
-	if err := b.ping(pctx, cluster); err != nil {
-		b.Close()
+	b, err := newRedisBackend(pctx, client, opts, nodeOpts)
+	if err != nil {
+		client.Close()
 		who := ""
 		if user != "" {
 			who = fmt.Sprintf(" as user %q", user)
@@ -284,6 +283,132 @@ func openRedis(ctx context.Context, u *url.URL) (taskstore.Backend, error) {
 			hint = " (a TLS port? use rediss:// or tls=true)"
 		}
 		return nil, fmt.Errorf("%w: cannot connect to Redis at %s%s: %w%s", taskstore.ErrBackend, strings.Join(addrs, ","), who, err, hint)
+	}
+	b.ownsClient = true
+	return b, nil
+}
+
+// RedisOptions configures NewRedisBackend: what the store adds to a client
+// it is given. Zero fields take the defaults of the URL options of the
+// same names (prefix, stall_timeout, wait_replicas, wait_timeout,
+// cluster_reload_on_failure); connection settings (addresses, TLS, pools,
+// timeouts, retries) are the client's own.
+type RedisOptions struct {
+	Prefix       string        // key prefix, default "mcptasks:"; no braces
+	StallTimeout time.Duration // default 1s; negative: no stall guard
+	WaitReplicas int           // follow each write with WAIT N; default 0: none
+	WaitTimeout  time.Duration // WAIT's timeout, default 1s; below the client's ReadTimeout
+	// ClusterReloadOnFailure: a cluster's slot map is reloaded after a
+	// call that got no answer, at most once per this; default 500ms,
+	// negative: never.
+	ClusterReloadOnFailure time.Duration
+}
+
+func (o *RedisOptions) check(readTimeout time.Duration) error {
+	if o.Prefix == "" {
+		o.Prefix = redisDefaultPrefix
+	}
+	if o.StallTimeout == 0 {
+		o.StallTimeout = redisDefaultStall
+	}
+	if o.WaitTimeout == 0 {
+		o.WaitTimeout = redisDefaultWaitTimeout
+	}
+	if o.ClusterReloadOnFailure == 0 {
+		o.ClusterReloadOnFailure = redisDefaultReloadOnFailure
+	}
+	switch {
+	case strings.ContainsAny(o.Prefix, "{}"):
+		return errors.New(`option "prefix" must not contain { or }: they would change the cluster hash tag`)
+	case o.WaitReplicas < 0:
+		return errors.New(`option "wait_replicas" must not be negative`)
+	case o.WaitReplicas > 0 && (o.WaitTimeout < 0 || readTimeout > 0 && o.WaitTimeout >= readTimeout):
+		return fmt.Errorf(`option "wait_timeout" must be positive and below read_timeout (%v): the reply to WAIT comes after it`, readTimeout)
+	}
+	return nil
+}
+
+// nodeOptions are the settings of the hooks on each server's client.
+func (o RedisOptions) nodeOptions() *redisNodeOptions {
+	return &redisNodeOptions{waitReplicas: o.WaitReplicas, waitTimeout: o.WaitTimeout, stall: max(o.StallTimeout, 0)}
+}
+
+// NewRedisBackend returns a backend over a client the caller made: a
+// *redis.Client (one server, or a Sentinel failover client) or a
+// *redis.ClusterClient. Like Open it pings every server (every master of a
+// cluster) and loads the scripts there, within ctx.
+//
+// The client stays the caller's: Close ends the backend's own work (its
+// calls, Subscribe, the stall guard's probes) but does not close the
+// client; close it yourself after the backend.
+//
+// What the backend adds to the client, for the client's lifetime (go-redis
+// cannot remove a hook):
+//   - a hook (AddHook) on each server's client (on a cluster, on each node's
+//     client, those to come too, through OnNewNode): the stall guard and,
+//     with WaitReplicas, the WAIT after each write. It acts on the backend's
+//     own calls only; the client's other calls pass through it untouched,
+//     except that when a server has left a call of the backend unanswered
+//     for StallTimeout, with no reply to anything meanwhile, the guard
+//     ends the calls waiting on that server's connections, whoever made
+//     them (the connections are shared). After Close it passes everything
+//     through.
+//   - on a cluster, reloads of the slot map (ReloadState) after calls of
+//     the backend that got no answer, at most once per
+//     ClusterReloadOnFailure.
+//
+// So the client may serve the rest of the program meanwhile. Calls obey
+// their context's deadline only when the client has ContextTimeoutEnabled
+// (Open sets it); otherwise its ReadTimeout bounds them.
+func NewRedisBackend(ctx context.Context, client redis.UniversalClient, opts RedisOptions) (taskstore.Backend, error) {
+	var readTimeout time.Duration
+	switch c := client.(type) {
+	case *redis.Client:
+		readTimeout = c.Options().ReadTimeout
+	case *redis.ClusterClient:
+		readTimeout = c.Options().ReadTimeout
+	default:
+		// A Ring's shards, for one: the change feed needs every owner's
+		// writes to publish where subscribers listen.
+		return nil, fmt.Errorf("mcptasks: NewRedisBackend takes a *redis.Client or a *redis.ClusterClient, not %T", client)
+	}
+	if err := opts.check(readTimeout); err != nil {
+		return nil, err
+	}
+	nodeOpts := opts.nodeOptions()
+	nodeOpts.shared, nodeOpts.hooked = true, map[*redis.Client]bool{}
+	if cc, ok := client.(*redis.ClusterClient); ok {
+		// Nodes made from now on get the hook as they are made; those
+		// that exist, when ping meets them.
+		cc.OnNewNode(nodeOpts.hook)
+	} else {
+		nodeOpts.hook(client.(*redis.Client))
+	}
+	b, err := newRedisBackend(ctx, client, opts, nodeOpts)
+	if err != nil {
+		return nil, fmt.Errorf("%w: cannot connect to Redis: %w", taskstore.ErrBackend, err)
+	}
+	return b, nil
+}
+
+// newRedisBackend makes the backend over client, whose servers' clients
+// get nodeOpts' hook, and pings them. On failure it leaves the client open.
+func newRedisBackend(ctx context.Context, client redis.UniversalClient, opts RedisOptions, nodeOpts *redisNodeOptions) (*redisBackend, error) {
+	stop, cancel := context.WithCancel(context.Background())
+	nodeOpts.done = stop.Done()
+	b := &redisBackend{client: client, prefix: opts.Prefix, nodeOpts: nodeOpts, cancel: cancel}
+	if cc, ok := client.(*redis.ClusterClient); ok {
+		b.cluster = true
+		b.reloader = &redisReloader{gap: max(opts.ClusterReloadOnFailure, 0)}
+		b.reloader.client.Store(cc)
+		nodeOpts.failed = b.reloader.trigger
+	}
+	b.feed.listen, b.feed.stop, b.feed.what = b.listen, stop, "redis subscribe"
+	err := b.ping(nodeOpts.mark(ctx))
+	nodeOpts.settle()
+	if err != nil {
+		b.Close()
+		return nil, err
 	}
 	return b, nil
 }
@@ -295,8 +420,11 @@ func openRedis(ctx context.Context, u *url.URL) (taskstore.Backend, error) {
 // a NOSCRIPT round, which with wait_replicas would also cost a WAIT. (Redis
 // leaves out of CLUSTER SLOTS a replica that has not replicated a write
 // yet, so on a brand-new cluster this finds none.)
-func (b *redisBackend) ping(ctx context.Context, cluster bool) error {
+func (b *redisBackend) ping(ctx context.Context) error {
 	check := func(ctx context.Context, c *redis.Client) error {
+		if b.nodeOpts.shared {
+			b.nodeOpts.hook(c) // a node the client made before it had the hook
+		}
 		if err := c.Ping(ctx).Err(); err != nil {
 			return err
 		}
@@ -307,7 +435,7 @@ func (b *redisBackend) ping(ctx context.Context, cluster bool) error {
 		}
 		return nil
 	}
-	if cluster {
+	if b.cluster {
 		cc := b.client.(*redis.ClusterClient)
 		if err := cc.ForEachMaster(ctx, check); err != nil {
 			return err
@@ -362,12 +490,14 @@ func (b *redisBackend) ping(ctx context.Context, cluster bool) error {
 // Subscribe listens to (plain pub/sub: on a cluster the message is
 // broadcast to every node).
 type redisBackend struct {
-	client   redis.UniversalClient
-	cluster  bool
-	prefix   string
-	reloader *redisReloader // cluster only
-	feed     changeHub
-	cancel   context.CancelFunc // ends the feed's and the hooks' work at Close
+	client     redis.UniversalClient
+	ownsClient bool // opened by URL: Close closes it
+	cluster    bool
+	prefix     string
+	nodeOpts   *redisNodeOptions
+	reloader   *redisReloader // cluster only
+	feed       changeHub
+	cancel     context.CancelFunc // ends the feed's and the hooks' work at Close
 
 	closeGuard
 	closeOnce sync.Once
@@ -428,6 +558,17 @@ func (b *redisBackend) runnerKey(runner string) string {
 
 func (b *redisBackend) runnersKey() string  { return b.prefix + "{runners}" }
 func (b *redisBackend) changesChan() string { return b.prefix + "changes" }
+
+// enter starts a call: it fails fast once ctx is done or the backend is
+// closed, and marks ctx as the backend's. On a client given to
+// NewRedisBackend the hooks act on marked calls only, so every call of the
+// backend passes its context through here.
+func (b *redisBackend) enter(ctx context.Context) (context.Context, error) {
+	if err := b.begin(ctx); err != nil {
+		return ctx, err
+	}
+	return b.nodeOpts.mark(ctx), nil
+}
 
 // fail maps a failed call by the rule of backendErr; a write that too few
 // replicas confirmed, while ctx lasts, says so first.
@@ -495,7 +636,8 @@ func redisRunnerField(runner string) string {
 }
 
 func (b *redisBackend) Create(ctx context.Context, rec taskstore.Record, lim taskstore.Limits) error {
-	if err := b.begin(ctx); err != nil {
+	ctx, err := b.enter(ctx)
+	if err != nil {
 		return err
 	}
 	if len(rec.Data) > redisMaxRecord {
@@ -555,7 +697,8 @@ func redisExpiry(t time.Time) (expMS, pxat string) {
 // Get is one GET, no script: the record's PEXPIREAT makes Redis itself
 // hide it from the instant it expires.
 func (b *redisBackend) Get(ctx context.Context, owner, id string) (taskstore.Record, error) {
-	if err := b.begin(ctx); err != nil {
+	ctx, err := b.enter(ctx)
+	if err != nil {
 		return taskstore.Record{}, err
 	}
 	val, err := b.client.Get(ctx, b.recKey(owner, id)).Bytes()
@@ -607,7 +750,8 @@ func decodeRedisRecord(owner, id string, val []byte) (taskstore.Record, error) {
 }
 
 func (b *redisBackend) Update(ctx context.Context, rec taskstore.Record, expected uint64) (uint64, error) {
-	if err := b.begin(ctx); err != nil {
+	ctx, err := b.enter(ctx)
+	if err != nil {
 		return 0, err
 	}
 	if len(rec.Data) > redisMaxRecord {
@@ -649,7 +793,8 @@ func (b *redisBackend) Update(ctx context.Context, rec taskstore.Record, expecte
 }
 
 func (b *redisBackend) Delete(ctx context.Context, owner, id string) (bool, error) {
-	if err := b.begin(ctx); err != nil {
+	ctx, err := b.enter(ctx)
+	if err != nil {
 		return false, err
 	}
 	recKey, ids, exp, act := b.keys(owner, id)
@@ -661,7 +806,8 @@ func (b *redisBackend) Delete(ctx context.Context, owner, id string) (bool, erro
 }
 
 func (b *redisBackend) List(ctx context.Context, owner, after string, limit int) ([]taskstore.Record, bool, error) {
-	if err := b.begin(ctx); err != nil {
+	ctx, err := b.enter(ctx)
+	if err != nil {
 		return nil, false, err
 	}
 	if limit <= 0 {
@@ -693,7 +839,8 @@ func (b *redisBackend) List(ctx context.Context, owner, after string, limit int)
 }
 
 func (b *redisBackend) Heartbeat(ctx context.Context, runner string) error {
-	if err := b.begin(ctx); err != nil {
+	ctx, err := b.enter(ctx)
+	if err != nil {
 		return err
 	}
 	// A heartbeat needs no durability (wait_replicas): a lost beat is only a late one.
@@ -704,7 +851,8 @@ func (b *redisBackend) Heartbeat(ctx context.Context, runner string) error {
 }
 
 func (b *redisBackend) Runners(ctx context.Context) ([]taskstore.RunnerBeat, error) {
-	if err := b.begin(ctx); err != nil {
+	ctx, err := b.enter(ctx)
+	if err != nil {
 		return nil, err
 	}
 	m, err := b.client.HGetAll(ctx, b.runnersKey()).Result()
@@ -723,7 +871,8 @@ func (b *redisBackend) Runners(ctx context.Context) ([]taskstore.RunnerBeat, err
 }
 
 func (b *redisBackend) RemoveRunner(ctx context.Context, runner string) error {
-	if err := b.begin(ctx); err != nil {
+	ctx, err := b.enter(ctx)
+	if err != nil {
 		return err
 	}
 	if err := b.client.HDel(ctx, b.runnersKey(), runner).Err(); err != nil {
@@ -737,7 +886,8 @@ func (b *redisBackend) RemoveRunner(ctx context.Context, runner string) error {
 // slots), returns the live ones still held by runner and drops the others
 // from the index.
 func (b *redisBackend) RunnerTasks(ctx context.Context, runner string, limit int) ([]taskstore.Record, error) {
-	if err := b.begin(ctx); err != nil {
+	ctx, err := b.enter(ctx)
+	if err != nil {
 		return nil, err
 	}
 	key := b.runnerKey(runner)
@@ -841,7 +991,8 @@ func (b *redisBackend) heldAgain(ctx context.Context, runner string, removed []a
 // GetMany is one pipeline of GETs (on a cluster, one per node holding
 // some of the keys).
 func (b *redisBackend) GetMany(ctx context.Context, keys []taskstore.Key) ([]taskstore.Record, error) {
-	if err := b.begin(ctx); err != nil {
+	ctx, err := b.enter(ctx)
+	if err != nil {
 		return nil, err
 	}
 	if len(keys) == 0 {
@@ -929,7 +1080,8 @@ func (b *redisBackend) listen(ctx context.Context) error {
 // cluster; cost proportional to the keyspace) and drops their expired
 // entries, returning how many expired tasks it cleared out of them.
 func (b *redisBackend) DeleteExpired(ctx context.Context) (int, error) {
-	if err := b.begin(ctx); err != nil {
+	ctx, err := b.enter(ctx)
+	if err != nil {
 		return 0, err
 	}
 	var mu sync.Mutex
@@ -949,7 +1101,6 @@ func (b *redisBackend) DeleteExpired(ctx context.Context) (int, error) {
 		}
 		return it.Err()
 	}
-	var err error
 	switch c := b.client.(type) {
 	case *redis.ClusterClient:
 		err = c.ForEachMaster(ctx, sweep)
@@ -979,8 +1130,8 @@ func redisGlobEscape(s string) string {
 // ErrRecordTooLarge.)
 func (b *redisBackend) MaxRecordSize() int { return 0 }
 
-// Close ends subscriptions and closes the connection pool; later calls
-// fail with ErrBackend.
+// Close ends subscriptions and, when the backend made the client itself,
+// closes it; later calls fail with ErrBackend.
 func (b *redisBackend) Close() error {
 	b.closeOnce.Do(func() {
 		b.closed.Store(true)
@@ -990,7 +1141,9 @@ func (b *redisBackend) Close() error {
 		}
 		b.cancel()
 		b.feed.wg.Wait()
-		b.closeErr = b.client.Close()
+		if b.ownsClient {
+			b.closeErr = b.client.Close()
+		}
 	})
 	return b.closeErr
 }
