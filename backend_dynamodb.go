@@ -11,7 +11,6 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
-	"sync/atomic"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -110,10 +109,10 @@ type DynamoDBOptions struct {
 // swap on the counters themselves would not do: they can leave and come
 // back to the same values.)
 type dynamoBackend struct {
-	client  *dynamodb.Client
-	table   string
-	opts    DynamoDBOptions
-	closed  atomic.Bool
+	client *dynamodb.Client
+	table  string
+	opts   DynamoDBOptions
+	closeGuard
 	onClose func()
 
 	// Test seams, nil outside tests (set in export_dynamodb_test.go).
@@ -128,8 +127,6 @@ var (
 	_ taskstore.Backend     = (*dynamoBackend)(nil)
 	_ taskstore.BatchGetter = (*dynamoBackend)(nil)
 )
-
-var errDynamoClosed = fmt.Errorf("%w: dynamodb store is closed", taskstore.ErrBackend)
 
 // openDynamoDB opens dynamodb://TABLE with options
 //
@@ -381,26 +378,9 @@ func waitTableReady(ctx context.Context, client *dynamodb.Client, table string) 
 	}
 }
 
-// ddbErr maps an SDK error: context errors pass through, anything else is
-// a backend error that keeps its cause.
+// ddbErr maps a failed SDK call by the rule of backendErr.
 func ddbErr(ctx context.Context, op string, err error) error {
-	if cerr := ctx.Err(); cerr != nil {
-		return cerr
-	}
-	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
-		return err
-	}
-	return fmt.Errorf("%w: dynamodb %s: %w", taskstore.ErrBackend, op, err)
-}
-
-func (b *dynamoBackend) begin(ctx context.Context) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	if b.closed.Load() {
-		return errDynamoClosed
-	}
-	return nil
+	return backendErr(ctx, "dynamodb "+op, err)
 }
 
 func ddbS(s string) types.AttributeValue { return &types.AttributeValueMemberS{Value: s} }

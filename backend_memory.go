@@ -4,7 +4,6 @@ import (
 	"container/heap"
 	"context"
 	"errors"
-	"fmt"
 	"net/url"
 	"slices"
 	"sync"
@@ -40,28 +39,20 @@ func openMemory(_ context.Context, u *url.URL) (taskstore.Backend, error) {
 // page costs O(log n + page). Expiry: a heap ordered by expiry time lets
 // every write and the sweeper find expired records in O(log n) each (their
 // removal from the owner's sorted ids is a slices.Delete, O(ids)), which
-// keeps quota counts exact and returns their memory. Changes are pushed to subscribers in process.
+// keeps quota counts exact and returns their memory. Changes are pushed to
+// subscribers in process.
 type memoryBackend struct {
-	mu      sync.RWMutex
-	owners  map[string]*memOwner
-	expiry  expiryHeap
-	beats   map[string]uint64              // runner -> beat counter
-	byRun   map[string]map[*memRecord]bool // runner -> its records
-	subs    map[*memSub]bool
-	closed  bool
-	stop    chan struct{}
-	stopped sync.WaitGroup
-	once    sync.Once
+	closeGuard // set under mu, so a call holding mu sees it settled
+	mu         sync.RWMutex
+	owners     map[string]*memOwner
+	expiry     expiryHeap
+	beats      map[string]uint64              // runner -> beat counter
+	byRun      map[string]map[*memRecord]bool // runner -> its records
+	hub        changeHub
+	stop       chan struct{}
+	stopped    sync.WaitGroup
+	once       sync.Once
 }
-
-// memSub is one Subscribe call: changes queue in ch; when ch is full the
-// change is dropped and the subscriber is told to resync instead.
-type memSub struct {
-	ch     chan taskstore.Change
-	missed bool // guarded by memoryBackend.mu
-}
-
-var errMemoryClosed = fmt.Errorf("%w: memory store is closed", taskstore.ErrBackend)
 
 type memOwner struct {
 	byID   map[string]*memRecord
@@ -88,9 +79,9 @@ func NewMemoryBackend(sweep time.Duration) taskstore.Backend {
 		owners: map[string]*memOwner{},
 		beats:  map[string]uint64{},
 		byRun:  map[string]map[*memRecord]bool{},
-		subs:   map[*memSub]bool{},
 		stop:   make(chan struct{}),
 	}
+	m.hub.up() // in process: the feed is up from the start
 	if sweep > 0 {
 		m.stopped.Add(1)
 		go m.sweepLoop(sweep)
@@ -164,15 +155,10 @@ func (m *memoryBackend) setRunner(r *memRecord, runner string) {
 	}
 }
 
-// publish queues a change for every subscriber. Callers hold m.mu for writing.
+// publish queues a change for every subscriber. Callers hold m.mu for
+// writing, so subscribers get changes in the order they were applied.
 func (m *memoryBackend) publish(owner, id string) {
-	for sub := range m.subs {
-		select {
-		case sub.ch <- taskstore.Change{Owner: owner, TaskID: id}:
-		default:
-			sub.missed = true
-		}
-	}
+	m.hub.push(taskstore.Change{Owner: owner, TaskID: id})
 }
 
 func (m *memoryBackend) live(owner, id string, now time.Time) *memRecord {
@@ -191,25 +177,25 @@ func (m *memoryBackend) live(owner, id string, now time.Time) *memRecord {
 // caller then releases; they fail, holding nothing, once the backend is
 // closed.
 func (m *memoryBackend) lock(ctx context.Context) error {
-	if err := ctx.Err(); err != nil {
+	if err := m.begin(ctx); err != nil {
 		return err
 	}
 	m.mu.Lock()
-	if m.closed {
+	if m.closed.Load() {
 		m.mu.Unlock()
-		return errMemoryClosed
+		return errClosed
 	}
 	return nil
 }
 
 func (m *memoryBackend) rlock(ctx context.Context) error {
-	if err := ctx.Err(); err != nil {
+	if err := m.begin(ctx); err != nil {
 		return err
 	}
 	m.mu.RLock()
-	if m.closed {
+	if m.closed.Load() {
 		m.mu.RUnlock()
-		return errMemoryClosed
+		return errClosed
 	}
 	return nil
 }
@@ -431,37 +417,7 @@ func (m *memoryBackend) GetMany(ctx context.Context, keys []taskstore.Key) ([]ta
 
 // Subscribe delivers the changes of this backend, in process.
 func (m *memoryBackend) Subscribe(ctx context.Context, fn func(taskstore.Change)) error {
-	sub := &memSub{ch: make(chan taskstore.Change, 1024)}
-	m.mu.Lock()
-	if m.closed {
-		m.mu.Unlock()
-		return errMemoryClosed
-	}
-	m.subs[sub] = true
-	m.mu.Unlock()
-	defer func() {
-		m.mu.Lock()
-		delete(m.subs, sub)
-		m.mu.Unlock()
-	}()
-	fn(taskstore.Change{Resync: true})
-	for {
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-m.stop:
-			return errMemoryClosed
-		case c := <-sub.ch:
-			fn(c)
-		}
-		m.mu.Lock()
-		missed := sub.missed
-		sub.missed = false
-		m.mu.Unlock()
-		if missed {
-			fn(taskstore.Change{Resync: true})
-		}
-	}
+	return m.hub.subscribe(ctx, fn)
 }
 
 // MaxRecordSize is 0: memory has no limit of its own.
@@ -472,9 +428,10 @@ func (m *memoryBackend) Close() error {
 	m.once.Do(func() {
 		close(m.stop)
 		m.mu.Lock()
-		m.closed = true
+		m.closed.Store(true)
 		m.owners, m.expiry, m.beats, m.byRun = nil, nil, nil, nil
 		m.mu.Unlock()
+		m.hub.close()
 	})
 	m.stopped.Wait()
 	return nil

@@ -15,7 +15,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -281,7 +280,8 @@ func newPostgresBackend(ctx context.Context, pool *pgxpool.Pool, opts PostgresOp
 		sweep = pgDefaultSweep
 	}
 	sctx, cancel := context.WithCancel(context.Background())
-	b.stopSweep, b.stop = cancel, sctx
+	b.stop = cancel
+	b.feed.listen, b.feed.stop, b.feed.what = b.listen, sctx, "postgres change feed"
 	if sweep > 0 {
 		b.wg.Go(func() { b.sweepLoop(sctx, sweep) })
 	}
@@ -319,12 +319,11 @@ type postgresBackend struct {
 	table    string
 	sql      pgSQL
 	channel  string
-	feed     pgFeed
-	stop     context.Context // ends at Close
+	feed     changeHub
 
-	closed    atomic.Bool
+	closeGuard
 	closeOnce sync.Once
-	stopSweep context.CancelFunc
+	stop      context.CancelFunc // ends the sweeper and the change feed
 	wg        sync.WaitGroup
 }
 
@@ -515,32 +514,9 @@ WHERE (owner, task_id) IN (SELECT * FROM unnest($1::bytea[], $2::bytea[])) AND `
 	}
 }
 
-var errPgClosed = errors.New("postgres backend is closed")
-
-// begin fails fast once the backend is closed or ctx is done.
-func (b *postgresBackend) begin(ctx context.Context) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	if b.closed.Load() {
-		return fmt.Errorf("%w: %w", taskstore.ErrBackend, errPgClosed)
-	}
-	return nil
-}
-
-// fail wraps a server or network error. A context error is returned as is;
-// any other error while ctx is done also wraps ctx.Err().
+// fail maps a failed call by the rule of backendErr.
 func (b *postgresBackend) fail(ctx context.Context, op string, err error) error {
-	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
-		if cerr := ctx.Err(); cerr != nil {
-			return cerr
-		}
-		return fmt.Errorf("%w: postgres %s: %w", taskstore.ErrBackend, op, err)
-	}
-	if cerr := ctx.Err(); cerr != nil {
-		return fmt.Errorf("%w: postgres %s: %w (%w)", taskstore.ErrBackend, op, err, cerr)
-	}
-	return fmt.Errorf("%w: postgres %s: %w", taskstore.ErrBackend, op, err)
+	return backendErr(ctx, "postgres "+op, err)
 }
 
 // pgExpiry is the expires_at parameter: NULL for never, else rounded up
@@ -881,10 +857,11 @@ func (b *postgresBackend) MaxRecordSize() int { return 0 }
 func (b *postgresBackend) Close() error {
 	b.closeOnce.Do(func() {
 		b.closed.Store(true)
-		b.feed.mu.Lock() // see Subscribe
-		b.feed.mu.Unlock()
-		b.stopSweep()
+		// Before the wait below: no listener starts after it began.
+		b.feed.close()
+		b.stop()
 		b.wg.Wait()
+		b.feed.wg.Wait()
 		if b.ownsPool {
 			b.pool.Close()
 		}
@@ -926,116 +903,22 @@ func pgParsePayload(p string) (taskstore.Change, bool) {
 	return taskstore.Change{Owner: string(ob), TaskID: string(ib)}, true
 }
 
-// pgFeed is the change feed: one listening connection per backend, opened
-// by the first Subscribe, shared by every subscriber. Each subscriber gets
-// a Resync once the connection listens (at once if it already does), then
-// every notification. When the connection fails, every current Subscribe
-// returns the error (the feed is lost: the caller polls and subscribes
-// again), and the next Subscribe connects anew.
-type pgFeed struct {
-	mu        sync.Mutex
-	subs      map[*pgSub]struct{}
-	running   bool // a listener goroutine is connecting or listening
-	listening bool
-}
-
-// pgSub is one subscriber: its changes, queued for its Subscribe call.
-type pgSub struct {
-	ch     chan taskstore.Change
-	errc   chan error // the feed's end; buffered
-	missed bool       // a change did not fit in ch
-}
-
-// push queues c for every subscriber. Callers hold f.mu.
-func (f *pgFeed) push(c taskstore.Change) {
-	for s := range f.subs {
-		select {
-		case s.ch <- c:
-		default:
-			s.missed = true
-		}
-	}
-}
-
 // Subscribe delivers every change of the table made by any process, on
 // the caller's goroutine, until ctx ends (it returns ctx's error), the
 // backend is closed, or the listening connection fails (it returns that
-// error, wrapping ErrBackend).
+// error, wrapping ErrBackend). One listening connection per backend,
+// opened by the first Subscribe, serves every subscriber; when it fails,
+// the next Subscribe connects anew.
 func (b *postgresBackend) Subscribe(ctx context.Context, fn func(taskstore.Change)) error {
 	if err := b.begin(ctx); err != nil {
 		return err
 	}
-	sub := &pgSub{ch: make(chan taskstore.Change, 1024), errc: make(chan error, 1)}
-	f := &b.feed
-	f.mu.Lock()
-	if b.closed.Load() {
-		// Checked under f.mu: Close takes it before waiting for the
-		// listener, so no listener starts after that wait began.
-		f.mu.Unlock()
-		return fmt.Errorf("%w: %w", taskstore.ErrBackend, errPgClosed)
-	}
-	if f.subs == nil {
-		f.subs = map[*pgSub]struct{}{}
-	}
-	f.subs[sub] = struct{}{}
-	if f.listening {
-		sub.ch <- taskstore.Change{Resync: true}
-	}
-	if !f.running {
-		f.running = true
-		b.wg.Go(b.listen)
-	}
-	f.mu.Unlock()
-	defer func() {
-		f.mu.Lock()
-		delete(f.subs, sub)
-		f.mu.Unlock()
-	}()
-	for {
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-b.stop.Done():
-			return fmt.Errorf("%w: %w", taskstore.ErrBackend, errPgClosed)
-		case err := <-sub.errc:
-			return err
-		case c := <-sub.ch:
-			fn(c)
-		}
-		f.mu.Lock()
-		missed := sub.missed
-		sub.missed = false
-		f.mu.Unlock()
-		if missed {
-			fn(taskstore.Change{Resync: true})
-		}
-	}
+	return b.feed.subscribe(ctx, fn)
 }
 
-// listen runs the listening connection until it fails or the backend
-// closes, then ends every current subscription with the error.
-func (b *postgresBackend) listen() {
-	err := b.listenOnce()
-	f := &b.feed
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.running, f.listening = false, false
-	if b.stop.Err() != nil {
-		return // Close: Subscribe returns on b.stop
-	}
-	err = fmt.Errorf("%w: postgres change feed: %w", taskstore.ErrBackend, err)
-	for s := range f.subs {
-		select {
-		case s.errc <- err:
-		default:
-		}
-		delete(f.subs, s)
-	}
-}
-
-func (b *postgresBackend) listenOnce() error {
+// listen runs the listening connection until it fails or ctx ends.
+func (b *postgresBackend) listen(ctx context.Context) error {
 	cfg := b.pool.Config().ConnConfig.Copy()
-	ctx := b.stop
 	cctx, cancel := context.WithTimeout(ctx, max(cfg.ConnectTimeout, pgDefaultConnectTimeout))
 	conn, err := pgx.ConnectConfig(cctx, cfg)
 	cancel()
@@ -1046,11 +929,7 @@ func (b *postgresBackend) listenOnce() error {
 	if _, err := conn.Exec(ctx, `LISTEN "`+b.channel+`"`); err != nil {
 		return err
 	}
-	f := &b.feed
-	f.mu.Lock()
-	f.listening = true
-	f.push(taskstore.Change{Resync: true})
-	f.mu.Unlock()
+	b.feed.up()
 	for {
 		n, err := conn.WaitForNotification(ctx)
 		if err != nil {
@@ -1060,8 +939,6 @@ func (b *postgresBackend) listenOnce() error {
 		if !ok {
 			c = taskstore.Change{Resync: true} // a key too long for a payload
 		}
-		f.mu.Lock()
-		f.push(c)
-		f.mu.Unlock()
+		b.feed.push(c)
 	}
 }

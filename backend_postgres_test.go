@@ -89,6 +89,10 @@ func newPostgresFactory(rawURL string, opts ...string) storetest.NewBackend {
 	}
 }
 
+func init() {
+	sharedTestBackends["postgres"] = func(tb testing.TB) taskstore.Backend { return newPostgresFactory(postgresTestURL(tb))(tb) }
+}
+
 func TestPostgresConformance(t *testing.T) {
 	storetest.Run(t, newPostgresFactory(postgresTestURL(t)))
 }

@@ -118,9 +118,6 @@ func openRedis(ctx context.Context, u *url.URL) (taskstore.Backend, error) {
 	cluster := u.Scheme == "redis+cluster"
 	given := u.Query()
 
-	if strings.ContainsAny(prefix, "{}") {
-		return nil, errors.New(`option "prefix" must not contain { or }: they would change the cluster hash tag`)
-	}
 	if u.Scheme == "rediss" && !useTLS {
 		return nil, errors.New("rediss:// always uses TLS; drop tls=false or use redis://")
 	}
@@ -142,14 +139,11 @@ func openRedis(ctx context.Context, u *url.URL) (taskstore.Backend, error) {
 	if certFile != "" && !useTLS {
 		return nil, errors.New("tls_cert and tls_key need TLS (rediss:// or tls=true)")
 	}
-	if waitReplicas < 0 {
-		return nil, errors.New(`option "wait_replicas" must not be negative`)
-	}
 	if given.Has("wait_timeout") && waitReplicas == 0 {
 		return nil, errors.New(`option "wait_timeout" needs "wait_replicas"`)
 	}
-	if waitReplicas > 0 && (waitTimeout == 0 || waitTimeout >= readTimeout) {
-		return nil, fmt.Errorf(`option "wait_timeout" must be positive and below read_timeout (%v): the reply to WAIT comes after it`, readTimeout)
+	if waitTimeout == 0 {
+		waitTimeout = -1 // wait_timeout=0: refused by check (a zero RedisOptions.WaitTimeout is the default)
 	}
 	if !cluster && (given.Has("cluster_reload_on_failure") || given.Has("cluster_reload_interval")) {
 		return nil, errors.New("cluster_reload_on_failure and cluster_reload_interval apply to redis+cluster:// only")
@@ -224,18 +218,27 @@ func openRedis(ctx context.Context, u *url.URL) (taskstore.Backend, error) {
 		}
 	}
 
+	if stall == 0 {
+		stall = -1 // stall_timeout=0: off (a zero RedisOptions.StallTimeout is the default)
+	}
+	if reloadOnFailure == 0 {
+		reloadOnFailure = -1
+	}
+	opts := RedisOptions{Prefix: prefix, StallTimeout: stall, WaitReplicas: waitReplicas, WaitTimeout: waitTimeout,
+		ClusterReloadOnFailure: reloadOnFailure}
+	if err := opts.check(readTimeout); err != nil {
+		return nil, err
+	}
+	nodeOpts := opts.nodeOptions()
+
 	// ContextTimeoutEnabled makes every call obey its context's deadline
 	// (not only ReadTimeout), which is what keeps calls from hanging on a
-	// server that stopped answering.
+	// server that stopped answering. Every server's client gets the hook of
+	// the stall guard when it is made, before any call.
 	var client redis.UniversalClient
 	maint := &maintnotifications.Config{Mode: maintnotifications.ModeDisabled}
-	// Every server's pool gets the hook of backend_redis_nodes.go.
-	nodeOpts := &redisNodeOptions{waitReplicas: waitReplicas, waitTimeout: waitTimeout, stall: stall, done: make(chan struct{})}
-	var reloader *redisReloader
 	if cluster {
-		reloader = &redisReloader{gap: reloadOnFailure}
-		nodeOpts.failed = reloader.trigger
-		cc := redis.NewClusterClient(&redis.ClusterOptions{
+		client = redis.NewClusterClient(&redis.ClusterOptions{
 			Addrs: addrs, Username: user, Password: pass, TLSConfig: tlsConf,
 			PoolSize: poolSize, MaxRetries: maxRetries, DialerRetries: 1,
 			DialTimeout: dialTimeout, ReadTimeout: readTimeout, WriteTimeout: writeTimeout,
@@ -255,8 +258,6 @@ func openRedis(ctx context.Context, u *url.URL) (taskstore.Backend, error) {
 				return c
 			},
 		})
-		reloader.client.Store(cc)
-		client = cc
 	} else {
 		c := redis.NewClient(&redis.Options{
 			Addr: addrs[0], Username: user, Password: pass, DB: db, TLSConfig: tlsConf,
@@ -267,12 +268,12 @@ func openRedis(ctx context.Context, u *url.URL) (taskstore.Backend, error) {
 		redisAddHook(c, nodeOpts)
 		client = c
 	}
-	b := &redisBackend{client: client, cluster: cluster, prefix: prefix, reloader: reloader, done: nodeOpts.done}
 
 	pctx, cancel := context.WithTimeout(ctx, dialTimeout)
 	defer cancel()
-	if err := b.ping(pctx, cluster); err != nil {
-		b.Close()
+	b, err := newRedisBackend(pctx, client, opts, nodeOpts)
+	if err != nil {
+		client.Close()
 		who := ""
 		if user != "" {
 			who = fmt.Sprintf(" as user %q", user)
@@ -282,6 +283,132 @@ func openRedis(ctx context.Context, u *url.URL) (taskstore.Backend, error) {
 			hint = " (a TLS port? use rediss:// or tls=true)"
 		}
 		return nil, fmt.Errorf("%w: cannot connect to Redis at %s%s: %w%s", taskstore.ErrBackend, strings.Join(addrs, ","), who, err, hint)
+	}
+	b.ownsClient = true
+	return b, nil
+}
+
+// RedisOptions configures NewRedisBackend: what the store adds to a client
+// it is given. Zero fields take the defaults of the URL options of the
+// same names (prefix, stall_timeout, wait_replicas, wait_timeout,
+// cluster_reload_on_failure); connection settings (addresses, TLS, pools,
+// timeouts, retries) are the client's own.
+type RedisOptions struct {
+	Prefix       string        // key prefix, default "mcptasks:"; no braces
+	StallTimeout time.Duration // default 1s; negative: no stall guard
+	WaitReplicas int           // follow each write with WAIT N; default 0: none
+	WaitTimeout  time.Duration // WAIT's timeout, default 1s; below the client's ReadTimeout
+	// ClusterReloadOnFailure: a cluster's slot map is reloaded after a
+	// call that got no answer, at most once per this; default 500ms,
+	// negative: never.
+	ClusterReloadOnFailure time.Duration
+}
+
+func (o *RedisOptions) check(readTimeout time.Duration) error {
+	if o.Prefix == "" {
+		o.Prefix = redisDefaultPrefix
+	}
+	if o.StallTimeout == 0 {
+		o.StallTimeout = redisDefaultStall
+	}
+	if o.WaitTimeout == 0 {
+		o.WaitTimeout = redisDefaultWaitTimeout
+	}
+	if o.ClusterReloadOnFailure == 0 {
+		o.ClusterReloadOnFailure = redisDefaultReloadOnFailure
+	}
+	switch {
+	case strings.ContainsAny(o.Prefix, "{}"):
+		return errors.New(`option "prefix" must not contain { or }: they would change the cluster hash tag`)
+	case o.WaitReplicas < 0:
+		return errors.New(`option "wait_replicas" must not be negative`)
+	case o.WaitReplicas > 0 && (o.WaitTimeout < 0 || readTimeout > 0 && o.WaitTimeout >= readTimeout):
+		return fmt.Errorf(`option "wait_timeout" must be positive and below read_timeout (%v): the reply to WAIT comes after it`, readTimeout)
+	}
+	return nil
+}
+
+// nodeOptions are the settings of the hooks on each server's client.
+func (o RedisOptions) nodeOptions() *redisNodeOptions {
+	return &redisNodeOptions{waitReplicas: o.WaitReplicas, waitTimeout: o.WaitTimeout, stall: max(o.StallTimeout, 0)}
+}
+
+// NewRedisBackend returns a backend over a client the caller made: a
+// *redis.Client (one server, or a Sentinel failover client) or a
+// *redis.ClusterClient. Like Open it pings every server (every master of a
+// cluster) and loads the scripts there, within ctx.
+//
+// The client stays the caller's: Close ends the backend's own work (its
+// calls, Subscribe, the stall guard's probes) but does not close the
+// client; close it yourself after the backend.
+//
+// What the backend adds to the client, for the client's lifetime (go-redis
+// cannot remove a hook):
+//   - a hook (AddHook) on each server's client (on a cluster, on each node's
+//     client, those to come too, through OnNewNode): the stall guard and,
+//     with WaitReplicas, the WAIT after each write. It acts on the backend's
+//     own calls only; the client's other calls pass through it untouched,
+//     except that when a server has left a call of the backend unanswered
+//     for StallTimeout, with no reply to anything meanwhile, the guard
+//     ends the calls waiting on that server's connections, whoever made
+//     them (the connections are shared). After Close it passes everything
+//     through.
+//   - on a cluster, reloads of the slot map (ReloadState) after calls of
+//     the backend that got no answer, at most once per
+//     ClusterReloadOnFailure.
+//
+// So the client may serve the rest of the program meanwhile. Calls obey
+// their context's deadline only when the client has ContextTimeoutEnabled
+// (Open sets it); otherwise its ReadTimeout bounds them.
+func NewRedisBackend(ctx context.Context, client redis.UniversalClient, opts RedisOptions) (taskstore.Backend, error) {
+	var readTimeout time.Duration
+	switch c := client.(type) {
+	case *redis.Client:
+		readTimeout = c.Options().ReadTimeout
+	case *redis.ClusterClient:
+		readTimeout = c.Options().ReadTimeout
+	default:
+		// A Ring's shards, for one: the change feed needs every owner's
+		// writes to publish where subscribers listen.
+		return nil, fmt.Errorf("mcptasks: NewRedisBackend takes a *redis.Client or a *redis.ClusterClient, not %T", client)
+	}
+	if err := opts.check(readTimeout); err != nil {
+		return nil, err
+	}
+	nodeOpts := opts.nodeOptions()
+	nodeOpts.shared, nodeOpts.hooked = true, map[*redis.Client]bool{}
+	if cc, ok := client.(*redis.ClusterClient); ok {
+		// Nodes made from now on get the hook as they are made; those
+		// that exist, when ping meets them.
+		cc.OnNewNode(nodeOpts.hook)
+	} else {
+		nodeOpts.hook(client.(*redis.Client))
+	}
+	b, err := newRedisBackend(ctx, client, opts, nodeOpts)
+	if err != nil {
+		return nil, fmt.Errorf("%w: cannot connect to Redis: %w", taskstore.ErrBackend, err)
+	}
+	return b, nil
+}
+
+// newRedisBackend makes the backend over client, whose servers' clients
+// get nodeOpts' hook, and pings them. On failure it leaves the client open.
+func newRedisBackend(ctx context.Context, client redis.UniversalClient, opts RedisOptions, nodeOpts *redisNodeOptions) (*redisBackend, error) {
+	stop, cancel := context.WithCancel(context.Background())
+	nodeOpts.done = stop.Done()
+	b := &redisBackend{client: client, prefix: opts.Prefix, nodeOpts: nodeOpts, cancel: cancel}
+	if cc, ok := client.(*redis.ClusterClient); ok {
+		b.cluster = true
+		b.reloader = &redisReloader{gap: max(opts.ClusterReloadOnFailure, 0)}
+		b.reloader.client.Store(cc)
+		nodeOpts.failed = b.reloader.trigger
+	}
+	b.feed.listen, b.feed.stop, b.feed.what = b.listen, stop, "redis subscribe"
+	err := b.ping(nodeOpts.mark(ctx))
+	nodeOpts.settle()
+	if err != nil {
+		b.Close()
+		return nil, err
 	}
 	return b, nil
 }
@@ -293,8 +420,11 @@ func openRedis(ctx context.Context, u *url.URL) (taskstore.Backend, error) {
 // a NOSCRIPT round, which with wait_replicas would also cost a WAIT. (Redis
 // leaves out of CLUSTER SLOTS a replica that has not replicated a write
 // yet, so on a brand-new cluster this finds none.)
-func (b *redisBackend) ping(ctx context.Context, cluster bool) error {
+func (b *redisBackend) ping(ctx context.Context) error {
 	check := func(ctx context.Context, c *redis.Client) error {
+		if b.nodeOpts.shared {
+			b.nodeOpts.hook(c) // a node the client made before it had the hook
+		}
 		if err := c.Ping(ctx).Err(); err != nil {
 			return err
 		}
@@ -305,7 +435,7 @@ func (b *redisBackend) ping(ctx context.Context, cluster bool) error {
 		}
 		return nil
 	}
-	if cluster {
+	if b.cluster {
 		cc := b.client.(*redis.ClusterClient)
 		if err := cc.ForEachMaster(ctx, check); err != nil {
 			return err
@@ -360,11 +490,16 @@ func (b *redisBackend) ping(ctx context.Context, cluster bool) error {
 // Subscribe listens to (plain pub/sub: on a cluster the message is
 // broadcast to every node).
 type redisBackend struct {
-	client    redis.UniversalClient
-	cluster   bool
-	prefix    string
-	reloader  *redisReloader // cluster only
-	done      chan struct{}  // closed by Close
+	client     redis.UniversalClient
+	ownsClient bool // opened by URL: Close closes it
+	cluster    bool
+	prefix     string
+	nodeOpts   *redisNodeOptions
+	reloader   *redisReloader // cluster only
+	feed       changeHub
+	cancel     context.CancelFunc // ends the feed's and the hooks' work at Close
+
+	closeGuard
 	closeOnce sync.Once
 	closeErr  error
 }
@@ -424,198 +559,28 @@ func (b *redisBackend) runnerKey(runner string) string {
 func (b *redisBackend) runnersKey() string  { return b.prefix + "{runners}" }
 func (b *redisBackend) changesChan() string { return b.prefix + "changes" }
 
-// The scripts share a few helpers. Times are Unix milliseconds, as Redis
-// keeps them: a record expiring at E ms is expired once now >= E, and its
-// key carries PEXPIREAT E-1, which Redis applies as "gone once now > E-1":
-// the same instant, so the scripts and the server's own expiry agree, and
-// a plain GET, EXISTS or MGET never shows an expired record.
-const redisLuaPrelude = `
-local function now_ms()
-  local t = redis.call('TIME')
-  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-end
-local function prune(ids, exp, act, now, n)
-  local old = redis.call('ZRANGEBYSCORE', exp, '-inf', string.format('%.0f', now), 'LIMIT', 0, n)
-  if #old > 0 then
-    redis.call('ZREM', ids, unpack(old))
-    redis.call('ZREM', exp, unpack(old))
-    redis.call('ZREM', act, unpack(old))
-  end
-  return #old
-end
-local function act_score(e)
-  if e == '' then return '+inf' end
-  return e
-end
-`
-
-var (
-	// KEYS: rec ids exp act [run]. ARGV: id value expiry_ms|"" pexpireat_ms|""
-	// max_active max_stored active(0|1) channel message [run_member].
-	// Returns 0 created, 1 exists, 2 active quota, 3 stored bound.
-	redisCreate = redis.NewScript(redisLuaPrelude + `
-local now = now_ms()
-prune(KEYS[2], KEYS[3], KEYS[4], now, ` + strconv.Itoa(redisPruneBatch) + `)
-if redis.call('EXISTS', KEYS[1]) == 1 then return 1 end
-local nows = string.format('%.0f', now)
-local max_active = tonumber(ARGV[5])
-if max_active > 0 and ARGV[7] == '1' then
-  if redis.call('ZCOUNT', KEYS[4], '(' .. nows, '+inf') >= max_active then return 2 end
-end
-local max_stored = tonumber(ARGV[6])
-if max_stored > 0 then
-  local live = redis.call('ZCARD', KEYS[2]) - redis.call('ZCOUNT', KEYS[3], '-inf', nows)
-  if live >= max_stored then return 3 end
-end
--- A record that expired before it was made is never stored.
-if ARGV[3] ~= '' and tonumber(ARGV[3]) <= now then return 0 end
-if KEYS[5] then redis.call('ZADD', KEYS[5], 0, ARGV[10]) end
-redis.call('PUBLISH', ARGV[8], ARGV[9])
-local new_ids = redis.call('EXISTS', KEYS[2]) == 0
-redis.call('ZADD', KEYS[2], 0, ARGV[1])
-if ARGV[7] == '1' then redis.call('ZADD', KEYS[4], act_score(ARGV[3]), ARGV[1]) else redis.call('ZREM', KEYS[4], ARGV[1]) end
-if ARGV[3] == '' then
-  redis.call('SET', KEYS[1], ARGV[2])
-  redis.call('ZREM', KEYS[3], ARGV[1])
-  redis.call('PERSIST', KEYS[2])
-  redis.call('PERSIST', KEYS[3])
-  redis.call('PERSIST', KEYS[4])
-  return 0
-end
-redis.call('SET', KEYS[1], ARGV[2], 'PXAT', ARGV[4])
-redis.call('ZADD', KEYS[3], ARGV[3], ARGV[1])
--- The id index lives as long as its longest-lived member: GT never
--- shortens it, and leaves a permanent index (one holding a record that
--- never expires) alone. The other indexes go with it, never before: the
--- quota count needs every expiry-indexed id to be in the id index.
-if new_ids then redis.call('PEXPIREAT', KEYS[2], ARGV[4]) else redis.call('PEXPIREAT', KEYS[2], ARGV[4], 'GT') end
-local ids_until = redis.call('PEXPIRETIME', KEYS[2])
-if ids_until < 0 then
-  redis.call('PERSIST', KEYS[3])
-  redis.call('PERSIST', KEYS[4])
-else
-  redis.call('PEXPIREAT', KEYS[3], ids_until)
-  redis.call('PEXPIREAT', KEYS[4], ids_until)
-end
-return 0
-`)
-
-	// KEYS: rec act [run]. ARGV: value expected active(0|1) runner_b64 id
-	// channel message expiry_ms header_len indexed(0|1) [run_member]. value
-	// is the whole stored form at version expected+1 with the caller's
-	// expiry (header_len bytes of header): when the stored expiry is that
-	// one (it never changes) the script stores value as it came; else it
-	// rebuilds the header with the stored expiry. Returns the new version,
-	// -1 not found, -2 version conflict, -3 the record gets a new runner
-	// whose index entry is not written (a cluster: the caller writes it
-	// and calls again with indexed 1). Only the header is read; KEEPTTL
-	// keeps the expiry. The active index is written only when the active
-	// flag changes, the runner index only when the runner does: every
-	// script keeps the first equal to the live records' flags, and the
-	// entry of a record's runner is written before the record names it.
-	redisUpdate = redis.NewScript(`
-local head = redis.call('GETRANGE', KEYS[1], 0, 255)
-if head == '' then return -1 end
-local v, e, a, r = string.match(head, '^(%d+):(%d*):(%d*):()')
-if v ~= ARGV[2] then return -2 end
--- A runner field cut off at 256 bytes reads as another runner: indexed again.
-if ARGV[4] ~= '' and ARGV[10] ~= '1' and string.sub(head, r, r + #ARGV[4]) ~= ARGV[4] .. ':' then
-  if not KEYS[3] then return -3 end
-  redis.call('ZADD', KEYS[3], 0, ARGV[11])
-end
-local nv = tonumber(v) + 1
-if e == ARGV[8] then
-  redis.call('SET', KEYS[1], ARGV[1], 'KEEPTTL')
-else
-  redis.call('SET', KEYS[1], string.format('%d:%s:%s:%s:', nv, e, ARGV[3], ARGV[4]) .. string.sub(ARGV[1], tonumber(ARGV[9]) + 1), 'KEEPTTL')
-end
-if a ~= ARGV[3] then
-  if ARGV[3] == '1' then
-    if e == '' then redis.call('ZADD', KEYS[2], '+inf', ARGV[5]) else redis.call('ZADD', KEYS[2], e, ARGV[5]) end
-  else
-    redis.call('ZREM', KEYS[2], ARGV[5])
-  end
-end
-redis.call('PUBLISH', ARGV[6], ARGV[7])
-return nv
-`)
-
-	// KEYS: rec ids exp act. ARGV: id channel message. Returns 1 if a live
-	// record was deleted.
-	redisDelete = redis.NewScript(`
-local was = redis.call('DEL', KEYS[1])
-redis.call('ZREM', KEYS[2], ARGV[1])
-redis.call('ZREM', KEYS[3], ARGV[1])
-redis.call('ZREM', KEYS[4], ARGV[1])
-if was == 1 then redis.call('PUBLISH', ARGV[2], ARGV[3]) end
-return was
-`)
-
-	// KEYS: ids exp act. ARGV: record key prefix, after|"", limit.
-	// Returns {more, id, value, id, value, …}: ids from the index, values
-	// with one MGET per batch. Record keys are built from the prefix: they
-	// share the owner's hash tag, so the same slot.
-	redisList = redis.NewScript(redisLuaPrelude + `
-prune(KEYS[1], KEYS[2], KEYS[3], now_ms(), ` + strconv.Itoa(redisPruneBatch) + `)
-local limit = tonumber(ARGV[3])
-local start = '+'
-if ARGV[2] ~= '' then start = '(' .. ARGV[2] end
-local out = {0}
-local n = 0
-while true do
-  -- One more than needed, to learn whether more follow.
-  local batch = math.min(limit - n, 1000) + 1
-  local ids = redis.call('ZREVRANGEBYLEX', KEYS[1], start, '-', 'LIMIT', 0, batch)
-  if #ids == 0 then return out end
-  local keys = {}
-  for i, id in ipairs(ids) do keys[i] = ARGV[1] .. id end
-  local vals = redis.call('MGET', unpack(keys))
-  for i, id in ipairs(ids) do
-    if n == limit then
-      out[1] = 1
-      return out
-    end
-    if vals[i] then
-      out[#out + 1] = id
-      out[#out + 1] = vals[i]
-      n = n + 1
-    else
-      -- Expired (or purged) but still indexed: drop the entry now.
-      redis.call('ZREM', KEYS[1], id)
-      redis.call('ZREM', KEYS[2], id)
-      redis.call('ZREM', KEYS[3], id)
-    end
-  end
-  if #ids < batch then return out end
-  start = '(' .. ids[#ids]
-end
-`)
-
-	// KEYS: ids exp act. Removes every expired entry; returns how many.
-	redisSweep = redis.NewScript(redisLuaPrelude + `
-return prune(KEYS[1], KEYS[2], KEYS[3], now_ms(), 1e9)
-`)
-
-	redisScripts = []*redis.Script{redisCreate, redisUpdate, redisDelete, redisList, redisSweep}
-)
-
-// fail wraps a server or network error. A context error is returned as is;
-// any other error while ctx is done also wraps ctx.Err().
-func (b *redisBackend) fail(ctx context.Context, op string, err error) error {
-	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
-		return err
+// enter starts a call: it fails fast once ctx is done or the backend is
+// closed, and marks ctx as the backend's. On a client given to
+// NewRedisBackend the hooks act on marked calls only, so every call of the
+// backend passes its context through here.
+func (b *redisBackend) enter(ctx context.Context) (context.Context, error) {
+	if err := b.begin(ctx); err != nil {
+		return ctx, err
 	}
-	if nd := (*redisNotDurableError)(nil); errors.As(err, &nd) {
+	return b.nodeOpts.mark(ctx), nil
+}
+
+// fail maps a failed call by the rule of backendErr; a write that too few
+// replicas confirmed, while ctx lasts, says so first.
+func (b *redisBackend) fail(ctx context.Context, op string, err error) error {
+	if nd := (*redisNotDurableError)(nil); ctx.Err() == nil && errors.As(err, &nd) {
 		// ErrNotDurable is an ErrBackend.
 		if nd.cause != nil {
 			return fmt.Errorf("%w: redis %s: %s: %w", taskstore.ErrNotDurable, op, nd.detail, nd.cause)
 		}
 		return fmt.Errorf("%w: redis %s: %s", taskstore.ErrNotDurable, op, nd.detail)
 	}
-	if cerr := ctx.Err(); cerr != nil {
-		return fmt.Errorf("%w: redis %s: %w (%w)", taskstore.ErrBackend, op, err, cerr)
-	}
-	return fmt.Errorf("%w: redis %s: %w", taskstore.ErrBackend, op, err)
+	return backendErr(ctx, "redis "+op, err)
 }
 
 // runMember is the runner index entry of a record, and the change feed's
@@ -671,7 +636,8 @@ func redisRunnerField(runner string) string {
 }
 
 func (b *redisBackend) Create(ctx context.Context, rec taskstore.Record, lim taskstore.Limits) error {
-	if err := ctx.Err(); err != nil {
+	ctx, err := b.enter(ctx)
+	if err != nil {
 		return err
 	}
 	if len(rec.Data) > redisMaxRecord {
@@ -718,7 +684,7 @@ func redisValue(version uint64, expMS string, active bool, r string, data []byte
 }
 
 // redisExpiry gives the E field (expiry in Unix ms, rounded up) and the
-// PEXPIREAT time (one ms less, see redisLuaPrelude) of an expiry, both ""
+// PEXPIREAT time (one ms less, see redis_lua/prelude.lua) of an expiry, both ""
 // for none.
 func redisExpiry(t time.Time) (expMS, pxat string) {
 	if t.IsZero() {
@@ -731,7 +697,8 @@ func redisExpiry(t time.Time) (expMS, pxat string) {
 // Get is one GET, no script: the record's PEXPIREAT makes Redis itself
 // hide it from the instant it expires.
 func (b *redisBackend) Get(ctx context.Context, owner, id string) (taskstore.Record, error) {
-	if err := ctx.Err(); err != nil {
+	ctx, err := b.enter(ctx)
+	if err != nil {
 		return taskstore.Record{}, err
 	}
 	val, err := b.client.Get(ctx, b.recKey(owner, id)).Bytes()
@@ -783,7 +750,8 @@ func decodeRedisRecord(owner, id string, val []byte) (taskstore.Record, error) {
 }
 
 func (b *redisBackend) Update(ctx context.Context, rec taskstore.Record, expected uint64) (uint64, error) {
-	if err := ctx.Err(); err != nil {
+	ctx, err := b.enter(ctx)
+	if err != nil {
 		return 0, err
 	}
 	if len(rec.Data) > redisMaxRecord {
@@ -825,7 +793,8 @@ func (b *redisBackend) Update(ctx context.Context, rec taskstore.Record, expecte
 }
 
 func (b *redisBackend) Delete(ctx context.Context, owner, id string) (bool, error) {
-	if err := ctx.Err(); err != nil {
+	ctx, err := b.enter(ctx)
+	if err != nil {
 		return false, err
 	}
 	recKey, ids, exp, act := b.keys(owner, id)
@@ -837,7 +806,8 @@ func (b *redisBackend) Delete(ctx context.Context, owner, id string) (bool, erro
 }
 
 func (b *redisBackend) List(ctx context.Context, owner, after string, limit int) ([]taskstore.Record, bool, error) {
-	if err := ctx.Err(); err != nil {
+	ctx, err := b.enter(ctx)
+	if err != nil {
 		return nil, false, err
 	}
 	if limit <= 0 {
@@ -869,7 +839,8 @@ func (b *redisBackend) List(ctx context.Context, owner, after string, limit int)
 }
 
 func (b *redisBackend) Heartbeat(ctx context.Context, runner string) error {
-	if err := ctx.Err(); err != nil {
+	ctx, err := b.enter(ctx)
+	if err != nil {
 		return err
 	}
 	// A heartbeat needs no durability (wait_replicas): a lost beat is only a late one.
@@ -880,7 +851,8 @@ func (b *redisBackend) Heartbeat(ctx context.Context, runner string) error {
 }
 
 func (b *redisBackend) Runners(ctx context.Context) ([]taskstore.RunnerBeat, error) {
-	if err := ctx.Err(); err != nil {
+	ctx, err := b.enter(ctx)
+	if err != nil {
 		return nil, err
 	}
 	m, err := b.client.HGetAll(ctx, b.runnersKey()).Result()
@@ -899,7 +871,8 @@ func (b *redisBackend) Runners(ctx context.Context) ([]taskstore.RunnerBeat, err
 }
 
 func (b *redisBackend) RemoveRunner(ctx context.Context, runner string) error {
-	if err := ctx.Err(); err != nil {
+	ctx, err := b.enter(ctx)
+	if err != nil {
 		return err
 	}
 	if err := b.client.HDel(ctx, b.runnersKey(), runner).Err(); err != nil {
@@ -913,7 +886,8 @@ func (b *redisBackend) RemoveRunner(ctx context.Context, runner string) error {
 // slots), returns the live ones still held by runner and drops the others
 // from the index.
 func (b *redisBackend) RunnerTasks(ctx context.Context, runner string, limit int) ([]taskstore.Record, error) {
-	if err := ctx.Err(); err != nil {
+	ctx, err := b.enter(ctx)
+	if err != nil {
 		return nil, err
 	}
 	key := b.runnerKey(runner)
@@ -1017,7 +991,8 @@ func (b *redisBackend) heldAgain(ctx context.Context, runner string, removed []a
 // GetMany is one pipeline of GETs (on a cluster, one per node holding
 // some of the keys).
 func (b *redisBackend) GetMany(ctx context.Context, keys []taskstore.Key) ([]taskstore.Record, error) {
-	if err := ctx.Err(); err != nil {
+	ctx, err := b.enter(ctx)
+	if err != nil {
 		return nil, err
 	}
 	if len(keys) == 0 {
@@ -1058,42 +1033,44 @@ func redisRecordMovedOn(val []byte, runner string) bool {
 	return len(parts) < 5 || string(parts[3]) != redisRunnerField(runner)
 }
 
-// Subscribe listens on the change channel. It returns when ctx ends or the
-// connection is lost; the caller subscribes again and gets a Resync.
+// Subscribe delivers every change made by any process, until ctx ends,
+// the backend is closed or the subscribed connection is lost (then the
+// caller subscribes again and gets a Resync). One subscribed connection per
+// backend, opened by the first Subscribe, serves every subscriber.
 func (b *redisBackend) Subscribe(ctx context.Context, fn func(taskstore.Change)) error {
+	if err := b.begin(ctx); err != nil {
+		return err
+	}
+	return b.feed.subscribe(ctx, fn)
+}
+
+// listen runs the subscribed connection until it fails or ctx ends.
+func (b *redisBackend) listen(ctx context.Context) error {
 	ps := b.client.Subscribe(ctx)
 	defer ps.Close()
 	// Receive blocks in a read that ctx does not interrupt: closing does.
 	stop := context.AfterFunc(ctx, func() { ps.Close() })
 	defer stop()
 	if err := ps.Subscribe(ctx, b.changesChan()); err != nil {
-		return b.fail(ctx, "subscribe", err)
+		return err
 	}
 	// The first reply confirms the subscription: from here on nothing is missed.
 	if _, err := ps.Receive(ctx); err != nil {
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		return b.fail(ctx, "subscribe", err)
+		return err
 	}
-	fn(taskstore.Change{Resync: true})
+	b.feed.up()
 	for {
 		msg, err := ps.Receive(ctx)
 		if err != nil {
-			if ctx.Err() != nil {
-				return ctx.Err()
-			}
-			return b.fail(ctx, "subscribe", err)
+			return err
 		}
 		m, ok := msg.(*redis.Message)
 		if !ok {
 			continue // pings and subscription replies
 		}
-		k, ok := redisParseMember(m.Payload)
-		if !ok {
-			continue
+		if k, ok := redisParseMember(m.Payload); ok {
+			b.feed.push(taskstore.Change{Owner: k.Owner, TaskID: k.TaskID})
 		}
-		fn(taskstore.Change{Owner: k.Owner, TaskID: k.TaskID})
 	}
 }
 
@@ -1103,7 +1080,8 @@ func (b *redisBackend) Subscribe(ctx context.Context, fn func(taskstore.Change))
 // cluster; cost proportional to the keyspace) and drops their expired
 // entries, returning how many expired tasks it cleared out of them.
 func (b *redisBackend) DeleteExpired(ctx context.Context) (int, error) {
-	if err := ctx.Err(); err != nil {
+	ctx, err := b.enter(ctx)
+	if err != nil {
 		return 0, err
 	}
 	var mu sync.Mutex
@@ -1123,7 +1101,6 @@ func (b *redisBackend) DeleteExpired(ctx context.Context) (int, error) {
 		}
 		return it.Err()
 	}
-	var err error
 	switch c := b.client.(type) {
 	case *redis.ClusterClient:
 		err = c.ForEachMaster(ctx, sweep)
@@ -1153,14 +1130,20 @@ func redisGlobEscape(s string) string {
 // ErrRecordTooLarge.)
 func (b *redisBackend) MaxRecordSize() int { return 0 }
 
-// Close closes the connection pool; later calls fail with ErrBackend.
+// Close ends subscriptions and, when the backend made the client itself,
+// closes it; later calls fail with ErrBackend.
 func (b *redisBackend) Close() error {
 	b.closeOnce.Do(func() {
-		close(b.done)
+		b.closed.Store(true)
+		b.feed.close() // before the wait: no listener starts after it
 		if b.reloader != nil {
 			b.reloader.closed.Store(true)
 		}
-		b.closeErr = b.client.Close()
+		b.cancel()
+		b.feed.wg.Wait()
+		if b.ownsClient {
+			b.closeErr = b.client.Close()
+		}
 	})
 	return b.closeErr
 }

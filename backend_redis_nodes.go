@@ -47,7 +47,44 @@ type redisNodeOptions struct {
 	// failed is called after a call that got no answer or was refused
 	// by the stall guard; nil for a standalone server.
 	failed func()
-	done   chan struct{} // closed by Close: probes stop
+	done   <-chan struct{} // closed by Close: probes stop
+	// shared: the client is the caller's (NewRedisBackend), so the hooks
+	// act only on calls whose context mark carries these options.
+	shared bool
+
+	mu     sync.Mutex
+	hooked map[*redis.Client]bool // until settle: nodes met twice are hooked once
+}
+
+// redisOwnKey marks the context of a call of the backend whose options it holds.
+type redisOwnKey struct{}
+
+// mark is ctx as a call of the backend, for hooks on a shared client.
+func (o *redisNodeOptions) mark(ctx context.Context) context.Context {
+	if !o.shared {
+		return ctx
+	}
+	return context.WithValue(ctx, redisOwnKey{}, o)
+}
+
+// hook adds the hook to a server's client of a shared client: once, even
+// when a cluster's node is met both as it is made and by ping.
+func (o *redisNodeOptions) hook(c *redis.Client) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.hooked == nil || !o.hooked[c] {
+		redisAddHook(c, o)
+	}
+	if o.hooked != nil {
+		o.hooked[c] = true
+	}
+}
+
+// settle ends hook's bookkeeping: from now on only new nodes are met.
+func (o *redisNodeOptions) settle() {
+	o.mu.Lock()
+	o.hooked = nil
+	o.mu.Unlock()
 }
 
 // redisNodeHook is the hook of one server's connection pool.
@@ -130,8 +167,16 @@ type redisTrackedSyscallConn struct {
 
 func (c *redisTrackedSyscallConn) SyscallConn() (syscall.RawConn, error) { return c.sc.SyscallConn() }
 
+// foreign reports a call on a shared client that is not the backend's.
+func (h *redisNodeHook) foreign(ctx context.Context) bool {
+	return h.opts.shared && ctx.Value(redisOwnKey{}) != h.opts
+}
+
 func (h *redisNodeHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 	return func(ctx context.Context, cmd redis.Cmder) error {
+		if h.foreign(ctx) {
+			return next(ctx, cmd)
+		}
 		if h.opts.waitReplicas > 0 && redisMayWrite(cmd) && ctx.Value(redisNoWaitKey{}) == nil {
 			// The command and its WAIT, on one connection, in order; the
 			// pipeline hook below guards the server.
@@ -154,6 +199,9 @@ func (h *redisNodeHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 
 func (h *redisNodeHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
 	return func(ctx context.Context, cmds []redis.Cmder) error {
+		if h.foreign(ctx) {
+			return next(ctx, cmds)
+		}
 		var wait *redis.IntCmd
 		extra := time.Duration(0)
 		if h.opts.waitReplicas > 0 && ctx.Value(redisNoWaitKey{}) == nil {

@@ -113,6 +113,13 @@ func newRedisFactory(rawURL string) storetest.NewBackend {
 	}
 }
 
+func init() {
+	sharedTestBackends["redis"] = func(tb testing.TB) taskstore.Backend { return newRedisFactory(redisTestURL(tb, envRedisURL))(tb) }
+	sharedTestBackends["redis+cluster"] = func(tb testing.TB) taskstore.Backend {
+		return newRedisFactory(redisTestURL(tb, envRedisClusterURL))(tb)
+	}
+}
+
 // dropAll removes every key under the backend's prefix (tests only).
 func (b *redisBackend) dropAll(ctx context.Context) error {
 	drop := func(ctx context.Context, c *redis.Client) error {

@@ -1,0 +1,8 @@
+-- KEYS: rec ids exp act. ARGV: id channel message. Returns 1 if a live
+-- record was deleted.
+local was = redis.call('DEL', KEYS[1])
+redis.call('ZREM', KEYS[2], ARGV[1])
+redis.call('ZREM', KEYS[3], ARGV[1])
+redis.call('ZREM', KEYS[4], ARGV[1])
+if was == 1 then redis.call('PUBLISH', ARGV[2], ARGV[3]) end
+return was
