@@ -1,3 +1,5 @@
+//go:build !jsonwalk_jsontext
+
 package jsonwalk
 
 import (
