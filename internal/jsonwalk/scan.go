@@ -1,5 +1,3 @@
-//go:build !jsonwalk_jsontext
-
 package jsonwalk
 
 import (
@@ -9,7 +7,8 @@ import (
 )
 
 // Scanner is a cursor over one document. Each method reads from the cursor
-// on, validating what it passes; after an error the cursor is undefined.
+// on, validating what it passes (Skip aside); after an error the cursor is
+// undefined.
 type Scanner struct {
 	b     []byte
 	i     int // the next byte to read

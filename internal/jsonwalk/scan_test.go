@@ -1,5 +1,3 @@
-//go:build !jsonwalk_jsontext
-
 package jsonwalk
 
 import (

@@ -8,7 +8,8 @@
 // jsontext accepts with AllowInvalidUTF8 and AllowDuplicateNames: RFC 8259
 // syntax, invalid UTF-8 inside strings kept as it is, repeated object names,
 // at most MaxDepth levels of arrays and objects. FuzzWalkAgrees pins that
-// agreement.
+// agreement. A document validated once can be walked again more cheaply:
+// Skip passes a value matching brackets and quotes only.
 package jsonwalk
 
 import (
