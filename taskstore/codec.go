@@ -12,11 +12,13 @@ import (
 	"unicode/utf8"
 
 	"github.com/go-json-experiment/json/jsontext"
+
+	"github.com/mcptasks/mcptasks/internal/jsonwalk"
 )
 
 // The record codec. A stored record is a JSON document of a fixed shape
 // (see TaskRecord), so it is read in one pass of a validating scanner
-// (jsonScanner) and written by appending, without reflection. The decoder
+// (jsonwalk.Scanner) and written by appending, without reflection. The decoder
 // validates the whole document once; raw JSON values (variables, _meta,
 // result, error data, input requests and responses) are then kept as
 // slices of the document, which the backend handed over (Record.Data is
@@ -40,7 +42,7 @@ var errShape = errors.New("not a task record")
 
 // recordScanner reads one stored document.
 type recordScanner struct {
-	jsonScanner
+	jsonwalk.Scanner
 	br *Record
 }
 
@@ -49,7 +51,7 @@ func decodeRecord(br Record) (*TaskRecord, error) { return decodeRecordInto(br, 
 // decodeRecordInto is decodeRecord into box, which a caller decoding many
 // records (a list page) allocates all at once.
 func decodeRecordInto(br Record, box *recordBox) (*TaskRecord, error) {
-	d := recordScanner{jsonScanner: jsonScanner{b: br.Data, maxString: -1, maxDepth: -1}, br: &br}
+	d := recordScanner{Scanner: jsonwalk.New(br.Data), br: &br}
 	r, err := d.record(box)
 	if err != nil {
 		return nil, fmt.Errorf("%w: stored task %s is corrupt: %v", ErrBackend, br.TaskID, err)
@@ -72,7 +74,7 @@ func (d *recordScanner) record(box *recordBox) (*TaskRecord, error) {
 		return nil, err
 	}
 	for n := 0; ; n++ {
-		name, ok, err := d.member(n)
+		name, ok, err := d.Member(n)
 		if err != nil {
 			return nil, err
 		}
@@ -124,7 +126,7 @@ func (d *recordScanner) record(box *recordBox) (*TaskRecord, error) {
 			return nil, err
 		}
 	}
-	if err := d.end(); err != nil {
+	if err := d.End(); err != nil {
 		return nil, fmt.Errorf("%w: data after the document", errShape)
 	}
 	if !hasTask {
@@ -139,13 +141,13 @@ func (d *recordScanner) record(box *recordBox) (*TaskRecord, error) {
 // openObject reads the '{' of an object; anything else is not a record's
 // shape (a syntax error is reported as one).
 func (d *recordScanner) openObject() error {
-	switch c := d.peek(); c {
+	switch c := d.Peek(); c {
 	case '{':
-		return d.open()
+		return d.Open()
 	case 0:
-		return d.unexpected()
+		return d.Unexpected()
 	default:
-		if err := d.value(); err != nil {
+		if err := d.Value(); err != nil {
 			return err
 		}
 		return fmt.Errorf("%w: %c where an object belongs", errShape, c)
@@ -155,14 +157,14 @@ func (d *recordScanner) openObject() error {
 func (d *recordScanner) task(box *recordBox) error {
 	t := &box.rec.Task
 	var created, updated bool
-	if d.null() {
+	if d.Null() {
 		return fmt.Errorf("%w: task has no createdAt", errShape)
 	}
 	if err := d.openObject(); err != nil {
 		return err
 	}
 	for n := 0; ; n++ {
-		name, ok, err := d.member(n)
+		name, ok, err := d.Member(n)
 		if err != nil {
 			return err
 		}
@@ -193,7 +195,7 @@ func (d *recordScanner) task(box *recordBox) error {
 		case "_meta":
 			t.Meta, err = d.rawMap(t.Meta)
 		default:
-			err = d.value()
+			err = d.Value()
 		}
 		if err != nil {
 			return err
@@ -209,7 +211,7 @@ func (d *recordScanner) task(box *recordBox) error {
 }
 
 func (d *recordScanner) rpcError() (*RPCError, error) {
-	if d.null() {
+	if d.Null() {
 		return nil, nil
 	}
 	if err := d.openObject(); err != nil {
@@ -217,7 +219,7 @@ func (d *recordScanner) rpcError() (*RPCError, error) {
 	}
 	e := &RPCError{}
 	for n := 0; ; n++ {
-		name, ok, err := d.member(n)
+		name, ok, err := d.Member(n)
 		if err != nil {
 			return nil, err
 		}
@@ -235,7 +237,7 @@ func (d *recordScanner) rpcError() (*RPCError, error) {
 		case "data":
 			e.Data, err = d.raw()
 		default:
-			err = d.value()
+			err = d.Value()
 		}
 		if err != nil {
 			return nil, err
@@ -244,7 +246,7 @@ func (d *recordScanner) rpcError() (*RPCError, error) {
 }
 
 func (d *recordScanner) lease() (*Lease, error) {
-	if d.null() {
+	if d.Null() {
 		return nil, nil
 	}
 	if err := d.openObject(); err != nil {
@@ -252,7 +254,7 @@ func (d *recordScanner) lease() (*Lease, error) {
 	}
 	l := &Lease{}
 	for n := 0; ; n++ {
-		name, ok, err := d.member(n)
+		name, ok, err := d.Member(n)
 		if err != nil {
 			return nil, err
 		}
@@ -268,7 +270,7 @@ func (d *recordScanner) lease() (*Lease, error) {
 				l.Attempt = int(v)
 			}
 		default:
-			err = d.value()
+			err = d.Value()
 		}
 		if err != nil {
 			return nil, err
@@ -278,18 +280,19 @@ func (d *recordScanner) lease() (*Lease, error) {
 
 // raw returns the next value as a slice of the document.
 func (d *recordScanner) raw() (json.RawMessage, error) {
-	d.skipSpace()
-	start := d.i
-	if err := d.value(); err != nil {
+	d.SkipSpace()
+	start := d.Pos()
+	if err := d.Value(); err != nil {
 		return nil, err
 	}
-	return json.RawMessage(d.b[start:d.i:d.i]), nil
+	end := d.Pos()
+	return json.RawMessage(d.Bytes()[start:end:end]), nil
 }
 
 // rawMap reads an object of raw values into m (made when nil); null
 // reads as nothing.
 func (d *recordScanner) rawMap(m map[string]json.RawMessage) (map[string]json.RawMessage, error) {
-	if d.null() {
+	if d.Null() {
 		return m, nil
 	}
 	if err := d.openObject(); err != nil {
@@ -299,7 +302,7 @@ func (d *recordScanner) rawMap(m map[string]json.RawMessage) (map[string]json.Ra
 		m = make(map[string]json.RawMessage)
 	}
 	for n := 0; ; n++ {
-		name, ok, err := d.member(n)
+		name, ok, err := d.Member(n)
 		if err != nil {
 			return nil, err
 		}
@@ -317,17 +320,17 @@ func (d *recordScanner) rawMap(m map[string]json.RawMessage) (map[string]json.Ra
 // quoted reads a string: text is what lies between its quotes, plain
 // reports that text is the string itself (no escape, valid UTF-8).
 func (d *recordScanner) quoted(what string) (text []byte, plain bool, err error) {
-	if c := d.peek(); c != '"' {
-		if err := d.value(); err != nil {
+	if c := d.Peek(); c != '"' {
+		if err := d.Value(); err != nil {
 			return nil, false, err
 		}
 		return nil, false, fmt.Errorf("%w: %c where %s belongs", errShape, c, what)
 	}
-	start, plain, err := d.str()
+	start, plain, err := d.Quoted()
 	if err != nil {
 		return nil, false, err
 	}
-	return d.b[start : d.i-1], plain, nil
+	return d.Bytes()[start : d.Pos()-1], plain, nil
 }
 
 // text is the Go string of a string quoted returned: invalid UTF-8
@@ -336,21 +339,14 @@ func (d *recordScanner) text(text []byte, plain bool) string {
 	if plain {
 		return string(text)
 	}
-	return string(unquote(d.b[d.i-len(text)-2 : d.i]))
-}
-
-// unquote unescapes a quoted JSON string the scanner accepted; invalid
-// UTF-8 becomes U+FFFD (jsontext's error then says only that).
-func unquote(q []byte) []byte {
-	out, _ := jsontext.AppendUnquote(nil, q)
-	return out
+	return string(jsonwalk.Unquote(d.Bytes()[d.Pos()-len(text)-2 : d.Pos()]))
 }
 
 // strOr reads a string (null reads as ""); when it equals known, known is
 // returned, so that the task id and owner the backend already holds are
 // not allocated again.
 func (d *recordScanner) strOr(known string) (string, error) {
-	if d.null() {
+	if d.Null() {
 		return "", nil
 	}
 	text, plain, err := d.quoted("a string")
@@ -365,7 +361,7 @@ func (d *recordScanner) strOr(known string) (string, error) {
 
 // status reads a status without allocating for the five known ones.
 func (d *recordScanner) status() (Status, error) {
-	if d.null() {
+	if d.Null() {
 		return "", nil
 	}
 	text, plain, err := d.quoted("a string")
@@ -390,7 +386,7 @@ func (d *recordScanner) status() (Status, error) {
 // method reads the request method, without allocating for the methods
 // that run as tasks.
 func (d *recordScanner) method() (string, error) {
-	if d.null() {
+	if d.Null() {
 		return "", nil
 	}
 	text, plain, err := d.quoted("a string")
@@ -410,7 +406,7 @@ func (d *recordScanner) method() (string, error) {
 
 // time reads a timestamp string; ok is false for null.
 func (d *recordScanner) time() (t time.Time, ok bool, err error) {
-	if d.null() {
+	if d.Null() {
 		return time.Time{}, false, nil
 	}
 	text, plain, err := d.quoted("a timestamp")
@@ -426,7 +422,7 @@ func (d *recordScanner) time() (t time.Time, ok bool, err error) {
 
 // millis reads a whole number of milliseconds; ok is false for null.
 func (d *recordScanner) millis() (time.Duration, bool, error) {
-	if d.null() {
+	if d.Null() {
 		return 0, false, nil
 	}
 	ms, err := d.int()
@@ -439,18 +435,18 @@ func (d *recordScanner) millis() (time.Duration, bool, error) {
 // int reads a number that must be a whole int64, as v1 did; null reads
 // as 0.
 func (d *recordScanner) int() (int64, error) {
-	if d.null() {
+	if d.Null() {
 		return 0, nil
 	}
-	c := d.peek()
-	start := d.i
-	if err := d.value(); err != nil {
+	c := d.Peek()
+	start := d.Pos()
+	if err := d.Value(); err != nil {
 		return 0, err
 	}
 	if c != '-' && (c < '0' || c > '9') {
 		return 0, fmt.Errorf("%w: %c where a number belongs", errShape, c)
 	}
-	return parseInt(d.b[start:d.i])
+	return parseInt(d.Bytes()[start:d.Pos()])
 }
 
 // parseInt reads a JSON number that must be a whole int64, as v1 did.
@@ -540,12 +536,12 @@ func decodeRawObject(raw []byte) (map[string]json.RawMessage, error) {
 	if len(raw) == 0 {
 		return m, nil
 	}
-	d := recordScanner{jsonScanner: jsonScanner{b: bytes.Clone(raw), maxString: -1, maxDepth: -1}}
+	d := recordScanner{Scanner: jsonwalk.New(bytes.Clone(raw))}
 	m, err := d.rawMap(m)
 	if err != nil {
 		return nil, err
 	}
-	if err := d.end(); err != nil {
+	if err := d.End(); err != nil {
 		return nil, fmt.Errorf("%w: data after the object", errShape)
 	}
 	return m, nil
@@ -728,10 +724,10 @@ var jsonNull = []byte("null")
 // trimRaw drops the whitespace around a raw value; an empty value is null,
 // as v1 wrote it. The result is only read.
 func trimRaw(v []byte) []byte {
-	for len(v) > 0 && isSpace(v[0]) {
+	for len(v) > 0 && jsonwalk.IsSpace(v[0]) {
 		v = v[1:]
 	}
-	for len(v) > 0 && isSpace(v[len(v)-1]) {
+	for len(v) > 0 && jsonwalk.IsSpace(v[len(v)-1]) {
 		v = v[:len(v)-1]
 	}
 	if len(v) == 0 {
@@ -739,8 +735,6 @@ func trimRaw(v []byte) []byte {
 	}
 	return v
 }
-
-func isSpace(c byte) bool { return c == ' ' || c == '\t' || c == '\n' || c == '\r' }
 
 func appendRaw(b, v []byte) []byte { return append(b, trimRaw(v)...) }
 

@@ -302,6 +302,25 @@ func BenchmarkCodec(b *testing.B) {
 	}
 }
 
+// BenchmarkDecode is decodeRecord alone on each corpus document: its time is
+// only worth comparing on a quiet machine, its instruction count (under
+// valgrind --tool=callgrind, GODEBUG=asyncpreemptoff=1) anywhere.
+func BenchmarkDecode(b *testing.B) {
+	corpus := loadCorpus(b)
+	for _, name := range sortedNames(corpus) {
+		br := Record{TaskID: name, Data: corpus[name], Version: 1}
+		b.Run(strings.TrimSuffix(name, ".json"), func(b *testing.B) {
+			b.ReportAllocs()
+			b.SetBytes(int64(len(br.Data)))
+			for b.Loop() {
+				if _, err := decodeRecord(br); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
 // interleave runs v1 and cur alternately in batches of 16 and reports each
 // one's time and allocations per operation and their ratio.
 func interleave(b *testing.B, size int, v1, cur func()) {

@@ -3,6 +3,8 @@ package taskstore
 import (
 	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -11,15 +13,16 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/google/go-cmp/cmp"
 )
 
 // The record corpus in testdata/records holds documents exactly as the
 // Store wrote them at commit "taskstore: record corpus written by the
 // encoding/json v1 codec" (the codec before the current one). Every
 // release must load them and rewrite them without changing a field or a
-// value. TestWriteCorpus regenerates them; it runs only when asked:
-//
-//	MCPTASKS_WRITE_CORPUS=1 go test -run TestWriteCorpus ./taskstore
+// value (TestCorpusLoads, TestCorpusRewrite). It is never regenerated:
+// TestWriteCorpus writes a later codec's corpus into a new directory.
 const corpusDir = "testdata/records"
 
 // captureBackend keeps the last document written per task, in memory.
@@ -187,18 +190,63 @@ func corpusRecords(t *testing.T) map[string][]byte {
 	return out
 }
 
+// TestWriteCorpus drives the corpus's task lives through today's Store and
+// checks that each document it stores reads back. Asked to, it also keeps
+// them as a new corpus: before the stored format changes, write the
+// current codec's documents, then load them from a test of their own the
+// way TestCorpusLoads loads the v1 corpus:
+//
+//	MCPTASKS_WRITE_CORPUS=records-v2 go test -run TestWriteCorpus ./taskstore
+//
+// writes testdata/records-v2/*.json. The name must be a new directory
+// under testdata: an existing one (testdata/records above all, the corpus
+// the codec is judged by) is refused, and no file is ever overwritten.
 func TestWriteCorpus(t *testing.T) {
-	if os.Getenv("MCPTASKS_WRITE_CORPUS") != "1" {
-		t.Skip("set MCPTASKS_WRITE_CORPUS=1 to regenerate testdata/records")
+	docs := corpusRecords(t)
+	names := make([]string, 0, len(docs))
+	for name, data := range docs {
+		if _, err := decodeRecord(Record{TaskID: name, Data: data, Version: 1}); err != nil {
+			t.Errorf("%s: the Store wrote a document it cannot read: %v", name, err)
+		}
+		names = append(names, name+".json")
 	}
-	if err := os.MkdirAll(corpusDir, 0o755); err != nil {
+	if d := cmp.Diff(sortedNames(loadCorpus(t)), slices.Sorted(slices.Values(names))); d != "" {
+		t.Errorf("the task lives differ from the v1 corpus's (-v1 +now):\n%s", d)
+	}
+	name := os.Getenv("MCPTASKS_WRITE_CORPUS")
+	if name == "" {
+		return
+	}
+	dir, err := newCorpusDir(name)
+	if err != nil {
 		t.Fatal(err)
 	}
-	for name, data := range corpusRecords(t) {
-		if err := os.WriteFile(filepath.Join(corpusDir, name+".json"), data, 0o644); err != nil {
+	for name, data := range docs {
+		f, err := os.OpenFile(filepath.Join(dir, name+".json"), os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+		if err == nil {
+			_, err = f.Write(data)
+			err = errors.Join(err, f.Close())
+		}
+		if err != nil {
 			t.Fatal(err)
 		}
 	}
+	t.Logf("wrote %d documents to %s", len(docs), dir)
+}
+
+// newCorpusDir makes testdata/name, which must not exist yet.
+func newCorpusDir(name string) (string, error) {
+	if name == "1" || !filepath.IsLocal(name) || strings.ContainsAny(name, `/\`) {
+		return "", fmt.Errorf("MCPTASKS_WRITE_CORPUS=%q: want the name of a new directory under testdata, such as records-v2", name)
+	}
+	dir := filepath.Join(filepath.Dir(corpusDir), name)
+	if dir == filepath.Clean(corpusDir) {
+		return "", fmt.Errorf("%s is the v1 corpus; it is never rewritten", dir)
+	}
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		return "", fmt.Errorf("a new corpus needs a new directory: %w", err)
+	}
+	return dir, nil
 }
 
 // loadCorpus reads every corpus document, by file name.

@@ -2,13 +2,13 @@ package edge
 
 import (
 	"bytes"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
 	"strings"
 	"unicode/utf8"
 
+	"github.com/mcptasks/mcptasks/internal/jsonwalk"
 	"github.com/mcptasks/mcptasks/taskrouter/internal/protocol"
 )
 
@@ -57,77 +57,19 @@ func (o *object) find(key string) *member {
 	return nil
 }
 
-func skipSpace(b []byte, i int) int {
-	for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r') {
-		i++
-	}
-	return i
-}
-
 func syntaxError(i int) error { return fmt.Errorf("%w at offset %d", errMalformed, i) }
 
-// checkJSON is the one validation of an inbound body: json.Valid, the
-// judge of what the SDK's decoder accepts (invalid UTF-8 and duplicate
-// names pass). The scanner below only walks bytes so checked (or decoded
-// by the SDK already), so it matches brackets and quotes and nothing more,
-// and it never reads past the end of what it is given.
+// checkJSON is the one validation of an inbound body: jsonwalk accepts
+// what json.Valid accepts, the judge of what the SDK's decoder accepts
+// (invalid UTF-8 and duplicate names pass). scanObject below walks only
+// bytes so checked (or decoded by the SDK already), so it passes values
+// with jsonwalk's Skip, which matches brackets and quotes and nothing
+// more, and never reads past the end of what it is given.
 func checkJSON(b []byte) error {
-	if json.Valid(b) {
-		return nil
+	if i, err := jsonwalk.Check(b); err != nil {
+		return syntaxError(i)
 	}
-	var se *json.SyntaxError
-	if errors.As(json.Unmarshal(b, new(json.RawMessage)), &se) {
-		return syntaxError(int(se.Offset))
-	}
-	return errMalformed
-}
-
-// skipString returns the end of the string at b[i] and whether it has
-// escapes.
-func skipString(b []byte, i int) (int, bool, error) {
-	escaped := false
-	for j := i + 1; j < len(b); j++ {
-		switch b[j] {
-		case '\\':
-			escaped = true
-			j++
-		case '"':
-			return j + 1, escaped, nil
-		}
-	}
-	return 0, false, syntaxError(i)
-}
-
-// skipValue returns where the value at b[i] ends.
-func skipValue(b []byte, i int) (int, error) {
-	depth := 0
-	for j := i; j < len(b); j++ {
-		switch c := b[j]; c {
-		case '"':
-			end, _, err := skipString(b, j)
-			if err != nil || depth == 0 {
-				return end, err
-			}
-			j = end - 1
-		case '{', '[':
-			depth++
-		case '}', ']':
-			if depth == 0 {
-				return j, nil // the end of a number or literal
-			}
-			if depth--; depth == 0 {
-				return j + 1, nil
-			}
-		case ' ', '\t', '\n', '\r', ',', ':':
-			if depth == 0 {
-				return j, nil // the end of a number or literal
-			}
-		}
-	}
-	if depth == 0 && len(b) > i {
-		return len(b), nil
-	}
-	return 0, syntaxError(len(b))
+	return nil
 }
 
 // scanObject reads the object at b[i] with its members' keys decoded. A
@@ -137,24 +79,25 @@ func scanObject(b []byte, i int) (object, error) {
 	if i >= len(b) || b[i] != '{' {
 		return o, syntaxError(i)
 	}
+	s := jsonwalk.New(b)
+	s.Seek(i)
+	if err := s.Open(); err != nil {
+		return o, syntaxError(s.Pos())
+	}
 	var seen map[string]bool // past a few members, the duplicate check is a map
-	for i = skipSpace(b, i+1); i < len(b) && b[i] != '}'; {
-		m := member{start: i}
-		end, escaped, err := skipString(b, i)
+	for n := 0; ; n++ {
+		key, ok, err := s.Member(n)
 		if err != nil {
-			return o, err
+			return o, syntaxError(s.Pos())
 		}
-		m.key = b[i+1 : end-1]
-		if escaped {
-			var k string
-			if json.Unmarshal(b[i:end], &k) != nil {
-				return o, syntaxError(i)
-			}
-			m.key = []byte(k)
+		if !ok {
+			break
 		}
-		if !utf8.Valid(b[i:end]) || !utf8.Valid(m.key) {
+		start, end := s.Name()
+		if !utf8.Valid(b[start:end]) {
 			return o, fmt.Errorf("%w: a key is not valid UTF-8", errRejected)
 		}
+		m := member{key: key, start: start}
 		if len(o.members) == 8 {
 			seen = map[string]bool{}
 			for _, m := range o.members {
@@ -167,22 +110,15 @@ func scanObject(b []byte, i int) (object, error) {
 		if seen != nil {
 			seen[string(m.key)] = true
 		}
-		if i = skipSpace(b, end); i >= len(b) || b[i] != ':' {
-			return o, syntaxError(i)
+		s.SkipSpace()
+		m.val = s.Pos()
+		if err := s.Skip(); err != nil {
+			return o, syntaxError(s.Pos())
 		}
-		m.val = skipSpace(b, i+1)
-		if m.end, err = skipValue(b, m.val); err != nil {
-			return o, err
-		}
+		m.end = s.Pos()
 		o.members = append(o.members, m)
-		if i = skipSpace(b, m.end); i < len(b) && b[i] == ',' {
-			i = skipSpace(b, i+1)
-		}
 	}
-	if i >= len(b) {
-		return o, syntaxError(i)
-	}
-	o.end = i + 1
+	o.end = s.Pos()
 	return o, nil
 }
 
@@ -204,8 +140,7 @@ func stringAt(b []byte, m *member) (string, bool) {
 	if bytes.IndexByte(raw, '\\') < 0 {
 		return string(raw[1 : len(raw)-1]), true
 	}
-	var s string
-	return s, json.Unmarshal(raw, &s) == nil
+	return string(jsonwalk.Unquote(raw)), true
 }
 
 // ---- patching ----
@@ -443,17 +378,19 @@ func rewriteBody(body []byte, d decision) ([]byte, []request, error) {
 	if err := checkJSON(body); err != nil {
 		return nil, nil, err
 	}
-	i := skipSpace(body, 0)
-	if body[i] != '[' && body[i] != '{' {
+	s := jsonwalk.New(body) // checked: its errors below cannot happen
+	c := s.Peek()
+	if c != '[' && c != '{' {
 		return body, []request{{rev: d.rev}}, nil // not a message: the SDK refuses it
 	}
 	var out []byte // the rewritten body up to last
 	var reqs []request
 	last := 0
-	next := func(i int, d decision) (int, error) {
+	next := func(d decision) error {
+		i := s.Pos()
 		if body[i] != '{' {
 			reqs = append(reqs, request{})
-			return skipValue(body, i)
+			return s.Skip()
 		}
 		msg, r, end, err := rewriteRequest(body, i, d)
 		if msg != nil {
@@ -461,33 +398,31 @@ func rewriteBody(body []byte, d decision) ([]byte, []request, error) {
 			last = end
 		}
 		reqs = append(reqs, r)
-		return end, err
+		s.Seek(end)
+		return err
 	}
-	end := 0
 	var err error
-	if body[i] == '{' {
-		end, err = next(i, d)
+	if c == '{' {
+		err = next(d)
 	} else {
-		end = skipSpace(body, i+1)
-		for end < len(body) && !(body[end] == ']' && len(reqs) == 0) {
-			if end, err = next(end, decision{rev: d.rev}); err != nil {
+		err = s.Open()
+		for n := 0; err == nil; n++ {
+			var ok bool
+			if ok, err = s.Element(n); err != nil || !ok {
 				break
 			}
-			if end = skipSpace(body, end); end >= len(body) || body[end] != ',' {
-				break
-			}
-			end = skipSpace(body, end+1)
+			s.SkipSpace()
+			err = next(decision{rev: d.rev})
 		}
-		if err == nil && (end >= len(body) || body[end] != ']') {
-			err = syntaxError(end)
-		}
-		end++
+	}
+	if err == nil {
+		err = s.End()
+	}
+	if err != nil && !errors.Is(err, errRejected) {
+		err = syntaxError(s.Pos()) // the walker's
 	}
 	if err != nil {
 		return nil, nil, err
-	}
-	if j := skipSpace(body, end); j != len(body) {
-		return nil, nil, syntaxError(j)
 	}
 	if out == nil {
 		return body, reqs, nil
@@ -504,7 +439,7 @@ func rewriteOutbound(b []byte, marker string) ([]byte, bool) {
 	if !bytes.Contains(b, []byte(marker)) || checkJSON(b) != nil {
 		return nil, false
 	}
-	msg, err := scanObject(b, skipSpace(b, 0))
+	msg, err := scanObject(b, jsonwalk.SkipSpace(b, 0))
 	if err != nil || msg.find("id") != nil {
 		return nil, false
 	}
