@@ -12,7 +12,7 @@ import (
 	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
-	"github.com/mcptasks/mcptasks/taskrouter/internal/edge"
+	"github.com/mcptasks/mcptasks/internal/jsonwalk"
 	"github.com/mcptasks/mcptasks/taskrouter/internal/rev20260728"
 	"github.com/mcptasks/mcptasks/taskstore"
 )
@@ -132,7 +132,7 @@ func (r *Router) toolsCall20260728(ctx context.Context, method string, req mcp.R
 				rt = `"complete"`
 			}
 			return patched(res, nil)(func(b []byte) ([]byte, error) {
-				return edge.SetPath(b, []string{"resultType"}, json.RawMessage(rt))
+				return jsonwalk.SetPath(b, []string{"resultType"}, json.RawMessage(rt))
 			})
 		}
 	}

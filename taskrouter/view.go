@@ -6,7 +6,7 @@ import (
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
-	"github.com/mcptasks/mcptasks/taskrouter/internal/edge"
+	"github.com/mcptasks/mcptasks/internal/jsonwalk"
 	"github.com/mcptasks/mcptasks/taskrouter/internal/protocol"
 	"github.com/mcptasks/mcptasks/taskrouter/internal/rev20260728"
 	"github.com/mcptasks/mcptasks/taskstore"
@@ -151,7 +151,7 @@ func (view20251125) Result(rec *taskstore.TaskRecord) (any, error) {
 	}
 	id, _ := json.Marshal(rec.Task.TaskID)
 	rel := append(append([]byte(`{"taskId":`), id...), '}')
-	res, err := edge.SetPath(rec.Result, []string{"_meta", protocol.RelatedTaskKey}, rel)
+	res, err := jsonwalk.SetPath(rec.Result, []string{"_meta", protocol.RelatedTaskKey}, rel)
 	if err != nil {
 		return nil, &taskstore.RPCError{Code: taskstore.CodeInternalError, Message: "stored result is not an object"}
 	}

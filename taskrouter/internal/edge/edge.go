@@ -26,6 +26,7 @@ import (
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
+	"github.com/mcptasks/mcptasks/internal/jsonwalk"
 	"github.com/mcptasks/mcptasks/taskrouter/internal/protocol"
 )
 
@@ -126,10 +127,10 @@ func (c Carrier) members() [][]byte {
 		out = append(out, []byte(`"protocol":"`+c.Protocol+`"`))
 	}
 	if c.Task != nil {
-		out = append(out, keyed("task", c.Task))
+		out = append(out, jsonwalk.Keyed("task", c.Task))
 	}
 	if c.Listen != nil {
-		out = append(out, keyed("listen", c.Listen))
+		out = append(out, jsonwalk.Keyed("listen", c.Listen))
 	}
 	if c.Request != "" {
 		out = append(out, []byte(`"request":"`+c.Request+`"`))

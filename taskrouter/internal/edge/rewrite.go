@@ -4,9 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"slices"
 	"strings"
-	"unicode/utf8"
 
 	"github.com/mcptasks/mcptasks/internal/jsonwalk"
 	"github.com/mcptasks/mcptasks/taskrouter/internal/protocol"
@@ -35,36 +33,11 @@ var (
 	errMalformed = fmt.Errorf("%w: malformed JSON", errRejected)
 )
 
-// ---- scanning ----
-
-// member is one key/value of a scanned object: offsets into the bytes.
-type member struct {
-	key             []byte // decoded; aliases the message unless escaped
-	start, val, end int    // key's opening quote, value start, value end
-}
-
-type object struct {
-	start, end int // '{' and one past '}'
-	members    []member
-}
-
-func (o *object) find(key string) *member {
-	for i := range o.members {
-		if string(o.members[i].key) == key {
-			return &o.members[i]
-		}
-	}
-	return nil
-}
-
-func syntaxError(i int) error { return fmt.Errorf("%w at offset %d", errMalformed, i) }
-
 // checkJSON is the one validation of an inbound body: jsonwalk accepts
 // what json.Valid accepts, the judge of what the SDK's decoder accepts
-// (invalid UTF-8 and duplicate names pass). scanObject below walks only
-// bytes so checked (or decoded by the SDK already), so it passes values
-// with jsonwalk's Skip, which matches brackets and quotes and nothing
-// more, and never reads past the end of what it is given.
+// (invalid UTF-8 and duplicate names pass). The objects read after it
+// (scanObject) are walked with jsonwalk's Skip, which matches brackets and
+// quotes and nothing more, and never reads past the end of what it is given.
 func checkJSON(b []byte) error {
 	if i, err := jsonwalk.Check(b); err != nil {
 		return syntaxError(i)
@@ -72,154 +45,29 @@ func checkJSON(b []byte) error {
 	return nil
 }
 
-// scanObject reads the object at b[i] with its members' keys decoded. A
-// key held twice, or one that is not valid UTF-8, refuses the message.
-func scanObject(b []byte, i int) (object, error) {
-	o := object{start: i, members: make([]member, 0, 8)}
-	if i >= len(b) || b[i] != '{' {
-		return o, syntaxError(i)
-	}
-	s := jsonwalk.New(b)
-	s.Seek(i)
-	if err := s.Open(); err != nil {
-		return o, syntaxError(s.Pos())
-	}
-	var seen map[string]bool // past a few members, the duplicate check is a map
-	for n := 0; ; n++ {
-		key, ok, err := s.Member(n)
-		if err != nil {
-			return o, syntaxError(s.Pos())
-		}
-		if !ok {
-			break
-		}
-		start, end := s.Name()
-		if !utf8.Valid(b[start:end]) {
-			return o, fmt.Errorf("%w: a key is not valid UTF-8", errRejected)
-		}
-		m := member{key: key, start: start}
-		if len(o.members) == 8 {
-			seen = map[string]bool{}
-			for _, m := range o.members {
-				seen[string(m.key)] = true
-			}
-		}
-		if seen != nil && seen[string(m.key)] || seen == nil && o.find(string(m.key)) != nil {
-			return o, fmt.Errorf("%w: duplicate key %q", errRejected, m.key)
-		}
-		if seen != nil {
-			seen[string(m.key)] = true
-		}
-		s.SkipSpace()
-		m.val = s.Pos()
-		if err := s.Skip(); err != nil {
-			return o, syntaxError(s.Pos())
-		}
-		m.end = s.Pos()
-		o.members = append(o.members, m)
-	}
-	o.end = s.Pos()
-	return o, nil
+func syntaxError(i int) error { return fmt.Errorf("%w at offset %d", errMalformed, i) }
+
+// scanObject is jsonwalk.ScanObject with its refusals as the rewriter's.
+func scanObject(b []byte, i int) (jsonwalk.Object, error) {
+	o, err := jsonwalk.ScanObject(b, i)
+	return o, rejected(err)
 }
 
-// objectAt scans the member m's value as an object; ok is false when it is
-// some other value.
-func objectAt(b []byte, m *member) (object, bool, error) {
-	if m == nil || m.val >= len(b) || b[m.val] != '{' {
-		return object{}, false, nil
-	}
-	o, err := scanObject(b, m.val)
-	return o, err == nil, err
+// objectAt is jsonwalk.ObjectAt with its refusals as the rewriter's.
+func objectAt(b []byte, f *jsonwalk.Field) (jsonwalk.Object, bool, error) {
+	o, ok, err := jsonwalk.ObjectAt(b, f)
+	return o, ok, rejected(err)
 }
 
-func stringAt(b []byte, m *member) (string, bool) {
-	if m == nil || m.val >= len(b) || b[m.val] != '"' {
-		return "", false
+func rejected(err error) error {
+	var se *jsonwalk.SyntaxError
+	switch {
+	case err == nil:
+		return nil
+	case errors.As(err, &se):
+		return syntaxError(se.Offset)
 	}
-	raw := b[m.val:m.end]
-	if bytes.IndexByte(raw, '\\') < 0 {
-		return string(raw[1 : len(raw)-1]), true
-	}
-	return string(jsonwalk.Unquote(raw)), true
-}
-
-// ---- patching ----
-
-// patchObject appends to dst the object o of b with each member as edit
-// says (nil: kept as received; drop: left out; else the new value), then
-// the members of add, each a whole "key":value. Nothing kept is re-encoded.
-func patchObject(dst, b []byte, o object, edit func(m *member) (v []byte, drop bool), add ...[]byte) []byte {
-	size := o.end - o.start + 2
-	for _, a := range add {
-		size += len(a) + 1
-	}
-	dst = append(slices.Grow(dst, size), '{')
-	n := 0
-	sep := func() {
-		if n++; n > 1 {
-			dst = append(dst, ',')
-		}
-	}
-	for i := range o.members {
-		m := &o.members[i]
-		v, drop := edit(m)
-		switch {
-		case drop:
-		case v == nil:
-			sep()
-			dst = append(dst, b[m.start:m.end]...)
-		default:
-			sep()
-			dst = append(append(dst, b[m.start:m.val]...), v...)
-		}
-	}
-	for _, a := range add {
-		sep()
-		dst = append(dst, a...)
-	}
-	return append(dst, '}')
-}
-
-// keyed is the member "key":v; keys are this package's names, which need
-// no escaping.
-func keyed(key string, v []byte) []byte {
-	k := append(append(append(make([]byte, 0, len(key)+3+len(v)), '"'), key...), '"', ':')
-	return append(k, v...)
-}
-
-// SetPath returns the JSON object b (empty or null: {}) with the member at
-// path set to v (objects on the way are created), or deleted when v is
-// nil. It is the one patch helper of results.
-func SetPath(b []byte, path []string, v []byte) ([]byte, error) {
-	var o object
-	if t := bytes.TrimSpace(b); len(t) > 0 && string(t) != "null" {
-		var err error
-		if o, err = scanObject(t, 0); err != nil {
-			return nil, err
-		}
-		b = t
-	}
-	found := o.find(path[0])
-	if len(path) > 1 {
-		var inner []byte
-		if found != nil {
-			inner = b[found.val:found.end]
-		}
-		var err error
-		if v, err = SetPath(inner, path[1:], v); err != nil {
-			return nil, err
-		}
-	}
-	var add [][]byte
-	if found == nil && v != nil {
-		add = append(add, keyed(path[0], v))
-	}
-	return patchObject(nil, b, o, func(m *member) ([]byte, bool) {
-		if m != found {
-			return nil, false
-		}
-		return v, v == nil
-	}, add...), nil
+	return fmt.Errorf("%w: %w", errRejected, err)
 }
 
 // ---- inbound ----
@@ -250,58 +98,56 @@ func rewriteRequest(b []byte, i int, d decision) (out []byte, r request, end int
 	if err != nil {
 		return nil, r, 0, err
 	}
-	method, _ := stringAt(b, msg.find("method"))
-	pm := msg.find("params")
+	method, _ := jsonwalk.StringAt(b, msg.Find("method"))
+	pm := msg.Find("params")
 	params, r, err := rewriteParams(b, pm, method, d)
 	if err != nil {
 		return nil, r, 0, err
 	}
-	if m := msg.find("id"); m != nil {
-		r.id = b[m.val:m.end]
+	if m := msg.Find("id"); m != nil {
+		r.id = b[m.Val:m.End]
 	}
 	switch {
 	case params == nil:
-		return nil, r, msg.end, nil
+		return nil, r, msg.End, nil
 	case pm == nil:
-		return patchObject(nil, b, msg, keep, keyed("params", params)), r, msg.end, nil
+		return jsonwalk.PatchObject(nil, b, msg, jsonwalk.Keep, jsonwalk.Keyed("params", params)), r, msg.End, nil
 	}
-	return patchObject(nil, b, msg, func(m *member) ([]byte, bool) {
+	return jsonwalk.PatchObject(nil, b, msg, func(m *jsonwalk.Field) ([]byte, bool) {
 		if m == pm {
 			return params, false
 		}
 		return nil, false
-	}), r, msg.end, nil
+	}), r, msg.End, nil
 }
-
-func keep(*member) ([]byte, bool) { return nil, false }
 
 // rewriteParams rewrites the params (pm's value in b; nil: absent) of a
 // request: the private _meta keys are dropped and the carrier is written
 // with what the edge decided. out is nil when params stay as they are.
-func rewriteParams(b []byte, pm *member, method string, d decision) (out []byte, r request, err error) {
+func rewriteParams(b []byte, pm *jsonwalk.Field, method string, d decision) (out []byte, r request, err error) {
 	r.method, r.rev = method, d.rev
 	params, isObj, err := objectAt(b, pm)
 	if err != nil {
 		return nil, r, err
 	}
-	if !isObj && pm != nil && string(b[pm.val:pm.end]) != "null" {
+	if !isObj && pm != nil && string(b[pm.Val:pm.End]) != "null" {
 		// Params of another type: the SDK rejects them, and nothing
 		// private can travel in them.
 		return nil, r, nil
 	}
-	if m := params.find("taskId"); m != nil {
-		r.taskID = b[m.val:m.end]
+	if m := params.Find("taskId"); m != nil {
+		r.taskID = b[m.Val:m.End]
 	}
-	metaMember := params.find("_meta")
+	metaMember := params.Find("_meta")
 	meta, metaIsObj, err := objectAt(b, metaMember)
 	if err != nil {
 		return nil, r, err
 	}
-	if metaMember != nil && !metaIsObj && string(b[metaMember.val:metaMember.end]) != "null" {
+	if metaMember != nil && !metaIsObj && string(b[metaMember.Val:metaMember.End]) != "null" {
 		return nil, r, fmt.Errorf("%w: params._meta must be an object", errRejected)
 	}
 	if d.upgrade && metaIsObj {
-		if v, ok := stringAt(b, meta.find(protocol.VersionKey)); ok && protocol.ParseRevision(v) == protocol.Rev20260728 {
+		if v, ok := jsonwalk.StringAt(b, meta.Find(protocol.VersionKey)); ok && protocol.ParseRevision(v) == protocol.Rev20260728 {
 			r.rev = protocol.Rev20260728
 		}
 	}
@@ -309,33 +155,33 @@ func rewriteParams(b []byte, pm *member, method string, d decision) (out []byte,
 	// What moves: params.task (into the carrier on a 2025-11-25 tools/call;
 	// on 2026-07-28 it means nothing), and the carrier's members.
 	var c Carrier
-	task := params.find("task")
+	task := params.Find("task")
 	switch {
 	case r.rev == protocol.Rev20260728:
 		c.Protocol = protocol.Name20260728
 		if method == "subscriptions/listen" {
-			n, ok, err := objectAt(b, params.find("notifications"))
+			n, ok, err := objectAt(b, params.Find("notifications"))
 			if err != nil {
 				return nil, r, err
 			}
-			if ids := n.find("taskIds"); ok && ids != nil && string(b[ids.val:ids.end]) != "null" {
-				c.Listen = b[ids.val:ids.end]
+			if ids := n.Find("taskIds"); ok && ids != nil && string(b[ids.Val:ids.End]) != "null" {
+				c.Listen = b[ids.Val:ids.End]
 			}
 		}
 	case method == "tasks/result" && d.token != nil:
 		c.Request = d.token()
 		task = nil
 	case method == "tools/call":
-		if task != nil && string(b[task.val:task.end]) != "null" {
-			c.Task = b[task.val:task.end]
+		if task != nil && string(b[task.Val:task.End]) != "null" {
+			c.Task = b[task.Val:task.End]
 		}
 	default:
 		task = nil
 	}
 	carried := c.members()
 	private := 0
-	for _, m := range meta.members {
-		if hasPrefixFold(string(m.key), privateMetaPrefix) {
+	for _, m := range meta.Fields {
+		if hasPrefixFold(string(m.Name), privateMetaPrefix) {
 			private++
 		}
 	}
@@ -344,22 +190,22 @@ func rewriteParams(b []byte, pm *member, method string, d decision) (out []byte,
 	}
 	var carrier [][]byte
 	if len(carried) > 0 {
-		carrier = append(carrier, keyed(carrierKey, patchObject(nil, nil, object{}, keep, carried...)))
+		carrier = append(carrier, jsonwalk.Keyed(carrierKey, jsonwalk.PatchObject(nil, nil, jsonwalk.Object{}, jsonwalk.Keep, carried...)))
 	}
 	var add [][]byte
 	if !metaIsObj && len(carrier) > 0 {
 		metaMember = nil // absent or null: replaced by one with the carrier
-		add = append(add, keyed("_meta", patchObject(nil, nil, object{}, keep, carrier...)))
+		add = append(add, jsonwalk.Keyed("_meta", jsonwalk.PatchObject(nil, nil, jsonwalk.Object{}, jsonwalk.Keep, carrier...)))
 	}
-	return patchObject(nil, b, params, func(m *member) ([]byte, bool) {
+	return jsonwalk.PatchObject(nil, b, params, func(m *jsonwalk.Field) ([]byte, bool) {
 		switch {
 		case m == task:
 			return nil, true
 		case m == metaMember && metaIsObj:
-			return patchObject(nil, b, meta, func(m *member) ([]byte, bool) {
-				return nil, hasPrefixFold(string(m.key), privateMetaPrefix)
+			return jsonwalk.PatchObject(nil, b, meta, func(m *jsonwalk.Field) ([]byte, bool) {
+				return nil, hasPrefixFold(string(m.Name), privateMetaPrefix)
 			}, carrier...), false
-		case string(m.key) == "_meta" && len(add) > 0:
+		case string(m.Name) == "_meta" && len(add) > 0:
 			return nil, true
 		}
 		return nil, false
@@ -440,21 +286,21 @@ func rewriteOutbound(b []byte, marker string) ([]byte, bool) {
 		return nil, false
 	}
 	msg, err := scanObject(b, jsonwalk.SkipSpace(b, 0))
-	if err != nil || msg.find("id") != nil {
+	if err != nil || msg.Find("id") != nil {
 		return nil, false
 	}
 	o := msg
 	for _, key := range []string{"params", "_meta", marker} {
 		var ok bool
-		if o, ok, _ = objectAt(b, o.find(key)); !ok {
+		if o, ok, _ = objectAt(b, o.Find(key)); !ok {
 			return nil, false
 		}
 	}
-	m, p := o.find("method"), o.find("params")
-	if _, ok := stringAt(b, m); !ok || p == nil {
+	m, p := o.Find("method"), o.Find("params")
+	if _, ok := jsonwalk.StringAt(b, m); !ok || p == nil {
 		return nil, false
 	}
-	return notification(b[m.val:m.end], b[p.val:p.end]), true
+	return notification(b[m.Val:m.End], b[p.Val:p.End]), true
 }
 
 // notification is the JSON-RPC notification with the (encoded) method and

@@ -12,6 +12,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
 
+	"github.com/mcptasks/mcptasks/internal/jsonwalk"
 	"github.com/mcptasks/mcptasks/taskrouter/internal/protocol"
 )
 
@@ -71,9 +72,9 @@ func FuzzRewrite20260728(f *testing.F) {
 			return
 		}
 		params := bytes.TrimSpace(req.Params)
-		var pm *member
+		var pm *jsonwalk.Field
 		if len(params) > 0 {
-			pm = &member{end: len(params)}
+			pm = &jsonwalk.Field{End: len(params)}
 		}
 		out, r, err := rewriteParams(params, pm, req.Method, decision{upgrade: true})
 		if err != nil {
@@ -314,7 +315,7 @@ func TestRewriteManyKeys(t *testing.T) {
 	if bytes.Contains(out, []byte(`"io.mcptasks/edge":1`)) || !bytes.Contains(out, []byte(`"io.mcptasks/edge":{"task":{}}`)) {
 		t.Fatalf("private key not replaced by the carrier: %.200s", out)
 	}
-	if _, _, err := rewriteBody(manyKeys(300_000, true), decision{}); err == nil || !strings.Contains(err.Error(), `duplicate key "k0"`) {
+	if _, _, err := rewriteBody(manyKeys(300_000, true), decision{}); err == nil || !strings.Contains(err.Error(), `duplicate name "k0"`) {
 		t.Fatalf("duplicate at the end: %v", err)
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
+	"github.com/mcptasks/mcptasks/internal/jsonwalk"
 	"github.com/mcptasks/mcptasks/taskrouter/internal/protocol"
 )
 
@@ -56,10 +57,10 @@ func (c *conn) Read(ctx context.Context) (jsonrpc.Message, error) {
 		if err != nil || !ok {
 			return msg, err
 		}
-		var pm *member
+		var pm *jsonwalk.Field
 		if t := bytes.TrimSpace(req.Params); len(t) > 0 {
 			req.Params = t
-			pm = &member{end: len(t)}
+			pm = &jsonwalk.Field{End: len(t)}
 		}
 		params, _, err := rewriteParams(req.Params, pm, req.Method, decision{upgrade: c.t.serve20260728})
 		if err == nil {
