@@ -12,6 +12,7 @@ import (
 
 	"github.com/mcptasks/mcptasks/taskrouter/internal/edge"
 	"github.com/mcptasks/mcptasks/taskrouter/internal/protocol"
+	"github.com/mcptasks/mcptasks/taskrouter/internal/rev20251125"
 	"github.com/mcptasks/mcptasks/taskrouter/internal/rev20260728"
 	"github.com/mcptasks/mcptasks/taskstore"
 )
@@ -60,7 +61,7 @@ func (r *Router) notifyStatus(rec *taskstore.TaskRecord) {
 	if len(sessions) == 0 {
 		return
 	}
-	method, params := view20251125{}.Notification(rec, nil)
+	method, params := rev20251125.View{}.Notification(rec, nil)
 	for _, ss := range sessions {
 		// Best effort: notifications are optional and the session may be gone.
 		_ = r.edge.StandIn(context.Background(), ss, method, params)
@@ -164,13 +165,13 @@ func (r *Router) receiving(next mcp.MethodHandler) mcp.MethodHandler {
 			if err != nil {
 				return nil, err
 			}
-			return view20251125{}.Initialized(res), nil
+			return rev20251125.View{}.Initialized(res), nil
 		case "tools/list":
 			res, err := next(ctx, method, req)
 			if err != nil {
 				return nil, err
 			}
-			return view20251125{}.ToolsListed(res, r.tools.supportMap()), nil
+			return rev20251125.View{}.ToolsListed(res, r.tools.supportMap()), nil
 		case "tools/call":
 			return r.toolsCall(ctx, method, req, next)
 		case "tasks/get", "tasks/result", "tasks/list", "tasks/cancel":

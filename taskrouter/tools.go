@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"maps"
 	"slices"
 	"strings"
 	"sync"
@@ -46,11 +45,15 @@ func (t *toolRules) supportOf(tool string) TaskSupport {
 	return TaskForbidden
 }
 
-// supportMap is a copy of every tool's taskSupport other than forbidden.
-func (t *toolRules) supportMap() map[string]TaskSupport {
+// supportMap is every tool's taskSupport other than forbidden.
+func (t *toolRules) supportMap() map[string]string {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	return maps.Clone(t.support)
+	m := make(map[string]string, len(t.support))
+	for tool, s := range t.support {
+		m[tool] = string(s)
+	}
+	return m
 }
 
 func (t *toolRules) setPreflight(tool string, fn Preflight) {
