@@ -6,8 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
-	"net"
-	"os"
 	"regexp"
 	"runtime"
 	"slices"
@@ -22,9 +20,10 @@ import (
 )
 
 // This file is the fault tests' shared harness (no build tag, so the
-// memory test below keeps it honest in every build): a steady load of
+// memory tests below keep it honest in every build): a steady load of
 // Store calls from several goroutines, a record of every write the store
-// acknowledged, and a goroutine leak check by stack.
+// acknowledged, and a goroutine leak check by stack. What only a test
+// that kills a real server uses is in faultload_servers_test.go.
 
 // Load phases, in order.
 const (
@@ -115,8 +114,6 @@ func startFaultLoadWith(s *taskstore.Store, workers int, deadline time.Duration,
 	}
 	return l
 }
-
-func (l *faultLoad) setPhase(p int) { l.phase.Store(int32(p)) }
 
 // Stop ends the load and waits for every call in flight.
 func (l *faultLoad) Stop() {
@@ -314,27 +311,6 @@ func (l *faultLoad) summary() string {
 	return b.String()
 }
 
-// waitServing polls s with a create and a read until both succeed.
-func waitServing(t *testing.T, s *taskstore.Store, within time.Duration) time.Duration {
-	t.Helper()
-	start := time.Now()
-	for {
-		ctx, cancel := context.WithTimeout(t.Context(), time.Second)
-		r, err := s.Create(ctx, "probe", taskstore.CreateRequest{RequestMethod: "tools/call"})
-		if err == nil {
-			_, err = s.Get(ctx, "probe", r.Task.TaskID)
-		}
-		cancel()
-		if err == nil {
-			return time.Since(start)
-		}
-		if time.Since(start) > within {
-			t.Fatalf("store does not serve %v after the restart: %v", within, err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
 // goroutineKinds counts the goroutines running now by kind: the function
 // that started them and the first frame outside the runtime.
 func goroutineKinds() map[string]int {
@@ -403,41 +379,6 @@ func checkNoGoroutineLeak(t *testing.T, before map[string]int, within time.Durat
 // TestFaultLoadHarness runs the load against the memory backend without a
 // fault: every write it counts is there, every call is on time, and
 // closing the store leaves no goroutine behind.
-// finish stops judging a fault test: it reads back every acknowledged
-// write, closes the store, checks for leaked goroutines and for calls that
-// panicked or outlived their deadline by more than maxOvershoot, and
-// reports the figures for docs/RELIABILITY.md.
-func (l *faultLoad) finish(t *testing.T, s *taskstore.Store, before map[string]int, deadline, maxOvershoot, recovery time.Duration) {
-	t.Helper()
-	checked, lost := l.verifyAcked(t, s)
-	if err := s.Close(); err != nil {
-		t.Fatal(err)
-	}
-	checkNoGoroutineLeak(t, before, 15*time.Second)
-
-	if l.panics != 0 {
-		t.Errorf("%d calls panicked", l.panics)
-	}
-	if l.maxOvershoot > maxOvershoot {
-		t.Errorf("a %s call returned %v after its %v deadline (bound %v)", l.slowest, l.maxOvershoot, deadline, maxOvershoot)
-	}
-	if l.ackedInPhase[phaseUp] == 0 || l.ackedInPhase[phaseRestart] == 0 {
-		t.Errorf("the store did not serve under load before the kill and after the restart: %s", l.summary())
-	}
-	if l.failed[phaseDown] == 0 {
-		t.Errorf("no call failed while the server was down: was it?")
-	}
-	t.Logf("recovered %v after the restart; %d acknowledged tasks read back, %d lost", recovery.Round(time.Millisecond), checked, lost)
-	storetest.Report(t, "faults_injected", 1, "faults_survived", boolInt(!t.Failed()),
-		"calls", l.calls[phaseUp]+l.calls[phaseDown]+l.calls[phaseRestart],
-		"calls_failed_during_fault", l.failed[phaseDown],
-		"max_overshoot_ms", l.maxOvershoot.Milliseconds(),
-		"recovery_ms", recovery.Milliseconds(),
-		"acked_writes_before_kill", l.ackedInPhase[phaseUp],
-		"acked_writes", l.ackedInPhase[phaseUp]+l.ackedInPhase[phaseDown]+l.ackedInPhase[phaseRestart],
-		"acked_tasks_checked", checked, "acked_writes_lost", lost, "acked_writes_lost_unsynced", l.unsyncedLost)
-}
-
 func TestFaultLoadHarness(t *testing.T) {
 	before := goroutineKinds()
 	b, err := OpenBackend(t.Context(), "memory://?sweep=10ms")
@@ -457,38 +398,6 @@ func TestFaultLoadHarness(t *testing.T) {
 	t.Logf("%s", l.summary())
 	storetest.Report(t, "acked_writes", l.ackedInPhase[phaseUp], "acked_tasks_checked", checked, "acked_writes_lost", lost,
 		"max_overshoot_ms", l.maxOvershoot.Milliseconds())
-}
-
-// restartPort is a free loopback port below the kernel's ephemeral range,
-// for a server a test kills and starts again on the same port: a port in
-// that range can be taken meanwhile as the local end of an outgoing
-// connection (the store's own, retrying), and the restart then fails with
-// "address already in use".
-func restartPort(t testing.TB) int {
-	low := 32768
-	if b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
-		fmt.Sscan(string(b), &low)
-	}
-	for range 100 {
-		p := 10000 + rand.IntN(max(low-10000, 1))
-		if low <= 11000 {
-			p = 50000 + rand.IntN(10000)
-		}
-		l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p))
-		if err == nil {
-			l.Close()
-			return p
-		}
-	}
-	t.Fatal("no free port below the ephemeral range")
-	return 0
-}
-
-func boolInt(b bool) int {
-	if b {
-		return 1
-	}
-	return 0
 }
 
 // TestFaultLoadUnsynced: with allowUnsynced, a write acknowledged before

@@ -15,21 +15,3 @@ func TestRawFloorMemoryHasNone(t *testing.T) {
 		t.Fatalf("RawFloor(memory) = %v, want ErrNoFloor", err)
 	}
 }
-
-// testRawFloor: the floor reads, leaves the backend's records alone and
-// cleans up after itself.
-func testRawFloor(t *testing.T, b rawFloorer) {
-	ctx := t.Context()
-	read, cleanup, err := b.rawFloor(ctx, "test", 400)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for range 3 {
-		if err := read(ctx); err != nil {
-			t.Fatalf("floor read: %v", err)
-		}
-	}
-	if err := cleanup(ctx); err != nil {
-		t.Fatalf("cleanup: %v", err)
-	}
-}

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Builds and vets every build-tag combination, and tests (with -race) the
-# combinations that cover each backend once, against real servers, which it
-# installs and starts itself and stops on exit.
+# Builds, vets and lints (staticcheck) every build-tag combination, and
+# tests (with -race) the combinations that cover each backend once, against
+# real servers, which it installs and starts itself and stops on exit.
 #
 #   ./matrix_test.sh                  the default plan below
 #   ./matrix_test.sh redis postgres   only the listed combinations, all tests ("" = no tags)
@@ -9,11 +9,17 @@
 # The default plan: the four one-backend builds ("" memory only, redis,
 # dynamodb, postgres) run every test of every package with -race, so each
 # backend's conformance suite, fault tests and the MCP conformance suite on
-# its store run once. The builds with two or three tags are built and
-# vetted (test files included) and run with -race only the tests where
+# its store run once. The builds with two or three tags are built, vetted
+# and linted (test files included) and run with -race only the tests where
 # backends meet: the registry (Open, Backends, build-tag messages, the no-
 # client-libraries check) and the fuzz targets' seed corpora. Running every
 # test there again would repeat the one-backend runs and double the time.
+#
+# staticcheck runs per combination because a file's build tag decides what
+# it sees: a test helper unused in some build is a test that never runs
+# there. It is pinned (staticcheck_version); the script uses the one in
+# GOBIN (or GOPATH/bin) when it is that version, else installs it into
+# tools/bin (kept out of git, reused between runs).
 #
 # Environment: MCPTASKS_TEST_REQUIRE=1 (the default here) makes a test fail
 # rather than skip when its server is missing. GOFLAGS passes through.
@@ -32,6 +38,23 @@ else
   for c in "redis,dynamodb" "redis,postgres" "dynamodb,postgres" "redis,dynamodb,postgres"; do light[$c]=1; done
 fi
 export MCPTASKS_TEST_REQUIRE=${MCPTASKS_TEST_REQUIRE:-1}
+
+staticcheck_version=0.8.2 # honnef.co/go/tools v0.8.2, release 2026.2.2
+staticcheck=""
+gobin=$(go env GOBIN) gopath=$(go env GOPATH)
+for sc in ${gobin:+"$gobin/staticcheck"} "${gopath%%:*}/bin/staticcheck" "$root/tools/bin/staticcheck"; do
+  # -version prints "staticcheck 2026.2.2 (0.8.2)".
+  if [ -x "$sc" ] && "$sc" -version 2>/dev/null | grep -qF "($staticcheck_version)"; then
+    staticcheck=$sc
+    break
+  fi
+done
+if [ -z "$staticcheck" ]; then
+  echo "== installing staticcheck v$staticcheck_version into tools/bin" >&2
+  # Without GOFLAGS: flags meant for this module (-mod, -tags) would change or break the tool's build.
+  GOFLAGS="" GOBIN="$root/tools/bin" go install "honnef.co/go/tools/cmd/staticcheck@v$staticcheck_version"
+  staticcheck=$root/tools/bin/staticcheck
+fi
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/mcptasks-matrix.XXXXXX")
 logs="$work/logs"
@@ -74,11 +97,12 @@ for tags in "${combos[@]}"; do
   step=build
   if [ -n "${light[$name]:-}" ]; then
     testcmd=(go test -race -count=1 -timeout 10m -tags "$tags" -run "$cross_tests" -v .)
-    echo "== (built and vetted; tests: $cross_tests in the root package)"
+    echo "== (built, vetted and linted; tests: $cross_tests in the root package)"
   else
     testcmd=(go test -race -count=1 -timeout 30m -tags "$tags" -v ./...)
   fi
-  if go build -tags "$tags" ./... && step=vet && go vet -tags "$tags" ./... && step=test &&
+  if go build -tags "$tags" ./... && step=vet && go vet -tags "$tags" ./... &&
+    step=staticcheck && "$staticcheck" -tags "$tags" ./... && step=test &&
     "${testcmd[@]}" >"$log" 2>&1; then
     result[$name]=ok
   else

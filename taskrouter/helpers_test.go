@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"sync"
 	"testing"
 	"time"
@@ -229,18 +228,4 @@ func newReplica(t testing.TB, store *taskstore.Store, ro replicaOptions) *replic
 		hs.Close()
 	})
 	return rep
-}
-
-// requireEnv returns the named environment variable, or skips the test
-// (fails it when MCPTASKS_TEST_REQUIRE=1).
-func requireEnv(t testing.TB, name string) string {
-	t.Helper()
-	v := os.Getenv(name)
-	if v == "" {
-		if os.Getenv("MCPTASKS_TEST_REQUIRE") == "1" {
-			t.Fatalf("%s is not set and MCPTASKS_TEST_REQUIRE=1", name)
-		}
-		t.Skipf("%s is not set: skipping (set it to a test server's URL to run this)", name)
-	}
-	return v
 }

@@ -151,15 +151,8 @@ func trimPackage(msg string) string {
 }
 
 // cmdLog is the running command's logger, for libraries that log on
-// their own (redis_log.go); serve sets it.
+// their own (redis_log.go reads it); serve sets it.
 var cmdLog atomic.Pointer[slog.Logger]
-
-func commandLog() *slog.Logger {
-	if l := cmdLog.Load(); l != nil {
-		return l
-	}
-	return slog.New(slog.NewTextHandler(os.Stderr, nil))
-}
 
 // statusError is a failure with an exit status of its own (exitTasksFailed).
 type statusError struct {

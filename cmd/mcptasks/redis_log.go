@@ -5,6 +5,8 @@ package main
 import (
 	"context"
 	"fmt"
+	"log/slog"
+	"os"
 
 	"github.com/redis/go-redis/v9"
 )
@@ -19,4 +21,13 @@ type redisLog struct{}
 
 func (redisLog) Printf(_ context.Context, format string, v ...any) {
 	commandLog().Warn(fmt.Sprintf(format, v...), "from", "go-redis")
+}
+
+// commandLog is cmdLog, or a stderr logger before serve has set one (a
+// subcommand that does not serve).
+func commandLog() *slog.Logger {
+	if l := cmdLog.Load(); l != nil {
+		return l
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, nil))
 }

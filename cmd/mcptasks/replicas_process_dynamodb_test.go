@@ -19,6 +19,10 @@ func TestReplicaKilledDynamoDB(t *testing.T) {
 	testReplicaKilled(t, "dynamodb", dynamoStoreURL(t))
 }
 
+func TestReplicaFrozenDynamoDB(t *testing.T) {
+	testReplicaFrozen(t, "dynamodb", dynamoStoreURL(t))
+}
+
 func TestReplicaResumedAfterKillDynamoDB(t *testing.T) {
 	testReplicaResumed(t, "dynamodb", dynamoStoreURL(t), syscall.SIGKILL)
 }

@@ -22,6 +22,10 @@ func TestReplicaKilledPostgres(t *testing.T) {
 	testReplicaKilled(t, "postgres", postgresStoreURL(t))
 }
 
+func TestReplicaFrozenPostgres(t *testing.T) {
+	testReplicaFrozen(t, "postgres", postgresStoreURL(t))
+}
+
 func TestReplicaResumedAfterShutdownPostgres(t *testing.T) {
 	testReplicaResumed(t, "postgres", postgresStoreURL(t), syscall.SIGTERM)
 }

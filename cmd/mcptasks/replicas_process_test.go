@@ -1,17 +1,14 @@
+//go:build redis || dynamodb || postgres
+
 package main
 
 import (
-	"bufio"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"os"
-	"os/exec"
-	"path/filepath"
-	"regexp"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -24,85 +21,9 @@ import (
 // Replicas as real processes: the binary is built with the test's backend
 // tag, two replicas share one store, one is killed (SIGKILL) or frozen
 // (SIGSTOP) while it runs a task, and the survivor must end that task and
-// answer the tasks/result blocked on it.
-
-var (
-	binMu    sync.Mutex
-	binCache = map[string]string{}
-)
-
-// TestMain removes the binaries serveBinary built.
-func TestMain(m *testing.M) {
-	code := m.Run()
-	for _, p := range binCache {
-		os.RemoveAll(filepath.Dir(p))
-	}
-	os.Exit(code)
-}
-
-// serveBinary builds cmd/mcptasks with tags, once per test binary.
-func serveBinary(t testing.TB, tags string) string {
-	t.Helper()
-	binMu.Lock()
-	defer binMu.Unlock()
-	if p, ok := binCache[tags]; ok {
-		return p
-	}
-	dir, err := os.MkdirTemp("", "mcptasks-bin-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := filepath.Join(dir, "mcptasks")
-	out, err := exec.Command("go", "build", "-tags", tags, "-o", p, ".").CombinedOutput()
-	if err != nil {
-		t.Fatalf("go build -tags %s: %v\n%s", tags, err, out)
-	}
-	binCache[tags] = p
-	return p
-}
-
-type replicaProc struct {
-	cmd  *exec.Cmd
-	url  string
-	logs *syncBuffer
-}
-
-// startReplica starts `mcptasks serve` as a process and waits for its address.
-func startReplica(t testing.TB, bin string, args ...string) *replicaProc {
-	t.Helper()
-	cmd := exec.Command(bin, append([]string{"serve", "--addr", "127.0.0.1:0", "--drain", "1s"}, args...)...)
-	logs := &syncBuffer{}
-	cmd.Stderr = logs
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	p := &replicaProc{cmd: cmd, logs: logs}
-	t.Cleanup(func() {
-		p.cmd.Process.Signal(syscall.SIGCONT)
-		p.cmd.Process.Kill()
-		p.cmd.Wait()
-	})
-	re := regexp.MustCompile(`on (http://\S+/mcp), store `)
-	found := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(stdout)
-		for sc.Scan() {
-			if m := re.FindStringSubmatch(sc.Text()); m != nil {
-				found <- m[1]
-			}
-		}
-	}()
-	select {
-	case p.url = <-found:
-	case <-time.After(30 * time.Second):
-		t.Fatalf("replica printed no address; logs:\n%s", logs)
-	}
-	return p
-}
+// answer the tasks/result blocked on it. Each backend's file
+// (replicas_process_<backend>_test.go) runs these against its server; with
+// no backend tag there is no shared store and nothing here to run.
 
 // testServerEnv returns the environment variable naming a test server,
 // skipping the test when it is unset (failing it under

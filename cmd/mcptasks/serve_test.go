@@ -100,6 +100,7 @@ func connect(t testing.TB, url, token string) *mgclient.Client {
 	if err != nil {
 		t.Fatal(err)
 	}
+	//lint:ignore SA1019 these tests are of the 2025-11-25 flow (initialize, a session), which only the legacy-only client speaks
 	c := mgclient.NewClient(tr, mgclient.WithLegacyProtocolOnly())
 	if err := c.Start(t.Context()); err != nil {
 		t.Fatal(err)
