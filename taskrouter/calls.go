@@ -79,6 +79,9 @@ func (r *Router) toolsCall(ctx context.Context, method string, req mcp.Request, 
 		return next(ctx, method, req)
 	}
 	name, task := cr.Params.Name, carrierOf(ctx).Task
+	if !carrierOf(ctx).Passed && r.TaskSupport(name) != TaskForbidden {
+		return nil, r.unwrapped(name)
+	}
 	owner := r.owner(ctx, req)
 	ctx = context.WithValue(ctx, ownerKey{}, owner)
 	switch r.TaskSupport(name) {
@@ -100,6 +103,20 @@ func (r *Router) toolsCall(ctx context.Context, method string, req mcp.Request, 
 		return nil, toWire(r.log, err)
 	}
 	return r.startTool(ctx, StartRequest{Owner: owner, Method: method, Tool: name, TTL: ttl, PollInterval: poll}, next, req)
+}
+
+// unwrapped refuses a call of a task-supporting tool that reached the
+// Router through no edge: the SDK dropped its params.task, so it would run
+// as a plain call while initialize advertises tasks. It is a server
+// mistake, logged once.
+func (r *Router) unwrapped(tool string) error {
+	const msg = "server misconfigured: this MCP server is not served through taskrouter's Router.HTTPHandler " +
+		"or Router.Transport, so task requests cannot reach it"
+	if r.unwrappedOnce.CompareAndSwap(false, true) {
+		r.log.Error("tools/call of a task-supporting tool arrived without taskrouter's transport wrapper: "+
+			"serve the server through Router.HTTPHandler (HTTP) or Router.Transport (stdio)", "tool", tool)
+	}
+	return rpcError(taskstore.CodeInternalError, "%s", msg)
 }
 
 // toolsCall20260728: the server decides which calls become tasks (those of

@@ -31,6 +31,7 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
@@ -124,6 +125,8 @@ type Router struct {
 	bg       sync.WaitGroup // the lease keeper, the change feed, the poller
 
 	edge *edge.Edge
+
+	unwrappedOnce atomic.Bool // the missing-wrapper mistake was logged
 }
 
 // New returns a Router over store.

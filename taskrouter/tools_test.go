@@ -2,6 +2,7 @@ package taskrouter
 
 import (
 	"context"
+	"log/slog"
 	"strings"
 	"testing"
 
@@ -50,5 +51,50 @@ func TestInstallRefusesUnknownTools(t *testing.T) {
 				t.Fatalf("Install: %v, want an error containing %q", err, c.want)
 			}
 		})
+	}
+}
+
+// A server installed but not served through HTTPHandler or Transport loses
+// params.task (the SDK drops it): a call of a task-supporting tool is then
+// refused, naming the fix, and the mistake is logged once.
+func TestCallWithoutTheWrapperIsRefused(t *testing.T) {
+	store, err := mcptasks.Open(t.Context(), "memory://", taskstore.Config{AllowAnonymous: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var logs strings.Builder
+	r := New(store, Options{Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	t.Cleanup(func() { r.Shutdown(context.Background()) })
+	s := mcp.NewServer(&mcp.Implementation{Name: "s", Version: "1"}, nil)
+	for _, name := range []string{"crunch", "plain"} {
+		mcp.AddTool(s, &mcp.Tool{Name: name}, func(context.Context, *mcp.CallToolRequest, struct{}) (*mcp.CallToolResult, any, error) {
+			return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: "ran"}}}, nil, nil
+		})
+	}
+	r.SetTaskSupport("crunch", TaskOptional)
+	if err := r.Install(s); err != nil {
+		t.Fatal(err)
+	}
+	ct, st := mcp.NewInMemoryTransports() // no r.Transport around st
+	if _, err := s.Connect(t.Context(), st, nil); err != nil {
+		t.Fatal(err)
+	}
+	cs, err := mcp.NewClient(&mcp.Implementation{Name: "c", Version: "1"}, nil).Connect(t.Context(), ct, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cs.Close()
+	for range 2 {
+		_, err := cs.CallTool(t.Context(), &mcp.CallToolParams{Name: "crunch"})
+		if err == nil || !strings.Contains(err.Error(), "Router.HTTPHandler") {
+			t.Fatalf("call without the wrapper: %v, want a refusal naming Router.HTTPHandler", err)
+		}
+	}
+	if n := strings.Count(logs.String(), "without taskrouter's transport wrapper"); n != 1 {
+		t.Fatalf("logged %d times, want once:\n%s", n, logs.String())
+	}
+	// A tool that does not support tasks is none of the Router's business.
+	if res, err := cs.CallTool(t.Context(), &mcp.CallToolParams{Name: "plain"}); err != nil || res.IsError {
+		t.Fatalf("plain tool: %v %+v", err, res)
 	}
 }

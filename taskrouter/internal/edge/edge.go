@@ -113,6 +113,9 @@ type Carrier struct {
 	Listen json.RawMessage
 	// Request names the HTTP request of a tasks/result (see Edge.Request).
 	Request string
+	// Passed is set by Take when the request carried a carrier: it came
+	// through an edge. Every tools/call that does carries one.
+	Passed bool
 }
 
 // Revision is the request's protocol revision.
@@ -148,7 +151,7 @@ func Take(req mcp.Request) Carrier {
 	}
 	delete(meta, carrierKey)
 	m, _ := raw.(map[string]any)
-	c := Carrier{}
+	c := Carrier{Passed: true}
 	c.Protocol, _ = m["protocol"].(string)
 	c.Request, _ = m["request"].(string)
 	if v, ok := m["task"]; ok {

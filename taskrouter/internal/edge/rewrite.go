@@ -185,11 +185,14 @@ func rewriteParams(b []byte, pm *jsonwalk.Field, method string, d decision) (out
 			private++
 		}
 	}
-	if task == nil && private == 0 && len(carried) == 0 {
+	// Every tools/call carries a carrier, empty or not, so the router can
+	// tell one that came through no edge (and so lost its params.task).
+	mark := method == "tools/call"
+	if task == nil && private == 0 && len(carried) == 0 && !mark {
 		return nil, r, nil
 	}
 	var carrier [][]byte
-	if len(carried) > 0 {
+	if len(carried) > 0 || mark {
 		carrier = append(carrier, jsonwalk.Keyed(carrierKey, jsonwalk.PatchObject(nil, nil, jsonwalk.Object{}, jsonwalk.Keep, carried...)))
 	}
 	var add [][]byte

@@ -249,7 +249,7 @@ func expectParams(params map[string]any, method string, rev protocol.Revision) m
 		}
 		meta = m
 	}
-	if len(carrier) > 0 {
+	if len(carrier) > 0 || method == "tools/call" { // every tools/call is marked
 		if meta == nil {
 			meta = map[string]any{}
 		}
