@@ -18,6 +18,18 @@
 // Expiry: a task whose TTL (counted from creation) has passed is gone on
 // every backend: every operation answers ErrNotFound, List skips it and it
 // does not count toward the owner's quota.
+//
+// The domain speaks protocol in three places, on purpose: a record's Task
+// is kept in the MCP 2025-11-25 wire form (as the Rust original stored it,
+// so stored records stay readable), a task's outcome may be the JSON-RPC
+// error its request ended with (RPCError: what happened, which each
+// revision then shows its own way), and RPCCode maps this package's errors
+// to JSON-RPC codes beside the errors it maps, so a new error gets its code
+// where it is declared. Everything else about the wire is taskrouter's.
+//
+// Runtime is the side of a Store that a task runtime (taskrouter) uses:
+// leases, the tasks of replicas that stopped, the input exchange, the
+// change feed. Applications and tool handlers use the Store and a Handle.
 package taskstore
 
 import (
