@@ -30,6 +30,47 @@ func readmeBlock(t *testing.T, readme, marker string) string {
 	return body
 }
 
+// readmeForScripts is the README, once the tools its shell blocks use are
+// known to be installed: without them the test skips, or fails when
+// MCPTASKS_TEST_REQUIRE=1.
+func readmeForScripts(t *testing.T) string {
+	t.Helper()
+	for _, tool := range []string{"bash", "curl", "sed", "tr", "tee"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			if os.Getenv("MCPTASKS_TEST_REQUIRE") == "1" {
+				t.Fatalf("%s is not installed and MCPTASKS_TEST_REQUIRE=1", tool)
+			}
+			t.Skipf("%s is not installed", tool)
+		}
+	}
+	raw, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(raw)
+}
+
+// runREADMEScript runs a README shell block with bash -euo pipefail in a
+// fresh directory and fails unless it succeeds silently on stderr and
+// prints what the README's output block (want) shows, ids and timestamps
+// aside.
+func runREADMEScript(t *testing.T, name, script, want string) {
+	t.Helper()
+	cmd := exec.CommandContext(t.Context(), "bash", "-euo", "pipefail", "-c", script)
+	cmd.Dir = t.TempDir()
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("%s: %v\nstdout:\n%s\nstderr:\n%s", name, err, &stdout, &stderr)
+	}
+	if stderr.Len() > 0 {
+		t.Errorf("%s wrote to stderr:\n%s", name, &stderr)
+	}
+	if diff := cmp.Diff(normalizeWalkthrough(want), normalizeWalkthrough(stdout.String())); diff != "" {
+		t.Errorf("the README's output block is not what the %s prints (-README +real):\n%s\nreal output:\n%s", name, diff, &stdout)
+	}
+}
+
 // What differs between runs: ids, session ids, timestamps.
 var walkthroughVolatile = []struct {
 	re   *regexp.Regexp
@@ -55,19 +96,7 @@ func normalizeWalkthrough(s string) string {
 // written (only the address is this test's serve), and compares what it
 // prints with the output the README shows.
 func TestREADMECurlWalkthrough(t *testing.T) {
-	for _, tool := range []string{"bash", "curl", "sed", "tr", "tee"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			if os.Getenv("MCPTASKS_TEST_REQUIRE") == "1" {
-				t.Fatalf("%s is not installed and MCPTASKS_TEST_REQUIRE=1", tool)
-			}
-			t.Skipf("%s is not installed", tool)
-		}
-	}
-	raw, err := os.ReadFile("../../README.md")
-	if err != nil {
-		t.Fatal(err)
-	}
-	readme := string(raw)
+	readme := readmeForScripts(t)
 	commands := readmeBlock(t, readme, "<!-- curl-walkthrough: commands -->")
 	want := readmeBlock(t, readme, "<!-- curl-walkthrough: output -->")
 
@@ -77,17 +106,5 @@ func TestREADMECurlWalkthrough(t *testing.T) {
 		t.Fatalf("the walkthrough no longer starts with MCP=%s", readmeURL)
 	}
 	script := strings.Replace(commands, "MCP="+readmeURL+"\n", "MCP="+url+"\n", 1)
-	cmd := exec.CommandContext(t.Context(), "bash", "-euo", "pipefail", "-c", script)
-	cmd.Dir = t.TempDir()
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	if err := cmd.Run(); err != nil {
-		t.Fatalf("walkthrough: %v\nstdout:\n%s\nstderr:\n%s", err, &stdout, &stderr)
-	}
-	if stderr.Len() > 0 {
-		t.Errorf("walkthrough wrote to stderr:\n%s", &stderr)
-	}
-	if diff := cmp.Diff(normalizeWalkthrough(want), normalizeWalkthrough(stdout.String())); diff != "" {
-		t.Errorf("the README's output block is not what the commands print (-README +real):\n%s\nreal output:\n%s", diff, &stdout)
-	}
+	runREADMEScript(t, "walkthrough", script, want)
 }
