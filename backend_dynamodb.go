@@ -20,6 +20,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 
+	"github.com/mcptasks/mcptasks/internal/backoff"
 	"github.com/mcptasks/mcptasks/taskstore"
 )
 
@@ -372,7 +373,7 @@ func waitTableReady(ctx context.Context, client *dynamodb.Client, table string) 
 		case attempt >= 3000:
 			return fmt.Errorf("%w: dynamodb: runner index of table %s did not become active", taskstore.ErrBackend, table)
 		}
-		if err := taskstore.Backoff(ctx, min(attempt, 4), 100*time.Millisecond, 0); err != nil {
+		if err := backoff.Sleep(ctx, min(attempt, 4), 100*time.Millisecond, 0); err != nil {
 			return err
 		}
 	}
@@ -675,7 +676,7 @@ func ddbBackoff(ctx context.Context, attempt int) error {
 	if attempt >= 64 {
 		return fmt.Errorf("%w: dynamodb: transaction conflicts did not clear after %d attempts", taskstore.ErrBackend, attempt+1)
 	}
-	return taskstore.Backoff(ctx, attempt, 2*time.Millisecond, 5)
+	return backoff.Sleep(ctx, attempt, 2*time.Millisecond, 5)
 }
 
 // ownerScan is a strongly consistent read of all of an owner's items.

@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/mcptasks/mcptasks/internal/backoff"
 	"github.com/mcptasks/mcptasks/taskrouter/internal/hub"
 	"github.com/mcptasks/mcptasks/taskstore"
 )
@@ -226,7 +227,7 @@ func (rr *runner) finish(rn *run, out Outcome) {
 			out = Outcome{Err: &taskstore.RPCError{Code: taskstore.CodeInternalError, Message: "result not stored: " + err.Error()}}
 			continue
 		}
-		if attempt >= 5 || taskstore.Backoff(ctx, attempt, 100*time.Millisecond, 4) != nil {
+		if attempt >= 5 || backoff.Sleep(ctx, attempt, 100*time.Millisecond, 4) != nil {
 			rr.log.Error("storing task outcome failed", "task", rn.id, "owner", logOwner(rn.owner), "error", err)
 			return
 		}

@@ -40,8 +40,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"time"
+
+	"github.com/mcptasks/mcptasks/internal/backoff"
 )
 
 // Store is the task store. It is safe for concurrent use, and several
@@ -383,25 +384,9 @@ func (s *Store) mutate(ctx context.Context, owner, taskID string, w write, fn fu
 		if attempt >= s.cfg.MaxRetries {
 			return nil, fmt.Errorf("%w: gave up after %d attempts", ErrConcurrentModification, attempt+1)
 		}
-		if err := Backoff(ctx, attempt, 50*time.Microsecond, 7); err != nil {
+		if err := backoff.Sleep(ctx, attempt, 50*time.Microsecond, 7); err != nil {
 			return nil, err
 		}
-	}
-}
-
-// Backoff sleeps a random time in [unit/2, unit/2 + unit<<min(attempt,
-// maxShift)), so that writers racing for one record or counter spread out,
-// or returns ctx's error if ctx ends first. Backends retrying their own
-// conflicts use it too.
-func Backoff(ctx context.Context, attempt int, unit time.Duration, maxShift int) error {
-	ceiling := unit << min(attempt, maxShift)
-	t := time.NewTimer(unit/2 + rand.N(ceiling))
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
 	}
 }
 

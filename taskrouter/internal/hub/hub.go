@@ -24,6 +24,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/mcptasks/mcptasks/internal/backoff"
 	"github.com/mcptasks/mcptasks/taskstore"
 )
 
@@ -231,7 +232,7 @@ func (h *Hub) Feed(ctx context.Context, n taskstore.Notifier, log *slog.Logger) 
 			return
 		}
 		log.Warn("task change feed lost; polling until it is back", "error", err)
-		if taskstore.Backoff(ctx, attempt, 100*time.Millisecond, 5) != nil {
+		if backoff.Sleep(ctx, attempt, 100*time.Millisecond, 5) != nil {
 			return
 		}
 	}
