@@ -32,6 +32,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 	"github.com/aws/smithy-go/middleware"
 
+	"github.com/mcptasks/mcptasks/internal/taskid"
 	"github.com/mcptasks/mcptasks/taskstore"
 	"github.com/mcptasks/mcptasks/taskstore/storetest"
 )
@@ -295,7 +296,7 @@ func TestDynamoDBLocalListSkipsExpired(t *testing.T) {
 }
 
 func testRecord(owner string) taskstore.Record {
-	return taskstore.Record{Owner: owner, TaskID: taskstore.NewTaskID(time.Now()), Data: []byte(`{}`), Active: true}
+	return taskstore.Record{Owner: owner, TaskID: taskid.New(time.Now()), Data: []byte(`{}`), Active: true}
 }
 
 // TestDynamoDBOpenURL opens the backend by URL, creating its table.
@@ -523,11 +524,11 @@ func TestDynamoDBLocalFaults(t *testing.T) {
 				return b.Create(ctx, testRecord("alice"), taskstore.Limits{MaxActive: 10})
 			},
 			"Get": func(ctx context.Context) error {
-				_, err := b.Get(ctx, "alice", taskstore.NewTaskID(time.Now()))
+				_, err := b.Get(ctx, "alice", taskid.New(time.Now()))
 				return err
 			},
 			"Update": func(ctx context.Context) error {
-				_, err := b.Update(ctx, taskstore.Record{Owner: "alice", TaskID: taskstore.NewTaskID(time.Now()), Data: []byte(`{}`), Active: true}, 1)
+				_, err := b.Update(ctx, taskstore.Record{Owner: "alice", TaskID: taskid.New(time.Now()), Data: []byte(`{}`), Active: true}, 1)
 				return err
 			},
 			"List": func(ctx context.Context) error { _, _, err := b.List(ctx, "alice", "", 10); return err },
@@ -757,7 +758,7 @@ func batchFill(b *testing.B, st *taskstore.Store, db *dynamoBackend, owner strin
 	go func() {
 		defer close(ids)
 		for range n {
-			ids <- taskstore.NewTaskID(time.Now())
+			ids <- taskid.New(time.Now())
 		}
 	}()
 	var wg sync.WaitGroup

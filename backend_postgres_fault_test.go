@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mcptasks/mcptasks/internal/taskid"
 	"github.com/mcptasks/mcptasks/taskstore"
 )
 
@@ -190,7 +191,7 @@ func TestPostgresFeedLoss(t *testing.T) {
 		}
 		break
 	}
-	r := taskstore.Record{Owner: "alice", TaskID: taskstore.NewTaskID(time.Now()), Data: []byte(`{}`), Active: true}
+	r := taskstore.Record{Owner: "alice", TaskID: taskid.New(time.Now()), Data: []byte(`{}`), Active: true}
 	if err := b.Create(t.Context(), r, taskstore.Limits{}); err != nil {
 		t.Fatal(err)
 	}

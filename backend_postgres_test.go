@@ -17,6 +17,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/mcptasks/mcptasks/internal/taskid"
 	"github.com/mcptasks/mcptasks/taskstore"
 	"github.com/mcptasks/mcptasks/taskstore/storetest"
 )
@@ -261,7 +262,7 @@ func TestPostgresExistingPool(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := taskstore.Record{Owner: "alice", TaskID: taskstore.NewTaskID(time.Now()), Data: []byte(`{}`)}
+	r := taskstore.Record{Owner: "alice", TaskID: taskid.New(time.Now()), Data: []byte(`{}`)}
 	if err := b.Create(t.Context(), r, taskstore.Limits{}); err != nil {
 		t.Fatal(err)
 	}
@@ -298,7 +299,7 @@ func TestPostgresSchema(t *testing.T) {
 	now := time.Now()
 	var expired []string
 	for i := range pgSweepBatch + 5 {
-		r := taskstore.Record{Owner: owner, TaskID: taskstore.NewTaskID(now), Data: []byte(fmt.Sprintf(`{"i":%d}`, i)),
+		r := taskstore.Record{Owner: owner, TaskID: taskid.New(now), Data: []byte(fmt.Sprintf(`{"i":%d}`, i)),
 			ExpiresAt: now.Add(300 * time.Millisecond)}
 		expired = append(expired, r.TaskID)
 		if i == 0 {
@@ -312,7 +313,7 @@ func TestPostgresSchema(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	keep := taskstore.Record{Owner: owner, TaskID: taskstore.NewTaskID(now), Data: []byte(`{}`)}
+	keep := taskstore.Record{Owner: owner, TaskID: taskid.New(now), Data: []byte(`{}`)}
 	if err := b.Create(ctx, keep, taskstore.Limits{}); err != nil {
 		t.Fatal(err)
 	}
@@ -324,7 +325,7 @@ func TestPostgresSchema(t *testing.T) {
 	if _, err := b.Get(ctx, owner, expired[0]); !errors.Is(err, taskstore.ErrNotFound) {
 		t.Fatalf("Get of an expired row: %v", err)
 	}
-	if err := b.Create(ctx, taskstore.Record{Owner: owner, TaskID: taskstore.NewTaskID(time.Now()), Data: []byte(`{}`)}, taskstore.Limits{MaxStored: 2}); err != nil {
+	if err := b.Create(ctx, taskstore.Record{Owner: owner, TaskID: taskid.New(time.Now()), Data: []byte(`{}`)}, taskstore.Limits{MaxStored: 2}); err != nil {
 		t.Fatalf("expired rows counted toward the quota: %v", err)
 	}
 	var rows int
@@ -348,7 +349,7 @@ func TestPostgresSchema(t *testing.T) {
 // TestPostgresSweeper: the background sweeper deletes expired rows on its own.
 func TestPostgresSweeper(t *testing.T) {
 	b := newPostgresFactory(postgresTestURL(t), "sweep=50ms")(t).(*postgresBackend)
-	r := taskstore.Record{Owner: "alice", TaskID: taskstore.NewTaskID(time.Now()), Data: []byte(`{}`), ExpiresAt: time.Now().Add(100 * time.Millisecond)}
+	r := taskstore.Record{Owner: "alice", TaskID: taskid.New(time.Now()), Data: []byte(`{}`), ExpiresAt: time.Now().Add(100 * time.Millisecond)}
 	if err := b.Create(t.Context(), r, taskstore.Limits{}); err != nil {
 		t.Fatal(err)
 	}
@@ -400,7 +401,7 @@ func TestPostgresLeastPrivilege(t *testing.T) {
 		t.Fatalf("Open as %s: %v", role, err)
 	}
 	defer b.Close()
-	r := taskstore.Record{Owner: "alice", TaskID: taskstore.NewTaskID(time.Now()), Data: []byte(`{}`), ExpiresAt: time.Now().Add(200 * time.Millisecond)}
+	r := taskstore.Record{Owner: "alice", TaskID: taskid.New(time.Now()), Data: []byte(`{}`), ExpiresAt: time.Now().Add(200 * time.Millisecond)}
 	if err := b.Create(ctx, r, taskstore.Limits{MaxActive: 5, MaxStored: 5}); err != nil {
 		t.Fatalf("Create with a quota: %v", err)
 	}
@@ -414,7 +415,7 @@ func TestPostgresLeastPrivilege(t *testing.T) {
 	if n, err := b.DeleteExpired(ctx); err != nil || n != 1 {
 		t.Fatalf("DeleteExpired: %d, %v", n, err)
 	}
-	r.TaskID, r.ExpiresAt = taskstore.NewTaskID(time.Now()), time.Time{}
+	r.TaskID, r.ExpiresAt = taskid.New(time.Now()), time.Time{}
 	if err := b.Create(ctx, r, taskstore.Limits{}); err != nil {
 		t.Fatal(err)
 	}
@@ -451,7 +452,7 @@ func TestPostgresMigratesSchema1(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer pool.Close()
-	id := taskstore.NewTaskID(time.Now())
+	id := taskid.New(time.Now())
 	for _, stmt := range []string{
 		`CREATE TABLE public.` + table + ` (owner bytea NOT NULL, task_id bytea NOT NULL, version bigint NOT NULL,
 	expires_at timestamptz, data bytea NOT NULL, CONSTRAINT ` + table + `_pkey PRIMARY KEY (owner, task_id) INCLUDE (expires_at))`,

@@ -13,6 +13,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/mcptasks/mcptasks/internal/taskid"
 	"github.com/mcptasks/mcptasks/taskstore"
 )
 
@@ -60,7 +61,7 @@ func TestRedisWaitReplicas(t *testing.T) {
 	b := open(1)
 	owner := "alice"
 	newRec := func() taskstore.Record {
-		return taskstore.Record{Owner: owner, TaskID: taskstore.NewTaskID(time.Now()), Data: []byte(`{"n":1}`), ExpiresAt: time.Now().Add(time.Hour)}
+		return taskstore.Record{Owner: owner, TaskID: taskid.New(time.Now()), Data: []byte(`{"n":1}`), ExpiresAt: time.Now().Add(time.Hour)}
 	}
 
 	// In sync means confirming writes (the replica may still be loading

@@ -30,6 +30,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/mcptasks/mcptasks/internal/taskid"
 	"github.com/mcptasks/mcptasks/taskstore"
 	"github.com/mcptasks/mcptasks/taskstore/storetest"
 )
@@ -173,7 +174,7 @@ func TestRedisKeyLayout(t *testing.T) {
 		t.Fatalf("ownerBase(\"\") = %q", got)
 	}
 
-	soon := taskstore.Record{Owner: owner, TaskID: taskstore.NewTaskID(time.Now()), Data: []byte(`{}`),
+	soon := taskstore.Record{Owner: owner, TaskID: taskid.New(time.Now()), Data: []byte(`{}`),
 		ExpiresAt: time.Now().Add(300 * time.Millisecond)}
 	if err := b.Create(ctx, soon, taskstore.Limits{}); err != nil {
 		t.Fatal(err)
@@ -185,7 +186,7 @@ func TestRedisKeyLayout(t *testing.T) {
 		}
 	}
 	// A record that never expires makes the id index permanent.
-	forever := taskstore.Record{Owner: owner, TaskID: taskstore.NewTaskID(time.Now()), Data: []byte(`{}`)}
+	forever := taskstore.Record{Owner: owner, TaskID: taskid.New(time.Now()), Data: []byte(`{}`)}
 	if err := b.Create(ctx, forever, taskstore.Limits{}); err != nil {
 		t.Fatal(err)
 	}
@@ -387,7 +388,7 @@ func TestRedisFault(t *testing.T) {
 	defer b.Close()
 
 	calls := func(tag string) map[string]func(ctx context.Context) error {
-		r := taskstore.Record{Owner: "alice", TaskID: taskstore.NewTaskID(time.Now()), Data: []byte(`{"n":"` + tag + `"}`),
+		r := taskstore.Record{Owner: "alice", TaskID: taskid.New(time.Now()), Data: []byte(`{"n":"` + tag + `"}`),
 			ExpiresAt: time.Now().Add(time.Hour)}
 		return map[string]func(ctx context.Context) error{
 			"1 Create": func(ctx context.Context) error { return b.Create(ctx, r, taskstore.Limits{MaxActive: 10}) },
@@ -475,7 +476,7 @@ func TestRedisFault(t *testing.T) {
 			t.Fatalf("%s after the restart: %v", name, err)
 		}
 	}
-	if _, err := b.Get(t.Context(), "alice", taskstore.NewTaskID(time.Now())); !errors.Is(err, taskstore.ErrNotFound) {
+	if _, err := b.Get(t.Context(), "alice", taskid.New(time.Now())); !errors.Is(err, taskstore.ErrNotFound) {
 		t.Fatalf("Get after the restart: %v, want ErrNotFound", err)
 	}
 	storetest.Report(t, "faults_injected", 1, "faults_survived", boolInt(!t.Failed()))
@@ -722,7 +723,7 @@ func redisFillPipelined(b *testing.B, s *taskstore.Store, rb *redisBackend, owne
 		pipe := rb.client.Pipeline()
 		for ; done < n && pipe.Len() < 1000; done++ {
 			r := tmpl
-			r.TaskID = taskstore.NewTaskID(time.Now())
+			r.TaskID = taskid.New(time.Now())
 			r.Data = bytes.ReplaceAll(tmpl.Data, []byte(tmpl.TaskID), []byte(r.TaskID))
 			rec, idx, exp, act := rb.keys(owner, r.TaskID)
 			expMS, pxat := redisExpiry(r.ExpiresAt)
@@ -802,7 +803,7 @@ func TestRedisTLS(t *testing.T) {
 		t.Fatalf("rediss with tls_ca: %v", err)
 	}
 	defer b.Close()
-	r := taskstore.Record{Owner: "alice", TaskID: taskstore.NewTaskID(time.Now()), Data: []byte(`{}`)}
+	r := taskstore.Record{Owner: "alice", TaskID: taskid.New(time.Now()), Data: []byte(`{}`)}
 	if err := b.Create(t.Context(), r, taskstore.Limits{}); err != nil {
 		t.Fatal(err)
 	}
@@ -1037,7 +1038,7 @@ func TestRedisUpdateExpiryKept(t *testing.T) {
 	rb := newRedisFactory(redisTestURL(t, envRedisURL))(t).(*redisBackend)
 	ctx := t.Context()
 	exp := time.Now().Add(time.Hour).Truncate(time.Millisecond)
-	r := taskstore.Record{Owner: "alice", TaskID: taskstore.NewTaskID(time.Now()), Data: []byte(`{"v":0}`), ExpiresAt: exp, Active: true}
+	r := taskstore.Record{Owner: "alice", TaskID: taskid.New(time.Now()), Data: []byte(`{"v":0}`), ExpiresAt: exp, Active: true}
 	if err := rb.Create(ctx, r, taskstore.Limits{}); err != nil {
 		t.Fatal(err)
 	}
@@ -1133,7 +1134,7 @@ func TestRedisRunnerIndexedOnce(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			rb := newRedisFactory(redisTestURL(t, tc.env))(t).(*redisBackend)
 			ctx := t.Context()
-			rec := taskstore.Record{Owner: "alice", TaskID: taskstore.NewTaskID(time.Now()), Data: []byte(`{"v":0}`),
+			rec := taskstore.Record{Owner: "alice", TaskID: taskid.New(time.Now()), Data: []byte(`{"v":0}`),
 				ExpiresAt: time.Now().Add(time.Hour).Truncate(time.Millisecond), Active: true, Runner: "r1"}
 			if err := rb.Create(ctx, rec, taskstore.Limits{}); err != nil {
 				t.Fatal(err)
@@ -1202,7 +1203,7 @@ func TestRedisRunnerTasksRace(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			rb := newRedisFactory(redisTestURL(t, tc.env))(t).(*redisBackend)
 			ctx := t.Context()
-			rec := taskstore.Record{Owner: "alice", TaskID: taskstore.NewTaskID(time.Now()), Data: []byte(`{}`),
+			rec := taskstore.Record{Owner: "alice", TaskID: taskid.New(time.Now()), Data: []byte(`{}`),
 				ExpiresAt: time.Now().Add(time.Hour).Truncate(time.Millisecond), Active: true, Runner: "r1"}
 			if err := rb.Create(ctx, rec, taskstore.Limits{}); err != nil {
 				t.Fatal(err)

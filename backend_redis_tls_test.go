@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mcptasks/mcptasks/internal/taskid"
 	"github.com/mcptasks/mcptasks/taskstore"
 )
 
@@ -36,7 +37,7 @@ func redisTLSRoundTrip(t *testing.T, url string, owners ...string) {
 	}
 	defer b.Close()
 	for _, owner := range owners {
-		r := taskstore.Record{Owner: owner, TaskID: taskstore.NewTaskID(time.Now()), Data: []byte(`{}`), ExpiresAt: time.Now().Add(time.Minute)}
+		r := taskstore.Record{Owner: owner, TaskID: taskid.New(time.Now()), Data: []byte(`{}`), ExpiresAt: time.Now().Add(time.Minute)}
 		if err := b.Create(t.Context(), r, taskstore.Limits{}); err != nil {
 			t.Fatalf("Create over TLS: %v", err)
 		}

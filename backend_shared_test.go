@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mcptasks/mcptasks/internal/taskid"
 	"github.com/mcptasks/mcptasks/taskstore"
 )
 
@@ -49,7 +50,7 @@ func forEachBackend(t *testing.T, test func(t *testing.T, b taskstore.Backend)) 
 }
 
 func sharedRecord(owner string) taskstore.Record {
-	return taskstore.Record{Owner: owner, TaskID: taskstore.NewTaskID(time.Now()), Data: []byte(`{"n":1}`), Active: true}
+	return taskstore.Record{Owner: owner, TaskID: taskid.New(time.Now()), Data: []byte(`{"n":1}`), Active: true}
 }
 
 // isContextErr reports whether err claims that a context ended.
@@ -81,7 +82,7 @@ func sharedCalls(t *testing.T, b taskstore.Backend, owner string) (taskstore.Rec
 			return err
 		},
 		"Delete": func(ctx context.Context) error {
-			_, err := b.Delete(ctx, r.Owner, taskstore.NewTaskID(time.Now()))
+			_, err := b.Delete(ctx, r.Owner, taskid.New(time.Now()))
 			return err
 		},
 		"DeleteExpired": func(ctx context.Context) error {

@@ -50,12 +50,12 @@ func contains(list []string, s string) bool {
 
 // TestDomainLinksOnlyJSONText pins what the domain package, which every
 // build links, brings in besides the standard library: the module's own
-// internal packages (the JSON walker, backoff), and jsontext, the syntax
-// layer of encoding/json/v2, from go-json-experiment/json. That module has
-// no dependencies of its own, is the upstream of the standard library's
-// encoding/json/v2 and aliases it once a toolchain ships it, so the record
-// codec moves to the standard library without a code change. Its
-// reflection-based json package is not linked.
+// internal packages (the JSON walker, backoff, task ids), and jsontext, the
+// syntax layer of encoding/json/v2, from go-json-experiment/json. That
+// module has no dependencies of its own, is the upstream of the standard
+// library's encoding/json/v2 and aliases it once a toolchain ships it, so
+// the record codec moves to the standard library without a code change.
+// Its reflection-based json package is not linked.
 func TestDomainLinksOnlyJSONText(t *testing.T) {
 	out, err := exec.Command("go", "list", "-deps", "./taskstore").CombinedOutput()
 	if err != nil {
@@ -65,6 +65,7 @@ func TestDomainLinksOnlyJSONText(t *testing.T) {
 		"github.com/mcptasks/mcptasks/taskstore",
 		"github.com/mcptasks/mcptasks/internal/jsonwalk",
 		"github.com/mcptasks/mcptasks/internal/backoff",
+		"github.com/mcptasks/mcptasks/internal/taskid",
 		"github.com/go-json-experiment/json/jsontext",
 		"github.com/go-json-experiment/json/internal",
 	}

@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mcptasks/mcptasks/internal/taskid"
 	"github.com/mcptasks/mcptasks/taskstore"
 	"github.com/mcptasks/mcptasks/taskstore/storetest"
 )
@@ -417,12 +418,12 @@ func TestFaultLoadUnsynced(t *testing.T) {
 		}
 		ids = append(ids, r.Task.TaskID)
 	}
-	never := func() string { return taskstore.NewTaskID(time.Now()) } // ids the store never had
-	ack(ids[0], 1, kill.Add(-time.Second))                            // there, as it must be
-	ack(ids[1], 1, kill.Add(-time.Second))                            // v1 there,
-	ack(ids[1], 2, kill.Add(-time.Millisecond))                       // v2, just before the kill, lost: counted apart
-	ack(never(), 1, kill.Add(-time.Millisecond))                      // gone, acknowledged just before: counted apart
-	ack(never(), 1, kill.Add(-time.Second))                           // gone, acknowledged before: a loss
+	never := func() string { return taskid.New(time.Now()) } // ids the store never had
+	ack(ids[0], 1, kill.Add(-time.Second))                   // there, as it must be
+	ack(ids[1], 1, kill.Add(-time.Second))                   // v1 there,
+	ack(ids[1], 2, kill.Add(-time.Millisecond))              // v2, just before the kill, lost: counted apart
+	ack(never(), 1, kill.Add(-time.Millisecond))             // gone, acknowledged just before: counted apart
+	ack(never(), 1, kill.Add(-time.Second))                  // gone, acknowledged before: a loss
 	l.allowUnsynced(kill.Add(-100 * time.Millisecond))
 	checked, losses := l.countAcked(t, s)
 	if checked != 4 || len(losses) != 1 || !strings.Contains(losses[0], "is gone") || l.unsyncedLost != 2 {

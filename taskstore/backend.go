@@ -24,6 +24,11 @@ import (
 // the calling process's, see each backend), so clock skew moves expiry by
 // that skew.
 //
+// Keys: the Store passes a backend only task ids of the shape it makes (49
+// bytes: 16 lowercase hex digits of a nanosecond timestamp, a dash, 32
+// lowercase hex digits, so byte order is creation order) and runner ids of
+// 1 to 128 bytes of UTF-8; a backend may rely on both.
+//
 // Errors are the package's sentinel errors (test them with errors.Is);
 // context errors are returned unchanged. A call that fails any other way
 // (timeout, lost connection) may or may not have been applied. Every write

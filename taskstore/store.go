@@ -43,6 +43,7 @@ import (
 	"time"
 
 	"github.com/mcptasks/mcptasks/internal/backoff"
+	"github.com/mcptasks/mcptasks/internal/taskid"
 )
 
 // Store is the task store. It is safe for concurrent use, and several
@@ -128,7 +129,7 @@ func (s *Store) Create(ctx context.Context, owner string, req CreateRequest) (*T
 	}
 	rec := &TaskRecord{
 		Task: Task{
-			TaskID:        NewTaskID(t),
+			TaskID:        taskid.New(t),
 			Status:        StatusWorking,
 			StatusMessage: req.StatusMessage,
 			CreatedAt:     t,
@@ -293,7 +294,7 @@ func (s *Store) Get(ctx context.Context, owner, taskID string) (*TaskRecord, err
 	if err != nil {
 		return nil, err
 	}
-	if !ValidTaskID(taskID) {
+	if !taskid.Valid(taskID) {
 		return nil, ErrNotFound
 	}
 	br, err := s.b.Get(ctx, owner, taskID)
@@ -328,7 +329,7 @@ func (s *Store) mutate(ctx context.Context, owner, taskID string, w write, fn fu
 	if err != nil {
 		return nil, err
 	}
-	if !ValidTaskID(taskID) {
+	if !taskid.Valid(taskID) {
 		return nil, ErrNotFound
 	}
 	known := w.known
@@ -574,14 +575,14 @@ func decodeCursor(owner, cursor string) (string, error) {
 	b, err := base64.RawURLEncoding.Strict().DecodeString(cursor)
 	// The decoder skips \r and \n anywhere: only the one spelling we
 	// hand out is a cursor.
-	if err != nil || len(b) != ownerTagLen+taskIDLen || base64.RawURLEncoding.EncodeToString(b) != cursor {
+	if err != nil || len(b) != ownerTagLen+taskid.Len || base64.RawURLEncoding.EncodeToString(b) != cursor {
 		return "", ErrInvalidCursor
 	}
 	if string(b[:ownerTagLen]) != string(ownerTag(owner)) {
 		return "", ErrInvalidCursor
 	}
 	id := string(b[ownerTagLen:])
-	if !ValidTaskID(id) {
+	if !taskid.Valid(id) {
 		return "", ErrInvalidCursor
 	}
 	return id, nil

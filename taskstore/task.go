@@ -1,12 +1,8 @@
 package taskstore
 
 import (
-	"crypto/rand"
-	"encoding/binary"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"sync/atomic"
 	"time"
 )
 
@@ -246,52 +242,4 @@ func (r *TaskRecord) WireTask() Task {
 		t.Meta = meta
 	}
 	return t
-}
-
-// Task ids: 16 hex digits of a nanosecond timestamp, a dash, then 32 hex
-// digits (128 bits) from crypto/rand. Fixed width makes byte order equal
-// time order, which is how backends list newest first. Within one process
-// the timestamp part is strictly increasing.
-const taskIDLen = 16 + 1 + 32
-
-var lastIDTime atomic.Int64
-
-// NewTaskID returns a fresh task id for a task created at now.
-func NewTaskID(now time.Time) string {
-	ts := now.UnixNano()
-	for {
-		last := lastIDTime.Load()
-		if ts <= last {
-			ts = last + 1
-		}
-		if lastIDTime.CompareAndSwap(last, ts) {
-			break
-		}
-	}
-	var b [8 + 16]byte
-	binary.BigEndian.PutUint64(b[:8], uint64(ts))
-	rand.Read(b[8:]) // crypto/rand.Read never returns an error.
-	var out [taskIDLen]byte
-	hex.Encode(out[:16], b[:8])
-	out[16] = '-'
-	hex.Encode(out[17:], b[8:])
-	return string(out[:])
-}
-
-// ValidTaskID reports whether id has the shape of an id this package makes.
-// Backends may rely on ids passed to them being valid.
-func ValidTaskID(id string) bool {
-	if len(id) != taskIDLen || id[16] != '-' {
-		return false
-	}
-	for i := 0; i < len(id); i++ {
-		if i == 16 {
-			continue
-		}
-		c := id[i]
-		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
-			return false
-		}
-	}
-	return true
 }

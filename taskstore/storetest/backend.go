@@ -25,6 +25,8 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/mcptasks/mcptasks/internal/taskid"
 	"github.com/mcptasks/mcptasks/taskstore"
 )
 
@@ -85,7 +87,7 @@ func runBackendTests(t *testing.T, newBackend NewBackend) {
 
 // rec makes an active record with a fresh id and a small JSON document.
 func rec(owner string, doc string) taskstore.Record {
-	return taskstore.Record{Owner: owner, TaskID: taskstore.NewTaskID(time.Now()), Data: []byte(doc), Active: true}
+	return taskstore.Record{Owner: owner, TaskID: taskid.New(time.Now()), Data: []byte(doc), Active: true}
 }
 
 // upd is the Record an Update of an active record without a runner passes.
@@ -229,7 +231,7 @@ func testUpdateCAS(t *testing.T, b taskstore.Backend) {
 	wantErr(t, "Update at a stale version", err, taskstore.ErrVersionConflict)
 	_, err = b.Update(ctx, upd("alice", r.TaskID, []byte(`{"v":"future"}`)), 9)
 	wantErr(t, "Update at a future version", err, taskstore.ErrVersionConflict)
-	_, err = b.Update(ctx, upd("alice", taskstore.NewTaskID(time.Now()), []byte(`{}`)), 1)
+	_, err = b.Update(ctx, upd("alice", taskid.New(time.Now()), []byte(`{}`)), 1)
 	wantErr(t, "Update of a missing record", err, taskstore.ErrNotFound)
 	_, err = b.Update(ctx, upd("bob", r.TaskID, []byte(`{}`)), 4)
 	wantErr(t, "Update with another owner", err, taskstore.ErrNotFound)
@@ -395,7 +397,7 @@ func testListPages(t *testing.T, b taskstore.Backend) {
 		t.Fatalf("List after the oldest: %d records, more=%v, %v", len(recs), more, err)
 	}
 	// After an id that is not stored: the position is still well defined.
-	gap := taskstore.NewTaskID(time.Now())
+	gap := taskid.New(time.Now())
 	recs, _, err = b.List(ctx, "alice", gap, 3)
 	if err != nil || len(recs) != 3 || recs[0].TaskID != want[0] {
 		t.Fatalf("List after a newer unknown id: %d records, %v", len(recs), err)
@@ -693,7 +695,7 @@ func testCloseTwice(t *testing.T, b taskstore.Backend) {
 	if err := b.Close(); err != nil {
 		t.Fatalf("second Close: %v", err)
 	}
-	if _, err := b.Get(t.Context(), "alice", taskstore.NewTaskID(time.Now())); err == nil {
+	if _, err := b.Get(t.Context(), "alice", taskid.New(time.Now())); err == nil {
 		t.Fatal("Get after Close succeeded")
 	}
 }

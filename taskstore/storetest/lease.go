@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/mcptasks/mcptasks/internal/taskid"
 	"github.com/mcptasks/mcptasks/taskstore"
 )
 
@@ -26,7 +28,7 @@ func testActiveQuota(t *testing.T, b taskstore.Backend) {
 	done.Active = false
 	for i := range 5 {
 		d := done
-		d.TaskID = taskstore.NewTaskID(time.Now())
+		d.TaskID = taskid.New(time.Now())
 		if err := b.Create(ctx, d, lim); err != nil {
 			t.Fatalf("inactive create %d under an active quota: %v", i, err)
 		}
@@ -41,7 +43,7 @@ func testActiveQuota(t *testing.T, b taskstore.Backend) {
 	}
 	// An inactive record is still admitted at the active quota.
 	d := done
-	d.TaskID = taskstore.NewTaskID(time.Now())
+	d.TaskID = taskid.New(time.Now())
 	mustCreateLim(t, b, d, lim)
 	// Ending a1 frees a slot.
 	fin := upd("alice", a1.TaskID, []byte(`{"ended":true}`))
@@ -513,8 +515,8 @@ func testGetMany(t *testing.T, b taskstore.Backend) {
 		{Owner: "alice", TaskID: a1.TaskID}, {Owner: "alice", TaskID: a2.TaskID},
 		{Owner: "alice", TaskID: o.TaskID}, // bob's task under alice: missing
 		{Owner: "bob", TaskID: o.TaskID},
-		{Owner: "alice", TaskID: short.TaskID},                    // expired
-		{Owner: "alice", TaskID: taskstore.NewTaskID(time.Now())}, // never existed
+		{Owner: "alice", TaskID: short.TaskID},           // expired
+		{Owner: "alice", TaskID: taskid.New(time.Now())}, // never existed
 	}
 	recs, err := bg.GetMany(ctx, keys)
 	if err != nil {

@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/anishathalye/porcupine"
+
+	"github.com/mcptasks/mcptasks/internal/taskid"
 	"github.com/mcptasks/mcptasks/taskstore"
 )
 
@@ -188,7 +190,7 @@ func testLinearizable(t *testing.T, b taskstore.Backend) {
 	const clients, opsEach = 8, 200
 	ids := [linKeys]string{}
 	for k := range ids {
-		ids[k] = taskstore.NewTaskID(time.Now())
+		ids[k] = taskid.New(time.Now())
 	}
 	keyOf := map[string]int{}
 	for k, id := range ids {

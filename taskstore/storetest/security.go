@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mcptasks/mcptasks/internal/taskid"
 	"github.com/mcptasks/mcptasks/taskstore"
 )
 
@@ -354,7 +355,7 @@ func testStoreLimitsEveryEntryPoint(t *testing.T, open func(*testing.T, taskstor
 			continue
 		}
 		for _, badID := range []string{"", "../" + id, strings.ToUpper(id), id + "0", id[:len(id)-1], id + "\x00",
-			strings.Repeat("f", 1<<16), "*", taskstore.NewTaskID(time.Now())} {
+			strings.Repeat("f", 1<<16), "*", taskid.New(time.Now())} {
 			cases = append(cases, bad{e.name + ": task id " + truncate(badID), func() error { return e.call("alice", badID) }, taskstore.ErrNotFound})
 		}
 	}

@@ -12,6 +12,8 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
+
+	"github.com/mcptasks/mcptasks/internal/taskid"
 	"github.com/mcptasks/mcptasks/taskstore"
 )
 
@@ -79,7 +81,7 @@ func testStoreCreateDefaults(t *testing.T, open func(*testing.T, taskstore.Confi
 	s := open(t, taskstore.Config{})
 	before := time.Now().Add(-time.Millisecond)
 	r := create(t, s, "alice")
-	if !taskstore.ValidTaskID(r.Task.TaskID) || r.Task.Status != taskstore.StatusWorking || r.Version != 1 {
+	if !taskid.Valid(r.Task.TaskID) || r.Task.Status != taskstore.StatusWorking || r.Version != 1 {
 		t.Fatalf("new task: id %q status %s v%d", r.Task.TaskID, r.Task.Status, r.Version)
 	}
 	if r.Task.CreatedAt.Before(before) || !r.Task.CreatedAt.Equal(r.Task.LastUpdatedAt) {
@@ -331,7 +333,7 @@ func testStoreOwnerIsolation(t *testing.T, open func(*testing.T, taskstore.Confi
 	ctx := t.Context()
 	mine := create(t, s, "foo:bar").Task.TaskID
 	create(t, s, "foo:bar")
-	missing := taskstore.NewTaskID(time.Now())
+	missing := taskid.New(time.Now())
 	ops := map[string]func(owner, id string) error{
 		"Get":          func(o, id string) error { _, err := s.Get(ctx, o, id); return err },
 		"UpdateStatus": func(o, id string) error { _, err := s.UpdateStatus(ctx, o, id, taskstore.StatusFailed, ""); return err },
@@ -674,7 +676,7 @@ func testStoreHandle(t *testing.T, open func(*testing.T, taskstore.Config) *task
 	s := open(t, taskstore.Config{})
 	ctx := t.Context()
 	h := s.Handle("alice", create(t, s, "alice").Task.TaskID)
-	if h.Owner() != "alice" || !taskstore.ValidTaskID(h.ID()) {
+	if h.Owner() != "alice" || !taskid.Valid(h.ID()) {
 		t.Fatalf("handle %q %q", h.Owner(), h.ID())
 	}
 	type point struct{ X, Y int }
