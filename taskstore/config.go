@@ -149,15 +149,3 @@ func (c *Config) checkOwner(owner string) (string, error) {
 	}
 	return owner, nil
 }
-
-// ResolveOwner picks the owner of a request the way the Rust original did:
-// the first non-empty of the OAuth subject, the client id and the session
-// id, else AnonymousOwner.
-func ResolveOwner(subject, clientID, sessionID string) string {
-	for _, s := range []string{subject, clientID, sessionID} {
-		if strings.TrimSpace(s) != "" {
-			return s
-		}
-	}
-	return AnonymousOwner
-}

@@ -318,12 +318,6 @@ func testStoreOwners(t *testing.T, open func(*testing.T, taskstore.Config) *task
 	if _, err := anon.Get(ctx, taskstore.AnonymousOwner, r.Task.TaskID); err != nil {
 		t.Fatalf("Get as %q: %v", taskstore.AnonymousOwner, err)
 	}
-	if got := taskstore.ResolveOwner("", "client", "session"); got != "client" {
-		t.Fatalf("ResolveOwner: %q", got)
-	}
-	if got := taskstore.ResolveOwner(" ", "", ""); got != taskstore.AnonymousOwner {
-		t.Fatalf("ResolveOwner of nothing: %q", got)
-	}
 }
 
 // testStoreOwnerIsolation: on every operation, another owner's task answers
