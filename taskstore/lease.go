@@ -20,12 +20,12 @@ import (
 // that lease, and fails with ErrLeaseLost otherwise. A replica that was
 // paused while its task was taken over therefore cannot write to it again.
 
-// MaxRunnerLen caps a runner id, in bytes.
-const MaxRunnerLen = 128
+// maxRunnerLen caps a runner id, in bytes (the Backend contract promises it).
+const maxRunnerLen = 128
 
 func checkRunner(runner string) error {
-	if runner == "" || len(runner) > MaxRunnerLen || !utf8.ValidString(runner) {
-		return fmt.Errorf("%w: runner id must be 1..%d bytes of UTF-8", ErrInvalidArgument, MaxRunnerLen)
+	if runner == "" || len(runner) > maxRunnerLen || !utf8.ValidString(runner) {
+		return fmt.Errorf("%w: runner id must be 1..%d bytes of UTF-8", ErrInvalidArgument, maxRunnerLen)
 	}
 	return nil
 }
