@@ -10,11 +10,16 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+
+	"github.com/mcptasks/mcptasks/internal/rawfloor"
 )
 
-// rawFloor: an item FLOOR#KEY / RAW (no owner's key: those start with
+// Interface guards
+var _ rawfloor.Floorer = (*dynamoBackend)(nil)
+
+// RawFloor: an item FLOOR#KEY / RAW (no owner's key: those start with
 // OWNER#) holding size bytes, read with a consistent GetItem, as Get does.
-func (b *dynamoBackend) rawFloor(ctx context.Context, key string, size int) (func(context.Context) error, func(context.Context) error, error) {
+func (b *dynamoBackend) RawFloor(ctx context.Context, key string, size int) (func(context.Context) error, func(context.Context) error, error) {
 	k := map[string]types.AttributeValue{ddbPK: ddbS("FLOOR#" + key), ddbSK: ddbS("RAW")}
 	item := map[string]types.AttributeValue{
 		ddbPK: k[ddbPK], ddbSK: k[ddbSK],

@@ -6,16 +6,21 @@ import (
 	"bytes"
 	"context"
 	"time"
+
+	"github.com/mcptasks/mcptasks/internal/rawfloor"
 )
+
+// Interface guards
+var _ rawfloor.Floorer = (*postgresBackend)(nil)
 
 // pgFloorOwner is the owner of the floor's rows: not valid UTF-8, so no
 // Store owner (the Store refuses such owners) can see or count them.
 const pgFloorOwner = "\xff floor"
 
-// rawFloor: a row of the task table the size of a task, under
+// RawFloor: a row of the task table the size of a task, under
 // pgFloorOwner, read with a primary-key SELECT — what a get costs without
 // the backend. It expires in ten minutes (the sweeper deletes it).
-func (b *postgresBackend) rawFloor(ctx context.Context, key string, size int) (func(context.Context) error, func(context.Context) error, error) {
+func (b *postgresBackend) RawFloor(ctx context.Context, key string, size int) (func(context.Context) error, func(context.Context) error, error) {
 	owner, id := []byte(pgFloorOwner), []byte(key)
 	_, err := b.pool.Exec(ctx, `INSERT INTO `+b.qualified()+` (owner, task_id, version, expires_at, data) VALUES ($1, $2, 1, $3, $4)`,
 		owner, id, time.Now().Add(10*time.Minute), bytes.Repeat([]byte("x"), size))

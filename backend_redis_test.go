@@ -30,6 +30,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/mcptasks/mcptasks/internal/rawfloor"
 	"github.com/mcptasks/mcptasks/internal/taskid"
 	"github.com/mcptasks/mcptasks/taskstore"
 	"github.com/mcptasks/mcptasks/taskstore/storetest"
@@ -882,7 +883,7 @@ func redisTestCertWith(t *testing.T, dir, name string, parent *x509.Certificate,
 }
 
 // BenchmarkRedisRatios measures the Store against the raw floor, a GET of
-// a value the size of a stored task on the same server (RawFloor), in
+// a value the size of a stored task on the same server (rawfloor.Open), in
 // alternating rounds (each round runs every operation 300 times with one
 // caller, 2400 times with 64 callers), so that a busy machine slows all of
 // them alike; it reports each operation's rate and its ratio to the GET
@@ -907,7 +908,7 @@ func BenchmarkRedisRatios(b *testing.B) {
 		b.Fatal(err)
 	}
 	// The stored value is "VERSION:EXPIRY:DATA".
-	get, cleanup, err := RawFloor(b.Context(), rb, len(raw.Data)+len("1:1767225600000:"))
+	get, cleanup, err := rawfloor.Open(b.Context(), rb, len(raw.Data)+len("1:1767225600000:"))
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -2,14 +2,18 @@
 
 package mcptasks
 
-import "testing"
+import (
+	"testing"
+
+	"github.com/mcptasks/mcptasks/internal/rawfloor"
+)
 
 // testRawFloor (each server backend's test runs it; memory has no floor):
 // the floor reads, leaves the backend's records alone and cleans up after
 // itself.
-func testRawFloor(t *testing.T, b rawFloorer) {
+func testRawFloor(t *testing.T, b rawfloor.Floorer) {
 	ctx := t.Context()
-	read, cleanup, err := b.rawFloor(ctx, "test", 400)
+	read, cleanup, err := b.RawFloor(ctx, "test", 400)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -3,6 +3,8 @@ package mcptasks
 import (
 	"errors"
 	"testing"
+
+	"github.com/mcptasks/mcptasks/internal/rawfloor"
 )
 
 func TestRawFloorMemoryHasNone(t *testing.T) {
@@ -11,7 +13,7 @@ func TestRawFloorMemoryHasNone(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { b.Close() })
-	if _, _, err := RawFloor(t.Context(), b, 100); !errors.Is(err, ErrNoFloor) {
-		t.Fatalf("RawFloor(memory) = %v, want ErrNoFloor", err)
+	if _, _, err := rawfloor.Open(t.Context(), b, 100); !errors.Is(err, rawfloor.ErrUnsupported) {
+		t.Fatalf("rawfloor.Open(memory) = %v, want ErrUnsupported", err)
 	}
 }

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/mcptasks/mcptasks"
+	"github.com/mcptasks/mcptasks/internal/rawfloor"
 	"github.com/mcptasks/mcptasks/taskstore"
 )
 
@@ -77,9 +78,9 @@ func benchMain(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	// A Redis value is "VERSION:EXPIRY:DATA": the floor reads the same size.
 	floorName, floorSize := "raw read", len(stored.Data)+len("1:1767225600000:")
-	rawRead, cleanup, err := mcptasks.RawFloor(ctx, taskstore.NewRuntime(store).Backend(), floorSize)
+	rawRead, cleanup, err := rawfloor.Open(ctx, taskstore.NewRuntime(store).Backend(), floorSize)
 	switch {
-	case errors.Is(err, mcptasks.ErrNoFloor):
+	case errors.Is(err, rawfloor.ErrUnsupported):
 		floorName = "backend Get"
 		rawRead = func(ctx context.Context) error {
 			_, err := taskstore.NewRuntime(store).Backend().Get(ctx, owner, probe.Task.TaskID)
