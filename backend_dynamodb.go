@@ -28,16 +28,6 @@ func init() {
 	Register("dynamodb", openDynamoDB)
 }
 
-// DynamoDBMaxRecordSize is the largest record data the DynamoDB backend
-// stores. DynamoDB items are limited to 400 KB (names and values of every
-// attribute); the rest is room for the keys (an owner of up to 2 KB, a
-// runner id of up to 128 bytes) and the few other attributes.
-const DynamoDBMaxRecordSize = 350_000
-
-// DynamoDBRunnerIndex is the name of the table's global secondary index on
-// the runner attribute, which RunnerTasks queries (see docs/dynamodb.md).
-const DynamoDBRunnerIndex = "runner-index"
-
 // Attribute names and key prefixes of the table (see docs/dynamodb.md).
 const (
 	ddbPK        = "PK"         // S: OWNER#{owner}, or RUNNERS for the heartbeats
@@ -64,21 +54,6 @@ const (
 	ddbLiveFilter = "attribute_not_exists(expires_ns) OR expires_ns > :now"
 	ddbCondFailed = "ConditionalCheckFailed"
 )
-
-// DynamoDBOptions tunes a DynamoDB backend.
-type DynamoDBOptions struct {
-	// NoTransactions makes Create, Delete and the Updates that start or end
-	// a task keep the per-owner counters with separate conditional writes
-	// instead of TransactWriteItems, for servers without transactions
-	// (dynalite). The bounds are still never overshot, but a crash between
-	// the two writes leaves a counter one too high, and items removed by
-	// the table's native TTL are never uncounted: do not use it on AWS.
-	NoTransactions bool
-	// NoOldItemOnFailure is for servers that ignore
-	// ReturnValuesOnConditionCheckFailure (dynalite): a failed
-	// compare-and-swap then reads the item to tell missing from stale.
-	NoOldItemOnFailure bool
-}
 
 // dynamoBackend keeps records in one DynamoDB table:
 //

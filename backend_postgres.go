@@ -11,7 +11,6 @@ import (
 	"math"
 	"net"
 	"net/url"
-	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -28,17 +27,12 @@ func init() {
 	Register("postgresql", openPostgres)
 }
 
-// Defaults of the postgres URL options.
+// Defaults of the postgres URL options (the schema's and the table's are
+// with PostgresOptions), and limits.
 const (
-	pgDefaultSchema         = "public"
-	pgDefaultTable          = "mcptasks_tasks"
 	pgDefaultPort           = 5432
 	pgDefaultConnectTimeout = 5 * time.Second
 	pgDefaultSweep          = time.Minute
-	// pgSchemaVersion is written as the table's comment by the DDL; Open
-	// refuses a table that carries another one, so that a later release
-	// can migrate deliberately.
-	pgSchemaVersion = 2
 	// pgSweepBatch bounds the rows one sweeping statement deletes, so that
 	// no statement holds many row locks or runs long.
 	pgSweepBatch = 1000
@@ -49,10 +43,6 @@ const (
 	// It is a guard, not an advertised limit (see MaxRecordSize).
 	pgMaxRecord = 1<<30 - 1
 )
-
-// pgIdent is what we accept as a schema or table name: no quoting needed,
-// and room left for the suffixes of the objects we derive from it.
-var pgIdent = regexp.MustCompile(`^[a-z_][a-z0-9_]{0,39}$`)
 
 // openPostgres opens
 //
@@ -222,34 +212,6 @@ func openPostgres(ctx context.Context, u *url.URL) (taskstore.Backend, error) {
 	return b, nil
 }
 
-// PostgresOptions configures NewPostgresBackend. Zero fields take the
-// defaults of the URL options of the same names.
-type PostgresOptions struct {
-	Schema      string        // default "public"
-	Table       string        // default "mcptasks_tasks"
-	CreateTable bool          // create the table and index when missing
-	Sweep       time.Duration // how often to delete expired rows; default 1m, negative: never
-}
-
-func (o *PostgresOptions) check() error {
-	if o.Schema == "" {
-		o.Schema = pgDefaultSchema
-	}
-	if o.Table == "" {
-		o.Table = pgDefaultTable
-	}
-	if !pgIdent.MatchString(o.Schema) {
-		return fmt.Errorf(`option "schema": %q must be 1 to 40 of a-z, 0-9 and _, not starting with a digit`, o.Schema)
-	}
-	if !pgIdent.MatchString(o.Table) {
-		return fmt.Errorf(`option "table": %q must be 1 to 40 of a-z, 0-9 and _, not starting with a digit`, o.Table)
-	}
-	if o.Sweep > 0 && o.Sweep < time.Millisecond {
-		return errors.New(`option "sweep" must be 0 or at least 1ms`)
-	}
-	return nil
-}
-
 // NewPostgresBackend returns a backend over a pool the caller owns: Close
 // stops the backend's sweeper but leaves the pool open. It checks (or,
 // with CreateTable, creates) the table first.
@@ -335,49 +297,6 @@ var (
 )
 
 func (b *postgresBackend) qualified() string { return b.schema + "." + b.table }
-
-// PostgresDDL returns the idempotent statements that create the schema of
-// a backend with these options (as create_table=true runs them).
-func PostgresDDL(opts PostgresOptions) ([]string, error) {
-	if err := opts.check(); err != nil {
-		return nil, err
-	}
-	return pgDDL(opts.Schema, opts.Table), nil
-}
-
-func pgDDL(schema, table string) []string {
-	t := schema + "." + table
-	var stmts []string
-	if schema != "public" {
-		// Not for public, which exists: CREATE SCHEMA checks the
-		// database's CREATE privilege even when the schema is there.
-		stmts = append(stmts, `CREATE SCHEMA IF NOT EXISTS `+schema)
-	}
-	return append(stmts,
-		`CREATE TABLE IF NOT EXISTS `+t+` (
-	owner      bytea       NOT NULL,
-	task_id    bytea       NOT NULL,
-	version    bigint      NOT NULL,
-	expires_at timestamptz,
-	data       bytea       NOT NULL,
-	CONSTRAINT `+table+`_pkey PRIMARY KEY (owner, task_id) INCLUDE (expires_at)
-)`,
-		// Schema 2: the active flag and the runner of the lease. Added
-		// with IF NOT EXISTS, so the same statements migrate a schema 1
-		// table in place.
-		`ALTER TABLE `+t+` ADD COLUMN IF NOT EXISTS active boolean NOT NULL DEFAULT false`,
-		`ALTER TABLE `+t+` ADD COLUMN IF NOT EXISTS runner bytea`,
-		`CREATE INDEX IF NOT EXISTS `+table+`_expires_idx ON `+t+` (expires_at) WHERE expires_at IS NOT NULL`,
-		// The active quota counts these; the runner index finds a runner's tasks.
-		`CREATE INDEX IF NOT EXISTS `+table+`_active_idx ON `+t+` (owner, task_id) INCLUDE (expires_at) WHERE active`,
-		`CREATE INDEX IF NOT EXISTS `+table+`_runner_idx ON `+t+` (runner) WHERE runner IS NOT NULL`,
-		`CREATE TABLE IF NOT EXISTS `+t+`_runners (
-	runner bytea  PRIMARY KEY,
-	beat   bigint NOT NULL
-)`,
-		`COMMENT ON TABLE `+t+` IS 'mcptasks schema `+strconv.Itoa(pgSchemaVersion)+`'`,
-	)
-}
 
 // createSchema runs the DDL in one transaction, under an advisory lock so
 // that replicas starting together do not race on CREATE … IF NOT EXISTS

@@ -288,22 +288,6 @@ func openRedis(ctx context.Context, u *url.URL) (taskstore.Backend, error) {
 	return b, nil
 }
 
-// RedisOptions configures NewRedisBackend: what the store adds to a client
-// it is given. Zero fields take the defaults of the URL options of the
-// same names (prefix, stall_timeout, wait_replicas, wait_timeout,
-// cluster_reload_on_failure); connection settings (addresses, TLS, pools,
-// timeouts, retries) are the client's own.
-type RedisOptions struct {
-	Prefix       string        // key prefix, default "mcptasks:"; no braces
-	StallTimeout time.Duration // default 1s; negative: no stall guard
-	WaitReplicas int           // follow each write with WAIT N; default 0: none
-	WaitTimeout  time.Duration // WAIT's timeout, default 1s; below the client's ReadTimeout
-	// ClusterReloadOnFailure: a cluster's slot map is reloaded after a
-	// call that got no answer, at most once per this; default 500ms,
-	// negative: never.
-	ClusterReloadOnFailure time.Duration
-}
-
 func (o *RedisOptions) check(readTimeout time.Duration) error {
 	if o.Prefix == "" {
 		o.Prefix = redisDefaultPrefix

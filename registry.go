@@ -10,6 +10,37 @@
 //
 // Open returns a *taskstore.Store, which holds all task rules; see package
 // taskstore.
+//
+// # Backends over a client you hold
+//
+// A program that already has a client gives it to the backend's constructor
+// instead of a URL, and wraps the result with taskstore.New. The
+// constructors take the client library's types, so each is compiled only
+// with its backend's build tag, and go doc, which reads no tags, does not
+// show them; here they are:
+//
+//	// go build -tags redis; redis is github.com/redis/go-redis/v9.
+//	// client is a *redis.Client (one server, or Sentinel failover) or a
+//	// *redis.ClusterClient; it pings every server and loads the scripts
+//	// within ctx. Close leaves the client open.
+//	func NewRedisBackend(ctx context.Context, client redis.UniversalClient, opts RedisOptions) (taskstore.Backend, error)
+//
+//	// go build -tags dynamodb; dynamodb is github.com/aws/aws-sdk-go-v2/service/dynamodb.
+//	// NewDynamoDBBackend works over an existing table; CreateDynamoDBTable
+//	// creates it with its runner index and TTL if missing (idempotent).
+//	// Close leaves the client open.
+//	func NewDynamoDBBackend(client *dynamodb.Client, table string, opts DynamoDBOptions) taskstore.Backend
+//	func CreateDynamoDBTable(ctx context.Context, client *dynamodb.Client, table string) error
+//
+//	// go build -tags postgres; pgxpool is github.com/jackc/pgx/v5/pgxpool.
+//	// It checks (with CreateTable: creates) the table first. Close stops
+//	// the backend's sweeper and leaves the pool open.
+//	func NewPostgresBackend(ctx context.Context, pool *pgxpool.Pool, opts PostgresOptions) (taskstore.Backend, error)
+//
+// Their options (RedisOptions, DynamoDBOptions, PostgresOptions), the
+// DynamoDB constants and PostgresDDL need no client library, so they are
+// declared in every build. docs/redis.md, docs/dynamodb.md and
+// docs/postgres.md say more.
 package mcptasks
 
 import (
