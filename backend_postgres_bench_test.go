@@ -20,7 +20,7 @@ import (
 )
 
 // pgFill gives owner n tasks in one INSERT … SELECT on the server: copies
-// of a document the Store made, under ids that sort like NewTaskID's (the
+// of a document the Store made, under ids that sort like taskid.New's (the
 // newest last), expiring in an hour. It returns the first 100 ids, newest
 // first, and the template record.
 func pgFill(tb testing.TB, b *postgresBackend, s *taskstore.Store, owner string, n int) []string {
