@@ -84,14 +84,20 @@ func FuzzRewrite20260728(f *testing.F) {
 		if out != nil {
 			got = out
 		}
-		var in map[string]any
-		if json.Unmarshal(params, &in) != nil {
+		var in map[string]any // nil: params absent
+		if len(params) > 0 && json.Unmarshal(params, &in) != nil {
 			if out != nil && r.rev == protocol.Rev20251125 {
 				t.Fatalf("non-object params %s rewritten to %s", params, got)
 			}
 			return
 		}
 		want := expectParams(in, req.Method, r.rev)
+		if len(got) == 0 { // absent, and left absent
+			if want != nil {
+				t.Fatalf("absent params of %s left absent, want %v", req.Method, want)
+			}
+			return
+		}
 		var have map[string]any
 		if err := json.Unmarshal(got, &have); err != nil {
 			t.Fatalf("stdio params %s became invalid %s", params, got)
