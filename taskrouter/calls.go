@@ -80,7 +80,7 @@ func (r *Router) toolsCall(ctx context.Context, method string, req mcp.Request, 
 	}
 	name, task := cr.Params.Name, carrierOf(ctx).Task
 	if !carrierOf(ctx).Passed && r.TaskSupport(name) != TaskForbidden {
-		return nil, r.unwrapped(name)
+		return nil, r.unwrapped(name) // the edge marks every call of such a tool
 	}
 	owner := r.owner(ctx, req)
 	ctx = context.WithValue(ctx, ownerKey{}, owner)

@@ -164,7 +164,7 @@ func New(store *taskstore.Store, opts Options) *Router {
 	r.hub = hub.New(opts.MaxWaitsPerOwner)
 	r.runner.init(store, r.hub, r.log, r.notifyStatus, opts.MinPollInterval, opts.MaxPollInterval)
 	r.sessions = sessions.New()
-	r.edge = edge.New(r.sessions.NoteStream)
+	r.edge = edge.New(r.sessions.NoteStream, func(tool string) bool { return r.tools.supportOf(tool) != TaskForbidden })
 	r.streams = rev20260728.Streams{Store: store, Hub: r.hub, Send: r.edge.StandIn, StandIn: r.edge.StandInMeta,
 		Poll: min(max(store.Config().PollInterval, opts.MinPollInterval), time.Second)}
 	r.startBackground()

@@ -41,8 +41,9 @@ const carrierKey = "io.mcptasks/edge"
 
 // Edge is the transport edge of one router.
 type Edge struct {
-	marker   string          // progress token and _meta key of the stand-ins
-	onStream func(id string) // an HTTP session opened its standalone stream
+	marker   string                 // progress token and _meta key of the stand-ins
+	onStream func(id string)        // an HTTP session opened its standalone stream
+	marks    func(tool string) bool // tools whose calls carry a carrier, even an empty one
 
 	mu       sync.Mutex
 	requests map[string]context.Context // token -> the HTTP request of a tasks/result
@@ -50,11 +51,13 @@ type Edge struct {
 }
 
 // New returns an edge; onStream (may be nil) is told the id of each HTTP
-// session whose standalone SSE stream the SDK accepted.
-func New(onStream func(sessionID string)) *Edge {
+// session whose standalone SSE stream the SDK accepted; marks (may be nil)
+// names the tools whose every call carries a carrier, so that the router
+// can tell such a call that came through no edge.
+func New(onStream func(sessionID string), marks func(tool string) bool) *Edge {
 	var b [16]byte
 	rand.Read(b[:])
-	return &Edge{marker: "io.mcptasks/status-" + hex.EncodeToString(b[:]), onStream: onStream,
+	return &Edge{marker: "io.mcptasks/status-" + hex.EncodeToString(b[:]), onStream: onStream, marks: marks,
 		requests: map[string]context.Context{}}
 }
 
@@ -114,7 +117,7 @@ type Carrier struct {
 	// Request names the HTTP request of a tasks/result (see Edge.Request).
 	Request string
 	// Passed is set by Take when the request carried a carrier: it came
-	// through an edge. Every tools/call that does carries one.
+	// through an edge. Every call of a tool the edge marks carries one.
 	Passed bool
 }
 

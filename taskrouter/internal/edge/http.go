@@ -88,7 +88,7 @@ func (e *httpEdge) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		http.Error(w, http.StatusText(status), status)
 		return
 	}
-	d := decision{rev: rev, upgrade: e.next20260728 != nil}
+	d := decision{rev: rev, upgrade: e.next20260728 != nil, marks: e.e.marks}
 	var token string
 	d.token = func() string { // asked by the rewriter for a tasks/result only
 		if token == "" {

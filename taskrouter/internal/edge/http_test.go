@@ -12,7 +12,7 @@ import (
 // same events written whole, byte by byte, or in odd pieces come out the
 // same, with every stand-in replaced.
 func TestResponseWriterAnyWriteBoundaries(t *testing.T) {
-	e := New(nil)
+	e := New(nil, nil)
 	m := e.marker
 	standIn := `{"jsonrpc":"2.0","method":"notifications/progress","params":{"progressToken":"` + m + `","_meta":{"` + m + `":{"method":"notifications/tasks/status","params":{"taskId":"t1","status":"completed"}}}}}`
 	ack := `{"jsonrpc":"2.0","method":"notifications/subscriptions/acknowledged","params":{"_meta":{"` + m + `":{"method":"notifications/subscriptions/acknowledged","params":{"notifications":{"taskIds":["t1"]}}}}}}`

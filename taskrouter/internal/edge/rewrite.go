@@ -81,6 +81,7 @@ type decision struct {
 	rev     protocol.Revision
 	upgrade bool
 	token   func() string
+	marks   func(tool string) bool // the tools whose calls carry the edge's mark
 }
 
 // request is what the edge learned of one inbound message.
@@ -185,9 +186,15 @@ func rewriteParams(b []byte, pm *jsonwalk.Field, method string, d decision) (out
 			private++
 		}
 	}
-	// Every tools/call carries a carrier, empty or not, so the router can
-	// tell one that came through no edge (and so lost its params.task).
-	mark := method == "tools/call"
+	// A call of a tool that supports tasks carries a carrier, empty or
+	// not, so the router can tell one that came through no edge (and so
+	// lost its params.task). Other calls pass untouched: a carrier costs
+	// the SDK another decode of _meta.
+	mark := false
+	if method == "tools/call" && d.marks != nil {
+		name, ok := jsonwalk.StringAt(b, params.Find("name"))
+		mark = ok && d.marks(name)
+	}
 	if task == nil && private == 0 && len(carried) == 0 && !mark {
 		return nil, r, nil
 	}
@@ -261,7 +268,7 @@ func rewriteBody(body []byte, d decision) ([]byte, []request, error) {
 				break
 			}
 			s.SkipSpace()
-			err = next(decision{rev: d.rev})
+			err = next(decision{rev: d.rev, marks: d.marks})
 		}
 	}
 	if err == nil {

@@ -76,7 +76,7 @@ func FuzzRewrite20260728(f *testing.F) {
 		if len(params) > 0 {
 			pm = &jsonwalk.Field{End: len(params)}
 		}
-		out, r, err := rewriteParams(params, pm, req.Method, decision{upgrade: true})
+		out, r, err := rewriteParams(params, pm, req.Method, decision{upgrade: true, marks: marksX})
 		if err != nil {
 			return
 		}
@@ -110,7 +110,7 @@ func FuzzRewrite20260728(f *testing.F) {
 
 func checkRewrite(t *testing.T, body []byte, rev protocol.Revision, upgrade bool) {
 	t.Helper()
-	out, reqs, err := rewriteBody(body, decision{rev: rev, upgrade: upgrade})
+	out, reqs, err := rewriteBody(body, decision{rev: rev, upgrade: upgrade, marks: marksX})
 	if err != nil {
 		if !errors.Is(err, errRejected) {
 			t.Fatalf("%q: error %v does not wrap errRejected", body, err)
@@ -176,6 +176,9 @@ func checkRewrite(t *testing.T, body []byte, rev protocol.Revision, upgrade bool
 		t.Fatalf("nothing to change in %q, but forwarded %q", body, got)
 	}
 }
+
+// marksX is the fuzz targets' marked tools: the seeds' "x".
+func marksX(tool string) bool { return tool == "x" }
 
 func isString(v any) bool { _, ok := v.(string); return ok }
 
@@ -255,7 +258,7 @@ func expectParams(params map[string]any, method string, rev protocol.Revision) m
 		}
 		meta = m
 	}
-	if len(carrier) > 0 || method == "tools/call" { // every tools/call is marked
+	if name, _ := params["name"].(string); len(carrier) > 0 || method == "tools/call" && marksX(name) {
 		if meta == nil {
 			meta = map[string]any{}
 		}

@@ -62,7 +62,7 @@ func (c *conn) Read(ctx context.Context) (jsonrpc.Message, error) {
 			req.Params = t
 			pm = &jsonwalk.Field{End: len(t)}
 		}
-		params, _, err := rewriteParams(req.Params, pm, req.Method, decision{upgrade: c.t.serve20260728})
+		params, _, err := rewriteParams(req.Params, pm, req.Method, decision{upgrade: c.t.serve20260728, marks: c.t.e.marks})
 		if err == nil {
 			if params != nil {
 				req.Params = params
