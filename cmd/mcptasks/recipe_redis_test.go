@@ -159,4 +159,3 @@ func waitListening(t *testing.T, addr string) {
 	}
 	t.Fatalf("nothing listens on %s after 30 s", addr)
 }
-
