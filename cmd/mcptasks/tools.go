@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/google/jsonschema-go/jsonschema"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
 	"github.com/mcptasks/mcptasks/taskrouter"
@@ -21,13 +22,21 @@ type failArgs struct {
 	Message string `json:"message" jsonschema:"the error message the tool reports"`
 }
 
+type askUserArgs struct {
+	Question string `json:"question,omitempty" jsonschema:"what to ask the user (default: Proceed?)"`
+}
+
+type askModelArgs struct {
+	Prompt string `json:"prompt,omitempty" jsonschema:"what to ask the client's model"`
+}
+
 type reportArgs struct {
 	Topic string `json:"topic,omitempty" jsonschema:"what the report is about"`
 	Steps int    `json:"steps,omitempty" jsonschema:"how many half-second steps the report takes (default 4, at most 100)"`
 }
 
-// addDemoTools adds sleep, fail and slow_report to s and declares their
-// task support to r.
+// addDemoTools adds sleep, fail, slow_report, ask_user and ask_model to s
+// and declares their task support to r.
 func addDemoTools(s *mcp.Server, r *taskrouter.Router) {
 	mcp.AddTool(s, &mcp.Tool{
 		Name:        "sleep",
@@ -47,6 +56,61 @@ func addDemoTools(s *mcp.Server, r *taskrouter.Router) {
 	}, reportTool)
 	r.SetTaskSupport("slow_report", taskrouter.TaskRequired)
 	r.SetResumable("slow_report", reportAttempts)
+
+	mcp.AddTool(s, &mcp.Tool{
+		Name:        "ask_user",
+		Description: "Asks the user a question (an elicitation) while it runs, then reports the answer. May run as a task: the task is input_required until the client answers through tasks/result.",
+	}, askUserTool)
+	r.SetTaskSupport("ask_user", taskrouter.TaskOptional)
+
+	mcp.AddTool(s, &mcp.Tool{
+		Name:        "ask_model",
+		Description: "Asks the client's model (a sampling request) while it runs, then reports what it said. May run as a task: the task is input_required until the client answers through tasks/result.",
+	}, askModelTool)
+	r.SetTaskSupport("ask_model", taskrouter.TaskOptional)
+}
+
+// askUserTool asks as any go-sdk handler does; as a task, the Router turns
+// the request into the task's input_required state.
+func askUserTool(ctx context.Context, req *mcp.CallToolRequest, in askUserArgs) (*mcp.CallToolResult, any, error) {
+	q := in.Question
+	if q == "" {
+		q = "Proceed?"
+	}
+	res, err := req.Session.Elicit(ctx, &mcp.ElicitParams{
+		Message: q,
+		RequestedSchema: &jsonschema.Schema{
+			Type:       "object",
+			Properties: map[string]*jsonschema.Schema{"answer": {Type: "string", Description: q}},
+			Required:   []string{"answer"},
+		},
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	if res.Action != "accept" {
+		return text(fmt.Sprintf("the user chose %s", res.Action)), nil, nil
+	}
+	return text(fmt.Sprintf("the user answered: %v", res.Content["answer"])), nil, nil
+}
+
+func askModelTool(ctx context.Context, req *mcp.CallToolRequest, in askModelArgs) (*mcp.CallToolResult, any, error) {
+	p := in.Prompt
+	if p == "" {
+		p = "Say hello."
+	}
+	res, err := req.Session.CreateMessage(ctx, &mcp.CreateMessageParams{
+		Messages:  []*mcp.SamplingMessage{{Role: "user", Content: &mcp.TextContent{Text: p}}},
+		MaxTokens: 200,
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	said := ""
+	if t, ok := res.Content.(*mcp.TextContent); ok {
+		said = t.Text
+	}
+	return text(fmt.Sprintf("the model (%s) said: %s", res.Model, said)), nil, nil
 }
 
 // reportAttempts is how many runs a slow_report task gets when the
