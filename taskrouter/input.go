@@ -1,3 +1,5 @@
+//lint:file-ignore SA1019 sampling and roots are deprecated from 2026-07-28 on, and 2025-11-25 clients use them: tasks support every request a handler may make
+
 package taskrouter
 
 import (
@@ -12,6 +14,7 @@ import (
 	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
+	"github.com/mcptasks/mcptasks/taskrouter/internal/protocol"
 	"github.com/mcptasks/mcptasks/taskstore"
 )
 
@@ -74,6 +77,34 @@ func capsOf(ss *mcp.ServerSession) clientCaps {
 		c.Elicitation, c.Sampling, c.Roots = ip.Capabilities.Elicitation, ip.Capabilities.Sampling, ip.Capabilities.RootsV2
 	}
 	return c
+}
+
+// requestCaps returns the capabilities of req's client: declared in each
+// request on 2026-07-28, at initialize on 2025-11-25.
+func requestCaps(rev protocol.Revision, req mcp.Request) clientCaps {
+	if rev != protocol.Rev20260728 {
+		ss, _ := req.GetSession().(*mcp.ServerSession)
+		return capsOf(ss)
+	}
+	var c clientCaps
+	if b, err := json.Marshal(protocol.Meta(req)[protocol.ClientCapsKey]); err == nil {
+		_ = json.Unmarshal(b, &c) // a malformed declaration declares nothing
+	}
+	return c
+}
+
+// declared is c as a go-sdk client declares it.
+func (c clientCaps) declared() *mcp.ClientCapabilities {
+	return &mcp.ClientCapabilities{Elicitation: c.Elicitation, Sampling: c.Sampling, RootsV2: c.Roots}
+}
+
+// json is c as a Rerun's Client, nil when c declares nothing.
+func (c clientCaps) json() json.RawMessage {
+	if c == (clientCaps{}) {
+		return nil
+	}
+	b, _ := json.Marshal(c) // flags only: it cannot fail
+	return b
 }
 
 // refuse is the error a request gets at once when the client declared no
