@@ -316,7 +316,7 @@ func (d *deliveries) call(stored json.RawMessage) (answer json.RawMessage, ok bo
 			res, err = d.ss.ListRoots(d.ctx, &p)
 		}
 	default:
-		return nil, false // asked through Handle.AwaitInput for 2026-07-28 clients only
+		return nil, false // another method (Handle.AwaitInput) has no 2025-11-25 form here
 	}
 	var we *jsonrpc.Error
 	switch {
