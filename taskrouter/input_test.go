@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
 	"github.com/mcptasks/mcptasks/taskrouter"
@@ -483,4 +484,93 @@ func TestInput20260728(t *testing.T) {
 	if res := string(refused.result["result"]); !strings.Contains(res, `"isError":true`) || !strings.Contains(res, "client does not support elicitation") {
 		t.Errorf("without the capability: %s", refused.raw)
 	}
+}
+
+// answerTransport lets a test replace what the client answers to the
+// server's requests.
+type answerTransport struct {
+	mcp.Transport
+	answer func(*jsonrpc.Response) []*jsonrpc.Response
+}
+
+func (t *answerTransport) Connect(ctx context.Context) (mcp.Connection, error) {
+	c, err := t.Transport.Connect(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return &answerConn{Connection: c, answer: t.answer}, nil
+}
+
+type answerConn struct {
+	mcp.Connection
+	answer func(*jsonrpc.Response) []*jsonrpc.Response
+}
+
+func (c *answerConn) Write(ctx context.Context, msg jsonrpc.Message) error {
+	r, ok := msg.(*jsonrpc.Response)
+	if !ok {
+		return c.Connection.Write(ctx, msg)
+	}
+	for _, m := range c.answer(r) {
+		if err := c.Connection.Write(ctx, m); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Hostile answers: of the wrong shape, too large, duplicated, to an id
+// nobody asked. Each has a clear outcome, and nothing is applied twice.
+func TestInputHostileAnswers(t *testing.T) {
+	ctx := t.Context()
+	rep := newReplica(t, newStore(t, taskstore.Config{MaxVariablesSize: 2048}), replicaOptions{})
+	hostile := func(answer func(*jsonrpc.Response) []*jsonrpc.Response) *sdkClient {
+		var a asked
+		return newSDKClientWith(t, &answerTransport{answer: answer, Transport: &mcp.StreamableClientTransport{
+			Endpoint: rep.URL + "/mcp", HTTPClient: &http.Client{Transport: bearer{"tok-alice"}}, DisableStandaloneSSE: true}},
+			answering(&a, "fine"))
+	}
+	run := func(c *sdkClient, times int) (string, bool, string) {
+		task := c.start(t, ctx, "elicit", map[string]any{"question": "q", "times": times}, map[string]any{})
+		waitStatus(t, c, task.TaskID, "input_required")
+		txt, isErr := resultText(t, c, ctx, task.TaskID)
+		return txt, isErr, c.task(t, ctx, "tasks/get", task.TaskID).Status
+	}
+
+	wrong := hostile(func(r *jsonrpc.Response) []*jsonrpc.Response {
+		return []*jsonrpc.Response{{ID: r.ID, Result: json.RawMessage(`{"action":5}`)}}
+	})
+	if txt, isErr, status := run(wrong, 1); !isErr || status != "failed" || !strings.Contains(txt, "elicitation/create") {
+		t.Errorf("wrong shape: %q (isError %v), %s; want the SDK's decoding error, failed", txt, isErr, status)
+	}
+
+	big := hostile(func(r *jsonrpc.Response) []*jsonrpc.Response {
+		res := json.RawMessage(`{"action":"accept","content":{"answer":"` + strings.Repeat("x", 4096) + `"}}`)
+		return []*jsonrpc.Response{{ID: r.ID, Result: res}}
+	})
+	if txt, isErr, status := run(big, 1); !isErr || status != "failed" || !strings.Contains(txt, "not stored") || !strings.Contains(txt, "too large") {
+		t.Errorf("too large: %q (isError %v), %s; want the store's refusal, failed", txt, isErr, status)
+	}
+
+	twice := hostile(func(r *jsonrpc.Response) []*jsonrpc.Response {
+		stray, _ := jsonrpc.MakeID(float64(987654))
+		return []*jsonrpc.Response{r, r, {ID: stray, Result: r.Result}}
+	})
+	if txt, isErr, status := run(twice, 2); isErr || status != "completed" || txt != "answers: accept:fine,accept:fine" {
+		t.Errorf("duplicated answers: %q (isError %v), %s", txt, isErr, status)
+	}
+}
+
+// A client that never answers: the task waits until its ttl, then its
+// handler's wait ends with it.
+func TestInputNeverAnswered(t *testing.T) {
+	ctx := t.Context()
+	rep := newReplica(t, newStore(t, taskstore.Config{}), replicaOptions{})
+	var a asked
+	c := httpClient(t, rep.URL, "tok-alice", false, answering(&a, "never"))
+	task := c.start(t, ctx, "elicit", map[string]any{"question": "q"}, map[string]any{"ttl": 400})
+	waitStatus(t, c, task.TaskID, "input_required")
+	waitClosed(t, rep.probe.Stopped(task.TaskID), "the handler's wait to end at the ttl")
+	_, err := c.call(ctx, "tasks/get", &idParams{TaskID: task.TaskID})
+	wantRPCCode(t, "tasks/get after the ttl", err, -32602)
 }
