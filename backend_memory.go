@@ -128,7 +128,7 @@ func (m *memoryBackend) remove(owner, id string) {
 		o.active--
 	}
 	delete(o.byID, id)
-	m.publish(owner, id)
+	m.publish(owner, id, 0)
 	if i, found := slices.BinarySearch(o.ids, id); found {
 		o.ids = slices.Delete(o.ids, i, i+1)
 	}
@@ -155,10 +155,11 @@ func (m *memoryBackend) setRunner(r *memRecord, runner string) {
 	}
 }
 
-// publish queues a change for every subscriber. Callers hold m.mu for
-// writing, so subscribers get changes in the order they were applied.
-func (m *memoryBackend) publish(owner, id string) {
-	m.hub.push(taskstore.Change{Owner: owner, TaskID: id})
+// publish queues a change (the version written, 0 for a delete) for every
+// subscriber. Callers hold m.mu for writing, so subscribers get changes in
+// the order they were applied.
+func (m *memoryBackend) publish(owner, id string, version uint64) {
+	m.hub.push(taskstore.Change{Owner: owner, TaskID: id, Version: version})
 }
 
 func (m *memoryBackend) live(owner, id string, now time.Time) *memRecord {
@@ -232,7 +233,7 @@ func (m *memoryBackend) Create(ctx context.Context, rec taskstore.Record, lim ta
 		o.active++
 	}
 	m.setRunner(r, runner)
-	m.publish(rec.Owner, rec.TaskID)
+	m.publish(rec.Owner, rec.TaskID, 1)
 	if n := len(o.ids); n == 0 || o.ids[n-1] < rec.TaskID {
 		o.ids = append(o.ids, rec.TaskID) // the usual case: ids grow with time
 	} else {
@@ -272,7 +273,26 @@ func (m *memoryBackend) Update(ctx context.Context, rec taskstore.Record, expect
 		return 0, err
 	}
 	defer m.mu.Unlock()
-	r := m.live(rec.Owner, rec.TaskID, time.Now())
+	return m.update(rec, expected, time.Now())
+}
+
+// UpdateMany applies the updates under one lock.
+func (m *memoryBackend) UpdateMany(ctx context.Context, updates []taskstore.Update) ([]taskstore.UpdateResult, error) {
+	if err := m.lock(ctx); err != nil {
+		return nil, err
+	}
+	defer m.mu.Unlock()
+	now := time.Now()
+	out := make([]taskstore.UpdateResult, len(updates))
+	for i, u := range updates {
+		out[i].Version, out[i].Err = m.update(u.Record, u.Expected, now)
+	}
+	return out, nil
+}
+
+// update is Update under m.mu held for writing.
+func (m *memoryBackend) update(rec taskstore.Record, expected uint64, now time.Time) (uint64, error) {
+	r := m.live(rec.Owner, rec.TaskID, now)
 	if r == nil {
 		return 0, taskstore.ErrNotFound
 	}
@@ -290,7 +310,7 @@ func (m *memoryBackend) Update(ctx context.Context, rec taskstore.Record, expect
 	r.rec.Active = rec.Active
 	r.rec.Version++
 	m.setRunner(r, rec.Runner)
-	m.publish(rec.Owner, rec.TaskID)
+	m.publish(rec.Owner, rec.TaskID, r.rec.Version)
 	return r.rec.Version, nil
 }
 

@@ -167,7 +167,11 @@ type Notifier interface {
 type Change struct {
 	Owner  string
 	TaskID string
-	Resync bool
+	// Version is the version the change wrote (1 for a create), or 0 for a
+	// delete. A writer that sees its own version come back knows the
+	// change is its own and need not read the record again.
+	Version uint64
+	Resync  bool
 }
 
 // BatchGetter is implemented by backends that read many records in fewer
@@ -178,6 +182,35 @@ type BatchGetter interface {
 	// GetMany returns the live records among keys, in any order; missing
 	// and expired keys are left out. keys holds at most 1000 entries.
 	GetMany(ctx context.Context, keys []Key) ([]Record, error)
+}
+
+// BatchUpdater is implemented by backends that apply many updates in
+// fewer round trips than one Update each (Redis: a pipeline per node;
+// PostgreSQL: one statement; DynamoDB: conditional writes in parallel).
+// Replicas end and claim the tasks of a dead replica through it.
+type BatchUpdater interface {
+	// UpdateMany applies each update exactly as Update would, each its own
+	// compare-and-swap on its Expected version: one failing does not stop
+	// or undo the others, and the batch as a whole is not atomic. It
+	// returns one result per update, in order: the new version, or the
+	// error Update would have given (ErrNotFound, ErrVersionConflict, …).
+	// The error it returns itself is for a batch that failed as a whole
+	// (then any of the updates may or may not have been applied, as for a
+	// failed Update). updates holds at most 1000 entries.
+	UpdateMany(ctx context.Context, updates []Update) ([]UpdateResult, error)
+}
+
+// Update is one compare-and-swap of a batch: Record replaces the record
+// at its key if that is still at version Expected.
+type Update struct {
+	Record   Record
+	Expected uint64
+}
+
+// UpdateResult is the outcome of one Update of a batch.
+type UpdateResult struct {
+	Version uint64
+	Err     error
 }
 
 // Key names one record.

@@ -76,6 +76,7 @@ func runBackendTests(t *testing.T, newBackend NewBackend) {
 		{"Heartbeats", testHeartbeats},
 		{"Notify", testNotify},
 		{"GetMany", testGetMany},
+		{"UpdateMany", testUpdateMany},
 		{"ReturnedDataIsTheCallers", testReturnedData},
 	}
 	for _, tc := range tests {

@@ -288,7 +288,8 @@ func testHeartbeats(t *testing.T, b taskstore.Backend) {
 }
 
 // testNotify: a backend that implements Notifier delivers a Resync first,
-// then every Create, Update and Delete.
+// then every Create, Update and Delete, each with the version it wrote (0
+// for a delete).
 func testNotify(t *testing.T, b taskstore.Backend) {
 	n, ok := b.(taskstore.Notifier)
 	if !ok {
@@ -327,7 +328,7 @@ func testNotify(t *testing.T, b taskstore.Backend) {
 	if _, err := b.Delete(t.Context(), "al:ice", r.TaskID); err != nil {
 		t.Fatal(err)
 	}
-	want := []taskstore.Change{{Owner: "al:ice", TaskID: r.TaskID}, {Owner: "al:ice", TaskID: r.TaskID}, {Owner: "al:ice", TaskID: r.TaskID}}
+	want := []taskstore.Change{{Owner: "al:ice", TaskID: r.TaskID, Version: 1}, {Owner: "al:ice", TaskID: r.TaskID, Version: 2}, {Owner: "al:ice", TaskID: r.TaskID}}
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		mu.Lock()
@@ -529,6 +530,98 @@ func testStoreClaimClearsInput(t *testing.T, open func(*testing.T, taskstore.Con
 	// A late answer to the dead attempt's request is ignored.
 	if acc, err := rt.SubmitInput(ctx, "alice", id, map[string]json.RawMessage{"q2": json.RawMessage(`{"action":"accept"}`)}); err != nil || len(acc) != 0 {
 		t.Fatalf("late answer: accepted %v, %v; want none", acc, err)
+	}
+}
+
+// testUpdateMany: a backend that implements BatchUpdater applies each
+// update of a batch as Update would, each its own compare-and-swap, and
+// keeps the runner index, quotas and change feed as Update does.
+func testUpdateMany(t *testing.T, b taskstore.Backend) {
+	bu, ok := b.(taskstore.BatchUpdater)
+	if !ok {
+		t.Log("no batch update (it is optional): orphans are ended one Update at a time")
+		return
+	}
+	ctx := t.Context()
+	mk := func(owner, runner string) taskstore.Record {
+		r := rec(owner, `{"n":0}`)
+		r.Runner = runner
+		mustCreateLim(t, b, r, taskstore.Limits{})
+		return r
+	}
+	ended, claimed, stale, other := mk("alice", "dead"), mk("bob", "dead"), mk("alice", "dead"), mk("carol", "dead")
+	gone := mk("alice", "dead")
+	if _, err := b.Delete(ctx, "alice", gone.TaskID); err != nil {
+		t.Fatal(err)
+	}
+	moved := upd("alice", stale.TaskID, []byte(`{"n":1}`))
+	moved.Runner = "dead"
+	if _, err := b.Update(ctx, moved, 1); err != nil {
+		t.Fatal(err)
+	}
+	endRec := upd("alice", ended.TaskID, []byte(`{"n":"ended"}`))
+	endRec.Active = false
+	claimRec := upd("bob", claimed.TaskID, []byte(`{"n":"claimed"}`))
+	claimRec.Runner = "alive"
+	wrongOwner := upd("alice", other.TaskID, []byte(`{"n":"not yours"}`))
+	updates := []taskstore.Update{
+		{Record: endRec, Expected: 1},
+		{Record: claimRec, Expected: 1},
+		{Record: upd("alice", stale.TaskID, []byte(`{"n":"stale"}`)), Expected: 1},
+		{Record: upd("alice", gone.TaskID, []byte(`{"n":"gone"}`)), Expected: 1},
+		{Record: wrongOwner, Expected: 1},
+	}
+	res, err := bu.UpdateMany(ctx, updates)
+	if err != nil {
+		t.Fatalf("UpdateMany: %v", err)
+	}
+	if len(res) != len(updates) {
+		t.Fatalf("UpdateMany: %d results for %d updates", len(res), len(updates))
+	}
+	if res[0].Err != nil || res[0].Version != 2 || res[1].Err != nil || res[1].Version != 2 {
+		t.Fatalf("the updates that apply: %+v, %+v; want version 2 each", res[0], res[1])
+	}
+	wantErr(t, "an update at a stale version", res[2].Err, taskstore.ErrVersionConflict)
+	wantErr(t, "an update of a deleted record", res[3].Err, taskstore.ErrNotFound)
+	wantErr(t, "an update under another owner", res[4].Err, taskstore.ErrNotFound)
+	for _, c := range []struct {
+		owner, id, data string
+		version         uint64
+	}{
+		{"alice", ended.TaskID, `{"n":"ended"}`, 2}, {"bob", claimed.TaskID, `{"n":"claimed"}`, 2},
+		{"alice", stale.TaskID, `{"n":1}`, 2}, {"carol", other.TaskID, `{"n":0}`, 1},
+	} {
+		got, err := b.Get(ctx, c.owner, c.id)
+		if err != nil || string(got.Data) != c.data || got.Version != c.version {
+			t.Errorf("%s/%s after the batch: %s v%d (%v), want %s v%d", c.owner, c.id, got.Data, got.Version, err, c.data, c.version)
+		}
+	}
+	// The runner index follows, as after Update.
+	held := func(runner string) []string {
+		recs, err := b.RunnerTasks(ctx, runner, 100)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var ids []string
+		for _, r := range recs {
+			if r.Runner == runner {
+				ids = append(ids, r.TaskID)
+			}
+		}
+		slices.Sort(ids)
+		return ids
+	}
+	wantDead := []string{stale.TaskID, other.TaskID}
+	slices.Sort(wantDead)
+	if diff := cmp.Diff(wantDead, held("dead")); diff != "" {
+		t.Errorf("RunnerTasks(dead) after the batch (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff([]string{claimed.TaskID}, held("alive")); diff != "" {
+		t.Errorf("RunnerTasks(alive) after the batch (-want +got):\n%s", diff)
+	}
+	// An empty batch is no call's business.
+	if res, err := bu.UpdateMany(ctx, nil); err != nil || len(res) != 0 {
+		t.Errorf("an empty batch: %v, %v", res, err)
 	}
 }
 
