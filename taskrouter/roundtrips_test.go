@@ -9,8 +9,10 @@ import (
 	"time"
 
 	mg "github.com/mark3labs/mcp-go/mcp"
+	"github.com/modelcontextprotocol/go-sdk/mcp"
 
 	"github.com/mcptasks/mcptasks"
+	"github.com/mcptasks/mcptasks/taskrouter"
 	"github.com/mcptasks/mcptasks/taskstore"
 )
 
@@ -124,4 +126,94 @@ func TestBackendRoundTripsPerMethod(t *testing.T) {
 		}
 	}
 	t.Log("while running: 1 Get per pollInterval per running task (cancel watch); a blocked tasks/result: 1 Get per pollInterval")
+}
+
+// countingFeed is a countingBackend that keeps its backend's change feed
+// and batch reads (counted as GetMany).
+type countingFeed struct{ *countingBackend }
+
+func (c countingFeed) Subscribe(ctx context.Context, fn func(taskstore.Change)) error {
+	return c.Backend.(taskstore.Notifier).Subscribe(ctx, fn)
+}
+
+type countingBatch struct{ *countingBackend }
+
+func (c countingBatch) GetMany(ctx context.Context, keys []taskstore.Key) ([]taskstore.Record, error) {
+	c.count("GetMany")
+	return c.Backend.(taskstore.BatchGetter).GetMany(ctx, keys)
+}
+
+type countingFeedBatch struct{ countingFeed }
+
+func (c countingFeedBatch) GetMany(ctx context.Context, keys []taskstore.Key) ([]taskstore.Record, error) {
+	return countingBatch{c.countingBackend}.GetMany(ctx, keys)
+}
+
+// counting wraps b, keeping what optional interfaces the router uses.
+func counting(b taskstore.Backend) (taskstore.Backend, *countingBackend) {
+	cb := &countingBackend{Backend: b, n: map[string]int{}}
+	_, feed := b.(taskstore.Notifier)
+	_, batch := b.(taskstore.BatchGetter)
+	switch {
+	case feed && batch:
+		return countingFeedBatch{countingFeed{cb}}, cb
+	case feed:
+		return countingFeed{cb}, cb
+	case batch:
+		return countingBatch{cb}, cb
+	}
+	return cb, cb
+}
+
+// TestCheckpointRoundTrips: an uncontended checkpoint of a running task
+// (Handle.SetVariables) is one backend call on every backend: the run
+// knows its own write when it comes back on the change feed, and does not
+// read it again. (Without a feed the poller reads each watched task's
+// version once per poll interval, however many checkpoints, and a version
+// the run wrote itself is not read again either: hub's TestFed. The long
+// interval here keeps those reads out of the count.)
+func TestCheckpointRoundTrips(t *testing.T) {
+	const checkpoints = 20
+	for _, be := range sharedBackends {
+		t.Run(be.name, func(t *testing.T) {
+			ctx := t.Context()
+			cfg := taskstore.Config{PollInterval: time.Hour}
+			opened, _ := be.open(t, cfg)
+			b, cb := counting(taskstore.NewRuntime(opened).Backend())
+			store := taskstore.New(b, cfg)
+			rep := newReplica(t, store, replicaOptions{userSuffix: randomSuffix()})
+			gate, done := make(chan struct{}), make(chan struct{})
+			mcp.AddTool(rep.server, &mcp.Tool{Name: "checkpoints"}, func(ctx context.Context, req *mcp.CallToolRequest, in textIn) (*mcp.CallToolResult, any, error) {
+				h := taskrouter.TaskHandle(ctx)
+				<-gate
+				for i := range checkpoints {
+					if err := h.SetVariables(ctx, map[string]any{"step": i}); err != nil {
+						return nil, nil, err
+					}
+					time.Sleep(20 * time.Millisecond) // the echo comes back in between
+				}
+				close(done)
+				<-ctx.Done()
+				return nil, nil, ctx.Err()
+			})
+			rep.router.SetTaskSupport("checkpoints", taskrouter.TaskOptional)
+			c := newMGClient(t, rep.URL, "tok-alice", "2025-11-25")
+			task := c.callTask(ctx, "checkpoints", map[string]any{"text": "x"}, map[string]any{})
+			time.Sleep(200 * time.Millisecond) // the run and its watch settle
+			cb.take()
+			close(gate)
+			<-done
+			time.Sleep(300 * time.Millisecond) // the last echoes come back
+			cb.mu.Lock()
+			updates, gets, polls := cb.n["Update"], cb.n["Get"], cb.n["GetMany"]
+			cb.mu.Unlock()
+			t.Logf("%d checkpoints: %d Update, %d Get, %d GetMany", checkpoints, updates, gets, polls)
+			if updates != checkpoints || gets+polls != 0 {
+				t.Errorf("%d checkpoints cost %d Update and %d reads, want %d and 0", checkpoints, updates, gets+polls, checkpoints)
+			}
+			if _, err := c.CancelTask(ctx, mg.CancelTaskRequest{Params: mg.CancelTaskParams{TaskId: task.TaskId}}); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
 }

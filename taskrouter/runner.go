@@ -177,9 +177,10 @@ func (rr *runner) supervise(rn *run, ended <-chan struct{}) {
 				}
 			}
 		case <-rn.watch.C:
-			sctx, cancel := context.WithTimeout(rr.base, storeCallTimeout)
-			rec, err := rn.handle.Get(sctx) // also refreshes the handle's version
-			cancel()
+			rec, err, woken := rr.current(rn)
+			if !woken {
+				continue
+			}
 			if err == nil {
 				rr.hub.Seen(rn.watch, rec, rn.poll)
 			}
@@ -198,6 +199,27 @@ func (rr *runner) supervise(rn *run, ended <-chan struct{}) {
 			rr.hub.Changed(rn.id, nil)
 		}
 	}
+}
+
+// current is the task as it is once rn's watch woke: when what woke it
+// is the run's own writes coming back on the change feed (a checkpoint),
+// the record the run's handle wrote, without a read, so a checkpoint costs
+// one round trip; else a read. woken is false when what woke the watch
+// was already looked at.
+func (rr *runner) current(rn *run) (rec *taskstore.TaskRecord, err error, woken bool) {
+	v, woken := rr.hub.Fed(rn.watch)
+	if !woken {
+		return nil, nil, false
+	}
+	ctx, cancel := context.WithTimeout(rr.base, storeCallTimeout)
+	defer cancel()
+	if v > 0 {
+		if rec := rn.handle.Known(ctx, v); rec != nil {
+			return rec, nil, true
+		}
+	}
+	rec, err = rn.handle.Get(ctx) // also refreshes the handle's version
+	return rec, err, true
 }
 
 func (rr *runner) work(ctx context.Context, rn *run, work Work) (out Outcome) {

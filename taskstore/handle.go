@@ -28,6 +28,10 @@ type Handle struct {
 type knownState struct {
 	mu   sync.Mutex
 	last *TaskRecord
+	// writing counts the handle's writes in flight; idle is closed when it
+	// drops to 0 (Knows waits for it).
+	writing int
+	idle    chan struct{}
 }
 
 // Handle returns the handle of an existing task. It does not check that
@@ -65,18 +69,33 @@ func (h *Handle) keep(rec *TaskRecord, copy bool) {
 }
 
 // write is what the handle's next mutation may assume: the record it last
-// read or wrote, and its lease.
+// read or wrote, and its lease. It counts the write in flight until wrote
+// or done, which every caller calls next.
 func (h *Handle) write() write {
 	k := h.known
 	k.mu.Lock()
 	defer k.mu.Unlock()
+	if k.writing++; k.writing == 1 {
+		k.idle = make(chan struct{})
+	}
 	return write{known: k.last, fence: h.lease}
+}
+
+// written ends a write counted by write.
+func (h *Handle) written() {
+	k := h.known
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.writing--; k.writing == 0 {
+		close(k.idle)
+	}
 }
 
 // wrote remembers a copy of what a mutation wrote, for a method that
 // returns the record; after a failure it forgets the known record (it may
 // be why the mutation failed).
 func (h *Handle) wrote(rec *TaskRecord, err error) (*TaskRecord, error) {
+	defer h.written()
 	if err != nil {
 		h.forget()
 		return nil, err
@@ -88,12 +107,39 @@ func (h *Handle) wrote(rec *TaskRecord, err error) (*TaskRecord, error) {
 // done is wrote for a method that returns only the error: the record is
 // kept as it is, no copy.
 func (h *Handle) done(rec *TaskRecord, err error) error {
+	defer h.written()
 	if err != nil {
 		h.forget()
 		return err
 	}
 	h.keep(rec, false)
 	return nil
+}
+
+// Known returns the task as this handle last read or wrote it, if that is
+// at version or later once its writes in flight are done (it waits for
+// them, until ctx ends), else nil: a change of that version on a change
+// feed is then known to the handle's holder (its own write coming back),
+// and the record is what a read would return at that version or later.
+func (h *Handle) Known(ctx context.Context, version uint64) *TaskRecord {
+	k := h.known
+	k.mu.Lock()
+	for k.writing > 0 {
+		idle := k.idle
+		k.mu.Unlock()
+		select {
+		case <-idle:
+		case <-ctx.Done():
+			return nil
+		}
+		k.mu.Lock()
+	}
+	defer k.mu.Unlock()
+	if k.last == nil || k.last.Version < version {
+		return nil
+	}
+	c := *k.last
+	return &c
 }
 
 func (h *Handle) forget() {

@@ -68,6 +68,10 @@ type Watch struct {
 	next  time.Time
 	// Under Hub.mu: the task's terminal record, when the waker had it.
 	end *taskstore.TaskRecord
+	// Under Hub.mu, since Echo last looked: the highest version the feed
+	// brought, and whether a wake-up came without one (poller, resync).
+	fed         uint64
+	unversioned bool
 }
 
 // Watch registers a watch on task id, woken by every change of the task:
@@ -138,9 +142,11 @@ func poke(c chan struct{}) {
 // listener: this replica changed the task. end, when the caller has it, is
 // the task's terminal record, which spares the woken tasks/result calls a
 // read.
-func (h *Hub) Changed(id string, end *taskstore.TaskRecord) { h.changed(id, end, false) }
+func (h *Hub) Changed(id string, end *taskstore.TaskRecord) { h.changed(id, end, false, 0) }
 
-func (h *Hub) changed(id string, end *taskstore.TaskRecord, inStore bool) {
+// changed wakes the watches of task id: inStore for a change seen in the
+// store (version, when the feed says it, is the version written).
+func (h *Hub) changed(id string, end *taskstore.TaskRecord, inStore bool, version uint64) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	for w := range h.watches[id] {
@@ -150,9 +156,29 @@ func (h *Hub) changed(id string, end *taskstore.TaskRecord, inStore bool) {
 		if end != nil {
 			w.end = end
 		}
+		if version > 0 {
+			w.fed = max(w.fed, version)
+		} else {
+			w.unversioned = true
+		}
 		poke(w.C)
 	}
 	h.pokeListeners()
+}
+
+// Fed returns what woke w since Fed last looked: the highest version the
+// feed (or the poller) found, or 0 when any wake-up came without one (a
+// resync, a delete, a task gone), which the holder must read. It forgets what it
+// looked at; with nothing to report it returns 0 and woken false.
+func (h *Hub) Fed(w *Watch) (version uint64, woken bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	version, woken = w.fed, w.fed > 0 || w.unversioned
+	if w.unversioned {
+		version = 0
+	}
+	w.fed, w.unversioned = 0, false
+	return version, woken
 }
 
 // ChangedAll wakes every watch and listener: the feed came (back) up or
@@ -162,6 +188,7 @@ func (h *Hub) ChangedAll() {
 	defer h.mu.Unlock()
 	for _, set := range h.watches {
 		for w := range set {
+			w.unversioned = true
 			poke(w.C)
 		}
 	}
@@ -224,7 +251,7 @@ func (h *Hub) Feed(ctx context.Context, n taskstore.Notifier, log *slog.Logger) 
 				h.ChangedAll()
 				return
 			}
-			h.changed(c.TaskID, nil, true)
+			h.changed(c.TaskID, nil, true, c.Version)
 		})
 		h.feedUp.Store(false)
 		h.ChangedAll() // back to polling
@@ -288,7 +315,12 @@ func (h *Hub) PollOnce(ctx context.Context, callTimeout time.Duration, versions 
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	for _, w := range due {
-		if v, ok := got[taskstore.Key{Owner: w.owner, TaskID: w.id}]; !ok || v != w.seen {
+		switch v, ok := got[taskstore.Key{Owner: w.owner, TaskID: w.id}]; {
+		case !ok: // gone
+			w.unversioned = true
+			poke(w.C)
+		case v != w.seen:
+			w.fed = max(w.fed, v)
 			poke(w.C)
 		}
 	}

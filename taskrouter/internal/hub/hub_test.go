@@ -37,7 +37,7 @@ func TestChangedWakesWaitersNotRuns(t *testing.T) {
 	if got := h.End(wait); got != end {
 		t.Fatalf("End = %v, want the record handed over", got)
 	}
-	h.changed("t1", nil, true) // as the feed does
+	h.changed("t1", nil, true, 0) // as the feed does
 	if !woken(wait.C) || !woken(run.C) || woken(other.C) {
 		t.Fatal("a change in the store must wake every watch of the task")
 	}
@@ -50,6 +50,30 @@ func TestChangedWakesWaitersNotRuns(t *testing.T) {
 	h.Unwatch(other)
 	if len(h.watches) != 0 {
 		t.Fatalf("%d tasks still watched after Unwatch", len(h.watches))
+	}
+}
+
+// Fed tells a run the version the feed brought, or 0 when it must read:
+// a change without a version, a resync.
+func TestFed(t *testing.T) {
+	h := New(10)
+	run := h.WatchStore("t1")
+	h.changed("t1", nil, true, 5)
+	h.changed("t1", nil, true, 6)
+	if v, fed := h.Fed(run); !woken(run.C) || !fed || v != 6 {
+		t.Fatalf("versions 5 and 6 on the feed: Fed = %d, %v; want 6", v, fed)
+	}
+	if v, fed := h.Fed(run); fed || v != 0 {
+		t.Fatalf("Fed must forget what it looked at: %d, %v", v, fed)
+	}
+	h.changed("t1", nil, true, 7)
+	h.changed("t1", nil, true, 0) // a delete
+	if v, fed := h.Fed(run); !fed || v != 0 {
+		t.Fatalf("a change without a version: Fed = %d, %v; want 0, true", v, fed)
+	}
+	h.ChangedAll()
+	if v, fed := h.Fed(run); !fed || v != 0 {
+		t.Fatalf("a resync: Fed = %d, %v; want 0, true", v, fed)
 	}
 }
 
