@@ -97,7 +97,11 @@ func (rt *Runtime) EndOrphan(ctx context.Context, owner, taskID string, lease Le
 	if err := rt.s.checkMessage(message); err != nil {
 		return nil, err
 	}
-	return rt.s.mutate(ctx, owner, taskID, write{}, func(r *TaskRecord) error {
+	return rt.s.mutate(ctx, owner, taskID, write{}, endOrphan(lease, message))
+}
+
+func endOrphan(lease Lease, message string) func(*TaskRecord) error {
+	return func(r *TaskRecord) error {
 		if !r.Active() || r.Lease == nil || *r.Lease != lease {
 			return fmt.Errorf("%w: task moved on", ErrLeaseLost)
 		}
@@ -105,6 +109,50 @@ func (rt *Runtime) EndOrphan(ctx context.Context, owner, taskID string, lease Le
 		r.Task.StatusMessage = message
 		r.Error = &RPCError{Code: CodeInternalError, Message: message}
 		return nil
+	}
+}
+
+// Written is the outcome of one write of a batch: the record written, or
+// the error the single write would have given.
+type Written struct {
+	Record *TaskRecord
+	Err    error
+}
+
+// EndOrphans is EndOrphan for many tasks as RunnerTasks returned them,
+// each held by the lease it was read with: each write starts from the
+// record given, without a read, and they go to the backend in batches
+// (BatchUpdater) where it has them. A record that changed since it was
+// read is read again and judged alone, as EndOrphan would. message gives
+// each task's status message.
+func (rt *Runtime) EndOrphans(ctx context.Context, orphans []*TaskRecord, message func(*TaskRecord) string) []Written {
+	return rt.s.mutateMany(ctx, orphans, func(known *TaskRecord) (func(*TaskRecord) error, error) {
+		msg := message(known)
+		if known.Lease == nil {
+			return nil, fmt.Errorf("%w: task has no lease", ErrLeaseLost)
+		}
+		if err := rt.s.checkMessage(msg); err != nil {
+			return nil, err
+		}
+		return endOrphan(*known.Lease, msg), nil
+	})
+}
+
+// ClaimAll is Claim for many tasks as RunnerTasks returned them, each from
+// the lease it was read with, to runner to: batched as EndOrphans.
+func (rt *Runtime) ClaimAll(ctx context.Context, orphans []*TaskRecord, to string) []Written {
+	if err := checkRunner(to); err != nil {
+		out := make([]Written, len(orphans))
+		for i := range out {
+			out[i].Err = err
+		}
+		return out
+	}
+	return rt.s.mutateMany(ctx, orphans, func(known *TaskRecord) (func(*TaskRecord) error, error) {
+		if known.Lease == nil {
+			return nil, fmt.Errorf("%w: task has no lease", ErrLeaseLost)
+		}
+		return rt.claim(*known.Lease, to), nil
 	})
 }
 
@@ -135,7 +183,11 @@ func (rt *Runtime) Claim(ctx context.Context, owner, taskID string, from Lease, 
 	if err := checkRunner(to); err != nil {
 		return nil, err
 	}
-	return rt.s.mutate(ctx, owner, taskID, write{}, func(r *TaskRecord) error {
+	return rt.s.mutate(ctx, owner, taskID, write{}, rt.claim(from, to))
+}
+
+func (rt *Runtime) claim(from Lease, to string) func(*TaskRecord) error {
+	return func(r *TaskRecord) error {
 		if !r.Active() || r.Lease == nil || *r.Lease != from {
 			return fmt.Errorf("%w: task moved on", ErrLeaseLost)
 		}
@@ -145,7 +197,7 @@ func (rt *Runtime) Claim(ctx context.Context, owner, taskID string, from Lease, 
 			return rt.s.transition(r, StatusWorking, "")
 		}
 		return nil
-	})
+	}
 }
 
 // Versions returns the current version of each live task among keys;

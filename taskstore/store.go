@@ -391,6 +391,90 @@ func (s *Store) mutate(ctx context.Context, owner, taskID string, w write, fn fu
 	}
 }
 
+// mutateMany is mutate for many records, each starting from the known
+// record given (read by the caller): prepare returns each one's change
+// (or why there is none). The compare-and-swaps go to the backend in
+// batches of up to 1000 (BatchUpdater) where it has them, else one Update
+// each; a record that fn refuses on the known copy, or whose swap finds
+// another version, goes through mutate alone, from a fresh read.
+func (s *Store) mutateMany(ctx context.Context, known []*TaskRecord, prepare func(*TaskRecord) (func(*TaskRecord) error, error)) []Written {
+	out := make([]Written, len(known))
+	fns := make([]func(*TaskRecord) error, len(known))
+	var retry []int // through mutate alone
+	var batch []int // indexes of ups
+	var ups []Update
+	var recs []*TaskRecord
+	for i, k := range known {
+		fn, err := prepare(k)
+		if err != nil {
+			out[i].Err = err
+			continue
+		}
+		fns[i] = fn
+		c := *k
+		rec := &c
+		if fn(rec) != nil {
+			retry = append(retry, i)
+			continue
+		}
+		if t := now(); t.After(rec.Task.LastUpdatedAt) {
+			rec.Task.LastUpdatedAt = t
+		}
+		data, err := s.encode(rec)
+		if err != nil {
+			out[i].Err = err
+			continue
+		}
+		nb := rec.backendRecord(data)
+		nb.Owner, nb.TaskID = k.OwnerID, k.Task.TaskID
+		batch, ups, recs = append(batch, i), append(ups, Update{Record: nb, Expected: k.Version}), append(recs, rec)
+	}
+	results := s.updateMany(ctx, ups)
+	for j, i := range batch {
+		switch err := results[j].Err; {
+		case err == nil:
+			recs[j].Version = results[j].Version
+			out[i].Record = recs[j]
+		case errors.Is(err, ErrVersionConflict):
+			retry = append(retry, i)
+		default:
+			out[i].Err = err
+		}
+	}
+	for _, i := range retry {
+		out[i].Record, out[i].Err = s.mutate(ctx, known[i].OwnerID, known[i].Task.TaskID, write{}, fns[i])
+	}
+	return out
+}
+
+// updateMany applies ups through the backend's BatchUpdater, 1000 at a
+// time, or one Update each.
+func (s *Store) updateMany(ctx context.Context, ups []Update) []UpdateResult {
+	out := make([]UpdateResult, len(ups))
+	bu, ok := s.b.(BatchUpdater)
+	if !ok {
+		for i, u := range ups {
+			out[i].Version, out[i].Err = s.b.Update(ctx, u.Record, u.Expected)
+		}
+		return out
+	}
+	for start := 0; start < len(ups); start += 1000 {
+		chunk := ups[start:min(start+1000, len(ups))]
+		res, err := bu.UpdateMany(ctx, chunk)
+		if err == nil && len(res) != len(chunk) {
+			err = fmt.Errorf("%w: UpdateMany returned %d results for %d updates", ErrBackend, len(res), len(chunk))
+		}
+		for i := range chunk {
+			if err != nil {
+				out[start+i].Err = err
+			} else {
+				out[start+i] = res[i]
+			}
+		}
+	}
+	return out
+}
+
 func (s *Store) transition(rec *TaskRecord, to Status, message string) error {
 	if err := s.checkMessage(message); err != nil {
 		return err

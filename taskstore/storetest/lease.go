@@ -625,6 +625,63 @@ func testUpdateMany(t *testing.T, b taskstore.Backend) {
 	}
 }
 
+// testStoreEndAndClaimInBatches: EndOrphans and ClaimAll act on records as
+// RunnerTasks returned them, each exactly as EndOrphan and Claim would: a
+// task that moved on since is left alone (ErrLeaseLost), one that only
+// changed (a checkpoint) is judged again on a fresh read.
+func testStoreEndAndClaimInBatches(t *testing.T, open func(*testing.T, taskstore.Config) *taskstore.Store) {
+	s := open(t, taskstore.Config{})
+	ctx := t.Context()
+	rt := taskstore.NewRuntime(s)
+	var ids []string
+	for range 6 {
+		ids = append(ids, leased(t, s, "alice", "dead").Task.TaskID)
+	}
+	read, err := rt.RunnerTasks(ctx, "dead", 100)
+	if err != nil || len(read) != 6 {
+		t.Fatalf("RunnerTasks: %d records, %v", len(read), err)
+	}
+	byID := map[string]*taskstore.TaskRecord{}
+	for _, r := range read {
+		byID[r.Task.TaskID] = r
+	}
+	// After the read: a checkpoint on ids[1], an end of ids[2] (cancel).
+	if err := s.Handle("alice", ids[1]).WithLease(*byID[ids[1]].Lease).SetVariables(ctx, map[string]any{"step": 1}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Cancel(ctx, "alice", ids[2]); err != nil {
+		t.Fatal(err)
+	}
+	ends := []*taskstore.TaskRecord{byID[ids[0]], byID[ids[1]], byID[ids[2]]}
+	got := rt.EndOrphans(ctx, ends, func(*taskstore.TaskRecord) string { return "gone" })
+	if got[0].Err != nil || got[1].Err != nil {
+		t.Fatalf("EndOrphans: %v, %v; want both ended", got[0].Err, got[1].Err)
+	}
+	wantErr(t, "EndOrphans of a cancelled task", got[2].Err, taskstore.ErrLeaseLost)
+	for _, id := range ids[:2] {
+		if r := get(t, s, "alice", id); r.Task.Status != taskstore.StatusFailed || r.Task.StatusMessage != "gone" {
+			t.Errorf("%s after EndOrphans: %s %q", id, r.Task.Status, r.Task.StatusMessage)
+		}
+	}
+	if r := get(t, s, "alice", ids[2]); r.Task.Status != taskstore.StatusCancelled {
+		t.Errorf("the cancelled task after EndOrphans: %s", r.Task.Status)
+	}
+	claims := []*taskstore.TaskRecord{byID[ids[3]], byID[ids[4]], byID[ids[5]], byID[ids[0]]}
+	got = rt.ClaimAll(ctx, claims, "alive")
+	for i, w := range got[:3] {
+		if w.Err != nil || w.Record.Lease == nil || *w.Record.Lease != (taskstore.Lease{Runner: "alive", Attempt: 2}) {
+			t.Errorf("ClaimAll %d: %+v, %v", i, w.Record, w.Err)
+		}
+	}
+	wantErr(t, "ClaimAll of an ended task", got[3].Err, taskstore.ErrLeaseLost)
+	if held, err := rt.RunnerTasks(ctx, "dead", 100); err != nil || len(held) != 0 {
+		t.Errorf("RunnerTasks(dead) after the batches: %d, %v", len(held), err)
+	}
+	if held, err := rt.RunnerTasks(ctx, "alive", 100); err != nil || len(held) != 3 {
+		t.Errorf("RunnerTasks(alive) after the batches: %d, %v", len(held), err)
+	}
+}
+
 // testGetMany: a backend that implements BatchGetter returns exactly the
 // live records among the keys, other owners' keys included only under
 // their own owner.

@@ -50,6 +50,7 @@ func runStoreTests(t *testing.T, newBackend NewBackend) {
 		{"EndOrphanOnce", testStoreEndOrphanOnce},
 		{"ClaimAndFence", testStoreClaimAndFence},
 		{"ClaimClearsInput", testStoreClaimClearsInput},
+		{"EndAndClaimInBatches", testStoreEndAndClaimInBatches},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, open) })

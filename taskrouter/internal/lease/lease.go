@@ -53,8 +53,17 @@ import (
 // task whose replica stopped while running it.
 const OrphanedMessage = "the server running this task stopped before it finished"
 
-// sweepPage is how many of a dead runner's tasks one store call reads.
-const sweepPage = 100
+// sweepPage is how many of a dead runner's tasks one store call reads;
+// their ends and claims are written in batches of as many.
+const sweepPage = 1000
+
+// Resumed runs start at most resumeBurst every resumeEvery (10,000 a
+// second), after their page's claims, so the runs they start do not slow
+// the claims still to come.
+const (
+	resumeBurst = 100
+	resumeEvery = 10 * time.Millisecond
+)
 
 // Config configures a Keeper.
 type Config struct {
@@ -147,20 +156,48 @@ func (o plainOwner) LogValue() slog.Value { return slog.StringValue(string(o)) }
 // Runner is this replica's runner id.
 func (k *Keeper) Runner() string { return k.cfg.Runner }
 
-// Run ticks at once and then every Heartbeat until ctx is done.
+// Run beats at once and then every Heartbeat until ctx is done. Sweeps of
+// dead runners run on a goroutine of their own, so a long sweep never
+// delays this replica's own heartbeat; it returns once both are done.
 func (k *Keeper) Run(ctx context.Context) {
 	t := time.NewTicker(k.cfg.Heartbeat)
 	defer t.Stop()
 	k.lastOK = time.Now()
-	k.Tick(ctx)
+	dead := make(chan []deadRunner, 1)
+	swept := make(chan struct{})
+	go func() {
+		defer close(swept)
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case runners := <-dead:
+				for _, d := range runners {
+					k.sweep(ctx, d.runner, d.since)
+				}
+			}
+		}
+	}()
+	defer func() { <-swept }()
 	for {
+		if found := k.beat(ctx); len(found) > 0 {
+			select {
+			case dead <- found:
+			default: // a sweep is running: the next beat finds them again
+			}
+		}
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			k.Tick(ctx)
 		}
 	}
+}
+
+// deadRunner is a runner whose counter stood still since since.
+type deadRunner struct {
+	runner string
+	since  time.Time
 }
 
 // call bounds one store call: a hung backend costs a tick, never the loop.
@@ -168,9 +205,22 @@ func (k *Keeper) call(ctx context.Context) (context.Context, context.CancelFunc)
 	return context.WithTimeout(ctx, k.cfg.Timeout/2)
 }
 
-// Tick is one pass: beat, re-check this replica's runs after a long gap in
-// its own beats, observe the other runners, and sweep the dead ones.
+// Tick is one pass, all on the caller's goroutine: beat, re-check this
+// replica's runs after a long gap in its own beats, observe the other
+// runners, and sweep the dead ones.
 func (k *Keeper) Tick(ctx context.Context) {
+	for _, d := range k.beat(ctx) {
+		if ctx.Err() != nil {
+			return
+		}
+		k.sweep(ctx, d.runner, d.since)
+	}
+}
+
+// beat beats this runner's counter, re-checks this replica's runs after a
+// long gap in its own beats, observes the other runners, and returns the
+// dead ones.
+func (k *Keeper) beat(ctx context.Context) []deadRunner {
 	cctx, cancel := k.call(ctx)
 	err := k.rt.Heartbeat(cctx, k.cfg.Runner)
 	cancel()
@@ -180,7 +230,7 @@ func (k *Keeper) Tick(ctx context.Context) {
 			k.log.Warn("lease heartbeat failed", "runner", k.cfg.Runner, "error", err)
 		}
 		clear(k.seen)
-		return
+		return nil
 	}
 	if now.Sub(k.lastOK) >= k.cfg.Timeout {
 		k.log.Warn("lease not renewed for a lease timeout; re-checking own tasks", "runner", k.cfg.Runner, "gap", now.Sub(k.lastOK).Round(time.Millisecond))
@@ -192,10 +242,10 @@ func (k *Keeper) Tick(ctx context.Context) {
 	cancel()
 	if err != nil {
 		clear(k.seen)
-		return
+		return nil
 	}
 	listed := make(map[string]bool, len(beats))
-	var dead []string
+	var dead []deadRunner
 	for _, b := range beats {
 		listed[b.Runner] = true
 		if b.Runner == k.cfg.Runner {
@@ -207,7 +257,7 @@ func (k *Keeper) Tick(ctx context.Context) {
 			continue
 		}
 		if now.Sub(o.since) >= k.cfg.Timeout || released(b.Runner) {
-			dead = append(dead, b.Runner)
+			dead = append(dead, deadRunner{b.Runner, o.since})
 		}
 	}
 	for r := range k.seen {
@@ -215,16 +265,15 @@ func (k *Keeper) Tick(ctx context.Context) {
 			delete(k.seen, r)
 		}
 	}
-	for _, runner := range dead {
-		if ctx.Err() != nil {
-			return
-		}
-		k.sweep(ctx, runner, k.seen[runner].since)
-	}
+	return dead
 }
 
 // sweep ends or takes over the tasks of a dead runner, then forgets the
-// runner.
+// runner. Each page of its tasks is read once (RunnerTasks) and acted on
+// from that read: the resumable ones claimed in one batch, then the rest
+// ended in one batch, then the claimed ones' runs started at a bounded
+// rate. A task it could not act on (a store error) is left to the next
+// sweep; the runner is forgotten once none of its tasks is left.
 func (k *Keeper) sweep(ctx context.Context, runner string, lastBeat time.Time) {
 	if k.host.Closing() {
 		return // a replica that stays takes them
@@ -234,7 +283,8 @@ func (k *Keeper) sweep(ctx context.Context, runner string, lastBeat time.Time) {
 	} else {
 		k.log.Warn("replica presumed dead: its heartbeat stopped", "runner", runner, "silent", time.Since(lastBeat).Round(time.Millisecond))
 	}
-	for page := 0; page < 100; page++ {
+	tried := map[string]bool{}
+	for ctx.Err() == nil {
 		cctx, cancel := k.call(ctx)
 		recs, err := k.rt.RunnerTasks(cctx, runner, sweepPage)
 		cancel()
@@ -243,34 +293,97 @@ func (k *Keeper) sweep(ctx context.Context, runner string, lastBeat time.Time) {
 		}
 		if len(recs) == 0 {
 			cctx, cancel := k.call(ctx)
-			if err := k.rt.RemoveRunner(cctx, runner); err == nil {
-				delete(k.seen, runner)
-			}
+			_ = k.rt.RemoveRunner(cctx, runner) // else the next sweep does
 			cancel()
 			return
 		}
+		var page []*taskstore.TaskRecord
 		for _, rec := range recs {
-			k.endOrphan(ctx, rec)
+			if !tried[rec.Task.TaskID] {
+				tried[rec.Task.TaskID] = true
+				page = append(page, rec)
+			}
 		}
+		if len(page) == 0 {
+			return // only tasks it could not act on: the next sweep tries again
+		}
+		k.actOn(ctx, page)
 	}
 }
 
-func (k *Keeper) endOrphan(ctx context.Context, rec *taskstore.TaskRecord) {
-	if k.takeOver(ctx, rec) {
-		return
+// actOn claims the resumable tasks of page (read from a dead runner) and
+// ends the others, each batch one round trip where the store allows, then
+// starts the claimed tasks' runs.
+func (k *Keeper) actOn(ctx context.Context, page []*taskstore.TaskRecord) {
+	var claims, ends []*taskstore.TaskRecord
+	var infos []*Rerun
+	canResume := true
+	for _, rec := range page {
+		info := ParseRerun(rec)
+		if info == nil || rec.Lease.Attempt >= info.MaxAttempts {
+			ends = append(ends, rec)
+			continue
+		}
+		if canResume && len(claims) == 0 {
+			if err := k.host.CanResume(ctx); err != nil {
+				k.log.Warn("cannot resume tasks here", "error", err)
+				canResume = false
+			}
+		}
+		if !canResume {
+			ends = append(ends, rec)
+			continue
+		}
+		claims, infos = append(claims, rec), append(infos, info)
 	}
-	cctx, cancel := k.call(ctx)
-	defer cancel()
-	id, owner := rec.Task.TaskID, rec.OwnerID
-	ended, err := k.rt.EndOrphan(cctx, owner, id, *rec.Lease, orphanMessage(rec))
-	switch {
-	case err == nil:
-		k.log.Warn("orphaned task failed", "task", id, "owner", k.cfg.LogOwner(owner), "runner", rec.Lease.Runner, "attempt", rec.Lease.Attempt)
-		k.host.Ended(id, ended)
-	case errors.Is(err, taskstore.ErrLeaseLost), errors.Is(err, taskstore.ErrNotFound):
-		// Another replica acted first, or the task moved on: nothing to do.
-	default:
-		k.log.Warn("ending orphaned task failed", "task", id, "error", err)
+	var resume []*taskstore.TaskRecord
+	var resumeInfo []*Rerun
+	if len(claims) > 0 && !k.host.Closing() {
+		cctx, cancel := context.WithTimeout(ctx, k.cfg.Timeout)
+		claimed := k.rt.ClaimAll(cctx, claims, k.cfg.Runner)
+		cancel()
+		for i, w := range claimed {
+			rec := claims[i]
+			switch {
+			case w.Err == nil:
+				k.log.Warn("task taken over", "task", rec.Task.TaskID, "owner", k.cfg.LogOwner(rec.OwnerID), "from", rec.Lease.Runner, "attempt", w.Record.Lease.Attempt, "of", infos[i].MaxAttempts)
+				resume, resumeInfo = append(resume, w.Record), append(resumeInfo, infos[i])
+			case errors.Is(w.Err, taskstore.ErrLeaseLost), errors.Is(w.Err, taskstore.ErrNotFound):
+				// Another replica acted first, or the task moved on.
+			default:
+				k.log.Warn("claiming orphaned task failed", "task", rec.Task.TaskID, "error", w.Err)
+			}
+		}
+	}
+	if len(ends) > 0 {
+		cctx, cancel := context.WithTimeout(ctx, k.cfg.Timeout)
+		ended := k.rt.EndOrphans(cctx, ends, orphanMessage)
+		cancel()
+		for i, w := range ended {
+			rec := ends[i]
+			switch {
+			case w.Err == nil:
+				k.log.Warn("orphaned task failed", "task", rec.Task.TaskID, "owner", k.cfg.LogOwner(rec.OwnerID), "runner", rec.Lease.Runner, "attempt", rec.Lease.Attempt)
+				k.host.Ended(rec.Task.TaskID, w.Record)
+			case errors.Is(w.Err, taskstore.ErrLeaseLost), errors.Is(w.Err, taskstore.ErrNotFound):
+			default:
+				k.log.Warn("ending orphaned task failed", "task", rec.Task.TaskID, "error", w.Err)
+			}
+		}
+	}
+	for i, rec := range resume {
+		if i > 0 && i%resumeBurst == 0 {
+			t := time.NewTimer(resumeEvery)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return
+			case <-t.C:
+			}
+		}
+		if err := k.host.Resume(ctx, rec, resumeInfo[i]); err != nil {
+			k.log.Warn("resuming task failed", "task", rec.Task.TaskID, "error", err)
+		}
 	}
 }
 

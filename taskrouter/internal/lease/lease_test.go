@@ -41,6 +41,7 @@ type replica struct {
 
 	closing  atomic.Bool
 	noResume error // what CanResume answers
+	noRead   bool  // resumed runs do not read their checkpoint (counting tests)
 
 	mu      sync.Mutex
 	runs    map[string]*fakeRun
@@ -108,9 +109,12 @@ func (r *replica) CanResume(context.Context) error { return r.noResume }
 
 func (r *replica) Resume(ctx context.Context, claimed *taskstore.TaskRecord, rerun *Rerun) error {
 	f := r.add(claimed)
-	step, _, err := taskstore.Variable[int](ctx, f.h, "step")
-	if err != nil {
-		return err
+	var step int
+	if !r.noRead {
+		var err error
+		if step, _, err = taskstore.Variable[int](ctx, f.h, "step"); err != nil {
+			return err
+		}
 	}
 	r.mu.Lock()
 	r.resumed = append(r.resumed, resumeCall{id: claimed.Task.TaskID, lease: *claimed.Lease, attempt: f.h.Attempt(), tool: rerun.Tool, checkpoint: step})
@@ -373,5 +377,83 @@ func TestShutdownHandsOver(t *testing.T) {
 	}
 	if diff := cmp.Diff([]string{"a", "b"}, runners(t, store)); diff != "" {
 		t.Errorf("runners after the takeover (-want +got):\n%s", diff)
+	}
+}
+
+// batchCounter counts the calls a sweep makes to a batch-capable backend.
+type batchCounter struct {
+	taskstore.Backend
+	mu                                     sync.Mutex
+	gets, updates, batches, batched, pages int
+}
+
+func (c *batchCounter) Get(ctx context.Context, owner, id string) (taskstore.Record, error) {
+	c.mu.Lock()
+	c.gets++
+	c.mu.Unlock()
+	return c.Backend.Get(ctx, owner, id)
+}
+
+func (c *batchCounter) Update(ctx context.Context, rec taskstore.Record, v uint64) (uint64, error) {
+	c.mu.Lock()
+	c.updates++
+	c.mu.Unlock()
+	return c.Backend.Update(ctx, rec, v)
+}
+
+func (c *batchCounter) UpdateMany(ctx context.Context, ups []taskstore.Update) ([]taskstore.UpdateResult, error) {
+	c.mu.Lock()
+	c.batches++
+	c.batched += len(ups)
+	c.mu.Unlock()
+	return c.Backend.(taskstore.BatchUpdater).UpdateMany(ctx, ups)
+}
+
+func (c *batchCounter) RunnerTasks(ctx context.Context, runner string, limit int) ([]taskstore.Record, error) {
+	c.mu.Lock()
+	c.pages++
+	c.mu.Unlock()
+	return c.Backend.RunnerTasks(ctx, runner, limit)
+}
+
+// A dead runner's tasks are read once, page by page, and ended and claimed
+// in one batch per page each: no read or write of a single task.
+func TestSweepInBatches(t *testing.T) {
+	const plain, resumable = 700, 700
+	cb := &batchCounter{Backend: mcptasks.NewMemoryBackend(0)}
+	store := taskstore.New(cb, taskstore.Config{MaxActiveTasks: 10000, MaxStoredTasks: 10000})
+	t.Cleanup(func() { store.Close() })
+	dead := newReplica(t, store, "dead", timeout)
+	for i := range plain + resumable {
+		attempts := 0
+		if i%2 == 1 {
+			attempts = 3
+		}
+		dead.start(t, attempts)
+	}
+	alive := newReplica(t, store, "alive", timeout)
+	alive.noRead = true // the resumed runs' own reads are not the sweep's
+	cb.mu.Lock()
+	cb.gets, cb.updates, cb.batches, cb.batched, cb.pages = 0, 0, 0, 0, 0
+	cb.mu.Unlock()
+	alive.k.sweep(t.Context(), "dead", time.Now())
+	cb.mu.Lock()
+	defer cb.mu.Unlock()
+	t.Logf("%d orphans: %d RunnerTasks pages, %d batches of %d updates, %d Get, %d Update", plain+resumable, cb.pages, cb.batches, cb.batched, cb.gets, cb.updates)
+	if cb.gets != 0 || cb.updates != 0 {
+		t.Errorf("the sweep read or wrote single tasks: %d Get, %d Update", cb.gets, cb.updates)
+	}
+	if cb.batched != plain+resumable || cb.batches != 4 || cb.pages != 3 {
+		t.Errorf("%d updates in %d batches from %d pages; want %d in 4 (a claim and an end batch per page of %d) from 3 pages",
+			cb.batched, cb.batches, cb.pages, plain+resumable, sweepPage)
+	}
+	var failed int
+	for _, e := range alive.endedCalls() {
+		if e.status == taskstore.StatusFailed {
+			failed++
+		}
+	}
+	if failed != plain || len(alive.resumedCalls()) != resumable {
+		t.Errorf("%d ended failed, %d resumed; want %d and %d", failed, len(alive.resumedCalls()), plain, resumable)
 	}
 }

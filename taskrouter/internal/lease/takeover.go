@@ -53,38 +53,6 @@ func ParseRerun(rec *taskstore.TaskRecord) *Rerun {
 	return &info
 }
 
-// takeOver claims an orphaned resumable task for this replica and has the
-// host run it again; it reports false when the task is not this replica's
-// to resume (not resumable, no attempts left, or the host cannot run it),
-// so the caller ends it instead.
-func (k *Keeper) takeOver(ctx context.Context, rec *taskstore.TaskRecord) bool {
-	info := ParseRerun(rec)
-	if info == nil || rec.Lease.Attempt >= info.MaxAttempts {
-		return false
-	}
-	if k.host.Closing() {
-		return true // leave it to a replica that stays
-	}
-	if err := k.host.CanResume(ctx); err != nil {
-		k.log.Warn("cannot resume task here", "task", rec.Task.TaskID, "error", err)
-		return false
-	}
-	cctx, cancel := k.call(ctx)
-	claimed, err := k.rt.Claim(cctx, rec.OwnerID, rec.Task.TaskID, *rec.Lease, k.cfg.Runner)
-	cancel()
-	if err != nil {
-		if !errors.Is(err, taskstore.ErrLeaseLost) && !errors.Is(err, taskstore.ErrNotFound) {
-			k.log.Warn("claiming orphaned task failed", "task", rec.Task.TaskID, "error", err)
-		}
-		return true
-	}
-	k.log.Warn("task taken over", "task", rec.Task.TaskID, "owner", k.cfg.LogOwner(rec.OwnerID), "from", rec.Lease.Runner, "attempt", claimed.Lease.Attempt, "of", info.MaxAttempts)
-	if err := k.host.Resume(ctx, claimed, info); err != nil {
-		k.log.Warn("resuming task failed", "task", rec.Task.TaskID, "error", err)
-	}
-	return true
-}
-
 // orphanMessage says why an orphan ended.
 func orphanMessage(rec *taskstore.TaskRecord) string {
 	if info := ParseRerun(rec); info != nil && rec.Lease.Attempt >= info.MaxAttempts {
