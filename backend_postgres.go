@@ -464,7 +464,7 @@ func (b *postgresBackend) Create(ctx context.Context, rec taskstore.Record, lim 
 	}
 	stored, quota := int64(max(lim.MaxStored, 0)), int64(max(lim.MaxActive, 0))
 	args := []any{[]byte(rec.Owner), []byte(rec.TaskID), pgExpiry(rec.ExpiresAt), rec.Data, stored, quota, rec.Active, pgRunner(rec.Runner),
-		b.channel, pgPayload(rec.Owner, rec.TaskID)}
+		b.channel, pgPayload(rec.Owner, rec.TaskID, 1)}
 	var inserted, notified int64
 	var exists bool
 	var live, active int64
@@ -538,11 +538,14 @@ func (b *postgresBackend) Update(ctx context.Context, rec taskstore.Record, expe
 	if expected <= math.MaxInt64 {
 		exp = int64(expected)
 	}
+	// The change is published only when the row is at exp, so it
+	// carries exp+1.
+	payload := pgPayload(owner, id, uint64(exp)+1)
 	for {
 		var updated, cur *int64
 		var notified int64
 		err := b.pool.QueryRow(ctx, b.sql.update, []byte(owner), []byte(id), exp, data, rec.Active, pgRunner(rec.Runner),
-			b.channel, pgPayload(owner, id)).Scan(&updated, &cur, &notified)
+			b.channel, payload).Scan(&updated, &cur, &notified)
 		if err != nil {
 			return 0, b.fail(ctx, "update", err)
 		}
@@ -569,7 +572,7 @@ func (b *postgresBackend) Delete(ctx context.Context, owner, id string) (bool, e
 	}
 	var live *bool
 	var notified int64
-	err := b.pool.QueryRow(ctx, b.sql.del, []byte(owner), []byte(id), b.channel, pgPayload(owner, id)).Scan(&live, &notified)
+	err := b.pool.QueryRow(ctx, b.sql.del, []byte(owner), []byte(id), b.channel, pgPayload(owner, id, 0)).Scan(&live, &notified)
 	if err != nil {
 		return false, b.fail(ctx, "delete", err)
 	}
@@ -801,25 +804,45 @@ func pgChannel(table string) string {
 // subscribers take as a Resync.
 const pgMaxPayload = 7900
 
-// pgPayload is a change's NOTIFY payload: hex(owner) "/" hex(task id).
-func pgPayload(owner, id string) string {
-	if 2*(len(owner)+len(id))+1 > pgMaxPayload {
+// pgPayload is a change's NOTIFY payload: hex(owner) "/" hex(task id)
+// "/" the version written, in decimal; a delete (version 0) leaves the
+// version out, as releases before the version did for every change.
+func pgPayload(owner, id string, version uint64) string {
+	// 21: "/" and the 20 digits of the largest uint64.
+	if 2*(len(owner)+len(id))+1+21 > pgMaxPayload {
 		return ""
 	}
-	return hex.EncodeToString([]byte(owner)) + "/" + hex.EncodeToString([]byte(id))
+	p := hex.EncodeToString([]byte(owner)) + "/" + hex.EncodeToString([]byte(id))
+	if version == 0 {
+		return p
+	}
+	return p + "/" + strconv.FormatUint(version, 10)
 }
 
+// pgParsePayload decodes a payload of pgPayload. One without a version
+// (a delete, or any change from a release before the version) decodes
+// with version 0, which makes a writer read the record again rather than
+// take the change for its own.
 func pgParsePayload(p string) (taskstore.Change, bool) {
-	o, id, ok := strings.Cut(p, "/")
+	o, rest, ok := strings.Cut(p, "/")
 	if !ok {
 		return taskstore.Change{}, false
 	}
+	id, ver, hasVer := strings.Cut(rest, "/")
 	ob, err1 := hex.DecodeString(o)
 	ib, err2 := hex.DecodeString(id)
 	if err1 != nil || err2 != nil {
 		return taskstore.Change{}, false
 	}
-	return taskstore.Change{Owner: string(ob), TaskID: string(ib)}, true
+	c := taskstore.Change{Owner: string(ob), TaskID: string(ib)}
+	if hasVer {
+		v, err := strconv.ParseUint(ver, 10, 64)
+		if err != nil {
+			return taskstore.Change{}, false
+		}
+		c.Version = v
+	}
+	return c, true
 }
 
 // Subscribe delivers every change of the table made by any process, on
