@@ -96,6 +96,9 @@ SELECT owner, task_id FROM `+b.qualified()+` WHERE owner = convert_to('owner-7',
 		{"update", b.sql.update, pkey, []any{owner, id, int64(1), []byte(`{}`), true, []byte("node-a"), b.channel, pgPayload("big", ids[50], 2)}},
 		{"runner tasks, 100", b.sql.runnerTasks, runIdx, []any{[]byte("node-a"), int64(100)}},
 		{"get many, 3 keys", b.sql.getMany, pkey, []any{[][]byte{owner, owner, []byte("owner-7")}, [][]byte{id, []byte(ids[7]), id}}},
+		{"update many, 3 keys", b.sql.updateMany, pkey, []any{[][]byte{owner, owner, []byte("owner-7")}, [][]byte{[]byte(ids[60]), []byte(ids[7]), id},
+			[]int64{1, 1, 1}, [][]byte{[]byte(`{}`), []byte(`{}`), []byte(`{}`)}, []bool{false, true, true}, [][]byte{nil, []byte("node-b"), []byte("node-b")},
+			[]string{pgPayload("big", ids[60], 2), pgPayload("big", ids[7], 2), pgPayload("owner-7", ids[50], 2)}, b.channel}},
 		{"delete", b.sql.del, pkey, []any{owner, id, b.channel, pgPayload("big", ids[50], 0)}},
 		{"list, first page of 50", b.sql.listFirst, pkey, []any{owner, int64(51)}},
 		{"list, page of 50 after a cursor", b.sql.list, pkey, []any{owner, int64(51), id}},
@@ -158,6 +161,8 @@ func pgExplain(t *testing.T, b *postgresBackend, sql string, generic bool, args 
 		types = []string{"bytea", "bigint"}
 	case b.sql.getMany:
 		types = []string{"bytea[]", "bytea[]"}
+	case b.sql.updateMany:
+		types = []string{"bytea[]", "bytea[]", "bigint[]", "bytea[]", "boolean[]", "bytea[]", "text[]", "text"}
 	case b.sql.listFirst:
 		types = []string{"bytea", "bigint"}
 	case b.sql.list:
@@ -179,7 +184,8 @@ func pgExplain(t *testing.T, b *postgresBackend, sql string, generic bool, args 
 	// EXPLAIN EXECUTE takes literal values; a generic plan ignores them.
 	vals := make([]string, len(types))
 	for i, ty := range types {
-		vals[i] = map[string]string{"bytea": `'\x00'::bytea`, "timestamptz": "now()", "bigint": "1", "boolean": "true", "text": "'x'", "bytea[]": `ARRAY['\x00'::bytea]`}[ty]
+		vals[i] = map[string]string{"bytea": `'\x00'::bytea`, "timestamptz": "now()", "bigint": "1", "boolean": "true", "text": "'x'",
+			"bytea[]": `ARRAY['\x00'::bytea]`, "bigint[]": "ARRAY[1::bigint]", "boolean[]": "ARRAY[true]", "text[]": "ARRAY['x']"}[ty]
 	}
 	exec := "EXPLAIN (COSTS OFF) EXECUTE mcptasks_explain"
 	if len(vals) > 0 {

@@ -408,6 +408,10 @@ func TestPostgresLeastPrivilege(t *testing.T) {
 	if _, err := b.Update(ctx, taskstore.Record{Owner: "alice", TaskID: r.TaskID, Data: []byte(`{"v":2}`)}, 1); err != nil {
 		t.Fatalf("Update: %v", err)
 	}
+	res, err := b.(taskstore.BatchUpdater).UpdateMany(ctx, []taskstore.Update{{Record: taskstore.Record{Owner: "alice", TaskID: r.TaskID, Data: []byte(`{"v":3}`)}, Expected: 2}})
+	if err != nil || res[0].Err != nil {
+		t.Fatalf("UpdateMany: %v, %+v", err, res)
+	}
 	if _, _, err := b.List(ctx, "alice", "", 10); err != nil {
 		t.Fatalf("List: %v", err)
 	}
@@ -534,7 +538,21 @@ func TestPostgresPayload(t *testing.T) {
 // subscribers with version 0, so no writer takes it for its own echo.
 func TestPostgresFeedOldPayload(t *testing.T) {
 	b := newPostgresFactory(postgresTestURL(t))(t).(*postgresBackend)
-	changes := make(chan taskstore.Change, 16)
+	next := pgSubscribed(t, b)
+	old := hex.EncodeToString([]byte("alice")) + "/" + hex.EncodeToString([]byte("t1"))
+	if _, err := b.pool.Exec(t.Context(), "SELECT pg_notify($1, $2)", b.channel, old); err != nil {
+		t.Fatal(err)
+	}
+	if c, want := next(), (taskstore.Change{Owner: "alice", TaskID: "t1"}); c != want {
+		t.Fatalf("an old payload delivered as %+v, want %+v", c, want)
+	}
+}
+
+// pgSubscribed subscribes to b's changes until the test ends, waits for
+// the first Resync, and returns a function that gives the next change
+// (failing the test after 10 s without one).
+func pgSubscribed(t *testing.T, b *postgresBackend) func() taskstore.Change {
+	changes := make(chan taskstore.Change, 64)
 	go b.Subscribe(t.Context(), func(c taskstore.Change) { changes <- c })
 	next := func() taskstore.Change {
 		t.Helper()
@@ -549,11 +567,5 @@ func TestPostgresFeedOldPayload(t *testing.T) {
 	if c := next(); !c.Resync {
 		t.Fatalf("first change %+v, want a Resync", c)
 	}
-	old := hex.EncodeToString([]byte("alice")) + "/" + hex.EncodeToString([]byte("t1"))
-	if _, err := b.pool.Exec(t.Context(), "SELECT pg_notify($1, $2)", b.channel, old); err != nil {
-		t.Fatal(err)
-	}
-	if c, want := next(), (taskstore.Change{Owner: "alice", TaskID: "t1"}); c != want {
-		t.Fatalf("an old payload delivered as %+v, want %+v", c, want)
-	}
+	return next
 }
