@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mcptasks/mcptasks/internal/rawfloor"
 	"github.com/mcptasks/mcptasks/internal/taskid"
 	"github.com/mcptasks/mcptasks/taskstore"
 	"github.com/mcptasks/mcptasks/taskstore/storetest"
@@ -332,6 +333,116 @@ func BenchmarkPostgresRatios(b *testing.B) {
 				b.ReportMetric(rate(name), name+"/s")
 				if f, ok := floorOf[name]; ok {
 					b.ReportMetric(rate(name)/rate(f), name+"/"+f)
+				}
+			}
+			b.ReportMetric(0, "ns/op")
+		})
+	}
+}
+
+// BenchmarkPostgresUpdateMany measures UpdateMany against the raw batch
+// floor (rawfloor.OpenBatch: one plain UPDATE … FROM unnest replacing the
+// same number of rows with the same bytes, no condition, no lock order, no
+// notification) and against Update one record at a time, on the same pool
+// and table, in alternating rounds with one caller (each round: 5 batches
+// of the floor, 5 of UpdateMany, 1 of Updates), so that a busy machine
+// slows all of them alike. Each update of a batch is a claim: the runner
+// moves between two values, so the runner index changes as in a takeover.
+// For batches of 100 and 1000 records of 512 bytes it reports updates/s
+// and round trips (client writes) per update of each, and each one's
+// ratio to the floor.
+//
+//	go test -tags postgres -run '^$' -bench 'PostgresUpdateMany' -benchtime 5x .
+func BenchmarkPostgresUpdateMany(b *testing.B) {
+	const size, floorRounds, manyRounds = 512, 5, 5
+	for _, n := range []int{100, 1000} {
+		b.Run(fmt.Sprintf("batch=%d", n), func(b *testing.B) {
+			ctx := b.Context()
+			pb, writes := newPostgresCounted(b, 4)
+			recs := pgCreateMany(b, pb, "bench", n, size)
+			write, cleanup, err := rawfloor.OpenBatch(ctx, pb, n, size)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer cleanup(context.WithoutCancel(ctx))
+			if _, err := pb.pool.Exec(ctx, "ANALYZE "+pb.qualified()); err != nil {
+				b.Fatal(err)
+			}
+			runners := [2]string{"alive", "dead"}
+			claims := 0
+			batch := func() []taskstore.Update {
+				claims++
+				out := make([]taskstore.Update, n)
+				for i, r := range recs {
+					r.Runner = runners[claims%2]
+					out[i] = taskstore.Update{Record: r, Expected: r.Version}
+				}
+				return out
+			}
+			many := func() error {
+				updates := batch()
+				res, err := pb.UpdateMany(ctx, updates)
+				if err != nil {
+					return err
+				}
+				for i, r := range res {
+					if r.Err != nil {
+						return fmt.Errorf("update %d: %w", i, r.Err)
+					}
+					recs[i].Version, recs[i].Runner = r.Version, updates[i].Record.Runner
+				}
+				return nil
+			}
+			oneByOne := func() error {
+				for i, u := range batch() {
+					v, err := pb.Update(ctx, u.Record, u.Expected)
+					if err != nil {
+						return fmt.Errorf("update %d: %w", i, err)
+					}
+					recs[i].Version, recs[i].Runner = v, u.Record.Runner
+				}
+				return nil
+			}
+			phases := []struct {
+				name   string
+				rounds int
+				run    func() error
+			}{
+				{"floor", floorRounds, func() error { return write(ctx) }},
+				{"UpdateMany", manyRounds, many},
+				{"Update", 1, oneByOne},
+			}
+			// Once each before measuring: the statements are prepared on
+			// the connections.
+			for _, p := range phases {
+				if err := p.run(); err != nil {
+					b.Fatal(p.name, err)
+				}
+			}
+			spent, trips, updates := map[string]time.Duration{}, map[string]int64{}, map[string]int{}
+			b.ResetTimer()
+			for range b.N {
+				for _, p := range phases {
+					w, start := writes.Load(), time.Now()
+					for range p.rounds {
+						if err := p.run(); err != nil {
+							b.Fatal(p.name, err)
+						}
+					}
+					spent[p.name] += time.Since(start)
+					trips[p.name] += writes.Load() - w
+					updates[p.name] += p.rounds * n
+				}
+			}
+			b.StopTimer()
+			rate := func(name string) float64 { return float64(updates[name]) / spent[name].Seconds() }
+			perUpdate := func(name string) float64 { return float64(trips[name]) / float64(updates[name]) }
+			for _, p := range phases {
+				b.ReportMetric(rate(p.name), p.name+"-updates/s")
+				b.ReportMetric(perUpdate(p.name), p.name+"-roundtrips/update")
+				if p.name != "floor" {
+					b.ReportMetric(rate(p.name)/rate("floor"), p.name+"-rate/floor")
+					b.ReportMetric(perUpdate(p.name)/perUpdate("floor"), p.name+"-roundtrips/floor")
 				}
 			}
 			b.ReportMetric(0, "ns/op")

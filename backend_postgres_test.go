@@ -432,8 +432,8 @@ func TestPostgresLeastPrivilege(t *testing.T) {
 	}
 }
 
-// TestPostgresRawFloor: the floor reads its row, which no owner lists or
-// counts, and removes it.
+// TestPostgresRawFloor: the floors read and write their rows, which no
+// owner lists or counts, and remove them.
 func TestPostgresRawFloor(t *testing.T) {
 	b := newPostgresFactory(postgresTestURL(t))(t).(*postgresBackend)
 	testRawFloor(t, b)
