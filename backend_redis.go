@@ -470,9 +470,10 @@ func (b *redisBackend) ping(ctx context.Context) error {
 // are dropped when RunnerTasks meets them. On a single server the script
 // adds the entry itself, in the same round trip.
 //
-// Every write script publishes "O ID" on the channel P:changes, which
-// Subscribe listens to (plain pub/sub: on a cluster the message is
-// broadcast to every node).
+// Every write script publishes "O ID VERSION" (the version it wrote, 0
+// for a delete) on the channel P:changes, which Subscribe listens to
+// (plain pub/sub: on a cluster the message is broadcast to every node).
+// See redisParseChange for messages of earlier releases.
 type redisBackend struct {
 	client     redis.UniversalClient
 	ownsClient bool // opened by URL: Close closes it
@@ -567,9 +568,14 @@ func (b *redisBackend) fail(ctx context.Context, op string, err error) error {
 	return backendErr(ctx, "redis "+op, err)
 }
 
-// runMember is the runner index entry of a record, and the change feed's
-// message: "O ID".
+// runMember is the runner index entry of a record: "O ID".
 func (b *redisBackend) runMember(owner, id string) string { return redisB64(owner) + " " + id }
+
+// changeMsg is the change feed's message of a write of version (0: a
+// delete): "O ID VERSION". (The update script appends the version itself.)
+func (b *redisBackend) changeMsg(owner, id string, version uint64) string {
+	return b.runMember(owner, id) + " " + strconv.FormatUint(version, 10)
+}
 
 // redisParseMember reads a runMember; ok is false for anything else.
 func redisParseMember(m string) (k taskstore.Key, ok bool) {
@@ -586,6 +592,37 @@ func redisParseMember(m string) (k taskstore.Key, ok bool) {
 	}
 	k.TaskID = id
 	return k, true
+}
+
+// redisParseChange reads a change feed message, "O ID VERSION"; ok is
+// false for anything else. Task ids hold no space, so a message with one
+// space is "O ID", what releases before the version was published send:
+// replicas of two releases share a store during a rolling deploy, so it
+// is read as a change of unknown version, 0, which no writer takes for
+// its own write (it wrote at least 1), so watchers re-read. (The other
+// way round is not possible: an earlier release reads "ID VERSION" as the
+// task id, which no watch has, so until it stops it is not woken by the
+// writes of this one; its waits end on their own deadlines and its runs
+// see a cancel at their next write. Publishing both forms would cost
+// every write a second PUBLISH, broadcast to every node of a cluster.)
+func redisParseChange(m string) (c taskstore.Change, ok bool) {
+	member, ver, versioned := m, "", false
+	if i := strings.LastIndexByte(m, ' '); i >= 0 && strings.IndexByte(m, ' ') < i {
+		member, ver, versioned = m[:i], m[i+1:], true
+	}
+	k, ok := redisParseMember(member)
+	if !ok {
+		return c, false
+	}
+	c.Owner, c.TaskID = k.Owner, k.TaskID
+	if versioned {
+		v, err := strconv.ParseUint(ver, 10, 64)
+		if err != nil {
+			return taskstore.Change{}, false
+		}
+		c.Version = v
+	}
+	return c, true
 }
 
 // indexRunner prepares the runner index entry of a write: on a single
@@ -635,7 +672,7 @@ func (b *redisBackend) Create(ctx context.Context, rec taskstore.Record, lim tas
 	expMS, pxat := redisExpiry(rec.ExpiresAt)
 	args := []any{rec.TaskID, redisValue(1, expMS, rec.Active, redisRunnerField(rec.Runner), rec.Data), expMS, pxat,
 		max(lim.MaxActive, 0), max(lim.MaxStored, 0), redisFlag(rec.Active),
-		b.changesChan(), b.runMember(rec.Owner, rec.TaskID)}
+		b.changesChan(), b.changeMsg(rec.Owner, rec.TaskID, 1)}
 	if runKeys != nil {
 		args = append(args, member)
 	}
@@ -782,7 +819,7 @@ func (b *redisBackend) Delete(ctx context.Context, owner, id string) (bool, erro
 		return false, err
 	}
 	recKey, ids, exp, act := b.keys(owner, id)
-	res, err := redisDelete.Run(ctx, b.client, []string{recKey, ids, exp, act}, id, b.changesChan(), b.runMember(owner, id)).Int()
+	res, err := redisDelete.Run(ctx, b.client, []string{recKey, ids, exp, act}, id, b.changesChan(), b.changeMsg(owner, id, 0)).Int()
 	if err != nil {
 		return false, b.fail(ctx, "delete", err)
 	}
@@ -1052,8 +1089,8 @@ func (b *redisBackend) listen(ctx context.Context) error {
 		if !ok {
 			continue // pings and subscription replies
 		}
-		if k, ok := redisParseMember(m.Payload); ok {
-			b.feed.push(taskstore.Change{Owner: k.Owner, TaskID: k.TaskID})
+		if c, ok := redisParseChange(m.Payload); ok {
+			b.feed.push(c)
 		}
 	}
 }

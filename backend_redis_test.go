@@ -729,7 +729,7 @@ func redisFillPipelined(b *testing.B, s *taskstore.Store, rb *redisBackend, owne
 			rec, idx, exp, act := rb.keys(owner, r.TaskID)
 			expMS, pxat := redisExpiry(r.ExpiresAt)
 			redisCreate.Run(ctx, pipe, []string{rec, idx, exp, act}, r.TaskID, redisValue(1, expMS, false, "", r.Data), expMS, pxat,
-				0, 0, "0", rb.changesChan(), rb.runMember(owner, r.TaskID))
+				0, 0, "0", rb.changesChan(), rb.changeMsg(owner, r.TaskID, 1))
 			if len(ids) < 100 {
 				ids = append(ids, r.TaskID)
 			}
@@ -1231,6 +1231,79 @@ func TestRedisRunnerTasksRace(t *testing.T) {
 			}
 			if len(recs) != 1 || recs[0].TaskID != rec.TaskID || recs[0].Version != v {
 				t.Fatalf("r1's index holds %v, want the record at version %d", recs, v)
+			}
+		})
+	}
+}
+
+// TestRedisParseChange: the feed's messages carry the version written (0
+// for a delete); a message of an earlier release, "O ID", is a change of
+// unknown version (0), and anything else is dropped.
+func TestRedisParseChange(t *testing.T) {
+	b := &redisBackend{prefix: "mcptasks:"}
+	const id = "18ed17eecd142240-67e00e3112434b6b465561458269697a"
+	for _, tc := range []struct {
+		name, msg string
+		want      taskstore.Change
+		ok        bool
+	}{
+		{"create", b.changeMsg("al:ice", id, 1), taskstore.Change{Owner: "al:ice", TaskID: id, Version: 1}, true},
+		{"update", b.changeMsg("al:ice", id, 1<<60), taskstore.Change{Owner: "al:ice", TaskID: id, Version: 1 << 60}, true},
+		{"delete", b.changeMsg("al:ice", id, 0), taskstore.Change{Owner: "al:ice", TaskID: id}, true},
+		{"empty owner", b.changeMsg("", id, 3), taskstore.Change{TaskID: id, Version: 3}, true},
+		{"earlier release", b.runMember("al:ice", id), taskstore.Change{Owner: "al:ice", TaskID: id}, true},
+		{"earlier release, empty owner", b.runMember("", id), taskstore.Change{TaskID: id}, true},
+		{"no version after the space", b.runMember("al:ice", id) + " ", taskstore.Change{}, false},
+		{"version not a number", b.runMember("al:ice", id) + " x", taskstore.Change{}, false},
+		{"negative version", b.runMember("al:ice", id) + " -1", taskstore.Change{}, false},
+		{"owner not base64url", "a:b " + id + " 1", taskstore.Change{}, false},
+		{"one field", id, taskstore.Change{}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, ok := redisParseChange(tc.msg)
+			if ok != tc.ok || got != tc.want {
+				t.Errorf("redisParseChange(%q) = %+v, %v; want %+v, %v", tc.msg, got, ok, tc.want, tc.ok)
+			}
+		})
+	}
+}
+
+// TestRedisFeedEarlierRelease: on a channel shared with a replica of an
+// earlier release, whose scripts publish "O ID", a subscriber gets its
+// changes with version 0 (unknown) between this release's versioned ones.
+func TestRedisFeedEarlierRelease(t *testing.T) {
+	for _, tc := range []struct{ name, env string }{{"Standalone", envRedisURL}, {"Cluster", envRedisClusterURL}} {
+		t.Run(tc.name, func(t *testing.T) {
+			rb := newRedisFactory(redisTestURL(t, tc.env))(t).(*redisBackend)
+			ctx, cancel := context.WithCancel(t.Context())
+			defer cancel()
+			changes := make(chan taskstore.Change, 10)
+			go rb.Subscribe(ctx, func(c taskstore.Change) { changes <- c })
+			next := func() taskstore.Change {
+				t.Helper()
+				select {
+				case c := <-changes:
+					return c
+				case <-time.After(10 * time.Second):
+					t.Fatal("no change within 10 s")
+					return taskstore.Change{}
+				}
+			}
+			if c := next(); !c.Resync {
+				t.Fatalf("first change %+v, want a Resync", c)
+			}
+			id := taskid.New(time.Now())
+			if err := rb.client.Publish(ctx, rb.changesChan(), rb.runMember("al:ice", id)).Err(); err != nil {
+				t.Fatal(err)
+			}
+			r := taskstore.Record{Owner: "al:ice", TaskID: id, Data: []byte(`{}`)}
+			if err := rb.Create(ctx, r, taskstore.Limits{}); err != nil {
+				t.Fatal(err)
+			}
+			got := []taskstore.Change{next(), next()}
+			want := []taskstore.Change{{Owner: "al:ice", TaskID: id}, {Owner: "al:ice", TaskID: id, Version: 1}}
+			if d := cmp.Diff(want, got); d != "" {
+				t.Fatalf("changes (-want +got):\n%s", d)
 			}
 		})
 	}
