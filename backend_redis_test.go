@@ -741,10 +741,13 @@ func redisFillPipelined(b *testing.B, s *taskstore.Store, rb *redisBackend, owne
 	return ids
 }
 
-// redisSentCommands is a go-redis hook that counts the commands a client sends.
+// redisSentCommands is a go-redis hook that counts the commands a client
+// sends and the calls that send them (a command alone or a pipeline; on a
+// server's own client, each is one round trip).
 type redisSentCommands struct {
-	mu sync.Mutex
-	n  map[string]int64
+	mu    sync.Mutex
+	n     map[string]int64
+	calls int64
 }
 
 func (h *redisSentCommands) count(cmds ...redis.Cmder) {
@@ -753,6 +756,7 @@ func (h *redisSentCommands) count(cmds ...redis.Cmder) {
 	if h.n == nil {
 		h.n = map[string]int64{}
 	}
+	h.calls++
 	for _, c := range cmds {
 		h.n[strings.ToLower(c.Name())]++
 	}
@@ -760,11 +764,17 @@ func (h *redisSentCommands) count(cmds ...redis.Cmder) {
 
 // reset returns the counts so far and starts again.
 func (h *redisSentCommands) reset() map[string]int64 {
+	n, _ := h.resetAll()
+	return n
+}
+
+// resetAll returns the counts and the calls so far and starts again.
+func (h *redisSentCommands) resetAll() (map[string]int64, int64) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	n := h.n
-	h.n = nil
-	return n
+	n, calls := h.n, h.calls
+	h.n, h.calls = nil, 0
+	return n, calls
 }
 
 func (h *redisSentCommands) DialHook(next redis.DialHook) redis.DialHook { return next }
@@ -1268,43 +1278,300 @@ func TestRedisParseChange(t *testing.T) {
 	}
 }
 
+// redisOnBoth runs test against a backend of its own on the standalone
+// server and on the cluster.
+func redisOnBoth(t *testing.T, test func(t *testing.T, rb *redisBackend)) {
+	for _, tc := range []struct{ name, env string }{{"Standalone", envRedisURL}, {"Cluster", envRedisClusterURL}} {
+		t.Run(tc.name, func(t *testing.T) {
+			test(t, newRedisFactory(redisTestURL(t, tc.env))(t).(*redisBackend))
+		})
+	}
+}
+
 // TestRedisFeedEarlierRelease: on a channel shared with a replica of an
 // earlier release, whose scripts publish "O ID", a subscriber gets its
 // changes with version 0 (unknown) between this release's versioned ones.
 func TestRedisFeedEarlierRelease(t *testing.T) {
-	for _, tc := range []struct{ name, env string }{{"Standalone", envRedisURL}, {"Cluster", envRedisClusterURL}} {
-		t.Run(tc.name, func(t *testing.T) {
-			rb := newRedisFactory(redisTestURL(t, tc.env))(t).(*redisBackend)
-			ctx, cancel := context.WithCancel(t.Context())
-			defer cancel()
-			changes := make(chan taskstore.Change, 10)
-			go rb.Subscribe(ctx, func(c taskstore.Change) { changes <- c })
-			next := func() taskstore.Change {
-				t.Helper()
-				select {
-				case c := <-changes:
-					return c
-				case <-time.After(10 * time.Second):
-					t.Fatal("no change within 10 s")
-					return taskstore.Change{}
-				}
+	redisOnBoth(t, func(t *testing.T, rb *redisBackend) {
+		ctx, cancel := context.WithCancel(t.Context())
+		defer cancel()
+		changes := make(chan taskstore.Change, 10)
+		go rb.Subscribe(ctx, func(c taskstore.Change) { changes <- c })
+		next := func() taskstore.Change {
+			t.Helper()
+			select {
+			case c := <-changes:
+				return c
+			case <-time.After(10 * time.Second):
+				t.Fatal("no change within 10 s")
+				return taskstore.Change{}
 			}
-			if c := next(); !c.Resync {
-				t.Fatalf("first change %+v, want a Resync", c)
-			}
-			id := taskid.New(time.Now())
-			if err := rb.client.Publish(ctx, rb.changesChan(), rb.runMember("al:ice", id)).Err(); err != nil {
-				t.Fatal(err)
-			}
-			r := taskstore.Record{Owner: "al:ice", TaskID: id, Data: []byte(`{}`)}
+		}
+		if c := next(); !c.Resync {
+			t.Fatalf("first change %+v, want a Resync", c)
+		}
+		id := taskid.New(time.Now())
+		if err := rb.client.Publish(ctx, rb.changesChan(), rb.runMember("al:ice", id)).Err(); err != nil {
+			t.Fatal(err)
+		}
+		r := taskstore.Record{Owner: "al:ice", TaskID: id, Data: []byte(`{}`)}
+		if err := rb.Create(ctx, r, taskstore.Limits{}); err != nil {
+			t.Fatal(err)
+		}
+		got := []taskstore.Change{next(), next()}
+		want := []taskstore.Change{{Owner: "al:ice", TaskID: id}, {Owner: "al:ice", TaskID: id, Version: 1}}
+		if d := cmp.Diff(want, got); d != "" {
+			t.Fatalf("changes (-want +got):\n%s", d)
+		}
+	})
+}
+
+// redisNodeCounters hooks a counter on each server's own client of rb (each
+// master of a cluster), so that each call it counts is one round trip.
+func redisNodeCounters(t testing.TB, rb *redisBackend) map[string]*redisSentCommands {
+	t.Helper()
+	nodes := map[string]*redisSentCommands{}
+	var mu sync.Mutex
+	add := func(ctx context.Context, c *redis.Client) error {
+		mu.Lock()
+		defer mu.Unlock()
+		h := &redisSentCommands{}
+		nodes[c.Options().Addr] = h
+		c.AddHook(h)
+		return nil
+	}
+	switch c := rb.client.(type) {
+	case *redis.ClusterClient:
+		if err := c.ForEachMaster(t.Context(), add); err != nil {
+			t.Fatal(err)
+		}
+	case *redis.Client:
+		add(t.Context(), c)
+	}
+	return nodes
+}
+
+// TestRedisUpdateManyRoundTrips: a batch is one EVALSHA per update and
+// nothing else, in one round trip on a single server; on a cluster one
+// round trip per node holding some of the records, after one ZADD per
+// runner the batch names (the runner index lives in the runner's slot) in
+// one round trip per node holding those. Each result is what Update gives,
+// and the runner index follows.
+func TestRedisUpdateManyRoundTrips(t *testing.T) {
+	redisOnBoth(t, func(t *testing.T, rb *redisBackend) {
+		ctx := t.Context()
+		const n = 60
+		var updates []taskstore.Update
+		wantHeld := map[string][]string{}
+		for i := range n {
+			r := taskstore.Record{Owner: fmt.Sprintf("owner-%d", i), TaskID: taskid.New(time.Now()), Data: []byte(`{"v":0}`), Active: true, Runner: "dead"}
 			if err := rb.Create(ctx, r, taskstore.Limits{}); err != nil {
 				t.Fatal(err)
 			}
-			got := []taskstore.Change{next(), next()}
-			want := []taskstore.Change{{Owner: "al:ice", TaskID: id}, {Owner: "al:ice", TaskID: id, Version: 1}}
-			if d := cmp.Diff(want, got); d != "" {
-				t.Fatalf("changes (-want +got):\n%s", d)
+			// A third ended (the runner kept), the others claimed.
+			u := r
+			u.Data = []byte(`{"v":1}`)
+			if i%3 == 0 {
+				u.Active = false
+			} else {
+				u.Runner = "alive"
 			}
-		})
+			wantHeld[u.Runner] = append(wantHeld[u.Runner], u.TaskID)
+			updates = append(updates, taskstore.Update{Record: u, Expected: 1})
+		}
+		redisWarmBatch(t, rb, updates)
+		// The first update has a stale version: it alone fails.
+		updates[0].Expected = 7
+		sent := &redisSentCommands{}
+		rb.client.AddHook(sent)
+		nodes := redisNodeCounters(t, rb)
+		res, err := rb.UpdateMany(ctx, updates)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, r := range res {
+			switch {
+			case i == 0 && !errors.Is(r.Err, taskstore.ErrVersionConflict):
+				t.Errorf("update 0 at a stale version: %+v, want ErrVersionConflict", r)
+			case i > 0 && (r.Err != nil || r.Version != 2):
+				t.Errorf("update %d: %+v, want version 2", i, r)
+			}
+		}
+		want := map[string]int64{"evalsha": n}
+		if rb.cluster {
+			want["zadd"] = 2 // "dead" and "alive"
+		}
+		if got := sent.reset(); !cmp.Equal(want, got) {
+			t.Errorf("the batch sent %v, want %v", got, want)
+		}
+		withScripts := 0
+		for addr, h := range nodes {
+			cmds, trips := h.resetAll()
+			wantTrips := int64(0)
+			if cmds["evalsha"] > 0 {
+				withScripts++
+				wantTrips++
+			}
+			if cmds["zadd"] > 0 {
+				wantTrips++
+			}
+			if trips != wantTrips {
+				t.Errorf("node %s: %d round trips for %v, want %d", addr, trips, cmds, wantTrips)
+			}
+		}
+		if rb.cluster && withScripts < 2 {
+			t.Errorf("the records of %d owners were on %d node(s)", n, withScripts)
+		}
+		for runner, ids := range wantHeld {
+			recs, err := rb.RunnerTasks(ctx, runner, 100)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := make([]string, len(recs))
+			for i, r := range recs {
+				got[i] = r.TaskID
+			}
+			slices.Sort(got)
+			slices.Sort(ids)
+			if d := cmp.Diff(ids, got); d != "" {
+				t.Errorf("RunnerTasks(%s) (-want +got):\n%s", runner, d)
+			}
+		}
+	})
+}
+
+// redisWarmBatch sends the batch at a version none of its records has,
+// which changes no record, so that the connections it needs are made (and
+// their HELLO sent) before a test counts commands.
+func redisWarmBatch(t testing.TB, rb *redisBackend, updates []taskstore.Update) {
+	t.Helper()
+	stale := slices.Clone(updates)
+	for i := range stale {
+		stale[i].Expected = 1 << 40
+	}
+	res, err := rb.UpdateMany(t.Context(), stale)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range res {
+		if !errors.Is(r.Err, taskstore.ErrVersionConflict) {
+			t.Fatalf("an update at a version nothing has: %+v", r)
+		}
+	}
+}
+
+// redisClaims creates n active records, of owners owner-0…, and returns
+// updates that give each to runner "alive".
+func redisClaims(t testing.TB, rb *redisBackend, n int) []taskstore.Update {
+	t.Helper()
+	var updates []taskstore.Update
+	for i := range n {
+		r := taskstore.Record{Owner: fmt.Sprintf("owner-%d", i), TaskID: taskid.New(time.Now()), Data: []byte(`{}`), Active: true}
+		if err := rb.Create(t.Context(), r, taskstore.Limits{}); err != nil {
+			t.Fatal(err)
+		}
+		r.Runner = "alive"
+		updates = append(updates, taskstore.Update{Record: r, Expected: 1})
+	}
+	return updates
+}
+
+// TestRedisUpdateManyNoScript: a server that lost its scripts answers
+// NOSCRIPT to the batch's EVALSHAs; the updates go again as EVAL and apply
+// once each.
+func TestRedisUpdateManyNoScript(t *testing.T) {
+	bin := redisServerBinary(t)
+	port := redisFreePort(t)
+	startRedis(t, bin, port)
+	b, err := OpenBackend(t.Context(), fmt.Sprintf("redis://127.0.0.1:%d", port))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	rb := b.(*redisBackend)
+	ctx := t.Context()
+	updates := redisClaims(t, rb, 3)
+	redisWarmBatch(t, rb, updates)
+	if err := rb.client.ScriptFlush(ctx).Err(); err != nil {
+		t.Fatal(err)
+	}
+	sent := &redisSentCommands{}
+	rb.client.AddHook(sent)
+	res, err := rb.UpdateMany(ctx, updates)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []taskstore.UpdateResult{{Version: 2}, {Version: 2}, {Version: 2}}
+	if d := cmp.Diff(want, res); d != "" {
+		t.Errorf("results (-want +got):\n%s", d)
+	}
+	if got := sent.reset(); !cmp.Equal(got, map[string]int64{"evalsha": 3, "eval": 3}) {
+		t.Errorf("sent %v, want 3 evalsha, then 3 eval", got)
+	}
+	if recs, err := rb.RunnerTasks(ctx, "alive", 10); err != nil || len(recs) != 3 {
+		t.Errorf("RunnerTasks(alive) = %d records, %v; want 3", len(recs), err)
+	}
+}
+
+// redisFailScripts is a hook that fails, without sending them, the
+// pipelines of scripts of one server.
+type redisFailScripts struct{ err error }
+
+func (h *redisFailScripts) DialHook(next redis.DialHook) redis.DialHook          { return next }
+func (h *redisFailScripts) ProcessHook(next redis.ProcessHook) redis.ProcessHook { return next }
+
+func (h *redisFailScripts) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		if cmds[0].Name() == "evalsha" {
+			for _, c := range cmds {
+				c.SetErr(h.err)
+			}
+			return h.err
+		}
+		return next(ctx, cmds)
+	}
+}
+
+// TestRedisUpdateManyNodeFails: on a cluster, a node that fails fails the
+// updates of its slots only, each with what Update would give (an
+// ErrBackend); the other nodes' updates apply.
+func TestRedisUpdateManyNodeFails(t *testing.T) {
+	rb := newRedisFactory(redisTestURL(t, envRedisClusterURL))(t).(*redisBackend)
+	ctx := t.Context()
+	cc := rb.client.(*redis.ClusterClient)
+	updates := redisClaims(t, rb, 30)
+	// The node of the first owner fails.
+	failing, err := cc.MasterForKey(ctx, rb.recKey(updates[0].Record.Owner, updates[0].Record.TaskID))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cause := errors.New("injected failure")
+	failing.AddHook(&redisFailScripts{err: cause})
+	res, err := rb.UpdateMany(ctx, updates)
+	if err != nil {
+		t.Fatal(err)
+	}
+	failed := 0
+	for i, r := range res {
+		key := rb.recKey(updates[i].Record.Owner, updates[i].Record.TaskID)
+		slot, err := cc.ClusterKeySlot(ctx, key).Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		node, err := cc.MasterForKey(ctx, key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if node.Options().Addr == failing.Options().Addr {
+			failed++
+			if !errors.Is(r.Err, taskstore.ErrBackend) || !errors.Is(r.Err, cause) {
+				t.Errorf("update %d (slot %d, on the failing node): %+v, want an ErrBackend with the cause", i, slot, r)
+			}
+		} else if r.Err != nil || r.Version != 2 {
+			t.Errorf("update %d (slot %d, another node): %+v, want version 2", i, slot, r)
+		}
+	}
+	if failed == 0 || failed == len(updates) {
+		t.Fatalf("%d of %d updates on the failing node: the test needs some on each side", failed, len(updates))
 	}
 }
