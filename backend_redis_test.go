@@ -579,6 +579,21 @@ func redisCommandStats(ctx context.Context, c redis.UniversalClient) (map[string
 	return out, nil
 }
 
+// redisServerStats is INFO commandstats of servers, summed.
+func redisServerStats(ctx context.Context, servers []*redis.Client) (map[string]redisCmdStat, error) {
+	sum := map[string]redisCmdStat{}
+	for _, c := range servers {
+		st, err := redisCommandStats(ctx, c)
+		if err != nil {
+			return nil, err
+		}
+		for k, v := range st {
+			sum[k] = redisCmdStat{calls: sum[k].calls + v.calls, usec: sum[k].usec + v.usec}
+		}
+	}
+	return sum, nil
+}
+
 // BenchmarkRedisOps runs each Store operation against the standalone
 // server and reports, besides ns/op: latency p50 and p99, round trips per
 // operation (commands the client sent: EVALSHA, EVAL) and commands the
@@ -711,15 +726,8 @@ func BenchmarkRedisOps(b *testing.B) {
 // create script in pipelines of 1000. It returns up to 100 of the ids.
 func redisFillPipelined(b *testing.B, s *taskstore.Store, rb *redisBackend, owner string, n int) []string {
 	ctx := b.Context()
-	first, err := s.Create(ctx, owner, taskstore.CreateRequest{RequestMethod: "tools/call"})
-	if err != nil {
-		b.Fatal(err)
-	}
-	tmpl, err := rb.Get(ctx, owner, first.Task.TaskID)
-	if err != nil {
-		b.Fatal(err)
-	}
-	ids := []string{first.Task.TaskID}
+	tmpl := redisStoreRecord(b, s, rb, owner)
+	ids := []string{tmpl.TaskID}
 	for done := 1; done < n; {
 		pipe := rb.client.Pipeline()
 		for ; done < n && pipe.Len() < 1000; done++ {
@@ -739,6 +747,21 @@ func redisFillPipelined(b *testing.B, s *taskstore.Store, rb *redisBackend, owne
 		}
 	}
 	return ids
+}
+
+// redisStoreRecord makes a task of owner through the Store and returns
+// its stored record.
+func redisStoreRecord(b *testing.B, s *taskstore.Store, rb *redisBackend, owner string) taskstore.Record {
+	b.Helper()
+	t, err := s.Create(b.Context(), owner, taskstore.CreateRequest{RequestMethod: "tools/call"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	r, err := rb.Get(b.Context(), owner, t.Task.TaskID)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return r
 }
 
 // redisSentCommands is a go-redis hook that counts the commands a client
@@ -1018,12 +1041,238 @@ func BenchmarkRedisRatios(b *testing.B) {
 	}
 }
 
+// BenchmarkRedisUpdateMany measures UpdateMany against the raw floor of a
+// batch of writes (rawfloor.OpenBatch: one pipeline of N SETs of values
+// the size of the stored records, spread over a cluster's nodes as the
+// records are), in alternating rounds, for batches of 100 and 1000, on
+// the standalone server and on the cluster. Every round writes one floor
+// batch and one batch of updates, in turns first; each update gives its
+// task another runner, as a takeover's claim does (on a single server the
+// script writes the runner index entry, on a cluster one ZADD per batch),
+// with one subscriber on the change feed, as a replica has. It reports
+//
+//   - updates/s, the floor's writes/s, and updates/floor, their ratio;
+//   - trips/update, round trips per update (a call to one server: each
+//     node's share of a pipeline is one), floor-trips/write, the floor's,
+//     and trips/floor, their ratio;
+//   - cmds/update, the commands sent per update, and cmds/floor, its
+//     ratio to the floor's (1 per write);
+//   - serial-trips/batch, the pipelines one after the other per batch
+//     (each waits for all its nodes; the floor: 1);
+//   - server-µs/update, the server's time per update (the script's
+//     whole run, INFO commandstats), floor-server-µs/write, per SET, and
+//     server/floor, their ratio;
+//   - single-updates/s, one Update at a time (100 of the tasks, in the
+//     same rounds), and updates/single, what the batch gains over it.
+//
+// Run it with a fixed round count:
+//
+//	go test -tags redis -run '^$' -bench RedisUpdateMany -benchtime 30x .
+func BenchmarkRedisUpdateMany(b *testing.B) {
+	for _, srv := range []struct{ name, env string }{{"Standalone", envRedisURL}, {"Cluster", envRedisClusterURL}} {
+		b.Run(srv.name, func(b *testing.B) {
+			url := redisTestURL(b, srv.env)
+			for _, n := range []int{100, 1000} {
+				b.Run(fmt.Sprintf("batch=%d", n), func(b *testing.B) { redisBenchUpdateMany(b, url, n) })
+			}
+		})
+	}
+}
+
+func redisBenchUpdateMany(b *testing.B, url string, n int) {
+	rb := newRedisFactory(url)(b).(*redisBackend)
+	s := taskstore.New(rb, taskstore.Config{MaxActiveTasks: -1, MaxStoredTasks: -1})
+	ctx := b.Context()
+	updates := make([]taskstore.Update, n)
+	for i := range updates {
+		r := redisStoreRecord(b, s, rb, fmt.Sprintf("owner-%d", i%100))
+		updates[i] = taskstore.Update{Record: r, Expected: r.Version}
+	}
+	r := updates[0].Record
+	expMS, _ := redisExpiry(r.ExpiresAt)
+	size := len(redisValue(r.Version, expMS, r.Active, redisRunnerField("r1"), r.Data))
+	write, cleanup, err := rawfloor.OpenBatch(ctx, rb, n, size)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { cleanup(context.Background()) })
+	feedCtx, stopFeed := context.WithCancel(ctx)
+	defer stopFeed()
+	up := make(chan struct{})
+	go rb.Subscribe(feedCtx, func(c taskstore.Change) {
+		if c.Resync {
+			close(up)
+		}
+	})
+	<-up
+	sent := &redisSentCommands{}
+	rb.client.AddHook(sent)
+	nodes := redisNodeCounters(b, rb)
+	trips := func() (n int64) {
+		for _, h := range nodes {
+			_, c := h.resetAll()
+			n += c
+		}
+		return n
+	}
+	update := func(round int) error {
+		for j := range updates {
+			updates[j].Record.Runner = [2]string{"r1", "r2"}[round%2]
+		}
+		res, err := rb.UpdateMany(ctx, updates)
+		if err != nil {
+			return err
+		}
+		for j, r := range res {
+			if r.Err != nil {
+				return r.Err
+			}
+			updates[j].Expected = r.Version
+		}
+		return nil
+	}
+	// One of each first: connections made, scripts cached.
+	if err := write(ctx); err != nil {
+		b.Fatal(err)
+	}
+	if err := update(1); err != nil {
+		b.Fatal(err)
+	}
+	// One Update at a time, for comparison: the first 100 tasks, given
+	// runners of their own, so that every write moves its task.
+	single := func(round int) error {
+		for j := range min(n, 100) {
+			u := &updates[j]
+			u.Record.Runner = [2]string{"r3", "r4"}[round%2]
+			v, err := rb.Update(ctx, u.Record, u.Expected)
+			if err != nil {
+				return err
+			}
+			u.Expected = v
+		}
+		return nil
+	}
+	type benchOp struct {
+		run                 func(round int) error
+		n                   int // writes per run
+		spent               time.Duration
+		trips, cmds, serial int64
+		usec                int64 // server time of the commands it sent
+	}
+	// usec is the server time of the commands the floor and the batch
+	// send (for a script, its whole run).
+	masters := redisMasters(b, rb)
+	usec := func() int64 {
+		st, err := redisServerStats(ctx, masters)
+		if err != nil {
+			b.Fatal(err)
+		}
+		return st["set"].usec + st["evalsha"].usec + st["eval"].usec
+	}
+	floorOp := &benchOp{run: func(int) error { return write(ctx) }, n: n}
+	batchOp := &benchOp{run: update, n: n}
+	singleOp := &benchOp{run: single, n: min(n, 100)}
+	ops := []*benchOp{floorOp, batchOp, singleOp}
+	b.ResetTimer()
+	for round := range b.N {
+		for k := range ops {
+			op := ops[(round+k)%len(ops)]
+			u0 := usec()
+			trips()
+			sent.resetAll()
+			t0 := time.Now()
+			if err := op.run(round); err != nil {
+				b.Fatal(err)
+			}
+			op.spent += time.Since(t0)
+			op.usec += usec() - u0
+			op.trips += trips()
+			cmds, calls := sent.resetAll()
+			for _, c := range cmds {
+				op.cmds += c
+			}
+			op.serial += calls
+		}
+	}
+	b.StopTimer()
+	rate := func(op *benchOp) float64 { return float64(b.N*op.n) / op.spent.Seconds() }
+	per := func(x int64, op *benchOp) float64 { return float64(x) / float64(b.N*op.n) }
+	b.ReportMetric(rate(batchOp), "updates/s")
+	b.ReportMetric(rate(floorOp), "floor-writes/s")
+	b.ReportMetric(rate(batchOp)/rate(floorOp), "updates/floor")
+	b.ReportMetric(rate(singleOp), "single-updates/s")
+	b.ReportMetric(rate(batchOp)/rate(singleOp), "updates/single")
+	b.ReportMetric(per(batchOp.trips, batchOp), "trips/update")
+	b.ReportMetric(per(floorOp.trips, floorOp), "floor-trips/write")
+	b.ReportMetric(per(batchOp.trips, batchOp)/per(floorOp.trips, floorOp), "trips/floor")
+	b.ReportMetric(per(batchOp.cmds, batchOp), "cmds/update")
+	b.ReportMetric(per(batchOp.cmds, batchOp)/per(floorOp.cmds, floorOp), "cmds/floor")
+	b.ReportMetric(float64(batchOp.serial)/float64(b.N), "serial-trips/batch")
+	b.ReportMetric(per(batchOp.usec, batchOp), "server-µs/update")
+	b.ReportMetric(per(floorOp.usec, floorOp), "floor-server-µs/write")
+	b.ReportMetric(per(batchOp.usec, batchOp)/per(floorOp.usec, floorOp), "server/floor")
+	b.ReportMetric(0, "ns/op")
+}
+
 func TestRedisRawFloor(t *testing.T) {
 	rb := newRedisFactory(redisTestURL(t, envRedisURL))(t).(*redisBackend)
 	testRawFloor(t, rb)
 	if n, err := rb.client.Exists(t.Context(), rb.prefix+"{floor}:test").Result(); err != nil || n != 0 {
 		t.Fatalf("floor key left behind: %d, %v", n, err)
 	}
+}
+
+// TestRedisRawBatchFloor: the batch floor writes its keys, on a cluster on
+// more than one node, and its cleanup removes them all.
+func TestRedisRawBatchFloor(t *testing.T) {
+	redisOnBoth(t, func(t *testing.T, rb *redisBackend) {
+		ctx := t.Context()
+		const n = 30
+		nodes := redisNodeCounters(t, rb)
+		write, cleanup, err := rb.RawBatchFloor(ctx, "test", n, 400)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := write(ctx); err != nil {
+			t.Fatalf("floor write: %v", err)
+		}
+		keys := make([]string, n)
+		for i := range keys {
+			keys[i] = rb.prefix + "{floor:test:" + strconv.Itoa(i) + "}"
+		}
+		count := func() int {
+			t.Helper()
+			found := 0
+			for _, k := range keys {
+				v, err := rb.client.Get(ctx, k).Result()
+				switch {
+				case err == nil && len(v) == 400:
+					found++
+				case err != nil && !errors.Is(err, redis.Nil):
+					t.Fatal(err)
+				}
+			}
+			return found
+		}
+		if got := count(); got != n {
+			t.Fatalf("%d of the %d floor keys hold 400 bytes", got, n)
+		}
+		used := 0
+		for _, h := range nodes {
+			if h.reset()["set"] > 0 {
+				used++
+			}
+		}
+		if rb.cluster && used < 2 {
+			t.Errorf("the floor's keys were on %d node(s), want them spread", used)
+		}
+		if err := cleanup(ctx); err != nil {
+			t.Fatalf("cleanup: %v", err)
+		}
+		if got := count(); got != 0 {
+			t.Fatalf("%d floor keys left behind", got)
+		}
+	})
 }
 
 // TestRedisRecKey: the one-allocation record key is the key of keys().
@@ -1326,27 +1575,36 @@ func TestRedisFeedEarlierRelease(t *testing.T) {
 	})
 }
 
+// redisMasters returns the servers' own clients of rb: the client of a
+// single server, the masters' of a cluster.
+func redisMasters(t testing.TB, rb *redisBackend) []*redis.Client {
+	t.Helper()
+	cc, ok := rb.client.(*redis.ClusterClient)
+	if !ok {
+		return []*redis.Client{rb.client.(*redis.Client)}
+	}
+	var mu sync.Mutex
+	var out []*redis.Client
+	if err := cc.ForEachMaster(t.Context(), func(ctx context.Context, c *redis.Client) error {
+		mu.Lock()
+		defer mu.Unlock()
+		out = append(out, c)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
 // redisNodeCounters hooks a counter on each server's own client of rb (each
 // master of a cluster), so that each call it counts is one round trip.
 func redisNodeCounters(t testing.TB, rb *redisBackend) map[string]*redisSentCommands {
 	t.Helper()
 	nodes := map[string]*redisSentCommands{}
-	var mu sync.Mutex
-	add := func(ctx context.Context, c *redis.Client) error {
-		mu.Lock()
-		defer mu.Unlock()
+	for _, c := range redisMasters(t, rb) {
 		h := &redisSentCommands{}
 		nodes[c.Options().Addr] = h
 		c.AddHook(h)
-		return nil
-	}
-	switch c := rb.client.(type) {
-	case *redis.ClusterClient:
-		if err := c.ForEachMaster(t.Context(), add); err != nil {
-			t.Fatal(err)
-		}
-	case *redis.Client:
-		add(t.Context(), c)
 	}
 	return nodes
 }
