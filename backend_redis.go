@@ -615,15 +615,7 @@ func redisParseChange(m string) (c taskstore.Change, ok bool) {
 	if !ok {
 		return c, false
 	}
-	c.Owner, c.TaskID = k.Owner, k.TaskID
-	if versioned {
-		v, err := strconv.ParseUint(ver, 10, 64)
-		if err != nil {
-			return taskstore.Change{}, false
-		}
-		c.Version = v
-	}
-	return c, true
+	return withVersion(taskstore.Change{Owner: k.Owner, TaskID: k.TaskID}, ver, versioned)
 }
 
 // indexRunner prepares the runner index entry of a write: on a single

@@ -1542,23 +1542,8 @@ func redisOnBoth(t *testing.T, test func(t *testing.T, rb *redisBackend)) {
 // changes with version 0 (unknown) between this release's versioned ones.
 func TestRedisFeedEarlierRelease(t *testing.T) {
 	redisOnBoth(t, func(t *testing.T, rb *redisBackend) {
-		ctx, cancel := context.WithCancel(t.Context())
-		defer cancel()
-		changes := make(chan taskstore.Change, 10)
-		go rb.Subscribe(ctx, func(c taskstore.Change) { changes <- c })
-		next := func() taskstore.Change {
-			t.Helper()
-			select {
-			case c := <-changes:
-				return c
-			case <-time.After(10 * time.Second):
-				t.Fatal("no change within 10 s")
-				return taskstore.Change{}
-			}
-		}
-		if c := next(); !c.Resync {
-			t.Fatalf("first change %+v, want a Resync", c)
-		}
+		ctx := t.Context()
+		next := subscribed(t, rb)
 		id := taskid.New(time.Now())
 		if err := rb.client.Publish(ctx, rb.changesChan(), rb.runMember("al:ice", id)).Err(); err != nil {
 			t.Fatal(err)
