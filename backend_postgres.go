@@ -982,15 +982,7 @@ func pgParsePayload(p string) (taskstore.Change, bool) {
 	if err1 != nil || err2 != nil {
 		return taskstore.Change{}, false
 	}
-	c := taskstore.Change{Owner: string(ob), TaskID: string(ib)}
-	if hasVer {
-		v, err := strconv.ParseUint(ver, 10, 64)
-		if err != nil {
-			return taskstore.Change{}, false
-		}
-		c.Version = v
-	}
-	return c, true
+	return withVersion(taskstore.Change{Owner: string(ob), TaskID: string(ib)}, ver, hasVer)
 }
 
 // Subscribe delivers every change of the table made by any process, on

@@ -318,7 +318,7 @@ SELECT o, i, 1, d, true, 'dead' FROM unnest($1::bytea[], $2::bytea[], $3::bytea[
 func TestPostgresUpdateManyNotifies(t *testing.T) {
 	ctx := t.Context()
 	b := newPostgresFactory(postgresTestURL(t), "sweep=0")(t).(*postgresBackend)
-	next := pgSubscribed(t, b)
+	next := subscribed(t, b)
 	recs := pgCreateMany(t, b, "alice", 3, 10)
 	updates := []taskstore.Update{
 		{Record: recs[0], Expected: 1},

@@ -538,7 +538,7 @@ func TestPostgresPayload(t *testing.T) {
 // subscribers with version 0, so no writer takes it for its own echo.
 func TestPostgresFeedOldPayload(t *testing.T) {
 	b := newPostgresFactory(postgresTestURL(t))(t).(*postgresBackend)
-	next := pgSubscribed(t, b)
+	next := subscribed(t, b)
 	old := hex.EncodeToString([]byte("alice")) + "/" + hex.EncodeToString([]byte("t1"))
 	if _, err := b.pool.Exec(t.Context(), "SELECT pg_notify($1, $2)", b.channel, old); err != nil {
 		t.Fatal(err)
@@ -546,26 +546,4 @@ func TestPostgresFeedOldPayload(t *testing.T) {
 	if c, want := next(), (taskstore.Change{Owner: "alice", TaskID: "t1"}); c != want {
 		t.Fatalf("an old payload delivered as %+v, want %+v", c, want)
 	}
-}
-
-// pgSubscribed subscribes to b's changes until the test ends, waits for
-// the first Resync, and returns a function that gives the next change
-// (failing the test after 10 s without one).
-func pgSubscribed(t *testing.T, b *postgresBackend) func() taskstore.Change {
-	changes := make(chan taskstore.Change, 64)
-	go b.Subscribe(t.Context(), func(c taskstore.Change) { changes <- c })
-	next := func() taskstore.Change {
-		t.Helper()
-		select {
-		case c := <-changes:
-			return c
-		case <-time.After(10 * time.Second):
-			t.Fatal("no change within 10 s")
-		}
-		return taskstore.Change{}
-	}
-	if c := next(); !c.Resync {
-		t.Fatalf("first change %+v, want a Resync", c)
-	}
-	return next
 }

@@ -50,7 +50,9 @@ type BatchFloorer interface {
 
 // OpenBatch stores n values of size bytes on b's server, outside every
 // owner's keys, and returns the plainest write that replaces all of them
-// (PostgreSQL: one UPDATE … FROM unnest of the keys and values). cleanup
+// (PostgreSQL: one UPDATE … FROM unnest of the keys and values; Redis: a
+// pipeline of n SETs, whose keys spread over a cluster's nodes as owners'
+// records do). cleanup
 // removes the values (they also expire on their own within ten minutes
 // where the server supports it).
 func OpenBatch(ctx context.Context, b taskstore.Backend, n, size int) (write func(context.Context) error, cleanup func(context.Context) error, err error) {
