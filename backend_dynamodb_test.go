@@ -845,38 +845,10 @@ func waitProcessStopped(t *testing.T, pid int) {
 // starts from the created record, so each of its writes is one request.
 func TestDynamoDBLocalRequestsPerTask(t *testing.T) {
 	s := server(t, envDynamoDB)
-	table := newTable(t, s)
-	var mu sync.Mutex
-	counts := map[string]int{}
-	client := dynamodb.New(dynamodb.Options{
-		Region:                          "us-east-1",
-		BaseEndpoint:                    aws.String(s.endpoint),
-		Credentials:                     credentials.NewStaticCredentialsProvider("local", "local", ""),
-		DisableValidateResponseChecksum: true,
-		Retryer:                         newDynamoRetryer(5),
-		APIOptions: []func(*middleware.Stack) error{func(st *middleware.Stack) error {
-			return st.Deserialize.Add(middleware.DeserializeMiddlewareFunc("countMine",
-				func(ctx context.Context, in middleware.DeserializeInput, next middleware.DeserializeHandler) (middleware.DeserializeOutput, middleware.Metadata, error) {
-					mu.Lock()
-					counts[awsmiddleware.GetOperationName(ctx)]++
-					mu.Unlock()
-					return next.HandleDeserialize(ctx, in)
-				}), middleware.After)
-		}},
-	})
-	b := NewDynamoDBBackend(client, table, DynamoDBOptions{})
+	client, take := countingClient(s.endpoint)
+	b := NewDynamoDBBackend(client, newTable(t, s), DynamoDBOptions{})
 	st := taskstore.New(b, taskstore.Config{})
 	t.Cleanup(func() { st.Close() })
-	take := func() string {
-		mu.Lock()
-		defer mu.Unlock()
-		var parts []string
-		for _, op := range slices.Sorted(maps.Keys(counts)) {
-			parts = append(parts, fmt.Sprintf("%s×%d", op, counts[op]))
-		}
-		clear(counts)
-		return strings.Join(parts, " ")
-	}
 	ctx := t.Context()
 	take()
 	rec, err := st.Create(ctx, "alice", taskstore.CreateRequest{RequestMethod: "tools/call", Runner: "node-a",
@@ -909,6 +881,36 @@ func TestDynamoDBLocalRequestsPerTask(t *testing.T) {
 			t.Errorf("%s: %s, want %s", row.what, row.got, row.want)
 		}
 	}
+}
+
+// countingClient is a client of its own for endpoint, and take, which
+// returns the requests (attempts) it sent since the last take, by
+// operation: "TransactWriteItems×1 UpdateItem×2".
+func countingClient(endpoint string) (*dynamodb.Client, func() string) {
+	var mu sync.Mutex
+	counts := map[string]int{}
+	client := dynamodb.New(newTestClient(endpoint).Options(), func(o *dynamodb.Options) {
+		o.APIOptions = []func(*middleware.Stack) error{func(st *middleware.Stack) error {
+			return st.Deserialize.Add(middleware.DeserializeMiddlewareFunc("countMine",
+				func(ctx context.Context, in middleware.DeserializeInput, next middleware.DeserializeHandler) (middleware.DeserializeOutput, middleware.Metadata, error) {
+					mu.Lock()
+					counts[awsmiddleware.GetOperationName(ctx)]++
+					mu.Unlock()
+					return next.HandleDeserialize(ctx, in)
+				}), middleware.After)
+		}}
+	})
+	take := func() string {
+		mu.Lock()
+		defer mu.Unlock()
+		var parts []string
+		for _, op := range slices.Sorted(maps.Keys(counts)) {
+			parts = append(parts, fmt.Sprintf("%s×%d", op, counts[op]))
+		}
+		clear(counts)
+		return strings.Join(parts, " ")
+	}
+	return client, take
 }
 
 // refusal names the bound a refused create hit, also when the counts read
