@@ -32,23 +32,26 @@ import (
 // own condition held.
 //
 // Why not Update's single conditional UpdateItem per update, many in
-// flight: that stays one request per update, and on DynamoDB Local a
-// transaction of 100 updates runs several times the rate of the same
-// updates as single requests, which more requests in flight did not make
-// faster (docs/dynamodb.md has the figures). And the owner's active
-// counter must move in the same transaction as an update that ends or
-// resumes a task (the counter repair relies on it): one at a time, ends
-// of one owner's tasks are as many transactions all writing its META
-// item, which conflict with each other; in a batch they share one counter
-// update per owner and transaction (ADD a -k).
+// flight: that stays one request per update, and on DynamoDB Local it was
+// slower, one at a time or 32 in flight alike, than these transactions
+// (BenchmarkDynamoDBUpdateMany; docs/dynamodb.md has the figures). And the
+// owner's active counter must move in the same transaction as an update
+// that ends or resumes a task (the counter repair relies on it): one at a
+// time, ends of one owner's tasks are as many transactions all writing
+// its META item, which conflict with each other on AWS; in a batch they
+// share one counter update per owner and transaction (ADD a -k), and
+// transactions are cut at owner boundaries, so two transactions of a
+// batch write the same counter only for an owner with more than 99 ends
+// or resumes in it.
 //
 // What it costs: on AWS a transactional write consumes twice the write
 // capacity of a plain one, and a transaction conflicts with any write in
 // flight to any of its items (TransactionConflict), for instance a create
 // of one of its owners; it is then sent again after a backoff, as
 // Update's transactions are. A chunk left with one update is sent as
-// Update sends it. Without transactions (dynalite) UpdateMany is Update
-// per item, ddbUpdatesInFlight at a time.
+// Update sends it. Without transactions (dynalite only, not for AWS)
+// UpdateMany is Update per item, one after another: more in flight was
+// slower on dynalite, which runs one request at a time.
 const (
 	// ddbTxMaxActions is TransactWriteItems' limit on actions.
 	ddbTxMaxActions = 100
@@ -58,10 +61,10 @@ const (
 	ddbTxMaxBytes  = 3_500_000
 	ddbTxItemBytes = 2048
 	// ddbTxInFlight is how many transactions of one batch are in flight.
-	ddbTxInFlight = 4
-	// ddbUpdatesInFlight is how many Updates of one batch are in flight
-	// without transactions.
-	ddbUpdatesInFlight = 16
+	// DynamoDB Local runs transactions one at a time: there 2 ran as fast
+	// as 1 and 4 or 8 slower (by 30-45%); on AWS, where a transaction of
+	// 100 items mostly waits, a second one in flight halves a batch's time.
+	ddbTxInFlight = 2
 	// ddbGuesses is how many guesses of the stored active flag an update
 	// of a batch gets before it answers ErrVersionConflict, as Update.
 	ddbGuesses = 8
@@ -87,10 +90,12 @@ func (b *dynamoBackend) UpdateMany(ctx context.Context, updates []taskstore.Upda
 	out := make([]taskstore.UpdateResult, len(updates))
 	for _, wave := range updateWaves(updates) {
 		if b.opts.NoTransactions {
-			inParallel(ctx, len(wave), ddbUpdatesInFlight, func(j int) {
-				u := updates[wave[j]]
-				out[wave[j]].Version, out[wave[j]].Err = b.Update(ctx, u.Record, u.Expected)
-			})
+			for _, i := range wave {
+				if ctx.Err() != nil {
+					break
+				}
+				out[i].Version, out[i].Err = b.Update(ctx, updates[i].Record, updates[i].Expected)
+			}
 		} else {
 			b.updateWave(ctx, updates, wave, out)
 		}
@@ -183,28 +188,46 @@ func (b *dynamoBackend) updateWave(ctx context.Context, updates []taskstore.Upda
 	}
 }
 
-// txChunks cuts pending into transactions of at most ddbTxMaxActions
-// actions (the updates, and one counter update per owner whose active
-// count they change) and ddbTxMaxBytes.
+// txChunks cuts pending (sorted by owner) into transactions of at most
+// ddbTxMaxActions actions (the updates, and one counter update per owner
+// whose active count they change) and ddbTxMaxBytes. A transaction that
+// fills up in the middle of an owner's updates that move its counter ends
+// before that owner instead, unless the owner began it: the transactions
+// of a batch run in parallel, and two writing one counter would conflict.
 func txChunks(updates []taskstore.Update, pending []batchUpdate) [][]batchUpdate {
 	var chunks [][]batchUpdate
-	start, actions, size := 0, 0, 0
+	var start, run, actions, size int // run: where the current owner's updates begin
 	counted := map[string]bool{}
-	for j, u := range pending {
+	cost := func(u batchUpdate) (actions, bytes int, moves bool) {
 		rec := updates[u.i].Record
-		moves := rec.Active != u.was
-		need, bytes := 1+oneIf(moves && !counted[rec.Owner]), len(rec.Data)+ddbTxItemBytes
-		if j > start && (actions+need > ddbTxMaxActions || size+bytes > ddbTxMaxBytes) {
-			chunks = append(chunks, pending[start:j])
-			start, actions, size = j, 0, 0
-			clear(counted)
-			need = 1 + oneIf(moves)
-		}
-		actions += need
-		size += bytes
+		moves = rec.Active != u.was
+		return 1 + oneIf(moves && !counted[rec.Owner]), len(rec.Data) + ddbTxItemBytes, moves
+	}
+	add := func(u batchUpdate) {
+		a, n, moves := cost(u)
+		actions, size = actions+a, size+n
 		if moves {
-			counted[rec.Owner] = true
+			counted[updates[u.i].Record.Owner] = true
 		}
+	}
+	for j, u := range pending {
+		owner := updates[u.i].Record.Owner
+		if j > 0 && owner != updates[pending[j-1].i].Record.Owner {
+			run = j
+		}
+		if a, n, _ := cost(u); j > start && (actions+a > ddbTxMaxActions || size+n > ddbTxMaxBytes) {
+			cut := j
+			if run > start && counted[owner] {
+				cut = run
+			}
+			chunks = append(chunks, pending[start:cut])
+			start, actions, size = cut, 0, 0
+			clear(counted)
+			for _, v := range pending[cut:j] {
+				add(v)
+			}
+		}
+		add(u)
 	}
 	return append(chunks, pending[start:])
 }

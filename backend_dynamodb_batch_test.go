@@ -18,7 +18,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 	"github.com/aws/smithy-go/middleware"
-	"github.com/google/go-cmp/cmp"
+	gocmp "github.com/google/go-cmp/cmp"
 
 	"github.com/mcptasks/mcptasks/internal/taskid"
 	"github.com/mcptasks/mcptasks/taskstore"
@@ -160,7 +160,7 @@ func TestDynamoDBUpdateMany(t *testing.T) {
 			}
 			return out
 		}
-		if diff := cmp.Diff(results(want), results(got)); diff != "" {
+		if diff := gocmp.Diff(results(want), results(got)); diff != "" {
 			t.Fatalf("results (-memory +dynamodb):\n%s", diff)
 		}
 		for _, u := range updates {
@@ -168,17 +168,17 @@ func TestDynamoDBUpdateMany(t *testing.T) {
 			w, werr := oracle.Get(ctx, r.Owner, r.TaskID)
 			g, gerr := b.Get(ctx, r.Owner, r.TaskID)
 			w.ExpiresAt, g.ExpiresAt = time.Time{}, time.Time{}
-			if errClass(werr) != errClass(gerr) || !cmp.Equal(w, g) {
+			if errClass(werr) != errClass(gerr) || !gocmp.Equal(w, g) {
 				t.Errorf("%s/%s afterwards: %+v, %v; memory has %+v, %v", r.Owner, r.TaskID, g, gerr, w, werr)
 			}
 		}
 		for _, owner := range []string{"big", "o00", "o07", "o19"} {
-			if diff := cmp.Diff(liveCounts(t, oracle, owner), readCounters(t, b, owner)); diff != "" {
+			if diff := gocmp.Diff(liveCounts(t, oracle, owner), readCounters(t, b, owner)); diff != "" {
 				t.Errorf("counters of %s (-live +stored):\n%s", owner, diff)
 			}
 		}
 		for _, runner := range []string{"dead", "alive", "other"} {
-			if diff := cmp.Diff(heldBy(t, oracle, runner), heldBy(t, b, runner)); diff != "" {
+			if diff := gocmp.Diff(heldBy(t, oracle, runner), heldBy(t, b, runner)); diff != "" {
 				t.Errorf("RunnerTasks(%s) (-memory +dynamodb):\n%s", runner, diff)
 			}
 		}
@@ -239,6 +239,46 @@ func heldBy(t *testing.T, b taskstore.Backend, runner string) []string {
 	}
 	slices.Sort(ids)
 	return ids
+}
+
+// TestDynamoDBTxChunks pins how a batch is cut into transactions: 100
+// actions (updates and counter updates), the byte bound, and owner
+// boundaries where a cut would put one counter in two transactions.
+func TestDynamoDBTxChunks(t *testing.T) {
+	mk := func(perOwner, n, size int, ends bool) ([]taskstore.Update, []batchUpdate) {
+		var updates []taskstore.Update
+		var pending []batchUpdate
+		for i := range n {
+			r := taskstore.Record{Owner: fmt.Sprintf("o%04d", i/perOwner), TaskID: fmt.Sprint(i), Data: make([]byte, size), Active: !ends}
+			updates = append(updates, taskstore.Update{Record: r, Expected: 1})
+			pending = append(pending, batchUpdate{i: i, was: true})
+		}
+		return updates, pending
+	}
+	for _, c := range []struct {
+		name              string
+		perOwner, n, size int
+		ends              bool
+		want              []int
+	}{
+		{"100 claims", 10, 100, 10, false, []int{100}},
+		{"101 claims", 10, 101, 10, false, []int{100, 1}},
+		{"90 ends of 10 owners: 100 actions", 10, 90, 10, true, []int{90}},
+		{"100 ends of 10 owners: cut between owners", 10, 100, 10, true, []int{90, 10}},
+		{"95 ends of owners of 7: cut between owners", 7, 95, 10, true, []int{84, 11}},
+		{"ends of one owner each: 50 and 50 counters", 1, 120, 10, true, []int{50, 50, 20}},
+		{"250 ends of one owner: it spans", 1000, 250, 10, true, []int{99, 99, 52}},
+		{"large documents: the byte bound", 10, 25, 300_000, false, []int{11, 11, 3}},
+	} {
+		updates, pending := mk(c.perOwner, c.n, c.size, c.ends)
+		var got []int
+		for _, ch := range txChunks(updates, pending) {
+			got = append(got, len(ch))
+		}
+		if !slices.Equal(got, c.want) {
+			t.Errorf("%s: chunks of %v, want %v", c.name, got, c.want)
+		}
+	}
 }
 
 // TestDynamoDBLocalUpdateManyRequests pins the requests of batches: one
@@ -417,7 +457,7 @@ func TestDynamoDBLocalUpdateManyWithCreates(t *testing.T) {
 		if c.Active > quota {
 			t.Errorf("%s: %d active, quota %d", owner, c.Active, quota)
 		}
-		if diff := cmp.Diff(c, readCounters(t, b, owner)); diff != "" {
+		if diff := gocmp.Diff(c, readCounters(t, b, owner)); diff != "" {
 			t.Errorf("counters of %s (-live +stored):\n%s", owner, diff)
 		}
 	}
@@ -515,7 +555,7 @@ func TestDynamoDBLocalUpdateManyCancellations(t *testing.T) {
 			want.Active = 0
 		}
 		for o := range 3 {
-			if diff := cmp.Diff(want, readCounters(t, b, fmt.Sprintf("owner%d", o))); diff != "" {
+			if diff := gocmp.Diff(want, readCounters(t, b, fmt.Sprintf("owner%d", o))); diff != "" {
 				t.Fatalf("%s: counters of owner%d (-want +got):\n%s", c.name, o, diff)
 			}
 		}
