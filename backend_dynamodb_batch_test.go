@@ -3,6 +3,7 @@
 package mcptasks
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -20,6 +21,7 @@ import (
 	"github.com/aws/smithy-go/middleware"
 	gocmp "github.com/google/go-cmp/cmp"
 
+	"github.com/mcptasks/mcptasks/internal/rawfloor"
 	"github.com/mcptasks/mcptasks/internal/taskid"
 	"github.com/mcptasks/mcptasks/taskstore"
 )
@@ -559,5 +561,119 @@ func TestDynamoDBLocalUpdateManyCancellations(t *testing.T) {
 				t.Fatalf("%s: counters of owner%d (-want +got):\n%s", c.name, o, diff)
 			}
 		}
+	}
+}
+
+// --- benchmark ---
+//
+//	eval "$(scripts/dynamodb_up.sh /tmp/ddb)"
+//	go test -tags dynamodb -run '^$' -bench DynamoDBUpdateMany -benchtime 10x -count 3 .
+
+// BenchmarkDynamoDBUpdateMany measures UpdateMany on batches of 100 and
+// 1000 tasks held by a dead runner, 10 per owner, 600-byte documents:
+// claims (another runner takes them; they stay active, no counter moves)
+// and ends (they stop being active: each owner's counter moves in the
+// same transaction). Each round (one of b.N) also measures, on the same
+// table with one caller, in turn with the batches so that a busy machine
+// slows all alike: the floor of internal/rawfloor (a consistent GetItem of
+// an item of that size, 200 times); a raw BatchWriteItem of the batch's
+// items (no condition, 25 per request; it also resets them); and what a
+// replica does without UpdateMany, Update per task, one at a time and 32
+// in flight, on 100 other tasks. It reports claims and ends per second,
+// as ratios to the floor's reads per second (…/floor), to the batch
+// write's items per second (…/batchwrite) and to Update (…/update-loop,
+// …/update-32), and the requests per update.
+func BenchmarkDynamoDBUpdateMany(b *testing.B) {
+	for _, n := range []int{100, 1000} {
+		b.Run(fmt.Sprintf("batch=%d", n), func(b *testing.B) {
+			db := newLocalBackend(b).(*dynamoBackend)
+			ctx := b.Context()
+			doc := []byte(`{"task":{"status":"working"},"padding":"` + strings.Repeat("x", 570) + `"}`)
+			read, cleanup, err := rawfloor.Open(ctx, db, len(doc))
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.Cleanup(func() { cleanup(context.Background()) })
+			tasks := func(prefix string, count int) []taskstore.Record {
+				recs := make([]taskstore.Record, count)
+				for i := range recs {
+					recs[i] = taskstore.Record{Owner: fmt.Sprintf("%s%d", prefix, i/10), TaskID: taskid.New(time.Now()),
+						Data: doc, Active: true, Runner: "dead"}
+				}
+				return recs
+			}
+			batch, others := tasks("owner", n), tasks("other", 100)
+			// put stores recs at version 1, active, held by "dead"; with
+			// counters, their owners' counters to match.
+			put := func(recs []taskstore.Record, counters bool) error {
+				var items []map[string]types.AttributeValue
+				for i, r := range recs {
+					items = append(items, db.taskItem(r))
+					if counters && i%10 == 0 {
+						items = append(items, map[string]types.AttributeValue{ddbPK: ownerPK(r.Owner), ddbSK: ddbS(ddbMetaSK),
+							ddbStoredN: ddbN(10), ddbActiveN: ddbN(10), ddbSeq: ddbN(1)})
+					}
+				}
+				return batchPut(ctx, db, items)
+			}
+			spent, done, reqs := map[string]time.Duration{}, map[string]int{}, map[string]int64{}
+			timed := func(name string, count int, fn func() error) {
+				before, start := totalRequests(), time.Now()
+				if err := fn(); err != nil {
+					b.Fatalf("%s: %v", name, err)
+				}
+				spent[name] += time.Since(start)
+				done[name] += count
+				reqs[name] += totalRequests() - before
+			}
+			many := func(updates []taskstore.Update) error {
+				res, err := db.UpdateMany(ctx, updates)
+				for _, r := range res {
+					err = cmp.Or(err, r.Err)
+				}
+				return err
+			}
+			each := func(inFlight int, updates []taskstore.Update) error {
+				errs := make([]error, len(updates))
+				inParallel(ctx, len(updates), inFlight, func(j int) {
+					_, errs[j] = db.Update(ctx, updates[j].Record, updates[j].Expected)
+				})
+				return errors.Join(errs...)
+			}
+			for range b.N {
+				timed("batchwrite", n, func() error { return put(batch, false) })
+				if err := cmp.Or(put(batch, true), put(others, true)); err != nil {
+					b.Fatal(err)
+				}
+				timed("floor", 200, func() error {
+					for range 200 {
+						if err := read(ctx); err != nil {
+							return err
+						}
+					}
+					return nil
+				})
+				timed("claims", n, func() error { return many(updatesOf(batch, 1, true, "alive")) })
+				timed("ends", n, func() error { return many(updatesOf(batch, 2, false, "")) })
+				timed("update-loop claims", 100, func() error { return each(1, updatesOf(others, 1, true, "alive")) })
+				timed("update-loop ends", 100, func() error { return each(1, updatesOf(others, 2, false, "")) })
+				if err := put(others, true); err != nil {
+					b.Fatal(err)
+				}
+				timed("update-32 claims", 100, func() error { return each(32, updatesOf(others, 1, true, "alive")) })
+				timed("update-32 ends", 100, func() error { return each(32, updatesOf(others, 2, false, "")) })
+			}
+			rate := func(name string) float64 { return float64(done[name]) / spent[name].Seconds() }
+			b.ReportMetric(rate("floor"), "floor-reads/s")
+			b.ReportMetric(rate("batchwrite"), "batchwrite-items/s")
+			for _, op := range []string{"claims", "ends"} {
+				b.ReportMetric(rate(op), op+"/s")
+				b.ReportMetric(rate(op)/rate("floor"), op+"/floor")
+				b.ReportMetric(rate(op)/rate("batchwrite"), op+"/batchwrite")
+				b.ReportMetric(rate(op)/rate("update-loop "+op), op+"/update-loop")
+				b.ReportMetric(rate(op)/rate("update-32 "+op), op+"/update-32")
+				b.ReportMetric(float64(reqs[op])/float64(done[op]), "requests/"+op[:len(op)-1])
+			}
+		})
 	}
 }

@@ -765,16 +765,10 @@ func batchFill(b *testing.B, st *taskstore.Store, db *dynamoBackend, owner strin
 	var firstErr atomic.Value
 	for range 8 {
 		wg.Go(func() {
-			var batch []types.WriteRequest
+			var batch []map[string]types.AttributeValue
 			flush := func() {
-				req := map[string][]types.WriteRequest{db.table: batch}
-				for len(req) > 0 {
-					out, err := db.client.BatchWriteItem(ctx, &dynamodb.BatchWriteItemInput{RequestItems: req})
-					if err != nil {
-						firstErr.CompareAndSwap(nil, err)
-						return
-					}
-					req = out.UnprocessedItems
+				if err := batchPut(ctx, db, batch); err != nil {
+					firstErr.CompareAndSwap(nil, err)
 				}
 				batch = batch[:0]
 			}
@@ -782,7 +776,7 @@ func batchFill(b *testing.B, st *taskstore.Store, db *dynamoBackend, owner strin
 				r := raw
 				r.TaskID = id
 				r.Data = []byte(strings.ReplaceAll(string(raw.Data), tmpl.Task.TaskID, id))
-				batch = append(batch, types.WriteRequest{PutRequest: &types.PutRequest{Item: db.taskItem(r)}})
+				batch = append(batch, db.taskItem(r))
 				if len(batch) == 25 {
 					flush()
 				}
@@ -804,6 +798,28 @@ func batchFill(b *testing.B, st *taskstore.Store, db *dynamoBackend, owner strin
 	}); err != nil {
 		b.Fatal(err)
 	}
+}
+
+// batchPut writes items with BatchWriteItem, 25 per request, one request
+// after another, following UnprocessedItems: no condition, no counter.
+func batchPut(ctx context.Context, db *dynamoBackend, items []map[string]types.AttributeValue) error {
+	for len(items) > 0 {
+		chunk := items[:min(len(items), 25)]
+		items = items[len(chunk):]
+		reqs := make([]types.WriteRequest, 0, len(chunk))
+		for _, item := range chunk {
+			reqs = append(reqs, types.WriteRequest{PutRequest: &types.PutRequest{Item: item}})
+		}
+		req := map[string][]types.WriteRequest{db.table: reqs}
+		for len(req) > 0 {
+			out, err := db.client.BatchWriteItem(ctx, &dynamodb.BatchWriteItemInput{RequestItems: req})
+			if err != nil {
+				return err
+			}
+			req = out.UnprocessedItems
+		}
+	}
+	return nil
 }
 
 func TestDynamoDBLocalRawFloor(t *testing.T) {
