@@ -50,8 +50,9 @@ import (
 // of one of its owners; it is then sent again after a backoff, as
 // Update's transactions are. A chunk left with one update is sent as
 // Update sends it. Without transactions (dynalite only, not for AWS)
-// UpdateMany is Update per item, one after another: more in flight was
-// slower on dynalite, which runs one request at a time.
+// UpdateMany is Update per item, one after another: 4 to 32 in flight
+// were slower on dynalite, which serves one request at a time (a one-off
+// measurement).
 const (
 	// ddbTxMaxActions is TransactWriteItems' limit on actions.
 	ddbTxMaxActions = 100
@@ -61,9 +62,11 @@ const (
 	ddbTxMaxBytes  = 3_500_000
 	ddbTxItemBytes = 2048
 	// ddbTxInFlight is how many transactions of one batch are in flight.
-	// DynamoDB Local runs transactions one at a time: there 2 ran as fast
-	// as 1 and 4 or 8 slower (by 30-45%); on AWS, where a transaction of
-	// 100 items mostly waits, a second one in flight halves a batch's time.
+	// DynamoDB Local runs transactions one at a time: there (one-off
+	// measurements of batches of 1000 claims, not kept as a benchmark) 2
+	// ran about as fast as 1, and 4 or 8 a third slower; on AWS, where a
+	// transaction mostly waits for the network, a second one in flight
+	// should halve a batch's time (not measured).
 	ddbTxInFlight = 2
 	// ddbGuesses is how many guesses of the stored active flag an update
 	// of a batch gets before it answers ErrVersionConflict, as Update.
