@@ -800,30 +800,25 @@ func batchFill(b *testing.B, st *taskstore.Store, db *dynamoBackend, owner strin
 	}
 }
 
-// batchPut writes items with BatchWriteItem, 25 per request, one request
-// after another, following UnprocessedItems: no condition, no counter.
+// batchPut writes items with BatchWriteItem (db.batchWrite): no
+// condition, no counter.
 func batchPut(ctx context.Context, db *dynamoBackend, items []map[string]types.AttributeValue) error {
-	for len(items) > 0 {
-		chunk := items[:min(len(items), 25)]
-		items = items[len(chunk):]
-		reqs := make([]types.WriteRequest, 0, len(chunk))
-		for _, item := range chunk {
-			reqs = append(reqs, types.WriteRequest{PutRequest: &types.PutRequest{Item: item}})
-		}
-		req := map[string][]types.WriteRequest{db.table: reqs}
-		for len(req) > 0 {
-			out, err := db.client.BatchWriteItem(ctx, &dynamodb.BatchWriteItemInput{RequestItems: req})
-			if err != nil {
-				return err
-			}
-			req = out.UnprocessedItems
-		}
+	reqs := make([]types.WriteRequest, len(items))
+	for i, item := range items {
+		reqs[i] = types.WriteRequest{PutRequest: &types.PutRequest{Item: item}}
 	}
-	return nil
+	return db.batchWrite(ctx, reqs)
 }
 
+// TestDynamoDBLocalRawFloor: the floors read and write items outside every
+// owner's partition and remove them.
 func TestDynamoDBLocalRawFloor(t *testing.T) {
-	testRawFloor(t, newLocalBackend(t).(*dynamoBackend))
+	db := newLocalBackend(t).(*dynamoBackend)
+	testRawFloor(t, db)
+	out, err := db.client.Scan(t.Context(), &dynamodb.ScanInput{TableName: aws.String(db.table), ConsistentRead: aws.Bool(true)})
+	if err != nil || len(out.Items) != 0 {
+		t.Fatalf("%d items after the floors' cleanup, %v", len(out.Items), err)
+	}
 }
 
 // waitProcessStopped waits until every thread of pid is in the stopped
