@@ -569,27 +569,25 @@ func TestDynamoDBLocalUpdateManyCancellations(t *testing.T) {
 //	eval "$(scripts/dynamodb_up.sh /tmp/ddb)"
 //	go test -tags dynamodb -run '^$' -bench DynamoDBUpdateMany -benchtime 10x -count 3 .
 
-// BenchmarkDynamoDBUpdateMany measures UpdateMany on batches of 100 and
-// 1000 tasks held by a dead runner, 10 per owner, 600-byte documents:
-// claims (another runner takes them; they stay active, no counter moves)
-// and ends (they stop being active: each owner's counter moves in the
-// same transaction). Each round (one of b.N) also measures, on the same
-// table with one caller, in turn with the batches so that a busy machine
-// slows all alike: the floor of internal/rawfloor (a consistent GetItem of
-// an item of that size, 200 times); a raw BatchWriteItem of the batch's
-// items (no condition, 25 per request; it also resets them); and what a
-// replica does without UpdateMany, Update per task, one at a time and 32
-// in flight, on 100 other tasks. It reports claims and ends per second,
-// as ratios to the floor's reads per second (…/floor), to the batch
-// write's items per second (…/batchwrite) and to Update (…/update-loop,
-// …/update-32), and the requests per update.
+// BenchmarkDynamoDBUpdateMany measures UpdateMany against the raw batch
+// floor (rawfloor.OpenBatch: BatchWriteItem replacing as many items of the
+// same size, 25 a request, without condition, counter, transaction or
+// index) and against Update, on batches of 100 and 1000 tasks of 512
+// bytes held by a dead runner, 10 per owner: claims (another runner takes
+// them: they stay active, no counter moves) and ends (they stop being
+// active: each owner's counter moves in the same transaction). Update
+// runs one at a time and 32 in flight, on 100 other tasks. Every round
+// (one of b.N, after one unmeasured) runs each phase once, on one table
+// with one caller, so that a busy machine slows all of them alike. It reports each phase's
+// updates/s and requests (round trips) per update, and each one's rate
+// and requests as ratios to the floor's (reportBatchPhases).
 func BenchmarkDynamoDBUpdateMany(b *testing.B) {
+	const size = 512
 	for _, n := range []int{100, 1000} {
 		b.Run(fmt.Sprintf("batch=%d", n), func(b *testing.B) {
 			db := newLocalBackend(b).(*dynamoBackend)
 			ctx := b.Context()
-			doc := []byte(`{"task":{"status":"working"},"padding":"` + strings.Repeat("x", 570) + `"}`)
-			read, cleanup, err := rawfloor.Open(ctx, db, len(doc))
+			write, cleanup, err := rawfloor.OpenBatch(ctx, db, n, size)
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -598,33 +596,23 @@ func BenchmarkDynamoDBUpdateMany(b *testing.B) {
 				recs := make([]taskstore.Record, count)
 				for i := range recs {
 					recs[i] = taskstore.Record{Owner: fmt.Sprintf("%s%d", prefix, i/10), TaskID: taskid.New(time.Now()),
-						Data: doc, Active: true, Runner: "dead"}
+						Data: make([]byte, size), Active: true, Runner: "dead"}
 				}
 				return recs
 			}
 			batch, others := tasks("owner", n), tasks("other", 100)
-			// put stores recs at version 1, active, held by "dead"; with
-			// counters, their owners' counters to match.
-			put := func(recs []taskstore.Record, counters bool) error {
+			// reset stores recs at version 1, active, held by "dead", and
+			// their owners' counters to match.
+			reset := func(recs []taskstore.Record) error {
 				var items []map[string]types.AttributeValue
 				for i, r := range recs {
 					items = append(items, db.taskItem(r))
-					if counters && i%10 == 0 {
+					if i%10 == 0 {
 						items = append(items, map[string]types.AttributeValue{ddbPK: ownerPK(r.Owner), ddbSK: ddbS(ddbMetaSK),
 							ddbStoredN: ddbN(10), ddbActiveN: ddbN(10), ddbSeq: ddbN(1)})
 					}
 				}
 				return batchPut(ctx, db, items)
-			}
-			spent, done, reqs := map[string]time.Duration{}, map[string]int{}, map[string]int64{}
-			timed := func(name string, count int, fn func() error) {
-				before, start := totalRequests(), time.Now()
-				if err := fn(); err != nil {
-					b.Fatalf("%s: %v", name, err)
-				}
-				spent[name] += time.Since(start)
-				done[name] += count
-				reqs[name] += totalRequests() - before
 			}
 			many := func(updates []taskstore.Update) error {
 				res, err := db.UpdateMany(ctx, updates)
@@ -640,40 +628,55 @@ func BenchmarkDynamoDBUpdateMany(b *testing.B) {
 				})
 				return errors.Join(errs...)
 			}
-			for range b.N {
-				timed("batchwrite", n, func() error { return put(batch, false) })
-				if err := cmp.Or(put(batch, true), put(others, true)); err != nil {
-					b.Fatal(err)
-				}
-				timed("floor", 200, func() error {
-					for range 200 {
-						if err := read(ctx); err != nil {
-							return err
+			phases := []struct {
+				name  string
+				count int
+				reset []taskstore.Record // reset before the phase, untimed
+				run   func() error
+			}{
+				{"floor", n, nil, func() error { return write(ctx) }},
+				{"UpdateMany-claims", n, batch, func() error { return many(updatesOf(batch, 1, true, "alive")) }},
+				{"UpdateMany-ends", n, nil, func() error { return many(updatesOf(batch, 2, false, "")) }},
+				{"Update-claims", 100, others, func() error { return each(1, updatesOf(others, 1, true, "alive")) }},
+				{"Update-ends", 100, nil, func() error { return each(1, updatesOf(others, 2, false, "")) }},
+				{"Update32-claims", 100, others, func() error { return each(32, updatesOf(others, 1, true, "alive")) }},
+				{"Update32-ends", 100, nil, func() error { return each(32, updatesOf(others, 2, false, "")) }},
+			}
+			spent, done, trips := map[string]time.Duration{}, map[string]int{}, map[string]int64{}
+			round := func() {
+				for _, p := range phases {
+					if p.reset != nil {
+						b.StopTimer()
+						if err := reset(p.reset); err != nil {
+							b.Fatal(err)
 						}
+						b.StartTimer()
 					}
-					return nil
-				})
-				timed("claims", n, func() error { return many(updatesOf(batch, 1, true, "alive")) })
-				timed("ends", n, func() error { return many(updatesOf(batch, 2, false, "")) })
-				timed("update-loop claims", 100, func() error { return each(1, updatesOf(others, 1, true, "alive")) })
-				timed("update-loop ends", 100, func() error { return each(1, updatesOf(others, 2, false, "")) })
-				if err := put(others, true); err != nil {
-					b.Fatal(err)
+					before, start := totalRequests(), time.Now()
+					if err := p.run(); err != nil {
+						b.Fatalf("%s: %v", p.name, err)
+					}
+					spent[p.name] += time.Since(start)
+					done[p.name] += p.count
+					trips[p.name] += totalRequests() - before
 				}
-				timed("update-32 claims", 100, func() error { return each(32, updatesOf(others, 1, true, "alive")) })
-				timed("update-32 ends", 100, func() error { return each(32, updatesOf(others, 2, false, "")) })
 			}
-			rate := func(name string) float64 { return float64(done[name]) / spent[name].Seconds() }
-			b.ReportMetric(rate("floor"), "floor-reads/s")
-			b.ReportMetric(rate("batchwrite"), "batchwrite-items/s")
-			for _, op := range []string{"claims", "ends"} {
-				b.ReportMetric(rate(op), op+"/s")
-				b.ReportMetric(rate(op)/rate("floor"), op+"/floor")
-				b.ReportMetric(rate(op)/rate("batchwrite"), op+"/batchwrite")
-				b.ReportMetric(rate(op)/rate("update-loop "+op), op+"/update-loop")
-				b.ReportMetric(rate(op)/rate("update-32 "+op), op+"/update-32")
-				b.ReportMetric(float64(reqs[op])/float64(done[op]), "requests/"+op[:len(op)-1])
+			// One round before measuring: a fresh DynamoDB Local compiles
+			// its code paths (JIT) during its first requests.
+			round()
+			clear(spent)
+			clear(done)
+			clear(trips)
+			b.ResetTimer()
+			for range b.N {
+				round()
 			}
+			b.StopTimer()
+			var names []string
+			for _, p := range phases {
+				names = append(names, p.name)
+			}
+			reportBatchPhases(b, names, spent, done, trips)
 		})
 	}
 }
