@@ -577,8 +577,10 @@ func TestDynamoDBLocalUpdateManyCancellations(t *testing.T) {
 // them: they stay active, no counter moves) and ends (they stop being
 // active: each owner's counter moves in the same transaction). Update
 // runs one at a time and 32 in flight, on 100 other tasks. Every round
-// (one of b.N, after one unmeasured) runs each phase once, on one table
-// with one caller, so that a busy machine slows all of them alike. It reports each phase's
+// (one of b.N, after one unmeasured) runs each phase in turn, on one
+// table with one caller, so that a busy machine slows all of them alike:
+// Update once, the floor and UpdateMany 500 updates' worth (5 batches of
+// 100, 1 of 1000), untimed resets between them where needed. It reports each phase's
 // updates/s and requests (round trips) per update, and each one's rate
 // and requests as ratios to the floor's (reportBatchPhases).
 func BenchmarkDynamoDBUpdateMany(b *testing.B) {
@@ -628,37 +630,46 @@ func BenchmarkDynamoDBUpdateMany(b *testing.B) {
 				})
 				return errors.Join(errs...)
 			}
+			// A phase runs reps times; reset (untimed) runs before the
+			// reps that find it set: claims take turns between two runners
+			// from version 1 on, each end needs active records.
+			reps := max(1, 500/n)
+			runners := [2]string{"alive", "dead"}
 			phases := []struct {
-				name  string
-				count int
-				reset []taskstore.Record // reset before the phase, untimed
-				run   func() error
+				name        string
+				count, reps int
+				reset       func(rep int) []taskstore.Record
+				run         func(rep int) error
 			}{
-				{"floor", n, nil, func() error { return write(ctx) }},
-				{"UpdateMany-claims", n, batch, func() error { return many(updatesOf(batch, 1, true, "alive")) }},
-				{"UpdateMany-ends", n, nil, func() error { return many(updatesOf(batch, 2, false, "")) }},
-				{"Update-claims", 100, others, func() error { return each(1, updatesOf(others, 1, true, "alive")) }},
-				{"Update-ends", 100, nil, func() error { return each(1, updatesOf(others, 2, false, "")) }},
-				{"Update32-claims", 100, others, func() error { return each(32, updatesOf(others, 1, true, "alive")) }},
-				{"Update32-ends", 100, nil, func() error { return each(32, updatesOf(others, 2, false, "")) }},
+				{"floor", n, reps, nil, func(int) error { return write(ctx) }},
+				{"UpdateMany-claims", n, reps, first(batch), func(rep int) error {
+					return many(updatesOf(batch, uint64(1+rep), true, runners[rep%2]))
+				}},
+				{"UpdateMany-ends", n, reps, always(batch), func(int) error { return many(updatesOf(batch, 1, false, "")) }},
+				{"Update-claims", 100, 1, first(others), func(int) error { return each(1, updatesOf(others, 1, true, "alive")) }},
+				{"Update-ends", 100, 1, nil, func(int) error { return each(1, updatesOf(others, 2, false, "")) }},
+				{"Update32-claims", 100, 1, first(others), func(int) error { return each(32, updatesOf(others, 1, true, "alive")) }},
+				{"Update32-ends", 100, 1, nil, func(int) error { return each(32, updatesOf(others, 2, false, "")) }},
 			}
 			spent, done, trips := map[string]time.Duration{}, map[string]int{}, map[string]int64{}
 			round := func() {
 				for _, p := range phases {
-					if p.reset != nil {
-						b.StopTimer()
-						if err := reset(p.reset); err != nil {
-							b.Fatal(err)
+					for rep := range p.reps {
+						if recs := resetting(p.reset, rep); recs != nil {
+							b.StopTimer()
+							if err := reset(recs); err != nil {
+								b.Fatal(err)
+							}
+							b.StartTimer()
 						}
-						b.StartTimer()
+						before, start := totalRequests(), time.Now()
+						if err := p.run(rep); err != nil {
+							b.Fatalf("%s: %v", p.name, err)
+						}
+						spent[p.name] += time.Since(start)
+						done[p.name] += p.count
+						trips[p.name] += totalRequests() - before
 					}
-					before, start := totalRequests(), time.Now()
-					if err := p.run(); err != nil {
-						b.Fatalf("%s: %v", p.name, err)
-					}
-					spent[p.name] += time.Since(start)
-					done[p.name] += p.count
-					trips[p.name] += totalRequests() - before
 				}
 			}
 			// One round before measuring: a fresh DynamoDB Local compiles
@@ -679,4 +690,27 @@ func BenchmarkDynamoDBUpdateMany(b *testing.B) {
 			reportBatchPhases(b, names, spent, done, trips)
 		})
 	}
+}
+
+// resetting is what a phase resets before rep: nothing when it has no
+// reset.
+func resetting(reset func(rep int) []taskstore.Record, rep int) []taskstore.Record {
+	if reset == nil {
+		return nil
+	}
+	return reset(rep)
+}
+
+// first resets recs before a phase's first rep only; always before each.
+func first(recs []taskstore.Record) func(rep int) []taskstore.Record {
+	return func(rep int) []taskstore.Record {
+		if rep == 0 {
+			return recs
+		}
+		return nil
+	}
+}
+
+func always(recs []taskstore.Record) func(int) []taskstore.Record {
+	return func(int) []taskstore.Record { return recs }
 }
