@@ -435,17 +435,11 @@ func BenchmarkPostgresUpdateMany(b *testing.B) {
 				}
 			}
 			b.StopTimer()
-			rate := func(name string) float64 { return float64(updates[name]) / spent[name].Seconds() }
-			perUpdate := func(name string) float64 { return float64(trips[name]) / float64(updates[name]) }
+			var names []string
 			for _, p := range phases {
-				b.ReportMetric(rate(p.name), p.name+"-updates/s")
-				b.ReportMetric(perUpdate(p.name), p.name+"-roundtrips/update")
-				if p.name != "floor" {
-					b.ReportMetric(rate(p.name)/rate("floor"), p.name+"-rate/floor")
-					b.ReportMetric(perUpdate(p.name)/perUpdate("floor"), p.name+"-roundtrips/floor")
-				}
+				names = append(names, p.name)
 			}
-			b.ReportMetric(0, "ns/op")
+			reportBatchPhases(b, names, spent, updates, trips)
 		})
 	}
 }

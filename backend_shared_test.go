@@ -105,6 +105,21 @@ func sharedCalls(t *testing.T, b taskstore.Backend, owner string) (taskstore.Rec
 			return err
 		}
 	}
+	if u, ok := b.(taskstore.BatchUpdater); ok {
+		calls["UpdateMany"] = func(ctx context.Context) error {
+			missing := sharedRecord(r.Owner)
+			res, err := u.UpdateMany(ctx, []taskstore.Update{{Record: r, Expected: 1}, {Record: missing, Expected: 1}})
+			if err != nil {
+				return err
+			}
+			for _, x := range res {
+				if x.Err != nil && !errors.Is(x.Err, taskstore.ErrNotFound) {
+					return x.Err
+				}
+			}
+			return nil
+		}
+	}
 	if n, ok := b.(taskstore.Notifier); ok {
 		calls["Subscribe"] = func(ctx context.Context) error {
 			return n.Subscribe(ctx, func(taskstore.Change) {})
