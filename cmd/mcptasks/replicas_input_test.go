@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"maps"
 	"net/http"
 	"slices"
 	"strings"
@@ -215,12 +214,16 @@ var inputCases = []inputCase{
 }
 
 // askAcross runs one case: started by onA, answered through tasks/result
-// by onB. It returns when onB's handler returned its answer and when
-// tasks/result returned.
-func askAcross(t *testing.T, tc inputCase, onA, onB *inputSession, text string) (id string, answered, returned time.Time) {
+// by onB, which calls waiting (when not nil) once it saw the task
+// input_required. It returns when onB's handler returned its answer and
+// when tasks/result returned.
+func askAcross(t *testing.T, tc inputCase, onA, onB *inputSession, text string, waiting func(id string)) (id string, answered, returned time.Time) {
 	t.Helper()
 	id = onA.startTask(t, tc.tool, map[string]any{tc.arg: text})
 	onB.awaitStatus(t, id, "input_required")
+	if waiting != nil {
+		waiting(id)
+	}
 	before, _ := onB.asked()
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
@@ -276,7 +279,7 @@ func testReplicaInput(t *testing.T, tags, storeURL string) {
 	for _, tc := range inputCases {
 		t.Run(tc.tool, func(t *testing.T) {
 			text := "colour of the sky " + randomSuffix()
-			id, _, _ := askAcross(t, tc, onA, onB, text)
+			id, _, _ := askAcross(t, tc, onA, onB, text, nil)
 			got, err := onA.get(t.Context(), id)
 			if err != nil || got.Status != "completed" {
 				t.Errorf("tasks/get %s on A after the answer: %+v %v, want completed", id, got, err)
@@ -337,14 +340,13 @@ func rpcError(err error) *jsonrpc.Error {
 }
 
 // storeFeed watches the store's change feed from the test process and
-// stamps each change of a task with the time it arrived; a reader fetches
-// the record behind each change, to tell which version had which status.
+// stamps each change of a task with the time it arrived. Every write is
+// one change, in order, so a task's n-th change is its version n.
 type storeFeed struct {
 	b     taskstore.Backend
 	mu    sync.Mutex
 	owner map[string]string
 	at    map[string][]time.Time
-	seen  map[string]map[uint64]string // task -> version -> status
 }
 
 func watchStore(t *testing.T, storeURL string) *storeFeed {
@@ -358,9 +360,9 @@ func watchStore(t *testing.T, storeURL string) *storeFeed {
 	if !ok {
 		t.Fatalf("%T has no change feed", b)
 	}
-	f := &storeFeed{b: b, owner: map[string]string{}, at: map[string][]time.Time{}, seen: map[string]map[uint64]string{}}
+	f := &storeFeed{b: b, owner: map[string]string{}, at: map[string][]time.Time{}}
 	ctx, cancel := context.WithCancel(context.Background())
-	changes := make(chan taskstore.Change, 4096)
+	t.Cleanup(cancel)
 	ready := make(chan struct{})
 	var once sync.Once
 	go n.Subscribe(ctx, func(c taskstore.Change) {
@@ -369,41 +371,10 @@ func watchStore(t *testing.T, storeURL string) *storeFeed {
 			return
 		}
 		f.mu.Lock()
+		defer f.mu.Unlock()
 		f.at[c.TaskID] = append(f.at[c.TaskID], time.Now())
 		f.owner[c.TaskID] = c.Owner
-		f.mu.Unlock()
-		select {
-		case changes <- c:
-		default: // the reader fell behind: the version map misses one
-		}
 	})
-	go func() {
-		for {
-			var c taskstore.Change
-			select {
-			case <-ctx.Done():
-				return
-			case c = <-changes:
-			}
-			r, err := b.Get(ctx, c.Owner, c.TaskID)
-			if err != nil {
-				continue
-			}
-			var doc struct {
-				Task struct {
-					Status string `json:"status"`
-				} `json:"task"`
-			}
-			json.Unmarshal(r.Data, &doc)
-			f.mu.Lock()
-			if f.seen[c.TaskID] == nil {
-				f.seen[c.TaskID] = map[uint64]string{}
-			}
-			f.seen[c.TaskID][r.Version] = doc.Task.Status
-			f.mu.Unlock()
-		}
-	}()
-	t.Cleanup(cancel)
 	select {
 	case <-ready:
 	case <-time.After(10 * time.Second):
@@ -412,49 +383,60 @@ func watchStore(t *testing.T, storeURL string) *storeFeed {
 	return f
 }
 
-// answerToResume reads task id's history: when the change that stored
-// the answer arrived, and how long after it the next change (the tool's
-// replica, having read the answer) and the task's end arrived. Every write
-// is one change, in order, so the n-th change is version n; the answer is
-// the write after the last input_required one.
-func (f *storeFeed) answerToResume(t *testing.T, id string) (answeredAt time.Time, next, end time.Duration, ok bool) {
+// record reads task id from the store, once its first change has arrived
+// (which names its owner), and returns its version and status.
+func (f *storeFeed) record(t *testing.T, id string) (uint64, string) {
 	t.Helper()
-	f.mu.Lock()
-	owner := f.owner[id]
-	f.mu.Unlock()
-	r, err := f.b.Get(t.Context(), owner, id)
-	if err != nil {
-		t.Fatalf("reading %s from the store: %v", id, err)
-	}
-	deadline := time.Now().Add(5 * time.Second)
-	for {
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(5 * time.Millisecond) {
 		f.mu.Lock()
-		at, seen := slices.Clone(f.at[id]), maps.Clone(f.seen[id])
-		var lastAsk, ended uint64
-		for v, s := range seen {
-			switch s {
-			case "input_required":
-				lastAsk = max(lastAsk, v)
-			case "completed", "failed", "cancelled":
-				if ended == 0 || v < ended {
-					ended = v
-				}
-			}
-		}
+		owner, ok := f.owner[id]
 		f.mu.Unlock()
-		if uint64(len(at)) >= r.Version && lastAsk > 0 && lastAsk+1 < ended {
-			if uint64(len(at)) != r.Version {
-				t.Logf("task %s: %d changes for %d versions: not measured", id, len(at), r.Version)
-				return time.Time{}, 0, 0, false
+		if ok {
+			r, err := f.b.Get(t.Context(), owner, id)
+			if err != nil {
+				t.Fatalf("reading %s from the store: %v", id, err)
 			}
-			ans := at[lastAsk] // version lastAsk+1
-			return ans, at[lastAsk+1].Sub(ans), at[ended-1].Sub(ans), true
+			var doc struct {
+				Task struct {
+					Status string `json:"status"`
+				} `json:"task"`
+			}
+			if err := json.Unmarshal(r.Data, &doc); err != nil {
+				t.Fatalf("record %s: %v", id, err)
+			}
+			return r.Version, doc.Task.Status
 		}
 		if time.Now().After(deadline) {
-			t.Logf("task %s: %d changes for %d versions, statuses seen %v: not measured", id, len(at), r.Version, seen)
+			t.Fatalf("no change of task %s arrived in 5 s", id)
+		}
+	}
+}
+
+// answerToResume reads task id's history, given asked, its version while
+// it waited for input: the next write (asked+1) stored the answer (only
+// the client's answer moves a waiting task, and nothing else writes while
+// it waits); the one after is the tool's replica taking the answer, the
+// tool resuming; the task's last version is its end. It returns when the
+// answer's change arrived and how long after it the other two arrived.
+func (f *storeFeed) answerToResume(t *testing.T, id string, asked uint64) (answeredAt time.Time, next, end time.Duration, ok bool) {
+	t.Helper()
+	last, status := f.record(t, id)
+	if status != "completed" || last < asked+2 {
+		t.Logf("task %s: version %d %s after the input_required version %d: not measured", id, last, status, asked)
+		return time.Time{}, 0, 0, false
+	}
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		f.mu.Lock()
+		at := slices.Clone(f.at[id])
+		f.mu.Unlock()
+		if uint64(len(at)) == last {
+			ans := at[asked] // version asked+1
+			return ans, at[asked+1].Sub(ans), at[last-1].Sub(ans), true
+		}
+		if uint64(len(at)) > last || time.Now().After(deadline) {
+			t.Logf("task %s: %d changes for %d versions: not measured", id, len(at), last)
 			return time.Time{}, 0, 0, false
 		}
-		time.Sleep(10 * time.Millisecond)
 	}
 }
 
@@ -473,14 +455,21 @@ func testInputResume(t *testing.T, tags, storeURL string, onA, onB *inputSession
 	var next, end, client []time.Duration
 	for i := range inputResumeRuns {
 		tc := inputCases[i%len(inputCases)]
-		id, answered, returned := askAcross(t, tc, onA, onB, fmt.Sprintf("run %d", i))
+		var asked uint64
+		id, answered, returned := askAcross(t, tc, onA, onB, fmt.Sprintf("run %d", i), func(id string) {
+			var status string
+			if asked, status = feed.record(t, id); status != "input_required" {
+				t.Fatalf("task %s is %s in the store, input_required in tasks/get", id, status)
+			}
+		})
 		client = append(client, returned.Sub(answered))
-		if _, n, e, ok := feed.answerToResume(t, id); ok {
+		if _, n, e, ok := feed.answerToResume(t, id, asked); ok {
 			next, end = append(next, n), append(end, e)
 		}
 	}
-	t.Logf("REPORT input-resume backend=%s runs=%d measured=%d answer-stored-to-next-write median=%s max=%s answer-stored-to-result median=%s max=%s handler-answered-to-tasks/result median=%s max=%s (bound 50ms)",
-		tags, inputResumeRuns, len(next), medianOf(next), maxOf(next), medianOf(end), maxOf(end), medianOf(client), maxOf(client))
+	scheme, _, _ := strings.Cut(storeURL, "://")
+	t.Logf("REPORT input-resume backend=%s store=%s runs=%d measured=%d answer-stored-to-next-write median=%s max=%s answer-stored-to-result median=%s max=%s handler-answered-to-tasks/result median=%s max=%s (bound 50ms)",
+		tags, scheme, inputResumeRuns, len(next), medianOf(next), maxOf(next), medianOf(end), maxOf(end), medianOf(client), maxOf(client))
 	if len(next) < inputResumeRuns/2 {
 		t.Errorf("only %d of %d runs measured", len(next), inputResumeRuns)
 	}

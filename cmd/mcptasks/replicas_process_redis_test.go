@@ -35,3 +35,7 @@ func TestReplicaResumedAfterShutdownRedis(t *testing.T) {
 func TestReplicaInputRedis(t *testing.T) {
 	testReplicaInput(t, "redis", redisStoreURL(t, "MCPTASKS_TEST_REDIS_URL"))
 }
+
+func TestReplicaInputRedisCluster(t *testing.T) {
+	testReplicaInput(t, "redis", redisStoreURL(t, "MCPTASKS_TEST_REDIS_CLUSTER_URL"))
+}
