@@ -142,10 +142,12 @@ func newSDKClient(t testing.TB, inner mcp.Transport) *sdkClient {
 
 // newSDKClientWith is newSDKClient with the client's options (handlers of
 // server-to-client requests) and roots.
+//
+//lint:ignore SA1019 roots are deprecated from 2026-07-28 on; 2025-11-25 clients have them
 func newSDKClientWith(t testing.TB, inner mcp.Transport, opts *mcp.ClientOptions, roots ...*mcp.Root) *sdkClient {
 	t.Helper()
 	c := mcp.NewClient(&mcp.Implementation{Name: "go-sdk-test", Version: "1"}, opts)
-	c.AddRoots(roots...)
+	c.AddRoots(roots...) //lint:ignore SA1019 as above
 	for _, err := range []error{
 		mcp.AddSendingCustomMethod[*idParams, *rawResult](c, "tasks/get"),
 		mcp.AddSendingCustomMethod[*idParams, *rawResult](c, "tasks/result"),

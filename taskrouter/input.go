@@ -1,3 +1,5 @@
+//lint:file-ignore SA1019 sampling and roots are deprecated from 2026-07-28 on, and 2025-11-25 clients use them: tasks support every request a handler may make
+
 package taskrouter
 
 import (
@@ -12,6 +14,7 @@ import (
 	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
+	"github.com/mcptasks/mcptasks/taskrouter/internal/protocol"
 	"github.com/mcptasks/mcptasks/taskstore"
 )
 
@@ -29,8 +32,10 @@ import (
 // result type.
 //
 // A stored request is {"method":…,"params":…}; a stored answer is the
-// client's result, or {"error":{code,message,data}} when the client
-// answered with a JSON-RPC error.
+// client's result, {"error":{code,message,data}} when the client answered
+// with a JSON-RPC error, or {"failure":"…"} when the answer could not be
+// taken (of the wrong shape, too large): the handler gets that JSON-RPC
+// error, or a plain error with that text, as on a plain call.
 
 // The server-to-client requests a task's handler may make.
 const (
@@ -76,6 +81,34 @@ func capsOf(ss *mcp.ServerSession) clientCaps {
 	return c
 }
 
+// requestCaps returns the capabilities of req's client: declared in each
+// request on 2026-07-28, at initialize on 2025-11-25.
+func requestCaps(rev protocol.Revision, req mcp.Request) clientCaps {
+	if rev != protocol.Rev20260728 {
+		ss, _ := req.GetSession().(*mcp.ServerSession)
+		return capsOf(ss)
+	}
+	var c clientCaps
+	if b, err := json.Marshal(protocol.Meta(req)[protocol.ClientCapsKey]); err == nil {
+		_ = json.Unmarshal(b, &c) // a malformed declaration declares nothing
+	}
+	return c
+}
+
+// declared is c as a go-sdk client declares it.
+func (c clientCaps) declared() *mcp.ClientCapabilities {
+	return &mcp.ClientCapabilities{Elicitation: c.Elicitation, Sampling: c.Sampling, RootsV2: c.Roots}
+}
+
+// json is c as a Rerun's Client, nil when c declares nothing.
+func (c clientCaps) json() json.RawMessage {
+	if c == (clientCaps{}) {
+		return nil
+	}
+	b, _ := json.Marshal(c) // flags only: it cannot fail
+	return b
+}
+
 // refuse is the error a request gets at once when the client declared no
 // capability for it, worded as the SDK words its own check of elicitation
 // (a sampling or roots request would go out and fail at the client).
@@ -114,10 +147,10 @@ func (r *Router) ask(ctx context.Context, rn *run, method string, req mcp.Reques
 }
 
 // answerOf decodes a stored answer into the result type the SDK asserts
-// for method, or the client's JSON-RPC error.
+// for method, or the error it holds.
 func answerOf(method string, raw json.RawMessage) (mcp.Result, error) {
-	if e := answerError(raw); e != nil {
-		return nil, e
+	if err := answerError(raw); err != nil {
+		return nil, err
 	}
 	var res mcp.Result
 	switch method {
@@ -134,17 +167,27 @@ func answerOf(method string, raw json.RawMessage) (mcp.Result, error) {
 	return res, nil
 }
 
-// answerError returns the JSON-RPC error a stored answer holds, or nil.
-func answerError(raw json.RawMessage) *jsonrpc.Error {
+// answerError returns the error a stored answer holds, or nil.
+func answerError(raw json.RawMessage) error {
 	var m map[string]json.RawMessage
-	if json.Unmarshal(raw, &m) != nil || len(m) != 1 || m["error"] == nil {
+	if json.Unmarshal(raw, &m) != nil || len(m) != 1 {
 		return nil
 	}
+	var failure string
+	if json.Unmarshal(m["failure"], &failure) == nil && failure != "" {
+		return errors.New(failure)
+	}
 	var e taskstore.RPCError
-	if json.Unmarshal(m["error"], &e) != nil {
+	if m["error"] == nil || json.Unmarshal(m["error"], &e) != nil {
 		return nil
 	}
 	return &jsonrpc.Error{Code: int64(e.Code), Message: e.Message, Data: e.Data}
+}
+
+// failureAnswer is the stored answer of one that could not be taken.
+func failureAnswer(text string) json.RawMessage {
+	b, _ := json.Marshal(map[string]string{"failure": text})
+	return b
 }
 
 // inputWait is a run's taskstore.InputWait: the request is known at once
@@ -238,6 +281,11 @@ func (d *deliveries) deliver(key string, stored json.RawMessage) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(d.ctx), storeCallTimeout)
 	defer cancel()
 	accepted, err := d.r.rt.SubmitInput(ctx, d.owner, d.id, map[string]json.RawMessage{key: answer})
+	if errors.Is(err, taskstore.ErrInvalidArgument) {
+		// Too large, too deep: the handler learns why instead of waiting.
+		refused := failureAnswer("the client's answer was not stored: " + err.Error())
+		accepted, err = d.r.rt.SubmitInput(ctx, d.owner, d.id, map[string]json.RawMessage{key: refused})
+	}
 	if err != nil {
 		d.r.log.Warn("storing a client's input failed", "task", d.id, "owner", logOwner(d.owner), "error", err)
 		return
@@ -285,7 +333,7 @@ func (d *deliveries) call(stored json.RawMessage) (answer json.RawMessage, ok bo
 			res, err = d.ss.ListRoots(d.ctx, &p)
 		}
 	default:
-		return nil, false // asked through Handle.AwaitInput for 2026-07-28 clients only
+		return nil, false // another method (Handle.AwaitInput) has no 2025-11-25 form here
 	}
 	var we *jsonrpc.Error
 	switch {
@@ -298,7 +346,7 @@ func (d *deliveries) call(stored json.RawMessage) (answer json.RawMessage, ok bo
 	case err != nil:
 		// An answer of the wrong shape: the error the SDK gives a plain
 		// call is the handler's too.
-		answer, _ = json.Marshal(map[string]*taskstore.RPCError{"error": {Code: taskstore.CodeInternalError, Message: err.Error()}})
+		answer = failureAnswer(err.Error())
 	default:
 		if answer, err = json.Marshal(res); err != nil {
 			return nil, false

@@ -1,3 +1,5 @@
+//lint:file-ignore SA1019 the tools ask for sampling and roots, deprecated from 2026-07-28 on, as 2025-11-25 handlers do
+
 package taskrouter_test
 
 import (
@@ -18,13 +20,13 @@ type askIn struct {
 }
 
 // addInputTools adds tools that ask the client as any go-sdk handler does:
-// ask (elicitation, Times times in a row), sample (CreateMessage),
+// elicit (elicitation, Times times in a row), sample (CreateMessage),
 // sample_tools (CreateMessageWithTools) and roots (ListRoots).
 func addInputTools(s *mcp.Server, r *taskrouter.Router, p *probe) {
 	text := func(s string) *mcp.CallToolResult {
 		return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: s}}}
 	}
-	mcp.AddTool(s, &mcp.Tool{Name: "ask"}, func(ctx context.Context, req *mcp.CallToolRequest, in askIn) (*mcp.CallToolResult, any, error) {
+	mcp.AddTool(s, &mcp.Tool{Name: "elicit"}, func(ctx context.Context, req *mcp.CallToolRequest, in askIn) (*mcp.CallToolResult, any, error) {
 		if h := taskrouter.TaskHandle(ctx); h != nil {
 			defer close(p.Stopped(h.ID()))
 		}
@@ -42,7 +44,7 @@ func addInputTools(s *mcp.Server, r *taskrouter.Router, p *probe) {
 		}
 		return text("answers: " + strings.Join(answers, ",")), nil, nil
 	})
-	r.SetTaskSupport("ask", taskrouter.TaskOptional)
+	r.SetTaskSupport("elicit", taskrouter.TaskOptional)
 	mcp.AddTool(s, &mcp.Tool{Name: "sample"}, func(ctx context.Context, req *mcp.CallToolRequest, in askIn) (*mcp.CallToolResult, any, error) {
 		res, err := req.Session.CreateMessage(ctx, &mcp.CreateMessageParams{MaxTokens: 10,
 			Messages: []*mcp.SamplingMessage{{Role: "user", Content: &mcp.TextContent{Text: in.Question}}}})
