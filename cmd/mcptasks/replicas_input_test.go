@@ -441,7 +441,7 @@ func (f *storeFeed) answerToResume(t *testing.T, id string, asked uint64) (answe
 }
 
 // inputResumeRuns is how many tasks testInputResume measures.
-const inputResumeRuns = 20
+const inputResumeRuns = 50
 
 // testInputResume measures, over inputResumeRuns tasks alternating
 // elicitation and sampling, the store-side delay between the answer's
