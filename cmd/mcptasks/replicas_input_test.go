@@ -105,16 +105,10 @@ func newInputSession(t *testing.T, url, token string, answer bool) *inputSession
 			return &mcp.CreateMessageResult{Model: "test-model", Role: "assistant", Content: &mcp.TextContent{Text: "echo: " + prompt}}, nil
 		},
 	})
-	for _, m := range []string{"tasks/get", "tasks/result"} {
-		var err error
-		if m == "tasks/get" {
-			err = mcp.AddSendingCustomMethod[*idParams, *taskGetResult](c, m)
-		} else {
-			err = mcp.AddSendingCustomMethod[*idParams, *mcp.CallToolResult](c, m)
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
+	// The go-sdk client has no task methods: these two are sent as custom.
+	if err := errors.Join(mcp.AddSendingCustomMethod[*idParams, *taskGetResult](c, "tasks/get"),
+		mcp.AddSendingCustomMethod[*idParams, *mcp.CallToolResult](c, "tasks/result")); err != nil {
+		t.Fatal(err)
 	}
 	tr := &mcp.StreamableClientTransport{Endpoint: url, HTTPClient: &http.Client{Transport: bearer{token}}}
 	// 2025-11-25: the flow under test has sessions and tasks/result.
