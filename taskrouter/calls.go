@@ -13,6 +13,7 @@ import (
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
 	"github.com/mcptasks/mcptasks/internal/jsonwalk"
+	"github.com/mcptasks/mcptasks/taskrouter/internal/protocol"
 	"github.com/mcptasks/mcptasks/taskrouter/internal/rev20260728"
 	"github.com/mcptasks/mcptasks/taskstore"
 )
@@ -159,11 +160,27 @@ func (r *Router) toolsCall20260728(ctx context.Context, method string, req mcp.R
 // startTool starts a task that runs the tool call req through next (the
 // SDK's handler) in the background, with the owner in the run's context,
 // and answers with the revision's view of the created task.
+//
+// On 2026-07-28 the go-sdk refuses a handler's requests to the client
+// (Elicit…) before any middleware runs, so the run goes through the
+// Router's in-memory session declaring the client's capabilities, as a
+// re-run does (takeover.go): its requests wait in the task's record for
+// tasks/update. The handler's request keeps its arguments and Extra.
 func (r *Router) startTool(ctx context.Context, sr StartRequest, next mcp.MethodHandler, req mcp.Request) (mcp.Result, error) {
 	owner, method := sr.Owner, sr.Method
-	rerun, err := r.tools.rerunFor(sr.Tool, req)
+	caps := requestCaps(revisionOf(ctx), req)
+	rerun, err := r.tools.rerunFor(sr.Tool, req, caps)
 	if err != nil {
 		return nil, toWire(r.log, err)
+	}
+	if cr, ok := req.(*mcp.CallToolRequest); ok && revisionOf(ctx) == protocol.Rev20260728 {
+		ss, _, err := r.takeover.connect(ctx, caps.json())
+		if err != nil {
+			return nil, toWire(r.log, err)
+		}
+		own := *cr
+		own.Session = ss
+		req = &own
 	}
 	sr.Rerun = rerun
 	sr.Values = func(c context.Context) context.Context {

@@ -15,5 +15,5 @@ func StopLeaseKeeper(r *Router) {
 
 // Await is what tasks/result waits with: until the task is terminal.
 func Await(ctx context.Context, r *Router, owner, taskID string) (*taskstore.TaskRecord, error) {
-	return r.runner.await(ctx, owner, taskID)
+	return r.runner.await(ctx, owner, taskID, nil)
 }

@@ -137,7 +137,17 @@ type sdkClient struct {
 
 func newSDKClient(t testing.TB, inner mcp.Transport) *sdkClient {
 	t.Helper()
-	c := mcp.NewClient(&mcp.Implementation{Name: "go-sdk-test", Version: "1"}, nil)
+	return newSDKClientWith(t, inner, nil)
+}
+
+// newSDKClientWith is newSDKClient with the client's options (handlers of
+// server-to-client requests) and roots.
+//
+//lint:ignore SA1019 roots are deprecated from 2026-07-28 on; 2025-11-25 clients have them
+func newSDKClientWith(t testing.TB, inner mcp.Transport, opts *mcp.ClientOptions, roots ...*mcp.Root) *sdkClient {
+	t.Helper()
+	c := mcp.NewClient(&mcp.Implementation{Name: "go-sdk-test", Version: "1"}, opts)
+	c.AddRoots(roots...) //lint:ignore SA1019 as above
 	for _, err := range []error{
 		mcp.AddSendingCustomMethod[*idParams, *rawResult](c, "tasks/get"),
 		mcp.AddSendingCustomMethod[*idParams, *rawResult](c, "tasks/result"),
@@ -279,19 +289,25 @@ func TestGoSDKClientHTTP(t *testing.T) {
 	wantRPCCode(t, "bob get", err, -32602)
 }
 
-// Over a stdio-like stream (an in-memory pipe), with the anonymous owner.
-func TestGoSDKClientStdio(t *testing.T) {
-	ctx := t.Context()
+// newStdioClient connects a go-sdk client with opts to a router's server
+// over a stdio-like stream (an in-memory pipe), with the anonymous owner.
+func newStdioClient(t *testing.T, opts *mcp.ClientOptions) (*taskrouter.Router, *sdkClient) {
 	store := newStore(t, taskstore.Config{AllowAnonymous: true})
-	r := taskrouter.New(store, taskrouter.Options{})
+	r := taskrouter.New(store, taskrouter.Options{Logger: quiet})
 	server := newMCPServer(t, r, newProbe())
 	st, ct := mcp.NewInMemoryTransports()
-	ss, err := server.Connect(ctx, r.Transport(st), nil)
+	ss, err := server.Connect(t.Context(), r.Transport(st), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { ss.Close() })
-	c := newSDKClient(t, ct)
+	return r, newSDKClientWith(t, ct, opts)
+}
+
+// Over a stdio-like stream (an in-memory pipe), with the anonymous owner.
+func TestGoSDKClientStdio(t *testing.T) {
+	ctx := t.Context()
+	r, c := newStdioClient(t, nil)
 
 	task := c.start(t, ctx, "sleep", map[string]any{"ms": 40}, map[string]any{})
 	res, err := c.call(ctx, "tasks/result", &idParams{TaskID: task.TaskID})

@@ -163,6 +163,7 @@ func newMCPServer(t testing.TB, r *taskrouter.Router, p *probe) *mcp.Server {
 		return text("vars: " + v + " owner: " + owner), nil, nil
 	})
 	r.SetTaskSupport("vars", taskrouter.TaskOptional)
+	addInputTools(s, r, p)
 	if err := r.Install(s); err != nil {
 		t.Fatal(err)
 	}

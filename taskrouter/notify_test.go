@@ -1,7 +1,6 @@
 package taskrouter_test
 
 import (
-	"bufio"
 	"context"
 	"net/http"
 	"net/http/httptest"
@@ -46,39 +45,9 @@ func TestStatusNotificationsNeedAStream(t *testing.T) {
 		t.Fatalf("%d status notifications sent to a session without a stream", n)
 	}
 
-	ctx, cancel := context.WithCancel(t.Context())
-	defer cancel()
-	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, hs.URL, nil)
-	req.Header.Set("Accept", "text/event-stream")
-	req.Header.Set("Mcp-Session-Id", c.sid)
-	req.Header.Set("Mcp-Protocol-Version", "2025-11-25")
-	resp, err := hs.Client().Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("GET: HTTP %d", resp.StatusCode)
-	}
-	got := make(chan string, 16)
-	go func() {
-		sc := bufio.NewScanner(resp.Body)
-		for sc.Scan() {
-			got <- sc.Text()
-		}
-	}()
+	got := openStream(t, hs.URL, "", c.sid)
 	if err := roundTripOf(c); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.After(10 * time.Second)
-	for {
-		select {
-		case line := <-got:
-			if strings.Contains(line, `"method":"notifications/tasks/status"`) && strings.Contains(line, `"status":"completed"`) {
-				return
-			}
-		case <-deadline:
-			t.Fatalf("no completed notification on the stream (%d sent)", sent.Load())
-		}
-	}
+	waitLine(t, got, `"method":"notifications/tasks/status"`, `"status":"completed"`)
 }

@@ -13,6 +13,13 @@
 // task and its outcome to what a client sees. The store records what
 // happened, whatever the revision that asked.
 //
+// Input: a task's handler asks the client as any go-sdk handler does
+// (req.Session.Elicit, CreateMessage, CreateMessageWithTools, ListRoots).
+// The request waits in the task's record, the task input_required, until
+// the client answers: through tasks/result on 2025-11-25, which carries the
+// request on its response stream, or tasks/update on 2026-07-28; on any
+// replica. Handle.AwaitInput asks with keys of the handler's own.
+//
 // Replicas: several Routers (in several processes) may share one store.
 // Every read goes to the store, so any replica answers for any task. A
 // running task holds its replica's lease; a replica whose heartbeat stands

@@ -75,6 +75,7 @@ type run struct {
 	watch     *hub.Watch         // woken when the task may have changed: re-read it
 	exited    chan struct{}      // closed when the supervisor returns
 
+	asks     atomic.Int64  // the handler's requests to the client so far (input keys)
 	finished atomic.Bool   // terminal: no more progress notifications, no outcome to write
 	stopped  chan struct{} // closed by end
 	stopOnce sync.Once
@@ -110,6 +111,7 @@ func (rr *runner) start(rec *taskstore.TaskRecord, values func(context.Context) 
 		rn.lease = *rec.Lease
 		rn.handle = rn.handle.WithLease(rn.lease)
 	}
+	rn.handle = rn.handle.WithInputWait(rr.inputWait(rn))
 	ctx, cancel := context.WithCancel(context.WithValue(context.Background(), runKey{}, rn))
 	rn.cancel = cancel
 	if values != nil {
@@ -369,8 +371,9 @@ func (r *Router) Shutdown(ctx context.Context) error {
 
 // await blocks until the task is terminal (or ctx is done) and returns it.
 // It wakes on a change made on this replica, pushed by the change feed, or
-// found by the poller, which compares the version read here.
-func (rr *runner) await(ctx context.Context, owner, taskID string) (*taskstore.TaskRecord, error) {
+// found by the poller, which compares the version read here. read, when
+// not nil, sees each record read before the wait goes on.
+func (rr *runner) await(ctx context.Context, owner, taskID string, read func(*taskstore.TaskRecord)) (*taskstore.TaskRecord, error) {
 	release, err := rr.hub.HoldWait(normOwner(owner), "wait for one to end, or poll with tasks/get")
 	if err != nil {
 		return nil, err
@@ -382,6 +385,9 @@ func (rr *runner) await(ctx context.Context, owner, taskID string) (*taskstore.T
 		rec, err := rr.store.Get(ctx, owner, taskID)
 		if err != nil || rec.Task.Status.Terminal() {
 			return rec, err
+		}
+		if read != nil {
+			read(rec)
 		}
 		rr.hub.Seen(w, rec, rr.pollOf(rec))
 		select {

@@ -220,12 +220,16 @@ func (r *Router) receiving20260728(ctx context.Context, method string, req mcp.R
 	return next(ctx, method, req)
 }
 
-// sending drops progress notifications of a task that has ended and marks
-// the others with the related-task key.
+// sending holds a task handler's requests to the client in the task's
+// record (input.go), drops progress notifications of a task that has ended
+// and marks the others with the related-task key.
 func (r *Router) sending(next mcp.MethodHandler) mcp.MethodHandler {
 	return func(ctx context.Context, method string, req mcp.Request) (mcp.Result, error) {
 		if method == "notifications/subscriptions/acknowledged" {
 			return r.streams.OnAck(ctx, method, req, next)
+		}
+		if rn := runFrom(ctx); rn != nil && asksClient(method) {
+			return r.ask(ctx, rn, method, req)
 		}
 		if rn := runFrom(ctx); rn != nil && method == "notifications/progress" {
 			if rn.finished.Load() {

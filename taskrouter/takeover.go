@@ -2,13 +2,16 @@ package taskrouter
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"sync"
 
 	"github.com/modelcontextprotocol/go-sdk/auth"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
 	"github.com/mcptasks/mcptasks/taskrouter/internal/lease"
+	"github.com/mcptasks/mcptasks/taskrouter/internal/protocol"
 	"github.com/mcptasks/mcptasks/taskstore"
 )
 
@@ -22,9 +25,13 @@ import (
 // Handle.Attempt tells the handler which run it is.
 //
 // A re-run has no client session: the go-sdk can call a tool handler only
-// inside a server session, so the Router keeps one in-memory session to
-// its server (mcp.NewInMemoryTransports) for re-runs, the simplest way
-// that needs nothing of the SDK beyond its public API. The handler's
+// inside a server session, so the Router keeps in-memory sessions to its
+// server (mcp.NewInMemoryTransports) for re-runs, the simplest way that
+// needs nothing of the SDK beyond its public API. Their client declares
+// the capabilities the original client declared for requests to it
+// (elicitation, sampling, roots), so a re-run may ask the client again
+// (input.go): the request waits in the task's record for the client's
+// next tasks/result or tasks/update, on any replica. The handler's
 // request carries the original arguments and, as Extra.TokenInfo, the
 // user id and scopes of the original request (no expiry, no other token
 // fields); it has no progress token, and progress or other notifications
@@ -36,13 +43,20 @@ import (
 // (counting the first). maxAttempts < 2 makes the tool not resumable.
 func (r *Router) SetResumable(tool string, maxAttempts int) { r.tools.setAttempts(tool, maxAttempts) }
 
-// takeover is the one in-memory session re-runs go through.
+// takeover holds the in-memory sessions re-runs go through: one per set
+// of client capabilities the original clients declared (clientCaps, a
+// handful of flags, so the sets are few), so that a re-run's handler asks
+// the client (Elicit…) under the original client's capabilities.
 type takeover struct {
-	mu      sync.Mutex
-	server  *mcp.Server
-	next    mcp.MethodHandler // the handler inside the Router's middleware
-	session *mcp.ServerSession
-	client  *mcp.ClientSession
+	mu       sync.Mutex
+	server   *mcp.Server
+	next     mcp.MethodHandler // the handler inside the Router's middleware
+	sessions map[string]*takeoverSession
+}
+
+type takeoverSession struct {
+	server *mcp.ServerSession
+	client *mcp.ClientSession
 }
 
 // setNext records the handler the Router's middleware wraps on server (the
@@ -55,47 +69,61 @@ func (t *takeover) setNext(server *mcp.Server, next mcp.MethodHandler) {
 	}
 }
 
-func (t *takeover) connect(ctx context.Context) (*mcp.ServerSession, mcp.MethodHandler, error) {
+// connect returns the session of a client declaring caps (a Rerun's
+// Client: clientCaps as JSON, or nothing).
+func (t *takeover) connect(ctx context.Context, caps json.RawMessage) (*mcp.ServerSession, mcp.MethodHandler, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.server == nil {
 		return nil, nil, errors.New("no MCP server installed: nothing can run the tool again")
 	}
-	if t.session == nil {
-		ct, st := mcp.NewInMemoryTransports()
-		ss, err := t.server.Connect(ctx, st, nil)
-		if err != nil {
-			return nil, nil, err
-		}
-		cs, err := mcp.NewClient(&mcp.Implementation{Name: "mcptasks-takeover", Version: "1"}, nil).Connect(ctx, ct, nil)
-		if err != nil {
-			ss.Close()
-			return nil, nil, err
-		}
-		t.session, t.client = ss, cs
+	key := string(caps)
+	if ts := t.sessions[key]; ts != nil {
+		return ts.server, t.next, nil
 	}
-	return t.session, t.next, nil
+	var cc clientCaps
+	if len(caps) > 0 {
+		if err := json.Unmarshal(caps, &cc); err != nil {
+			return nil, nil, fmt.Errorf("the original client's capabilities: %w", err)
+		}
+	}
+	ct, st := mcp.NewInMemoryTransports()
+	ss, err := t.server.Connect(ctx, st, nil)
+	if err != nil {
+		return nil, nil, err
+	}
+	cs, err := mcp.NewClient(&mcp.Implementation{Name: "mcptasks-takeover", Version: "1"}, &mcp.ClientOptions{Capabilities: cc.declared()}).
+		Connect(ctx, ct, &mcp.ClientSessionOptions{ProtocolVersion: protocol.Rev20251125.String()})
+	if err != nil {
+		ss.Close()
+		return nil, nil, err
+	}
+	if t.sessions == nil {
+		t.sessions = map[string]*takeoverSession{}
+	}
+	t.sessions[key] = &takeoverSession{server: ss, client: cs}
+	return ss, t.next, nil
 }
 
 func (t *takeover) close() {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if t.client != nil {
-		t.client.Close()
-		t.session.Close()
-		t.client, t.session = nil, nil
+	for key, ts := range t.sessions {
+		ts.client.Close()
+		ts.server.Close()
+		delete(t.sessions, key)
 	}
 }
 
 // CanResume connects the in-memory session re-runs go through.
 func (h leaseHost) CanResume(ctx context.Context) error {
-	_, _, err := h.r.takeover.connect(ctx)
+	_, _, err := h.r.takeover.connect(ctx, nil)
 	return err
 }
 
 // Resume runs the claimed task's tool again through the in-memory session.
 func (h leaseHost) Resume(ctx context.Context, claimed *taskstore.TaskRecord, info *lease.Rerun) error {
-	ss, next, err := h.r.takeover.connect(ctx)
+	ss, next, err := h.r.takeover.connect(ctx, info.Client)
 	if err != nil {
 		return err
 	}

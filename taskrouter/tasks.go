@@ -109,18 +109,24 @@ func (r *Router) handleList(ctx context.Context, _ *mcp.ServerSession, p *taskID
 // alive after its HTTP connection closes, for stream resumption), and,
 // through HTTPHandler, when its HTTP request ends (a client that comes back
 // calls tasks/result again).
-func (r *Router) handleResult(ctx context.Context, _ *mcp.ServerSession, p *taskIDParams) (*wireResult, error) {
+//
+// While the task is input_required, it sends the task's pending input
+// requests to the client on its own response stream and stores the answers
+// (deliveries); they end with it.
+func (r *Router) handleResult(ctx context.Context, ss *mcp.ServerSession, p *taskIDParams) (*wireResult, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
 	if hctx := r.edge.Request(carrierOf(ctx)); hctx != nil {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithCancel(ctx)
-		defer cancel()
 		defer context.AfterFunc(hctx, cancel)()
 	}
 	id, err := str("taskId", p.TaskID)
 	if err != nil {
 		return nil, toWire(r.log, err)
 	}
-	rec, err := r.runner.await(ctx, ownerOf(ctx), id)
+	d := &deliveries{r: r, ss: ss, owner: ownerOf(ctx), id: id, ctx: ctx}
+	defer d.wg.Wait()
+	defer cancel() // before the wait: the sends end with the call
+	rec, err := r.runner.await(ctx, ownerOf(ctx), id, d.send)
 	if err != nil {
 		return nil, toWire(r.log, err)
 	}

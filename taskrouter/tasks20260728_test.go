@@ -72,9 +72,10 @@ type req20260728 struct {
 	token   string // default tok-alice
 	method  string
 	params  map[string]any
-	noExt   bool    // do not declare the tasks extension
-	mcpName *string // nil: params.taskId for tasks/*, params.name for tools/call
-	noName  bool    // send no Mcp-Name header
+	noExt   bool           // do not declare the tasks extension
+	mcpName *string        // nil: params.taskId for tasks/*, params.name for tools/call
+	noName  bool           // send no Mcp-Name header
+	caps    map[string]any // more client capabilities (elicitation…)
 }
 
 type rpcAnswer struct {
@@ -95,6 +96,9 @@ func (q req20260728) do(t *testing.T, url string) rpcAnswer {
 		params[k] = v
 	}
 	caps := map[string]any{}
+	for k, v := range q.caps {
+		caps[k] = v
+	}
 	if !q.noExt {
 		caps["extensions"] = map[string]any{taskrouter.ExtensionID: map[string]any{}}
 	}

@@ -88,8 +88,9 @@ func (t *toolRules) setAttempts(tool string, n int) {
 	t.attempts[tool] = n
 }
 
-// rerunFor returns the Rerun of a tools/call of a resumable tool, or nil.
-func (t *toolRules) rerunFor(tool string, req mcp.Request) (json.RawMessage, error) {
+// rerunFor returns the Rerun of a tools/call of a resumable tool, by a
+// client declaring caps, or nil.
+func (t *toolRules) rerunFor(tool string, req mcp.Request, caps clientCaps) (json.RawMessage, error) {
 	t.mu.Lock()
 	attempts := t.attempts[tool]
 	t.mu.Unlock()
@@ -101,6 +102,7 @@ func (t *toolRules) rerunFor(tool string, req mcp.Request) (json.RawMessage, err
 	if extra := req.GetExtra(); extra != nil && extra.TokenInfo != nil {
 		info.User, info.Scopes = extra.TokenInfo.UserID, extra.TokenInfo.Scopes
 	}
+	info.Client = caps.json()
 	return json.Marshal(info)
 }
 

@@ -17,6 +17,8 @@ type Handle struct {
 	id    string
 	lease *Lease
 	known *knownState // shared by the copies WithLease makes
+	// inputWait is how AwaitInput waits (nil: it polls).
+	inputWait InputWait
 }
 
 // knownState is the record a handle last read or wrote (a private copy),

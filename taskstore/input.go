@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"sort"
+	"strconv"
 	"time"
 )
 
@@ -128,25 +129,28 @@ func (rt *Runtime) SubmitInput(ctx context.Context, owner, taskID string, respon
 // one of them has been answered; otherwise it changes nothing and returns
 // ok false.
 func (rt *Runtime) TakeInput(ctx context.Context, owner, taskID string, keys []string) (map[string]json.RawMessage, bool, error) {
-	return rt.s.takeInput(ctx, owner, taskID, write{}, keys)
+	out, _, ok, err := rt.s.takeInput(ctx, owner, taskID, write{}, keys)
+	return out, ok, err
 }
 
-func (s *Store) takeInput(ctx context.Context, owner, taskID string, w write, keys []string) (map[string]json.RawMessage, bool, error) {
+// takeInput is TakeInput; when not every key is answered it also returns
+// the record it read.
+func (s *Store) takeInput(ctx context.Context, owner, taskID string, w write, keys []string) (map[string]json.RawMessage, *TaskRecord, bool, error) {
 	var out map[string]json.RawMessage
 	rec, err := s.Get(ctx, owner, taskID)
 	if err != nil {
-		return nil, false, err
+		return nil, nil, false, err
 	}
 	answered, err := decodeObject(rec.InputResponses)
 	if err != nil {
-		return nil, false, err
+		return nil, nil, false, err
 	}
 	for _, k := range keys {
 		if _, ok := answered[k]; !ok {
-			return nil, false, nil
+			return nil, rec, false, nil
 		}
 	}
-	_, err = s.mutate(ctx, owner, taskID, write{fence: w.fence}, func(r *TaskRecord) error {
+	_, err = s.mutate(ctx, owner, taskID, write{known: rec, fence: w.fence}, func(r *TaskRecord) error {
 		answered, err := decodeObject(r.InputResponses)
 		if err != nil {
 			return err
@@ -164,54 +168,91 @@ func (s *Store) takeInput(ctx context.Context, owner, taskID string, w write, ke
 		return err
 	})
 	if err != nil {
-		return nil, false, err
+		return nil, nil, false, err
 	}
-	return out, true, nil
+	return out, nil, true, nil
 }
 
-// AwaitInput asks the client for input (RequestInput) and blocks until all
-// of requests have been answered through tasks/update, the task ends, or
-// ctx is done. It re-reads the task every poll interval (at most 250ms), so
-// answers delivered to any replica reach it.
-func (h *Handle) AwaitInput(ctx context.Context, requests map[string]any, message string) (map[string]json.RawMessage, error) {
-	raw := make(map[string]json.RawMessage, len(requests))
-	keys := make([]string, 0, len(requests))
-	for k, v := range requests {
-		b, err := json.Marshal(v)
-		if err != nil {
-			return nil, fmt.Errorf("%w: input request %q: %v", ErrInvalidJSON, truncate(k), err)
-		}
-		raw[k] = b
-		keys = append(keys, k)
-	}
-	if _, err := h.wrote(h.s.requestInput(ctx, h.owner, h.id, h.write(), raw, message)); err != nil {
-		return nil, err
-	}
+// InputWait is how AwaitInput waits for answers, given the record its
+// request wrote: wait returns when the task may have changed since rec
+// was read (or ctx is done), and stop releases what wait holds.
+type InputWait func(asked *TaskRecord) (wait func(ctx context.Context, rec *TaskRecord) error, stop func())
+
+// WithInputWait returns a copy of h whose AwaitInput waits with w instead
+// of re-reading the task every poll interval: a runner that hears of
+// changes (a change feed) passes its own.
+func (h *Handle) WithInputWait(w InputWait) *Handle {
+	c := *h
+	c.inputWait = w
+	return &c
+}
+
+// pollWait is AwaitInput's wait without WithInputWait: a read every poll
+// interval (at most 250ms), so answers delivered to any replica reach it.
+func (h *Handle) pollWait(*TaskRecord) (func(context.Context, *TaskRecord) error, func()) {
 	poll := min(h.s.cfg.PollInterval, 250*time.Millisecond)
 	if poll <= 0 {
 		poll = 250 * time.Millisecond
 	}
 	t := time.NewTicker(poll)
-	defer t.Stop()
+	return func(ctx context.Context, _ *TaskRecord) error {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
+			return nil
+		}
+	}, t.Stop
+}
+
+// AwaitInput asks the client for input (RequestInput) and blocks until all
+// of requests have been answered (tasks/update on 2026-07-28, or the
+// client's answer to tasks/result on 2025-11-25), the task ends, or ctx is
+// done. It returns the answers by the keys of requests. From the second
+// attempt of a task on (Attempt), the stored keys carry the attempt
+// ("key@2"), so an attempt never meets the answers of another.
+func (h *Handle) AwaitInput(ctx context.Context, requests map[string]any, message string) (map[string]json.RawMessage, error) {
+	raw := make(map[string]json.RawMessage, len(requests))
+	keys := make([]string, 0, len(requests))
+	stored := func(k string) string { return k }
+	if a := h.Attempt(); a > 1 {
+		stored = func(k string) string { return k + "@" + strconv.Itoa(a) }
+	}
+	for k, v := range requests {
+		b, err := json.Marshal(v)
+		if err != nil {
+			return nil, fmt.Errorf("%w: input request %q: %v", ErrInvalidJSON, truncate(k), err)
+		}
+		raw[stored(k)] = b
+		keys = append(keys, stored(k))
+	}
+	asked, err := h.wrote(h.s.requestInput(ctx, h.owner, h.id, h.write(), raw, message))
+	if err != nil {
+		return nil, err
+	}
+	waitFor := h.inputWait
+	if waitFor == nil {
+		waitFor = h.pollWait
+	}
+	wait, stop := waitFor(asked)
+	defer stop()
 	for {
-		out, ok, err := h.s.takeInput(ctx, h.owner, h.id, write{fence: h.lease}, keys)
+		out, rec, ok, err := h.s.takeInput(ctx, h.owner, h.id, write{fence: h.lease}, keys)
 		if err != nil {
 			return nil, err
 		}
 		if ok {
-			return out, nil
-		}
-		rec, err := h.Get(ctx)
-		if err != nil {
-			return nil, err
+			answers := make(map[string]json.RawMessage, len(requests))
+			for k := range requests {
+				answers[k] = out[stored(k)]
+			}
+			return answers, nil
 		}
 		if rec.Task.Status.Terminal() {
 			return nil, fmt.Errorf("%w: task ended while waiting for input (%s)", ErrInvalidTransition, rec.Task.Status)
 		}
-		select {
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		case <-t.C:
+		if err := wait(ctx, rec); err != nil {
+			return nil, err
 		}
 	}
 }

@@ -127,7 +127,10 @@ func (rt *Runtime) Handoff(ctx context.Context, owner, taskID string, from Lease
 
 // Claim moves an active task held by lease `from` to runner `to`, as the
 // next attempt. When the task has moved on it returns ErrLeaseLost and
-// writes nothing, so each attempt is claimed exactly once.
+// writes nothing, so each attempt is claimed exactly once. The dead
+// attempt's input requests go with it: pending requests and answers not
+// yet taken are dropped, and an input_required task is working again (the
+// new attempt asks again if it needs to).
 func (rt *Runtime) Claim(ctx context.Context, owner, taskID string, from Lease, to string) (*TaskRecord, error) {
 	if err := checkRunner(to); err != nil {
 		return nil, err
@@ -137,6 +140,10 @@ func (rt *Runtime) Claim(ctx context.Context, owner, taskID string, from Lease, 
 			return fmt.Errorf("%w: task moved on", ErrLeaseLost)
 		}
 		r.Lease = &Lease{Runner: to, Attempt: from.Attempt + 1}
+		r.InputRequests, r.InputResponses = nil, nil
+		if r.Task.Status == StatusInputRequired {
+			return rt.s.transition(r, StatusWorking, "")
+		}
 		return nil
 	})
 }

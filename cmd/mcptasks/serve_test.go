@@ -141,6 +141,7 @@ func TestServeDemoTools(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := map[string]mg.TaskSupport{"sleep": "optional", "fail": "optional", "slow_report": "required",
+		"ask_user": "optional", "ask_model": "optional",
 		// The conformance fixtures (fixtures.go).
 		"slow_compute": "optional", "failing_job": "required", "protocol_error_job": "optional",
 		"confirm_delete": "optional", "multi_input": "optional", "test_tool_with_task": "required"}

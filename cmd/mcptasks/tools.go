@@ -1,3 +1,5 @@
+//lint:file-ignore SA1019 ask_model shows sampling, deprecated from 2026-07-28 on, which 2025-11-25 clients offer
+
 package main
 
 import (

@@ -96,9 +96,21 @@ func normalizeWalkthrough(s string) string {
 // written (only the address is this test's serve), and compares what it
 // prints with the output the README shows.
 func TestREADMECurlWalkthrough(t *testing.T) {
+	runWalkthrough(t, "curl-walkthrough")
+}
+
+// TestREADMEInputWalkthrough runs the README's curl client that answers a
+// task's question through tasks/result.
+func TestREADMEInputWalkthrough(t *testing.T) {
+	runWalkthrough(t, "input-walkthrough")
+}
+
+// runWalkthrough runs the README block "<!-- name: commands -->" against a
+// serve of this test and compares its output with "<!-- name: output -->".
+func runWalkthrough(t *testing.T, name string) {
 	readme := readmeForScripts(t)
-	commands := readmeBlock(t, readme, "<!-- curl-walkthrough: commands -->")
-	want := readmeBlock(t, readme, "<!-- curl-walkthrough: output -->")
+	commands := readmeBlock(t, readme, "<!-- "+name+": commands -->")
+	want := readmeBlock(t, readme, "<!-- "+name+": output -->")
 
 	url, _, _ := startServe(t)
 	const readmeURL = "http://127.0.0.1:8080/mcp"
@@ -106,5 +118,5 @@ func TestREADMECurlWalkthrough(t *testing.T) {
 		t.Fatalf("the walkthrough no longer starts with MCP=%s", readmeURL)
 	}
 	script := strings.Replace(commands, "MCP="+readmeURL+"\n", "MCP="+url+"\n", 1)
-	runREADMEScript(t, "walkthrough", script, want)
+	runREADMEScript(t, name, script, want)
 }

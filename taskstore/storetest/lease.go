@@ -2,6 +2,7 @@ package storetest
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -488,6 +489,47 @@ func testStoreClaimAndFence(t *testing.T, open func(*testing.T, taskstore.Config
 	}
 	_, err = taskstore.NewRuntime(s).Claim(ctx, "alice", id, *cur.Lease, "c")
 	wantErr(t, "Claim of a cancelled task", err, taskstore.ErrLeaseLost)
+}
+
+// testStoreClaimClearsInput: the input requests of a dead attempt are its
+// own (the new attempt asks again if it needs to), so a claim drops the
+// pending requests and the answers not yet taken, and an input_required
+// task is working again.
+func testStoreClaimClearsInput(t *testing.T, open func(*testing.T, taskstore.Config) *taskstore.Store) {
+	s := open(t, taskstore.Config{})
+	ctx := t.Context()
+	rt := taskstore.NewRuntime(s)
+	r := leased(t, s, "alice", "a")
+	id := r.Task.TaskID
+	req := map[string]json.RawMessage{
+		"q1": json.RawMessage(`{"method":"elicitation/create","params":{"message":"one?"}}`),
+		"q2": json.RawMessage(`{"method":"elicitation/create","params":{"message":"two?"}}`),
+	}
+	if _, err := rt.RequestInput(ctx, "alice", id, req, "waiting"); err != nil {
+		t.Fatal(err)
+	}
+	if acc, err := rt.SubmitInput(ctx, "alice", id, map[string]json.RawMessage{"q1": json.RawMessage(`{"action":"accept"}`)}); err != nil || len(acc) != 1 {
+		t.Fatalf("SubmitInput: %v %v", acc, err)
+	}
+	if got := get(t, s, "alice", id); got.Task.Status != taskstore.StatusInputRequired {
+		t.Fatalf("status %s with q2 pending, want input_required", got.Task.Status)
+	}
+	claimed, err := rt.Claim(ctx, "alice", id, *r.Lease, "b")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, got := range []*taskstore.TaskRecord{claimed, get(t, s, "alice", id)} {
+		if got.Task.Status != taskstore.StatusWorking || got.Task.StatusMessage != "" {
+			t.Fatalf("after the claim: %s %q, want working with no message", got.Task.Status, got.Task.StatusMessage)
+		}
+		if len(got.InputRequests) != 0 || len(got.InputResponses) != 0 {
+			t.Fatalf("after the claim: requests %s, responses %s; want none", got.InputRequests, got.InputResponses)
+		}
+	}
+	// A late answer to the dead attempt's request is ignored.
+	if acc, err := rt.SubmitInput(ctx, "alice", id, map[string]json.RawMessage{"q2": json.RawMessage(`{"action":"accept"}`)}); err != nil || len(acc) != 0 {
+		t.Fatalf("late answer: accepted %v, %v; want none", acc, err)
+	}
 }
 
 // testGetMany: a backend that implements BatchGetter returns exactly the

@@ -49,6 +49,7 @@ func runStoreTests(t *testing.T, newBackend NewBackend) {
 		{"ActiveQuota", testStoreActiveQuota},
 		{"EndOrphanOnce", testStoreEndOrphanOnce},
 		{"ClaimAndFence", testStoreClaimAndFence},
+		{"ClaimClearsInput", testStoreClaimClearsInput},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, open) })

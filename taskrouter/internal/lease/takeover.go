@@ -36,6 +36,9 @@ type Rerun struct {
 	User        string          `json:"user,omitempty"`
 	Scopes      []string        `json:"scopes,omitempty"`
 	MaxAttempts int             `json:"maxAttempts"`
+	// Client is what a re-run declares of the original client: the
+	// capabilities its requests to the client need (the router's JSON).
+	Client json.RawMessage `json:"client,omitempty"`
 }
 
 // ParseRerun reads a record's Rerun; nil when the task is not resumable.
