@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/mcptasks/mcptasks/taskstore"
 )
@@ -23,9 +24,16 @@ var Ops = []string{"Create", "Get", "Update", "Delete", "List", "GetMany", "Upda
 // Counter holds the counts of a wrapped backend. It is safe for concurrent
 // use.
 type Counter struct {
-	mu sync.Mutex
-	n  Counts
+	mu      sync.Mutex
+	n       Counts
+	resyncs atomic.Int64
 }
+
+// Resyncs is how many Resync changes the change feed delivered, to any
+// subscriber, each once its subscriber returned: not calls, but after
+// each one every watcher of a task on that subscriber's replica reads it
+// again.
+func (c *Counter) Resyncs() int { return int(c.resyncs.Load()) }
 
 func (c *Counter) add(op string) {
 	c.mu.Lock()
@@ -242,7 +250,12 @@ func (b *backend) RunnerTasks(ctx context.Context, runner string, limit int) ([]
 type notifier struct{ *backend }
 
 func (w notifier) Subscribe(ctx context.Context, fn func(taskstore.Change)) error {
-	return w.n.Subscribe(ctx, fn)
+	return w.n.Subscribe(ctx, func(c taskstore.Change) {
+		fn(c)
+		if c.Resync {
+			w.c.resyncs.Add(1)
+		}
+	})
 }
 
 type getter struct{ *backend }

@@ -1,0 +1,265 @@
+package runcost
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+
+	"github.com/mcptasks/mcptasks/internal/callcount"
+	"github.com/mcptasks/mcptasks/taskrouter"
+	"github.com/mcptasks/mcptasks/taskstore"
+)
+
+// Sweep is what a survivor spent on the tasks of a replica that stopped.
+type Sweep struct {
+	Tasks int `json:"tasks"`
+	// Seconds runs from the survivor's "replica presumed dead" log line to
+	// the last task ended (orphans) or running again on the survivor
+	// (takeover).
+	Seconds   float64 `json:"seconds"`
+	PerSecond float64 `json:"tasksPerSecond"`
+	// Calls are the survivor's backend calls from that line until the dead
+	// replica was forgotten (its sweep done), without its lease keeper's
+	// per-tick Heartbeat and Runners; PerTask divides them by Tasks. They
+	// include what the resumed runs wrote meanwhile (Takeover's step), and
+	// a Get per run when the survivor's own heartbeat was late by a lease
+	// timeout (on a loaded machine), after which it re-reads its runs.
+	Calls   callcount.Counts `json:"calls"`
+	PerTask float64          `json:"callsPerTask"`
+	// Resyncs are the change feed's resyncs meanwhile: after each, every
+	// task running on the survivor is read again.
+	Resyncs int `json:"resyncs"`
+}
+
+// deadLine is the lease keeper's log line of a replica presumed dead; the
+// lines of each task it ended or took over follow.
+const (
+	deadLine      = "replica presumed dead: its heartbeat stopped"
+	orphanLine    = "orphaned task failed"
+	takenOverLine = "task taken over"
+)
+
+// sweepLog is a slog handler for a survivor: it notes when the replica
+// runner was presumed dead (and the calls made so far) and counts the
+// tasks of that replica that were ended.
+type sweepLog struct {
+	runner string
+	calls  *callcount.Counter
+	ended  *countdown
+
+	mu      sync.Mutex
+	dead    time.Time
+	atDead  callcount.Counts
+	resyncs int // at dead
+}
+
+func newSweepLog(runner string, calls *callcount.Counter, ended *countdown) *sweepLog {
+	return &sweepLog{runner: runner, calls: calls, ended: ended}
+}
+
+func (h *sweepLog) Enabled(_ context.Context, l slog.Level) bool { return l >= slog.LevelWarn }
+func (h *sweepLog) WithAttrs([]slog.Attr) slog.Handler           { return h }
+func (h *sweepLog) WithGroup(string) slog.Handler                { return h }
+
+func (h *sweepLog) Handle(_ context.Context, r slog.Record) error {
+	attr := func(key string) string {
+		v := ""
+		r.Attrs(func(a slog.Attr) bool {
+			if a.Key == key {
+				v = a.Value.String()
+				return false
+			}
+			return true
+		})
+		return v
+	}
+	switch r.Message {
+	case deadLine:
+		if attr("runner") != h.runner {
+			return nil
+		}
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		if h.dead.IsZero() {
+			h.dead, h.atDead, h.resyncs = time.Now(), h.calls.Snapshot(), h.calls.Resyncs()
+		}
+	case orphanLine:
+		if h.ended != nil && attr("runner") == h.runner {
+			h.ended.Add()
+		}
+	}
+	return nil
+}
+
+// deadAt is when the survivor presumed the runner dead, and the calls
+// and resyncs counted then.
+func (h *sweepLog) deadAt() (time.Time, callcount.Counts, int) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.dead, h.atDead, h.resyncs
+}
+
+// plant creates n tasks held by a new runner that beat once and never
+// again, spread over the owners of what, each with rerun when it is set.
+func (e *Env) plant(ctx context.Context, what string, n int, rerun json.RawMessage) (runner string, tasks []*taskstore.TaskRecord, err error) {
+	runner = e.Prefix + "-dead-" + what
+	if err := taskstore.NewRuntime(e.Store).Heartbeat(ctx, runner); err != nil {
+		return "", nil, err
+	}
+	tasks = make([]*taskstore.TaskRecord, n)
+	err = parallel(ctx, n, func(ctx context.Context, i int) error {
+		rec, err := e.Store.Create(ctx, e.owner(what, i), taskstore.CreateRequest{
+			RequestMethod: "tools/call", Variables: toolVars(resumeTool), Runner: runner, Rerun: rerun})
+		tasks[i] = rec
+		return err
+	})
+	return runner, tasks, err
+}
+
+// swept waits for the survivor's sweep of runner to end (the runner is
+// forgotten) and returns the sweep's figures, its tasks all done at done.
+func (e *Env) swept(ctx context.Context, log *sweepLog, n int, done time.Time) (Sweep, error) {
+	rt := taskstore.NewRuntime(e.Store)
+	deadline := time.Now().Add(e.Timeout)
+	for {
+		beats, err := rt.Runners(ctx)
+		if err != nil {
+			return Sweep{}, err
+		}
+		if !slices.ContainsFunc(beats, func(b taskstore.RunnerBeat) bool { return b.Runner == log.runner }) {
+			break
+		}
+		if time.Now().After(deadline) {
+			return Sweep{}, fmt.Errorf("the survivor did not forget the dead replica within %v", e.Timeout)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	dead, atDead, resyncs := log.deadAt()
+	calls := e.Calls.Snapshot().Sub(atDead).Without(keeperOps...)
+	s := Sweep{Tasks: n, Seconds: done.Sub(dead).Seconds(), Calls: calls, PerTask: float64(calls.Total()) / float64(n),
+		Resyncs: e.Calls.Resyncs() - resyncs}
+	if s.Seconds > 0 {
+		s.PerSecond = float64(n) / s.Seconds
+	}
+	return s, nil
+}
+
+// Orphans plants n tasks held by a replica that stopped, then starts a
+// survivor, which ends them (failed): how long that took from its
+// "replica presumed dead" line, and what it cost in backend calls.
+func (e *Env) Orphans(ctx context.Context, n int) (Sweep, error) {
+	dead, tasks, err := e.plant(ctx, "orphans", n, nil)
+	if err != nil {
+		return Sweep{}, err
+	}
+	defer e.deleteAll(context.WithoutCancel(ctx), tasks)
+	ended := newCountdown(n)
+	log := newSweepLog(dead, e.Calls, ended)
+	r, err := e.router(ctx, "orphans-survivor", slog.New(log), true)
+	if err != nil {
+		return Sweep{}, err
+	}
+	defer e.shutdown(r)
+	if err := ended.wait(ctx, e.Timeout, "orphans ended"); err != nil {
+		return Sweep{}, err
+	}
+	s, err := e.swept(ctx, log, n, ended.last())
+	if err != nil {
+		return s, err
+	}
+	// The log said so; the store must too.
+	return s, parallel(ctx, n, func(ctx context.Context, i int) error {
+		rec, err := e.Store.Get(ctx, tasks[i].OwnerID, tasks[i].Task.TaskID)
+		if err == nil && rec.Task.Status != taskstore.StatusFailed {
+			err = fmt.Errorf("orphan %s is %s after its end was logged", rec.Task.TaskID, rec.Task.Status)
+		}
+		return err
+	})
+}
+
+// resumeTool is the resumable tool of Takeover: it runs until its task is
+// deleted.
+const resumeTool = "runcost_resume"
+
+// rerunOf is the Rerun a tools/call of a resumable tool stores (taskrouter
+// keeps it as JSON in the record: the tool, its arguments, the attempts).
+func rerunOf(tool string, attempts int) json.RawMessage {
+	b, _ := json.Marshal(map[string]any{"tool": tool, "arguments": map[string]any{}, "maxAttempts": attempts})
+	return b
+}
+
+// Takeover plants n resumable tasks held by a replica that stopped, then
+// starts a survivor with the tool installed on a go-sdk server, which
+// claims them and runs the tool again: how long until all n handlers run
+// again, from its "replica presumed dead" line, and what it cost in
+// backend calls. With step > 0 each resumed handler writes a checkpoint at
+// once and then every step, as a tool resuming its work does.
+func (e *Env) Takeover(ctx context.Context, n int, step time.Duration) (Sweep, error) {
+	dead, tasks, err := e.plant(ctx, "takeover", n, rerunOf(resumeTool, 2))
+	if err != nil {
+		return Sweep{}, err
+	}
+	defer e.deleteAll(context.WithoutCancel(ctx), tasks)
+	running := newCountdown(n)
+	var wrong atomic.Int64 // runs that were not a second attempt
+	server := mcp.NewServer(&mcp.Implementation{Name: "runcost", Version: "1"}, nil)
+	mcp.AddTool(server, &mcp.Tool{Name: resumeTool}, func(ctx context.Context, _ *mcp.CallToolRequest, _ struct{}) (*mcp.CallToolResult, any, error) {
+		h := taskrouter.TaskHandle(ctx)
+		if h == nil || h.Attempt() != 2 {
+			wrong.Add(1)
+			return nil, nil, nil
+		}
+		running.Add()
+		var tick <-chan time.Time
+		if step > 0 {
+			t := time.NewTicker(step)
+			defer t.Stop()
+			tick = t.C
+		}
+		for i := 0; ; i++ {
+			if step > 0 {
+				if err := h.SetVariables(ctx, map[string]any{"step": i}); err != nil {
+					return nil, nil, err
+				}
+			}
+			select {
+			case <-ctx.Done():
+				return nil, nil, ctx.Err()
+			case <-tick:
+			}
+		}
+	})
+	log := newSweepLog(dead, e.Calls, nil)
+	r, err := e.router(ctx, "takeover-survivor", slog.New(log), true)
+	if err != nil {
+		return Sweep{}, err
+	}
+	defer e.shutdown(r)
+	r.SetTaskSupport(resumeTool, taskrouter.TaskRequired)
+	r.SetResumable(resumeTool, 2)
+	if err := r.Install(server); err != nil {
+		return Sweep{}, err
+	}
+	if err := running.wait(ctx, e.Timeout, "tasks running again"); err != nil {
+		if w := wrong.Load(); w > 0 {
+			err = fmt.Errorf("%w (%d runs were not a task's second attempt)", err, w)
+		}
+		return Sweep{}, err
+	}
+	s, err := e.swept(ctx, log, n, running.last())
+	if err != nil {
+		return s, err
+	}
+	// Their runs end as their tasks go.
+	if err := e.deleteAll(ctx, tasks); err != nil {
+		return s, err
+	}
+	return s, e.waitIdle(ctx, r)
+}
