@@ -140,8 +140,6 @@ func (e *Env) SDKMemory(ctx context.Context, n int) (Memory, error) {
 		Owner: func(context.Context, mcp.Request) string { return owner }})
 	defer e.shutdown(r)
 	started, gate := newCountdown(n), make(chan struct{})
-	release := sync.OnceFunc(func() { close(gate) })
-	defer release() // the handlers return before the session closes
 	server := mcp.NewServer(&mcp.Implementation{Name: "runcost", Version: "1"}, nil)
 	type blockArgs struct {
 		Hold bool `json:"hold"`
@@ -165,12 +163,19 @@ func (e *Env) SDKMemory(ctx context.Context, n int) (Memory, error) {
 	if err != nil {
 		return Memory{}, err
 	}
-	defer ss.Close()
 	c, err := dialRaw(ctx, ct)
 	if err != nil {
+		ss.Close()
 		return Memory{}, err
 	}
-	defer c.conn.Close()
+	// The session goes first: the ends of n tasks need not be notified
+	// to it (one at a time, over a synchronous pipe).
+	release := sync.OnceFunc(func() {
+		c.conn.Close()
+		ss.Close()
+		close(gate)
+	})
+	defer release()
 	var tasks []*taskstore.TaskRecord
 	defer func() { e.deleteAll(context.WithoutCancel(ctx), tasks) }()
 	call := func(ctx context.Context, n int, hold bool) error {
