@@ -136,7 +136,7 @@ func (rep replicasReport) table(w io.Writer) error {
 		if s == nil {
 			return
 		}
-		fmt.Fprintf(tw, "%s: all %s after\t%s\tfrom the survivor's \"replica presumed dead\" line\n", what, done, fmtSeconds(s.Seconds))
+		fmt.Fprintf(tw, "%s: all %s after\t%s\tfrom the survivor's \"replica presumed dead\" line%s\n", what, done, fmtSeconds(s.Seconds), lost(s))
 		fmt.Fprintf(tw, "%s per second\t%.0f\t%d tasks\n", what, s.PerSecond, s.Tasks)
 		fmt.Fprintf(tw, "backend calls per task (%s)\t%.3f\t%v%s\n", what, s.PerTask, s.Calls, resyncs(s.Resyncs))
 	}
@@ -150,6 +150,18 @@ func (rep replicasReport) table(w io.Writer) error {
 		fmt.Fprintf(tw, "stored record, this process's heap\t%s\ta task stored and not running (the memory backend's; ~0 on a remote store)\n", fmtBytes(rep.Memory[0].StoredPerTask))
 	}
 	return tw.Flush()
+}
+
+// lost notes the tasks a survivor acted on without knowing it (a batch
+// whose reply came too late).
+func lost(s *runcost.Sweep) string {
+	switch {
+	case s.Unlogged > 0:
+		return fmt.Sprintf("; %d failed unlogged (written, but the reply came too late), the time is the last logged one's", s.Unlogged)
+	case s.Stranded > 0:
+		return fmt.Sprintf("; %d STRANDED: claimed but not running (written, but the reply came too late)", s.Stranded)
+	}
+	return ""
 }
 
 // resyncs notes the change feed's resyncs, after each of which every

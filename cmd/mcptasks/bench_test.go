@@ -156,7 +156,7 @@ func TestBenchReplicas(t *testing.T) {
 		t.Fatalf("bench replicas exited %d: %s", code, errOut.String())
 	}
 	rep = replicasReport{}
-	if err := json.Unmarshal(out.Bytes(), &rep); err != nil || rep.Takeover == nil || rep.Takeover.Tasks != 20 || rep.Takeover.Calls["Update"] < 20 {
-		t.Errorf("takeover with -step: %s (%v), want a checkpoint of each resumed run counted", out.String(), err)
+	if err := json.Unmarshal(out.Bytes(), &rep); err != nil || rep.Takeover == nil || rep.Takeover.Tasks != 20 || rep.Takeover.Calls["Update"] == 0 {
+		t.Errorf("takeover with -step: %s (%v), want the checkpoints of resumed runs counted", out.String(), err)
 	}
 }

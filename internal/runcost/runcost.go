@@ -115,13 +115,14 @@ func (e *Env) shutdown(r *taskrouter.Router) error {
 
 // countdown is closed once Add was called n times.
 type countdown struct {
-	n    atomic.Int64
-	at   atomic.Int64 // unix nanoseconds of the last Add
-	done chan struct{}
+	total int64
+	n     atomic.Int64
+	at    atomic.Int64 // unix nanoseconds of the last Add
+	done  chan struct{}
 }
 
 func newCountdown(n int) *countdown {
-	c := &countdown{done: make(chan struct{})}
+	c := &countdown{total: int64(n), done: make(chan struct{})}
 	c.n.Store(int64(n))
 	return c
 }
@@ -129,7 +130,8 @@ func newCountdown(n int) *countdown {
 func (c *countdown) Add() {
 	now := time.Now().UnixNano()
 	if left := c.n.Add(-1); left >= 0 {
-		c.at.Store(now)
+		for old := c.at.Load(); now > old && !c.at.CompareAndSwap(old, now); old = c.at.Load() {
+		}
 		if left == 0 {
 			close(c.done)
 		}
@@ -146,9 +148,13 @@ func (c *countdown) wait(ctx context.Context, timeout time.Duration, what string
 	case <-ctx.Done():
 		return ctx.Err()
 	case <-t.C:
-		return fmt.Errorf("%s: %d left after %v", what, c.n.Load(), timeout)
+		return fmt.Errorf("%s: %d left after %v", what, c.left(), timeout)
 	}
 }
+
+// left is how many Adds c still waits for, count how many it had.
+func (c *countdown) left() int  { return int(max(c.n.Load(), 0)) }
+func (c *countdown) count() int { return int(c.total) - c.left() }
 
 // last is when c was done.
 func (c *countdown) last() time.Time { return time.Unix(0, c.at.Load()) }
