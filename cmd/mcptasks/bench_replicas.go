@@ -52,8 +52,12 @@ func benchReplicasMain(ctx context.Context, args []string, stdout, _ io.Writer) 
 	measuresFlag := fs.String("measures", strings.Join(replicaMeasures, ","), "what to measure: "+strings.Join(replicaMeasures, ","))
 	checkpoints := fs.Int("checkpoints", 20, "checkpoints each of the 10 checkpointing tasks writes")
 	every := fs.Duration("checkpoint-every", 10*time.Millisecond, "the time between a task's checkpoints")
-	heartbeat := fs.Duration("heartbeat", 100*time.Millisecond, "the survivor's heartbeat (taskrouter.Options.Heartbeat)")
-	leaseTimeout := fs.Duration("lease-timeout", 500*time.Millisecond, "the survivor's lease timeout (taskrouter.Options.LeaseTimeout)")
+	// The Router's defaults: shorter leases only shorten the wait before
+	// the survivor presumes the replica dead, which is not measured, but
+	// the lease keeper bounds each batch of claims or ends by the lease
+	// timeout, and re-reads its own runs after a heartbeat late by one.
+	heartbeat := fs.Duration("heartbeat", time.Second, "the survivor's heartbeat (taskrouter.Options.Heartbeat)")
+	leaseTimeout := fs.Duration("lease-timeout", 5*time.Second, "the survivor's lease timeout (taskrouter.Options.LeaseTimeout)")
 	step := fs.Duration("step", 0, "takeover: each resumed run checkpoints at once and then every step (0: never)")
 	timeout := fs.Duration("timeout", 2*time.Minute, "the longest wait for the tasks of one measure")
 	asJSON := fs.Bool("json", false, "print one JSON object instead of a table")

@@ -46,8 +46,8 @@ type Env struct {
 	Prefix string
 }
 
-// NewEnv returns an Env over b with defaults for the Routers: heartbeat
-// 100ms, lease timeout 500ms, waits of at most two minutes. The Stores
+// NewEnv returns an Env over b with the Routers' default heartbeat (1s)
+// and lease timeout (5s), and waits of at most two minutes. The Stores
 // have no quotas (cfg's are overridden).
 func NewEnv(b taskstore.Backend, cfg taskstore.Config) *Env {
 	cfg.MaxActiveTasks, cfg.MaxStoredTasks = -1, -1
@@ -58,8 +58,8 @@ func NewEnv(b taskstore.Backend, cfg taskstore.Config) *Env {
 		Store:        taskstore.New(b, cfg),
 		Counted:      taskstore.New(counted, cfg),
 		Calls:        calls,
-		Heartbeat:    100 * time.Millisecond,
-		LeaseTimeout: 500 * time.Millisecond,
+		Heartbeat:    time.Second,
+		LeaseTimeout: 5 * time.Second,
 		Timeout:      2 * time.Minute,
 		Prefix:       "runcost-" + hex.EncodeToString(id[:]),
 	}
@@ -82,8 +82,9 @@ func quiet() *slog.Logger { return slog.New(slog.DiscardHandler) }
 // router returns a Router over the counted store, named e.Prefix-what,
 // once its change feed is up (where the backend has one): the feed's
 // first Resync wakes every watch, which would be counted against what
-// the Router does next. A survivor has e's short leases; another Router
-// the defaults, so that a late tick on a loaded machine does not make it
+// the Router does next. A survivor has e's leases (shorter ones shorten
+// the wait for a replica to be presumed dead); another Router the
+// defaults, so that a late tick on a loaded machine does not make it
 // re-read its own runs (the lease keeper does after a lease timeout
 // without a heartbeat).
 func (e *Env) router(ctx context.Context, what string, log *slog.Logger, survivor bool) (*taskrouter.Router, error) {
