@@ -50,17 +50,15 @@ func measure() sample {
 
 // memory measures n running tasks of r that start(ctx) starts, each of
 // which calls started.Add once it runs, and release ends: first the heap
-// of n tasks stored (not running) of the same shape, then that of the
-// running ones, less the stored share.
+// of n tasks stored (not running) of the same shape and owners, then that
+// of the running ones, less the stored share. It keeps no task itself:
+// the caller deletes the owners' tasks.
 func (e *Env) memory(ctx context.Context, path string, n int, owner func(int) string, r *taskrouter.Router,
 	start func(context.Context) error, started *countdown, release func()) (Memory, error) {
-	stored := make([]*taskstore.TaskRecord, n)
-	defer func() { e.deleteAll(context.WithoutCancel(ctx), stored) }()
 	base := measure()
 	err := parallel(ctx, n, func(ctx context.Context, i int) error {
-		rec, err := e.Store.Create(ctx, owner(i), taskstore.CreateRequest{RequestMethod: "tools/call",
+		_, err := e.Store.Create(ctx, owner(i), taskstore.CreateRequest{RequestMethod: "tools/call",
 			Variables: toolVars(blockTool), Runner: r.Runner()})
-		stored[i] = rec
 		return err
 	})
 	if err != nil {
@@ -103,15 +101,16 @@ func (e *Env) StartMemory(ctx context.Context, n int) (Memory, error) {
 			return taskrouter.Outcome{Result: result}
 		}
 	}
-	var tasks []*taskstore.TaskRecord
-	defer func() { e.deleteAll(context.WithoutCancel(ctx), tasks) }()
+	names := make([]string, owners)
+	for i := range names {
+		names[i] = e.owner("memory-start", i)
+	}
+	defer func() { e.deleteOwned(context.WithoutCancel(ctx), names) }()
 	startAll := func(ctx context.Context, n int, work taskrouter.Work) error {
 		for i := range n {
-			rec, err := r.Start(ctx, taskrouter.StartRequest{Owner: e.owner("memory-start", i), Method: "tools/call", Tool: blockTool}, work)
-			if err != nil {
+			if _, err := r.Start(ctx, taskrouter.StartRequest{Owner: names[i%owners], Method: "tools/call", Tool: blockTool}, work); err != nil {
 				return err
 			}
-			tasks = append(tasks, rec)
 		}
 		return nil
 	}
@@ -126,7 +125,7 @@ func (e *Env) StartMemory(ctx context.Context, n int) (Memory, error) {
 		return Memory{}, err
 	}
 	started, gate := newCountdown(n), make(chan struct{})
-	return e.memory(ctx, "Router.Start", n, func(i int) string { return e.owner("memory-start", i) }, r,
+	return e.memory(ctx, "Router.Start", n, func(i int) string { return names[i%owners] }, r,
 		func(ctx context.Context) error { return startAll(ctx, n, workOf(started, gate)) },
 		started, sync.OnceFunc(func() { close(gate) }))
 }
@@ -176,15 +175,10 @@ func (e *Env) SDKMemory(ctx context.Context, n int) (Memory, error) {
 		close(gate)
 	})
 	defer release()
-	var tasks []*taskstore.TaskRecord
-	defer func() { e.deleteAll(context.WithoutCancel(ctx), tasks) }()
+	defer func() { e.deleteOwned(context.WithoutCancel(ctx), []string{owner}) }()
 	call := func(ctx context.Context, n int, hold bool) error {
 		params, _ := json.Marshal(map[string]any{"name": blockTool, "arguments": blockArgs{Hold: hold}, "task": map[string]any{}})
-		ids, err := c.calls(ctx, "tools/call", params, n)
-		for _, id := range ids {
-			tasks = append(tasks, &taskstore.TaskRecord{OwnerID: owner, Task: taskstore.Task{TaskID: id}})
-		}
-		return err
+		return c.calls(ctx, "tools/call", params, n)
 	}
 	// A few tasks first, so that what is made once is not counted.
 	if err := call(ctx, 10, false); err != nil {
@@ -224,7 +218,7 @@ func dialRaw(ctx context.Context, t mcp.Transport) (*rawClient, error) {
 			}
 		}
 	}()
-	if _, err := c.calls(ctx, "initialize", json.RawMessage(`{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"runcost","version":"1"}}`), 1); err != nil {
+	if err := c.calls(ctx, "initialize", json.RawMessage(`{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"runcost","version":"1"}}`), 1); err != nil {
 		conn.Close()
 		return nil, err
 	}
@@ -236,8 +230,8 @@ func dialRaw(ctx context.Context, t mcp.Transport) (*rawClient, error) {
 }
 
 // calls sends n requests of method with params, then waits for their
-// responses and returns the task ids of those that created a task.
-func (c *rawClient) calls(ctx context.Context, method string, params json.RawMessage, n int) (taskIDs []string, err error) {
+// responses.
+func (c *rawClient) calls(ctx context.Context, method string, params json.RawMessage, n int) error {
 	sent := make(chan error, 1)
 	go func() {
 		for range n {
@@ -255,22 +249,14 @@ func (c *rawClient) calls(ctx context.Context, method string, params json.RawMes
 		select {
 		case resp = <-c.responses:
 		case <-ctx.Done():
-			return taskIDs, ctx.Err()
+			return ctx.Err()
 		}
 		if resp == nil {
-			return taskIDs, errors.New("the connection closed")
+			return errors.New("the connection closed")
 		}
 		if resp.Error != nil {
-			return taskIDs, fmt.Errorf("%s: %w", method, resp.Error)
-		}
-		var created struct {
-			Task struct {
-				TaskID string `json:"taskId"`
-			} `json:"task"`
-		}
-		if json.Unmarshal(resp.Result, &created) == nil && created.Task.TaskID != "" {
-			taskIDs = append(taskIDs, created.Task.TaskID)
+			return fmt.Errorf("%s: %w", method, resp.Error)
 		}
 	}
-	return taskIDs, <-sent
+	return <-sent
 }

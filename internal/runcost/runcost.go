@@ -193,6 +193,25 @@ func (e *Env) deleteAll(ctx context.Context, tasks []*taskstore.TaskRecord) erro
 	})
 }
 
+// deleteOwned deletes every task of owners through the uncounted store
+// (the memory measurements keep no task of their own to delete).
+func (e *Env) deleteOwned(ctx context.Context, owners []string) error {
+	b := taskstore.NewRuntime(e.Store).Backend()
+	return parallel(ctx, len(owners), func(ctx context.Context, i int) error {
+		for {
+			recs, _, err := b.List(ctx, owners[i], "", 1000)
+			if err != nil || len(recs) == 0 {
+				return err
+			}
+			for _, rec := range recs {
+				if _, err := b.Delete(ctx, rec.Owner, rec.TaskID); err != nil {
+					return err
+				}
+			}
+		}
+	})
+}
+
 // waitIdle waits until r runs nothing.
 func (e *Env) waitIdle(ctx context.Context, r *taskrouter.Router) error {
 	deadline := time.Now().Add(e.Timeout)
