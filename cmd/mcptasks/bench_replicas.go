@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math"
 	"slices"
 	"strings"
 	"text/tabwriter"
@@ -181,4 +182,9 @@ func fmtSeconds(s float64) string {
 	return time.Duration(s * float64(time.Second)).Round(100 * time.Microsecond).String()
 }
 
-func fmtBytes(b float64) string { return fmt.Sprintf("%.1f KB", b/1024) }
+func fmtBytes(b float64) string {
+	if math.Abs(b) < 0.05*1024 {
+		b = 0 // not "-0.0 KB"
+	}
+	return fmt.Sprintf("%.1f KB", b/1024)
+}
