@@ -143,7 +143,7 @@ func (rep replicasReport) table(w io.Writer) error {
 		}
 		fmt.Fprintf(tw, "%s: all %s after\t%s\tfrom the survivor's \"replica presumed dead\" line%s\n", what, done, fmtSeconds(s.Seconds), lost(s))
 		fmt.Fprintf(tw, "%s per second\t%.0f\t%d tasks\n", what, s.PerSecond, s.Tasks)
-		fmt.Fprintf(tw, "backend calls per task (%s)\t%.3f\t%v%s\n", what, s.PerTask, s.Calls, resyncs(s.Resyncs))
+		fmt.Fprintf(tw, "backend calls per task (%s)\t%.3f\t%v%s%s\n", what, s.PerTask, s.Calls, resyncs(s.Resyncs), rechecks(s.Rechecks))
 	}
 	sweep("orphans", rep.Orphans, "failed")
 	sweep("takeover", rep.Takeover, "running again")
@@ -176,6 +176,15 @@ func resyncs(n int) string {
 		return ""
 	}
 	return fmt.Sprintf(", %d change-feed resync(s)", n)
+}
+
+// rechecks notes the survivor's re-reads of its own runs after a late
+// heartbeat of its own.
+func rechecks(n int) string {
+	if n == 0 {
+		return ""
+	}
+	return fmt.Sprintf(", %d re-read(s) of its own runs after its heartbeat was late by a lease timeout", n)
 }
 
 func fmtSeconds(s float64) string {

@@ -43,28 +43,34 @@ type Sweep struct {
 	// A stranded task stays working, held by a live replica, until its TTL.
 	Unlogged int `json:"unlogged,omitempty"`
 	Stranded int `json:"stranded,omitempty"`
+	// Rechecks are the times the survivor's own heartbeat was late by a
+	// lease timeout (a loaded machine), after each of which it read every
+	// task it runs again: a Get each.
+	Rechecks int `json:"rechecks,omitempty"`
 }
 
 // deadLine is the lease keeper's log line of a replica presumed dead; the
 // lines of each task it ended or took over follow.
 const (
-	deadLine      = "replica presumed dead: its heartbeat stopped"
-	orphanLine    = "orphaned task failed"
-	takenOverLine = "task taken over"
+	deadLine    = "replica presumed dead: its heartbeat stopped"
+	orphanLine  = "orphaned task failed"
+	recheckLine = "lease not renewed for a lease timeout; re-checking own tasks"
 )
 
 // sweepLog is a slog handler for a survivor: it notes when the replica
-// runner was presumed dead (and the calls made so far) and counts the
-// tasks of that replica that were ended.
+// runner was presumed dead (and the calls made so far), counts the tasks
+// of that replica that were ended, and the survivor's re-reads of its own
+// runs.
 type sweepLog struct {
 	runner string
 	calls  *callcount.Counter
 	ended  *countdown
 
-	mu      sync.Mutex
-	dead    time.Time
-	atDead  callcount.Counts
-	resyncs int // at dead
+	mu       sync.Mutex
+	dead     time.Time
+	atDead   callcount.Counts
+	resyncs  int // at dead
+	rechecks int // since dead
 }
 
 func newSweepLog(runner string, calls *callcount.Counter, ended *countdown) *sweepLog {
@@ -97,6 +103,12 @@ func (h *sweepLog) Handle(_ context.Context, r slog.Record) error {
 		if h.dead.IsZero() {
 			h.dead, h.atDead, h.resyncs = time.Now(), h.calls.Snapshot(), h.calls.Resyncs()
 		}
+	case recheckLine:
+		h.mu.Lock()
+		if !h.dead.IsZero() {
+			h.rechecks++
+		}
+		h.mu.Unlock()
 	case orphanLine:
 		if h.ended != nil && attr("runner") == h.runner {
 			h.ended.Add()
@@ -105,12 +117,12 @@ func (h *sweepLog) Handle(_ context.Context, r slog.Record) error {
 	return nil
 }
 
-// deadAt is when the survivor presumed the runner dead, and the calls
-// and resyncs counted then.
-func (h *sweepLog) deadAt() (time.Time, callcount.Counts, int) {
+// deadAt is when the survivor presumed the runner dead, the calls and
+// resyncs counted then, and its rechecks since.
+func (h *sweepLog) deadAt() (dead time.Time, calls callcount.Counts, resyncs, rechecks int) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	return h.dead, h.atDead, h.resyncs
+	return h.dead, h.atDead, h.resyncs, h.rechecks
 }
 
 // plant creates n tasks held by a new runner that beat once and never
@@ -173,10 +185,10 @@ func (e *Env) swept(ctx context.Context, log *sweepLog, n int, done time.Time) (
 			return Sweep{}, fmt.Errorf("the survivor did not forget the dead replica within %v", e.Timeout)
 		}
 	}
-	dead, atDead, resyncs := log.deadAt()
+	dead, atDead, resyncs, rechecks := log.deadAt()
 	calls := e.Calls.Snapshot().Sub(atDead).Without(keeperOps...)
 	s := Sweep{Tasks: n, Seconds: done.Sub(dead).Seconds(), Calls: calls, PerTask: float64(calls.Total()) / float64(n),
-		Resyncs: e.Calls.Resyncs() - resyncs}
+		Resyncs: e.Calls.Resyncs() - resyncs, Rechecks: rechecks}
 	if s.Seconds > 0 {
 		s.PerSecond = float64(n) / s.Seconds
 	}
