@@ -467,8 +467,10 @@ func (b *redisBackend) ping(ctx context.Context) error {
 // cluster it cannot be written by the owner's script: an entry is added
 // (ZADD) before the record that names the runner is written, so every
 // record held by R is in R's index, and entries of records that moved on
-// are dropped when RunnerTasks meets them. On a single server the script
-// adds the entry itself, in the same round trip.
+// are dropped when RunnerTasks meets them. On a single server the update
+// script writes the index itself, in the same round trip: it adds the
+// entry of the record's new runner and removes the one of the runner it
+// leaves, so a sweep of a dead runner reads each of its tasks once.
 //
 // Every write script publishes "O ID VERSION" (the version it wrote, 0
 // for a delete) on the channel P:changes, which Subscribe listens to
@@ -806,9 +808,11 @@ func (b *redisBackend) updateCall(rec taskstore.Record, expected uint64, indexed
 	member := b.runMember(rec.Owner, rec.TaskID)
 	args = []any{value, strconv.FormatUint(expected, 10), redisFlag(rec.Active), runner,
 		rec.TaskID, b.changesChan(), member, expMS, len(value) - len(rec.Data), redisFlag(indexed)}
-	if rec.Runner != "" && !b.cluster {
-		keys = append(keys, b.runnerKey(rec.Runner))
-		args = append(args, member)
+	if !b.cluster {
+		if rec.Runner != "" {
+			keys = append(keys, b.runnerKey(rec.Runner))
+		}
+		args = append(args, member, b.prefix+"{r:")
 	}
 	return keys, args
 }

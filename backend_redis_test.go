@@ -1388,7 +1388,8 @@ func BenchmarkRedisStallGuard(b *testing.B) {
 // TestRedisRunnerIndexedOnce: an update of a record that keeps its runner
 // is one command, on a single server and on a cluster (where the runner
 // index lives in another slot); one that gives it a new runner puts the
-// record in that runner's index.
+// record in that runner's index and, on a single server, takes it out of
+// the index of the runner it left.
 func TestRedisRunnerIndexedOnce(t *testing.T) {
 	for _, tc := range []struct{ name, env string }{{"Standalone", envRedisURL}, {"Cluster", envRedisClusterURL}} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -1420,6 +1421,18 @@ func TestRedisRunnerIndexedOnce(t *testing.T) {
 			}
 			for _, runner := range []string{"r2", "r1"} {
 				update(runner)
+				// The runner it left: a single server's update removed the
+				// entry, so a sweep of that runner never reads the record; a
+				// cluster's stays behind (another slot) until RunnerTasks
+				// meets it.
+				left := map[string]string{"r2": "r1", "r1": "r2"}[runner]
+				n, err := rb.client.ZCard(ctx, rb.runnerKey(left)).Result()
+				if err != nil {
+					t.Fatal(err)
+				}
+				if want := map[bool]int64{false: 0, true: 1}[rb.cluster]; n != want {
+					t.Errorf("after moving from %s to %s, %s's index holds %d entries, want %d", left, runner, left, n, want)
+				}
 				recs, err := rb.RunnerTasks(ctx, runner, 10)
 				if err != nil {
 					t.Fatal(err)
@@ -1472,6 +1485,13 @@ func TestRedisRunnerTasksRace(t *testing.T) {
 			v, err := rb.Update(ctx, rec, 1)
 			if err != nil {
 				t.Fatal(err)
+			}
+			if !rb.cluster {
+				// A single server's update removed r1's entry; put it back as
+				// a RunnerTasks whose ZRANGE ran just before the move saw it.
+				if err := rb.client.ZAdd(ctx, rb.runnerKey("r1"), redis.Z{Member: rb.runMember(rec.Owner, rec.TaskID)}).Err(); err != nil {
+					t.Fatal(err)
+				}
 			}
 			// r1's entry is stale now; RunnerTasks(r1) prunes it, and just
 			// before it does the record moves back to r1.

@@ -1,5 +1,6 @@
 -- KEYS: rec act [run]. ARGV: value expected active(0|1) runner_b64 id
--- channel member expiry_ms header_len indexed(0|1) [run_member]. value
+-- channel member expiry_ms header_len indexed(0|1) [run_member
+-- run_prefix]. value
 -- is the whole stored form at version expected+1 with the caller's
 -- expiry (header_len bytes of header): when the stored expiry is that
 -- one (it never changes) the script stores value as it came; else it
@@ -11,11 +12,24 @@
 -- flag changes, the runner index only when the runner does: every
 -- script keeps the first equal to the live records' flags, and the
 -- entry of a record's runner is written before the record names it.
--- The change published is "member VERSION" (member is "O ID").
+-- On a single server (run_prefix given: the runner index keys' start)
+-- the entry in the index of the runner the record leaves is removed, so
+-- a dead runner's index holds only the tasks still to act on; that key
+-- is named from the stored header, not in KEYS, which a single server
+-- allows (a cluster would refuse it: there the entry stays, a stale hint
+-- RunnerTasks drops). The change published is "member VERSION" (member
+-- is "O ID").
 local head = redis.call('GETRANGE', KEYS[1], 0, 255)
 if head == '' then return -1 end
 local v, e, a, r = string.match(head, '^(%d+):(%d*):(%d*):()')
 if v ~= ARGV[2] then return -2 end
+if ARGV[12] then
+  -- Matched only when the whole field is in head (ends with ':').
+  local was = string.match(head, '^([^:]*):', r)
+  if was and was ~= '' and was ~= ARGV[4] then
+    redis.call('ZREM', ARGV[12] .. was .. '}:run', ARGV[11])
+  end
+end
 -- A runner field cut off at 256 bytes reads as another runner: indexed again.
 if ARGV[4] ~= '' and ARGV[10] ~= '1' and string.sub(head, r, r + #ARGV[4]) ~= ARGV[4] .. ':' then
   if not KEYS[3] then return -3 end
