@@ -43,7 +43,9 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/mcptasks/mcptasks/taskstore"
@@ -133,8 +135,15 @@ type Keeper struct {
 	seen   map[string]observed
 	lastOK time.Time // last successful heartbeat
 
+	// strays is set when a claim's outcome is unknown (its reply was
+	// lost): the task may be held here with no run (see adoptStrays).
+	strays atomic.Bool
+
 	mu         sync.Mutex
 	registered bool // the first heartbeat landed
+	// sweeps is Run's record of the runners it sent to be swept: zero
+	// while queued or being swept, then when the sweep ended.
+	sweeps map[string]time.Time
 }
 
 // New returns a Keeper for cfg serving host. It starts nothing: see Run.
@@ -146,7 +155,7 @@ func New(cfg Config, host Host) *Keeper {
 		cfg.LogOwner = func(o string) slog.LogValuer { return plainOwner(o) }
 	}
 	return &Keeper{cfg: cfg, rt: cfg.Runtime, log: cfg.Logger, host: host,
-		seen: map[string]observed{}, lastOK: time.Now()}
+		seen: map[string]observed{}, lastOK: time.Now(), sweeps: map[string]time.Time{}}
 }
 
 type plainOwner string
@@ -158,7 +167,11 @@ func (k *Keeper) Runner() string { return k.cfg.Runner }
 
 // Run beats at once and then every Heartbeat until ctx is done. Sweeps of
 // dead runners run on a goroutine of their own, so a long sweep never
-// delays this replica's own heartbeat; it returns once both are done.
+// delays this replica's own heartbeat; it returns once both are done. A
+// runner is not queued again while queued or being swept, nor by a beat
+// that read the runners before its sweep ended (it would find nothing
+// left); strays (see adoptStrays) are looked for after the sweeps, or on
+// their own when no runner is dead.
 func (k *Keeper) Run(ctx context.Context) {
 	t := time.NewTicker(k.cfg.Heartbeat)
 	defer t.Stop()
@@ -174,18 +187,40 @@ func (k *Keeper) Run(ctx context.Context) {
 			case runners := <-dead:
 				for _, d := range runners {
 					k.sweep(ctx, d.runner, d.since)
+					k.mu.Lock()
+					k.sweeps[d.runner] = time.Now()
+					k.mu.Unlock()
 				}
+				k.adoptStrays(ctx)
 			}
 		}
 	}()
 	defer func() { <-swept }()
 	for {
-		if found := k.beat(ctx); len(found) > 0 {
+		asked := time.Now()
+		found := k.beat(ctx)
+		k.mu.Lock()
+		var queue []deadRunner
+		for _, d := range found {
+			if ended, ok := k.sweeps[d.runner]; !ok || (!ended.IsZero() && ended.Before(asked)) {
+				queue = append(queue, d)
+			}
+		}
+		for r, ended := range k.sweeps {
+			if !ended.IsZero() && ended.Before(asked) && !slices.ContainsFunc(queue, func(d deadRunner) bool { return d.runner == r }) {
+				delete(k.sweeps, r) // gone, or alive again
+			}
+		}
+		if len(queue) > 0 || k.strays.Load() {
 			select {
-			case dead <- found:
+			case dead <- queue:
+				for _, d := range queue {
+					k.sweeps[d.runner] = time.Time{}
+				}
 			default: // a sweep is running: the next beat finds them again
 			}
 		}
+		k.mu.Unlock()
 		select {
 		case <-ctx.Done():
 			return
@@ -207,7 +242,7 @@ func (k *Keeper) call(ctx context.Context) (context.Context, context.CancelFunc)
 
 // Tick is one pass, all on the caller's goroutine: beat, re-check this
 // replica's runs after a long gap in its own beats, observe the other
-// runners, and sweep the dead ones.
+// runners, sweep the dead ones, and look for strays.
 func (k *Keeper) Tick(ctx context.Context) {
 	for _, d := range k.beat(ctx) {
 		if ctx.Err() != nil {
@@ -215,6 +250,7 @@ func (k *Keeper) Tick(ctx context.Context) {
 		}
 		k.sweep(ctx, d.runner, d.since)
 	}
+	k.adoptStrays(ctx)
 }
 
 // beat beats this runner's counter, re-checks this replica's runs after a
@@ -283,7 +319,6 @@ func (k *Keeper) sweep(ctx context.Context, runner string, lastBeat time.Time) {
 	} else {
 		k.log.Warn("replica presumed dead: its heartbeat stopped", "runner", runner, "silent", time.Since(lastBeat).Round(time.Millisecond))
 	}
-	defer k.adoptStrays(ctx)
 	tried := map[string]bool{}
 	for ctx.Err() == nil {
 		cctx, cancel := k.call(ctx)
@@ -315,17 +350,20 @@ func (k *Keeper) sweep(ctx context.Context, runner string, lastBeat time.Time) {
 // adoptStrays runs the tasks this replica claimed whose run never started:
 // a claim whose reply was lost (a timeout, a dropped connection) may still
 // have been applied, and nothing else would ever run or end such a task
-// while this replica beats. A claimed task is attempt 2 or later; a task
-// this replica created itself (attempt 1) may exist a moment before its
-// run does, so it is never adopted.
+// while this replica beats. It reads this replica's tasks only after such
+// a claim (strays set), until a read succeeds. A claimed task is attempt
+// 2 or later; a task this replica created itself (attempt 1) may exist a
+// moment before its run does, so it is never adopted.
 func (k *Keeper) adoptStrays(ctx context.Context) {
-	if ctx.Err() != nil || k.host.Closing() {
+	if ctx.Err() != nil || k.host.Closing() || !k.strays.Load() {
 		return
 	}
+	k.strays.Store(false) // before the read: a claim failing during it sets it again
 	cctx, cancel := k.call(ctx)
 	held, err := k.rt.RunnerTasks(cctx, k.cfg.Runner, sweepPage)
 	cancel()
 	if err != nil {
+		k.strays.Store(true)
 		return
 	}
 	running := map[string]bool{}
@@ -393,6 +431,8 @@ func (k *Keeper) actOn(ctx context.Context, page []*taskstore.TaskRecord) {
 			case errors.Is(w.Err, taskstore.ErrLeaseLost), errors.Is(w.Err, taskstore.ErrNotFound):
 				// Another replica acted first, or the task moved on.
 			default:
+				// It may have been applied: look for it among this replica's tasks.
+				k.strays.Store(true)
 				k.log.Warn("claiming orphaned task failed", "task", rec.Task.TaskID, "error", w.Err)
 			}
 		}

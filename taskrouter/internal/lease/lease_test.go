@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"slices"
 	"sync"
@@ -385,6 +386,9 @@ type batchCounter struct {
 	taskstore.Backend
 	mu                                     sync.Mutex
 	gets, updates, batches, batched, pages int
+	// loseReply names a task whose update UpdateMany applies but reports
+	// as failed (a reply lost to a timeout).
+	loseReply string
 }
 
 func (c *batchCounter) Get(ctx context.Context, owner, id string) (taskstore.Record, error) {
@@ -405,8 +409,15 @@ func (c *batchCounter) UpdateMany(ctx context.Context, ups []taskstore.Update) (
 	c.mu.Lock()
 	c.batches++
 	c.batched += len(ups)
+	lose := c.loseReply
 	c.mu.Unlock()
-	return c.Backend.(taskstore.BatchUpdater).UpdateMany(ctx, ups)
+	res, err := c.Backend.(taskstore.BatchUpdater).UpdateMany(ctx, ups)
+	for i, u := range ups {
+		if err == nil && u.Record.TaskID == lose {
+			res[i] = taskstore.UpdateResult{Err: context.DeadlineExceeded}
+		}
+	}
+	return res, err
 }
 
 func (c *batchCounter) RunnerTasks(ctx context.Context, runner string, limit int) ([]taskstore.Record, error) {
@@ -417,48 +428,99 @@ func (c *batchCounter) RunnerTasks(ctx context.Context, runner string, limit int
 }
 
 // A dead runner's tasks are read once, page by page, and ended and claimed
-// in one batch per page each: no read or write of a single task.
+// in one batch per page each: no read or write of a single task. This
+// replica's own tasks are read (for strays) only after a claim whose reply
+// was lost, and that claim's task is run.
 func TestSweepInBatches(t *testing.T) {
-	const plain, resumable = 700, 700
-	cb := &batchCounter{Backend: mcptasks.NewMemoryBackend(0)}
-	store := taskstore.New(cb, taskstore.Config{MaxActiveTasks: 10000, MaxStoredTasks: 10000})
+	for _, lost := range []bool{false, true} {
+		t.Run(fmt.Sprintf("lostReply=%v", lost), func(t *testing.T) {
+			const plain, resumable = 700, 700
+			cb := &batchCounter{Backend: mcptasks.NewMemoryBackend(0)}
+			store := taskstore.New(cb, taskstore.Config{MaxActiveTasks: 10000, MaxStoredTasks: 10000})
+			t.Cleanup(func() { store.Close() })
+			dead := newReplica(t, store, "dead", timeout)
+			for i := range plain + resumable {
+				attempts := 0
+				if i%2 == 1 {
+					attempts = 3
+				}
+				if rec := dead.start(t, attempts).rec; lost && i == 1 {
+					cb.loseReply = rec.Task.TaskID // claimed, but the sweep hears it failed
+				}
+			}
+			alive := newReplica(t, store, "alive", timeout)
+			alive.noRead = true // the resumed runs' own reads are not the sweep's
+			cb.mu.Lock()
+			cb.gets, cb.updates, cb.batches, cb.batched, cb.pages = 0, 0, 0, 0, 0
+			cb.mu.Unlock()
+			alive.k.sweep(t.Context(), "dead", time.Now())
+			alive.k.adoptStrays(t.Context()) // as Run does after its sweeps
+			cb.mu.Lock()
+			defer cb.mu.Unlock()
+			t.Logf("%d orphans: %d RunnerTasks pages, %d batches of %d updates, %d Get, %d Update", plain+resumable, cb.pages, cb.batches, cb.batched, cb.gets, cb.updates)
+			if cb.gets != 0 || cb.updates != 0 {
+				t.Errorf("the sweep read or wrote single tasks: %d Get, %d Update", cb.gets, cb.updates)
+			}
+			pages := 3 // of the dead runner's: two of tasks, one empty
+			if lost {
+				pages++ // the survivor's own, for strays
+			}
+			if cb.batched != plain+resumable || cb.batches != 4 || cb.pages != pages {
+				t.Errorf("%d updates in %d batches from %d pages; want %d in 4 (a claim and an end batch per page of %d) from %d pages",
+					cb.batched, cb.batches, cb.pages, plain+resumable, sweepPage, pages)
+			}
+			var failed int
+			for _, e := range alive.endedCalls() {
+				if e.status == taskstore.StatusFailed {
+					failed++
+				}
+			}
+			if failed != plain || len(alive.resumedCalls()) != resumable {
+				t.Errorf("%d ended failed, %d resumed; want %d and %d (the one whose claim reply was lost too)", failed, len(alive.resumedCalls()), plain, resumable)
+			}
+		})
+	}
+}
+
+// slowSweep holds the first UpdateMany for three beats (well inside the
+// batch's time bound), and counts the RunnerTasks calls for runner.
+type slowSweep struct {
+	taskstore.Backend
+	runner  string
+	batches atomic.Int32
+	calls   atomic.Int32
+}
+
+func (b *slowSweep) RunnerTasks(ctx context.Context, runner string, limit int) ([]taskstore.Record, error) {
+	if runner == b.runner {
+		b.calls.Add(1)
+	}
+	return b.Backend.RunnerTasks(ctx, runner, limit)
+}
+
+func (b *slowSweep) UpdateMany(ctx context.Context, ups []taskstore.Update) ([]taskstore.UpdateResult, error) {
+	if b.batches.Add(1) == 1 {
+		time.Sleep(3 * beat) // beats find the runner dead while its sweep runs
+	}
+	return b.Backend.(taskstore.BatchUpdater).UpdateMany(ctx, ups)
+}
+
+// A dead runner is swept once, however many beats find it dead while its
+// sweep runs: two pages (its task, then none), not a second sweep.
+func TestDeadRunnerSweptOnce(t *testing.T) {
+	sb := &slowSweep{Backend: mcptasks.NewMemoryBackend(0), runner: "dead"}
+	store := taskstore.New(sb, taskstore.Config{})
 	t.Cleanup(func() { store.Close() })
 	dead := newReplica(t, store, "dead", timeout)
-	for i := range plain + resumable {
-		attempts := 0
-		if i%2 == 1 {
-			attempts = 3
-		}
-		dead.start(t, attempts)
-	}
+	task := dead.start(t, 0)
 	alive := newReplica(t, store, "alive", timeout)
-	alive.noRead = true // the resumed runs' own reads are not the sweep's
-	// A stray: claimed by alive (a claim whose reply was lost) but never run.
-	stray := dead.start(t, 3).rec
-	if _, err := taskstore.NewRuntime(store).Claim(t.Context(), stray.OwnerID, stray.Task.TaskID, *stray.Lease, "alive"); err != nil {
-		t.Fatal(err)
+	alive.loop(t)
+	eventually(t, "the dead runner forgotten", func() bool { return !slices.Contains(runners(t, store), "dead") })
+	time.Sleep(5 * beat)
+	if got := get(t, store, idOf(task)).Task.Status; got != taskstore.StatusFailed {
+		t.Errorf("the dead runner's task is %s, want failed", got)
 	}
-	cb.mu.Lock()
-	cb.gets, cb.updates, cb.batches, cb.batched, cb.pages = 0, 0, 0, 0, 0
-	cb.mu.Unlock()
-	alive.k.sweep(t.Context(), "dead", time.Now())
-	cb.mu.Lock()
-	defer cb.mu.Unlock()
-	t.Logf("%d orphans: %d RunnerTasks pages, %d batches of %d updates, %d Get, %d Update", plain+resumable, cb.pages, cb.batches, cb.batched, cb.gets, cb.updates)
-	if cb.gets != 0 || cb.updates != 0 {
-		t.Errorf("the sweep read or wrote single tasks: %d Get, %d Update", cb.gets, cb.updates)
-	}
-	if cb.batched != plain+resumable || cb.batches != 4 || cb.pages != 4 {
-		t.Errorf("%d updates in %d batches from %d pages; want %d in 4 (a claim and an end batch per page of %d) from 4 pages (3 of the dead runner's, 1 of the survivor's own strays)",
-			cb.batched, cb.batches, cb.pages, plain+resumable, sweepPage)
-	}
-	var failed int
-	for _, e := range alive.endedCalls() {
-		if e.status == taskstore.StatusFailed {
-			failed++
-		}
-	}
-	if failed != plain || len(alive.resumedCalls()) != resumable+1 {
-		t.Errorf("%d ended failed, %d resumed; want %d and %d (the stray too)", failed, len(alive.resumedCalls()), plain, resumable+1)
+	if n := sb.calls.Load(); n != 2 {
+		t.Errorf("%d RunnerTasks calls for the dead runner, want 2 (its one sweep's two pages)", n)
 	}
 }
