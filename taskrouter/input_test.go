@@ -437,6 +437,9 @@ func TestInputTakeoverAsksAgain(t *testing.T) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+	if g := cb.task(t, ctx, "tasks/get", task.TaskID); string(g.Meta[taskstore.AttemptKey]) != "2" {
+		t.Errorf("tasks/get of the resumed task: _meta %s, want %s 2", g.Meta, taskstore.AttemptKey)
+	}
 	if txt, _ := resultText(t, cb, ctx, task.TaskID); txt != "attempt 2: accept" {
 		t.Fatalf("tasks/result on B: %q", txt)
 	}

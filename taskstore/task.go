@@ -3,6 +3,7 @@ package taskstore
 import (
 	"encoding/json"
 	"fmt"
+	"strconv"
 	"time"
 )
 
@@ -227,17 +228,26 @@ func (r *TaskRecord) backendRecord(data []byte) Record {
 	return br
 }
 
+// AttemptKey is the _meta key that shows a task's attempt once another
+// runner took it over (2 and up), so a client can see that it resumed.
+const AttemptKey = "io.mcptasks.task/attempt"
+
 // WireTask is the task as tasks/get shows it: variables merged into _meta,
-// variables winning on a conflicting key.
+// variables winning on a conflicting key, and the attempt (AttemptKey)
+// from the second on.
 func (r *TaskRecord) WireTask() Task {
 	t := r.Task
-	if len(r.Variables) > 0 {
-		meta := make(map[string]json.RawMessage, len(t.Meta)+len(r.Variables))
+	resumed := r.Lease != nil && r.Lease.Attempt > 1
+	if len(r.Variables) > 0 || resumed {
+		meta := make(map[string]json.RawMessage, len(t.Meta)+len(r.Variables)+1)
 		for k, v := range t.Meta {
 			meta[k] = v
 		}
 		for k, v := range r.Variables {
 			meta[k] = v
+		}
+		if resumed {
+			meta[AttemptKey] = strconv.AppendInt(nil, int64(r.Lease.Attempt), 10)
 		}
 		t.Meta = meta
 	}

@@ -34,7 +34,10 @@ type askModelArgs struct {
 
 type reportArgs struct {
 	Topic string `json:"topic,omitempty" jsonschema:"what the report is about"`
-	Steps int    `json:"steps,omitempty" jsonschema:"how many half-second steps the report takes (default 4, at most 100)"`
+	Steps int    `json:"steps,omitempty" jsonschema:"how many steps the report takes (default 4, at most 100)"`
+	// StepSeconds sets how often a running report checkpoints (probes of
+	// the running cost set it).
+	StepSeconds float64 `json:"stepSeconds,omitempty" jsonschema:"how long each step takes, in seconds (default 0.5, at most 60)"`
 }
 
 // addDemoTools adds sleep, fail, slow_report, ask_user and ask_model to s
@@ -54,7 +57,7 @@ func addDemoTools(s *mcp.Server, r *taskrouter.Router) {
 
 	mcp.AddTool(s, &mcp.Tool{
 		Name:        "slow_report",
-		Description: "Writes a report in several slow steps, recording its progress in the task's variables. Must run as a task.",
+		Description: "Writes a report in several slow steps (half a second each unless stepSeconds says), recording its progress in the task's variables. Must run as a task.",
 	}, reportTool)
 	r.SetTaskSupport("slow_report", taskrouter.TaskRequired)
 	r.SetResumable("slow_report", reportAttempts)
@@ -174,6 +177,13 @@ func reportTool(ctx context.Context, req *mcp.CallToolRequest, in reportArgs) (*
 	if steps < 0 || steps > 100 {
 		return nil, nil, errors.New("steps must be between 1 and 100")
 	}
+	step := 500 * time.Millisecond
+	switch {
+	case in.StepSeconds < 0 || in.StepSeconds > 60:
+		return nil, nil, errors.New("stepSeconds must be between 0 and 60")
+	case in.StepSeconds > 0:
+		step = time.Duration(in.StepSeconds * float64(time.Second))
+	}
 	topic := in.Topic
 	if topic == "" {
 		topic = "the weather"
@@ -200,7 +210,7 @@ func reportTool(ctx context.Context, req *mcp.CallToolRequest, in reportArgs) (*
 		select {
 		case <-ctx.Done():
 			return nil, nil, ctx.Err()
-		case <-time.After(500 * time.Millisecond):
+		case <-time.After(step):
 		}
 		line := fmt.Sprintf("%d. finding %d about %s (attempt %d)", i, i, topic, h.Attempt())
 		// Visible to tasks/get in _meta, on every replica.
