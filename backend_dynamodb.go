@@ -100,8 +100,9 @@ type dynamoBackend struct {
 
 // Interface guards
 var (
-	_ taskstore.Backend     = (*dynamoBackend)(nil)
-	_ taskstore.BatchGetter = (*dynamoBackend)(nil)
+	_ taskstore.Backend      = (*dynamoBackend)(nil)
+	_ taskstore.BatchGetter  = (*dynamoBackend)(nil)
+	_ taskstore.BatchUpdater = (*dynamoBackend)(nil)
 )
 
 // openDynamoDB opens dynamodb://TABLE with options
@@ -859,38 +860,7 @@ func (b *dynamoBackend) Update(ctx context.Context, rec taskstore.Record, expect
 // is was. errActiveGuess asks for another attempt assuming stored.
 func (b *dynamoBackend) update(ctx context.Context, rec taskstore.Record, expected uint64, was bool) (v uint64, stored bool, err error) {
 	now := b.now()
-	key := taskKey(rec.Owner, rec.TaskID)
-	set := "SET #d = :d, #v = :next, #act = :act"
-	names := map[string]string{"#d": ddbData, "#v": ddbVersion, "#act": ddbActive, "#r": ddbRunner}
-	vals := map[string]types.AttributeValue{
-		":d":    &types.AttributeValueMemberB{Value: rec.Data},
-		":next": ddbN(expected + 1),
-		":exp":  ddbN(expected),
-		":now":  ddbN(now.UnixNano()),
-		":act":  ddbBool(rec.Active),
-		":was":  ddbBool(was),
-	}
-	if rec.Runner != "" {
-		set += ", #r = :r"
-		vals[":r"] = ddbS(rec.Runner)
-	} else {
-		set += " REMOVE #r"
-	}
-	cond := "#v = :exp AND (" + ddbLiveCond + ") AND "
-	if was {
-		cond += "#act = :was"
-	} else {
-		cond += "(attribute_not_exists(#act) OR #act = :was)"
-	}
-	item := &types.Update{
-		TableName:                           aws.String(b.table),
-		Key:                                 key,
-		UpdateExpression:                    aws.String(set),
-		ConditionExpression:                 aws.String(cond),
-		ExpressionAttributeNames:            names,
-		ExpressionAttributeValues:           vals,
-		ReturnValuesOnConditionCheckFailure: types.ReturnValuesOnConditionCheckFailureAllOld,
-	}
+	item := updateAction(b.table, rec, expected, was, now)
 	delta := oneIf(rec.Active) - oneIf(was)
 	var old map[string]types.AttributeValue
 	failed := false
@@ -922,30 +892,78 @@ func (b *dynamoBackend) update(ctx context.Context, rec taskstore.Record, expect
 	if !failed {
 		return expected + 1, false, nil
 	}
+	stored, err = b.judgeFailed(ctx, item.Key, old, now, expected, was)
+	return 0, stored, err
+}
+
+// updateAction is the conditional update of one task item that Update
+// makes: data, version, active flag and runner replaced if the item is
+// live at :now, at version expected and has active flag was, the stored
+// item returned when the condition fails.
+func updateAction(table string, rec taskstore.Record, expected uint64, was bool, now time.Time) *types.Update {
+	set := "SET #d = :d, #v = :next, #act = :act"
+	names := map[string]string{"#d": ddbData, "#v": ddbVersion, "#act": ddbActive, "#r": ddbRunner}
+	vals := map[string]types.AttributeValue{
+		":d":    &types.AttributeValueMemberB{Value: rec.Data},
+		":next": ddbN(expected + 1),
+		":exp":  ddbN(expected),
+		":now":  ddbN(now.UnixNano()),
+		":act":  ddbBool(rec.Active),
+		":was":  ddbBool(was),
+	}
+	if rec.Runner != "" {
+		set += ", #r = :r"
+		vals[":r"] = ddbS(rec.Runner)
+	} else {
+		set += " REMOVE #r"
+	}
+	cond := "#v = :exp AND (" + ddbLiveCond + ") AND "
+	if was {
+		cond += "#act = :was"
+	} else {
+		cond += "(attribute_not_exists(#act) OR #act = :was)"
+	}
+	return &types.Update{
+		TableName:                           aws.String(table),
+		Key:                                 taskKey(rec.Owner, rec.TaskID),
+		UpdateExpression:                    aws.String(set),
+		ConditionExpression:                 aws.String(cond),
+		ExpressionAttributeNames:            names,
+		ExpressionAttributeValues:           vals,
+		ReturnValuesOnConditionCheckFailure: types.ReturnValuesOnConditionCheckFailureAllOld,
+	}
+}
+
+// judgeFailed says what the failed condition of an updateAction built at
+// now meant, from the stored item the failure returned (old): ErrNotFound,
+// ErrVersionConflict, or errActiveGuess with the stored active flag to
+// assume next. A server that does not return the item
+// (NoOldItemOnFailure) is asked for it.
+func (b *dynamoBackend) judgeFailed(ctx context.Context, key, old map[string]types.AttributeValue, now time.Time, expected uint64, was bool) (stored bool, err error) {
 	if len(old) == 0 && b.opts.NoOldItemOnFailure {
 		// The server does not say (dynalite): look, consistently. If the
 		// item is as the condition wanted, the condition failed on an
 		// older state, and what it was is unknown: try again.
 		if old, err = b.getForCheck(ctx, key); err != nil {
-			return 0, false, err
+			return false, err
 		}
 		now = b.now()
 		if ver, _ := attrNum(old, ddbVersion); itemLive(old, now) && uint64(ver) == expected {
-			return 0, itemActive(old), errActiveGuess
+			return itemActive(old), errActiveGuess
 		}
 	}
 	ver, _ := attrNum(old, ddbVersion)
 	switch {
 	case !itemLive(old, now):
-		return 0, false, taskstore.ErrNotFound
+		return false, taskstore.ErrNotFound
 	case uint64(ver) != expected:
-		return 0, false, taskstore.ErrVersionConflict
+		return false, taskstore.ErrVersionConflict
 	case itemActive(old) != was:
-		return 0, itemActive(old), errActiveGuess
+		return itemActive(old), errActiveGuess
 	default:
 		// Live at the expected version with the assumed flag: it can fail
 		// the condition only by having expired at the condition's :now.
-		return 0, false, taskstore.ErrNotFound
+		return false, taskstore.ErrNotFound
 	}
 }
 

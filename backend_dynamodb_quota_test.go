@@ -40,79 +40,86 @@ func readCounters(t *testing.T, b taskstore.Backend, owner string) ddbCounters {
 // Delete assumed the wrong active flag (an inactive record updated, a
 // record resumed, an active record deleted), with and without transactions.
 func TestDynamoDBCounters(t *testing.T) {
+	eachDynamoServer(t, func(t *testing.T, b taskstore.Backend) {
+		ctx := t.Context()
+		want := ddbCounters{}
+		check := func(step string) {
+			t.Helper()
+			if diff := cmp.Diff(want, readCounters(t, b, "alice")); diff != "" {
+				t.Fatalf("after %s: counters (-want +got):\n%s", step, diff)
+			}
+		}
+		update := func(r taskstore.Record, active bool, version uint64) {
+			t.Helper()
+			r.Active = active
+			if !active {
+				r.Runner = "" // as the Store writes an ended task
+			}
+			r.Data = fmt.Appendf(nil, `{"v":%d}`, version+1)
+			if v, err := b.Update(ctx, r, version); err != nil || v != version+1 {
+				t.Fatalf("Update to active=%v at v%d: v%d, %v", active, version, v, err)
+			}
+		}
+		run := testRecord("alice")
+		run.Runner = "node-a"
+		mustCreateDDB(t, b, run)
+		done := testRecord("alice")
+		done.Active = false
+		mustCreateDDB(t, b, done)
+		want = ddbCounters{Stored: 2, Active: 1}
+		check("two creates")
+
+		update(run, true, 1) // the assumed case: still active
+		check("an update that keeps it active")
+		update(done, false, 1) // assumed active, was not
+		check("an update of an inactive record")
+		update(run, false, 2) // ends it
+		want.Active--
+		check("an update that ends it")
+		if got, err := b.Get(ctx, "alice", run.TaskID); err != nil || got.Active || got.Runner != "" {
+			t.Fatalf("the ended record: %+v, %v", got, err)
+		}
+		update(run, true, 3) // resumes it (allowed over the quota)
+		want.Active++
+		check("an update that resumes it")
+		if got, err := b.Get(ctx, "alice", run.TaskID); err != nil || !got.Active || got.Version != 4 {
+			t.Fatalf("the resumed record: %+v, %v", got, err)
+		}
+		// Failed writes change nothing.
+		_, err := b.Update(ctx, taskstore.Record{Owner: "alice", TaskID: run.TaskID, Data: []byte(`{}`)}, 1)
+		if !errors.Is(err, taskstore.ErrVersionConflict) {
+			t.Fatalf("stale ending update: %v", err)
+		}
+		_, err = b.Update(ctx, taskstore.Record{Owner: "alice", TaskID: testRecord("alice").TaskID, Data: []byte(`{}`)}, 1)
+		if !errors.Is(err, taskstore.ErrNotFound) {
+			t.Fatalf("update of a missing record: %v", err)
+		}
+		check("failed updates")
+
+		for _, r := range []taskstore.Record{run, done} { // one active, one not
+			if existed, err := b.Delete(ctx, "alice", r.TaskID); !existed || err != nil {
+				t.Fatalf("Delete: %v, %v", existed, err)
+			}
+			want.Stored--
+			want.Active -= int64(oneIf(r.Active))
+			check("a delete")
+		}
+		if existed, err := b.Delete(ctx, "alice", run.TaskID); existed || err != nil {
+			t.Fatalf("second Delete: %v, %v", existed, err)
+		}
+		check("a delete of a missing record")
+	})
+}
+
+// eachDynamoServer runs test in parallel subtests against a fresh backend
+// on DynamoDB Local ("Local", transactions) and on dynalite (without).
+func eachDynamoServer(t *testing.T, test func(t *testing.T, b taskstore.Backend)) {
 	for name, open := range map[string]func(testing.TB) taskstore.Backend{
 		"Local": newLocalBackend, "dynalite": newDynaliteBackend,
 	} {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
-			b := open(t)
-			ctx := t.Context()
-			want := ddbCounters{}
-			check := func(step string) {
-				t.Helper()
-				if diff := cmp.Diff(want, readCounters(t, b, "alice")); diff != "" {
-					t.Fatalf("after %s: counters (-want +got):\n%s", step, diff)
-				}
-			}
-			update := func(r taskstore.Record, active bool, version uint64) {
-				t.Helper()
-				r.Active = active
-				if !active {
-					r.Runner = "" // as the Store writes an ended task
-				}
-				r.Data = fmt.Appendf(nil, `{"v":%d}`, version+1)
-				if v, err := b.Update(ctx, r, version); err != nil || v != version+1 {
-					t.Fatalf("Update to active=%v at v%d: v%d, %v", active, version, v, err)
-				}
-			}
-			run := testRecord("alice")
-			run.Runner = "node-a"
-			mustCreateDDB(t, b, run)
-			done := testRecord("alice")
-			done.Active = false
-			mustCreateDDB(t, b, done)
-			want = ddbCounters{Stored: 2, Active: 1}
-			check("two creates")
-
-			update(run, true, 1) // the assumed case: still active
-			check("an update that keeps it active")
-			update(done, false, 1) // assumed active, was not
-			check("an update of an inactive record")
-			update(run, false, 2) // ends it
-			want.Active--
-			check("an update that ends it")
-			if got, err := b.Get(ctx, "alice", run.TaskID); err != nil || got.Active || got.Runner != "" {
-				t.Fatalf("the ended record: %+v, %v", got, err)
-			}
-			update(run, true, 3) // resumes it (allowed over the quota)
-			want.Active++
-			check("an update that resumes it")
-			if got, err := b.Get(ctx, "alice", run.TaskID); err != nil || !got.Active || got.Version != 4 {
-				t.Fatalf("the resumed record: %+v, %v", got, err)
-			}
-			// Failed writes change nothing.
-			_, err := b.Update(ctx, taskstore.Record{Owner: "alice", TaskID: run.TaskID, Data: []byte(`{}`)}, 1)
-			if !errors.Is(err, taskstore.ErrVersionConflict) {
-				t.Fatalf("stale ending update: %v", err)
-			}
-			_, err = b.Update(ctx, taskstore.Record{Owner: "alice", TaskID: testRecord("alice").TaskID, Data: []byte(`{}`)}, 1)
-			if !errors.Is(err, taskstore.ErrNotFound) {
-				t.Fatalf("update of a missing record: %v", err)
-			}
-			check("failed updates")
-
-			for _, r := range []taskstore.Record{run, done} { // one active, one not
-				if existed, err := b.Delete(ctx, "alice", r.TaskID); !existed || err != nil {
-					t.Fatalf("Delete: %v, %v", existed, err)
-				}
-				want.Stored--
-				want.Active -= int64(oneIf(r.Active))
-				check("a delete")
-			}
-			if existed, err := b.Delete(ctx, "alice", run.TaskID); existed || err != nil {
-				t.Fatalf("second Delete: %v, %v", existed, err)
-			}
-			check("a delete of a missing record")
+			test(t, open(t))
 		})
 	}
 }

@@ -765,16 +765,10 @@ func batchFill(b *testing.B, st *taskstore.Store, db *dynamoBackend, owner strin
 	var firstErr atomic.Value
 	for range 8 {
 		wg.Go(func() {
-			var batch []types.WriteRequest
+			var batch []map[string]types.AttributeValue
 			flush := func() {
-				req := map[string][]types.WriteRequest{db.table: batch}
-				for len(req) > 0 {
-					out, err := db.client.BatchWriteItem(ctx, &dynamodb.BatchWriteItemInput{RequestItems: req})
-					if err != nil {
-						firstErr.CompareAndSwap(nil, err)
-						return
-					}
-					req = out.UnprocessedItems
+				if err := batchPut(ctx, db, batch); err != nil {
+					firstErr.CompareAndSwap(nil, err)
 				}
 				batch = batch[:0]
 			}
@@ -782,7 +776,7 @@ func batchFill(b *testing.B, st *taskstore.Store, db *dynamoBackend, owner strin
 				r := raw
 				r.TaskID = id
 				r.Data = []byte(strings.ReplaceAll(string(raw.Data), tmpl.Task.TaskID, id))
-				batch = append(batch, types.WriteRequest{PutRequest: &types.PutRequest{Item: db.taskItem(r)}})
+				batch = append(batch, db.taskItem(r))
 				if len(batch) == 25 {
 					flush()
 				}
@@ -806,8 +800,25 @@ func batchFill(b *testing.B, st *taskstore.Store, db *dynamoBackend, owner strin
 	}
 }
 
+// batchPut writes items with BatchWriteItem (db.batchWrite): no
+// condition, no counter.
+func batchPut(ctx context.Context, db *dynamoBackend, items []map[string]types.AttributeValue) error {
+	reqs := make([]types.WriteRequest, len(items))
+	for i, item := range items {
+		reqs[i] = types.WriteRequest{PutRequest: &types.PutRequest{Item: item}}
+	}
+	return db.batchWrite(ctx, reqs)
+}
+
+// TestDynamoDBLocalRawFloor: the floors read and write items outside every
+// owner's partition and remove them.
 func TestDynamoDBLocalRawFloor(t *testing.T) {
-	testRawFloor(t, newLocalBackend(t).(*dynamoBackend))
+	db := newLocalBackend(t).(*dynamoBackend)
+	testRawFloor(t, db)
+	out, err := db.client.Scan(t.Context(), &dynamodb.ScanInput{TableName: aws.String(db.table), ConsistentRead: aws.Bool(true)})
+	if err != nil || len(out.Items) != 0 {
+		t.Fatalf("%d items after the floors' cleanup, %v", len(out.Items), err)
+	}
 }
 
 // waitProcessStopped waits until every thread of pid is in the stopped
@@ -845,38 +856,10 @@ func waitProcessStopped(t *testing.T, pid int) {
 // starts from the created record, so each of its writes is one request.
 func TestDynamoDBLocalRequestsPerTask(t *testing.T) {
 	s := server(t, envDynamoDB)
-	table := newTable(t, s)
-	var mu sync.Mutex
-	counts := map[string]int{}
-	client := dynamodb.New(dynamodb.Options{
-		Region:                          "us-east-1",
-		BaseEndpoint:                    aws.String(s.endpoint),
-		Credentials:                     credentials.NewStaticCredentialsProvider("local", "local", ""),
-		DisableValidateResponseChecksum: true,
-		Retryer:                         newDynamoRetryer(5),
-		APIOptions: []func(*middleware.Stack) error{func(st *middleware.Stack) error {
-			return st.Deserialize.Add(middleware.DeserializeMiddlewareFunc("countMine",
-				func(ctx context.Context, in middleware.DeserializeInput, next middleware.DeserializeHandler) (middleware.DeserializeOutput, middleware.Metadata, error) {
-					mu.Lock()
-					counts[awsmiddleware.GetOperationName(ctx)]++
-					mu.Unlock()
-					return next.HandleDeserialize(ctx, in)
-				}), middleware.After)
-		}},
-	})
-	b := NewDynamoDBBackend(client, table, DynamoDBOptions{})
+	client, take := countingClient(s.endpoint)
+	b := NewDynamoDBBackend(client, newTable(t, s), DynamoDBOptions{})
 	st := taskstore.New(b, taskstore.Config{})
 	t.Cleanup(func() { st.Close() })
-	take := func() string {
-		mu.Lock()
-		defer mu.Unlock()
-		var parts []string
-		for _, op := range slices.Sorted(maps.Keys(counts)) {
-			parts = append(parts, fmt.Sprintf("%s×%d", op, counts[op]))
-		}
-		clear(counts)
-		return strings.Join(parts, " ")
-	}
 	ctx := t.Context()
 	take()
 	rec, err := st.Create(ctx, "alice", taskstore.CreateRequest{RequestMethod: "tools/call", Runner: "node-a",
@@ -909,6 +892,36 @@ func TestDynamoDBLocalRequestsPerTask(t *testing.T) {
 			t.Errorf("%s: %s, want %s", row.what, row.got, row.want)
 		}
 	}
+}
+
+// countingClient is a client of its own for endpoint, and take, which
+// returns the requests (attempts) it sent since the last take, by
+// operation: "TransactWriteItems×1 UpdateItem×2".
+func countingClient(endpoint string) (*dynamodb.Client, func() string) {
+	var mu sync.Mutex
+	counts := map[string]int{}
+	client := dynamodb.New(newTestClient(endpoint).Options(), func(o *dynamodb.Options) {
+		o.APIOptions = []func(*middleware.Stack) error{func(st *middleware.Stack) error {
+			return st.Deserialize.Add(middleware.DeserializeMiddlewareFunc("countMine",
+				func(ctx context.Context, in middleware.DeserializeInput, next middleware.DeserializeHandler) (middleware.DeserializeOutput, middleware.Metadata, error) {
+					mu.Lock()
+					counts[awsmiddleware.GetOperationName(ctx)]++
+					mu.Unlock()
+					return next.HandleDeserialize(ctx, in)
+				}), middleware.After)
+		}}
+	})
+	take := func() string {
+		mu.Lock()
+		defer mu.Unlock()
+		var parts []string
+		for _, op := range slices.Sorted(maps.Keys(counts)) {
+			parts = append(parts, fmt.Sprintf("%s×%d", op, counts[op]))
+		}
+		clear(counts)
+		return strings.Join(parts, " ")
+	}
+	return client, take
 }
 
 // refusal names the bound a refused create hit, also when the counts read

@@ -11,6 +11,7 @@ import (
 	"math"
 	"net"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -267,7 +268,8 @@ func newPostgresBackend(ctx context.Context, pool *pgxpool.Pool, opts PostgresOp
 //
 // Consistency: every method is one statement (Create with a quota: two in
 // one pipeline, an implicit transaction), so one round trip, atomic, at
-// READ COMMITTED. Expiry is judged by the server's clock
+// READ COMMITTED; UpdateMany is one statement per batch, each of its
+// updates its own compare-and-swap. Expiry is judged by the server's clock
 // (statement_timestamp()): an expired row is invisible to every call and
 // uncounted from the instant it expires, whether or not it has been
 // deleted yet. Quotas are exact: a create with a quota first takes a
@@ -291,9 +293,10 @@ type postgresBackend struct {
 
 // Interface guards
 var (
-	_ taskstore.Backend     = (*postgresBackend)(nil)
-	_ taskstore.BatchGetter = (*postgresBackend)(nil)
-	_ taskstore.Notifier    = (*postgresBackend)(nil)
+	_ taskstore.Backend      = (*postgresBackend)(nil)
+	_ taskstore.BatchGetter  = (*postgresBackend)(nil)
+	_ taskstore.BatchUpdater = (*postgresBackend)(nil)
+	_ taskstore.Notifier     = (*postgresBackend)(nil)
 )
 
 func (b *postgresBackend) qualified() string { return b.schema + "." + b.table }
@@ -353,8 +356,8 @@ func pgLockKey(table, owner string) int64 {
 
 // pgSQL holds the statements of one table.
 type pgSQL struct {
-	create, get, update, del, list, listFirst, sweep       string
-	heartbeat, runners, removeRunner, runnerTasks, getMany string
+	create, get, update, updateMany, del, list, listFirst, sweep string
+	heartbeat, runners, removeRunner, runnerTasks, getMany       string
 }
 
 // pgLive is the condition of a live row.
@@ -402,6 +405,31 @@ SELECT (SELECT count(*) FROM ins), EXISTS (SELECT 1 FROM cur), (SELECT n FROM li
 	RETURNING version
 ), n AS (SELECT pg_notify($7, $8) FROM u)
 SELECT (SELECT version FROM u), (SELECT version FROM cur), (SELECT count(*) FROM n)`,
+
+		// Update for many keys: $1 owners, $2 ids, $3 expected
+		// versions, $4 data, $5 active, $6 runners, $7 payloads (arrays
+		// of one length, no key twice), $8 channel. Returns per key its
+		// 1-based position, the new version or NULL, the version of the
+		// live row or NULL: what update returns, so that each key's
+		// answer is decided as Update decides it. cur locks the live rows
+		// in key order before any is updated: two batches over the same
+		// keys in different orders (replicas taking over the same dead
+		// one) would otherwise deadlock. Having waited for a lock, it
+		// sees the row as the writer left it (READ COMMITTED's recheck),
+		// so a conflict is told from a delete without a second look.
+		updateMany: `WITH b AS (
+	SELECT * FROM unnest($1::bytea[], $2::bytea[], $3::bigint[], $4::bytea[], $5::boolean[], $6::bytea[], $7::text[])
+		WITH ORDINALITY AS b(owner, task_id, expected, data, active, runner, payload, i)
+), cur AS MATERIALIZED (
+	SELECT b.i, r.version FROM b JOIN ` + t + ` AS r ON r.owner = b.owner AND r.task_id = b.task_id
+	WHERE ` + pgLive + ` ORDER BY r.owner, r.task_id FOR UPDATE OF r
+), u AS (
+	UPDATE ` + t + ` AS r SET version = r.version + 1, data = b.data, active = b.active, runner = b.runner
+	FROM cur JOIN b ON b.i = cur.i
+	WHERE r.owner = b.owner AND r.task_id = b.task_id AND cur.version = b.expected AND r.version = b.expected AND ` + pgLive + `
+	RETURNING b.i, r.version, b.payload
+), n AS (SELECT pg_notify($8, payload) FROM u)
+SELECT b.i, u.version, cur.version, (SELECT count(*) FROM n) FROM b LEFT JOIN u ON u.i = b.i LEFT JOIN cur ON cur.i = b.i`,
 
 		del: `WITH d AS (
 	DELETE FROM ` + t + ` WHERE owner = $1 AND task_id = $2 RETURNING ` + pgLive + ` AS live
@@ -459,12 +487,12 @@ func (b *postgresBackend) Create(ctx context.Context, rec taskstore.Record, lim 
 	if err := b.begin(ctx); err != nil {
 		return err
 	}
-	if len(rec.Data) > pgMaxRecord {
-		return fmt.Errorf("%w: %d bytes, PostgreSQL stores at most %d", taskstore.ErrRecordTooLarge, len(rec.Data), pgMaxRecord)
+	if err := pgCheckSize(rec.Data); err != nil {
+		return err
 	}
 	stored, quota := int64(max(lim.MaxStored, 0)), int64(max(lim.MaxActive, 0))
 	args := []any{[]byte(rec.Owner), []byte(rec.TaskID), pgExpiry(rec.ExpiresAt), rec.Data, stored, quota, rec.Active, pgRunner(rec.Runner),
-		b.channel, pgPayload(rec.Owner, rec.TaskID)}
+		b.channel, pgPayload(rec.Owner, rec.TaskID, 1)}
 	var inserted, notified int64
 	var exists bool
 	var live, active int64
@@ -531,36 +559,159 @@ func (b *postgresBackend) Update(ctx context.Context, rec taskstore.Record, expe
 		return 0, err
 	}
 	owner, id, data := rec.Owner, rec.TaskID, rec.Data
-	if len(data) > pgMaxRecord {
-		return 0, fmt.Errorf("%w: %d bytes, PostgreSQL stores at most %d", taskstore.ErrRecordTooLarge, len(data), pgMaxRecord)
+	if err := pgCheckSize(data); err != nil {
+		return 0, err
 	}
-	exp := int64(-1) // no row has it: a version above bigint is a conflict
-	if expected <= math.MaxInt64 {
-		exp = int64(expected)
-	}
+	exp := pgExpected(expected)
+	// The change is published only when the row is at exp, so it
+	// carries exp+1.
+	payload := pgPayload(owner, id, uint64(exp)+1)
 	for {
 		var updated, cur *int64
 		var notified int64
 		err := b.pool.QueryRow(ctx, b.sql.update, []byte(owner), []byte(id), exp, data, rec.Active, pgRunner(rec.Runner),
-			b.channel, pgPayload(owner, id)).Scan(&updated, &cur, &notified)
+			b.channel, payload).Scan(&updated, &cur, &notified)
 		if err != nil {
 			return 0, b.fail(ctx, "update", err)
 		}
-		switch {
-		case updated != nil:
-			return uint64(*updated), nil
-		case cur == nil:
-			return 0, taskstore.ErrNotFound
-		case *cur != exp:
-			return 0, taskstore.ErrVersionConflict
+		if v, again, err := pgUpdateOutcome(updated, cur, exp); !again {
+			return v, err
 		}
-		// The snapshot had the expected version but the row changed
-		// (updated or deleted) before the UPDATE reached it: which one
-		// decides the answer, so look again with a fresh snapshot.
 		if err := ctx.Err(); err != nil {
 			return 0, err
 		}
 	}
+}
+
+// pgCheckSize refuses data above what a bytea holds.
+func pgCheckSize(data []byte) error {
+	if len(data) > pgMaxRecord {
+		return fmt.Errorf("%w: %d bytes, PostgreSQL stores at most %d", taskstore.ErrRecordTooLarge, len(data), pgMaxRecord)
+	}
+	return nil
+}
+
+// pgExpected is the expected version as a bigint: one above bigint's
+// range becomes -1, which no row has, so it is a conflict (or not found).
+func pgExpected(expected uint64) int64 {
+	if expected <= math.MaxInt64 {
+		return int64(expected)
+	}
+	return -1
+}
+
+// pgUpdateOutcome is Update's answer from what its statement returned: the
+// new version (NULL: not updated) and the version in the statement's
+// snapshot (NULL: no live row). again: the snapshot had the expected
+// version but the row changed (updated or deleted) before the UPDATE
+// reached it; which one decides the answer, so the caller asks again with
+// a fresh snapshot.
+func pgUpdateOutcome(updated, cur *int64, exp int64) (version uint64, again bool, err error) {
+	switch {
+	case updated != nil:
+		return uint64(*updated), false, nil
+	case cur == nil:
+		return 0, false, taskstore.ErrNotFound
+	case *cur != exp:
+		return 0, false, taskstore.ErrVersionConflict
+	}
+	return 0, true, nil
+}
+
+// pgUpdateManyBytes bounds the record data one UpdateMany statement
+// sends; a batch above it takes more statements. (A parameter holds at
+// most 1 GiB, and one huge message would hold a connection long.)
+const pgUpdateManyBytes = 32 << 20
+
+// UpdateMany applies a batch in one statement (see updateMany): each key
+// its own compare-and-swap and notification, as Update. A key given
+// twice is applied in order: its later updates go in a statement after
+// the one with its earlier update. Keys whose row changed between the
+// statement's snapshot and its UPDATE are asked again, as Update does, in
+// one more statement for all of them. The runner and active columns are
+// the runner index and the quota's count, so they follow as after Update.
+func (b *postgresBackend) UpdateMany(ctx context.Context, updates []taskstore.Update) ([]taskstore.UpdateResult, error) {
+	if err := b.begin(ctx); err != nil {
+		return nil, err
+	}
+	out := make([]taskstore.UpdateResult, len(updates))
+	pending := make([]int, 0, len(updates))
+	for i, u := range updates {
+		if err := pgCheckSize(u.Record.Data); err != nil {
+			out[i].Err = err
+			continue
+		}
+		pending = append(pending, i)
+	}
+	var (
+		owners, ids, data, runners [][]byte
+		exps                       []int64
+		active                     []bool
+		payloads                   []string
+		round                      []int
+	)
+	for len(pending) > 0 {
+		// A round: the first pending update of each key, in order,
+		// within the byte bound (at least one).
+		owners, ids, data, runners = owners[:0], ids[:0], data[:0], runners[:0]
+		exps, active, payloads, round = exps[:0], active[:0], payloads[:0], round[:0]
+		seen := make(map[taskstore.Key]bool, len(pending))
+		size := 0
+		for _, i := range pending {
+			r := updates[i].Record
+			k := taskstore.Key{Owner: r.Owner, TaskID: r.TaskID}
+			if seen[k] || (len(round) > 0 && size+len(r.Data) > pgUpdateManyBytes) {
+				continue
+			}
+			seen[k] = true
+			size += len(r.Data)
+			exp := pgExpected(updates[i].Expected)
+			round = append(round, i)
+			owners, ids, data = append(owners, []byte(r.Owner)), append(ids, []byte(r.TaskID)), append(data, r.Data)
+			var runner []byte // nil: NULL, no runner
+			if r.Runner != "" {
+				runner = []byte(r.Runner)
+			}
+			exps, active, runners = append(exps, exp), append(active, r.Active), append(runners, runner)
+			payloads = append(payloads, pgPayload(r.Owner, r.TaskID, uint64(exp)+1)) // sent only for a row at exp
+		}
+		rows, err := b.pool.Query(ctx, b.sql.updateMany, owners, ids, exps, data, active, runners, payloads, b.channel)
+		if err != nil {
+			return nil, b.fail(ctx, "update many", err)
+		}
+		done := make(map[int]bool, len(round))
+		for rows.Next() {
+			var pos, notified int64
+			var updated, cur *int64
+			if err := rows.Scan(&pos, &updated, &cur, &notified); err != nil {
+				rows.Close()
+				return nil, b.fail(ctx, "update many", err)
+			}
+			if pos < 1 || pos > int64(len(round)) {
+				rows.Close()
+				return nil, b.fail(ctx, "update many", fmt.Errorf("position %d of a batch of %d", pos, len(round)))
+			}
+			i := round[pos-1]
+			v, again, err := pgUpdateOutcome(updated, cur, exps[pos-1])
+			if !again {
+				out[i] = taskstore.UpdateResult{Version: v, Err: err}
+				done[i] = true
+			}
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return nil, b.fail(ctx, "update many", err)
+		}
+		// What is left: later updates of a key, and keys that raced a
+		// writer (asked again with a fresh snapshot, as Update's loop).
+		pending = slices.DeleteFunc(pending, func(i int) bool { return done[i] })
+		if len(pending) > 0 {
+			if err := ctx.Err(); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return out, nil
 }
 
 func (b *postgresBackend) Delete(ctx context.Context, owner, id string) (bool, error) {
@@ -569,7 +720,7 @@ func (b *postgresBackend) Delete(ctx context.Context, owner, id string) (bool, e
 	}
 	var live *bool
 	var notified int64
-	err := b.pool.QueryRow(ctx, b.sql.del, []byte(owner), []byte(id), b.channel, pgPayload(owner, id)).Scan(&live, &notified)
+	err := b.pool.QueryRow(ctx, b.sql.del, []byte(owner), []byte(id), b.channel, pgPayload(owner, id, 0)).Scan(&live, &notified)
 	if err != nil {
 		return false, b.fail(ctx, "delete", err)
 	}
@@ -801,25 +952,37 @@ func pgChannel(table string) string {
 // subscribers take as a Resync.
 const pgMaxPayload = 7900
 
-// pgPayload is a change's NOTIFY payload: hex(owner) "/" hex(task id).
-func pgPayload(owner, id string) string {
-	if 2*(len(owner)+len(id))+1 > pgMaxPayload {
+// pgPayload is a change's NOTIFY payload: hex(owner) "/" hex(task id)
+// "/" the version written, in decimal; a delete (version 0) leaves the
+// version out, as releases before the version did for every change.
+func pgPayload(owner, id string, version uint64) string {
+	// 21: "/" and the 20 digits of the largest uint64.
+	if 2*(len(owner)+len(id))+1+21 > pgMaxPayload {
 		return ""
 	}
-	return hex.EncodeToString([]byte(owner)) + "/" + hex.EncodeToString([]byte(id))
+	p := hex.EncodeToString([]byte(owner)) + "/" + hex.EncodeToString([]byte(id))
+	if version == 0 {
+		return p
+	}
+	return p + "/" + strconv.FormatUint(version, 10)
 }
 
+// pgParsePayload decodes a payload of pgPayload. One without a version
+// (a delete, or any change from a release before the version) decodes
+// with version 0, which makes a writer read the record again rather than
+// take the change for its own.
 func pgParsePayload(p string) (taskstore.Change, bool) {
-	o, id, ok := strings.Cut(p, "/")
+	o, rest, ok := strings.Cut(p, "/")
 	if !ok {
 		return taskstore.Change{}, false
 	}
+	id, ver, hasVer := strings.Cut(rest, "/")
 	ob, err1 := hex.DecodeString(o)
 	ib, err2 := hex.DecodeString(id)
 	if err1 != nil || err2 != nil {
 		return taskstore.Change{}, false
 	}
-	return taskstore.Change{Owner: string(ob), TaskID: string(ib)}, true
+	return withVersion(taskstore.Change{Owner: string(ob), TaskID: string(ib)}, ver, hasVer)
 }
 
 // Subscribe delivers every change of the table made by any process, on

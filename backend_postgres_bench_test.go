@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mcptasks/mcptasks/internal/rawfloor"
 	"github.com/mcptasks/mcptasks/internal/taskid"
 	"github.com/mcptasks/mcptasks/taskstore"
 	"github.com/mcptasks/mcptasks/taskstore/storetest"
@@ -92,11 +93,14 @@ SELECT owner, task_id FROM `+b.qualified()+` WHERE owner = convert_to('owner-7',
 		args             []any
 	}{
 		{"get", b.sql.get, pkey, []any{owner, id}},
-		{"create (stored bound 1000, active quota 100)", b.sql.create, pkey, []any{owner, []byte(taskid.New(time.Now())), exp, []byte(`{}`), int64(1000), int64(100), true, []byte("node-a"), b.channel, pgPayload("big", ids[50])}},
-		{"update", b.sql.update, pkey, []any{owner, id, int64(1), []byte(`{}`), true, []byte("node-a"), b.channel, pgPayload("big", ids[50])}},
+		{"create (stored bound 1000, active quota 100)", b.sql.create, pkey, []any{owner, []byte(taskid.New(time.Now())), exp, []byte(`{}`), int64(1000), int64(100), true, []byte("node-a"), b.channel, pgPayload("big", ids[50], 1)}},
+		{"update", b.sql.update, pkey, []any{owner, id, int64(1), []byte(`{}`), true, []byte("node-a"), b.channel, pgPayload("big", ids[50], 2)}},
 		{"runner tasks, 100", b.sql.runnerTasks, runIdx, []any{[]byte("node-a"), int64(100)}},
 		{"get many, 3 keys", b.sql.getMany, pkey, []any{[][]byte{owner, owner, []byte("owner-7")}, [][]byte{id, []byte(ids[7]), id}}},
-		{"delete", b.sql.del, pkey, []any{owner, id, b.channel, pgPayload("big", ids[50])}},
+		{"update many, 3 keys", b.sql.updateMany, pkey, []any{[][]byte{owner, owner, []byte("owner-7")}, [][]byte{[]byte(ids[60]), []byte(ids[7]), id},
+			[]int64{1, 1, 1}, [][]byte{[]byte(`{}`), []byte(`{}`), []byte(`{}`)}, []bool{false, true, true}, [][]byte{nil, []byte("node-b"), []byte("node-b")},
+			[]string{pgPayload("big", ids[60], 2), pgPayload("big", ids[7], 2), pgPayload("owner-7", ids[50], 2)}, b.channel}},
+		{"delete", b.sql.del, pkey, []any{owner, id, b.channel, pgPayload("big", ids[50], 0)}},
 		{"list, first page of 50", b.sql.listFirst, pkey, []any{owner, int64(51)}},
 		{"list, page of 50 after a cursor", b.sql.list, pkey, []any{owner, int64(51), id}},
 		{"sweep one batch", b.sql.sweep, expIdx, nil},
@@ -158,6 +162,8 @@ func pgExplain(t *testing.T, b *postgresBackend, sql string, generic bool, args 
 		types = []string{"bytea", "bigint"}
 	case b.sql.getMany:
 		types = []string{"bytea[]", "bytea[]"}
+	case b.sql.updateMany:
+		types = []string{"bytea[]", "bytea[]", "bigint[]", "bytea[]", "boolean[]", "bytea[]", "text[]", "text"}
 	case b.sql.listFirst:
 		types = []string{"bytea", "bigint"}
 	case b.sql.list:
@@ -179,7 +185,8 @@ func pgExplain(t *testing.T, b *postgresBackend, sql string, generic bool, args 
 	// EXPLAIN EXECUTE takes literal values; a generic plan ignores them.
 	vals := make([]string, len(types))
 	for i, ty := range types {
-		vals[i] = map[string]string{"bytea": `'\x00'::bytea`, "timestamptz": "now()", "bigint": "1", "boolean": "true", "text": "'x'", "bytea[]": `ARRAY['\x00'::bytea]`}[ty]
+		vals[i] = map[string]string{"bytea": `'\x00'::bytea`, "timestamptz": "now()", "bigint": "1", "boolean": "true", "text": "'x'",
+			"bytea[]": `ARRAY['\x00'::bytea]`, "bigint[]": "ARRAY[1::bigint]", "boolean[]": "ARRAY[true]", "text[]": "ARRAY['x']"}[ty]
 	}
 	exec := "EXPLAIN (COSTS OFF) EXECUTE mcptasks_explain"
 	if len(vals) > 0 {
@@ -329,6 +336,110 @@ func BenchmarkPostgresRatios(b *testing.B) {
 				}
 			}
 			b.ReportMetric(0, "ns/op")
+		})
+	}
+}
+
+// BenchmarkPostgresUpdateMany measures UpdateMany against the raw batch
+// floor (rawfloor.OpenBatch: one plain UPDATE … FROM unnest replacing the
+// same number of rows with the same bytes, no condition, no lock order, no
+// notification) and against Update one record at a time, on the same pool
+// and table, in alternating rounds with one caller (each round: 5 batches
+// of the floor, 5 of UpdateMany, 1 of Updates), so that a busy machine
+// slows all of them alike. Each update of a batch is a claim: the runner
+// moves between two values, so the runner index changes as in a takeover.
+// For batches of 100 and 1000 records of 512 bytes it reports updates/s
+// and round trips (client writes) per update of each, and each one's
+// ratio to the floor.
+//
+//	go test -tags postgres -run '^$' -bench 'PostgresUpdateMany' -benchtime 5x .
+func BenchmarkPostgresUpdateMany(b *testing.B) {
+	const size, floorRounds, manyRounds = 512, 5, 5
+	for _, n := range []int{100, 1000} {
+		b.Run(fmt.Sprintf("batch=%d", n), func(b *testing.B) {
+			ctx := b.Context()
+			pb, writes := newPostgresCounted(b, 4)
+			recs := pgCreateMany(b, pb, "bench", n, size)
+			write, cleanup, err := rawfloor.OpenBatch(ctx, pb, n, size)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer cleanup(context.WithoutCancel(ctx))
+			if _, err := pb.pool.Exec(ctx, "ANALYZE "+pb.qualified()); err != nil {
+				b.Fatal(err)
+			}
+			runners := [2]string{"alive", "dead"}
+			claims := 0
+			batch := func() []taskstore.Update {
+				claims++
+				out := make([]taskstore.Update, n)
+				for i, r := range recs {
+					r.Runner = runners[claims%2]
+					out[i] = taskstore.Update{Record: r, Expected: r.Version}
+				}
+				return out
+			}
+			many := func() error {
+				updates := batch()
+				res, err := pb.UpdateMany(ctx, updates)
+				if err != nil {
+					return err
+				}
+				for i, r := range res {
+					if r.Err != nil {
+						return fmt.Errorf("update %d: %w", i, r.Err)
+					}
+					recs[i].Version, recs[i].Runner = r.Version, updates[i].Record.Runner
+				}
+				return nil
+			}
+			oneByOne := func() error {
+				for i, u := range batch() {
+					v, err := pb.Update(ctx, u.Record, u.Expected)
+					if err != nil {
+						return fmt.Errorf("update %d: %w", i, err)
+					}
+					recs[i].Version, recs[i].Runner = v, u.Record.Runner
+				}
+				return nil
+			}
+			phases := []struct {
+				name   string
+				rounds int
+				run    func() error
+			}{
+				{"floor", floorRounds, func() error { return write(ctx) }},
+				{"UpdateMany", manyRounds, many},
+				{"Update", 1, oneByOne},
+			}
+			// Once each before measuring: the statements are prepared on
+			// the connections.
+			for _, p := range phases {
+				if err := p.run(); err != nil {
+					b.Fatal(p.name, err)
+				}
+			}
+			spent, trips, updates := map[string]time.Duration{}, map[string]int64{}, map[string]int{}
+			b.ResetTimer()
+			for range b.N {
+				for _, p := range phases {
+					w, start := writes.Load(), time.Now()
+					for range p.rounds {
+						if err := p.run(); err != nil {
+							b.Fatal(p.name, err)
+						}
+					}
+					spent[p.name] += time.Since(start)
+					trips[p.name] += writes.Load() - w
+					updates[p.name] += p.rounds * n
+				}
+			}
+			b.StopTimer()
+			var names []string
+			for _, p := range phases {
+				names = append(names, p.name)
+			}
+			reportBatchPhases(b, names, spent, updates, trips)
 		})
 	}
 }

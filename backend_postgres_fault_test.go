@@ -197,7 +197,7 @@ func TestPostgresFeedLoss(t *testing.T) {
 	}
 	select {
 	case c := <-changes:
-		if c != (taskstore.Change{Owner: "alice", TaskID: r.TaskID}) {
+		if c != (taskstore.Change{Owner: "alice", TaskID: r.TaskID, Version: 1}) {
 			t.Fatalf("change %+v", c)
 		}
 	case <-time.After(10 * time.Second):

@@ -408,6 +408,10 @@ func TestPostgresLeastPrivilege(t *testing.T) {
 	if _, err := b.Update(ctx, taskstore.Record{Owner: "alice", TaskID: r.TaskID, Data: []byte(`{"v":2}`)}, 1); err != nil {
 		t.Fatalf("Update: %v", err)
 	}
+	res, err := b.(taskstore.BatchUpdater).UpdateMany(ctx, []taskstore.Update{{Record: taskstore.Record{Owner: "alice", TaskID: r.TaskID, Data: []byte(`{"v":3}`)}, Expected: 2}})
+	if err != nil || res[0].Err != nil {
+		t.Fatalf("UpdateMany: %v, %+v", err, res)
+	}
 	if _, _, err := b.List(ctx, "alice", "", 10); err != nil {
 		t.Fatalf("List: %v", err)
 	}
@@ -428,8 +432,8 @@ func TestPostgresLeastPrivilege(t *testing.T) {
 	}
 }
 
-// TestPostgresRawFloor: the floor reads its row, which no owner lists or
-// counts, and removes it.
+// TestPostgresRawFloor: the floors read and write their rows, which no
+// owner lists or counts, and remove them.
 func TestPostgresRawFloor(t *testing.T) {
 	b := newPostgresFactory(postgresTestURL(t))(t).(*postgresBackend)
 	testRawFloor(t, b)
@@ -478,5 +482,68 @@ func TestPostgresMigratesSchema1(t *testing.T) {
 	}
 	if err := b.Heartbeat(ctx, "node-a"); err != nil {
 		t.Fatalf("heartbeat after the migration: %v", err)
+	}
+}
+
+// TestPostgresPayload: a change's NOTIFY payload carries the key and the
+// version written, fits NOTIFY's limit, and a payload without a version
+// (a delete, or any change from a release before the version) decodes
+// with version 0.
+func TestPostgresPayload(t *testing.T) {
+	long := strings.Repeat("o", 2000)
+	for _, tc := range []struct {
+		name, owner, id string
+		version         uint64
+		payload         string
+	}{
+		{"create", "al/ice", "t1", 1, "616c2f696365/7431/1"},
+		{"update", "\xff\x00", "t1", 18446744073709551615, "ff00/7431/18446744073709551615"},
+		{"delete", "alice", "t1", 0, "616c696365/7431"},
+		{"the longest key that fits", long, strings.Repeat("i", (pgMaxPayload-22)/2-2000), 7, ""},
+		{"a key too long", long, strings.Repeat("i", (pgMaxPayload-22)/2-2000+1), 7, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := pgPayload(tc.owner, tc.id, tc.version)
+			if len(p) > pgMaxPayload {
+				t.Fatalf("payload of %d bytes, over %d", len(p), pgMaxPayload)
+			}
+			if tc.payload != "" && p != tc.payload {
+				t.Fatalf("payload %q, want %q", p, tc.payload)
+			}
+			if tc.name == "a key too long" {
+				if p != "" {
+					t.Fatalf("payload of %d bytes for a key too long, want none (a Resync)", len(p))
+				}
+				return
+			}
+			if p == "" {
+				t.Fatal("no payload for a key that fits")
+			}
+			got, ok := pgParsePayload(p)
+			want := taskstore.Change{Owner: tc.owner, TaskID: tc.id, Version: tc.version}
+			if !ok || got != want {
+				t.Fatalf("pgParsePayload(%q) = %+v, %v; want %+v", p, got, ok, want)
+			}
+		})
+	}
+	for _, bad := range []string{"", "616c696365", "zz/7431", "616c696365/7431/", "616c696365/7431/-1", "616c696365/7431/1/2", "616c696365/7431/18446744073709551616"} {
+		if c, ok := pgParsePayload(bad); ok {
+			t.Errorf("pgParsePayload(%q) = %+v, want a failure (a Resync)", bad, c)
+		}
+	}
+}
+
+// TestPostgresFeedOldPayload: a change published by a replica of a
+// release before the version (hex(owner) "/" hex(task id)) reaches
+// subscribers with version 0, so no writer takes it for its own echo.
+func TestPostgresFeedOldPayload(t *testing.T) {
+	b := newPostgresFactory(postgresTestURL(t))(t).(*postgresBackend)
+	next := subscribed(t, b)
+	old := hex.EncodeToString([]byte("alice")) + "/" + hex.EncodeToString([]byte("t1"))
+	if _, err := b.pool.Exec(t.Context(), "SELECT pg_notify($1, $2)", b.channel, old); err != nil {
+		t.Fatal(err)
+	}
+	if c, want := next(), (taskstore.Change{Owner: "alice", TaskID: "t1"}); c != want {
+		t.Fatalf("an old payload delivered as %+v, want %+v", c, want)
 	}
 }

@@ -470,9 +470,10 @@ func (b *redisBackend) ping(ctx context.Context) error {
 // are dropped when RunnerTasks meets them. On a single server the script
 // adds the entry itself, in the same round trip.
 //
-// Every write script publishes "O ID" on the channel P:changes, which
-// Subscribe listens to (plain pub/sub: on a cluster the message is
-// broadcast to every node).
+// Every write script publishes "O ID VERSION" (the version it wrote, 0
+// for a delete) on the channel P:changes, which Subscribe listens to
+// (plain pub/sub: on a cluster the message is broadcast to every node).
+// See redisParseChange for messages of earlier releases.
 type redisBackend struct {
 	client     redis.UniversalClient
 	ownsClient bool // opened by URL: Close closes it
@@ -490,9 +491,10 @@ type redisBackend struct {
 
 // Interface guards
 var (
-	_ taskstore.Backend     = (*redisBackend)(nil)
-	_ taskstore.Notifier    = (*redisBackend)(nil)
-	_ taskstore.BatchGetter = (*redisBackend)(nil)
+	_ taskstore.Backend      = (*redisBackend)(nil)
+	_ taskstore.Notifier     = (*redisBackend)(nil)
+	_ taskstore.BatchGetter  = (*redisBackend)(nil)
+	_ taskstore.BatchUpdater = (*redisBackend)(nil)
 )
 
 func redisB64(s string) string {
@@ -567,9 +569,14 @@ func (b *redisBackend) fail(ctx context.Context, op string, err error) error {
 	return backendErr(ctx, "redis "+op, err)
 }
 
-// runMember is the runner index entry of a record, and the change feed's
-// message: "O ID".
+// runMember is the runner index entry of a record: "O ID".
 func (b *redisBackend) runMember(owner, id string) string { return redisB64(owner) + " " + id }
+
+// changeMsg is the change feed's message of a write of version (0: a
+// delete): "O ID VERSION". (The update script appends the version itself.)
+func (b *redisBackend) changeMsg(owner, id string, version uint64) string {
+	return b.runMember(owner, id) + " " + strconv.FormatUint(version, 10)
+}
 
 // redisParseMember reads a runMember; ok is false for anything else.
 func redisParseMember(m string) (k taskstore.Key, ok bool) {
@@ -586,6 +593,29 @@ func redisParseMember(m string) (k taskstore.Key, ok bool) {
 	}
 	k.TaskID = id
 	return k, true
+}
+
+// redisParseChange reads a change feed message, "O ID VERSION"; ok is
+// false for anything else. Task ids hold no space, so a message with one
+// space is "O ID", what releases before the version was published send:
+// replicas of two releases share a store during a rolling deploy, so it
+// is read as a change of unknown version, 0, which no writer takes for
+// its own write (it wrote at least 1), so watchers re-read. (The other
+// way round is not possible: an earlier release reads "ID VERSION" as the
+// task id, which no watch has, so until it stops it is not woken by the
+// writes of this one; its waits end on their own deadlines and its runs
+// see a cancel at their next write. Publishing both forms would cost
+// every write a second PUBLISH, broadcast to every node of a cluster.)
+func redisParseChange(m string) (c taskstore.Change, ok bool) {
+	member, ver, versioned := m, "", false
+	if i := strings.LastIndexByte(m, ' '); i >= 0 && strings.IndexByte(m, ' ') < i {
+		member, ver, versioned = m[:i], m[i+1:], true
+	}
+	k, ok := redisParseMember(member)
+	if !ok {
+		return c, false
+	}
+	return withVersion(taskstore.Change{Owner: k.Owner, TaskID: k.TaskID}, ver, versioned)
 }
 
 // indexRunner prepares the runner index entry of a write: on a single
@@ -624,8 +654,8 @@ func (b *redisBackend) Create(ctx context.Context, rec taskstore.Record, lim tas
 	if err != nil {
 		return err
 	}
-	if len(rec.Data) > redisMaxRecord {
-		return fmt.Errorf("%w: %d bytes, Redis takes at most %d", taskstore.ErrRecordTooLarge, len(rec.Data), redisMaxRecord)
+	if err := redisCheckSize(rec); err != nil {
+		return err
 	}
 	runKeys, member, err := b.indexRunner(ctx, rec)
 	if err != nil {
@@ -635,7 +665,7 @@ func (b *redisBackend) Create(ctx context.Context, rec taskstore.Record, lim tas
 	expMS, pxat := redisExpiry(rec.ExpiresAt)
 	args := []any{rec.TaskID, redisValue(1, expMS, rec.Active, redisRunnerField(rec.Runner), rec.Data), expMS, pxat,
 		max(lim.MaxActive, 0), max(lim.MaxStored, 0), redisFlag(rec.Active),
-		b.changesChan(), b.runMember(rec.Owner, rec.TaskID)}
+		b.changesChan(), b.changeMsg(rec.Owner, rec.TaskID, 1)}
 	if runKeys != nil {
 		args = append(args, member)
 	}
@@ -738,21 +768,10 @@ func (b *redisBackend) Update(ctx context.Context, rec taskstore.Record, expecte
 	if err != nil {
 		return 0, err
 	}
-	if len(rec.Data) > redisMaxRecord {
-		return 0, fmt.Errorf("%w: %d bytes, Redis takes at most %d", taskstore.ErrRecordTooLarge, len(rec.Data), redisMaxRecord)
+	if err := redisCheckSize(rec); err != nil {
+		return 0, err
 	}
-	recKey, _, _, act := b.keys(rec.Owner, rec.TaskID)
-	keys := []string{recKey, act}
-	expMS, _ := redisExpiry(rec.ExpiresAt)
-	runner := redisRunnerField(rec.Runner)
-	value := redisValue(expected+1, expMS, rec.Active, runner, rec.Data)
-	member := b.runMember(rec.Owner, rec.TaskID)
-	args := []any{value, strconv.FormatUint(expected, 10), redisFlag(rec.Active), runner,
-		rec.TaskID, b.changesChan(), member, expMS, len(value) - len(rec.Data), "0"}
-	if rec.Runner != "" && !b.cluster {
-		keys = append(keys, b.runnerKey(rec.Runner))
-		args = append(args, member)
-	}
+	keys, args := b.updateCall(rec, expected, false)
 	res, err := redisUpdate.Run(ctx, b.client, keys, args...).Int64()
 	if err == nil && res == -3 {
 		// A new runner, on a cluster: its index (another slot) first.
@@ -765,6 +784,38 @@ func (b *redisBackend) Update(ctx context.Context, rec taskstore.Record, expecte
 	if err != nil {
 		return 0, b.fail(ctx, "update", err)
 	}
+	return redisUpdateReply(res)
+}
+
+func redisCheckSize(rec taskstore.Record) error {
+	if len(rec.Data) > redisMaxRecord {
+		return fmt.Errorf("%w: %d bytes, Redis takes at most %d", taskstore.ErrRecordTooLarge, len(rec.Data), redisMaxRecord)
+	}
+	return nil
+}
+
+// updateCall is the update script's keys and arguments for rec at
+// expected; indexed says that the entry of rec's runner is in its index
+// already (see redis_lua/update.lua).
+func (b *redisBackend) updateCall(rec taskstore.Record, expected uint64, indexed bool) (keys []string, args []any) {
+	recKey, _, _, act := b.keys(rec.Owner, rec.TaskID)
+	keys = []string{recKey, act}
+	expMS, _ := redisExpiry(rec.ExpiresAt)
+	runner := redisRunnerField(rec.Runner)
+	value := redisValue(expected+1, expMS, rec.Active, runner, rec.Data)
+	member := b.runMember(rec.Owner, rec.TaskID)
+	args = []any{value, strconv.FormatUint(expected, 10), redisFlag(rec.Active), runner,
+		rec.TaskID, b.changesChan(), member, expMS, len(value) - len(rec.Data), redisFlag(indexed)}
+	if rec.Runner != "" && !b.cluster {
+		keys = append(keys, b.runnerKey(rec.Runner))
+		args = append(args, member)
+	}
+	return keys, args
+}
+
+// redisUpdateReply is what Update returns for a reply of the update
+// script that ran to the end.
+func redisUpdateReply(res int64) (uint64, error) {
 	switch {
 	case res == -1:
 		return 0, taskstore.ErrNotFound
@@ -776,13 +827,118 @@ func (b *redisBackend) Update(ctx context.Context, rec taskstore.Record, expecte
 	return uint64(res), nil
 }
 
+// UpdateMany sends the update script once per update, all in one
+// pipeline: on a single server one round trip; on a cluster go-redis
+// sends each node the updates of its slots (a script touches one owner's
+// keys, one slot) in one round trip, the nodes in parallel. Each result
+// is what Update would have returned for that update, failures included:
+// a node that fails fails only the updates it holds. The call's own error
+// is only for a call refused before anything is sent (closed, or ctx
+// already done).
+//
+// On a cluster the runner index lives in the runner's slot, which the
+// script cannot write, so first, in one pipeline, one ZADD per runner the
+// batch names adds the entries of all its updates (Update adds it only
+// when the script finds the runner changed, at the cost of a second
+// script run; a batch of claims would pay that for every update), then
+// the scripts run knowing their entries are there. An update that keeps
+// its runner re-adds an entry that is there (no change), and one that
+// then fails leaves a stale entry, which RunnerTasks drops. So every
+// record that names a runner is in its index, as after Update.
+//
+// A server that has lost its scripts (restarted, or a replica promoted
+// before it had them) answers NOSCRIPT without running anything: those
+// updates are sent again with EVAL, in one more pipeline.
+func (b *redisBackend) UpdateMany(ctx context.Context, updates []taskstore.Update) ([]taskstore.UpdateResult, error) {
+	ctx, err := b.enter(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]taskstore.UpdateResult, len(updates))
+	send := make([]int, 0, len(updates))
+	for i, u := range updates {
+		if out[i].Err = redisCheckSize(u.Record); out[i].Err == nil {
+			send = append(send, i)
+		}
+	}
+	if b.cluster {
+		send = b.indexRunners(ctx, updates, send, out)
+	}
+	if len(send) == 0 {
+		return out, nil
+	}
+	cmds := make([]*redis.Cmd, len(updates))
+	pipe := b.client.Pipeline()
+	for _, i := range send {
+		keys, args := b.updateCall(updates[i].Record, updates[i].Expected, b.cluster)
+		cmds[i] = redisUpdate.EvalSha(ctx, pipe, keys, args...)
+	}
+	_, _ = pipe.Exec(ctx) // each command has its own outcome
+	var again redis.Pipeliner
+	for _, i := range send {
+		if redis.HasErrorPrefix(cmds[i].Err(), "NOSCRIPT") {
+			if again == nil {
+				again = b.client.Pipeline()
+			}
+			keys, args := b.updateCall(updates[i].Record, updates[i].Expected, b.cluster)
+			cmds[i] = redisUpdate.Eval(ctx, again, keys, args...)
+		}
+	}
+	if again != nil {
+		_, _ = again.Exec(ctx)
+	}
+	for _, i := range send {
+		res, err := cmds[i].Int64()
+		if err != nil {
+			out[i].Err = b.fail(ctx, "update", err)
+			continue
+		}
+		out[i].Version, out[i].Err = redisUpdateReply(res)
+	}
+	return out, nil
+}
+
+// indexRunners adds, on a cluster, the runner index entries of the
+// updates in send that name a runner (one ZADD per runner, in one
+// pipeline), and returns the updates to send: those without a runner and
+// those whose entry was added. The others get the error Update would have
+// given in out.
+func (b *redisBackend) indexRunners(ctx context.Context, updates []taskstore.Update, send []int, out []taskstore.UpdateResult) []int {
+	members := map[string][]redis.Z{}
+	for _, i := range send {
+		if r := updates[i].Record; r.Runner != "" {
+			members[r.Runner] = append(members[r.Runner], redis.Z{Member: b.runMember(r.Owner, r.TaskID)})
+		}
+	}
+	if len(members) == 0 {
+		return send
+	}
+	pipe := b.client.Pipeline()
+	cmds := make(map[string]*redis.IntCmd, len(members))
+	for runner, zs := range members {
+		cmds[runner] = pipe.ZAdd(ctx, b.runnerKey(runner), zs...)
+	}
+	_, _ = pipe.Exec(ctx)
+	kept := send[:0]
+	for _, i := range send {
+		if r := updates[i].Record; r.Runner != "" {
+			if err := cmds[r.Runner].Err(); err != nil {
+				out[i].Err = b.fail(ctx, "index runner", err)
+				continue
+			}
+		}
+		kept = append(kept, i)
+	}
+	return kept
+}
+
 func (b *redisBackend) Delete(ctx context.Context, owner, id string) (bool, error) {
 	ctx, err := b.enter(ctx)
 	if err != nil {
 		return false, err
 	}
 	recKey, ids, exp, act := b.keys(owner, id)
-	res, err := redisDelete.Run(ctx, b.client, []string{recKey, ids, exp, act}, id, b.changesChan(), b.runMember(owner, id)).Int()
+	res, err := redisDelete.Run(ctx, b.client, []string{recKey, ids, exp, act}, id, b.changesChan(), b.changeMsg(owner, id, 0)).Int()
 	if err != nil {
 		return false, b.fail(ctx, "delete", err)
 	}
@@ -1052,8 +1208,8 @@ func (b *redisBackend) listen(ctx context.Context) error {
 		if !ok {
 			continue // pings and subscription replies
 		}
-		if k, ok := redisParseMember(m.Payload); ok {
-			b.feed.push(taskstore.Change{Owner: k.Owner, TaskID: k.TaskID})
+		if c, ok := redisParseChange(m.Payload); ok {
+			b.feed.push(c)
 		}
 	}
 }

@@ -579,6 +579,21 @@ func redisCommandStats(ctx context.Context, c redis.UniversalClient) (map[string
 	return out, nil
 }
 
+// redisServerStats is INFO commandstats of servers, summed.
+func redisServerStats(ctx context.Context, servers []*redis.Client) (map[string]redisCmdStat, error) {
+	sum := map[string]redisCmdStat{}
+	for _, c := range servers {
+		st, err := redisCommandStats(ctx, c)
+		if err != nil {
+			return nil, err
+		}
+		for k, v := range st {
+			sum[k] = redisCmdStat{calls: sum[k].calls + v.calls, usec: sum[k].usec + v.usec}
+		}
+	}
+	return sum, nil
+}
+
 // BenchmarkRedisOps runs each Store operation against the standalone
 // server and reports, besides ns/op: latency p50 and p99, round trips per
 // operation (commands the client sent: EVALSHA, EVAL) and commands the
@@ -711,15 +726,8 @@ func BenchmarkRedisOps(b *testing.B) {
 // create script in pipelines of 1000. It returns up to 100 of the ids.
 func redisFillPipelined(b *testing.B, s *taskstore.Store, rb *redisBackend, owner string, n int) []string {
 	ctx := b.Context()
-	first, err := s.Create(ctx, owner, taskstore.CreateRequest{RequestMethod: "tools/call"})
-	if err != nil {
-		b.Fatal(err)
-	}
-	tmpl, err := rb.Get(ctx, owner, first.Task.TaskID)
-	if err != nil {
-		b.Fatal(err)
-	}
-	ids := []string{first.Task.TaskID}
+	tmpl := redisStoreRecord(b, s, rb, owner)
+	ids := []string{tmpl.TaskID}
 	for done := 1; done < n; {
 		pipe := rb.client.Pipeline()
 		for ; done < n && pipe.Len() < 1000; done++ {
@@ -729,7 +737,7 @@ func redisFillPipelined(b *testing.B, s *taskstore.Store, rb *redisBackend, owne
 			rec, idx, exp, act := rb.keys(owner, r.TaskID)
 			expMS, pxat := redisExpiry(r.ExpiresAt)
 			redisCreate.Run(ctx, pipe, []string{rec, idx, exp, act}, r.TaskID, redisValue(1, expMS, false, "", r.Data), expMS, pxat,
-				0, 0, "0", rb.changesChan(), rb.runMember(owner, r.TaskID))
+				0, 0, "0", rb.changesChan(), rb.changeMsg(owner, r.TaskID, 1))
 			if len(ids) < 100 {
 				ids = append(ids, r.TaskID)
 			}
@@ -741,10 +749,28 @@ func redisFillPipelined(b *testing.B, s *taskstore.Store, rb *redisBackend, owne
 	return ids
 }
 
-// redisSentCommands is a go-redis hook that counts the commands a client sends.
+// redisStoreRecord makes a task of owner through the Store and returns
+// its stored record.
+func redisStoreRecord(b *testing.B, s *taskstore.Store, rb *redisBackend, owner string) taskstore.Record {
+	b.Helper()
+	t, err := s.Create(b.Context(), owner, taskstore.CreateRequest{RequestMethod: "tools/call"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	r, err := rb.Get(b.Context(), owner, t.Task.TaskID)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return r
+}
+
+// redisSentCommands is a go-redis hook that counts the commands a client
+// sends and the calls that send them (a command alone or a pipeline; on a
+// server's own client, each is one round trip).
 type redisSentCommands struct {
-	mu sync.Mutex
-	n  map[string]int64
+	mu    sync.Mutex
+	n     map[string]int64
+	calls int64
 }
 
 func (h *redisSentCommands) count(cmds ...redis.Cmder) {
@@ -753,6 +779,7 @@ func (h *redisSentCommands) count(cmds ...redis.Cmder) {
 	if h.n == nil {
 		h.n = map[string]int64{}
 	}
+	h.calls++
 	for _, c := range cmds {
 		h.n[strings.ToLower(c.Name())]++
 	}
@@ -760,11 +787,17 @@ func (h *redisSentCommands) count(cmds ...redis.Cmder) {
 
 // reset returns the counts so far and starts again.
 func (h *redisSentCommands) reset() map[string]int64 {
+	n, _ := h.resetAll()
+	return n
+}
+
+// resetAll returns the counts and the calls so far and starts again.
+func (h *redisSentCommands) resetAll() (map[string]int64, int64) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	n := h.n
-	h.n = nil
-	return n
+	n, calls := h.n, h.calls
+	h.n, h.calls = nil, 0
+	return n, calls
 }
 
 func (h *redisSentCommands) DialHook(next redis.DialHook) redis.DialHook { return next }
@@ -1008,12 +1041,238 @@ func BenchmarkRedisRatios(b *testing.B) {
 	}
 }
 
+// BenchmarkRedisUpdateMany measures UpdateMany against the raw floor of a
+// batch of writes (rawfloor.OpenBatch: one pipeline of N SETs of values
+// the size of the stored records, spread over a cluster's nodes as the
+// records are), in alternating rounds, for batches of 100 and 1000, on
+// the standalone server and on the cluster. Every round writes one floor
+// batch and one batch of updates, in turns first; each update gives its
+// task another runner, as a takeover's claim does (on a single server the
+// script writes the runner index entry, on a cluster one ZADD per batch),
+// with one subscriber on the change feed, as a replica has. It reports
+//
+//   - updates/s, the floor's writes/s, and updates/floor, their ratio;
+//   - trips/update, round trips per update (a call to one server: each
+//     node's share of a pipeline is one), floor-trips/write, the floor's,
+//     and trips/floor, their ratio;
+//   - cmds/update, the commands sent per update, and cmds/floor, its
+//     ratio to the floor's (1 per write);
+//   - serial-trips/batch, the pipelines one after the other per batch
+//     (each waits for all its nodes; the floor: 1);
+//   - server-µs/update, the server's time per update (the script's
+//     whole run, INFO commandstats), floor-server-µs/write, per SET, and
+//     server/floor, their ratio;
+//   - single-updates/s, one Update at a time (100 of the tasks, in the
+//     same rounds), and updates/single, what the batch gains over it.
+//
+// Run it with a fixed round count:
+//
+//	go test -tags redis -run '^$' -bench RedisUpdateMany -benchtime 30x .
+func BenchmarkRedisUpdateMany(b *testing.B) {
+	for _, srv := range []struct{ name, env string }{{"Standalone", envRedisURL}, {"Cluster", envRedisClusterURL}} {
+		b.Run(srv.name, func(b *testing.B) {
+			url := redisTestURL(b, srv.env)
+			for _, n := range []int{100, 1000} {
+				b.Run(fmt.Sprintf("batch=%d", n), func(b *testing.B) { redisBenchUpdateMany(b, url, n) })
+			}
+		})
+	}
+}
+
+func redisBenchUpdateMany(b *testing.B, url string, n int) {
+	rb := newRedisFactory(url)(b).(*redisBackend)
+	s := taskstore.New(rb, taskstore.Config{MaxActiveTasks: -1, MaxStoredTasks: -1})
+	ctx := b.Context()
+	updates := make([]taskstore.Update, n)
+	for i := range updates {
+		r := redisStoreRecord(b, s, rb, fmt.Sprintf("owner-%d", i%100))
+		updates[i] = taskstore.Update{Record: r, Expected: r.Version}
+	}
+	r := updates[0].Record
+	expMS, _ := redisExpiry(r.ExpiresAt)
+	size := len(redisValue(r.Version, expMS, r.Active, redisRunnerField("r1"), r.Data))
+	write, cleanup, err := rawfloor.OpenBatch(ctx, rb, n, size)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { cleanup(context.Background()) })
+	feedCtx, stopFeed := context.WithCancel(ctx)
+	defer stopFeed()
+	up := make(chan struct{})
+	go rb.Subscribe(feedCtx, func(c taskstore.Change) {
+		if c.Resync {
+			close(up)
+		}
+	})
+	<-up
+	sent := &redisSentCommands{}
+	rb.client.AddHook(sent)
+	nodes := redisNodeCounters(b, rb)
+	trips := func() (n int64) {
+		for _, h := range nodes {
+			_, c := h.resetAll()
+			n += c
+		}
+		return n
+	}
+	update := func(round int) error {
+		for j := range updates {
+			updates[j].Record.Runner = [2]string{"r1", "r2"}[round%2]
+		}
+		res, err := rb.UpdateMany(ctx, updates)
+		if err != nil {
+			return err
+		}
+		for j, r := range res {
+			if r.Err != nil {
+				return r.Err
+			}
+			updates[j].Expected = r.Version
+		}
+		return nil
+	}
+	// One of each first: connections made, scripts cached.
+	if err := write(ctx); err != nil {
+		b.Fatal(err)
+	}
+	if err := update(1); err != nil {
+		b.Fatal(err)
+	}
+	// One Update at a time, for comparison: the first 100 tasks, given
+	// runners of their own, so that every write moves its task.
+	single := func(round int) error {
+		for j := range min(n, 100) {
+			u := &updates[j]
+			u.Record.Runner = [2]string{"r3", "r4"}[round%2]
+			v, err := rb.Update(ctx, u.Record, u.Expected)
+			if err != nil {
+				return err
+			}
+			u.Expected = v
+		}
+		return nil
+	}
+	type benchOp struct {
+		run                 func(round int) error
+		n                   int // writes per run
+		spent               time.Duration
+		trips, cmds, serial int64
+		usec                int64 // server time of the commands it sent
+	}
+	// usec is the server time of the commands the floor and the batch
+	// send (for a script, its whole run).
+	masters := redisMasters(b, rb)
+	usec := func() int64 {
+		st, err := redisServerStats(ctx, masters)
+		if err != nil {
+			b.Fatal(err)
+		}
+		return st["set"].usec + st["evalsha"].usec + st["eval"].usec
+	}
+	floorOp := &benchOp{run: func(int) error { return write(ctx) }, n: n}
+	batchOp := &benchOp{run: update, n: n}
+	singleOp := &benchOp{run: single, n: min(n, 100)}
+	ops := []*benchOp{floorOp, batchOp, singleOp}
+	b.ResetTimer()
+	for round := range b.N {
+		for k := range ops {
+			op := ops[(round+k)%len(ops)]
+			u0 := usec()
+			trips()
+			sent.resetAll()
+			t0 := time.Now()
+			if err := op.run(round); err != nil {
+				b.Fatal(err)
+			}
+			op.spent += time.Since(t0)
+			op.usec += usec() - u0
+			op.trips += trips()
+			cmds, calls := sent.resetAll()
+			for _, c := range cmds {
+				op.cmds += c
+			}
+			op.serial += calls
+		}
+	}
+	b.StopTimer()
+	rate := func(op *benchOp) float64 { return float64(b.N*op.n) / op.spent.Seconds() }
+	per := func(x int64, op *benchOp) float64 { return float64(x) / float64(b.N*op.n) }
+	b.ReportMetric(rate(batchOp), "updates/s")
+	b.ReportMetric(rate(floorOp), "floor-writes/s")
+	b.ReportMetric(rate(batchOp)/rate(floorOp), "updates/floor")
+	b.ReportMetric(rate(singleOp), "single-updates/s")
+	b.ReportMetric(rate(batchOp)/rate(singleOp), "updates/single")
+	b.ReportMetric(per(batchOp.trips, batchOp), "trips/update")
+	b.ReportMetric(per(floorOp.trips, floorOp), "floor-trips/write")
+	b.ReportMetric(per(batchOp.trips, batchOp)/per(floorOp.trips, floorOp), "trips/floor")
+	b.ReportMetric(per(batchOp.cmds, batchOp), "cmds/update")
+	b.ReportMetric(per(batchOp.cmds, batchOp)/per(floorOp.cmds, floorOp), "cmds/floor")
+	b.ReportMetric(float64(batchOp.serial)/float64(b.N), "serial-trips/batch")
+	b.ReportMetric(per(batchOp.usec, batchOp), "server-µs/update")
+	b.ReportMetric(per(floorOp.usec, floorOp), "floor-server-µs/write")
+	b.ReportMetric(per(batchOp.usec, batchOp)/per(floorOp.usec, floorOp), "server/floor")
+	b.ReportMetric(0, "ns/op")
+}
+
 func TestRedisRawFloor(t *testing.T) {
 	rb := newRedisFactory(redisTestURL(t, envRedisURL))(t).(*redisBackend)
 	testRawFloor(t, rb)
 	if n, err := rb.client.Exists(t.Context(), rb.prefix+"{floor}:test").Result(); err != nil || n != 0 {
 		t.Fatalf("floor key left behind: %d, %v", n, err)
 	}
+}
+
+// TestRedisRawBatchFloor: the batch floor writes its keys, on a cluster on
+// more than one node, and its cleanup removes them all.
+func TestRedisRawBatchFloor(t *testing.T) {
+	redisOnBoth(t, func(t *testing.T, rb *redisBackend) {
+		ctx := t.Context()
+		const n = 30
+		nodes := redisNodeCounters(t, rb)
+		write, cleanup, err := rb.RawBatchFloor(ctx, "test", n, 400)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := write(ctx); err != nil {
+			t.Fatalf("floor write: %v", err)
+		}
+		keys := make([]string, n)
+		for i := range keys {
+			keys[i] = rb.prefix + "{floor:test:" + strconv.Itoa(i) + "}"
+		}
+		count := func() int {
+			t.Helper()
+			found := 0
+			for _, k := range keys {
+				v, err := rb.client.Get(ctx, k).Result()
+				switch {
+				case err == nil && len(v) == 400:
+					found++
+				case err != nil && !errors.Is(err, redis.Nil):
+					t.Fatal(err)
+				}
+			}
+			return found
+		}
+		if got := count(); got != n {
+			t.Fatalf("%d of the %d floor keys hold 400 bytes", got, n)
+		}
+		used := 0
+		for _, h := range nodes {
+			if h.reset()["set"] > 0 {
+				used++
+			}
+		}
+		if rb.cluster && used < 2 {
+			t.Errorf("the floor's keys were on %d node(s), want them spread", used)
+		}
+		if err := cleanup(ctx); err != nil {
+			t.Fatalf("cleanup: %v", err)
+		}
+		if got := count(); got != 0 {
+			t.Fatalf("%d floor keys left behind", got)
+		}
+	})
 }
 
 // TestRedisRecKey: the one-allocation record key is the key of keys().
@@ -1233,5 +1492,329 @@ func TestRedisRunnerTasksRace(t *testing.T) {
 				t.Fatalf("r1's index holds %v, want the record at version %d", recs, v)
 			}
 		})
+	}
+}
+
+// TestRedisParseChange: the feed's messages carry the version written (0
+// for a delete); a message of an earlier release, "O ID", is a change of
+// unknown version (0), and anything else is dropped.
+func TestRedisParseChange(t *testing.T) {
+	b := &redisBackend{prefix: "mcptasks:"}
+	const id = "18ed17eecd142240-67e00e3112434b6b465561458269697a"
+	for _, tc := range []struct {
+		name, msg string
+		want      taskstore.Change
+		ok        bool
+	}{
+		{"create", b.changeMsg("al:ice", id, 1), taskstore.Change{Owner: "al:ice", TaskID: id, Version: 1}, true},
+		{"update", b.changeMsg("al:ice", id, 1<<60), taskstore.Change{Owner: "al:ice", TaskID: id, Version: 1 << 60}, true},
+		{"delete", b.changeMsg("al:ice", id, 0), taskstore.Change{Owner: "al:ice", TaskID: id}, true},
+		{"empty owner", b.changeMsg("", id, 3), taskstore.Change{TaskID: id, Version: 3}, true},
+		{"earlier release", b.runMember("al:ice", id), taskstore.Change{Owner: "al:ice", TaskID: id}, true},
+		{"earlier release, empty owner", b.runMember("", id), taskstore.Change{TaskID: id}, true},
+		{"no version after the space", b.runMember("al:ice", id) + " ", taskstore.Change{}, false},
+		{"version not a number", b.runMember("al:ice", id) + " x", taskstore.Change{}, false},
+		{"negative version", b.runMember("al:ice", id) + " -1", taskstore.Change{}, false},
+		{"owner not base64url", "a:b " + id + " 1", taskstore.Change{}, false},
+		{"one field", id, taskstore.Change{}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, ok := redisParseChange(tc.msg)
+			if ok != tc.ok || got != tc.want {
+				t.Errorf("redisParseChange(%q) = %+v, %v; want %+v, %v", tc.msg, got, ok, tc.want, tc.ok)
+			}
+		})
+	}
+}
+
+// redisOnBoth runs test against a backend of its own on the standalone
+// server and on the cluster.
+func redisOnBoth(t *testing.T, test func(t *testing.T, rb *redisBackend)) {
+	for _, tc := range []struct{ name, env string }{{"Standalone", envRedisURL}, {"Cluster", envRedisClusterURL}} {
+		t.Run(tc.name, func(t *testing.T) {
+			test(t, newRedisFactory(redisTestURL(t, tc.env))(t).(*redisBackend))
+		})
+	}
+}
+
+// TestRedisFeedEarlierRelease: on a channel shared with a replica of an
+// earlier release, whose scripts publish "O ID", a subscriber gets its
+// changes with version 0 (unknown) between this release's versioned ones.
+func TestRedisFeedEarlierRelease(t *testing.T) {
+	redisOnBoth(t, func(t *testing.T, rb *redisBackend) {
+		ctx := t.Context()
+		next := subscribed(t, rb)
+		id := taskid.New(time.Now())
+		if err := rb.client.Publish(ctx, rb.changesChan(), rb.runMember("al:ice", id)).Err(); err != nil {
+			t.Fatal(err)
+		}
+		r := taskstore.Record{Owner: "al:ice", TaskID: id, Data: []byte(`{}`)}
+		if err := rb.Create(ctx, r, taskstore.Limits{}); err != nil {
+			t.Fatal(err)
+		}
+		got := []taskstore.Change{next(), next()}
+		want := []taskstore.Change{{Owner: "al:ice", TaskID: id}, {Owner: "al:ice", TaskID: id, Version: 1}}
+		if d := cmp.Diff(want, got); d != "" {
+			t.Fatalf("changes (-want +got):\n%s", d)
+		}
+	})
+}
+
+// redisMasters returns the servers' own clients of rb: the client of a
+// single server, the masters' of a cluster.
+func redisMasters(t testing.TB, rb *redisBackend) []*redis.Client {
+	t.Helper()
+	cc, ok := rb.client.(*redis.ClusterClient)
+	if !ok {
+		return []*redis.Client{rb.client.(*redis.Client)}
+	}
+	var mu sync.Mutex
+	var out []*redis.Client
+	if err := cc.ForEachMaster(t.Context(), func(ctx context.Context, c *redis.Client) error {
+		mu.Lock()
+		defer mu.Unlock()
+		out = append(out, c)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// redisNodeCounters hooks a counter on each server's own client of rb (each
+// master of a cluster), so that each call it counts is one round trip.
+func redisNodeCounters(t testing.TB, rb *redisBackend) map[string]*redisSentCommands {
+	t.Helper()
+	nodes := map[string]*redisSentCommands{}
+	for _, c := range redisMasters(t, rb) {
+		h := &redisSentCommands{}
+		nodes[c.Options().Addr] = h
+		c.AddHook(h)
+	}
+	return nodes
+}
+
+// TestRedisUpdateManyRoundTrips: a batch is one EVALSHA per update and
+// nothing else, in one round trip on a single server; on a cluster one
+// round trip per node holding some of the records, after one ZADD per
+// runner the batch names (the runner index lives in the runner's slot) in
+// one round trip per node holding those. Each result is what Update gives,
+// and the runner index follows.
+func TestRedisUpdateManyRoundTrips(t *testing.T) {
+	redisOnBoth(t, func(t *testing.T, rb *redisBackend) {
+		ctx := t.Context()
+		const n = 60
+		var updates []taskstore.Update
+		wantHeld := map[string][]string{}
+		for i := range n {
+			r := taskstore.Record{Owner: fmt.Sprintf("owner-%d", i), TaskID: taskid.New(time.Now()), Data: []byte(`{"v":0}`), Active: true, Runner: "dead"}
+			if err := rb.Create(ctx, r, taskstore.Limits{}); err != nil {
+				t.Fatal(err)
+			}
+			// A third ended (the runner kept), the others claimed.
+			u := r
+			u.Data = []byte(`{"v":1}`)
+			if i%3 == 0 {
+				u.Active = false
+			} else {
+				u.Runner = "alive"
+			}
+			wantHeld[u.Runner] = append(wantHeld[u.Runner], u.TaskID)
+			updates = append(updates, taskstore.Update{Record: u, Expected: 1})
+		}
+		redisWarmBatch(t, rb, updates)
+		// The first update has a stale version: it alone fails.
+		updates[0].Expected = 7
+		sent := &redisSentCommands{}
+		rb.client.AddHook(sent)
+		nodes := redisNodeCounters(t, rb)
+		res, err := rb.UpdateMany(ctx, updates)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, r := range res {
+			switch {
+			case i == 0 && !errors.Is(r.Err, taskstore.ErrVersionConflict):
+				t.Errorf("update 0 at a stale version: %+v, want ErrVersionConflict", r)
+			case i > 0 && (r.Err != nil || r.Version != 2):
+				t.Errorf("update %d: %+v, want version 2", i, r)
+			}
+		}
+		want := map[string]int64{"evalsha": n}
+		if rb.cluster {
+			want["zadd"] = 2 // "dead" and "alive"
+		}
+		if got := sent.reset(); !cmp.Equal(want, got) {
+			t.Errorf("the batch sent %v, want %v", got, want)
+		}
+		withScripts := 0
+		for addr, h := range nodes {
+			cmds, trips := h.resetAll()
+			wantTrips := int64(0)
+			if cmds["evalsha"] > 0 {
+				withScripts++
+				wantTrips++
+			}
+			if cmds["zadd"] > 0 {
+				wantTrips++
+			}
+			if trips != wantTrips {
+				t.Errorf("node %s: %d round trips for %v, want %d", addr, trips, cmds, wantTrips)
+			}
+		}
+		if rb.cluster && withScripts < 2 {
+			t.Errorf("the records of %d owners were on %d node(s)", n, withScripts)
+		}
+		for runner, ids := range wantHeld {
+			recs, err := rb.RunnerTasks(ctx, runner, 100)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := make([]string, len(recs))
+			for i, r := range recs {
+				got[i] = r.TaskID
+			}
+			slices.Sort(got)
+			slices.Sort(ids)
+			if d := cmp.Diff(ids, got); d != "" {
+				t.Errorf("RunnerTasks(%s) (-want +got):\n%s", runner, d)
+			}
+		}
+	})
+}
+
+// redisWarmBatch sends the batch at a version none of its records has,
+// which changes no record, so that the connections it needs are made (and
+// their HELLO sent) before a test counts commands.
+func redisWarmBatch(t testing.TB, rb *redisBackend, updates []taskstore.Update) {
+	t.Helper()
+	stale := slices.Clone(updates)
+	for i := range stale {
+		stale[i].Expected = 1 << 40
+	}
+	res, err := rb.UpdateMany(t.Context(), stale)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range res {
+		if !errors.Is(r.Err, taskstore.ErrVersionConflict) {
+			t.Fatalf("an update at a version nothing has: %+v", r)
+		}
+	}
+}
+
+// redisClaims creates n active records, of owners owner-0…, and returns
+// updates that give each to runner "alive".
+func redisClaims(t testing.TB, rb *redisBackend, n int) []taskstore.Update {
+	t.Helper()
+	var updates []taskstore.Update
+	for i := range n {
+		r := taskstore.Record{Owner: fmt.Sprintf("owner-%d", i), TaskID: taskid.New(time.Now()), Data: []byte(`{}`), Active: true}
+		if err := rb.Create(t.Context(), r, taskstore.Limits{}); err != nil {
+			t.Fatal(err)
+		}
+		r.Runner = "alive"
+		updates = append(updates, taskstore.Update{Record: r, Expected: 1})
+	}
+	return updates
+}
+
+// TestRedisUpdateManyNoScript: a server that lost its scripts answers
+// NOSCRIPT to the batch's EVALSHAs; the updates go again as EVAL and apply
+// once each.
+func TestRedisUpdateManyNoScript(t *testing.T) {
+	bin := redisServerBinary(t)
+	port := redisFreePort(t)
+	startRedis(t, bin, port)
+	b, err := OpenBackend(t.Context(), fmt.Sprintf("redis://127.0.0.1:%d", port))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	rb := b.(*redisBackend)
+	ctx := t.Context()
+	updates := redisClaims(t, rb, 3)
+	redisWarmBatch(t, rb, updates)
+	if err := rb.client.ScriptFlush(ctx).Err(); err != nil {
+		t.Fatal(err)
+	}
+	sent := &redisSentCommands{}
+	rb.client.AddHook(sent)
+	res, err := rb.UpdateMany(ctx, updates)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []taskstore.UpdateResult{{Version: 2}, {Version: 2}, {Version: 2}}
+	if d := cmp.Diff(want, res); d != "" {
+		t.Errorf("results (-want +got):\n%s", d)
+	}
+	if got := sent.reset(); !cmp.Equal(got, map[string]int64{"evalsha": 3, "eval": 3}) {
+		t.Errorf("sent %v, want 3 evalsha, then 3 eval", got)
+	}
+	if recs, err := rb.RunnerTasks(ctx, "alive", 10); err != nil || len(recs) != 3 {
+		t.Errorf("RunnerTasks(alive) = %d records, %v; want 3", len(recs), err)
+	}
+}
+
+// redisFailScripts is a hook that fails, without sending them, the
+// pipelines of scripts of one server.
+type redisFailScripts struct{ err error }
+
+func (h *redisFailScripts) DialHook(next redis.DialHook) redis.DialHook          { return next }
+func (h *redisFailScripts) ProcessHook(next redis.ProcessHook) redis.ProcessHook { return next }
+
+func (h *redisFailScripts) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		if cmds[0].Name() == "evalsha" {
+			for _, c := range cmds {
+				c.SetErr(h.err)
+			}
+			return h.err
+		}
+		return next(ctx, cmds)
+	}
+}
+
+// TestRedisUpdateManyNodeFails: on a cluster, a node that fails fails the
+// updates of its slots only, each with what Update would give (an
+// ErrBackend); the other nodes' updates apply.
+func TestRedisUpdateManyNodeFails(t *testing.T) {
+	rb := newRedisFactory(redisTestURL(t, envRedisClusterURL))(t).(*redisBackend)
+	ctx := t.Context()
+	cc := rb.client.(*redis.ClusterClient)
+	updates := redisClaims(t, rb, 30)
+	// The node of the first owner fails.
+	failing, err := cc.MasterForKey(ctx, rb.recKey(updates[0].Record.Owner, updates[0].Record.TaskID))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cause := errors.New("injected failure")
+	failing.AddHook(&redisFailScripts{err: cause})
+	res, err := rb.UpdateMany(ctx, updates)
+	if err != nil {
+		t.Fatal(err)
+	}
+	failed := 0
+	for i, r := range res {
+		key := rb.recKey(updates[i].Record.Owner, updates[i].Record.TaskID)
+		slot, err := cc.ClusterKeySlot(ctx, key).Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		node, err := cc.MasterForKey(ctx, key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if node.Options().Addr == failing.Options().Addr {
+			failed++
+			if !errors.Is(r.Err, taskstore.ErrBackend) || !errors.Is(r.Err, cause) {
+				t.Errorf("update %d (slot %d, on the failing node): %+v, want an ErrBackend with the cause", i, slot, r)
+			}
+		} else if r.Err != nil || r.Version != 2 {
+			t.Errorf("update %d (slot %d, another node): %+v, want version 2", i, slot, r)
+		}
+	}
+	if failed == 0 || failed == len(updates) {
+		t.Fatalf("%d of %d updates on the failing node: the test needs some on each side", failed, len(updates))
 	}
 }

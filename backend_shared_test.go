@@ -105,6 +105,21 @@ func sharedCalls(t *testing.T, b taskstore.Backend, owner string) (taskstore.Rec
 			return err
 		}
 	}
+	if u, ok := b.(taskstore.BatchUpdater); ok {
+		calls["UpdateMany"] = func(ctx context.Context) error {
+			missing := sharedRecord(r.Owner)
+			res, err := u.UpdateMany(ctx, []taskstore.Update{{Record: r, Expected: 1}, {Record: missing, Expected: 1}})
+			if err != nil {
+				return err
+			}
+			for _, x := range res {
+				if x.Err != nil && !errors.Is(x.Err, taskstore.ErrNotFound) {
+					return x.Err
+				}
+			}
+			return nil
+		}
+	}
 	if n, ok := b.(taskstore.Notifier); ok {
 		calls["Subscribe"] = func(ctx context.Context) error {
 			return n.Subscribe(ctx, func(taskstore.Change) {})
@@ -273,4 +288,26 @@ func TestBackendErr(t *testing.T) {
 			}
 		})
 	}
+}
+
+// subscribed subscribes to n's changes until the test ends, waits for the
+// first Resync, and returns a function that gives the next change (failing
+// the test after 10 s without one).
+func subscribed(t *testing.T, n taskstore.Notifier) func() taskstore.Change {
+	changes := make(chan taskstore.Change, 64)
+	go n.Subscribe(t.Context(), func(c taskstore.Change) { changes <- c })
+	next := func() taskstore.Change {
+		t.Helper()
+		select {
+		case c := <-changes:
+			return c
+		case <-time.After(10 * time.Second):
+			t.Fatal("no change within 10 s")
+		}
+		return taskstore.Change{}
+	}
+	if c := next(); !c.Resync {
+		t.Fatalf("first change %+v, want a Resync", c)
+	}
+	return next
 }

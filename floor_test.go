@@ -16,4 +16,7 @@ func TestRawFloorMemoryHasNone(t *testing.T) {
 	if _, _, err := rawfloor.Open(t.Context(), b, 100); !errors.Is(err, rawfloor.ErrUnsupported) {
 		t.Fatalf("rawfloor.Open(memory) = %v, want ErrUnsupported", err)
 	}
+	if _, _, err := rawfloor.OpenBatch(t.Context(), b, 10, 100); !errors.Is(err, rawfloor.ErrUnsupported) {
+		t.Fatalf("rawfloor.OpenBatch(memory) = %v, want ErrUnsupported", err)
+	}
 }

@@ -84,8 +84,9 @@ need() { # need SERVICE: start it once if some combination's tags name it
 [ -x scripts/dynamodb_up.sh ] && need dynamodb
 [ -x scripts/postgres_up.sh ] && need postgres
 # Every combination runs the MCP conformance suite (cmd/mcptasks
-# TestConformanceTasks): install it, with the Node 22 it needs, once.
-echo "== installing the MCP conformance suite" >&2
+# TestConformanceTasks) and the TypeScript SDK client's task flow
+# (TestTSClientTaskFlow): install them, with the Node 22 they need, once.
+echo "== installing the MCP conformance suite and the TypeScript SDK" >&2
 eval "$(scripts/conformance_up.sh)"
 
 declare -A result

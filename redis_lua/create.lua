@@ -1,5 +1,6 @@
 -- KEYS: rec ids exp act [run]. ARGV: id value expiry_ms|"" pexpireat_ms|""
--- max_active max_stored active(0|1) channel message [run_member].
+-- max_active max_stored active(0|1) channel message [run_member]. The
+-- message is the change published, "O ID 1".
 -- Returns 0 created, 1 exists, 2 active quota, 3 stored bound.
 local now = now_ms()
 prune(KEYS[2], KEYS[3], KEYS[4], now, PRUNE_BATCH)

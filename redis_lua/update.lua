@@ -1,5 +1,5 @@
 -- KEYS: rec act [run]. ARGV: value expected active(0|1) runner_b64 id
--- channel message expiry_ms header_len indexed(0|1) [run_member]. value
+-- channel member expiry_ms header_len indexed(0|1) [run_member]. value
 -- is the whole stored form at version expected+1 with the caller's
 -- expiry (header_len bytes of header): when the stored expiry is that
 -- one (it never changes) the script stores value as it came; else it
@@ -11,6 +11,7 @@
 -- flag changes, the runner index only when the runner does: every
 -- script keeps the first equal to the live records' flags, and the
 -- entry of a record's runner is written before the record names it.
+-- The change published is "member VERSION" (member is "O ID").
 local head = redis.call('GETRANGE', KEYS[1], 0, 255)
 if head == '' then return -1 end
 local v, e, a, r = string.match(head, '^(%d+):(%d*):(%d*):()')
@@ -33,5 +34,5 @@ if a ~= ARGV[3] then
     redis.call('ZREM', KEYS[2], ARGV[5])
   end
 end
-redis.call('PUBLISH', ARGV[6], ARGV[7])
+redis.call('PUBLISH', ARGV[6], ARGV[7] .. string.format(' %d', nv))
 return nv

@@ -51,3 +51,36 @@ func TestStatusNotificationsNeedAStream(t *testing.T) {
 	}
 	waitLine(t, got, `"method":"notifications/tasks/status"`, `"status":"completed"`)
 }
+
+// A task's end is told once: the run's own end and its echo on the change
+// feed, or a tasks/cancel and the run noticing it, are one event.
+func TestStatusNotifiedOncePerEnd(t *testing.T) {
+	ctx := t.Context()
+	rep := newReplica(t, newStore(t, taskstore.Config{}), replicaOptions{})
+	c := httpClient(t, rep.URL, "tok-alice", false, nil)
+	lines := openStream(t, rep.URL+"/mcp", "tok-alice", c.cs.ID())
+	done := c.start(t, ctx, "sleep", map[string]any{"ms": 20}, map[string]any{})
+	resultText(t, c, ctx, done.TaskID)
+	blocked := c.start(t, ctx, "block", nil, map[string]any{})
+	waitClosed(t, rep.probe.Started(blocked.TaskID), "start")
+	c.task(t, ctx, "tasks/cancel", blocked.TaskID)
+	waitClosed(t, rep.probe.Stopped(blocked.TaskID), "stop")
+	count := map[string]int{}
+	quiet := time.After(500 * time.Millisecond) // time for any second notification
+	for {
+		select {
+		case line := <-lines:
+			for _, id := range []string{done.TaskID, blocked.TaskID} {
+				if strings.Contains(line, `"method":"notifications/tasks/status"`) && strings.Contains(line, id) {
+					count[id]++
+				}
+			}
+			continue
+		case <-quiet:
+		}
+		break
+	}
+	if count[done.TaskID] != 1 || count[blocked.TaskID] != 1 {
+		t.Errorf("status notifications: %d for the completed task, %d for the cancelled one; want 1 each", count[done.TaskID], count[blocked.TaskID])
+	}
+}

@@ -217,3 +217,41 @@ func TestCheckpointRoundTrips(t *testing.T) {
 		})
 	}
 }
+
+// A cancel made on another replica between a run's own checkpoints still
+// stops it: the run's handle may write on top of the cancelled record
+// (variables may still change), and the record it then knows is the
+// cancelled one.
+func TestCancelUnderCheckpoints(t *testing.T) {
+	for _, be := range sharedBackends {
+		t.Run(be.name, func(t *testing.T) {
+			ctx := t.Context()
+			sa, sb := be.open(t, taskstore.Config{PollInterval: 50 * time.Millisecond})
+			suffix := randomSuffix()
+			rep := newReplica(t, sa, replicaOptions{userSuffix: suffix})
+			other := newReplica(t, sb, replicaOptions{userSuffix: suffix})
+			started := make(chan string, 10)
+			mcp.AddTool(rep.server, &mcp.Tool{Name: "busy"}, func(ctx context.Context, req *mcp.CallToolRequest, in textIn) (*mcp.CallToolResult, any, error) {
+				h := taskrouter.TaskHandle(ctx)
+				defer close(rep.probe.Stopped(h.ID()))
+				started <- h.ID()
+				for i := 0; ctx.Err() == nil; i++ {
+					_ = h.SetVariables(context.WithoutCancel(ctx), map[string]any{"step": i})
+				}
+				return nil, nil, ctx.Err()
+			})
+			rep.router.SetTaskSupport("busy", taskrouter.TaskOptional)
+			c := newMGClient(t, rep.URL, "tok-alice", "2025-11-25")
+			elsewhere := newMGClient(t, other.URL, "tok-alice", "2025-11-25")
+			for range 5 {
+				task := c.callTask(ctx, "busy", map[string]any{"text": "x"}, map[string]any{})
+				<-started
+				time.Sleep(20 * time.Millisecond)
+				if _, err := elsewhere.CancelTask(ctx, mg.CancelTaskRequest{Params: mg.CancelTaskParams{TaskId: task.TaskId}}); err != nil {
+					t.Fatal(err)
+				}
+				waitClosed(t, rep.probe.Stopped(task.TaskId), "the busy handler to stop after its cancel")
+			}
+		})
+	}
+}

@@ -77,6 +77,7 @@ type run struct {
 
 	asks     atomic.Int64  // the handler's requests to the client so far (input keys)
 	finished atomic.Bool   // terminal: no more progress notifications, no outcome to write
+	told     atomic.Bool   // the terminal status notification went out (once per run)
 	stopped  chan struct{} // closed by end
 	stopOnce sync.Once
 	why      string // set before stopped closes: the failure to record, or "" for none
@@ -190,7 +191,7 @@ func (rr *runner) supervise(rn *run, ended <-chan struct{}) {
 				rn.end("")
 				rr.hub.Changed(rn.id, nil)
 				if rec != nil {
-					rr.notify(rec)
+					rr.notifyEnd(rn, rec)
 				}
 			}
 		case <-expiry:
@@ -287,13 +288,22 @@ func (rr *runner) end(ctx context.Context, rn *run, out Outcome) (done bool, err
 			rr.log.Info("task finished", "task", rn.id, "owner", logOwner(rn.owner), "status", rec.Task.Status, "message", rec.Task.StatusMessage)
 		}
 		rr.hub.Changed(rn.id, rec)
-		rr.notify(rec)
+		rr.notifyEnd(rn, rec)
 		return true, nil
 	case errors.Is(err, taskstore.ErrInvalidTransition), errors.Is(err, taskstore.ErrNotFound),
 		errors.Is(err, taskstore.ErrLeaseLost):
 		return true, nil
 	}
 	return false, err
+}
+
+// notifyEnd sends the status notification of rn's task, which ended, once
+// per run: the run's own end and the supervisor seeing it on the feed are
+// one event.
+func (rr *runner) notifyEnd(rn *run, rec *taskstore.TaskRecord) {
+	if rn.told.CompareAndSwap(false, true) {
+		rr.notify(rec)
+	}
 }
 
 // forget removes a run whose supervisor is done and releases its waiters.
@@ -332,6 +342,7 @@ func (rr *runner) cancel(taskID string) {
 	rn := rr.runs[taskID]
 	rr.mu.Unlock()
 	if rn != nil {
+		rn.told.Store(true) // tasks/cancel tells the owner
 		rn.end("")
 	}
 	rr.hub.Changed(taskID, nil)

@@ -168,8 +168,9 @@ type Change struct {
 	Owner  string
 	TaskID string
 	// Version is the version the change wrote (1 for a create), or 0 for a
-	// delete. A writer that sees its own version come back knows the
-	// change is its own and need not read the record again.
+	// delete or when unknown (a message of an earlier release). A writer
+	// that sees its own version come back knows the change is its own and
+	// need not read the record again; 0 always means "read it".
 	Version uint64
 	Resync  bool
 }

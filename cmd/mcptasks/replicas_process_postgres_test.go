@@ -29,3 +29,7 @@ func TestReplicaFrozenPostgres(t *testing.T) {
 func TestReplicaResumedAfterShutdownPostgres(t *testing.T) {
 	testReplicaResumed(t, "postgres", postgresStoreURL(t), syscall.SIGTERM)
 }
+
+func TestReplicaInputPostgres(t *testing.T) {
+	testReplicaInput(t, "postgres", postgresStoreURL(t))
+}

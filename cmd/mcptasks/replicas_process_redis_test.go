@@ -31,3 +31,11 @@ func TestReplicaResumedAfterKillRedis(t *testing.T) {
 func TestReplicaResumedAfterShutdownRedis(t *testing.T) {
 	testReplicaResumed(t, "redis", redisStoreURL(t, "MCPTASKS_TEST_REDIS_URL"), syscall.SIGTERM)
 }
+
+func TestReplicaInputRedis(t *testing.T) {
+	testReplicaInput(t, "redis", redisStoreURL(t, "MCPTASKS_TEST_REDIS_URL"))
+}
+
+func TestReplicaInputRedisCluster(t *testing.T) {
+	testReplicaInput(t, "redis", redisStoreURL(t, "MCPTASKS_TEST_REDIS_CLUSTER_URL"))
+}

@@ -283,6 +283,7 @@ func (k *Keeper) sweep(ctx context.Context, runner string, lastBeat time.Time) {
 	} else {
 		k.log.Warn("replica presumed dead: its heartbeat stopped", "runner", runner, "silent", time.Since(lastBeat).Round(time.Millisecond))
 	}
+	defer k.adoptStrays(ctx)
 	tried := map[string]bool{}
 	for ctx.Err() == nil {
 		cctx, cancel := k.call(ctx)
@@ -309,6 +310,47 @@ func (k *Keeper) sweep(ctx context.Context, runner string, lastBeat time.Time) {
 		}
 		k.actOn(ctx, page)
 	}
+}
+
+// adoptStrays runs the tasks this replica claimed whose run never started:
+// a claim whose reply was lost (a timeout, a dropped connection) may still
+// have been applied, and nothing else would ever run or end such a task
+// while this replica beats. A claimed task is attempt 2 or later; a task
+// this replica created itself (attempt 1) may exist a moment before its
+// run does, so it is never adopted.
+func (k *Keeper) adoptStrays(ctx context.Context) {
+	if ctx.Err() != nil || k.host.Closing() {
+		return
+	}
+	cctx, cancel := k.call(ctx)
+	held, err := k.rt.RunnerTasks(cctx, k.cfg.Runner, sweepPage)
+	cancel()
+	if err != nil {
+		return
+	}
+	running := map[string]bool{}
+	for _, rn := range k.host.Runs() {
+		running[rn.ID] = true
+	}
+	for _, rec := range held {
+		if rec.Lease.Attempt < 2 || running[rec.Task.TaskID] {
+			continue
+		}
+		info := ParseRerun(rec)
+		if info == nil {
+			continue
+		}
+		k.log.Warn("running a claimed task whose run never started", "task", rec.Task.TaskID, "attempt", rec.Lease.Attempt)
+		if err := k.host.Resume(ctx, rec, info); err != nil {
+			k.log.Warn("resuming task failed", "task", rec.Task.TaskID, "error", err)
+		}
+	}
+}
+
+// batchTimeout bounds one batch of n writes: a lease timeout, and more for
+// a backend that writes them one at a time.
+func (k *Keeper) batchTimeout(n int) time.Duration {
+	return k.cfg.Timeout + time.Duration(n)*k.cfg.Timeout/100
 }
 
 // actOn claims the resumable tasks of page (read from a dead runner) and
@@ -339,7 +381,7 @@ func (k *Keeper) actOn(ctx context.Context, page []*taskstore.TaskRecord) {
 	var resume []*taskstore.TaskRecord
 	var resumeInfo []*Rerun
 	if len(claims) > 0 && !k.host.Closing() {
-		cctx, cancel := context.WithTimeout(ctx, k.cfg.Timeout)
+		cctx, cancel := context.WithTimeout(ctx, k.batchTimeout(len(claims)))
 		claimed := k.rt.ClaimAll(cctx, claims, k.cfg.Runner)
 		cancel()
 		for i, w := range claimed {
@@ -356,7 +398,7 @@ func (k *Keeper) actOn(ctx context.Context, page []*taskstore.TaskRecord) {
 		}
 	}
 	if len(ends) > 0 {
-		cctx, cancel := context.WithTimeout(ctx, k.cfg.Timeout)
+		cctx, cancel := context.WithTimeout(ctx, k.batchTimeout(len(ends)))
 		ended := k.rt.EndOrphans(cctx, ends, orphanMessage)
 		cancel()
 		for i, w := range ended {
