@@ -29,6 +29,12 @@ func BenchmarkTakeoverAtScaleDynamoDB(b *testing.B) {
 	benchTakeover(b, func(b *testing.B) takeoverStore {
 		c := &ddbCounter{counts: map[string]int64{}}
 		rp := httputil.NewSingleHostReverseProxy(target)
+		rp.ErrorHandler = func(w http.ResponseWriter, req *http.Request, err error) {
+			if req.Context().Err() == nil { // else a replica killed mid-request
+				b.Logf("proxy: %v", err)
+			}
+			w.WriteHeader(http.StatusBadGateway)
+		}
 		proxy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 			op := strings.TrimPrefix(req.Header.Get("X-Amz-Target"), "DynamoDB_20120810.")
 			c.mu.Lock()
