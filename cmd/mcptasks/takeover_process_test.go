@@ -507,7 +507,8 @@ func delta(before, after map[string]int64) map[string]int64 {
 	return d
 }
 
-// formatCounts lists counts by name, largest first, two decimals.
+// formatCounts lists counts by name, largest first: two decimals, three
+// under 0.1 (a batch statement per 1,000 orphans is 0.001).
 func formatCounts(m map[string]float64) string {
 	names := make([]string, 0, len(m))
 	for k := range m {
@@ -524,8 +525,11 @@ func formatCounts(m map[string]float64) string {
 	})
 	parts := make([]string, 0, len(names))
 	for _, k := range names {
-		if m[k] >= 0.005 {
+		switch {
+		case m[k] >= 0.1:
 			parts = append(parts, fmt.Sprintf("%s=%.2f", k, m[k]))
+		case m[k] >= 0.0005:
+			parts = append(parts, fmt.Sprintf("%s=%.3f", k, m[k]))
 		}
 	}
 	return strings.Join(parts, " ")
