@@ -56,8 +56,22 @@ type pgCounter struct {
 	table string
 }
 
-func (p pgCounter) Counts(tb testing.TB) map[string]int64 {
-	rows, err := p.conn.Query(tb.Context(), `SELECT query, calls FROM pg_stat_statements`)
+func (p pgCounter) Counts(tb testing.TB) map[string]int64 { return p.read(tb, "calls") }
+
+// Rows counts the rows the reading statements returned.
+func (p pgCounter) Rows(tb testing.TB) map[string]int64 {
+	out := p.read(tb, "rows")
+	for k := range out {
+		if !strings.HasPrefix(k, "get") && k != "runner-tasks" {
+			delete(out, k)
+		}
+	}
+	return out
+}
+
+// read sums a pg_stat_statements column by statement name.
+func (p pgCounter) read(tb testing.TB, column string) map[string]int64 {
+	rows, err := p.conn.Query(tb.Context(), `SELECT query, `+column+` FROM pg_stat_statements`)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -65,12 +79,12 @@ func (p pgCounter) Counts(tb testing.TB) map[string]int64 {
 	out := map[string]int64{}
 	for rows.Next() {
 		var q string
-		var calls int64
-		if err := rows.Scan(&q, &calls); err != nil {
+		var n int64
+		if err := rows.Scan(&q, &n); err != nil {
 			tb.Fatal(err)
 		}
 		if strings.Contains(q, p.table) {
-			out[pgLabel(q, p.table)] += calls
+			out[pgLabel(q, p.table)] += n
 		}
 	}
 	if err := rows.Err(); err != nil {

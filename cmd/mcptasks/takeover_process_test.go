@@ -69,6 +69,12 @@ type storeCounter interface {
 	Counts(tb testing.TB) map[string]int64
 }
 
+// rowCounter is a storeCounter that also counts the records its reading
+// commands returned, by name (where one command reads a page of them).
+type rowCounter interface {
+	Rows(tb testing.TB) map[string]int64
+}
+
 // takeoverStore is one backend's part of the probe.
 type takeoverStore struct {
 	tags string
@@ -273,6 +279,11 @@ func runTakeover(b *testing.B, s takeoverStore, kind takeoverKind, n int) {
 	idleN := commandRate(b, s.counter, takeoverIdleWindow)
 
 	before := s.counter.Counts(b)
+	rc, countsRows := s.counter.(rowCounter)
+	var rowsBefore map[string]int64
+	if countsRows {
+		rowsBefore = rc.Rows(b)
+	}
 	killed := time.Now()
 	watch.mu.Lock()
 	watch.from = killed
@@ -318,6 +329,10 @@ func runTakeover(b *testing.B, s takeoverStore, kind takeoverKind, n int) {
 	sweptAt, polls := waitRunnerGone(b, rt, runnerA, 60*time.Second)
 	time.Sleep(500 * time.Millisecond)
 	after := s.counter.Counts(b)
+	var rowsRead map[string]int64
+	if countsRows {
+		rowsRead = delta(rowsBefore, rc.Rows(b))
+	}
 	counted := time.Now()
 	counts := delta(before, after)
 	if s.runnersCmd != "" {
@@ -373,6 +388,15 @@ func runTakeover(b *testing.B, s takeoverStore, kind takeoverKind, n int) {
 	b.Logf("REPORT takeover %s store-commands/orphan=%.2f%s (%s, from the kill to 0.5 s after the sweep's end; checkpoints of resumed runs in the window: %d) by name: %s",
 		name, float64(total)/float64(n), extra, s.counted, checkpoints, formatCounts(perOrphan))
 	b.ReportMetric(float64(total)/float64(n), "cmds/orphan")
+	if countsRows {
+		read := map[string]float64{}
+		var all float64
+		for k, v := range rowsRead {
+			read[k] = float64(v) / float64(n)
+			all += read[k]
+		}
+		b.Logf("REPORT takeover %s records-read/orphan=%.2f by statement: %s", name, all, formatCounts(read))
+	}
 	if checkpoints > 0 {
 		// Less the checkpoints, each costing what one did while A ran
 		// (the running rate less the rate with no task, per checkpoint).
