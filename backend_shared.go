@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strconv"
 	"sync"
 	"sync/atomic"
 
@@ -194,21 +193,4 @@ func (h *changeHub) endLocked(err error) {
 		}
 		delete(h.subs, s)
 	}
-}
-
-// withVersion is c with the version a change feed's message carries, ver
-// in decimal; a message without one (hasVer false: a delete, or a message
-// of a release before the version) gives version 0, which makes a writer
-// read the record again rather than take the change for its own. ok is
-// false when ver is not a version.
-func withVersion(c taskstore.Change, ver string, hasVer bool) (taskstore.Change, bool) {
-	if !hasVer {
-		return c, true
-	}
-	v, err := strconv.ParseUint(ver, 10, 64)
-	if err != nil {
-		return taskstore.Change{}, false
-	}
-	c.Version = v
-	return c, true
 }

@@ -2,9 +2,6 @@ package taskrouter_test
 
 import (
 	"context"
-	"fmt"
-	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -12,62 +9,15 @@ import (
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
 	"github.com/mcptasks/mcptasks"
+	"github.com/mcptasks/mcptasks/internal/callcount"
 	"github.com/mcptasks/mcptasks/taskrouter"
 	"github.com/mcptasks/mcptasks/taskstore"
 )
 
-// countingBackend counts backend calls: each is one round trip to the
-// storage server on a remote backend.
-type countingBackend struct {
-	taskstore.Backend
-	mu sync.Mutex
-	n  map[string]int
-}
-
-func (c *countingBackend) count(op string) {
-	c.mu.Lock()
-	c.n[op]++
-	c.mu.Unlock()
-}
-
-func (c *countingBackend) take() string {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	var parts []string
-	total := 0
-	for _, op := range []string{"Create", "Get", "Update", "List", "Delete"} {
-		if c.n[op] > 0 {
-			parts = append(parts, fmt.Sprintf("%s×%d", op, c.n[op]))
-			total += c.n[op]
-		}
-	}
-	c.n = map[string]int{}
-	return fmt.Sprintf("%d (%s)", total, strings.Join(parts, " "))
-}
-
-func (c *countingBackend) Create(ctx context.Context, rec taskstore.Record, lim taskstore.Limits) error {
-	c.count("Create")
-	return c.Backend.Create(ctx, rec, lim)
-}
-
-func (c *countingBackend) Get(ctx context.Context, owner, id string) (taskstore.Record, error) {
-	c.count("Get")
-	return c.Backend.Get(ctx, owner, id)
-}
-
-func (c *countingBackend) Update(ctx context.Context, rec taskstore.Record, v uint64) (uint64, error) {
-	c.count("Update")
-	return c.Backend.Update(ctx, rec, v)
-}
-
-func (c *countingBackend) List(ctx context.Context, owner, after string, limit int) ([]taskstore.Record, bool, error) {
-	c.count("List")
-	return c.Backend.List(ctx, owner, after, limit)
-}
-
-func (c *countingBackend) Delete(ctx context.Context, owner, id string) (bool, error) {
-	c.count("Delete")
-	return c.Backend.Delete(ctx, owner, id)
+// methodCalls are the counts of the backend calls the Store makes for MCP
+// methods (not the lease keeper's), as "2 (Create×1 Update×1)".
+func methodCalls(c *callcount.Counter) string {
+	return c.Take().Only("Create", "Get", "Update", "List", "Delete").String()
 }
 
 // TestBackendRoundTripsPerMethod pins how many backend calls each MCP
@@ -78,7 +28,10 @@ func TestBackendRoundTripsPerMethod(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cb := &countingBackend{Backend: b, n: map[string]int{}}
+	// The backend alone, without its change feed and batch reads: the
+	// Store's own calls (with an hour-long poll interval, no watch is
+	// polled during the test).
+	cb, calls := callcount.Wrap(struct{ taskstore.Backend }{b})
 	store := taskstore.New(cb, taskstore.Config{PollInterval: time.Hour})
 	t.Cleanup(func() { store.Close() })
 	rep := newReplica(t, store, replicaOptions{})
@@ -89,28 +42,28 @@ func TestBackendRoundTripsPerMethod(t *testing.T) {
 		}
 	}
 
-	cb.take()
+	methodCalls(calls)
 	task := c.callTask(ctx, "echo", map[string]any{"text": "x"}, map[string]any{})
 	idle()
-	created := cb.take()
+	created := methodCalls(calls)
 	getTask(ctx, t, c, task.TaskId)
-	get := cb.take()
+	get := methodCalls(calls)
 	if _, err := c.TaskResult(ctx, mg.TaskResultRequest{Params: mg.TaskResultParams{TaskId: task.TaskId}}); err != nil {
 		t.Fatal(err)
 	}
-	result := cb.take()
+	result := methodCalls(calls)
 	if _, err := c.ListTasksByPage(ctx, mg.ListTasksRequest{}); err != nil {
 		t.Fatal(err)
 	}
-	list := cb.take()
+	list := methodCalls(calls)
 	bt := c.callTask(ctx, "block", map[string]any{}, map[string]any{})
 	waitClosed(t, rep.probe.Started(bt.TaskId), "start")
-	cb.take()
+	methodCalls(calls)
 	if _, err := c.CancelTask(ctx, mg.CancelTaskRequest{Params: mg.CancelTaskParams{TaskId: bt.TaskId}}); err != nil {
 		t.Fatal(err)
 	}
 	idle() // the handler returns and its run ends
-	cancel := cb.take()
+	cancel := methodCalls(calls)
 
 	for _, row := range []struct{ what, got, want string }{
 		// The run's handle starts from the created record: its end is one CAS.
@@ -128,43 +81,6 @@ func TestBackendRoundTripsPerMethod(t *testing.T) {
 	t.Log("while running: 1 Get per pollInterval per running task (cancel watch); a blocked tasks/result: 1 Get per pollInterval")
 }
 
-// countingFeed is a countingBackend that keeps its backend's change feed
-// and batch reads (counted as GetMany).
-type countingFeed struct{ *countingBackend }
-
-func (c countingFeed) Subscribe(ctx context.Context, fn func(taskstore.Change)) error {
-	return c.Backend.(taskstore.Notifier).Subscribe(ctx, fn)
-}
-
-type countingBatch struct{ *countingBackend }
-
-func (c countingBatch) GetMany(ctx context.Context, keys []taskstore.Key) ([]taskstore.Record, error) {
-	c.count("GetMany")
-	return c.Backend.(taskstore.BatchGetter).GetMany(ctx, keys)
-}
-
-type countingFeedBatch struct{ countingFeed }
-
-func (c countingFeedBatch) GetMany(ctx context.Context, keys []taskstore.Key) ([]taskstore.Record, error) {
-	return countingBatch{c.countingBackend}.GetMany(ctx, keys)
-}
-
-// counting wraps b, keeping what optional interfaces the router uses.
-func counting(b taskstore.Backend) (taskstore.Backend, *countingBackend) {
-	cb := &countingBackend{Backend: b, n: map[string]int{}}
-	_, feed := b.(taskstore.Notifier)
-	_, batch := b.(taskstore.BatchGetter)
-	switch {
-	case feed && batch:
-		return countingFeedBatch{countingFeed{cb}}, cb
-	case feed:
-		return countingFeed{cb}, cb
-	case batch:
-		return countingBatch{cb}, cb
-	}
-	return cb, cb
-}
-
 // TestCheckpointRoundTrips: an uncontended checkpoint of a running task
 // (Handle.SetVariables) is one backend call on every backend: the run
 // knows its own write when it comes back on the change feed, and does not
@@ -179,7 +95,7 @@ func TestCheckpointRoundTrips(t *testing.T) {
 			ctx := t.Context()
 			cfg := taskstore.Config{PollInterval: time.Hour}
 			opened, _ := be.open(t, cfg)
-			b, cb := counting(taskstore.NewRuntime(opened).Backend())
+			b, calls := callcount.Wrap(taskstore.NewRuntime(opened).Backend())
 			store := taskstore.New(b, cfg)
 			rep := newReplica(t, store, replicaOptions{userSuffix: randomSuffix()})
 			gate, done := make(chan struct{}), make(chan struct{})
@@ -200,13 +116,12 @@ func TestCheckpointRoundTrips(t *testing.T) {
 			c := newMGClient(t, rep.URL, "tok-alice", "2025-11-25")
 			task := c.callTask(ctx, "checkpoints", map[string]any{"text": "x"}, map[string]any{})
 			time.Sleep(200 * time.Millisecond) // the run and its watch settle
-			cb.take()
+			calls.Take()
 			close(gate)
 			<-done
 			time.Sleep(300 * time.Millisecond) // the last echoes come back
-			cb.mu.Lock()
-			updates, gets, polls := cb.n["Update"], cb.n["Get"], cb.n["GetMany"]
-			cb.mu.Unlock()
+			n := calls.Snapshot()
+			updates, gets, polls := n["Update"], n["Get"], n["GetMany"]
 			t.Logf("%d checkpoints: %d Update, %d Get, %d GetMany", checkpoints, updates, gets, polls)
 			if updates != checkpoints || gets+polls != 0 {
 				t.Errorf("%d checkpoints cost %d Update and %d reads, want %d and 0", checkpoints, updates, gets+polls, checkpoints)

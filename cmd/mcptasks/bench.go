@@ -23,7 +23,7 @@ import (
 func init() {
 	register(command{
 		Name:    "bench",
-		Summary: "measure store operations (ops/s, p50, p99, ratio to the server's raw floor) against any store URL",
+		Summary: "measure store operations (ops/s, p50, p99, ratio to the server's raw floor) against any store URL; bench replicas: what running and inherited tasks cost",
 		Run:     benchMain,
 	})
 }
@@ -35,13 +35,16 @@ func init() {
 var benchOps = []string{"get", "backend-get", "create", "update", "setvars", "handle", "backend-update", "list"}
 
 func benchMain(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) > 0 && args[0] == "replicas" {
+		return benchReplicasMain(ctx, args[1:], stdout, stderr)
+	}
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	storeURL := fs.String("store", "memory://", "store URL")
 	opsFlag := fs.String("ops", strings.Join(benchOps, ","), "operations: "+strings.Join(benchOps, ","))
 	callersFlag := fs.String("callers", "1,64", "numbers of concurrent callers, each measured in turn")
 	duration := fs.Duration("duration", 3*time.Second, "how long each (operation, callers) pair runs")
 	listSize := fs.Int("list-size", 100, "tasks the owner holds for the list operation")
-	const head = "usage: mcptasks bench [flags]\n\nRuns each store operation for -duration with each number of -callers and prints\nthroughput, latency percentiles and the ratio of its throughput to a floor run\nin alternating rounds with it (so that other load on the machine slows both\nalike): a raw read of a value the size of a stored task on the same server\n(Redis GET, DynamoDB GetItem), or for list the backend's own page of 50. A\nbackend without a server (memory) is compared with its own Get. It writes\ntasks under a random owner; they expire after the store's default TTL."
+	const head = "usage: mcptasks bench [flags]\n\nRuns each store operation for -duration with each number of -callers and prints\nthroughput, latency percentiles and the ratio of its throughput to a floor run\nin alternating rounds with it (so that other load on the machine slows both\nalike): a raw read of a value the size of a stored task on the same server\n(Redis GET, DynamoDB GetItem), or for list the backend's own page of 50. A\nbackend without a server (memory) is compared with its own Get. It writes\ntasks under a random owner; they expire after the store's default TTL.\n\nmcptasks bench replicas [flags] measures what running and inherited tasks cost\n(checkpoints, orphans, takeover, memory): see 'mcptasks bench replicas -h'."
 	if err := parseFlags(fs, head, args, stdout); err != nil {
 		return err
 	}
