@@ -11,6 +11,10 @@
 # Durable settings: fsync and synchronous_commit on (the defaults), so a
 # kill -9 loses no committed transaction.
 #
+# MCPTASKS_PG_STAT_STATEMENTS=1 preloads pg_stat_statements, which the
+# takeover probe (cmd/mcptasks, BenchmarkTakeoverAtScalePostgres) reads
+# its statement counts from; it applies when the server starts.
+#
 # Idempotent: when DIR's server answers it prints the same line again; when
 # DIR's server is down but its data directory is there (killed by a test),
 # it starts it again on the same port and data, which runs crash recovery.
@@ -60,8 +64,12 @@ ready() { as_owner "$BIN/pg_isready" -q -h 127.0.0.1 -p "$1" -U mcptasks -d post
 
 # start DATA PORT: start the cluster in DATA on PORT and wait until it answers.
 start() {
+	local preload=""
+	if [ "${MCPTASKS_PG_STAT_STATEMENTS:-}" = 1 ]; then
+		preload=" -c shared_preload_libraries=pg_stat_statements"
+	fi
 	as_owner "$BIN/pg_ctl" -D "$1/db" -l "$1/pg.log" -w -t 60 \
-		-o "-p $2 -k $1 -c listen_addresses=127.0.0.1 -c max_connections=300 -c fsync=on -c synchronous_commit=on" \
+		-o "-p $2 -k $1 -c listen_addresses=127.0.0.1 -c max_connections=300 -c fsync=on -c synchronous_commit=on$preload" \
 		start >&2
 }
 

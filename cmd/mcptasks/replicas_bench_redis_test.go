@@ -103,19 +103,31 @@ func BenchmarkCrossReplicaStoreLoad(b *testing.B) {
 // redisCalls sums the calls of every command the server has counted, less
 // the INFO calls that read them.
 func redisCalls(b *testing.B, c *redis.Client) int64 {
-	info, err := c.Info(b.Context(), "commandstats").Result()
-	if err != nil {
-		b.Fatal(err)
-	}
 	var total int64
-	for _, line := range strings.Split(info, "\n") {
-		if !strings.HasPrefix(line, "cmdstat_") || strings.HasPrefix(line, "cmdstat_info:") {
-			continue
-		}
-		i := strings.Index(line, "calls=")
-		j := strings.Index(line[i:], ",")
-		n, _ := strconv.ParseInt(line[i+6:i+j], 10, 64)
+	for _, n := range redisCommandStats(b, c) {
 		total += n
 	}
 	return total
+}
+
+// redisCommandStats reads INFO commandstats: the calls of each command
+// (lower case, as Redis names them) the server has counted, less the INFO
+// calls that read them. Commands a script runs count too.
+func redisCommandStats(tb testing.TB, c *redis.Client) map[string]int64 {
+	info, err := c.Info(tb.Context(), "commandstats").Result()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	out := map[string]int64{}
+	for _, line := range strings.Split(info, "\n") {
+		name, rest, ok := strings.Cut(strings.TrimPrefix(line, "cmdstat_"), ":")
+		if !ok || !strings.HasPrefix(line, "cmdstat_") || name == "info" {
+			continue
+		}
+		i := strings.Index(rest, "calls=")
+		j := strings.Index(rest[i:], ",")
+		n, _ := strconv.ParseInt(rest[i+6:i+j], 10, 64)
+		out[name] = n
+	}
+	return out
 }

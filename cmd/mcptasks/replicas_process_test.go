@@ -28,7 +28,7 @@ import (
 // testServerEnv returns the environment variable naming a test server,
 // skipping the test when it is unset (failing it under
 // MCPTASKS_TEST_REQUIRE=1, as matrix_test.sh sets); script starts one.
-func testServerEnv(t *testing.T, env, script string) string {
+func testServerEnv(t testing.TB, env, script string) string {
 	t.Helper()
 	v := os.Getenv(env)
 	if v == "" {
