@@ -687,7 +687,7 @@ func BenchmarkDynamoDBUpdateMany(b *testing.B) {
 			for _, p := range phases {
 				names = append(names, p.name)
 			}
-			reportBatchPhases(b, names, spent, done, trips)
+			reportBatchPhases(b, "update", names, spent, done, trips)
 		})
 	}
 }
@@ -713,4 +713,16 @@ func first(recs []taskstore.Record) func(rep int) []taskstore.Record {
 
 func always(recs []taskstore.Record) func(int) []taskstore.Record {
 	return func(int) []taskstore.Record { return recs }
+}
+
+// BenchmarkDynamoDBTakeover: benchTakeover, round trips counted as the
+// client's requests.
+//
+//	go test -tags dynamodb -run '^$' -bench DynamoDBTakeover -benchtime 3x .
+func BenchmarkDynamoDBTakeover(b *testing.B) {
+	for _, n := range []int{1000, 5000} {
+		b.Run(fmt.Sprintf("n=%d", n), func(b *testing.B) {
+			benchTakeover(b, newLocalBackend(b), totalRequests, n)
+		})
+	}
 }

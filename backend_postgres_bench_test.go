@@ -439,7 +439,20 @@ func BenchmarkPostgresUpdateMany(b *testing.B) {
 			for _, p := range phases {
 				names = append(names, p.name)
 			}
-			reportBatchPhases(b, names, spent, updates, trips)
+			reportBatchPhases(b, "update", names, spent, updates, trips)
+		})
+	}
+}
+
+// BenchmarkPostgresTakeover: benchTakeover, round trips counted as the
+// client's writes to the server.
+//
+//	go test -tags postgres -run '^$' -bench PostgresTakeover -benchtime 3x .
+func BenchmarkPostgresTakeover(b *testing.B) {
+	for _, n := range []int{1000, 5000} {
+		b.Run(fmt.Sprintf("n=%d", n), func(b *testing.B) {
+			pb, writes := newPostgresCounted(b, 4)
+			benchTakeover(b, pb, writes.Load, n)
 		})
 	}
 }

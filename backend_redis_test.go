@@ -1838,3 +1838,30 @@ func TestRedisUpdateManyNodeFails(t *testing.T) {
 		t.Fatalf("%d of %d updates on the failing node: the test needs some on each side", failed, len(updates))
 	}
 }
+
+// BenchmarkRedisTakeover: benchTakeover on a single server and a cluster,
+// round trips counted on each server's own client (a pipeline is one).
+//
+//	go test -tags redis -run '^$' -bench RedisTakeover -benchtime 3x .
+func BenchmarkRedisTakeover(b *testing.B) {
+	for _, srv := range []struct{ name, env string }{{"Standalone", envRedisURL}, {"Cluster", envRedisClusterURL}} {
+		b.Run(srv.name, func(b *testing.B) {
+			url := redisTestURL(b, srv.env)
+			for _, n := range []int{1000, 5000} {
+				b.Run(fmt.Sprintf("n=%d", n), func(b *testing.B) {
+					rb := newRedisFactory(url)(b).(*redisBackend)
+					nodes := redisNodeCounters(b, rb)
+					var total int64
+					trips := func() int64 {
+						for _, h := range nodes {
+							_, c := h.resetAll()
+							total += c
+						}
+						return total
+					}
+					benchTakeover(b, rb, trips, n)
+				})
+			}
+		})
+	}
+}
