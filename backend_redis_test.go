@@ -41,8 +41,16 @@ import (
 const (
 	envRedisURL        = "MCPTASKS_TEST_REDIS_URL"
 	envRedisClusterURL = "MCPTASKS_TEST_REDIS_CLUSTER_URL"
-	redisEnvRequire    = "MCPTASKS_TEST_REQUIRE"
+	// A master with one replica watched by three Sentinels.
+	envRedisSentinelURL = "MCPTASKS_TEST_REDIS_SENTINEL_URL"
+	redisEnvRequire     = "MCPTASKS_TEST_REQUIRE"
 )
+
+// redisServers are the three kinds of Redis the tests that run on each
+// kind run on, and the variables that name them.
+var redisServers = []struct{ name, env string }{
+	{"Standalone", envRedisURL}, {"Cluster", envRedisClusterURL}, {"Sentinel", envRedisSentinelURL},
+}
 
 func redisTestURL(tb testing.TB, env string) string {
 	tb.Helper()
@@ -120,6 +128,9 @@ func init() {
 	sharedTestBackends["redis+cluster"] = func(tb testing.TB) taskstore.Backend {
 		return newRedisFactory(redisTestURL(tb, envRedisClusterURL))(tb)
 	}
+	sharedTestBackends["redis+sentinel"] = func(tb testing.TB) taskstore.Backend {
+		return newRedisFactory(redisTestURL(tb, envRedisSentinelURL))(tb)
+	}
 }
 
 // dropAll removes every key under the backend's prefix (tests only).
@@ -146,6 +157,9 @@ func TestRedisConformance(t *testing.T) {
 		// Every write followed by WAIT 1 (the cluster has a replica per
 		// master): the same answers, only durable.
 		{"ClusterWaitReplicas", envRedisClusterURL, "wait_replicas=1"},
+		// Through the Sentinels to their master, which has one replica.
+		{"Sentinel", envRedisSentinelURL, ""},
+		{"SentinelWaitReplicas", envRedisSentinelURL, "wait_replicas=1"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -1386,11 +1400,11 @@ func BenchmarkRedisStallGuard(b *testing.B) {
 }
 
 // TestRedisRunnerIndexedOnce: an update of a record that keeps its runner
-// is one command, on a single server and on a cluster (where the runner
-// index lives in another slot); one that gives it a new runner puts the
-// record in that runner's index.
+// is one command, on a single server (also found through Sentinels) and on
+// a cluster (where the runner index lives in another slot); one that gives
+// it a new runner puts the record in that runner's index.
 func TestRedisRunnerIndexedOnce(t *testing.T) {
-	for _, tc := range []struct{ name, env string }{{"Standalone", envRedisURL}, {"Cluster", envRedisClusterURL}} {
+	for _, tc := range redisServers {
 		t.Run(tc.name, func(t *testing.T) {
 			rb := newRedisFactory(redisTestURL(t, tc.env))(t).(*redisBackend)
 			ctx := t.Context()
@@ -1459,7 +1473,7 @@ func (h *redisBeforeZrem) ProcessPipelineHook(next redis.ProcessPipelineHook) re
 // update that keeps the runner writes no entry, so a lost one would stay
 // lost and the task would be missed when that runner dies).
 func TestRedisRunnerTasksRace(t *testing.T) {
-	for _, tc := range []struct{ name, env string }{{"Standalone", envRedisURL}, {"Cluster", envRedisClusterURL}} {
+	for _, tc := range redisServers {
 		t.Run(tc.name, func(t *testing.T) {
 			rb := newRedisFactory(redisTestURL(t, tc.env))(t).(*redisBackend)
 			ctx := t.Context()
@@ -1527,10 +1541,10 @@ func TestRedisParseChange(t *testing.T) {
 	}
 }
 
-// redisOnBoth runs test against a backend of its own on the standalone
-// server and on the cluster.
+// redisOnBoth runs test against a backend of its own on each kind of
+// server: standalone, the cluster, and the Sentinels' master.
 func redisOnBoth(t *testing.T, test func(t *testing.T, rb *redisBackend)) {
-	for _, tc := range []struct{ name, env string }{{"Standalone", envRedisURL}, {"Cluster", envRedisClusterURL}} {
+	for _, tc := range redisServers {
 		t.Run(tc.name, func(t *testing.T) {
 			test(t, newRedisFactory(redisTestURL(t, tc.env))(t).(*redisBackend))
 		})
