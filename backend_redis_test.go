@@ -247,9 +247,15 @@ type redisProc struct {
 // ends, and waits until it answers.
 func startRedis(t *testing.T, bin string, port int, args ...string) *redisProc {
 	t.Helper()
-	all := append([]string{"--bind", "127.0.0.1", "--port", strconv.Itoa(port),
-		"--save", "", "--appendonly", "no", "--dir", t.TempDir(), "--loglevel", "warning"}, args...)
-	cmd := exec.Command(bin, all...)
+	return runRedis(t, bin, port, append([]string{"--bind", "127.0.0.1", "--port", strconv.Itoa(port),
+		"--save", "", "--appendonly", "no", "--dir", t.TempDir(), "--loglevel", "warning"}, args...)...)
+}
+
+// runRedis runs bin with args, which make it listen on 127.0.0.1:port,
+// until stopped or the test ends, and waits until it accepts connections.
+func runRedis(t *testing.T, bin string, port int, args ...string) *redisProc {
+	t.Helper()
+	cmd := exec.Command(bin, args...)
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Start(); err != nil {
@@ -319,6 +325,18 @@ func TestRedisOpenErrors(t *testing.T) {
 			"redis://127.0.0.1:1?tls_cert=a.pem&tls_key=a.key",
 			"rediss://127.0.0.1:1?tls_cert=/nonexistent.pem&tls_key=/nonexistent.key",
 			"redis://",
+			"redis+sentinel://127.0.0.1:1",     // no master name
+			"redis+sentinel://127.0.0.1:1/",    // empty master name
+			"redis+sentinel://127.0.0.1:1/m/x", // database not a number
+			"redis+sentinel://127.0.0.1:1/m/1?db=2",
+			"redis+sentinel://127.0.0.1:1/m?nosuch=1",
+			"redis+sentinel://127.0.0.1:1/m?cluster_reload_interval=1s",
+			"redis+sentinel://127.0.0.1:1/m?sentinel_user=u", // user without password
+			"redis+sentinel://127.0.0.1:1/m?tls_skip_verify=true",
+			"redis+sentinel://127.0.0.1:1/m?sentinel_password=a&sentinel_password=b",
+			"redis+sentinel://127.0.0.1:1,,127.0.0.1:2/m",
+			"redis://127.0.0.1:1?sentinel_password=x",
+			"redis+cluster://127.0.0.1:1?sentinel_user=u&sentinel_password=x",
 		} {
 			if b, err := OpenBackend(t.Context(), raw); err == nil {
 				b.Close()
