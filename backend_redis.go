@@ -289,7 +289,7 @@ func openRedis(ctx context.Context, u *url.URL) (taskstore.Backend, error) {
 			Username: user, Password: pass, DB: db, TLSConfig: tlsConf,
 			PoolSize: poolSize, MaxRetries: maxRetries, DialerRetries: 1,
 			DialTimeout: dialTimeout, ReadTimeout: readTimeout, WriteTimeout: writeTimeout,
-			ContextTimeoutEnabled: true, DisableIdentity: true,
+			ContextTimeoutEnabled: true, DisableIdentity: true, OnConnect: redisCheckRole,
 		})
 		redisAddHook(c, nodeOpts)
 		client = c
@@ -349,6 +349,26 @@ func openRedis(ctx context.Context, u *url.URL) (taskstore.Backend, error) {
 	}
 	b.ownsClient = true
 	return b, nil
+}
+
+// redisCheckRole refuses a new connection of a Sentinel failover client to
+// a server that is not the master, as Redis's guidelines for Sentinel
+// clients ask: a Sentinel that has not yet heard of a failover gives the
+// old master's address, which may by then be a replica (restarted, or
+// demoted), and go-redis would switch the client to it: reads would see
+// a replica's data (empty while it syncs) and writes fail as READONLY. The
+// dial fails instead, and the next one asks a Sentinel again. go-redis runs
+// the same hook on its connections to the Sentinels, which answer
+// "sentinel". One round trip per new connection, none per call.
+func redisCheckRole(ctx context.Context, cn *redis.Conn) error {
+	role, err := cn.Do(ctx, "ROLE").Slice()
+	if err != nil {
+		return err
+	}
+	if len(role) > 0 && (role[0] == "master" || role[0] == "sentinel") {
+		return nil
+	}
+	return fmt.Errorf("the server a Sentinel named as the master is not (ROLE: %v); a failover is under way", role)
 }
 
 func (o *RedisOptions) check(readTimeout time.Duration) error {
