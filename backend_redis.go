@@ -29,6 +29,7 @@ func init() {
 	Register("redis", openRedis)
 	Register("rediss", openRedis)
 	Register("redis+cluster", openRedis)
+	Register("redis+sentinel", openRedis)
 }
 
 // Defaults of the redis URL options.
@@ -49,6 +50,10 @@ const (
 	redisDefaultReloadInterval  = time.Minute
 	redisDefaultWaitTimeout     = time.Second
 	redisDefaultPort            = "6379"
+	redisDefaultSentinelPort    = "26379"
+	// redisFailoverAddr is the address go-redis gives a Sentinel failover
+	// client, which has no fixed one.
+	redisFailoverAddr = "FailoverClient"
 	// redisMaxRecord is Redis's default proto-max-bulk-len: the server
 	// refuses larger arguments. It is a guard, not an advertised limit (see
 	// MaxRecordSize).
@@ -63,10 +68,17 @@ const (
 //	redis://[[USER]:PASSWORD@]HOST[:PORT][/DB][?OPTIONS]
 //	rediss://…                                      (TLS)
 //	redis+cluster://[[USER]:PASSWORD@]HOST:PORT[,HOST:PORT…][?OPTIONS]
+//	redis+sentinel://[[USER]:PASSWORD@]HOST[:PORT][,HOST[:PORT]…]/MASTER[/DB][?OPTIONS]
+//
+// A redis+sentinel URL names the Sentinels (default port 26379) and the
+// master they watch; USER and PASSWORD are those of the data nodes (the
+// master and its replicas), as in redis://. The store follows the master
+// through a go-redis failover client: every new connection asks a Sentinel
+// where the master is.
 //
 // Options (unknown ones are errors):
 //
-//	db               database number (standalone only; or the URL path)
+//	db               database number (not on a cluster; or the URL path)
 //	prefix           key prefix, default "mcptasks:"; no braces
 //	tls              use TLS (default: true for rediss://, else false)
 //	tls_ca           PEM file of the CAs to trust instead of the system's
@@ -87,6 +99,8 @@ const (
 //	cluster_reload_on_failure  reload the slot map after a call that got
 //	                 no answer, at most once per this (default 500ms; 0: never)
 //	cluster_reload_interval    reload the slot map this often (default 1m)
+//	sentinel_user, sentinel_password  redis+sentinel only: the Sentinels'
+//	                 own user and password (default: none)
 //
 // Open pings every server (every master of a cluster) within
 // dial_timeout, unless ctx ends sooner, so a wrong password or an
@@ -112,10 +126,13 @@ func openRedis(ctx context.Context, u *url.URL) (taskstore.Backend, error) {
 	waitTimeout := q.Duration("wait_timeout", redisDefaultWaitTimeout)
 	reloadOnFailure := q.Duration("cluster_reload_on_failure", redisDefaultReloadOnFailure)
 	reloadInterval := q.Duration("cluster_reload_interval", redisDefaultReloadInterval)
+	sentinelUser := q.String("sentinel_user", "")
+	sentinelPass := q.String("sentinel_password", "")
 	if err := q.done(); err != nil {
 		return nil, err
 	}
 	cluster := u.Scheme == "redis+cluster"
+	sentinel := u.Scheme == "redis+sentinel"
 	given := u.Query()
 
 	if u.Scheme == "rediss" && !useTLS {
@@ -151,9 +168,23 @@ func openRedis(ctx context.Context, u *url.URL) (taskstore.Backend, error) {
 	if reloadInterval == 0 {
 		return nil, errors.New(`option "cluster_reload_interval" must be positive`)
 	}
+	if !sentinel && (given.Has("sentinel_user") || given.Has("sentinel_password")) {
+		return nil, errors.New("sentinel_user and sentinel_password apply to redis+sentinel:// only")
+	}
+	if sentinelUser != "" && sentinelPass == "" {
+		return nil, errors.New(`option "sentinel_user" needs "sentinel_password"`)
+	}
 
+	path, master := strings.TrimPrefix(u.Path, "/"), ""
+	if sentinel {
+		// /MASTER[/DB]
+		master, path, _ = strings.Cut(path, "/")
+		if master == "" {
+			return nil, errors.New("redis+sentinel:// needs the master's name as the URL path, such as redis+sentinel://localhost:26379/mymaster")
+		}
+	}
 	db := 0
-	switch p := strings.TrimPrefix(u.Path, "/"); {
+	switch p := path; {
 	case p != "" && dbOpt >= 0:
 		return nil, errors.New(`give the database either as the URL path or as option "db", not both`)
 	case p != "":
@@ -172,18 +203,22 @@ func openRedis(ctx context.Context, u *url.URL) (taskstore.Backend, error) {
 	if u.Host == "" {
 		return nil, fmt.Errorf("%s:// needs a host, such as %s://localhost:6379", u.Scheme, u.Scheme)
 	}
+	defaultPort := redisDefaultPort
+	if sentinel {
+		defaultPort = redisDefaultSentinelPort
+	}
 	var addrs []string
 	for _, h := range strings.Split(u.Host, ",") {
 		if h == "" {
 			return nil, errors.New("empty host in the URL's host list")
 		}
 		if _, _, err := net.SplitHostPort(h); err != nil {
-			h = net.JoinHostPort(h, redisDefaultPort)
+			h = net.JoinHostPort(h, defaultPort)
 		}
 		addrs = append(addrs, h)
 	}
-	if !cluster && len(addrs) > 1 {
-		return nil, fmt.Errorf("%s:// takes one host; use redis+cluster:// for a cluster", u.Scheme)
+	if !cluster && !sentinel && len(addrs) > 1 {
+		return nil, fmt.Errorf("%s:// takes one host; use redis+cluster:// for a cluster, redis+sentinel:// for Sentinels", u.Scheme)
 	}
 
 	user, pass := "", ""
@@ -194,7 +229,10 @@ func openRedis(ctx context.Context, u *url.URL) (taskstore.Backend, error) {
 	var tlsConf *tls.Config
 	if useTLS {
 		tlsConf = &tls.Config{MinVersion: tls.VersionTLS12, ServerName: serverName, InsecureSkipVerify: skipVerify}
-		if serverName == "" && !cluster {
+		// A cluster's nodes and a Sentinel setup's servers are each
+		// verified against their own host (tls.Dial does that when
+		// ServerName is empty; see NewClient below for the cluster).
+		if serverName == "" && !cluster && !sentinel {
 			if host, _, err := net.SplitHostPort(addrs[0]); err == nil {
 				tlsConf.ServerName = host
 			}
@@ -230,6 +268,9 @@ func openRedis(ctx context.Context, u *url.URL) (taskstore.Backend, error) {
 		return nil, err
 	}
 	nodeOpts := opts.nodeOptions()
+	if sentinel {
+		nodeOpts.name = fmt.Sprintf("master %q (Sentinel)", master)
+	}
 
 	// ContextTimeoutEnabled makes every call obey its context's deadline
 	// (not only ReadTimeout), which is what keeps calls from hanging on a
@@ -237,7 +278,22 @@ func openRedis(ctx context.Context, u *url.URL) (taskstore.Backend, error) {
 	// the stall guard when it is made, before any call.
 	var client redis.UniversalClient
 	maint := &maintnotifications.Config{Mode: maintnotifications.ModeDisabled}
-	if cluster {
+	switch {
+	case sentinel:
+		// One client for whichever server is the master: its dialer asks
+		// the Sentinels, and it drops its connections to the old master
+		// when they announce a new one. The Sentinels get the same TLS
+		// settings and timeouts.
+		c := redis.NewFailoverClient(&redis.FailoverOptions{
+			MasterName: master, SentinelAddrs: addrs, SentinelUsername: sentinelUser, SentinelPassword: sentinelPass,
+			Username: user, Password: pass, DB: db, TLSConfig: tlsConf,
+			PoolSize: poolSize, MaxRetries: maxRetries, DialerRetries: 1,
+			DialTimeout: dialTimeout, ReadTimeout: readTimeout, WriteTimeout: writeTimeout,
+			ContextTimeoutEnabled: true, DisableIdentity: true, OnConnect: redisCheckRole,
+		})
+		redisAddHook(c, nodeOpts)
+		client = c
+	case cluster:
 		client = redis.NewClusterClient(&redis.ClusterOptions{
 			Addrs: addrs, Username: user, Password: pass, TLSConfig: tlsConf,
 			PoolSize: poolSize, MaxRetries: maxRetries, DialerRetries: 1,
@@ -258,7 +314,7 @@ func openRedis(ctx context.Context, u *url.URL) (taskstore.Backend, error) {
 				return c
 			},
 		})
-	} else {
+	default:
 		c := redis.NewClient(&redis.Options{
 			Addr: addrs[0], Username: user, Password: pass, DB: db, TLSConfig: tlsConf,
 			PoolSize: poolSize, MaxRetries: maxRetries, DialerRetries: 1,
@@ -278,14 +334,41 @@ func openRedis(ctx context.Context, u *url.URL) (taskstore.Backend, error) {
 		if user != "" {
 			who = fmt.Sprintf(" as user %q", user)
 		}
-		hint := ""
-		if errors.Is(err, io.EOF) && !useTLS {
+		hint, where := "", "at "+strings.Join(addrs, ",")
+		switch {
+		case sentinel && errors.Is(err, redis.Nil):
+			// GET-MASTER-ADDR-BY-NAME of a name no Sentinel monitors.
+			hint = fmt.Sprintf(" (no Sentinel there knows a master named %q)", master)
+		case errors.Is(err, io.EOF) && !useTLS:
 			hint = " (a TLS port? use rediss:// or tls=true)"
 		}
-		return nil, fmt.Errorf("%w: cannot connect to Redis at %s%s: %w%s", taskstore.ErrBackend, strings.Join(addrs, ","), who, err, hint)
+		if sentinel {
+			where = fmt.Sprintf("master %q through the Sentinels at %s", master, strings.Join(addrs, ","))
+		}
+		return nil, fmt.Errorf("%w: cannot connect to Redis %s%s: %w%s", taskstore.ErrBackend, where, who, err, hint)
 	}
 	b.ownsClient = true
 	return b, nil
+}
+
+// redisCheckRole refuses a new connection of a Sentinel failover client to
+// a server that is not the master, as Redis's guidelines for Sentinel
+// clients ask: a Sentinel that has not yet heard of a failover gives the
+// old master's address, which may by then be a replica (restarted, or
+// demoted), and go-redis would switch the client to it: reads would see
+// a replica's data (empty while it syncs) and writes fail as READONLY. The
+// dial fails instead, and the next one asks a Sentinel again. go-redis runs
+// the same hook on its connections to the Sentinels, which answer
+// "sentinel". One round trip per new connection, none per call.
+func redisCheckRole(ctx context.Context, cn *redis.Conn) error {
+	role, err := cn.Do(ctx, "ROLE").Slice()
+	if err != nil {
+		return err
+	}
+	if len(role) > 0 && (role[0] == "master" || role[0] == "sentinel") {
+		return nil
+	}
+	return fmt.Errorf("the server a Sentinel named as the master is not (ROLE: %v); a failover is under way", role)
 }
 
 func (o *RedisOptions) check(readTimeout time.Duration) error {
@@ -361,6 +444,9 @@ func NewRedisBackend(ctx context.Context, client redis.UniversalClient, opts Red
 	}
 	nodeOpts := opts.nodeOptions()
 	nodeOpts.shared, nodeOpts.hooked = true, map[*redis.Client]bool{}
+	if c, ok := client.(*redis.Client); ok && c.Options().Addr == redisFailoverAddr {
+		nodeOpts.name = "the Sentinel master"
+	}
 	if cc, ok := client.(*redis.ClusterClient); ok {
 		// Nodes made from now on get the hook as they are made; those
 		// that exist, when ping meets them.

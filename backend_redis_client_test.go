@@ -25,6 +25,11 @@ func redisTestClient(tb testing.TB, env string) redis.UniversalClient {
 	if hosts, ok := strings.CutPrefix(raw, "redis+cluster://"); ok {
 		return redis.NewClusterClient(&redis.ClusterOptions{Addrs: strings.Split(hosts, ","), ContextTimeoutEnabled: true})
 	}
+	if rest, ok := strings.CutPrefix(raw, "redis+sentinel://"); ok {
+		// HOST:PORT,…/MASTER, as scripts/redis_up.sh writes it.
+		hosts, master, _ := strings.Cut(rest, "/")
+		return redis.NewFailoverClient(&redis.FailoverOptions{MasterName: master, SentinelAddrs: strings.Split(hosts, ","), ContextTimeoutEnabled: true})
+	}
 	o, err := redis.ParseURL(raw)
 	if err != nil {
 		tb.Fatal(err)
@@ -58,10 +63,7 @@ func newGivenRedisFactory(env string) storetest.NewBackend {
 }
 
 func TestRedisGivenClientConformance(t *testing.T) {
-	for _, tc := range []struct{ name, env string }{
-		{"Standalone", envRedisURL},
-		{"Cluster", envRedisClusterURL},
-	} {
+	for _, tc := range redisServers {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			storetest.Run(t, newGivenRedisFactory(tc.env))
@@ -107,6 +109,7 @@ func TestRedisGivenClient(t *testing.T) {
 	}{
 		{"Standalone", envRedisURL, 0},
 		{"Cluster", envRedisClusterURL, 1},
+		{"Sentinel", envRedisSentinelURL, 1}, // a failover client
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			ctx := t.Context()
@@ -134,6 +137,9 @@ func TestRedisGivenClient(t *testing.T) {
 				err := b.Create(ctx, sharedRecord(fmt.Sprintf("owner-%d", i)), taskstore.Limits{})
 				if !errors.Is(err, taskstore.ErrNotDurable) {
 					t.Fatalf("Create with more wait_replicas than replicas: %v, want ErrNotDurable", err)
+				}
+				if strings.Contains(err.Error(), redisFailoverAddr) {
+					t.Fatalf("the error names go-redis's placeholder address: %v", err)
 				}
 			}
 			sent := waits.n.Load()

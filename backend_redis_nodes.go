@@ -44,6 +44,10 @@ type redisNodeOptions struct {
 	waitReplicas int           // 0: no WAIT
 	waitTimeout  time.Duration // WAIT's timeout
 	stall        time.Duration // 0: no stall guard
+	// name, if set, names the server in errors instead of the client's
+	// address: a Sentinel failover client's is a placeholder
+	// ("FailoverClient"), as it follows whichever server is the master.
+	name string
 	// failed is called after a call that got no answer or was refused
 	// by the stall guard; nil for a standalone server.
 	failed func()
@@ -107,9 +111,13 @@ type redisNodeHook struct {
 
 type redisInflight struct{ start, due time.Time }
 
-// redisAddHook hooks c; c's address names the server in errors.
+// redisAddHook hooks c; c's address (or opts.name) names the server in errors.
 func redisAddHook(c *redis.Client, opts *redisNodeOptions) {
-	h := &redisNodeHook{addr: c.Options().Addr, opts: opts, client: c, inflight: map[uint64]redisInflight{}, conns: map[net.Conn]struct{}{}}
+	addr := c.Options().Addr
+	if opts.name != "" {
+		addr = opts.name
+	}
+	h := &redisNodeHook{addr: addr, opts: opts, client: c, inflight: map[uint64]redisInflight{}, conns: map[net.Conn]struct{}{}}
 	c.AddHook(h)
 }
 

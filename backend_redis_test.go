@@ -41,8 +41,16 @@ import (
 const (
 	envRedisURL        = "MCPTASKS_TEST_REDIS_URL"
 	envRedisClusterURL = "MCPTASKS_TEST_REDIS_CLUSTER_URL"
-	redisEnvRequire    = "MCPTASKS_TEST_REQUIRE"
+	// A master with one replica watched by three Sentinels.
+	envRedisSentinelURL = "MCPTASKS_TEST_REDIS_SENTINEL_URL"
+	redisEnvRequire     = "MCPTASKS_TEST_REQUIRE"
 )
+
+// redisServers are the three kinds of Redis the tests that run on each
+// kind run on, and the variables that name them.
+var redisServers = []struct{ name, env string }{
+	{"Standalone", envRedisURL}, {"Cluster", envRedisClusterURL}, {"Sentinel", envRedisSentinelURL},
+}
 
 func redisTestURL(tb testing.TB, env string) string {
 	tb.Helper()
@@ -120,6 +128,9 @@ func init() {
 	sharedTestBackends["redis+cluster"] = func(tb testing.TB) taskstore.Backend {
 		return newRedisFactory(redisTestURL(tb, envRedisClusterURL))(tb)
 	}
+	sharedTestBackends["redis+sentinel"] = func(tb testing.TB) taskstore.Backend {
+		return newRedisFactory(redisTestURL(tb, envRedisSentinelURL))(tb)
+	}
 }
 
 // dropAll removes every key under the backend's prefix (tests only).
@@ -146,6 +157,9 @@ func TestRedisConformance(t *testing.T) {
 		// Every write followed by WAIT 1 (the cluster has a replica per
 		// master): the same answers, only durable.
 		{"ClusterWaitReplicas", envRedisClusterURL, "wait_replicas=1"},
+		// Through the Sentinels to their master, which has one replica.
+		{"Sentinel", envRedisSentinelURL, ""},
+		{"SentinelWaitReplicas", envRedisSentinelURL, "wait_replicas=1"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -233,9 +247,15 @@ type redisProc struct {
 // ends, and waits until it answers.
 func startRedis(t *testing.T, bin string, port int, args ...string) *redisProc {
 	t.Helper()
-	all := append([]string{"--bind", "127.0.0.1", "--port", strconv.Itoa(port),
-		"--save", "", "--appendonly", "no", "--dir", t.TempDir(), "--loglevel", "warning"}, args...)
-	cmd := exec.Command(bin, all...)
+	return runRedis(t, bin, port, append([]string{"--bind", "127.0.0.1", "--port", strconv.Itoa(port),
+		"--save", "", "--appendonly", "no", "--dir", t.TempDir(), "--loglevel", "warning"}, args...)...)
+}
+
+// runRedis runs bin with args, which make it listen on 127.0.0.1:port,
+// until stopped or the test ends, and waits until it accepts connections.
+func runRedis(t *testing.T, bin string, port int, args ...string) *redisProc {
+	t.Helper()
+	cmd := exec.Command(bin, args...)
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Start(); err != nil {
@@ -305,6 +325,18 @@ func TestRedisOpenErrors(t *testing.T) {
 			"redis://127.0.0.1:1?tls_cert=a.pem&tls_key=a.key",
 			"rediss://127.0.0.1:1?tls_cert=/nonexistent.pem&tls_key=/nonexistent.key",
 			"redis://",
+			"redis+sentinel://127.0.0.1:1",     // no master name
+			"redis+sentinel://127.0.0.1:1/",    // empty master name
+			"redis+sentinel://127.0.0.1:1/m/x", // database not a number
+			"redis+sentinel://127.0.0.1:1/m/1?db=2",
+			"redis+sentinel://127.0.0.1:1/m?nosuch=1",
+			"redis+sentinel://127.0.0.1:1/m?cluster_reload_interval=1s",
+			"redis+sentinel://127.0.0.1:1/m?sentinel_user=u", // user without password
+			"redis+sentinel://127.0.0.1:1/m?tls_skip_verify=true",
+			"redis+sentinel://127.0.0.1:1/m?sentinel_password=a&sentinel_password=b",
+			"redis+sentinel://127.0.0.1:1,,127.0.0.1:2/m",
+			"redis://127.0.0.1:1?sentinel_password=x",
+			"redis+cluster://127.0.0.1:1?sentinel_user=u&sentinel_password=x",
 		} {
 			if b, err := OpenBackend(t.Context(), raw); err == nil {
 				b.Close()
@@ -1386,12 +1418,12 @@ func BenchmarkRedisStallGuard(b *testing.B) {
 }
 
 // TestRedisRunnerIndexedOnce: an update of a record that keeps its runner
-// is one command, on a single server and on a cluster (where the runner
-// index lives in another slot); one that gives it a new runner puts the
-// record in that runner's index and, on a single server, takes it out of
-// the index of the runner it left.
+// is one command, on a single server (also found through Sentinels) and on
+// a cluster (where the runner index lives in another slot); one that gives
+// it a new runner puts the record in that runner's index and, on a single
+// server, takes it out of the index of the runner it left.
 func TestRedisRunnerIndexedOnce(t *testing.T) {
-	for _, tc := range []struct{ name, env string }{{"Standalone", envRedisURL}, {"Cluster", envRedisClusterURL}} {
+	for _, tc := range redisServers {
 		t.Run(tc.name, func(t *testing.T) {
 			rb := newRedisFactory(redisTestURL(t, tc.env))(t).(*redisBackend)
 			ctx := t.Context()
@@ -1472,7 +1504,7 @@ func (h *redisBeforeZrem) ProcessPipelineHook(next redis.ProcessPipelineHook) re
 // update that keeps the runner writes no entry, so a lost one would stay
 // lost and the task would be missed when that runner dies).
 func TestRedisRunnerTasksRace(t *testing.T) {
-	for _, tc := range []struct{ name, env string }{{"Standalone", envRedisURL}, {"Cluster", envRedisClusterURL}} {
+	for _, tc := range redisServers {
 		t.Run(tc.name, func(t *testing.T) {
 			rb := newRedisFactory(redisTestURL(t, tc.env))(t).(*redisBackend)
 			ctx := t.Context()
@@ -1547,10 +1579,10 @@ func TestRedisParseChange(t *testing.T) {
 	}
 }
 
-// redisOnBoth runs test against a backend of its own on the standalone
-// server and on the cluster.
+// redisOnBoth runs test against a backend of its own on each kind of
+// server: standalone, the cluster, and the Sentinels' master.
 func redisOnBoth(t *testing.T, test func(t *testing.T, rb *redisBackend)) {
-	for _, tc := range []struct{ name, env string }{{"Standalone", envRedisURL}, {"Cluster", envRedisClusterURL}} {
+	for _, tc := range redisServers {
 		t.Run(tc.name, func(t *testing.T) {
 			test(t, newRedisFactory(redisTestURL(t, tc.env))(t).(*redisBackend))
 		})

@@ -4,7 +4,7 @@
 // init function; build tags choose which backends a binary links:
 //
 //	memory://                          always compiled
-//	redis://, rediss://, redis+cluster://   go build -tags redis
+//	redis://, rediss://, redis+cluster://, redis+sentinel://   go build -tags redis
 //	dynamodb://TABLE                   go build -tags dynamodb
 //	postgres://, postgresql://         go build -tags postgres
 //
@@ -68,12 +68,13 @@ var (
 
 // buildTags names the tag that compiles in each scheme not always present.
 var buildTags = map[string]string{
-	"redis":         "redis",
-	"rediss":        "redis",
-	"redis+cluster": "redis",
-	"dynamodb":      "dynamodb",
-	"postgres":      "postgres",
-	"postgresql":    "postgres",
+	"redis":          "redis",
+	"rediss":         "redis",
+	"redis+cluster":  "redis",
+	"redis+sentinel": "redis",
+	"dynamodb":       "dynamodb",
+	"postgres":       "postgres",
+	"postgresql":     "postgres",
 }
 
 // Register makes a backend available under scheme. It panics if opener is

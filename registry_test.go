@@ -40,7 +40,7 @@ func TestOpenErrors(t *testing.T) {
 
 func TestOpenNamesMissingBuildTag(t *testing.T) {
 	registered := mcptasks.Backends()
-	for scheme, tag := range map[string]string{"redis": "redis", "rediss": "redis", "redis+cluster": "redis", "dynamodb": "dynamodb",
+	for scheme, tag := range map[string]string{"redis": "redis", "rediss": "redis", "redis+cluster": "redis", "redis+sentinel": "redis", "dynamodb": "dynamodb",
 		"postgres": "postgres", "postgresql": "postgres"} {
 		if slices.Contains(registered, scheme) {
 			continue // compiled in with this build's tags
@@ -79,6 +79,8 @@ func FuzzOpenURL(f *testing.F) {
 		"memory://user:secret@/?sweep=x", "memory://?sweep=1s&sweep=2s", "%zz", "postgres://x",
 		"redis://user:hunter22@127.0.0.1:1/3?prefix=a&pool_size=-1", "rediss://h?tls=false",
 		"redis+cluster://a:1,,b:2?db=2", "redis://h/x?db=1&dial_timeout=0s", "redis://h?tls_skip_verify=true",
+		"redis+sentinel://u:hunter22@a:1,b/m/2?sentinel_user=s&sentinel_password=hunter23", "redis+sentinel://a:1",
+		"redis+sentinel://a/m?db=1&cluster_reload_interval=1s",
 		"dynamodb://t?region=x&endpoint=http://127.0.0.1:1&bogus=1", "dynamodb://?region=x", "dynamodb://t?max_attempts=-3",
 		"postgres://u:hunter22@127.0.0.1:1/db?sslmode=disable&table=t", "postgresql://u@h?application_name=x",
 		"postgres://u@h:5432/db?pool_max_conns=-1&sweep=1us", "postgres://u@/db?host=/tmp&sslmode=verify-full",

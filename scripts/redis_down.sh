@@ -11,8 +11,8 @@ pids=()
 for f in "$DIR"/redis-*.pid; do
 	[ -f "$f" ] || continue
 	pid=$(cat "$f")
-	# Only a redis-server we started: the pid file may be stale.
-	if [ -n "$pid" ] && grep -q '^redis-server' "/proc/$pid/comm" 2>/dev/null; then
+	# Only a redis-server or redis-sentinel we started: the pid file may be stale.
+	if [ -n "$pid" ] && grep -qE '^redis-(server|sentinel)' "/proc/$pid/comm" 2>/dev/null; then
 		kill "$pid" 2>/dev/null && pids+=("$pid")
 	fi
 done
@@ -23,6 +23,6 @@ for pid in "${pids[@]}"; do
 	done
 	kill -0 "$pid" 2>/dev/null && kill -9 "$pid" 2>/dev/null
 done
-rm -rf "$DIR"/redis-*.pid "$DIR"/redis-*.log "$DIR"/data-* "$DIR"/nodes-*.conf "$DIR"/redis.env
+rm -rf "$DIR"/redis-*.pid "$DIR"/redis-*.log "$DIR"/data-* "$DIR"/nodes-*.conf "$DIR"/sentinel-*.conf "$DIR"/redis.env
 [ ${#pids[@]} -gt 0 ] && echo "redis_down: stopped ${#pids[@]} server(s) in $DIR" >&2
 exit 0

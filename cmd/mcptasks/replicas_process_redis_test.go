@@ -20,6 +20,10 @@ func TestReplicaKilledRedisCluster(t *testing.T) {
 	testReplicaKilled(t, "redis", redisStoreURL(t, "MCPTASKS_TEST_REDIS_CLUSTER_URL"))
 }
 
+func TestReplicaKilledRedisSentinel(t *testing.T) {
+	testReplicaKilled(t, "redis", redisStoreURL(t, "MCPTASKS_TEST_REDIS_SENTINEL_URL"))
+}
+
 func TestReplicaFrozenRedis(t *testing.T) {
 	testReplicaFrozen(t, "redis", redisStoreURL(t, "MCPTASKS_TEST_REDIS_URL"))
 }
@@ -38,4 +42,8 @@ func TestReplicaInputRedis(t *testing.T) {
 
 func TestReplicaInputRedisCluster(t *testing.T) {
 	testReplicaInput(t, "redis", redisStoreURL(t, "MCPTASKS_TEST_REDIS_CLUSTER_URL"))
+}
+
+func TestReplicaInputRedisSentinel(t *testing.T) {
+	testReplicaInput(t, "redis", redisStoreURL(t, "MCPTASKS_TEST_REDIS_SENTINEL_URL"))
 }
