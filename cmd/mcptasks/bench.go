@@ -213,7 +213,8 @@ type benchRun struct {
 	errs    int64
 }
 
-// run calls fn from n goroutines for d.
+// run calls fn from n goroutines for d, each at least once (a goroutine
+// that starts late on a busy machine still measures a call).
 func (r *benchRun) run(ctx context.Context, fn func(ctx context.Context, caller, i int) error, n int, d time.Duration) error {
 	var errs atomic.Int64
 	lat := make([][]time.Duration, n)
@@ -223,7 +224,7 @@ func (r *benchRun) run(ctx context.Context, fn func(ctx context.Context, caller,
 	var wg sync.WaitGroup
 	for c := range n {
 		wg.Go(func() {
-			for i := 0; runCtx.Err() == nil; i++ {
+			for i := 0; i == 0 || runCtx.Err() == nil; i++ {
 				t0 := time.Now()
 				if err := fn(ctx, c, i); err != nil {
 					errs.Add(1)
