@@ -135,6 +135,10 @@ type Record struct {
 	Active bool
 	// Runner is the id of the replica holding the task's lease, or "".
 	Runner string
+	// Status is the task's status, derived from the document like Active.
+	// A backend that implements StatusIndex stores it and returns it on
+	// every read; any other backend may return it empty.
+	Status Status
 }
 
 // Expired reports whether the record has expired at now.
@@ -218,4 +222,34 @@ type UpdateResult struct {
 type Key struct {
 	Owner  string
 	TaskID string
+}
+
+// MaxStatusPage is the largest limit StatusIndex.ListByStatus accepts.
+const MaxStatusPage = 1000
+
+// StatusIndex is implemented by backends that list and count records
+// across owners by status: the operator's view of a store (Runtime's
+// ListAllOwners and CountByStatus), never an owner's. Owner isolation of
+// every other call is unchanged.
+type StatusIndex interface {
+	// ListByStatus returns up to limit live records of every owner whose
+	// Status is status, in creation order (oldest first: ascending task id,
+	// then owner), starting strictly after the key `after` (the zero Key
+	// starts at the oldest). more reports whether records may follow the
+	// last one returned. The cost of a call is proportional to limit, not
+	// to the number of records stored: the backend keeps an index on
+	// (status, task id, owner). limit is 1 to MaxStatusPage; other values
+	// give an error. On a backend whose index can be stale (Redis Cluster,
+	// where it lives in another slot than the record) each entry is checked
+	// against its record before it is returned, so a page may hold fewer
+	// than limit records while more is true.
+	ListByStatus(ctx context.Context, status Status, after Key, limit int) (recs []Record, more bool, err error)
+
+	// CountByStatus returns how many live records have each status,
+	// without a scan of the store. Where the server deletes expired
+	// records on its own (Redis expiry, DynamoDB TTL) the counts are
+	// approximate: they include expired records until the backend's
+	// DeleteExpired (or its own repair) accounts for them. Each backend's
+	// docs say how far they can drift and how they are repaired.
+	CountByStatus(ctx context.Context) (map[Status]int64, error)
 }

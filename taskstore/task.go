@@ -218,7 +218,7 @@ func (r *TaskRecord) Active() bool { return !r.Task.Status.Terminal() }
 // backendRecord is the Record a backend stores for r: Active and Runner
 // follow the document, and a finished task leaves the runner index.
 func (r *TaskRecord) backendRecord(data []byte) Record {
-	br := Record{Owner: r.OwnerID, TaskID: r.Task.TaskID, Data: data, Active: r.Active()}
+	br := Record{Owner: r.OwnerID, TaskID: r.Task.TaskID, Data: data, Active: r.Active(), Status: r.Task.Status}
 	if r.ExpiresAt != nil {
 		br.ExpiresAt = *r.ExpiresAt
 	}
