@@ -198,6 +198,9 @@ func failureAnswer(text string) json.RawMessage {
 func (rr *runner) inputWait(rn *run) taskstore.InputWait {
 	return func(asked *taskstore.TaskRecord) (func(context.Context, *taskstore.TaskRecord) error, func()) {
 		w := rr.hub.Watch(rn.id)
+		if rn.waiting.Add(1) == 1 {
+			rr.obs.inputWaiting(1)
+		}
 		rr.hub.Changed(rn.id, nil)
 		rr.notify(asked)
 		wait := func(ctx context.Context, rec *taskstore.TaskRecord) error {
@@ -209,7 +212,12 @@ func (rr *runner) inputWait(rn *run) taskstore.InputWait {
 				return ctx.Err()
 			}
 		}
-		return wait, func() { rr.hub.Unwatch(w) }
+		return wait, func() {
+			rr.hub.Unwatch(w)
+			if rn.waiting.Add(-1) == 0 {
+				rr.obs.inputWaiting(-1)
+			}
+		}
 	}
 }
 

@@ -60,6 +60,8 @@ func (h leaseHost) Runs() []lease.LocalRun {
 func (h leaseHost) Ended(taskID string, rec *taskstore.TaskRecord) {
 	h.r.hub.Changed(taskID, nil)
 	if rec != nil {
+		h.r.opts.Observer.orphanEnded()
+		h.r.opts.Observer.ended(rec)
 		h.r.notifyStatus(rec)
 	}
 }
@@ -70,12 +72,13 @@ func (h leaseHost) Closing() bool { return h.r.runner.isClosing() }
 // backend has one) and the poller; stopBackground ends them.
 func (r *Router) startBackground() {
 	r.leases = lease.New(lease.Config{Runner: r.opts.Runner, Heartbeat: r.opts.Heartbeat, Timeout: r.opts.LeaseTimeout,
-		Runtime: r.rt, Logger: r.log, LogOwner: func(o string) slog.LogValuer { return logOwner(o) }}, leaseHost{r})
+		Runtime: r.rt, Logger: r.log, LogOwner: func(o string) slog.LogValuer { return logOwner(o) },
+		Ages: r.opts.Observer.Heartbeats}, leaseHost{r})
 	bg, cancel := context.WithCancel(context.Background())
 	r.bgCancel = cancel
 	r.bg.Go(func() { r.leases.Run(bg) })
 	if n, ok := r.rt.Backend().(taskstore.Notifier); ok {
-		r.bg.Go(func() { r.hub.Feed(bg, n, r.log) })
+		r.bg.Go(func() { r.hub.Feed(bg, n, r.log, r.opts.Observer.Feed) })
 	}
 	r.bg.Go(func() { r.hub.Poll(bg, r.opts.MinPollInterval, storeCallTimeout, r.rt.Versions) })
 }

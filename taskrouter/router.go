@@ -111,6 +111,9 @@ type Options struct {
 	// over when resumable; default 5s. A crashed replica's tasks end
 	// within about LeaseTimeout + Heartbeat. Keep it several Heartbeats.
 	LeaseTimeout time.Duration
+	// Observer is told what the Router does, for metrics (see package
+	// otelmetrics); the zero value tells nothing and costs nothing.
+	Observer Observer
 }
 
 // Router serves MCP tasks over a Store. It is safe for concurrent use.
@@ -169,7 +172,7 @@ func New(store *taskstore.Store, opts Options) *Router {
 		opts:  opts,
 	}
 	r.hub = hub.New(opts.MaxWaitsPerOwner)
-	r.runner.init(store, r.hub, r.log, r.notifyStatus, opts.MinPollInterval, opts.MaxPollInterval)
+	r.runner.init(store, r.hub, r.log, &r.opts.Observer, r.notifyStatus, opts.MinPollInterval, opts.MaxPollInterval)
 	r.sessions = sessions.New()
 	r.edge = edge.New(r.sessions.NoteStream, func(tool string) bool { return r.tools.supportOf(tool) != TaskForbidden })
 	r.streams = rev20260728.Streams{Store: store, Hub: r.hub, Send: r.edge.StandIn, StandIn: r.edge.StandInMeta,
@@ -313,6 +316,7 @@ var errShuttingDown = &taskstore.RPCError{Code: taskstore.CodeInternalError, Mes
 // created record at once (durably stored: an immediate read finds it).
 func (r *Router) Start(ctx context.Context, req StartRequest, work Work) (*taskstore.TaskRecord, error) {
 	if r.runner.isClosing() {
+		r.opts.Observer.refused(RefusedShuttingDown)
 		return nil, errShuttingDown
 	}
 	if req.PollInterval != nil {
@@ -336,8 +340,10 @@ func (r *Router) Start(ctx context.Context, req StartRequest, work Work) (*tasks
 		Rerun:         req.Rerun,
 	})
 	if err != nil {
+		r.opts.Observer.refusedFor(err)
 		return nil, err
 	}
+	r.opts.Observer.created(req.Tool, revisionOf(ctx).String())
 	if err := r.runner.start(rec, req.Values, work); err != nil {
 		return nil, err
 	}

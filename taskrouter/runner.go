@@ -36,6 +36,7 @@ type runner struct {
 	store            *taskstore.Store
 	hub              *hub.Hub
 	log              *slog.Logger
+	obs              *Observer
 	notify           func(*taskstore.TaskRecord) // the status notification of a task that ended here
 	minPoll, maxPoll time.Duration
 
@@ -51,8 +52,8 @@ type runner struct {
 	stop context.CancelFunc
 }
 
-func (rr *runner) init(store *taskstore.Store, h *hub.Hub, log *slog.Logger, notify func(*taskstore.TaskRecord), minPoll, maxPoll time.Duration) {
-	rr.store, rr.hub, rr.log, rr.notify, rr.minPoll, rr.maxPoll = store, h, log, notify, minPoll, maxPoll
+func (rr *runner) init(store *taskstore.Store, h *hub.Hub, log *slog.Logger, obs *Observer, notify func(*taskstore.TaskRecord), minPoll, maxPoll time.Duration) {
+	rr.store, rr.hub, rr.log, rr.obs, rr.notify, rr.minPoll, rr.maxPoll = store, h, log, obs, notify, minPoll, maxPoll
 	rr.runs = map[string]*run{}
 	rr.base, rr.stop = context.WithCancel(context.Background())
 }
@@ -76,6 +77,7 @@ type run struct {
 	exited    chan struct{}      // closed when the supervisor returns
 
 	asks     atomic.Int64  // the handler's requests to the client so far (input keys)
+	waiting  atomic.Int64  // the handler's input waits under way (Observer.InputWaiting counts runs with one)
 	finished atomic.Bool   // terminal: no more progress notifications, no outcome to write
 	told     atomic.Bool   // the terminal status notification went out (once per run)
 	stopped  chan struct{} // closed by end
@@ -130,6 +132,7 @@ func (rr *runner) start(rec *taskstore.TaskRecord, values func(context.Context) 
 	rr.runs[rn.id] = rn
 	rr.wg.Add(2)
 	rr.mu.Unlock()
+	rr.obs.running(1)
 	rn.watch = rr.hub.WatchStore(rn.id)
 	rr.hub.Seen(rn.watch, rec, rn.poll)
 	// The work starts at once, on its own goroutine, and stores its own
@@ -284,6 +287,7 @@ func (rr *runner) end(ctx context.Context, rn *run, out Outcome) (done bool, err
 	}
 	switch {
 	case err == nil:
+		rr.obs.ended(rec)
 		if rr.log.Enabled(context.Background(), slog.LevelInfo) {
 			rr.log.Info("task finished", "task", rn.id, "owner", logOwner(rn.owner), "status", rec.Task.Status, "message", rec.Task.StatusMessage)
 		}
@@ -311,6 +315,7 @@ func (rr *runner) forget(rn *run) {
 	rr.mu.Lock()
 	delete(rr.runs, rn.id)
 	rr.mu.Unlock()
+	rr.obs.running(-1)
 	rr.hub.Unwatch(rn.watch)
 	rr.hub.Changed(rn.id, nil)
 }
@@ -409,9 +414,12 @@ func (r *Router) Shutdown(ctx context.Context) error {
 func (rr *runner) await(ctx context.Context, owner, taskID string, read func(*taskstore.TaskRecord)) (*taskstore.TaskRecord, error) {
 	release, err := rr.hub.HoldWait(normOwner(owner), "wait for one to end, or poll with tasks/get")
 	if err != nil {
+		rr.obs.refused(RefusedWaits)
 		return nil, err
 	}
 	defer release()
+	rr.obs.resultWaiters(1)
+	defer rr.obs.resultWaiters(-1)
 	w := rr.hub.Watch(taskID)
 	defer rr.hub.Unwatch(w)
 	for {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"time"
 
 	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
@@ -148,39 +149,49 @@ func methodNotFound(format string, args ...any) error {
 
 func (r *Router) receiving(next mcp.MethodHandler) mcp.MethodHandler {
 	return func(ctx context.Context, method string, req mcp.Request) (mcp.Result, error) {
-		e := edge.Take(req)
-		ctx = context.WithValue(ctx, carrierKey{}, e)
-		if e.Revision() == protocol.Rev20260728 {
-			return r.receiving20260728(ctx, method, req, next)
+		ctx = context.WithValue(ctx, carrierKey{}, edge.Take(req))
+		if r.opts.Observer.Operation == nil {
+			return r.receive(ctx, method, req, next)
 		}
-		switch method {
-		case "server/discover":
-			// The 2026-07-28 handshake, arriving other than through
-			// HTTPHandler's 2026-07-28 route: the SDK's stateful HTTP handler
-			// rejects 2026-07-28 requests after answering this one, so refuse
-			// it: clients probe with it and then fall back to initialize.
-			return nil, methodNotFound(`"server/discover" is not supported: use initialize (protocol 2025-11-25)`)
-		case "initialize":
-			res, err := next(ctx, method, req)
-			if err != nil {
-				return nil, err
-			}
-			return rev20251125.View{}.Initialized(res), nil
-		case "tools/list":
-			res, err := next(ctx, method, req)
-			if err != nil {
-				return nil, err
-			}
-			return rev20251125.View{}.ToolsListed(res, r.tools.supportMap()), nil
-		case "tools/call":
-			return r.toolsCall(ctx, method, req, next)
-		case "tasks/get", "tasks/result", "tasks/list", "tasks/cancel":
-			owner := r.owner(ctx, req)
-			r.sessions.NoteRequest(req, normOwner(owner))
-			return next(context.WithValue(ctx, ownerKey{}, owner), method, req)
-		}
-		return next(ctx, method, req)
+		start := time.Now()
+		res, err := r.receive(ctx, method, req, next)
+		r.opts.Observer.operation(ctx, method, req, time.Since(start), res, err)
+		return res, err
 	}
+}
+
+// receive is the receiving middleware, once the request's carrier is in ctx.
+func (r *Router) receive(ctx context.Context, method string, req mcp.Request, next mcp.MethodHandler) (mcp.Result, error) {
+	if revisionOf(ctx) == protocol.Rev20260728 {
+		return r.receiving20260728(ctx, method, req, next)
+	}
+	switch method {
+	case "server/discover":
+		// The 2026-07-28 handshake, arriving other than through
+		// HTTPHandler's 2026-07-28 route: the SDK's stateful HTTP handler
+		// rejects 2026-07-28 requests after answering this one, so refuse
+		// it: clients probe with it and then fall back to initialize.
+		return nil, methodNotFound(`"server/discover" is not supported: use initialize (protocol 2025-11-25)`)
+	case "initialize":
+		res, err := next(ctx, method, req)
+		if err != nil {
+			return nil, err
+		}
+		return rev20251125.View{}.Initialized(res), nil
+	case "tools/list":
+		res, err := next(ctx, method, req)
+		if err != nil {
+			return nil, err
+		}
+		return rev20251125.View{}.ToolsListed(res, r.tools.supportMap()), nil
+	case "tools/call":
+		return r.toolsCall(ctx, method, req, next)
+	case "tasks/get", "tasks/result", "tasks/list", "tasks/cancel":
+		owner := r.owner(ctx, req)
+		r.sessions.NoteRequest(req, normOwner(owner))
+		return next(context.WithValue(ctx, ownerKey{}, owner), method, req)
+	}
+	return next(ctx, method, req)
 }
 
 // receiving20260728 is the receiving middleware for 2026-07-28 requests.
@@ -210,6 +221,7 @@ func (r *Router) receiving20260728(ctx context.Context, method string, req mcp.R
 		owner := r.owner(ctx, req)
 		release, err := r.hub.HoldWait(normOwner(owner), "close one, or poll with tasks/get")
 		if err != nil {
+			r.opts.Observer.refused(RefusedWaits)
 			return nil, toWire(r.log, err)
 		}
 		defer release()

@@ -123,6 +123,7 @@ func (h leaseHost) CanResume(ctx context.Context) error {
 
 // Resume runs the claimed task's tool again through the in-memory session.
 func (h leaseHost) Resume(ctx context.Context, claimed *taskstore.TaskRecord, info *lease.Rerun) error {
+	h.r.opts.Observer.takenOver() // claimed here, whether or not its run can start
 	ss, next, err := h.r.takeover.connect(ctx, info.Client)
 	if err != nil {
 		return err

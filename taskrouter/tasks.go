@@ -73,6 +73,7 @@ func (r *Router) handleCancel(ctx context.Context, _ *mcp.ServerSession, p *task
 		return nil, toWire(r.log, err)
 	}
 	if !terminal {
+		r.opts.Observer.ended(rec)
 		r.log.Info("task cancelled", "task", id, "owner", logOwner(rec.OwnerID))
 		r.runner.cancel(id)
 		r.notifyStatus(rec)

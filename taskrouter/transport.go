@@ -57,7 +57,7 @@ func (r *Router) HTTPHandler(h http.Handler, opts *HTTPOptions) http.Handler {
 		o = *opts
 	}
 	return r.edge.HTTP(h, edge.HTTPConfig{MaxBodyBytes: o.MaxBodyBytes, MaxBufferedBytes: o.MaxBufferedBytes,
-		BodyTimeout: o.BodyTimeout, Serve20260728: o.Serve20260728})
+		BodyTimeout: o.BodyTimeout, Serve20260728: o.Serve20260728, Refused: r.httpRefused})
 }
 
 // Transport wraps a transport (such as &mcp.StdioTransport{}) so that the

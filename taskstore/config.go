@@ -51,6 +51,14 @@ type Config struct {
 	// DefaultPageSize and MaxPageSize govern List.
 	DefaultPageSize int
 	MaxPageSize     int
+	// ObserveBackend, when set, is called after each call the Store (and
+	// its Runtime) makes to the backend, with the call's name, how long it
+	// took and its error (nil on success; ErrNotFound, ErrVersionConflict
+	// and the quota errors are answers, not failures). The names are
+	// create, get, update, update_many, list, delete_expired, heartbeat,
+	// runners, remove_runner, runner_tasks and get_many. It runs on the
+	// caller's goroutine and must be quick. Nil times nothing.
+	ObserveBackend func(op string, d time.Duration, err error)
 }
 
 // Defaults, as in the Rust original where it had one.

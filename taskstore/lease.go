@@ -48,11 +48,19 @@ func (rt *Runtime) Heartbeat(ctx context.Context, runner string) error {
 	if err := checkRunner(runner); err != nil {
 		return err
 	}
-	return rt.s.b.Heartbeat(ctx, runner)
+	start := rt.s.start()
+	err := rt.s.b.Heartbeat(ctx, runner)
+	rt.s.observe("heartbeat", start, err)
+	return err
 }
 
 // Runners lists every registered runner with its beat counter.
-func (rt *Runtime) Runners(ctx context.Context) ([]RunnerBeat, error) { return rt.s.b.Runners(ctx) }
+func (rt *Runtime) Runners(ctx context.Context) ([]RunnerBeat, error) {
+	start := rt.s.start()
+	beats, err := rt.s.b.Runners(ctx)
+	rt.s.observe("runners", start, err)
+	return beats, err
+}
 
 // RemoveRunner forgets runner's beat counter (after its tasks were ended or
 // claimed).
@@ -60,7 +68,10 @@ func (rt *Runtime) RemoveRunner(ctx context.Context, runner string) error {
 	if err := checkRunner(runner); err != nil {
 		return err
 	}
-	return rt.s.b.RemoveRunner(ctx, runner)
+	start := rt.s.start()
+	err := rt.s.b.RemoveRunner(ctx, runner)
+	rt.s.observe("remove_runner", start, err)
+	return err
 }
 
 // RunnerTasks returns up to limit active tasks whose lease runner holds,
@@ -72,7 +83,9 @@ func (rt *Runtime) RunnerTasks(ctx context.Context, runner string, limit int) ([
 	if limit <= 0 || exceeds(limit, rt.s.cfg.MaxPageSize) {
 		return nil, fmt.Errorf("%w: %d, must be 1..%d", ErrInvalidPageSize, limit, rt.s.cfg.MaxPageSize)
 	}
+	start := rt.s.start()
 	brs, err := rt.s.b.RunnerTasks(ctx, runner, limit)
+	rt.s.observe("runner_tasks", start, err)
 	if err != nil {
 		return nil, err
 	}
@@ -207,7 +220,9 @@ func (rt *Runtime) Versions(ctx context.Context, keys []Key) (map[Key]uint64, er
 	out := make(map[Key]uint64, len(keys))
 	if bg, ok := rt.s.b.(BatchGetter); ok {
 		for start := 0; start < len(keys); start += 1000 {
+			t := rt.s.start()
 			recs, err := bg.GetMany(ctx, keys[start:min(start+1000, len(keys))])
+			rt.s.observe("get_many", t, err)
 			if err != nil {
 				return nil, err
 			}
@@ -218,7 +233,7 @@ func (rt *Runtime) Versions(ctx context.Context, keys []Key) (map[Key]uint64, er
 		return out, nil
 	}
 	for _, k := range keys {
-		r, err := rt.s.b.Get(ctx, k.Owner, k.TaskID)
+		r, err := rt.s.get(ctx, k.Owner, k.TaskID)
 		switch {
 		case err == nil:
 			out[k] = r.Version

@@ -175,7 +175,10 @@ func (s *Store) Create(ctx context.Context, owner string, req CreateRequest) (*T
 	}
 	br := rec.backendRecord(data)
 	lim := Limits{MaxActive: max(s.cfg.MaxActiveTasks, 0), MaxStored: max(s.cfg.MaxStoredTasks, 0)}
-	if err := s.b.Create(ctx, br, lim); err != nil {
+	start := s.start()
+	err = s.b.Create(ctx, br, lim)
+	s.observe("create", start, err)
+	if err != nil {
 		return nil, err
 	}
 	rec.Version = 1
@@ -297,7 +300,7 @@ func (s *Store) Get(ctx context.Context, owner, taskID string) (*TaskRecord, err
 	if !taskid.Valid(taskID) {
 		return nil, ErrNotFound
 	}
-	br, err := s.b.Get(ctx, owner, taskID)
+	br, err := s.get(ctx, owner, taskID)
 	if err != nil {
 		return nil, err
 	}
@@ -342,7 +345,7 @@ func (s *Store) mutate(ctx context.Context, owner, taskID string, w write, fn fu
 			c := *known // fn replaces fields, never writes into their maps or pointees
 			rec = &c
 		} else {
-			br, err := s.b.Get(ctx, owner, taskID)
+			br, err := s.get(ctx, owner, taskID)
 			if err != nil {
 				return nil, err
 			}
@@ -370,7 +373,7 @@ func (s *Store) mutate(ctx context.Context, owner, taskID string, w write, fn fu
 		}
 		nb := rec.backendRecord(data)
 		nb.Owner, nb.TaskID = owner, taskID
-		v, err := s.b.Update(ctx, nb, rec.Version)
+		v, err := s.update(ctx, nb, rec.Version)
 		if err == nil {
 			rec.Version = v
 			return rec, nil
@@ -454,13 +457,15 @@ func (s *Store) updateMany(ctx context.Context, ups []Update) []UpdateResult {
 	bu, ok := s.b.(BatchUpdater)
 	if !ok {
 		for i, u := range ups {
-			out[i].Version, out[i].Err = s.b.Update(ctx, u.Record, u.Expected)
+			out[i].Version, out[i].Err = s.update(ctx, u.Record, u.Expected)
 		}
 		return out
 	}
 	for start := 0; start < len(ups); start += 1000 {
 		chunk := ups[start:min(start+1000, len(ups))]
+		t := s.start()
 		res, err := bu.UpdateMany(ctx, chunk)
+		s.observe("update_many", t, err)
 		if err == nil && len(res) != len(chunk) {
 			err = fmt.Errorf("%w: UpdateMany returned %d results for %d updates", ErrBackend, len(res), len(chunk))
 		}
@@ -622,7 +627,9 @@ func (s *Store) List(ctx context.Context, owner, cursor string, limit int) (*Pag
 			return nil, err
 		}
 	}
+	start := s.start()
 	recs, more, err := s.b.List(ctx, owner, after, limit)
+	s.observe("list", start, err)
 	if err != nil {
 		return nil, err
 	}
@@ -675,5 +682,38 @@ func decodeCursor(owner, cursor string) (string, error) {
 // CleanupExpired asks the backend to remove expired tasks and returns how
 // many it removed. Expired tasks are invisible whether or not this runs.
 func (s *Store) CleanupExpired(ctx context.Context) (int, error) {
-	return s.b.DeleteExpired(ctx)
+	start := s.start()
+	n, err := s.b.DeleteExpired(ctx)
+	s.observe("delete_expired", start, err)
+	return n, err
+}
+
+// start is when a backend call starts, when calls are observed
+// (Config.ObserveBackend); observe reports the call.
+func (s *Store) start() time.Time {
+	if s.cfg.ObserveBackend == nil {
+		return time.Time{}
+	}
+	return time.Now()
+}
+
+func (s *Store) observe(op string, start time.Time, err error) {
+	if s.cfg.ObserveBackend != nil {
+		s.cfg.ObserveBackend(op, time.Since(start), err)
+	}
+}
+
+// get and update are the backend's Get and Update, observed.
+func (s *Store) get(ctx context.Context, owner, taskID string) (Record, error) {
+	start := s.start()
+	br, err := s.b.Get(ctx, owner, taskID)
+	s.observe("get", start, err)
+	return br, err
+}
+
+func (s *Store) update(ctx context.Context, rec Record, expected uint64) (uint64, error) {
+	start := s.start()
+	v, err := s.b.Update(ctx, rec, expected)
+	s.observe("update", start, err)
+	return v, err
 }

@@ -26,13 +26,16 @@ type HTTPConfig struct {
 	MaxBufferedBytes int64
 	BodyTimeout      time.Duration
 	Serve20260728    http.Handler
+	// Refused, when set, is told the HTTP status of each request refused
+	// for its body (413 too large, 503 over the budget).
+	Refused func(status int)
 }
 
 // HTTP wraps the SDK's streamable HTTP handler h (or anything in front of
 // it): each request body is read once, bounded, and rewritten; the answers
 // are rewritten on the way out (stand-ins, unknown methods).
 func (e *Edge) HTTP(h http.Handler, cfg HTTPConfig) http.Handler {
-	he := &httpEdge{e: e, next: h, next20260728: cfg.Serve20260728, limit: mcp.DefaultMaxRequestBodyBytes, timeout: 30 * time.Second}
+	he := &httpEdge{e: e, next: h, next20260728: cfg.Serve20260728, limit: mcp.DefaultMaxRequestBodyBytes, timeout: 30 * time.Second, refused: cfg.Refused}
 	if cfg.MaxBodyBytes > 0 {
 		he.limit = cfg.MaxBodyBytes
 	}
@@ -54,6 +57,7 @@ type httpEdge struct {
 	limit        int64
 	timeout      time.Duration
 	budget       *semaphore.Weighted
+	refused      func(status int)
 }
 
 func (e *httpEdge) ServeHTTP(w http.ResponseWriter, req *http.Request) {
@@ -81,6 +85,9 @@ func (e *httpEdge) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	release := func() { once.Do(func() { e.budget.Release(held) }) }
 	defer release()
 	if status != 0 {
+		if e.refused != nil && (status == http.StatusServiceUnavailable || status == http.StatusRequestEntityTooLarge) {
+			e.refused(status)
+		}
 		if status == http.StatusServiceUnavailable {
 			w.Header().Set("Retry-After", "1")
 		}

@@ -241,19 +241,25 @@ func (h *Hub) HoldWait(owner, instead string) (release func(), err error) {
 func (h *Hub) Pushing() bool { return h.feedUp.Load() }
 
 // Feed subscribes to n until ctx ends, waking the watches of each change,
-// and subscribes again (with backoff) when the feed drops.
-func (h *Hub) Feed(ctx context.Context, n taskstore.Notifier, log *slog.Logger) {
+// and subscribes again (with backoff) when the feed drops. state, when
+// set, is told each time the feed comes up or goes down.
+func (h *Hub) Feed(ctx context.Context, n taskstore.Notifier, log *slog.Logger, state func(up bool)) {
+	set := func(up bool) {
+		if h.feedUp.Swap(up) != up && state != nil {
+			state(up)
+		}
+	}
 	for attempt := 0; ctx.Err() == nil; attempt++ {
 		err := n.Subscribe(ctx, func(c taskstore.Change) {
 			if c.Resync {
 				attempt = 0
-				h.feedUp.Store(true)
+				set(true)
 				h.ChangedAll()
 				return
 			}
 			h.changed(c.TaskID, nil, true, c.Version)
 		})
-		h.feedUp.Store(false)
+		set(false)
 		h.ChangedAll() // back to polling
 		if ctx.Err() != nil {
 			return

@@ -151,20 +151,26 @@ func TestFeed(t *testing.T) {
 	n := notifier{changes: make(chan taskstore.Change)}
 	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan struct{})
+	var states []bool // what Feed told of the feed's state
 	go func() {
 		defer close(done)
-		h.Feed(ctx, n, slog.New(slog.NewTextHandler(io.Discard, nil)))
+		h.Feed(ctx, n, slog.New(slog.NewTextHandler(io.Discard, nil)), func(up bool) { states = append(states, up) })
 	}()
 	n.changes <- taskstore.Change{Resync: true}
 	<-run.C // the (re)subscription wakes everything
 	if !h.Pushing() {
 		t.Fatal("feed up but Pushing is false")
 	}
+	n.changes <- taskstore.Change{Resync: true} // up still: not told again
+	<-run.C
 	n.changes <- taskstore.Change{TaskID: "t1"}
 	<-run.C
 	cancel()
 	<-done
 	if h.Pushing() {
 		t.Fatal("feed ended but Pushing is true")
+	}
+	if len(states) != 2 || !states[0] || states[1] {
+		t.Fatalf("feed states told: %v, want [true false]", states)
 	}
 }

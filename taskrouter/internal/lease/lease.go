@@ -85,6 +85,11 @@ type Config struct {
 	// LogOwner is how an owner appears in log lines (the router hides
 	// session ids); nil logs it as is.
 	LogOwner func(owner string) slog.LogValuer
+	// Ages, when set, is called after each beat with how long ago each
+	// other runner's counter was last seen to move (on this process's
+	// clock; released ids left out), or with nil when the beat or the
+	// read of the runners failed.
+	Ages func(map[string]time.Duration)
 }
 
 // LocalRun is what the Keeper knows of one run on this replica.
@@ -266,6 +271,7 @@ func (k *Keeper) beat(ctx context.Context) []deadRunner {
 			k.log.Warn("lease heartbeat failed", "runner", k.cfg.Runner, "error", err)
 		}
 		clear(k.seen)
+		k.ages(nil)
 		return nil
 	}
 	if now.Sub(k.lastOK) >= k.cfg.Timeout {
@@ -278,6 +284,7 @@ func (k *Keeper) beat(ctx context.Context) []deadRunner {
 	cancel()
 	if err != nil {
 		clear(k.seen)
+		k.ages(nil)
 		return nil
 	}
 	listed := make(map[string]bool, len(beats))
@@ -301,7 +308,23 @@ func (k *Keeper) beat(ctx context.Context) []deadRunner {
 			delete(k.seen, r)
 		}
 	}
+	if k.cfg.Ages != nil {
+		ages := make(map[string]time.Duration, len(k.seen))
+		for r, o := range k.seen {
+			if !released(r) {
+				ages[r] = now.Sub(o.since)
+			}
+		}
+		k.cfg.Ages(ages)
+	}
 	return dead
+}
+
+// ages reports ages to Config.Ages, if set.
+func (k *Keeper) ages(ages map[string]time.Duration) {
+	if k.cfg.Ages != nil {
+		k.cfg.Ages(ages)
+	}
 }
 
 // sweep ends or takes over the tasks of a dead runner, then forgets the
