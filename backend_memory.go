@@ -39,8 +39,9 @@ func openMemory(_ context.Context, u *url.URL) (taskstore.Backend, error) {
 // page costs O(log n + page). Expiry: a heap ordered by expiry time lets
 // every write and the sweeper find expired records in O(log n) each (their
 // removal from the owner's sorted ids is a slices.Delete, O(ids)), which
-// keeps quota counts exact and returns their memory. Changes are pushed to
-// subscribers in process.
+// keeps quota counts exact and returns their memory. Per status, records
+// are also kept in (task id, owner) order for ListByStatus (see
+// backend_memory_status.go). Changes are pushed to subscribers in process.
 type memoryBackend struct {
 	closeGuard // set under mu, so a call holding mu sees it settled
 	mu         sync.RWMutex
@@ -48,6 +49,7 @@ type memoryBackend struct {
 	expiry     expiryHeap
 	beats      map[string]uint64              // runner -> beat counter
 	byRun      map[string]map[*memRecord]bool // runner -> its records
+	byStatus   map[taskstore.Status]*statusTree
 	hub        changeHub
 	stop       chan struct{}
 	stopped    sync.WaitGroup
@@ -67,19 +69,22 @@ type memRecord struct {
 
 // Interface guards
 var (
-	_ taskstore.Backend     = (*memoryBackend)(nil)
-	_ taskstore.Notifier    = (*memoryBackend)(nil)
-	_ taskstore.BatchGetter = (*memoryBackend)(nil)
+	_ taskstore.Backend      = (*memoryBackend)(nil)
+	_ taskstore.Notifier     = (*memoryBackend)(nil)
+	_ taskstore.BatchGetter  = (*memoryBackend)(nil)
+	_ taskstore.BatchUpdater = (*memoryBackend)(nil)
+	_ taskstore.StatusIndex  = (*memoryBackend)(nil)
 )
 
 // NewMemoryBackend returns an empty in-memory backend. If sweep > 0 a
 // goroutine removes expired records every sweep until Close.
 func NewMemoryBackend(sweep time.Duration) taskstore.Backend {
 	m := &memoryBackend{
-		owners: map[string]*memOwner{},
-		beats:  map[string]uint64{},
-		byRun:  map[string]map[*memRecord]bool{},
-		stop:   make(chan struct{}),
+		owners:   map[string]*memOwner{},
+		beats:    map[string]uint64{},
+		byRun:    map[string]map[*memRecord]bool{},
+		byStatus: map[taskstore.Status]*statusTree{},
+		stop:     make(chan struct{}),
 	}
 	m.hub.up() // in process: the feed is up from the start
 	if sweep > 0 {
@@ -124,6 +129,7 @@ func (m *memoryBackend) remove(owner, id string) {
 		heap.Remove(&m.expiry, r.heapIndex)
 	}
 	m.setRunner(r, "")
+	m.unindexStatus(r)
 	if r.rec.Active {
 		o.active--
 	}
@@ -233,6 +239,7 @@ func (m *memoryBackend) Create(ctx context.Context, rec taskstore.Record, lim ta
 		o.active++
 	}
 	m.setRunner(r, runner)
+	m.indexStatus(r)
 	m.publish(rec.Owner, rec.TaskID, 1)
 	if n := len(o.ids); n == 0 || o.ids[n-1] < rec.TaskID {
 		o.ids = append(o.ids, rec.TaskID) // the usual case: ids grow with time
@@ -305,6 +312,11 @@ func (m *memoryBackend) update(rec taskstore.Record, expected uint64, now time.T
 		o.active++
 	case !rec.Active && r.rec.Active:
 		o.active--
+	}
+	if rec.Status != r.rec.Status {
+		m.unindexStatus(r)
+		r.rec.Status = rec.Status
+		m.indexStatus(r)
 	}
 	r.rec.Data = slices.Clone(rec.Data)
 	r.rec.Active = rec.Active
@@ -449,7 +461,7 @@ func (m *memoryBackend) Close() error {
 		close(m.stop)
 		m.mu.Lock()
 		m.closed.Store(true)
-		m.owners, m.expiry, m.beats, m.byRun = nil, nil, nil, nil
+		m.owners, m.expiry, m.beats, m.byRun, m.byStatus = nil, nil, nil, nil, nil
 		m.mu.Unlock()
 		m.hub.close()
 	})

@@ -180,3 +180,12 @@ func BenchmarkMemoryHeapPerTask(b *testing.B) {
 		store.Close()
 	}
 }
+
+// TestMemoryHasStatusIndex: every backend implements the optional
+// StatusIndex, memory first; without it the conformance group
+// StatusIndex would only skip.
+func TestMemoryHasStatusIndex(t *testing.T) {
+	if _, ok := newMemory(t).(taskstore.StatusIndex); !ok {
+		t.Fatal("the memory backend does not implement taskstore.StatusIndex")
+	}
+}

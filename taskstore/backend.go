@@ -239,7 +239,7 @@ type StatusIndex interface {
 	// last one returned. The cost of a call is proportional to limit, not
 	// to the number of records stored: the backend keeps an index on
 	// (status, task id, owner). limit is 1 to MaxStatusPage; other values
-	// give an error. On a backend whose index can be stale (Redis Cluster,
+	// give ErrInvalidPageSize. On a backend whose index can be stale (Redis Cluster,
 	// where it lives in another slot than the record) each entry is checked
 	// against its record before it is returned, so a page may hold fewer
 	// than limit records while more is true.

@@ -36,6 +36,7 @@ type NewBackend func(t testing.TB) taskstore.Backend
 // Run runs the whole suite.
 func Run(t *testing.T, newBackend NewBackend) {
 	t.Run("Backend", func(t *testing.T) { runBackendTests(t, newBackend) })
+	t.Run("StatusIndex", func(t *testing.T) { runStatusIndexTests(t, newBackend) })
 	t.Run("Store", func(t *testing.T) { runStoreTests(t, newBackend) })
 }
 
@@ -78,6 +79,7 @@ func runBackendTests(t *testing.T, newBackend NewBackend) {
 		{"GetMany", testGetMany},
 		{"UpdateMany", testUpdateMany},
 		{"ReturnedDataIsTheCallers", testReturnedData},
+		{"StatusField", testStatusField},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -86,14 +88,15 @@ func runBackendTests(t *testing.T, newBackend NewBackend) {
 	}
 }
 
-// rec makes an active record with a fresh id and a small JSON document.
+// rec makes a working record with a fresh id and a small JSON document.
 func rec(owner string, doc string) taskstore.Record {
-	return taskstore.Record{Owner: owner, TaskID: taskid.New(time.Now()), Data: []byte(doc), Active: true}
+	return taskstore.Record{Owner: owner, TaskID: taskid.New(time.Now()), Data: []byte(doc), Active: true,
+		Status: taskstore.StatusWorking}
 }
 
-// upd is the Record an Update of an active record without a runner passes.
+// upd is the Record an Update of a working record without a runner passes.
 func upd(owner, id string, data []byte) taskstore.Record {
-	return taskstore.Record{Owner: owner, TaskID: id, Data: data, Active: true}
+	return taskstore.Record{Owner: owner, TaskID: id, Data: data, Active: true, Status: taskstore.StatusWorking}
 }
 
 func mustCreate(t testing.TB, b taskstore.Backend, r taskstore.Record) {
@@ -119,6 +122,7 @@ func testCreateGet(t *testing.T, b taskstore.Backend) {
 		t.Fatal(err)
 	}
 	r.Version = 1
+	expectStatus(b, &r, got)
 	if diff := cmp.Diff(r, got); diff != "" {
 		t.Fatalf("Get after Create (-want +got):\n%s", diff)
 	}
@@ -242,6 +246,7 @@ func testUpdateCAS(t *testing.T, b taskstore.Backend) {
 	}
 	want := r
 	want.Data, want.Version = []byte(`{"v":4}`), 4
+	expectStatus(b, &want, got)
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Fatalf("after updates (-want +got):\n%s", diff)
 	}
