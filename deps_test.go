@@ -39,6 +39,36 @@ func TestPostgresTagLinksPgx(t *testing.T) {
 	}
 }
 
+// TestLibraryLinksNoOpenTelemetry: what a service builds on (the registry
+// and the backends, the domain, the router), with any tags, links neither
+// OpenTelemetry nor a Prometheus client; only package otelmetrics, which a
+// service imports when it wants metrics, does (so this test would see it).
+func TestLibraryLinksNoOpenTelemetry(t *testing.T) {
+	for _, tags := range []string{"", "redis,dynamodb,postgres"} {
+		out, err := exec.Command("go", "list", "-deps", "-tags", tags, ".", "./taskstore/...", "./taskrouter").CombinedOutput()
+		if err != nil {
+			t.Fatalf("go list: %v\n%s", err, out)
+		}
+		deps := strings.Fields(string(out))
+		if !contains(deps, "github.com/mcptasks/mcptasks/taskrouter") {
+			t.Fatalf("go list -deps gave an implausible list:\n%s", out)
+		}
+		for _, d := range deps {
+			if strings.HasPrefix(d, "go.opentelemetry.io/") || strings.HasPrefix(d, "github.com/prometheus/") ||
+				d == "github.com/mcptasks/mcptasks/otelmetrics" {
+				t.Errorf("the library (tags %q) links %s", tags, d)
+			}
+		}
+	}
+	out, err := exec.Command("go", "list", "-deps", "./otelmetrics").CombinedOutput()
+	if err != nil {
+		t.Fatalf("go list: %v\n%s", err, out)
+	}
+	if !contains(strings.Fields(string(out)), "go.opentelemetry.io/otel/metric") {
+		t.Fatalf("otelmetrics does not link the OpenTelemetry metric API:\n%s", out)
+	}
+}
+
 func contains(list []string, s string) bool {
 	for _, x := range list {
 		if x == s {
