@@ -68,7 +68,7 @@ const (
 	// pgSchemaVersion is written as the table's comment by the DDL; Open
 	// refuses a table that carries another one, so that a later release
 	// can migrate deliberately.
-	pgSchemaVersion = 2
+	pgSchemaVersion = 3
 )
 
 // pgIdent is what we accept as a schema or table name: no quoting needed,
@@ -144,6 +144,36 @@ func pgDDL(schema, table string) []string {
 	runner bytea  PRIMARY KEY,
 	beat   bigint NOT NULL
 )`,
+		// Schema 3: the status, its index (the listing across owners in
+		// creation order) and the counts by status, which every write
+		// keeps in the same statement. NULL: not known (a row written by
+		// an earlier release), neither listed nor counted.
+		`ALTER TABLE `+t+` ADD COLUMN IF NOT EXISTS status text COLLATE "C"`,
+		`CREATE INDEX IF NOT EXISTS `+table+`_status_idx ON `+t+` (status, task_id, owner)`,
+		`CREATE TABLE IF NOT EXISTS `+t+`_counts (
+	status text     COLLATE "C" NOT NULL,
+	shard  smallint NOT NULL,
+	n      bigint   NOT NULL,
+	PRIMARY KEY (status, shard)
+)`,
+		// The status of the rows without one, read from the document, and
+		// counted. Every release's Store wrote the document starting
+		// {"task":{"taskId":"…","status":"…" (a task id has no quote or
+		// backslash); a row that does not (not written by a Store) keeps
+		// NULL. The prefix is escaped, not decoded, so no byte sequence
+		// fails it. The status index finds the NULL rows, so this costs
+		// little on a migrated table.
+		`WITH f AS (
+	UPDATE `+t+` SET status = `+pgDocStatus+`
+	WHERE status IS NULL AND `+pgDocStatus+` IS NOT NULL
+	RETURNING status
+)
+INSERT INTO `+t+`_counts AS c (status, shard, n)
+SELECT status, 0, count(*) FROM f GROUP BY status ORDER BY status
+ON CONFLICT (status, shard) DO UPDATE SET n = c.n + EXCLUDED.n`,
 		`COMMENT ON TABLE `+t+` IS 'mcptasks schema `+strconv.Itoa(pgSchemaVersion)+`'`,
 	)
 }
+
+// pgDocStatus is the status a stored document holds at its start, or NULL.
+const pgDocStatus = `substring(encode(substring(data FROM 1 FOR 200), 'escape') FROM '^\{"task":\{"taskId":"[^"\\]*","status":"([a-z_]+)"')`

@@ -38,6 +38,8 @@ func TestHelpAndUsageErrors(t *testing.T) {
 		{[]string{"postgres", "create-table", "-h"}, 0, "-print", ""},
 		{[]string{"postgres", "drop-table"}, 2, "", "expected: create-table"},
 		{[]string{"postgres", "create-table"}, 2, "", "want 1 argument(s) after the flags, got 0"},
+		{[]string{"postgres", "recount"}, 2, "", "want 1 argument(s) after the flags, got 0"},
+		{[]string{"postgres", "recount", "-print", "postgres://u@h/db"}, 2, "", "flag provided but not defined"},
 		{[]string{"postgres", "create-table", "-nosuch", "postgres://u@h/db"}, 2, "", "flag provided but not defined"},
 		{[]string{"postgres", "create-table", "mysql://u@h/db"}, 2, "", "must be postgres://"},
 		{nil, 2, "", "commands:"},
