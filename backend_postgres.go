@@ -63,7 +63,8 @@ const (
 //	host            host or Unix socket directory, when the URL has no host
 //	pool_max_conns  connections in the pool (default: pgx's, the greater of 4 and the CPUs)
 //	pool_min_conns  connections kept open (default 0)
-//	connect_timeout seconds, as libpq (default 5); also bounds Open
+//	connect_timeout seconds, as libpq (default 5); also bounds Open (but
+//	                not the DDL of create_table, which can migrate a table)
 //	schema          schema of the table (default "public")
 //	table           table name (default "mcptasks_tasks")
 //	create_table    create the table and index when missing (default false)
@@ -209,7 +210,7 @@ func openPostgres(ctx context.Context, u *url.URL) (taskstore.Backend, error) {
 		}
 		return nil, fmt.Errorf("%w: cannot connect to PostgreSQL at %s as user %q: %s", taskstore.ErrBackend, net.JoinHostPort(host, strconv.Itoa(port)), user, redact(err))
 	}
-	b, err := newPostgresBackend(octx, pool, opts, true)
+	b, err := newPostgresBackend(ctx, pool, opts, true, time.Duration(connectTimeout)*time.Second)
 	if err != nil {
 		pool.Close()
 		return nil, err
@@ -227,10 +228,13 @@ func NewPostgresBackend(ctx context.Context, pool *pgxpool.Pool, opts PostgresOp
 	if err := opts.check(); err != nil {
 		return nil, err
 	}
-	return newPostgresBackend(ctx, pool, opts, false)
+	return newPostgresBackend(ctx, pool, opts, false, 0)
 }
 
-func newPostgresBackend(ctx context.Context, pool *pgxpool.Pool, opts PostgresOptions, ownsPool bool) (*postgresBackend, error) {
+// newPostgresBackend runs the DDL when asked (within ctx alone: migrating
+// a large table takes as long as it takes), then checks the schema within
+// checkTimeout (0: ctx alone).
+func newPostgresBackend(ctx context.Context, pool *pgxpool.Pool, opts PostgresOptions, ownsPool bool, checkTimeout time.Duration) (*postgresBackend, error) {
 	b := &postgresBackend{pool: pool, ownsPool: ownsPool, schema: opts.Schema, table: opts.Table}
 	b.sql = pgStatements(b.qualified())
 	b.channel = pgChannel(b.qualified())
@@ -239,7 +243,13 @@ func newPostgresBackend(ctx context.Context, pool *pgxpool.Pool, opts PostgresOp
 			return nil, err
 		}
 	}
-	if err := b.checkSchema(ctx); err != nil {
+	cctx := ctx
+	if checkTimeout > 0 {
+		var cancel context.CancelFunc
+		cctx, cancel = context.WithTimeout(ctx, checkTimeout)
+		defer cancel()
+	}
+	if err := b.checkSchema(cctx); err != nil {
 		return nil, err
 	}
 	sweep := opts.Sweep
@@ -997,7 +1007,7 @@ func (b *postgresBackend) RecountStatus(ctx context.Context) (int64, error) {
 		return 0, b.fail(ctx, "recount", err)
 	}
 	tag, err := tx.Exec(ctx, `UPDATE `+t+` SET status = `+pgDocStatus+`
-WHERE `+pgDocStatus+` IS NOT NULL AND status IS DISTINCT FROM `+pgDocStatus)
+WHERE `+pgDocHasStatus+` AND status IS DISTINCT FROM `+pgDocStatus)
 	if err != nil {
 		return 0, b.fail(ctx, "recount", err)
 	}

@@ -313,12 +313,17 @@ func BenchmarkPostgresRatios(b *testing.B) {
 	}
 	midID := fmt.Sprintf("%016x-%x", 50_000, md5.Sum([]byte("50000"))) // pgFill's id of bench-big's 50,000th task
 	t := pb.qualified()
-	var flips, casVersions, statusVersions, floorVersions [pgBenchCallers]uint64
-	names := []string{"SELECT", "UPDATE", "BackendGet", "Get", "BackendUpdate", "BackendUpdateStatus", "UpdateStatus", "SetVariables",
-		"BackendList50", "StoreList50", "StoreList50Of100000", "BackendByStatus50"}
-	floorOf := map[string]string{"BackendGet": "SELECT", "Get": "SELECT", "BackendUpdate": "UPDATE", "BackendUpdateStatus": "UPDATE",
-		"UpdateStatus": "UPDATE", "SetVariables": "UPDATE", "BackendList50": "SELECT", "StoreList50": "SELECT", "StoreList50Of100000": "SELECT",
-		"BackendByStatus50": "SELECT"}
+	v2IDs := pgFill(b, pb, s, "bench-v2", pgBenchCallers)
+	v2Update, v2Create := pgSchema2Statements(t)
+	var flips, casVersions, statusVersions, v2Versions, floorVersions [pgBenchCallers]uint64
+	names := []string{"SELECT", "UPDATE", "BackendGet", "Get", "Schema2Update", "BackendUpdate", "BackendUpdateStatus", "UpdateStatus",
+		"SetVariables", "Schema2Create", "BackendCreate", "BackendList50", "StoreList50", "StoreList50Of100000", "BackendByStatus50"}
+	floorOf := map[string]string{"BackendGet": "SELECT", "Get": "SELECT", "Schema2Update": "UPDATE", "BackendUpdate": "UPDATE",
+		"BackendUpdateStatus": "UPDATE", "UpdateStatus": "UPDATE", "SetVariables": "UPDATE", "BackendList50": "SELECT",
+		"StoreList50": "SELECT", "StoreList50Of100000": "SELECT", "BackendByStatus50": "SELECT"}
+	// What schema 3 adds to a write: against the same write as the
+	// previous release's statement makes it.
+	schema2Of := map[string]string{"BackendCreate": "Schema2Create", "BackendUpdate": "Schema2Update", "BackendUpdateStatus": "Schema2Update"}
 	ops := map[string]func(ctx context.Context, c, i int) error{
 		"SELECT": func(ctx context.Context, c, i int) error {
 			var v int64
@@ -351,6 +356,20 @@ func BenchmarkPostgresRatios(b *testing.B) {
 			casVersions[c] = v - 1
 			return err
 		},
+		// The previous release's update (no status column, no counts):
+		// what any update, a status change included, cost before.
+		"Schema2Update": func(ctx context.Context, c, i int) error {
+			exp := int64(v2Versions[c] + 1)
+			var updated, cur *int64
+			var notified int64
+			err := pb.pool.QueryRow(ctx, v2Update, []byte("bench-v2"), []byte(v2IDs[c]), exp, raw.Data, true, nil,
+				pb.channel, pgPayload("bench-v2", v2IDs[c], uint64(exp)+1)).Scan(&updated, &cur, &notified)
+			if err == nil && updated == nil {
+				err = fmt.Errorf("the schema 2 update did not apply")
+			}
+			v2Versions[c]++
+			return err
+		},
 		"BackendUpdateStatus": func(ctx context.Context, c, i int) error {
 			st := [2]taskstore.Status{taskstore.StatusInputRequired, taskstore.StatusWorking}[statusVersions[c]%2]
 			v, err := pb.Update(ctx, taskstore.Record{Owner: "bench-status", TaskID: statusIDs[c], Data: raw.Data, Active: true, Status: st}, statusVersions[c]+1)
@@ -362,6 +381,21 @@ func BenchmarkPostgresRatios(b *testing.B) {
 			st := [2]taskstore.Status{taskstore.StatusWorking, taskstore.StatusInputRequired}[flips[c]%2]
 			_, err := s.UpdateStatus(ctx, "bench", ids[c%len(ids)], st, "")
 			return err
+		},
+		"Schema2Create": func(ctx context.Context, c, i int) error {
+			id := taskid.New(time.Now())
+			var inserted, live, active, notified int64
+			var exists bool
+			err := pb.pool.QueryRow(ctx, v2Create, []byte("bench-create"), []byte(id), time.Now().Add(time.Hour), raw.Data, int64(0), int64(0),
+				true, nil, pb.channel, pgPayload("bench-create", id, 1)).Scan(&inserted, &exists, &live, &active, &notified)
+			if err == nil && inserted != 1 {
+				err = fmt.Errorf("the schema 2 create did not insert")
+			}
+			return err
+		},
+		"BackendCreate": func(ctx context.Context, c, i int) error {
+			return pb.Create(ctx, taskstore.Record{Owner: "bench-create", TaskID: taskid.New(time.Now()), Data: raw.Data,
+				ExpiresAt: time.Now().Add(time.Hour), Active: true, Status: taskstore.StatusWorking}, taskstore.Limits{})
 		},
 		"SetVariables": func(ctx context.Context, c, i int) error {
 			_, err := s.SetVariables(ctx, "bench", ids[c%len(ids)], map[string]json.RawMessage{"progress": json.RawMessage(strconv.Itoa(i))})
@@ -416,10 +450,44 @@ func BenchmarkPostgresRatios(b *testing.B) {
 				if f, ok := floorOf[name]; ok {
 					b.ReportMetric(rate(name)/rate(f), name+"/"+f)
 				}
+				if f, ok := schema2Of[name]; ok {
+					b.ReportMetric(rate(name)/rate(f), name+"/"+f)
+				}
 			}
 			b.ReportMetric(0, "ns/op")
 		})
 	}
+}
+
+// pgSchema2Statements returns the update and create statements of the
+// previous release (schema 2: no status column, no counts), verbatim, on
+// table t: the baseline of what schema 3 adds to a write.
+func pgSchema2Statements(t string) (update, create string) {
+	update = `WITH cur AS (
+	SELECT version FROM ` + t + ` WHERE owner = $1 AND task_id = $2 AND ` + pgLive + `
+), u AS (
+	UPDATE ` + t + ` SET version = version + 1, data = $4, active = $5, runner = $6
+	WHERE owner = $1 AND task_id = $2 AND version = $3 AND ` + pgLive + `
+	RETURNING version
+), n AS (SELECT pg_notify($7, $8) FROM u)
+SELECT (SELECT version FROM u), (SELECT version FROM cur), (SELECT count(*) FROM n)`
+	create = `WITH cur AS (
+	SELECT 1 FROM ` + t + ` WHERE owner = $1 AND task_id = $2 AND ` + pgLive + `
+), live AS (
+	SELECT count(*) AS n FROM (SELECT 1 FROM ` + t + ` WHERE owner = $1 AND ` + pgLive + ` ORDER BY task_id LIMIT $5) c
+), act AS (
+	SELECT count(*) AS n FROM (SELECT 1 FROM ` + t + ` WHERE owner = $1 AND active AND ` + pgLive + ` ORDER BY task_id LIMIT $6) c
+), ins AS (
+	INSERT INTO ` + t + ` AS r (owner, task_id, version, expires_at, data, active, runner)
+	SELECT $1, $2, 1, $3, $4, $7, $8 WHERE NOT EXISTS (SELECT 1 FROM cur)
+		AND ($5 = 0 OR (SELECT n FROM live) < $5) AND (NOT $7 OR $6 = 0 OR (SELECT n FROM act) < $6)
+	ON CONFLICT (owner, task_id) DO UPDATE SET version = 1, expires_at = EXCLUDED.expires_at, data = EXCLUDED.data,
+		active = EXCLUDED.active, runner = EXCLUDED.runner
+		WHERE r.expires_at <= statement_timestamp()
+	RETURNING 1
+), n AS (SELECT pg_notify($9, $10) FROM ins)
+SELECT (SELECT count(*) FROM ins), EXISTS (SELECT 1 FROM cur), (SELECT n FROM live), (SELECT n FROM act), (SELECT count(*) FROM n)`
+	return update, create
 }
 
 // BenchmarkPostgresUpdateMany measures UpdateMany against the raw batch

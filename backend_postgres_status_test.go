@@ -340,7 +340,7 @@ type pgOldDoc struct {
 // pgOldDocs returns the documents of taskstore/testdata/records (written
 // by the encoding/json v1 codec; one holds invalid UTF-8) and three the
 // Store writes today.
-func pgOldDocs(t *testing.T) []pgOldDoc {
+func pgOldDocs(t testing.TB) []pgOldDoc {
 	t.Helper()
 	files, err := filepath.Glob("taskstore/testdata/records/*.json")
 	if err != nil || len(files) < 8 {
@@ -392,7 +392,7 @@ func pgOldDocs(t *testing.T) []pgOldDoc {
 // pgBareTable returns the test server's URL, the name of a table no
 // backend has made (dropped at cleanup, as the tables beside it), and a
 // pool of its own to make it as an earlier release did.
-func pgBareTable(t *testing.T) (raw, table string, pool *pgxpool.Pool) {
+func pgBareTable(t testing.TB) (raw, table string, pool *pgxpool.Pool) {
 	t.Helper()
 	raw = postgresTestURL(t)
 	table = pgRandomTable()
@@ -509,5 +509,71 @@ func TestPostgresMigratesSchema2(t *testing.T) {
 	}
 	if changed, err := b.RecountStatus(ctx); err != nil || changed != 0 {
 		t.Fatalf("RecountStatus again: %d, %v", changed, err)
+	}
+}
+
+// BenchmarkPostgresMigrateSchema2 times the migration of a schema 2 table
+// of n rows (documents of the previous releases, in the five statuses,
+// 1% expired) by the DDL (create_table=true, as `mcptasks postgres
+// create-table` runs it): the column, the index, the status read from
+// every document and the counts, in one transaction. It reports the
+// seconds and rows per second of the migration and of one RecountStatus.
+//
+//	go test -tags postgres -run '^$' -bench PostgresMigrateSchema2 -benchtime 1x .
+func BenchmarkPostgresMigrateSchema2(b *testing.B) {
+	docs := pgOldDocs(b)
+	for _, n := range []int{100_000, 300_000} {
+		b.Run(fmt.Sprintf("rows=%d", n), func(b *testing.B) {
+			var migrate, recount time.Duration
+			for range b.N {
+				raw, table, pool := pgBareTable(b)
+				ctx := b.Context()
+				for _, stmt := range pgSchema2DDL("public." + table) {
+					if _, err := pool.Exec(ctx, stmt); err != nil {
+						b.Fatal(err)
+					}
+				}
+				datas := make([][]byte, len(docs))
+				for i, d := range docs {
+					datas[i] = d.data
+				}
+				if _, err := pool.Exec(ctx, `INSERT INTO public.`+table+` (owner, task_id, version, expires_at, data)
+SELECT convert_to('owner-' || (i % 1000), 'UTF8'), convert_to(lpad(to_hex(i), 16, '0') || '-' || md5(i::text), 'UTF8'), 1,
+	now() + CASE WHEN i % 100 = 0 THEN interval '-1 minute' ELSE interval '1 hour' END, ($1::bytea[])[1 + i % $2]
+FROM generate_series(1, $3) AS i`, datas, len(datas), n); err != nil {
+					b.Fatal(err)
+				}
+				if _, err := pool.Exec(ctx, "VACUUM ANALYZE public."+table); err != nil {
+					b.Fatal(err)
+				}
+				start := time.Now()
+				bb, err := OpenBackend(ctx, pgWithOptions(raw, "table="+table, "create_table=true", "sweep=0"))
+				if err != nil {
+					b.Fatal(err)
+				}
+				migrate += time.Since(start)
+				start = time.Now()
+				if _, err := bb.(*postgresBackend).RecountStatus(ctx); err != nil {
+					b.Fatal(err)
+				}
+				recount += time.Since(start)
+				counts, err := bb.(taskstore.StatusIndex).CountByStatus(ctx)
+				bb.Close()
+				if err != nil {
+					b.Fatal(err)
+				}
+				var total int64
+				for _, c := range counts {
+					total += c
+				}
+				if total != int64(n) {
+					b.Fatalf("%d rows counted after the migration, want %d", total, n)
+				}
+			}
+			b.ReportMetric(migrate.Seconds()/float64(b.N), "migrate-s")
+			b.ReportMetric(float64(n*b.N)/migrate.Seconds(), "migrated-rows/s")
+			b.ReportMetric(recount.Seconds()/float64(b.N), "recount-s")
+			b.ReportMetric(0, "ns/op")
+		})
 	}
 }
