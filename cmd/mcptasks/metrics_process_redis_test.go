@@ -3,11 +3,15 @@
 package main
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/url"
 	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -134,6 +138,82 @@ func TestMetricsScrapedByPrometheus(t *testing.T) {
 		return len(v) == 1 && v[0].value >= 4
 	}, "A's heartbeat age on B reached the lease timeout")
 	p.want(`count(mcptasks_replica_heartbeat_age_seconds{RUN,`+bOnly+`}) or vector(0)`, "0")
+
+	// Every metric docs/operations.md lists was scraped in this run (A's
+	// heartbeat age on B is gone by now: the names of every series of the
+	// run, live or not).
+	scraped := p.names()
+	for name, typ := range documentedMetrics(t) {
+		if typ == "histogram" {
+			name += "_count"
+		}
+		if !scraped[name] {
+			t.Errorf("docs/operations.md lists %s, which Prometheus did not scrape (it has %v)", name, scraped)
+		}
+	}
+}
+
+// documentedMetrics returns the Prometheus names of the table of metrics
+// in docs/operations.md, and their types.
+func documentedMetrics(t *testing.T) map[string]string {
+	t.Helper()
+	doc, err := os.ReadFile("../../docs/operations.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	row := regexp.MustCompile("(?m)^\\| `[a-z_.]+` \\| `([a-z_]+)` \\| ([a-z]+)")
+	out := map[string]string{}
+	for _, m := range row.FindAllStringSubmatch(string(doc), -1) {
+		out[m[1]] = m[2]
+	}
+	if len(out) < 13 {
+		t.Fatalf("docs/operations.md lists %d metrics: %v", len(out), out)
+	}
+	return out
+}
+
+// TestOperationsAlertRules: the alert rules of docs/operations.md load in
+// Prometheus (promtool check rules) and name only metrics the table lists.
+func TestOperationsAlertRules(t *testing.T) {
+	promtool, err := exec.LookPath("promtool")
+	if err != nil {
+		if os.Getenv("MCPTASKS_TEST_REQUIRE") == "1" {
+			t.Fatal("promtool is not installed (scripts/prometheus_up.sh installs Debian's prometheus, which has it)")
+		}
+		t.Skip("promtool is not installed; run scripts/prometheus_up.sh")
+	}
+	doc, err := os.ReadFile("../../docs/operations.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, alerts, ok := strings.Cut(string(doc), "\n## Alerts\n")
+	_, rules, ok2 := strings.Cut(alerts, "```yaml\n")
+	rules, _, ok3 := strings.Cut(rules, "```")
+	if !ok || !ok2 || !ok3 {
+		t.Fatal("docs/operations.md has no rules under ## Alerts")
+	}
+	file := filepath.Join(t.TempDir(), "rules.yml")
+	if err := os.WriteFile(file, []byte(rules), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command(promtool, "check", "rules", file).CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "SUCCESS") {
+		t.Fatalf("promtool check rules: %v\n%s", err, out)
+	}
+	t.Logf("%s", bytes.TrimSpace(out))
+	known := documentedMetrics(t)
+	for _, name := range regexp.MustCompile(`\b(?:mcp|mcptasks)_[a-z_]+`).FindAllString(rules, -1) {
+		base := name
+		for _, suffix := range []string{"_bucket", "_count", "_sum"} {
+			if b, ok := strings.CutSuffix(name, suffix); ok && known[b] == "histogram" {
+				base = b
+			}
+		}
+		if known[base] == "" && !strings.HasPrefix(name, "mcptasks_store_operation") && !strings.HasPrefix(name, "mcptasks_store_outcome") &&
+			!strings.HasPrefix(name, "mcptasks_replica") && !strings.HasPrefix(name, "mcptasks_refusal_reason") {
+			t.Errorf("the alert rules name %s, which the table of metrics does not list", name)
+		}
+	}
 }
 
 // setTargets points Prometheus at the replicas' metrics (the file_sd file
@@ -203,6 +283,29 @@ func (p prom) query(q string) ([]promSample, error) {
 		out = append(out, promSample{labels: r.Metric, value: v})
 	}
 	return out, nil
+}
+
+// names returns the metric names of every series of the run Prometheus
+// holds.
+func (p prom) names() map[string]bool {
+	p.t.Helper()
+	resp, err := http.Get(p.url + "/api/v1/label/__name__/values?match[]=" + url.QueryEscape(`{run="`+p.run+`"}`))
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var body struct {
+		Status string   `json:"status"`
+		Data   []string `json:"data"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil || body.Status != "success" {
+		p.t.Fatalf("label values: %v %v", body.Status, err)
+	}
+	out := map[string]bool{}
+	for _, n := range body.Data {
+		out[n] = true
+	}
+	return out
 }
 
 // check polls q until ok holds of its answer (scrapes come every second,
