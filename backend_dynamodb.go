@@ -60,7 +60,9 @@ const (
 //	PK = OWNER#{owner}   SK = TASK#{taskId}      version, data, expires_at, expires_ns, active, runner
 //	PK = OWNER#{owner}   SK = META               n, a, seq (the owner's counters)
 //	PK = RUNNERS         SK = RUNNER#{runner}    beat
+//	PK = COUNTS#{shard}  SK = B#{bucket end}     s_{status} (the status counters; backend_dynamodb_status.go)
 //	GSI runner-index: hash key runner (sparse: only items with a runner), projects the keys and expires_ns
+//	GSI status-index: hash key status_key, range key SK (task items with a status), projects the keys and expires_ns
 //
 // Consistency: every read of the table is strongly consistent and every
 // write is a single conditional request or one TransactWriteItems, so each
@@ -233,11 +235,12 @@ func NewDynamoDBBackend(client *dynamodb.Client, table string, opts DynamoDBOpti
 
 // CreateDynamoDBTable creates the table the backend needs, if missing:
 // string keys PK (hash) and SK (range), on-demand billing
-// (PAY_PER_REQUEST), the global secondary index runner-index on the string
-// attribute runner (keys and expires_ns projected), and native TTL on
-// expires_at. It waits until the table and its index are active, and is
-// safe to run again: on an existing table without the index (made by an
-// older version) it adds the index and waits for its backfill.
+// (PAY_PER_REQUEST), the global secondary indexes runner-index on the
+// string attribute runner and status-index on status_key and SK (keys and
+// expires_ns projected), and native TTL on expires_at. It waits until the
+// table and its indexes are active, and is safe to run again: on an
+// existing table without an index (made by an older version) it adds the
+// index and waits for its backfill.
 func CreateDynamoDBTable(ctx context.Context, client *dynamodb.Client, table string) error {
 	return createDynamoTable(ctx, client, table, true)
 }
@@ -262,12 +265,13 @@ func createDynamoTable(ctx context.Context, client *dynamodb.Client, table strin
 			{AttributeName: aws.String(ddbPK), AttributeType: types.ScalarAttributeTypeS},
 			{AttributeName: aws.String(ddbSK), AttributeType: types.ScalarAttributeTypeS},
 			{AttributeName: aws.String(ddbRunner), AttributeType: types.ScalarAttributeTypeS},
+			{AttributeName: aws.String(ddbStatusKey), AttributeType: types.ScalarAttributeTypeS},
 		},
 		KeySchema: []types.KeySchemaElement{
 			{AttributeName: aws.String(ddbPK), KeyType: types.KeyTypeHash},
 			{AttributeName: aws.String(ddbSK), KeyType: types.KeyTypeRange},
 		},
-		GlobalSecondaryIndexes: []types.GlobalSecondaryIndex{runnerIndex()},
+		GlobalSecondaryIndexes: tableIndexes(),
 	})
 	var inUse *types.ResourceInUseException
 	if err != nil && !errors.As(err, &inUse) {
@@ -304,8 +308,14 @@ func createDynamoTable(ctx context.Context, client *dynamodb.Client, table strin
 	return nil
 }
 
-// waitTableReady waits until the table is active and has an active runner
-// index, adding the index to a table that lacks it.
+// tableIndexes are the table's global secondary indexes.
+func tableIndexes() []types.GlobalSecondaryIndex {
+	return []types.GlobalSecondaryIndex{runnerIndex(), statusIndex()}
+}
+
+// waitTableReady waits until the table and each of its indexes are
+// active, adding the indexes a table of an older version lacks, one at a
+// time (one UpdateTable may create only one).
 func waitTableReady(ctx context.Context, client *dynamodb.Client, table string) error {
 	w := dynamodb.NewTableExistsWaiter(client, func(o *dynamodb.TableExistsWaiterOptions) {
 		o.MinDelay = 100 * time.Millisecond
@@ -314,45 +324,72 @@ func waitTableReady(ctx context.Context, client *dynamodb.Client, table string) 
 	if err := w.Wait(ctx, &dynamodb.DescribeTableInput{TableName: aws.String(table)}, 5*time.Minute); err != nil {
 		return ddbErr(ctx, "wait for table", err)
 	}
-	added := false
+	added := map[string]bool{}
 	for attempt := 0; ; attempt++ {
 		d, err := client.DescribeTable(ctx, &dynamodb.DescribeTableInput{TableName: aws.String(table)})
 		if err != nil {
 			return ddbErr(ctx, "describe table", err)
 		}
-		var idx *types.GlobalSecondaryIndexDescription
-		for i := range d.Table.GlobalSecondaryIndexes {
-			if aws.ToString(d.Table.GlobalSecondaryIndexes[i].IndexName) == DynamoDBRunnerIndex {
-				idx = &d.Table.GlobalSecondaryIndexes[i]
+		have := map[string]types.GlobalSecondaryIndexDescription{}
+		for _, g := range d.Table.GlobalSecondaryIndexes {
+			have[aws.ToString(g.IndexName)] = g
+		}
+		ready, busy := true, d.Table.TableStatus != types.TableStatusActive
+		var missing *types.GlobalSecondaryIndex
+		for _, gsi := range tableIndexes() {
+			name := aws.ToString(gsi.IndexName)
+			g, ok := have[name]
+			switch {
+			case !ok:
+				ready = false
+				if missing == nil && !added[name] {
+					missing = &gsi
+				}
+			case g.IndexStatus != types.IndexStatusActive || aws.ToBool(g.Backfilling):
+				ready, busy = false, true
 			}
 		}
 		switch {
-		case idx == nil && !added:
-			// A table of an older version: add the index (DynamoDB backfills it).
-			gsi := runnerIndex()
-			_, err := client.UpdateTable(ctx, &dynamodb.UpdateTableInput{
-				TableName: aws.String(table),
-				AttributeDefinitions: []types.AttributeDefinition{
-					{AttributeName: aws.String(ddbRunner), AttributeType: types.ScalarAttributeTypeS},
-				},
-				GlobalSecondaryIndexUpdates: []types.GlobalSecondaryIndexUpdate{{Create: &types.CreateGlobalSecondaryIndexAction{
-					IndexName: gsi.IndexName, KeySchema: gsi.KeySchema, Projection: gsi.Projection,
-				}}},
-			})
-			var inUse *types.ResourceInUseException
-			if err != nil && !errors.As(err, &inUse) {
-				return ddbErr(ctx, "add runner index", err)
-			}
-			added = true
-		case idx != nil && idx.IndexStatus == types.IndexStatusActive && !aws.ToBool(idx.Backfilling):
+		case ready:
 			return nil
+		case missing != nil && !busy:
+			// A table of an older version: add the index (DynamoDB backfills it).
+			asked, err := addIndex(ctx, client, table, *missing)
+			if err != nil {
+				return err
+			}
+			added[aws.ToString(missing.IndexName)] = asked
 		case attempt >= 3000:
-			return fmt.Errorf("%w: dynamodb: runner index of table %s did not become active", taskstore.ErrBackend, table)
+			return fmt.Errorf("%w: dynamodb: the indexes of table %s did not become active", taskstore.ErrBackend, table)
 		}
 		if err := backoff.Sleep(ctx, min(attempt, 4), 100*time.Millisecond, 0); err != nil {
 			return err
 		}
 	}
+}
+
+// addIndex asks DynamoDB to add gsi to table (UpdateTable). asked is
+// false when the table was busy with another change: ask again later.
+func addIndex(ctx context.Context, client *dynamodb.Client, table string, gsi types.GlobalSecondaryIndex) (asked bool, err error) {
+	var defs []types.AttributeDefinition
+	for _, k := range gsi.KeySchema {
+		defs = append(defs, types.AttributeDefinition{AttributeName: k.AttributeName, AttributeType: types.ScalarAttributeTypeS})
+	}
+	_, err = client.UpdateTable(ctx, &dynamodb.UpdateTableInput{
+		TableName:            aws.String(table),
+		AttributeDefinitions: defs,
+		GlobalSecondaryIndexUpdates: []types.GlobalSecondaryIndexUpdate{{Create: &types.CreateGlobalSecondaryIndexAction{
+			IndexName: gsi.IndexName, KeySchema: gsi.KeySchema, Projection: gsi.Projection,
+		}}},
+	})
+	var inUse *types.ResourceInUseException
+	if errors.As(err, &inUse) {
+		return false, nil
+	}
+	if err != nil {
+		return false, ddbErr(ctx, "add index "+aws.ToString(gsi.IndexName), err)
+	}
+	return true, nil
 }
 
 // ddbErr maps a failed SDK call by the rule of backendErr.
@@ -440,6 +477,9 @@ func decodeItem(owner string, item map[string]types.AttributeValue) (taskstore.R
 	if run, ok := item[ddbRunner].(*types.AttributeValueMemberS); ok {
 		r.Runner = run.Value
 	}
+	if st, ok := item[ddbStatus].(*types.AttributeValueMemberS); ok {
+		r.Status = taskstore.Status(st.Value)
+	}
 	return r, nil
 }
 
@@ -457,6 +497,10 @@ func (b *dynamoBackend) taskItem(rec taskstore.Record) map[string]types.Attribut
 	item[ddbActive] = ddbBool(rec.Active)
 	if rec.Runner != "" {
 		item[ddbRunner] = ddbS(rec.Runner)
+	}
+	if rec.Status != "" {
+		item[ddbStatus] = ddbS(string(rec.Status))
+		item[ddbStatusKey] = ddbS(statusKey(rec.Status, statusShard(rec.Owner, rec.TaskID)))
 	}
 	if !rec.ExpiresAt.IsZero() {
 		ns := rec.ExpiresAt.UnixNano()
@@ -581,17 +625,20 @@ func (b *dynamoBackend) createTx(ctx context.Context, rec taskstore.Record, lim 
 	counter := countNew(b.table, rec, lim)
 	item := b.taskItem(rec)
 	for attempt := 0; ; attempt++ {
-		_, err := b.client.TransactWriteItems(ctx, &dynamodb.TransactWriteItemsInput{
-			TransactItems: []types.TransactWriteItem{
-				{Update: counter},
-				{Put: &types.Put{
-					TableName:                 aws.String(b.table),
-					Item:                      item,
-					ConditionExpression:       aws.String(ddbFreeCond),
-					ExpressionAttributeValues: map[string]types.AttributeValue{":now": b.nowNS()},
-				}},
-			},
-		})
+		actions := []types.TransactWriteItem{
+			{Update: counter},
+			{Put: &types.Put{
+				TableName:                 aws.String(b.table),
+				Item:                      item,
+				ConditionExpression:       aws.String(ddbFreeCond),
+				ExpressionAttributeValues: map[string]types.AttributeValue{":now": b.nowNS()},
+			}},
+		}
+		// On a shard of its own each attempt (see countStatus).
+		if u := countRecord(b.table, rec, 1); u != nil {
+			actions = append(actions, types.TransactWriteItem{Update: u})
+		}
+		_, err := b.client.TransactWriteItems(ctx, &dynamodb.TransactWriteItemsInput{TransactItems: actions})
 		if err == nil {
 			return false, nil
 		}
@@ -614,19 +661,17 @@ func (b *dynamoBackend) createTx(ctx context.Context, rec taskstore.Record, lim 
 }
 
 // cancelReasons returns the per-item cancellation codes of a canceled
-// transaction ("None" where an item was not the cause) and the first
-// item's old value when the server returned it, padded to two.
+// transaction ("None" where an item was not the cause), padded to two,
+// and the first item's old value when the server returned it.
 func cancelReasons(err error) ([]string, map[string]types.AttributeValue, bool) {
 	var tc *types.TransactionCanceledException
 	if !errors.As(err, &tc) {
 		return nil, nil, false
 	}
-	codes := []string{"", ""}
+	codes := make([]string, max(2, len(tc.CancellationReasons)))
 	var first map[string]types.AttributeValue
 	for i, r := range tc.CancellationReasons {
-		if i < len(codes) {
-			codes[i] = aws.ToString(r.Code)
-		}
+		codes[i] = aws.ToString(r.Code)
 		if i == 0 {
 			first = r.Item
 		}
@@ -825,18 +870,18 @@ func (b *dynamoBackend) Get(ctx context.Context, owner, id string) (taskstore.Re
 	return decodeItem(owner, out.Item)
 }
 
-// errActiveGuess is update's signal that the stored record's active flag
-// is not the one the attempt assumed.
-var errActiveGuess = errors.New("active flag differs")
+// errStateGuess is update's signal that the stored item's state (active
+// flag, status, expiry) is not the one the attempt assumed.
+var errStateGuess = errors.New("stored state differs")
 
 // Update writes the item with a condition on its version, liveness and
-// active flag. The flag decides whether the owner's active counter moves
-// with the write, and the backend does not read before writing: it
-// assumes the stored record is active (updates of running tasks are the
-// common case), so an Update that keeps a task running is one UpdateItem
-// and one that ends it one TransactWriteItems. A wrong assumption fails
-// the condition, the failure returns the stored item, and the next
-// attempt assumes what it showed.
+// state (active flag and status; its expiry too when a status counter
+// moves). The state decides which counters move with the write, and the
+// backend does not read before writing: it assumes a running task
+// (guessState), so an Update that keeps a task running is one UpdateItem,
+// and one that ends it or makes it wait for input one TransactWriteItems
+// (counters move). A wrong assumption fails the condition, the failure
+// returns the stored item, and the next attempt assumes what it showed.
 func (b *dynamoBackend) Update(ctx context.Context, rec taskstore.Record, expected uint64) (uint64, error) {
 	if err := b.begin(ctx); err != nil {
 		return 0, err
@@ -844,10 +889,10 @@ func (b *dynamoBackend) Update(ctx context.Context, rec taskstore.Record, expect
 	if err := b.checkSize(rec.Data); err != nil {
 		return 0, err
 	}
-	was := true
+	was := guessState(rec)
 	for attempt := 0; attempt < 8; attempt++ {
 		v, stored, err := b.update(ctx, rec, expected, was)
-		if !errors.Is(err, errActiveGuess) {
+		if !errors.Is(err, errStateGuess) {
 			return v, err
 		}
 		was = stored
@@ -856,24 +901,25 @@ func (b *dynamoBackend) Update(ctx context.Context, rec taskstore.Record, expect
 	return 0, taskstore.ErrVersionConflict
 }
 
-// update is one attempt of Update assuming the stored record's active flag
-// is was. errActiveGuess asks for another attempt assuming stored.
-func (b *dynamoBackend) update(ctx context.Context, rec taskstore.Record, expected uint64, was bool) (v uint64, stored bool, err error) {
+// update is one attempt of Update assuming the stored item's state is
+// was. errStateGuess asks for another attempt assuming stored.
+func (b *dynamoBackend) update(ctx context.Context, rec taskstore.Record, expected uint64, was itemState) (v uint64, stored itemState, err error) {
 	now := b.now()
 	item := updateAction(b.table, rec, expected, was, now)
-	delta := oneIf(rec.Active) - oneIf(was)
+	delta := oneIf(rec.Active) - oneIf(was.active)
+	moves := rec.Status != was.status
 	var old map[string]types.AttributeValue
 	failed := false
 	switch {
-	case delta == 0:
+	case delta == 0 && !moves:
 		old, failed, err = b.updateItem(ctx, "update", item)
 	case !b.opts.NoTransactions:
-		old, failed, err = b.updateCounted(ctx, item, rec.Owner, delta)
+		old, failed, err = b.updateCounted(ctx, item, rec, was)
 	case delta > 0:
 		// Resuming without transactions: count first, so that a crash
 		// leaves the counter too high (safe), never too low.
 		if err := b.addCounts(ctx, ownerPK(rec.Owner), 0, 1); err != nil {
-			return 0, false, err
+			return 0, itemState{}, err
 		}
 		old, failed, err = b.updateItem(ctx, "update", item)
 		if failed {
@@ -882,51 +928,91 @@ func (b *dynamoBackend) update(ctx context.Context, rec taskstore.Record, expect
 	default:
 		// Ending without transactions: uncount after the write.
 		old, failed, err = b.updateItem(ctx, "update", item)
-		if err == nil && !failed {
+		if err == nil && !failed && delta < 0 {
 			err = b.addCounts(ctx, ownerPK(rec.Owner), 0, -1)
 		}
 	}
+	if err == nil && !failed && moves && b.opts.NoTransactions {
+		err = b.addStatusCounts(ctx, moveStatus(b.table, rec, was))
+	}
 	if err != nil {
-		return 0, false, err
+		return 0, itemState{}, err
 	}
 	if !failed {
-		return expected + 1, false, nil
+		return expected + 1, itemState{}, nil
 	}
 	stored, err = b.judgeFailed(ctx, item.Key, old, now, expected, was)
 	return 0, stored, err
 }
 
+// stateCond is the condition that the stored item is in state was (its
+// expiry only with exp), adding the names and values it uses.
+func stateCond(was itemState, exp bool, names map[string]string, vals map[string]types.AttributeValue) string {
+	names["#act"], names["#st"] = ddbActive, ddbStatus
+	vals[":was"] = ddbBool(was.active)
+	cond := "#act = :was"
+	if !was.active {
+		cond = "(attribute_not_exists(#act) OR #act = :was)"
+	}
+	if was.status == "" {
+		cond += " AND attribute_not_exists(#st)"
+	} else {
+		cond += " AND #st = :wst"
+		vals[":wst"] = ddbS(string(was.status))
+	}
+	switch {
+	case !exp:
+	case was.expNS == 0:
+		cond += " AND attribute_not_exists(expires_ns)"
+	default:
+		cond += " AND expires_ns = :wexp"
+		vals[":wexp"] = ddbN(was.expNS)
+	}
+	return cond
+}
+
 // updateAction is the conditional update of one task item that Update
-// makes: data, version, active flag and runner replaced if the item is
-// live at :now, at version expected and has active flag was, the stored
-// item returned when the condition fails.
-func updateAction(table string, rec taskstore.Record, expected uint64, was bool, now time.Time) *types.Update {
-	set := "SET #d = :d, #v = :next, #act = :act"
-	names := map[string]string{"#d": ddbData, "#v": ddbVersion, "#act": ddbActive, "#r": ddbRunner}
+// makes: data, version, active flag, runner and (when it changes) status
+// replaced if the item is live at :now, at version expected and in state
+// was, the stored item returned when the condition fails.
+func updateAction(table string, rec taskstore.Record, expected uint64, was itemState, now time.Time) *types.Update {
+	set := []string{"#d = :d", "#v = :next", "#act = :act"}
+	var remove []string
+	names := map[string]string{"#d": ddbData, "#v": ddbVersion, "#r": ddbRunner}
 	vals := map[string]types.AttributeValue{
 		":d":    &types.AttributeValueMemberB{Value: rec.Data},
 		":next": ddbN(expected + 1),
 		":exp":  ddbN(expected),
 		":now":  ddbN(now.UnixNano()),
 		":act":  ddbBool(rec.Active),
-		":was":  ddbBool(was),
 	}
 	if rec.Runner != "" {
-		set += ", #r = :r"
+		set = append(set, "#r = :r")
 		vals[":r"] = ddbS(rec.Runner)
 	} else {
-		set += " REMOVE #r"
+		remove = append(remove, "#r")
 	}
-	cond := "#v = :exp AND (" + ddbLiveCond + ") AND "
-	if was {
-		cond += "#act = :was"
-	} else {
-		cond += "(attribute_not_exists(#act) OR #act = :was)"
+	moves := rec.Status != was.status
+	if moves {
+		names["#sk"] = ddbStatusKey
+		if rec.Status != "" {
+			set = append(set, "#st = :st", "#sk = :sk")
+			vals[":st"] = ddbS(string(rec.Status))
+			vals[":sk"] = ddbS(statusKey(rec.Status, statusShard(rec.Owner, rec.TaskID)))
+		} else {
+			remove = append(remove, "#st", "#sk")
+		}
 	}
+	expr := "SET " + strings.Join(set, ", ")
+	if len(remove) > 0 {
+		expr += " REMOVE " + strings.Join(remove, ", ")
+	}
+	// A status counter moves in the bucket of the stored expiry: check it.
+	cond := "#v = :exp AND (" + ddbLiveCond + ") AND " + stateCond(was, moves, names, vals)
 	return &types.Update{
 		TableName:                           aws.String(table),
 		Key:                                 taskKey(rec.Owner, rec.TaskID),
-		UpdateExpression:                    aws.String(set),
+		UpdateExpression:                    aws.String(expr),
 		ConditionExpression:                 aws.String(cond),
 		ExpressionAttributeNames:            names,
 		ExpressionAttributeValues:           vals,
@@ -936,34 +1022,34 @@ func updateAction(table string, rec taskstore.Record, expected uint64, was bool,
 
 // judgeFailed says what the failed condition of an updateAction built at
 // now meant, from the stored item the failure returned (old): ErrNotFound,
-// ErrVersionConflict, or errActiveGuess with the stored active flag to
-// assume next. A server that does not return the item
-// (NoOldItemOnFailure) is asked for it.
-func (b *dynamoBackend) judgeFailed(ctx context.Context, key, old map[string]types.AttributeValue, now time.Time, expected uint64, was bool) (stored bool, err error) {
+// ErrVersionConflict, or errStateGuess with the stored state to assume
+// next. A server that does not return the item (NoOldItemOnFailure) is
+// asked for it.
+func (b *dynamoBackend) judgeFailed(ctx context.Context, key, old map[string]types.AttributeValue, now time.Time, expected uint64, was itemState) (stored itemState, err error) {
 	if len(old) == 0 && b.opts.NoOldItemOnFailure {
 		// The server does not say (dynalite): look, consistently. If the
 		// item is as the condition wanted, the condition failed on an
 		// older state, and what it was is unknown: try again.
 		if old, err = b.getForCheck(ctx, key); err != nil {
-			return false, err
+			return itemState{}, err
 		}
 		now = b.now()
 		if ver, _ := attrNum(old, ddbVersion); itemLive(old, now) && uint64(ver) == expected {
-			return itemActive(old), errActiveGuess
+			return stateOf(old), errStateGuess
 		}
 	}
 	ver, _ := attrNum(old, ddbVersion)
 	switch {
 	case !itemLive(old, now):
-		return false, taskstore.ErrNotFound
+		return itemState{}, taskstore.ErrNotFound
 	case uint64(ver) != expected:
-		return false, taskstore.ErrVersionConflict
-	case itemActive(old) != was:
-		return itemActive(old), errActiveGuess
+		return itemState{}, taskstore.ErrVersionConflict
+	case stateOf(old) != was:
+		return stateOf(old), errStateGuess
 	default:
-		// Live at the expected version with the assumed flag: it can fail
+		// Live at the expected version in the assumed state: it can fail
 		// the condition only by having expired at the condition's :now.
-		return false, taskstore.ErrNotFound
+		return itemState{}, taskstore.ErrNotFound
 	}
 }
 
@@ -989,16 +1075,19 @@ func (b *dynamoBackend) updateItem(ctx context.Context, op string, u *types.Upda
 	return nil, false, nil
 }
 
-// updateCounted runs the item update and the active counter's change by
-// delta in one transaction, retrying transaction conflicts.
-func (b *dynamoBackend) updateCounted(ctx context.Context, u *types.Update, owner string, delta int) (old map[string]types.AttributeValue, failed bool, err error) {
+// updateCounted runs the item update u of rec and the counter changes of
+// leaving state was (the owner's active counter, the status counters) in
+// one transaction, retrying transaction conflicts.
+func (b *dynamoBackend) updateCounted(ctx context.Context, u *types.Update, rec taskstore.Record, was itemState) (old map[string]types.AttributeValue, failed bool, err error) {
 	for attempt := 0; ; attempt++ {
-		_, err := b.client.TransactWriteItems(ctx, &dynamodb.TransactWriteItemsInput{
-			TransactItems: []types.TransactWriteItem{
-				{Update: u},
-				{Update: countDelta(b.table, ownerPK(owner), 0, delta)},
-			},
-		})
+		actions := []types.TransactWriteItem{{Update: u}}
+		if delta := oneIf(rec.Active) - oneIf(was.active); delta != 0 {
+			actions = append(actions, types.TransactWriteItem{Update: countDelta(b.table, ownerPK(rec.Owner), 0, delta)})
+		}
+		if m := moveStatus(b.table, rec, was); m != nil {
+			actions = append(actions, types.TransactWriteItem{Update: m})
+		}
+		_, err := b.client.TransactWriteItems(ctx, &dynamodb.TransactWriteItemsInput{TransactItems: actions})
 		if err == nil {
 			return nil, false, nil
 		}
@@ -1024,8 +1113,8 @@ func (b *dynamoBackend) getForCheck(ctx context.Context, key map[string]types.At
 		TableName:                aws.String(b.table),
 		Key:                      key,
 		ConsistentRead:           aws.Bool(true),
-		ProjectionExpression:     aws.String("SK, #v, #act, expires_ns"),
-		ExpressionAttributeNames: map[string]string{"#v": ddbVersion, "#act": ddbActive},
+		ProjectionExpression:     aws.String("SK, #v, #act, #st, expires_ns"),
+		ExpressionAttributeNames: map[string]string{"#v": ddbVersion, "#act": ddbActive, "#st": ddbStatus},
 	})
 	if err != nil {
 		return nil, ddbErr(ctx, "read after failed condition", err)
@@ -1034,10 +1123,10 @@ func (b *dynamoBackend) getForCheck(ctx context.Context, key map[string]types.At
 }
 
 // Delete of a live item is one transaction that also uncounts it. Like
-// Update it assumes the item's active flag, here inactive (tasks are
-// usually deleted once finished), and tries again with the other flag
-// when the failed condition shows it. An expired item is left to
-// DeleteExpired and the native TTL.
+// Update it assumes the item's state, here inactive and without status
+// (the Store never deletes: it leaves tasks to expire), and tries again
+// with the stored state when the failed condition shows it. An expired
+// item is left to DeleteExpired and the native TTL.
 func (b *dynamoBackend) Delete(ctx context.Context, owner, id string) (bool, error) {
 	if err := b.begin(ctx); err != nil {
 		return false, err
@@ -1045,25 +1134,26 @@ func (b *dynamoBackend) Delete(ctx context.Context, owner, id string) (bool, err
 	if b.opts.NoTransactions {
 		return b.deleteNoTx(ctx, owner, id)
 	}
-	was := false
+	var was itemState
 	for attempt, guesses := 0, 0; guesses < 8; attempt++ {
-		cond := ddbLiveCond + " AND #act = :was"
-		if !was {
-			cond = ddbLiveCond + " AND (attribute_not_exists(#act) OR #act = :was)"
+		names := map[string]string{}
+		vals := map[string]types.AttributeValue{":now": b.nowNS()}
+		cond := ddbLiveCond + " AND " + stateCond(was, was.status != "", names, vals)
+		actions := []types.TransactWriteItem{
+			{Delete: &types.Delete{
+				TableName:                           aws.String(b.table),
+				Key:                                 taskKey(owner, id),
+				ConditionExpression:                 aws.String(cond),
+				ExpressionAttributeNames:            names,
+				ExpressionAttributeValues:           vals,
+				ReturnValuesOnConditionCheckFailure: types.ReturnValuesOnConditionCheckFailureAllOld,
+			}},
+			{Update: countDelta(b.table, ownerPK(owner), -1, -oneIf(was.active))},
 		}
-		_, err := b.client.TransactWriteItems(ctx, &dynamodb.TransactWriteItemsInput{
-			TransactItems: []types.TransactWriteItem{
-				{Delete: &types.Delete{
-					TableName:                           aws.String(b.table),
-					Key:                                 taskKey(owner, id),
-					ConditionExpression:                 aws.String(cond),
-					ExpressionAttributeNames:            map[string]string{"#act": ddbActive},
-					ExpressionAttributeValues:           map[string]types.AttributeValue{":now": b.nowNS(), ":was": ddbBool(was)},
-					ReturnValuesOnConditionCheckFailure: types.ReturnValuesOnConditionCheckFailureAllOld,
-				}},
-				{Update: countDelta(b.table, ownerPK(owner), -1, -oneIf(was))},
-			},
-		})
+		if u := uncountState(b.table, was); u != nil {
+			actions = append(actions, types.TransactWriteItem{Update: u})
+		}
+		_, err := b.client.TransactWriteItems(ctx, &dynamodb.TransactWriteItemsInput{TransactItems: actions})
 		if err == nil {
 			return true, nil
 		}
@@ -1080,7 +1170,7 @@ func (b *dynamoBackend) Delete(ctx context.Context, owner, id string) (bool, err
 			if !itemLive(old, b.now()) {
 				return false, nil
 			}
-			was = itemActive(old)
+			was = stateOf(old)
 			guesses++
 		case hasConflict(codes):
 			if err := ddbBackoff(ctx, attempt); err != nil {
@@ -1158,10 +1248,11 @@ func (b *dynamoBackend) DeleteExpired(ctx context.Context) (int, error) {
 		return 0, err
 	}
 	p := dynamodb.NewScanPaginator(b.client, &dynamodb.ScanInput{
-		TableName:            aws.String(b.table),
-		ConsistentRead:       aws.Bool(true),
-		FilterExpression:     aws.String("begins_with(SK, :task) AND expires_ns <= :now"),
-		ProjectionExpression: aws.String("PK, SK"),
+		TableName:                aws.String(b.table),
+		ConsistentRead:           aws.Bool(true),
+		FilterExpression:         aws.String("begins_with(SK, :task) AND expires_ns <= :now"),
+		ProjectionExpression:     aws.String("PK, SK, #st, expires_ns"),
+		ExpressionAttributeNames: map[string]string{"#st": ddbStatus},
 		ExpressionAttributeValues: map[string]types.AttributeValue{
 			":task": ddbS(ddbTaskPfx),
 			":now":  b.nowNS(),
@@ -1186,17 +1277,24 @@ func (b *dynamoBackend) DeleteExpired(ctx context.Context) (int, error) {
 	return n, nil
 }
 
-// deleteExpiredItem deletes one item if it is still expired. In
-// NoTransactions mode it also uncounts it: there every item present is
-// counted exactly once. With transactions an expired item may or may not
-// be counted (a repair drops it), so the counters are left for the next
-// repair.
-func (b *dynamoBackend) deleteExpiredItem(ctx context.Context, key map[string]types.AttributeValue) (bool, error) {
+// deleteExpiredItem deletes one item if it is still expired, and
+// uncounts it from its status counter while that is read (its bucket has
+// not passed): then one transaction, else one DeleteItem. In
+// NoTransactions mode it also uncounts it from its owner's counters:
+// there every item present is counted exactly once. With transactions an
+// expired item may or may not be counted there (a repair drops it), so
+// those are left for the next repair.
+func (b *dynamoBackend) deleteExpiredItem(ctx context.Context, item map[string]types.AttributeValue) (bool, error) {
+	key := map[string]types.AttributeValue{ddbPK: item[ddbPK], ddbSK: item[ddbSK]}
+	now := b.now()
+	if st := stateOf(item); !b.opts.NoTransactions && st.status != "" && !bucketPassed(st.expNS, now) {
+		return b.deleteExpiredCounted(ctx, key, st, now)
+	}
 	in := &dynamodb.DeleteItemInput{
 		TableName:                 aws.String(b.table),
-		Key:                       map[string]types.AttributeValue{ddbPK: key[ddbPK], ddbSK: key[ddbSK]},
+		Key:                       key,
 		ConditionExpression:       aws.String("expires_ns <= :now"),
-		ExpressionAttributeValues: map[string]types.AttributeValue{":now": b.nowNS()},
+		ExpressionAttributeValues: map[string]types.AttributeValue{":now": ddbN(now.UnixNano())},
 	}
 	if b.opts.NoTransactions {
 		in.ReturnValues = types.ReturnValueAllOld // to uncount what it held
@@ -1213,8 +1311,45 @@ func (b *dynamoBackend) deleteExpiredItem(ctx context.Context, key map[string]ty
 		if err := b.addCounts(ctx, key[ddbPK], -1, -oneIf(itemActive(out.Attributes))); err != nil {
 			return true, err
 		}
+		if st := stateOf(out.Attributes); !bucketPassed(st.expNS, now) {
+			return true, b.addStatusCounts(ctx, uncountState(b.table, st))
+		}
 	}
 	return true, nil
+}
+
+// deleteExpiredCounted deletes the expired item at key, if it is still
+// expired at now and in state st, and uncounts it from its status
+// counter in the same transaction.
+func (b *dynamoBackend) deleteExpiredCounted(ctx context.Context, key map[string]types.AttributeValue, st itemState, now time.Time) (bool, error) {
+	for attempt := 0; ; attempt++ {
+		_, err := b.client.TransactWriteItems(ctx, &dynamodb.TransactWriteItemsInput{TransactItems: []types.TransactWriteItem{
+			{Delete: &types.Delete{
+				TableName:                 aws.String(b.table),
+				Key:                       key,
+				ConditionExpression:       aws.String("expires_ns <= :now AND #st = :st"),
+				ExpressionAttributeNames:  map[string]string{"#st": ddbStatus},
+				ExpressionAttributeValues: map[string]types.AttributeValue{":now": ddbN(now.UnixNano()), ":st": ddbS(string(st.status))},
+			}},
+			{Update: uncountState(b.table, st)},
+		}})
+		if err == nil {
+			return true, nil
+		}
+		codes, _, ok := cancelReasons(err)
+		switch {
+		case !ok:
+			return false, ddbErr(ctx, "delete expired", err)
+		case codes[0] == ddbCondFailed:
+			return false, nil // gone (TTL, another sweep), or replaced by a live one
+		case hasConflict(codes):
+			if err := ddbBackoff(ctx, attempt); err != nil {
+				return false, err
+			}
+		default:
+			return false, ddbErr(ctx, "delete expired", err)
+		}
+	}
 }
 
 // Heartbeat is one UpdateItem: ADD beat 1 on the runner's item, which the
@@ -1476,9 +1611,11 @@ func (b *dynamoBackend) createNoTx(ctx context.Context, rec taskstore.Record, li
 		return ddbErr(ctx, "create", err)
 	case len(out.Attributes) > 0:
 		// Replaced an expired item, which held a reservation of its own.
-		return b.addCounts(ctx, ownerPK(rec.Owner), -1, -oneIf(itemActive(out.Attributes)))
+		if err := b.addCounts(ctx, ownerPK(rec.Owner), -1, -oneIf(itemActive(out.Attributes))); err != nil {
+			return err
+		}
 	}
-	return nil
+	return b.addStatusCounts(ctx, countRecord(b.table, rec, 1))
 }
 
 func (b *dynamoBackend) deleteNoTx(ctx context.Context, owner, id string) (bool, error) {
@@ -1496,5 +1633,8 @@ func (b *dynamoBackend) deleteNoTx(ctx context.Context, owner, id string) (bool,
 	if err != nil {
 		return false, ddbErr(ctx, "delete", err)
 	}
-	return true, b.addCounts(ctx, ownerPK(owner), -1, -oneIf(itemActive(out.Attributes)))
+	if err := b.addCounts(ctx, ownerPK(owner), -1, -oneIf(itemActive(out.Attributes))); err != nil {
+		return true, err
+	}
+	return true, b.addStatusCounts(ctx, uncountState(b.table, stateOf(out.Attributes)))
 }

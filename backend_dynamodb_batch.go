@@ -74,10 +74,10 @@ const (
 )
 
 // batchUpdate is one update of a batch on its way: its index in the batch
-// and the stored active flag it assumes (see Update).
+// and the stored state it assumes (see Update).
 type batchUpdate struct {
 	i       int
-	was     bool
+	was     itemState
 	guesses int
 }
 
@@ -163,7 +163,7 @@ func (b *dynamoBackend) updateWave(ctx context.Context, updates []taskstore.Upda
 			out[i].Err = err
 			continue
 		}
-		pending = append(pending, batchUpdate{i: i, was: true})
+		pending = append(pending, batchUpdate{i: i, was: guessState(updates[i].Record)})
 	}
 	for len(pending) > 0 && ctx.Err() == nil {
 		// Owner by owner, so that an owner's counter is updated once per
@@ -192,25 +192,36 @@ func (b *dynamoBackend) updateWave(ctx context.Context, updates []taskstore.Upda
 }
 
 // txChunks cuts pending (sorted by owner) into transactions of at most
-// ddbTxMaxActions actions (the updates, and one counter update per owner
-// whose active count they change) and ddbTxMaxBytes. A transaction that
-// fills up in the middle of an owner's updates that move its counter ends
-// before that owner instead, unless the owner began it: the transactions
-// of a batch run in parallel, and two writing one counter would conflict.
+// ddbTxMaxActions actions (the updates, one counter update per owner
+// whose active count they change, and one per status counter bucket they
+// move) and ddbTxMaxBytes. A transaction that fills up in the middle of an
+// owner's updates that move its counter ends before that owner instead,
+// unless the owner began it: the transactions of a batch run in parallel,
+// and two writing one counter would conflict. (Status counters need no
+// such care: each transaction picks its shards at random.)
 func txChunks(updates []taskstore.Update, pending []batchUpdate) [][]batchUpdate {
 	var chunks [][]batchUpdate
 	var start, run, actions, size int // run: where the current owner's updates begin
 	counted := map[string]bool{}
-	cost := func(u batchUpdate) (actions, bytes int, moves bool) {
+	buckets := map[string]bool{}
+	cost := func(u batchUpdate) (actions, bytes int, moves bool, bucket string) {
 		rec := updates[u.i].Record
-		moves = rec.Active != u.was
-		return 1 + oneIf(moves && !counted[rec.Owner]), len(rec.Data) + ddbTxItemBytes, moves
+		moves = rec.Active != u.was.active
+		a := 1 + oneIf(moves && !counted[rec.Owner])
+		if rec.Status != u.was.status {
+			bucket, _ = countBucket(u.was.expNS)
+			a += oneIf(!buckets[bucket])
+		}
+		return a, len(rec.Data) + ddbTxItemBytes, moves, bucket
 	}
 	add := func(u batchUpdate) {
-		a, n, moves := cost(u)
+		a, n, moves, bucket := cost(u)
 		actions, size = actions+a, size+n
 		if moves {
 			counted[updates[u.i].Record.Owner] = true
+		}
+		if bucket != "" {
+			buckets[bucket] = true
 		}
 	}
 	for j, u := range pending {
@@ -218,7 +229,7 @@ func txChunks(updates []taskstore.Update, pending []batchUpdate) [][]batchUpdate
 		if j > 0 && owner != updates[pending[j-1].i].Record.Owner {
 			run = j
 		}
-		if a, n, _ := cost(u); j > start && (actions+a > ddbTxMaxActions || size+n > ddbTxMaxBytes) {
+		if a, n, _, _ := cost(u); j > start && (actions+a > ddbTxMaxActions || size+n > ddbTxMaxBytes) {
 			cut := j
 			if run > start && counted[owner] {
 				cut = run
@@ -226,6 +237,7 @@ func txChunks(updates []taskstore.Update, pending []batchUpdate) [][]batchUpdate
 			chunks = append(chunks, pending[start:cut])
 			start, actions, size = cut, 0, 0
 			clear(counted)
+			clear(buckets)
 			for _, v := range pending[cut:j] {
 				add(v)
 			}
@@ -250,7 +262,7 @@ func (b *dynamoBackend) updateChunk(ctx context.Context, updates []taskstore.Upd
 			u := chunk[0]
 			rec, expected := updates[u.i].Record, updates[u.i].Expected
 			v, stored, err := b.update(ctx, rec, expected, u.was)
-			if errors.Is(err, errActiveGuess) {
+			if errors.Is(err, errStateGuess) {
 				u.was = stored
 				return append(again, u)
 			}
@@ -261,19 +273,36 @@ func (b *dynamoBackend) updateChunk(ctx context.Context, updates []taskstore.Upd
 		items := make([]types.TransactWriteItem, 0, len(chunk)+1)
 		var owners []string
 		deltas := map[string]int{}
+		var buckets []int64 // expiries, one per bucket, in order of appearance
+		moves := map[string]statusDelta{}
 		for _, u := range chunk {
 			rec, expected := updates[u.i].Record, updates[u.i].Expected
 			items = append(items, types.TransactWriteItem{Update: updateAction(b.table, rec, expected, u.was, now)})
-			if d := oneIf(rec.Active) - oneIf(u.was); d != 0 {
+			if d := oneIf(rec.Active) - oneIf(u.was.active); d != 0 {
 				if _, ok := deltas[rec.Owner]; !ok {
 					owners = append(owners, rec.Owner)
 				}
 				deltas[rec.Owner] += d
 			}
+			if rec.Status != u.was.status {
+				sk, _ := countBucket(u.was.expNS)
+				if moves[sk] == nil {
+					moves[sk] = statusDelta{}
+					buckets = append(buckets, u.was.expNS)
+				}
+				moves[sk].add(u.was.status, -1)
+				moves[sk].add(rec.Status, 1)
+			}
 		}
 		for _, o := range owners {
 			if deltas[o] != 0 {
 				items = append(items, types.TransactWriteItem{Update: countDelta(b.table, ownerPK(o), 0, deltas[o])})
+			}
+		}
+		for _, exp := range buckets {
+			sk, _ := countBucket(exp)
+			if u := countStatus(b.table, exp, moves[sk]); u != nil {
+				items = append(items, types.TransactWriteItem{Update: u})
 			}
 		}
 		_, err := b.client.TransactWriteItems(ctx, &dynamodb.TransactWriteItemsInput{TransactItems: items})
@@ -310,7 +339,7 @@ func (b *dynamoBackend) updateChunk(ctx context.Context, updates []taskstore.Upd
 				continue
 			}
 			stored, err := b.judgeFailed(ctx, items[j].Update.Key, r.Item, now, updates[u.i].Expected, u.was)
-			if errors.Is(err, errActiveGuess) {
+			if errors.Is(err, errStateGuess) {
 				u.was = stored
 				again = append(again, u)
 			} else {

@@ -253,7 +253,7 @@ func TestDynamoDBTxChunks(t *testing.T) {
 		for i := range n {
 			r := taskstore.Record{Owner: fmt.Sprintf("o%04d", i/perOwner), TaskID: fmt.Sprint(i), Data: make([]byte, size), Active: !ends}
 			updates = append(updates, taskstore.Update{Record: r, Expected: 1})
-			pending = append(pending, batchUpdate{i: i, was: true})
+			pending = append(pending, batchUpdate{i: i, was: itemState{active: true}})
 		}
 		return updates, pending
 	}

@@ -334,14 +334,12 @@ func TestDynamoDBOpenURL(t *testing.T) {
 	}
 }
 
-// TestDynamoDBLocalAddsRunnerIndex: CreateDynamoDBTable on a table of the
-// previous schema (no runner-index) adds the index, and RunnerTasks then
-// finds what is written. (dynalite's UpdateTable cannot add an index.)
-func TestDynamoDBLocalAddsRunnerIndex(t *testing.T) {
-	t.Parallel()
-	s := server(t, envDynamoDB)
+// oldTable creates a table of an earlier release on s, with the indexes
+// given, and deletes it when t ends.
+func oldTable(t *testing.T, s *ddbServer, indexes ...types.GlobalSecondaryIndex) string {
+	t.Helper()
 	table := randomTable("mcptasks_old_")
-	_, err := s.client.CreateTable(t.Context(), &dynamodb.CreateTableInput{
+	in := &dynamodb.CreateTableInput{
 		TableName:   aws.String(table),
 		BillingMode: types.BillingModePayPerRequest,
 		AttributeDefinitions: []types.AttributeDefinition{
@@ -352,21 +350,55 @@ func TestDynamoDBLocalAddsRunnerIndex(t *testing.T) {
 			{AttributeName: aws.String("PK"), KeyType: types.KeyTypeHash},
 			{AttributeName: aws.String("SK"), KeyType: types.KeyTypeRange},
 		},
-	})
-	if err != nil {
+	}
+	for _, g := range indexes {
+		in.GlobalSecondaryIndexes = append(in.GlobalSecondaryIndexes, g)
+		for _, k := range g.KeySchema {
+			if n := aws.ToString(k.AttributeName); n != "PK" && n != "SK" {
+				in.AttributeDefinitions = append(in.AttributeDefinitions,
+					types.AttributeDefinition{AttributeName: k.AttributeName, AttributeType: types.ScalarAttributeTypeS})
+			}
+		}
+	}
+	if _, err := s.client.CreateTable(t.Context(), in); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
 		s.client.DeleteTable(context.Background(), &dynamodb.DeleteTableInput{TableName: aws.String(table)})
 	})
+	return table
+}
+
+// activeIndexes returns the sorted names of table's active indexes.
+func activeIndexes(t *testing.T, s *ddbServer, table string) []string {
+	t.Helper()
+	d, err := s.client.DescribeTable(t.Context(), &dynamodb.DescribeTableInput{TableName: aws.String(table)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var active []string
+	for _, g := range d.Table.GlobalSecondaryIndexes {
+		if g.IndexStatus == types.IndexStatusActive {
+			active = append(active, aws.ToString(g.IndexName))
+		}
+	}
+	slices.Sort(active)
+	return active
+}
+
+// TestDynamoDBLocalAddsIndexes: CreateDynamoDBTable on a table of the
+// oldest schema (no index) adds both indexes, one at a time, and
+// RunnerTasks then finds what is written. (dynalite's UpdateTable cannot
+// add an index.)
+func TestDynamoDBLocalAddsIndexes(t *testing.T) {
+	t.Parallel()
+	s := server(t, envDynamoDB)
+	table := oldTable(t, s)
 	if err := CreateDynamoDBTable(t.Context(), s.client, table); err != nil {
 		t.Fatalf("upgrading the table: %v", err)
 	}
-	d, err := s.client.DescribeTable(t.Context(), &dynamodb.DescribeTableInput{TableName: aws.String(table)})
-	if err != nil || len(d.Table.GlobalSecondaryIndexes) != 1 ||
-		aws.ToString(d.Table.GlobalSecondaryIndexes[0].IndexName) != DynamoDBRunnerIndex ||
-		d.Table.GlobalSecondaryIndexes[0].IndexStatus != types.IndexStatusActive {
-		t.Fatalf("indexes after the upgrade: %+v, %v", d.Table.GlobalSecondaryIndexes, err)
+	if got := activeIndexes(t, s, table); !slices.Equal(got, []string{DynamoDBRunnerIndex, DynamoDBStatusIndex}) {
+		t.Fatalf("active indexes after the upgrade: %v", got)
 	}
 	b := NewDynamoDBBackend(s.client, table, DynamoDBOptions{})
 	r := testRecord("alice")
@@ -914,14 +946,20 @@ func countingClient(endpoint string) (*dynamodb.Client, func() string) {
 	take := func() string {
 		mu.Lock()
 		defer mu.Unlock()
-		var parts []string
-		for _, op := range slices.Sorted(maps.Keys(counts)) {
-			parts = append(parts, fmt.Sprintf("%s×%d", op, counts[op]))
-		}
-		clear(counts)
-		return strings.Join(parts, " ")
+		return takeCounts(counts)
 	}
 	return client, take
+}
+
+// takeCounts formats counts by operation, "TransactWriteItems×1
+// UpdateItem×2", and clears them.
+func takeCounts(counts map[string]int) string {
+	var parts []string
+	for _, op := range slices.Sorted(maps.Keys(counts)) {
+		parts = append(parts, fmt.Sprintf("%s×%d", op, counts[op]))
+	}
+	clear(counts)
+	return strings.Join(parts, " ")
 }
 
 // refusal names the bound a refused create hit, also when the counts read

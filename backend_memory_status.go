@@ -170,7 +170,7 @@ func (m *memoryBackend) ListByStatus(ctx context.Context, status taskstore.Statu
 		return nil, false, nil
 	}
 	now := time.Now()
-	out := make([]taskstore.Record, 0, min(int64(limit), t.n))
+	var out []taskstore.Record
 	more := false
 	t.after(after, func(r *memRecord) bool {
 		if len(out) == limit {

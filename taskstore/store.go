@@ -599,11 +599,10 @@ func (s *Store) Cancel(ctx context.Context, owner, taskID string) (*TaskRecord, 
 
 const cancelledMessage = "The task was cancelled by request."
 
-// Page is one page of List, or of Runtime.ListAllOwners.
+// Page is one page of List.
 type Page struct {
 	Tasks []*TaskRecord
-	// NextCursor is "" on the last page. A page of ListAllOwners may be
-	// short, even empty, and still have a NextCursor.
+	// NextCursor is "" on the last page.
 	NextCursor string
 }
 

@@ -13,7 +13,7 @@ import (
 func init() {
 	register(command{
 		Name:    "dynamodb",
-		Summary: "dynamodb create-table URL: create the task table (on-demand) with its runner index, and enable its TTL",
+		Summary: "dynamodb create-table URL: create or upgrade the task table (on-demand) with its runner and status indexes, and enable its TTL",
 		Run:     dynamodbMain,
 	})
 }
@@ -21,9 +21,11 @@ func init() {
 const dynamodbUsage = `usage: mcptasks dynamodb create-table dynamodb://TABLE[?region=…&endpoint=…]
 
 Creates TABLE with the schema of docs/dynamodb.md (PAY_PER_REQUEST, global secondary
-index runner-index) if it does not exist, adds runner-index to a table made by an older
-version, and enables DynamoDB's TTL on expires_at. Safe to run twice. Credentials come
-from the standard AWS chain. Needs a binary built with -tags dynamodb.`
+indexes runner-index and status-index) if it does not exist, and enables DynamoDB's TTL
+on expires_at. On a table made by an older version it adds the indexes it lacks
+(UpdateTable, one at a time) and waits until DynamoDB has backfilled them, which on a
+large table takes minutes; the service may keep running meanwhile. Safe to run twice.
+Credentials come from the standard AWS chain. Needs a binary built with -tags dynamodb.`
 
 func dynamodbMain(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if slices.Contains(args, "-h") || slices.Contains(args, "--help") { // also after create-table
@@ -47,6 +49,7 @@ func dynamodbMain(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	if err := b.Close(); err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "table %s is ready, with index runner-index and TTL on expires_at\n", u.Host)
+	fmt.Fprintf(stdout, "table %s is ready, with indexes %s and %s and TTL on expires_at\n", u.Host,
+		mcptasks.DynamoDBRunnerIndex, mcptasks.DynamoDBStatusIndex)
 	return nil
 }
