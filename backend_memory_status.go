@@ -170,7 +170,7 @@ func (m *memoryBackend) ListByStatus(ctx context.Context, status taskstore.Statu
 		return nil, false, nil
 	}
 	now := time.Now()
-	var out []taskstore.Record
+	out := make([]taskstore.Record, 0, min(int64(limit), t.n))
 	more := false
 	t.after(after, func(r *memRecord) bool {
 		if len(out) == limit {

@@ -40,6 +40,10 @@ const (
 	// pgSweepBatchesPerTick bounds one run of the background sweeper; the
 	// next tick continues.
 	pgSweepBatchesPerTick = 100
+	// pgCountShards is how many rows of the counts table each status has:
+	// a write adds to the row of its connection's shard, so that
+	// concurrent writers rarely wait on one another's row lock.
+	pgCountShards = 16
 	// pgMaxRecord is the largest bytea value PostgreSQL stores (1 GiB - 1).
 	// It is a guard, not an advertised limit (see MaxRecordSize).
 	pgMaxRecord = 1<<30 - 1
@@ -59,7 +63,8 @@ const (
 //	host            host or Unix socket directory, when the URL has no host
 //	pool_max_conns  connections in the pool (default: pgx's, the greater of 4 and the CPUs)
 //	pool_min_conns  connections kept open (default 0)
-//	connect_timeout seconds, as libpq (default 5); also bounds Open
+//	connect_timeout seconds, as libpq (default 5); also bounds Open (but
+//	                not the DDL of create_table, which can migrate a table)
 //	schema          schema of the table (default "public")
 //	table           table name (default "mcptasks_tasks")
 //	create_table    create the table and index when missing (default false)
@@ -205,7 +210,7 @@ func openPostgres(ctx context.Context, u *url.URL) (taskstore.Backend, error) {
 		}
 		return nil, fmt.Errorf("%w: cannot connect to PostgreSQL at %s as user %q: %s", taskstore.ErrBackend, net.JoinHostPort(host, strconv.Itoa(port)), user, redact(err))
 	}
-	b, err := newPostgresBackend(octx, pool, opts, true)
+	b, err := newPostgresBackend(ctx, pool, opts, true, time.Duration(connectTimeout)*time.Second)
 	if err != nil {
 		pool.Close()
 		return nil, err
@@ -223,10 +228,13 @@ func NewPostgresBackend(ctx context.Context, pool *pgxpool.Pool, opts PostgresOp
 	if err := opts.check(); err != nil {
 		return nil, err
 	}
-	return newPostgresBackend(ctx, pool, opts, false)
+	return newPostgresBackend(ctx, pool, opts, false, 0)
 }
 
-func newPostgresBackend(ctx context.Context, pool *pgxpool.Pool, opts PostgresOptions, ownsPool bool) (*postgresBackend, error) {
+// newPostgresBackend runs the DDL when asked (within ctx alone: migrating
+// a large table takes as long as it takes), then checks the schema within
+// checkTimeout (0: ctx alone).
+func newPostgresBackend(ctx context.Context, pool *pgxpool.Pool, opts PostgresOptions, ownsPool bool, checkTimeout time.Duration) (*postgresBackend, error) {
 	b := &postgresBackend{pool: pool, ownsPool: ownsPool, schema: opts.Schema, table: opts.Table}
 	b.sql = pgStatements(b.qualified())
 	b.channel = pgChannel(b.qualified())
@@ -235,7 +243,13 @@ func newPostgresBackend(ctx context.Context, pool *pgxpool.Pool, opts PostgresOp
 			return nil, err
 		}
 	}
-	if err := b.checkSchema(ctx); err != nil {
+	cctx := ctx
+	if checkTimeout > 0 {
+		var cancel context.CancelFunc
+		cctx, cancel = context.WithTimeout(ctx, checkTimeout)
+		defer cancel()
+	}
+	if err := b.checkSchema(cctx); err != nil {
 		return nil, err
 	}
 	sweep := opts.Sweep
@@ -260,11 +274,16 @@ func newPostgresBackend(ctx context.Context, pool *pgxpool.Pool, opts PostgresOp
 //	version bigint               1 on create, +1 per update
 //	expires_at timestamptz       NULL: never; ms precision (rounded up)
 //	data bytea                   the record, byte for byte
+//	active boolean, runner bytea the quota's flag and the lease's runner
+//	status text                  the task's status (NULL: not known)
 //
 // plus a partial index on expires_at for the sweeper. The primary key
 // serves get, update, delete and a list page (an index range scan in
 // descending key order, stopped by LIMIT); it includes expires_at, so the
-// quota count is an index-only scan.
+// quota count is an index-only scan. An index on (status, task_id, owner)
+// serves ListByStatus the same way, and the table _counts holds the
+// number of rows of each status, in a few rows per status (shards), which
+// every statement that changes a row's status changes too.
 //
 // Consistency: every method is one statement (Create with a quota: two in
 // one pipeline, an implicit transaction), so one round trip, atomic, at
@@ -297,6 +316,7 @@ var (
 	_ taskstore.BatchGetter  = (*postgresBackend)(nil)
 	_ taskstore.BatchUpdater = (*postgresBackend)(nil)
 	_ taskstore.Notifier     = (*postgresBackend)(nil)
+	_ taskstore.StatusIndex  = (*postgresBackend)(nil)
 )
 
 func (b *postgresBackend) qualified() string { return b.schema + "." + b.table }
@@ -358,19 +378,44 @@ func pgLockKey(table, owner string) int64 {
 type pgSQL struct {
 	create, get, update, updateMany, del, list, listFirst, sweep string
 	heartbeat, runners, removeRunner, runnerTasks, getMany       string
+	byStatus, byStatusFirst, countStatus                         string
 }
 
 // pgLive is the condition of a live row.
 const pgLive = `(expires_at IS NULL OR expires_at > statement_timestamp())`
 
+// pgColumns are the columns of a whole row, as queryRecords scans them.
+const pgColumns = `owner, task_id, version, expires_at, data, active, runner, coalesce(status, '')`
+
+// pgCounted is the CTE cnt: it adds to the counts table the deltas that
+// the query deltas returns (rows of status, +1 or -1), in the row of this
+// connection's shard, so that concurrent writers on other connections do
+// not wait for each other's row lock. A status whose deltas sum to 0 (an
+// update that keeps the status) writes nothing; the rows are locked in
+// status order, so statements changing several never deadlock. A NULL
+// status is not counted.
+func pgCounted(t, deltas string) string {
+	return `cnt AS (
+	INSERT INTO ` + t + `_counts AS c (status, shard, n)
+	SELECT s, pg_backend_pid() % ` + strconv.Itoa(pgCountShards) + `, sum(d) FROM (` + deltas + `) AS x(s, d)
+	WHERE s IS NOT NULL GROUP BY s HAVING sum(d) <> 0 ORDER BY s
+	ON CONFLICT (status, shard) DO UPDATE SET n = c.n + EXCLUDED.n
+)`
+}
+
 func pgStatements(t string) pgSQL {
 	return pgSQL{
 		// $1 owner, $2 id, $3 expires_at, $4 data, $5 stored bound (0:
-		// none), $6 active quota (0: none), $7 active, $8 runner.
-		// Returns (inserted, a live row exists at the key, live rows of
-		// the owner up to the bound, live active rows up to the quota).
-		// An expired row at the key is
-		// replaced; a live one is never touched. The count's ORDER BY
+		// none), $6 active quota (0: none), $7 active, $8 runner, $9
+		// channel, $10 payload, $11 status. Returns (inserted, a live row
+		// exists at the key, live rows of the owner up to the bound, live
+		// active rows up to the quota). An expired row at the key is
+		// replaced; a live one is never touched. old locks the expired
+		// row before the insert (the insert's condition reads it, so it
+		// runs first): its status is then the one replaced, which leaves
+		// the counts. Only that row is replaced: a row another create
+		// inserted after old looked (even one that has expired since) is
+		// that create's, and this one fails. The count's ORDER BY
 		// holds the planner to the primary key (an index-only scan that
 		// stops at the quota): without it, for an owner of half the
 		// table, it picks a sequential scan that hopes to meet quota rows
@@ -381,34 +426,40 @@ func pgStatements(t string) pgSQL {
 	SELECT count(*) AS n FROM (SELECT 1 FROM ` + t + ` WHERE owner = $1 AND ` + pgLive + ` ORDER BY task_id LIMIT $5) c
 ), act AS (
 	SELECT count(*) AS n FROM (SELECT 1 FROM ` + t + ` WHERE owner = $1 AND active AND ` + pgLive + ` ORDER BY task_id LIMIT $6) c
+), old AS MATERIALIZED (
+	SELECT status FROM ` + t + ` WHERE owner = $1 AND task_id = $2 AND expires_at <= statement_timestamp() FOR UPDATE
 ), ins AS (
-	INSERT INTO ` + t + ` AS r (owner, task_id, version, expires_at, data, active, runner)
-	SELECT $1, $2, 1, $3, $4, $7, $8 WHERE NOT EXISTS (SELECT 1 FROM cur)
+	INSERT INTO ` + t + ` AS r (owner, task_id, version, expires_at, data, active, runner, status)
+	SELECT $1, $2, 1, $3, $4, $7, $8, $11 WHERE (SELECT count(*) FROM old) >= 0 AND NOT EXISTS (SELECT 1 FROM cur)
 		AND ($5 = 0 OR (SELECT n FROM live) < $5) AND (NOT $7 OR $6 = 0 OR (SELECT n FROM act) < $6)
 	ON CONFLICT (owner, task_id) DO UPDATE SET version = 1, expires_at = EXCLUDED.expires_at, data = EXCLUDED.data,
-		active = EXCLUDED.active, runner = EXCLUDED.runner
-		WHERE r.expires_at <= statement_timestamp()
+		active = EXCLUDED.active, runner = EXCLUDED.runner, status = EXCLUDED.status
+		WHERE r.expires_at <= statement_timestamp() AND EXISTS (SELECT 1 FROM old)
 	RETURNING 1
-), n AS (SELECT pg_notify($9, $10) FROM ins)
+), n AS (SELECT pg_notify($9, $10) FROM ins), ` + pgCounted(t, `SELECT status, -1 FROM old WHERE EXISTS (SELECT 1 FROM ins)
+	UNION ALL SELECT $11::text, 1 FROM ins`) + `
 SELECT (SELECT count(*) FROM ins), EXISTS (SELECT 1 FROM cur), (SELECT n FROM live), (SELECT n FROM act), (SELECT count(*) FROM n)`,
 
-		get: `SELECT version, expires_at, data, active, runner FROM ` + t + ` WHERE owner = $1 AND task_id = $2 AND ` + pgLive,
+		get: `SELECT version, expires_at, data, active, runner, coalesce(status, '') FROM ` + t + ` WHERE owner = $1 AND task_id = $2 AND ` + pgLive,
 
-		// $1 owner, $2 id, $3 expected, $4 data, $5 active, $6 runner.
-		// Returns (new version or NULL, version in the statement's
-		// snapshot or NULL).
+		// $1 owner, $2 id, $3 expected, $4 data, $5 active, $6 runner,
+		// $7 channel, $8 payload, $9 status. Returns (new version or
+		// NULL, version in the statement's snapshot or NULL). When u
+		// updated the row, it was at the expected version both in the
+		// snapshot and when locked (a write in between would have
+		// changed the version), so cur's status is the one it replaced.
 		update: `WITH cur AS (
-	SELECT version FROM ` + t + ` WHERE owner = $1 AND task_id = $2 AND ` + pgLive + `
+	SELECT version, status FROM ` + t + ` WHERE owner = $1 AND task_id = $2 AND ` + pgLive + `
 ), u AS (
-	UPDATE ` + t + ` SET version = version + 1, data = $4, active = $5, runner = $6
+	UPDATE ` + t + ` SET version = version + 1, data = $4, active = $5, runner = $6, status = $9
 	WHERE owner = $1 AND task_id = $2 AND version = $3 AND ` + pgLive + `
 	RETURNING version
-), n AS (SELECT pg_notify($7, $8) FROM u)
+), n AS (SELECT pg_notify($7, $8) FROM u), ` + pgCounted(t, `SELECT cur.status, -1 FROM cur, u UNION ALL SELECT $9::text, 1 FROM u`) + `
 SELECT (SELECT version FROM u), (SELECT version FROM cur), (SELECT count(*) FROM n)`,
 
 		// Update for many keys: $1 owners, $2 ids, $3 expected
-		// versions, $4 data, $5 active, $6 runners, $7 payloads (arrays
-		// of one length, no key twice), $8 channel. Returns per key its
+		// versions, $4 data, $5 active, $6 runners, $7 payloads, $9
+		// statuses (arrays of one length, no key twice), $8 channel. Returns per key its
 		// 1-based position, the new version or NULL, the version of the
 		// live row or NULL: what update returns, so that each key's
 		// answer is decided as Update decides it. cur locks the live rows
@@ -416,37 +467,42 @@ SELECT (SELECT version FROM u), (SELECT version FROM cur), (SELECT count(*) FROM
 		// keys in different orders (replicas taking over the same dead
 		// one) would otherwise deadlock. Having waited for a lock, it
 		// sees the row as the writer left it (READ COMMITTED's recheck),
-		// so a conflict is told from a delete without a second look.
+		// so a conflict is told from a delete without a second look, and
+		// the status it locked is the one the update replaces.
 		updateMany: `WITH b AS (
-	SELECT * FROM unnest($1::bytea[], $2::bytea[], $3::bigint[], $4::bytea[], $5::boolean[], $6::bytea[], $7::text[])
-		WITH ORDINALITY AS b(owner, task_id, expected, data, active, runner, payload, i)
+	SELECT * FROM unnest($1::bytea[], $2::bytea[], $3::bigint[], $4::bytea[], $5::boolean[], $6::bytea[], $7::text[], $9::text[])
+		WITH ORDINALITY AS b(owner, task_id, expected, data, active, runner, payload, status, i)
 ), cur AS MATERIALIZED (
-	SELECT b.i, r.version FROM b JOIN ` + t + ` AS r ON r.owner = b.owner AND r.task_id = b.task_id
+	SELECT b.i, r.version, r.status FROM b JOIN ` + t + ` AS r ON r.owner = b.owner AND r.task_id = b.task_id
 	WHERE ` + pgLive + ` ORDER BY r.owner, r.task_id FOR UPDATE OF r
 ), u AS (
-	UPDATE ` + t + ` AS r SET version = r.version + 1, data = b.data, active = b.active, runner = b.runner
+	UPDATE ` + t + ` AS r SET version = r.version + 1, data = b.data, active = b.active, runner = b.runner, status = b.status
 	FROM cur JOIN b ON b.i = cur.i
 	WHERE r.owner = b.owner AND r.task_id = b.task_id AND cur.version = b.expected AND r.version = b.expected AND ` + pgLive + `
-	RETURNING b.i, r.version, b.payload
-), n AS (SELECT pg_notify($8, payload) FROM u)
+	RETURNING b.i, r.version, b.payload, b.status
+), n AS (SELECT pg_notify($8, payload) FROM u), ` + pgCounted(t, `SELECT cur.status, -1 FROM u JOIN cur ON cur.i = u.i UNION ALL SELECT status, 1 FROM u`) + `
 SELECT b.i, u.version, cur.version, (SELECT count(*) FROM n) FROM b LEFT JOIN u ON u.i = b.i LEFT JOIN cur ON cur.i = b.i`,
 
 		del: `WITH d AS (
-	DELETE FROM ` + t + ` WHERE owner = $1 AND task_id = $2 RETURNING ` + pgLive + ` AS live
-), n AS (SELECT pg_notify($3, $4) FROM d)
+	DELETE FROM ` + t + ` WHERE owner = $1 AND task_id = $2 RETURNING ` + pgLive + ` AS live, status
+), n AS (SELECT pg_notify($3, $4) FROM d), ` + pgCounted(t, `SELECT status, -1 FROM d`) + `
 SELECT (SELECT live FROM d), (SELECT count(*) FROM n)`,
 
-		listFirst: `SELECT task_id, version, expires_at, data, active, runner FROM ` + t + `
+		listFirst: `SELECT task_id, version, expires_at, data, active, runner, coalesce(status, '') FROM ` + t + `
 WHERE owner = $1 AND ` + pgLive + ` ORDER BY task_id DESC LIMIT $2`,
-		list: `SELECT task_id, version, expires_at, data, active, runner FROM ` + t + `
+		list: `SELECT task_id, version, expires_at, data, active, runner, coalesce(status, '') FROM ` + t + `
 WHERE owner = $1 AND task_id < $3 AND ` + pgLive + ` ORDER BY task_id DESC LIMIT $2`,
 
 		// SKIP LOCKED: replicas sweeping at once take disjoint rows, and a
 		// row a writer holds is left for the next round.
-		sweep: `DELETE FROM ` + t + ` WHERE (owner, task_id) IN (
-	SELECT owner, task_id FROM ` + t + ` WHERE expires_at <= statement_timestamp()
-	ORDER BY expires_at LIMIT ` + strconv.Itoa(pgSweepBatch) + ` FOR UPDATE SKIP LOCKED
-)`,
+		// Returns the rows deleted; their statuses leave the counts.
+		sweep: `WITH d AS (
+	DELETE FROM ` + t + ` WHERE (owner, task_id) IN (
+		SELECT owner, task_id FROM ` + t + ` WHERE expires_at <= statement_timestamp()
+		ORDER BY expires_at LIMIT ` + strconv.Itoa(pgSweepBatch) + ` FOR UPDATE SKIP LOCKED
+	) RETURNING status
+), ` + pgCounted(t, `SELECT status, -1 FROM d`) + `
+SELECT count(*) FROM d`,
 
 		heartbeat: `INSERT INTO ` + t + `_runners AS r (runner, beat) VALUES ($1, 1)
 	ON CONFLICT (runner) DO UPDATE SET beat = r.beat + 1`,
@@ -454,10 +510,19 @@ WHERE owner = $1 AND task_id < $3 AND ` + pgLive + ` ORDER BY task_id DESC LIMIT
 		removeRunner: `DELETE FROM ` + t + `_runners WHERE runner = $1`,
 		// The partial runner index: exact, not a hint, since the runner
 		// is a column of the row.
-		runnerTasks: `SELECT owner, task_id, version, expires_at, data, active, runner FROM ` + t + `
+		runnerTasks: `SELECT ` + pgColumns + ` FROM ` + t + `
 WHERE runner = $1 AND ` + pgLive + ` LIMIT $2`,
-		getMany: `SELECT owner, task_id, version, expires_at, data, active, runner FROM ` + t + `
+		getMany: `SELECT ` + pgColumns + ` FROM ` + t + `
 WHERE (owner, task_id) IN (SELECT * FROM unnest($1::bytea[], $2::bytea[])) AND ` + pgLive,
+
+		// The status index, from the start or strictly after ($3 task
+		// id, $4 owner): a range scan in index order stopped by LIMIT.
+		// $1 status, $2 limit.
+		byStatusFirst: `SELECT ` + pgColumns + ` FROM ` + t + `
+WHERE status = $1 AND ` + pgLive + ` ORDER BY task_id, owner LIMIT $2`,
+		byStatus: `SELECT ` + pgColumns + ` FROM ` + t + `
+WHERE status = $1 AND (task_id, owner) > ($3, $4) AND ` + pgLive + ` ORDER BY task_id, owner LIMIT $2`,
+		countStatus: `SELECT status, sum(n)::bigint FROM ` + t + `_counts GROUP BY status HAVING sum(n) > 0`,
 	}
 }
 
@@ -483,6 +548,16 @@ func pgRunner(r string) any {
 	return []byte(r)
 }
 
+// pgStatus is the status column of a record: NULL for none (neither
+// listed nor counted).
+func pgStatus(s taskstore.Status) *string {
+	if s == "" {
+		return nil
+	}
+	str := string(s)
+	return &str
+}
+
 func (b *postgresBackend) Create(ctx context.Context, rec taskstore.Record, lim taskstore.Limits) error {
 	if err := b.begin(ctx); err != nil {
 		return err
@@ -492,7 +567,7 @@ func (b *postgresBackend) Create(ctx context.Context, rec taskstore.Record, lim 
 	}
 	stored, quota := int64(max(lim.MaxStored, 0)), int64(max(lim.MaxActive, 0))
 	args := []any{[]byte(rec.Owner), []byte(rec.TaskID), pgExpiry(rec.ExpiresAt), rec.Data, stored, quota, rec.Active, pgRunner(rec.Runner),
-		b.channel, pgPayload(rec.Owner, rec.TaskID, 1)}
+		b.channel, pgPayload(rec.Owner, rec.TaskID, 1), pgStatus(rec.Status)}
 	var inserted, notified int64
 	var exists bool
 	var live, active int64
@@ -539,7 +614,7 @@ func (b *postgresBackend) Get(ctx context.Context, owner, id string) (taskstore.
 	var version int64
 	var exp *time.Time
 	var runner []byte
-	err := b.pool.QueryRow(ctx, b.sql.get, []byte(owner), []byte(id)).Scan(&version, &exp, &rec.Data, &rec.Active, &runner)
+	err := b.pool.QueryRow(ctx, b.sql.get, []byte(owner), []byte(id)).Scan(&version, &exp, &rec.Data, &rec.Active, &runner, &rec.Status)
 	rec.Runner = string(runner)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return taskstore.Record{}, taskstore.ErrNotFound
@@ -570,7 +645,7 @@ func (b *postgresBackend) Update(ctx context.Context, rec taskstore.Record, expe
 		var updated, cur *int64
 		var notified int64
 		err := b.pool.QueryRow(ctx, b.sql.update, []byte(owner), []byte(id), exp, data, rec.Active, pgRunner(rec.Runner),
-			b.channel, payload).Scan(&updated, &cur, &notified)
+			b.channel, payload, pgStatus(rec.Status)).Scan(&updated, &cur, &notified)
 		if err != nil {
 			return 0, b.fail(ctx, "update", err)
 		}
@@ -648,13 +723,14 @@ func (b *postgresBackend) UpdateMany(ctx context.Context, updates []taskstore.Up
 		exps                       []int64
 		active                     []bool
 		payloads                   []string
+		statuses                   []*string
 		round                      []int
 	)
 	for len(pending) > 0 {
 		// A round: the first pending update of each key, in order,
 		// within the byte bound (at least one).
 		owners, ids, data, runners = owners[:0], ids[:0], data[:0], runners[:0]
-		exps, active, payloads, round = exps[:0], active[:0], payloads[:0], round[:0]
+		exps, active, payloads, statuses, round = exps[:0], active[:0], payloads[:0], statuses[:0], round[:0]
 		seen := make(map[taskstore.Key]bool, len(pending))
 		size := 0
 		for _, i := range pending {
@@ -673,9 +749,10 @@ func (b *postgresBackend) UpdateMany(ctx context.Context, updates []taskstore.Up
 				runner = []byte(r.Runner)
 			}
 			exps, active, runners = append(exps, exp), append(active, r.Active), append(runners, runner)
+			statuses = append(statuses, pgStatus(r.Status))
 			payloads = append(payloads, pgPayload(r.Owner, r.TaskID, uint64(exp)+1)) // sent only for a row at exp
 		}
-		rows, err := b.pool.Query(ctx, b.sql.updateMany, owners, ids, exps, data, active, runners, payloads, b.channel)
+		rows, err := b.pool.Query(ctx, b.sql.updateMany, owners, ids, exps, data, active, runners, payloads, b.channel, statuses)
 		if err != nil {
 			return nil, b.fail(ctx, "update many", err)
 		}
@@ -759,7 +836,7 @@ func (b *postgresBackend) List(ctx context.Context, owner, after string, limit i
 		var version int64
 		var exp *time.Time
 		rec := taskstore.Record{Owner: owner}
-		if err := rows.Scan(&id, &version, &exp, &rec.Data, &rec.Active, &runner); err != nil {
+		if err := rows.Scan(&id, &version, &exp, &rec.Data, &rec.Active, &runner, &rec.Status); err != nil {
 			rows.Close()
 			return nil, false, b.fail(ctx, "list", err)
 		}
@@ -845,6 +922,108 @@ func (b *postgresBackend) GetMany(ctx context.Context, keys []taskstore.Key) ([]
 	return b.queryRecords(ctx, "get many", b.sql.getMany, owners, ids)
 }
 
+// ListByStatus reads the status index: one statement, a range scan of
+// (status, task_id, owner) from after, stopped by LIMIT, so its cost is
+// the page's (and any expired rows not yet swept in its range, which it
+// reads and skips), not the table's. Rows whose status is not known
+// (NULL: written by an earlier release and not yet migrated) are not in
+// any listing.
+func (b *postgresBackend) ListByStatus(ctx context.Context, status taskstore.Status, after taskstore.Key, limit int) ([]taskstore.Record, bool, error) {
+	if err := b.begin(ctx); err != nil {
+		return nil, false, err
+	}
+	if limit < 1 || limit > taskstore.MaxStatusPage {
+		return nil, false, fmt.Errorf("%w: limit %d is not 1 to %d", taskstore.ErrInvalidPageSize, limit, taskstore.MaxStatusPage)
+	}
+	var recs []taskstore.Record
+	var err error
+	if after == (taskstore.Key{}) {
+		recs, err = b.queryRecords(ctx, "list by status", b.sql.byStatusFirst, string(status), int64(limit)+1)
+	} else {
+		recs, err = b.queryRecords(ctx, "list by status", b.sql.byStatus, string(status), int64(limit)+1, []byte(after.TaskID), []byte(after.Owner))
+	}
+	if err != nil {
+		return nil, false, err
+	}
+	if len(recs) > limit {
+		return recs[:limit], true, nil
+	}
+	return recs, false, nil
+}
+
+// CountByStatus sums the counts table: its rows are the statuses times
+// the shards, whatever the number of tasks. Every write changes it in
+// the statement that changes the row, so the counts are exact for the
+// rows the table holds; that includes expired rows not yet deleted (by
+// the sweeper, every sweep interval, or DeleteExpired), which no call
+// returns.
+func (b *postgresBackend) CountByStatus(ctx context.Context) (map[taskstore.Status]int64, error) {
+	if err := b.begin(ctx); err != nil {
+		return nil, err
+	}
+	return b.queryCounts(ctx, b.sql.countStatus)
+}
+
+// queryCounts runs a statement that returns (status, count) rows.
+func (b *postgresBackend) queryCounts(ctx context.Context, sql string) (map[taskstore.Status]int64, error) {
+	rows, err := b.pool.Query(ctx, sql)
+	if err != nil {
+		return nil, b.fail(ctx, "count by status", err)
+	}
+	defer rows.Close()
+	out := map[taskstore.Status]int64{}
+	for rows.Next() {
+		var s taskstore.Status
+		var n int64
+		if err := rows.Scan(&s, &n); err != nil {
+			return nil, b.fail(ctx, "count by status", err)
+		}
+		out[s] = n
+	}
+	if err := rows.Err(); err != nil {
+		return nil, b.fail(ctx, "count by status", err)
+	}
+	return out, nil
+}
+
+// RecountStatus repairs the status column and the counts after writes
+// that did not keep them (replicas of an earlier release writing during
+// a rolling upgrade): it sets each row's status to the one its document
+// holds (where the document tells) and counts the table again, in one
+// transaction that holds off writers (readers go on) while it scans the
+// whole table. It returns how many rows' status it changed. `mcptasks
+// postgres recount URL` runs it.
+func (b *postgresBackend) RecountStatus(ctx context.Context) (int64, error) {
+	if err := b.begin(ctx); err != nil {
+		return 0, err
+	}
+	t := b.qualified()
+	tx, err := b.pool.Begin(ctx)
+	if err != nil {
+		return 0, b.fail(ctx, "recount", err)
+	}
+	defer tx.Rollback(context.WithoutCancel(ctx))
+	if _, err := tx.Exec(ctx, `LOCK TABLE `+t+`, `+t+`_counts IN EXCLUSIVE MODE`); err != nil {
+		return 0, b.fail(ctx, "recount", err)
+	}
+	tag, err := tx.Exec(ctx, `UPDATE `+t+` SET status = `+pgDocStatus+`
+WHERE `+pgDocHasStatus+` AND status IS DISTINCT FROM `+pgDocStatus)
+	if err != nil {
+		return 0, b.fail(ctx, "recount", err)
+	}
+	if _, err := tx.Exec(ctx, `DELETE FROM `+t+`_counts`); err != nil {
+		return 0, b.fail(ctx, "recount", err)
+	}
+	if _, err := tx.Exec(ctx, `INSERT INTO `+t+`_counts (status, shard, n)
+SELECT status, 0, count(*) FROM `+t+` WHERE status IS NOT NULL GROUP BY status`); err != nil {
+		return 0, b.fail(ctx, "recount", err)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return 0, b.fail(ctx, "recount", err)
+	}
+	return tag.RowsAffected(), nil
+}
+
 // queryRecords runs a statement that returns whole rows.
 func (b *postgresBackend) queryRecords(ctx context.Context, op, sql string, args ...any) ([]taskstore.Record, error) {
 	rows, err := b.pool.Query(ctx, sql, args...)
@@ -858,7 +1037,7 @@ func (b *postgresBackend) queryRecords(ctx context.Context, op, sql string, args
 		var version int64
 		var exp *time.Time
 		var rec taskstore.Record
-		if err := rows.Scan(&owner, &id, &version, &exp, &rec.Data, &rec.Active, &runner); err != nil {
+		if err := rows.Scan(&owner, &id, &version, &exp, &rec.Data, &rec.Active, &runner, &rec.Status); err != nil {
 			return nil, b.fail(ctx, op, err)
 		}
 		rec.Owner, rec.TaskID, rec.Version, rec.Runner = string(owner), string(id), uint64(version), string(runner)
@@ -886,12 +1065,12 @@ func (b *postgresBackend) sweepBatches(ctx context.Context, maxBatches int) (int
 	}
 	total := 0
 	for range maxBatches {
-		tag, err := b.pool.Exec(ctx, b.sql.sweep)
-		if err != nil {
+		var n int64
+		if err := b.pool.QueryRow(ctx, b.sql.sweep).Scan(&n); err != nil {
 			return total, b.fail(ctx, "delete expired", err)
 		}
-		total += int(tag.RowsAffected())
-		if tag.RowsAffected() < pgSweepBatch {
+		total += int(n)
+		if n < pgSweepBatch {
 			break
 		}
 	}

@@ -4,6 +4,7 @@ package mcptasks
 
 import (
 	"context"
+	"crypto/md5"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -21,9 +22,9 @@ import (
 )
 
 // pgFill gives owner n tasks in one INSERT … SELECT on the server: copies
-// of a document the Store made, under ids that sort like taskid.New's (the
-// newest last), expiring in an hour. It returns the first 100 ids, newest
-// first, and the template record.
+// of a document the Store made (working), under ids that sort like
+// taskid.New's (the newest last), expiring in an hour, counted by status.
+// It returns the first 100 ids, newest first.
 func pgFill(tb testing.TB, b *postgresBackend, s *taskstore.Store, owner string, n int) []string {
 	tb.Helper()
 	ctx := tb.Context()
@@ -37,9 +38,13 @@ func pgFill(tb testing.TB, b *postgresBackend, s *taskstore.Store, owner string,
 	}
 	// Ids below the Store's own (its prefix is the current time in hex),
 	// so they sort older: "0…0<i>-<md5>".
-	_, err = b.pool.Exec(ctx, `INSERT INTO `+b.qualified()+` (owner, task_id, version, expires_at, data)
-SELECT $1, convert_to(lpad(to_hex(i), 16, '0') || '-' || md5(i::text), 'UTF8'), 1, now() + interval '1 hour', $2
-FROM generate_series(1, $3) AS i`, []byte(owner), tmpl.Data, n-1)
+	_, err = b.pool.Exec(ctx, `WITH i AS (
+	INSERT INTO `+b.qualified()+` (owner, task_id, version, expires_at, data, active, status)
+	SELECT $1, convert_to(lpad(to_hex(i), 16, '0') || '-' || md5(i::text), 'UTF8'), 1, now() + interval '1 hour', $2, true, $4
+	FROM generate_series(1, $3) AS i RETURNING status
+)
+INSERT INTO `+b.qualified()+`_counts AS c (status, shard, n) SELECT status, 0, count(*) FROM i GROUP BY status
+ON CONFLICT (status, shard) DO UPDATE SET n = c.n + EXCLUDED.n`, []byte(owner), tmpl.Data, n-1, string(tmpl.Status))
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -55,7 +60,8 @@ FROM generate_series(1, $3) AS i`, []byte(owner), tmpl.Data, n-1)
 }
 
 // TestPostgresExplain fills a table with 100,000 rows (one owner with
-// 50,000, 500 owners with 100, 1% of all rows expired), runs ANALYZE with
+// 50,000 working, 500 owners with 100, of which 1% expired, 10% working,
+// 0.2% input_required and the rest completed), runs ANALYZE with
 // the planner's defaults, and EXPLAINs every statement the backend runs,
 // twice: with the call's values (the custom plan) and as a generic plan
 // (plan_cache_mode = force_generic_plan, what a prepared statement may
@@ -67,9 +73,10 @@ func TestPostgresExplain(t *testing.T) {
 	ctx := t.Context()
 	s := taskstore.New(b, taskstore.Config{MaxActiveTasks: -1, MaxStoredTasks: -1})
 	ids := pgFill(t, b, s, "big", 50_000)
-	_, err := b.pool.Exec(ctx, `INSERT INTO `+b.qualified()+` (owner, task_id, version, expires_at, data)
+	_, err := b.pool.Exec(ctx, `INSERT INTO `+b.qualified()+` (owner, task_id, version, expires_at, data, status)
 SELECT convert_to('owner-' || (i % 500), 'UTF8'), convert_to(lpad(to_hex(i), 16, '0') || '-' || md5(i::text), 'UTF8'), 1,
-	CASE WHEN i % 100 = 0 THEN now() - interval '1 minute' ELSE now() + interval '1 hour' END, convert_to(repeat('x', 400), 'UTF8')
+	CASE WHEN i % 100 = 0 THEN now() - interval '1 minute' ELSE now() + interval '1 hour' END, convert_to(repeat('x', 400), 'UTF8'),
+	CASE WHEN i % 500 = 3 THEN 'input_required' WHEN i % 10 = 1 THEN 'working' ELSE 'completed' END
 FROM generate_series(1, 50000) AS i`)
 	if err != nil {
 		t.Fatal(err)
@@ -86,24 +93,29 @@ SELECT owner, task_id FROM `+b.qualified()+` WHERE owner = convert_to('owner-7',
 	if _, err := b.pool.Exec(ctx, "ANALYZE "+b.qualified()); err != nil {
 		t.Fatal(err)
 	}
-	pkey, expIdx, runIdx := b.table+"_pkey", b.table+"_expires_idx", b.table+"_runner_idx"
+	pkey, expIdx, runIdx, statusIdx := b.table+"_pkey", b.table+"_expires_idx", b.table+"_runner_idx", b.table+"_status_idx"
 	owner, id, exp := []byte("big"), []byte(ids[50]), time.Now().Add(time.Hour)
+	working, inputRequired := "working", "input_required"
 	for _, tc := range []struct {
 		name, sql, index string
 		args             []any
 	}{
 		{"get", b.sql.get, pkey, []any{owner, id}},
-		{"create (stored bound 1000, active quota 100)", b.sql.create, pkey, []any{owner, []byte(taskid.New(time.Now())), exp, []byte(`{}`), int64(1000), int64(100), true, []byte("node-a"), b.channel, pgPayload("big", ids[50], 1)}},
-		{"update", b.sql.update, pkey, []any{owner, id, int64(1), []byte(`{}`), true, []byte("node-a"), b.channel, pgPayload("big", ids[50], 2)}},
+		{"create (stored bound 1000, active quota 100)", b.sql.create, pkey, []any{owner, []byte(taskid.New(time.Now())), exp, []byte(`{}`), int64(1000), int64(100), true, []byte("node-a"), b.channel, pgPayload("big", ids[50], 1), working}},
+		{"update", b.sql.update, pkey, []any{owner, id, int64(1), []byte(`{}`), true, []byte("node-a"), b.channel, pgPayload("big", ids[50], 2), inputRequired}},
 		{"runner tasks, 100", b.sql.runnerTasks, runIdx, []any{[]byte("node-a"), int64(100)}},
 		{"get many, 3 keys", b.sql.getMany, pkey, []any{[][]byte{owner, owner, []byte("owner-7")}, [][]byte{id, []byte(ids[7]), id}}},
 		{"update many, 3 keys", b.sql.updateMany, pkey, []any{[][]byte{owner, owner, []byte("owner-7")}, [][]byte{[]byte(ids[60]), []byte(ids[7]), id},
 			[]int64{1, 1, 1}, [][]byte{[]byte(`{}`), []byte(`{}`), []byte(`{}`)}, []bool{false, true, true}, [][]byte{nil, []byte("node-b"), []byte("node-b")},
-			[]string{pgPayload("big", ids[60], 2), pgPayload("big", ids[7], 2), pgPayload("owner-7", ids[50], 2)}, b.channel}},
+			[]string{pgPayload("big", ids[60], 2), pgPayload("big", ids[7], 2), pgPayload("owner-7", ids[50], 2)}, b.channel,
+			[]*string{&working, &inputRequired, nil}}},
 		{"delete", b.sql.del, pkey, []any{owner, id, b.channel, pgPayload("big", ids[50], 0)}},
 		{"list, first page of 50", b.sql.listFirst, pkey, []any{owner, int64(51)}},
 		{"list, page of 50 after a cursor", b.sql.list, pkey, []any{owner, int64(51), id}},
 		{"sweep one batch", b.sql.sweep, expIdx, nil},
+		{"by status, first page of 50 (working: 55% of rows)", b.sql.byStatusFirst, statusIdx, []any{working, int64(51)}},
+		{"by status, page of 50 after a key (working)", b.sql.byStatus, statusIdx, []any{working, int64(51), id, owner}},
+		{"by status, first page of 50 (input_required: 0.1% of rows)", b.sql.byStatusFirst, statusIdx, []any{inputRequired, int64(51)}},
 	} {
 		for _, generic := range []bool{false, true} {
 			plan := pgExplain(t, b, tc.sql, generic, tc.args...)
@@ -117,6 +129,53 @@ SELECT owner, task_id FROM `+b.qualified()+` WHERE owner = convert_to('owner-7',
 			pgExplainOut(t, tc.name, kind, strings.ReplaceAll(plan, b.table, pgDefaultTable))
 		}
 	}
+	// A page costs the page: executed, the index scan of a listing reads
+	// limit+1 index entries and rows, whether the status has 55,000 rows
+	// or 100 (here from the middle of the range, past the big owner's).
+	for _, tc := range []struct {
+		status string
+		after  []any
+	}{{working, nil}, {working, []any{[]byte(ids[50]), []byte("owner-7")}}, {inputRequired, nil}} {
+		sql, args := b.sql.byStatusFirst, []any{tc.status, int64(51)}
+		if tc.after != nil {
+			sql, args = b.sql.byStatus, append(args, tc.after...)
+		}
+		if read := pgRowsRead(t, b, sql, args...); read != 51 {
+			t.Errorf("listing %s after %q: the index scan read %d rows, want 51", tc.status, tc.after, read)
+		}
+	}
+}
+
+// pgRowsRead executes sql under EXPLAIN ANALYZE and returns the rows its
+// scans read: returned plus removed by a filter.
+func pgRowsRead(t *testing.T, b *postgresBackend, sql string, args ...any) int {
+	t.Helper()
+	var out []byte
+	if err := b.pool.QueryRow(t.Context(), "EXPLAIN (ANALYZE, TIMING OFF, COSTS OFF, FORMAT JSON) "+sql, args...).Scan(&out); err != nil {
+		t.Fatal(err)
+	}
+	type node struct {
+		Type    string  `json:"Node Type"`
+		Rows    float64 `json:"Actual Rows"`
+		Removed float64 `json:"Rows Removed by Filter"`
+		Plans   []node  `json:"Plans"`
+	}
+	var plans []struct{ Plan node }
+	if err := json.Unmarshal(out, &plans); err != nil || len(plans) != 1 {
+		t.Fatalf("EXPLAIN output %s: %v", out, err)
+	}
+	read := 0
+	var walk func(n node)
+	walk = func(n node) {
+		if strings.Contains(n.Type, "Scan") {
+			read += int(n.Rows + n.Removed)
+		}
+		for _, c := range n.Plans {
+			walk(c)
+		}
+	}
+	walk(plans[0].Plan)
+	return read
 }
 
 // pgExplain returns the plan of sql on one connection: EXPLAIN with the
@@ -152,10 +211,10 @@ func pgExplain(t *testing.T, b *postgresBackend, sql string, generic bool, args 
 		return strings.Join(out, "\n")
 	}
 	// A generic plan: prepared with parameter types, planned without values.
-	types := []string{"bytea", "bytea", "timestamptz", "bytea", "bigint", "bigint", "boolean", "bytea", "text", "text"}
+	types := []string{"bytea", "bytea", "timestamptz", "bytea", "bigint", "bigint", "boolean", "bytea", "text", "text", "text"}
 	switch sql {
 	case b.sql.update:
-		types = []string{"bytea", "bytea", "bigint", "bytea", "boolean", "bytea", "text", "text"}
+		types = []string{"bytea", "bytea", "bigint", "bytea", "boolean", "bytea", "text", "text", "text"}
 	case b.sql.del:
 		types = []string{"bytea", "bytea", "text", "text"}
 	case b.sql.runnerTasks:
@@ -163,11 +222,15 @@ func pgExplain(t *testing.T, b *postgresBackend, sql string, generic bool, args 
 	case b.sql.getMany:
 		types = []string{"bytea[]", "bytea[]"}
 	case b.sql.updateMany:
-		types = []string{"bytea[]", "bytea[]", "bigint[]", "bytea[]", "boolean[]", "bytea[]", "text[]", "text"}
+		types = []string{"bytea[]", "bytea[]", "bigint[]", "bytea[]", "boolean[]", "bytea[]", "text[]", "text", "text[]"}
 	case b.sql.listFirst:
 		types = []string{"bytea", "bigint"}
 	case b.sql.list:
 		types = []string{"bytea", "bigint", "bytea"}
+	case b.sql.byStatusFirst:
+		types = []string{"text", "bigint"}
+	case b.sql.byStatus:
+		types = []string{"text", "bigint", "bytea", "bytea"}
 	}
 	types = types[:len(args)]
 	if _, err := conn.Exec(ctx, "SET plan_cache_mode = force_generic_plan"); err != nil {
@@ -231,13 +294,15 @@ func BenchmarkPostgresStore(b *testing.B) {
 // conditional UPDATE … WHERE version = $3 of such a row. It reports each
 // operation's rate and its ratio to its floor (reads to SELECT, writes to
 // UPDATE); list pages are reported against SELECT for an owner of 100 and
-// one of 100,000 tasks.
+// one of 100,000 tasks, and a page of ListByStatus of the 100,000+
+// working tasks of every owner.
 func BenchmarkPostgresRatios(b *testing.B) {
 	pb := newPostgresFactory(postgresTestURL(b), "pool_max_conns=16", "sweep=0")(b).(*postgresBackend)
 	s := taskstore.New(pb, taskstore.Config{MaxActiveTasks: -1, MaxStoredTasks: -1})
 	ids := pgFill(b, pb, s, "bench", 100)
 	pgFill(b, pb, s, "bench-big", 100_000)
 	casIDs := pgFill(b, pb, s, "bench-cas", pgBenchCallers)
+	statusIDs := pgFill(b, pb, s, "bench-status", pgBenchCallers)
 	floorIDs := pgFill(b, pb, s, "bench-floor", pgBenchCallers)
 	if _, err := pb.pool.Exec(b.Context(), "ANALYZE "+pb.qualified()); err != nil {
 		b.Fatal(err)
@@ -246,12 +311,19 @@ func BenchmarkPostgresRatios(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
+	midID := fmt.Sprintf("%016x-%x", 50_000, md5.Sum([]byte("50000"))) // pgFill's id of bench-big's 50,000th task
 	t := pb.qualified()
-	var flips, casVersions, floorVersions [pgBenchCallers]uint64
-	names := []string{"SELECT", "UPDATE", "BackendGet", "Get", "BackendUpdate", "UpdateStatus", "SetVariables",
-		"BackendList50", "StoreList50", "StoreList50Of100000"}
-	floorOf := map[string]string{"BackendGet": "SELECT", "Get": "SELECT", "BackendUpdate": "UPDATE", "UpdateStatus": "UPDATE",
-		"SetVariables": "UPDATE", "BackendList50": "SELECT", "StoreList50": "SELECT", "StoreList50Of100000": "SELECT"}
+	v2IDs := pgFill(b, pb, s, "bench-v2", pgBenchCallers)
+	v2Update, v2Create := pgSchema2Statements(t)
+	var flips, casVersions, statusVersions, v2Versions, floorVersions [pgBenchCallers]uint64
+	names := []string{"SELECT", "UPDATE", "BackendGet", "Get", "Schema2Update", "BackendUpdate", "BackendUpdateStatus", "UpdateStatus",
+		"SetVariables", "Schema2Create", "BackendCreate", "BackendList50", "StoreList50", "StoreList50Of100000", "BackendByStatus50"}
+	floorOf := map[string]string{"BackendGet": "SELECT", "Get": "SELECT", "Schema2Update": "UPDATE", "BackendUpdate": "UPDATE",
+		"BackendUpdateStatus": "UPDATE", "UpdateStatus": "UPDATE", "SetVariables": "UPDATE", "BackendList50": "SELECT",
+		"StoreList50": "SELECT", "StoreList50Of100000": "SELECT", "BackendByStatus50": "SELECT"}
+	// What schema 3 adds to a write: against the same write as the
+	// previous release's statement makes it.
+	schema2Of := map[string]string{"BackendCreate": "Schema2Create", "BackendUpdate": "Schema2Update", "BackendUpdateStatus": "Schema2Update"}
 	ops := map[string]func(ctx context.Context, c, i int) error{
 		"SELECT": func(ctx context.Context, c, i int) error {
 			var v int64
@@ -276,9 +348,32 @@ func BenchmarkPostgresRatios(b *testing.B) {
 			_, err := s.Get(ctx, "bench", ids[c%len(ids)])
 			return err
 		},
+		// An update that keeps the status (as most are: variables,
+		// messages, a lease's claim), and one that changes it: the
+		// status index gets an entry and the counts a row update.
 		"BackendUpdate": func(ctx context.Context, c, i int) error {
-			v, err := pb.Update(ctx, taskstore.Record{Owner: "bench-cas", TaskID: casIDs[c], Data: raw.Data}, casVersions[c]+1)
+			v, err := pb.Update(ctx, taskstore.Record{Owner: "bench-cas", TaskID: casIDs[c], Data: raw.Data, Active: true, Status: raw.Status}, casVersions[c]+1)
 			casVersions[c] = v - 1
+			return err
+		},
+		// The previous release's update (no status column, no counts):
+		// what any update, a status change included, cost before.
+		"Schema2Update": func(ctx context.Context, c, i int) error {
+			exp := int64(v2Versions[c] + 1)
+			var updated, cur *int64
+			var notified int64
+			err := pb.pool.QueryRow(ctx, v2Update, []byte("bench-v2"), []byte(v2IDs[c]), exp, raw.Data, true, nil,
+				pb.channel, pgPayload("bench-v2", v2IDs[c], uint64(exp)+1)).Scan(&updated, &cur, &notified)
+			if err == nil && updated == nil {
+				err = fmt.Errorf("the schema 2 update did not apply")
+			}
+			v2Versions[c]++
+			return err
+		},
+		"BackendUpdateStatus": func(ctx context.Context, c, i int) error {
+			st := [2]taskstore.Status{taskstore.StatusInputRequired, taskstore.StatusWorking}[statusVersions[c]%2]
+			v, err := pb.Update(ctx, taskstore.Record{Owner: "bench-status", TaskID: statusIDs[c], Data: raw.Data, Active: true, Status: st}, statusVersions[c]+1)
+			statusVersions[c] = v - 1
 			return err
 		},
 		"UpdateStatus": func(ctx context.Context, c, i int) error {
@@ -286,6 +381,21 @@ func BenchmarkPostgresRatios(b *testing.B) {
 			st := [2]taskstore.Status{taskstore.StatusWorking, taskstore.StatusInputRequired}[flips[c]%2]
 			_, err := s.UpdateStatus(ctx, "bench", ids[c%len(ids)], st, "")
 			return err
+		},
+		"Schema2Create": func(ctx context.Context, c, i int) error {
+			id := taskid.New(time.Now())
+			var inserted, live, active, notified int64
+			var exists bool
+			err := pb.pool.QueryRow(ctx, v2Create, []byte("bench-create"), []byte(id), time.Now().Add(time.Hour), raw.Data, int64(0), int64(0),
+				true, nil, pb.channel, pgPayload("bench-create", id, 1)).Scan(&inserted, &exists, &live, &active, &notified)
+			if err == nil && inserted != 1 {
+				err = fmt.Errorf("the schema 2 create did not insert")
+			}
+			return err
+		},
+		"BackendCreate": func(ctx context.Context, c, i int) error {
+			return pb.Create(ctx, taskstore.Record{Owner: "bench-create", TaskID: taskid.New(time.Now()), Data: raw.Data,
+				ExpiresAt: time.Now().Add(time.Hour), Active: true, Status: taskstore.StatusWorking}, taskstore.Limits{})
 		},
 		"SetVariables": func(ctx context.Context, c, i int) error {
 			_, err := s.SetVariables(ctx, "bench", ids[c%len(ids)], map[string]json.RawMessage{"progress": json.RawMessage(strconv.Itoa(i))})
@@ -301,6 +411,12 @@ func BenchmarkPostgresRatios(b *testing.B) {
 		},
 		"StoreList50Of100000": func(ctx context.Context, c, i int) error {
 			_, err := s.List(ctx, "bench-big", "", 50)
+			return err
+		},
+		// A page of the 100,000+ working tasks of every owner, from the
+		// middle of the index.
+		"BackendByStatus50": func(ctx context.Context, c, i int) error {
+			_, _, err := pb.ListByStatus(ctx, taskstore.StatusWorking, taskstore.Key{Owner: "bench-big", TaskID: midID}, 50)
 			return err
 		},
 	}
@@ -334,10 +450,44 @@ func BenchmarkPostgresRatios(b *testing.B) {
 				if f, ok := floorOf[name]; ok {
 					b.ReportMetric(rate(name)/rate(f), name+"/"+f)
 				}
+				if f, ok := schema2Of[name]; ok {
+					b.ReportMetric(rate(name)/rate(f), name+"/"+f)
+				}
 			}
 			b.ReportMetric(0, "ns/op")
 		})
 	}
+}
+
+// pgSchema2Statements returns the update and create statements of the
+// previous release (schema 2: no status column, no counts), verbatim, on
+// table t: the baseline of what schema 3 adds to a write.
+func pgSchema2Statements(t string) (update, create string) {
+	update = `WITH cur AS (
+	SELECT version FROM ` + t + ` WHERE owner = $1 AND task_id = $2 AND ` + pgLive + `
+), u AS (
+	UPDATE ` + t + ` SET version = version + 1, data = $4, active = $5, runner = $6
+	WHERE owner = $1 AND task_id = $2 AND version = $3 AND ` + pgLive + `
+	RETURNING version
+), n AS (SELECT pg_notify($7, $8) FROM u)
+SELECT (SELECT version FROM u), (SELECT version FROM cur), (SELECT count(*) FROM n)`
+	create = `WITH cur AS (
+	SELECT 1 FROM ` + t + ` WHERE owner = $1 AND task_id = $2 AND ` + pgLive + `
+), live AS (
+	SELECT count(*) AS n FROM (SELECT 1 FROM ` + t + ` WHERE owner = $1 AND ` + pgLive + ` ORDER BY task_id LIMIT $5) c
+), act AS (
+	SELECT count(*) AS n FROM (SELECT 1 FROM ` + t + ` WHERE owner = $1 AND active AND ` + pgLive + ` ORDER BY task_id LIMIT $6) c
+), ins AS (
+	INSERT INTO ` + t + ` AS r (owner, task_id, version, expires_at, data, active, runner)
+	SELECT $1, $2, 1, $3, $4, $7, $8 WHERE NOT EXISTS (SELECT 1 FROM cur)
+		AND ($5 = 0 OR (SELECT n FROM live) < $5) AND (NOT $7 OR $6 = 0 OR (SELECT n FROM act) < $6)
+	ON CONFLICT (owner, task_id) DO UPDATE SET version = 1, expires_at = EXCLUDED.expires_at, data = EXCLUDED.data,
+		active = EXCLUDED.active, runner = EXCLUDED.runner
+		WHERE r.expires_at <= statement_timestamp()
+	RETURNING 1
+), n AS (SELECT pg_notify($9, $10) FROM ins)
+SELECT (SELECT count(*) FROM ins), EXISTS (SELECT 1 FROM cur), (SELECT n FROM live), (SELECT n FROM act), (SELECT count(*) FROM n)`
+	return update, create
 }
 
 // BenchmarkPostgresUpdateMany measures UpdateMany against the raw batch

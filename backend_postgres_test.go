@@ -67,7 +67,7 @@ func pgDropTable(tb testing.TB, rawURL, table string) {
 		return
 	}
 	defer pool.Close()
-	if _, err := pool.Exec(ctx, "DROP TABLE IF EXISTS public."+table+", public."+table+"_runners"); err != nil {
+	if _, err := pool.Exec(ctx, "DROP TABLE IF EXISTS public."+table+", public."+table+"_runners, public."+table+"_counts"); err != nil {
 		tb.Errorf("dropping test table: %v", err)
 	}
 }
@@ -369,7 +369,8 @@ func TestPostgresSweeper(t *testing.T) {
 
 // TestPostgresLeastPrivilege runs the backend as a role with only the
 // grants docs/postgres.md lists for a service: USAGE on the schema and
-// SELECT, INSERT, UPDATE, DELETE on the table, which a deploy role created.
+// SELECT, INSERT, UPDATE, DELETE on the tables, which a deploy role
+// created. It can also repair the counts (RecountStatus).
 func TestPostgresLeastPrivilege(t *testing.T) {
 	raw := postgresTestURL(t)
 	owner := newPostgresFactory(raw)(t).(*postgresBackend) // the deploy role made the table
@@ -378,7 +379,7 @@ func TestPostgresLeastPrivilege(t *testing.T) {
 	for _, stmt := range []string{
 		"CREATE ROLE " + role + " LOGIN",
 		"GRANT USAGE ON SCHEMA public TO " + role,
-		"GRANT SELECT, INSERT, UPDATE, DELETE ON " + owner.qualified() + ", " + owner.qualified() + "_runners TO " + role,
+		"GRANT SELECT, INSERT, UPDATE, DELETE ON " + owner.qualified() + ", " + owner.qualified() + "_runners, " + owner.qualified() + "_counts TO " + role,
 	} {
 		if _, err := owner.pool.Exec(ctx, stmt); err != nil {
 			t.Fatalf("%s: %v", stmt, err)
@@ -426,6 +427,9 @@ func TestPostgresLeastPrivilege(t *testing.T) {
 	if existed, err := b.Delete(ctx, "alice", r.TaskID); err != nil || !existed {
 		t.Fatalf("Delete: %v, %v", existed, err)
 	}
+	if _, err := b.(*postgresBackend).RecountStatus(ctx); err != nil {
+		t.Fatalf("RecountStatus: %v", err)
+	}
 	// And nothing more: it cannot change the schema.
 	if _, err := OpenBackend(ctx, pgWithOptions(u.String(), "table="+pgRandomTable(), "create_table=true")); err == nil {
 		t.Fatal("the service role could create a table")
@@ -447,15 +451,8 @@ func TestPostgresRawFloor(t *testing.T) {
 // runner, no heartbeats) is refused by Open until the DDL runs, which
 // migrates it in place and keeps its rows readable.
 func TestPostgresMigratesSchema1(t *testing.T) {
-	raw := postgresTestURL(t)
-	table := pgRandomTable()
-	t.Cleanup(func() { pgDropTable(t, raw, table) })
+	raw, table, pool := pgBareTable(t)
 	ctx := t.Context()
-	pool, err := pgxpool.New(ctx, raw)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pool.Close()
 	id := taskid.New(time.Now())
 	for _, stmt := range []string{
 		`CREATE TABLE public.` + table + ` (owner bytea NOT NULL, task_id bytea NOT NULL, version bigint NOT NULL,
@@ -467,7 +464,7 @@ func TestPostgresMigratesSchema1(t *testing.T) {
 			t.Fatalf("%s: %v", stmt, err)
 		}
 	}
-	_, err = OpenBackend(ctx, pgWithOptions(raw, "table="+table))
+	_, err := OpenBackend(ctx, pgWithOptions(raw, "table="+table))
 	if err == nil || !strings.Contains(err.Error(), "mcptasks schema 1") {
 		t.Fatalf("Open of a schema 1 table: %v", err)
 	}
@@ -477,7 +474,7 @@ func TestPostgresMigratesSchema1(t *testing.T) {
 	}
 	defer b.Close()
 	got, err := b.Get(ctx, "alice", id)
-	if err != nil || got.Version != 3 || string(got.Data) != `{"old":true}` || got.Active || got.Runner != "" {
+	if err != nil || got.Version != 3 || string(got.Data) != `{"old":true}` || got.Active || got.Runner != "" || got.Status != "" {
 		t.Fatalf("the old row after the migration: %+v, %v", got, err)
 	}
 	if err := b.Heartbeat(ctx, "node-a"); err != nil {

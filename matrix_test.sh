@@ -68,10 +68,10 @@ cleanup() {
 }
 trap cleanup EXIT
 
-need() { # need SERVICE: start it once if some combination's tags name it
-  local svc=$1
+need() { # need SERVICE [TAG]: start it once if some combination's tags name TAG (default SERVICE)
+  local svc=$1 tag=${2:-$1}
   for c in "${combos[@]}"; do
-    case ",$c," in *",$svc,"*)
+    case ",$c," in *",$tag,"*)
       mkdir -p "$work/$svc"
       echo "== starting $svc test servers" >&2
       started+=("$svc")
@@ -83,6 +83,9 @@ need() { # need SERVICE: start it once if some combination's tags name it
 [ -x scripts/redis_up.sh ] && need redis
 [ -x scripts/dynamodb_up.sh ] && need dynamodb
 [ -x scripts/postgres_up.sh ] && need postgres
+# Prometheus scrapes the serve replicas of TestMetricsScrapedByPrometheus
+# (cmd/mcptasks, tag redis).
+[ -x scripts/prometheus_up.sh ] && need prometheus redis
 # Every combination runs the MCP conformance suite (cmd/mcptasks
 # TestConformanceTasks) and the TypeScript SDK client's task flow
 # (TestTSClientTaskFlow): install them, with the Node 22 they need, once.

@@ -73,7 +73,7 @@ const (
 	// pgSchemaVersion is written as the table's comment by the DDL; Open
 	// refuses a table that carries another one, so that a later release
 	// can migrate deliberately.
-	pgSchemaVersion = 2
+	pgSchemaVersion = 3
 )
 
 // pgIdent is what we accept as a schema or table name: no quoting needed,
@@ -149,6 +149,45 @@ func pgDDL(schema, table string) []string {
 	runner bytea  PRIMARY KEY,
 	beat   bigint NOT NULL
 )`,
+		// Schema 3: the status, its index (the listing across owners in
+		// creation order) and the counts by status, which every write
+		// keeps in the same statement. NULL: not known (a row written by
+		// an earlier release), neither listed nor counted.
+		`ALTER TABLE `+t+` ADD COLUMN IF NOT EXISTS status text COLLATE "C"`,
+		`CREATE TABLE IF NOT EXISTS `+t+`_counts (
+	status text     COLLATE "C" NOT NULL,
+	shard  smallint NOT NULL,
+	n      bigint   NOT NULL,
+	PRIMARY KEY (status, shard)
+)`,
+		// The status of the rows without one, read from the document, and
+		// counted: see pgDocStatus. Before the index is built, so that a
+		// migration builds it once rather than adding to it row by row;
+		// on a migrated table the index finds the NULL rows, so this
+		// costs little.
+		`WITH f AS (
+	UPDATE `+t+` SET status = `+pgDocStatus+`
+	WHERE status IS NULL AND `+pgDocHasStatus+`
+	RETURNING status
+)
+INSERT INTO `+t+`_counts AS c (status, shard, n)
+SELECT status, 0, count(*) FROM f GROUP BY status ORDER BY status
+ON CONFLICT (status, shard) DO UPDATE SET n = c.n + EXCLUDED.n`,
+		`CREATE INDEX IF NOT EXISTS `+table+`_status_idx ON `+t+` (status, task_id, owner)`,
 		`COMMENT ON TABLE `+t+` IS 'mcptasks schema `+strconv.Itoa(pgSchemaVersion)+`'`,
 	)
 }
+
+// Reading a row's status from its document (data), in SQL: every
+// release's Store wrote the document starting {"task":{"taskId":"…",
+// "status":"…" (a task id has no quote or backslash). pgDocHasStatus
+// tells whether a document starts so; pgDocStatus is then the status. A
+// row whose document does not start so (not written by a Store) keeps a
+// NULL status. The prefix is escaped (encode … 'escape'), not decoded,
+// so no byte sequence makes it fail; a match and split_part cost a third
+// of a regular expression's capture.
+const (
+	pgDocPrefix    = `encode(substring(data FROM 1 FOR 200), 'escape')`
+	pgDocHasStatus = `(` + pgDocPrefix + ` ~ '^\{"task":\{"taskId":"[^"\\]*","status":"[a-z_]+"')`
+	pgDocStatus    = `split_part(split_part(` + pgDocPrefix + `, '","status":"', 2), '"', 1)`
+)

@@ -156,6 +156,15 @@ func New(mp metric.MeterProvider) (*Metrics, error) {
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
+	// The ones without attributes exist from the start, at 0: a rate or
+	// an alert on them needs no special case for a fresh process.
+	bg := context.Background()
+	for _, c := range []metric.Int64UpDownCounter{m.running, m.inputWaiting, m.resultWaiters} {
+		c.Add(bg, 0)
+	}
+	for _, c := range []metric.Int64Counter{m.orphans, m.takenOver} {
+		c.Add(bg, 0)
+	}
 	return m, nil
 }
 

@@ -2,7 +2,6 @@ package taskrouter
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"net/http"
 	"strconv"
@@ -136,7 +135,7 @@ func (o *Observer) created(tool, protocol string) {
 
 func (o *Observer) ended(rec *taskstore.TaskRecord) {
 	if o.TaskEnded != nil && rec != nil {
-		o.TaskEnded(TaskEnded{Tool: toolOf(rec), Status: rec.Task.Status,
+		o.TaskEnded(TaskEnded{Tool: rec.Tool(), Status: rec.Task.Status,
 			Duration: max(rec.Task.LastUpdatedAt.Sub(rec.Task.CreatedAt), 0)})
 	}
 }
@@ -190,17 +189,6 @@ func (o *Observer) refusedFor(err error) {
 	case errors.Is(err, taskstore.ErrRateLimited):
 		o.Refused(RefusedRateLimit)
 	}
-}
-
-// toolOf is the tool a task runs, from its variables ("" when none).
-func toolOf(rec *taskstore.TaskRecord) string {
-	raw, ok := rec.Variables[toolVariable]
-	if !ok {
-		return ""
-	}
-	var tool string
-	_ = json.Unmarshal(raw, &tool)
-	return tool
 }
 
 // operation reports a request the receiving middleware handled (ctx

@@ -66,10 +66,6 @@ const (
 // RelatedTaskKey is the _meta key that marks messages belonging to a task.
 const RelatedTaskKey = "io.modelcontextprotocol/related-task"
 
-// toolVariable is the task variable that records the tool's name (shown in
-// tasks/get _meta, as every variable is).
-const toolVariable = "io.mcptasks.task/tool"
-
 // Options configure a Router. Every field has a default; what the zero
 // value does not give is an owner for requests without an authenticated
 // user: each task belongs to the user of the request's token
@@ -326,7 +322,7 @@ func (r *Router) Start(ctx context.Context, req StartRequest, work Work) (*tasks
 	var vars map[string]json.RawMessage
 	if req.Tool != "" {
 		b, _ := json.Marshal(req.Tool)
-		vars = map[string]json.RawMessage{toolVariable: b}
+		vars = map[string]json.RawMessage{taskstore.ToolVariable: b}
 	}
 	if err := r.leases.Register(ctx); err != nil {
 		return nil, err

@@ -242,7 +242,9 @@ type StatusIndex interface {
 	// give ErrInvalidPageSize. On a backend whose index can be stale (Redis Cluster,
 	// where it lives in another slot than the record) each entry is checked
 	// against its record before it is returned, so a page may hold fewer
-	// than limit records while more is true.
+	// than limit records, even none, while more is true. Such a backend
+	// drops the stale entries it passed, so a call again from the same key
+	// gets further: a caller that got an empty page with more may repeat it.
 	ListByStatus(ctx context.Context, status Status, after Key, limit int) (recs []Record, more bool, err error)
 
 	// CountByStatus returns how many live records have each status,

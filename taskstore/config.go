@@ -56,8 +56,9 @@ type Config struct {
 	// took and its error (nil on success; ErrNotFound, ErrVersionConflict
 	// and the quota errors are answers, not failures). The names are
 	// create, get, update, update_many, list, delete_expired, heartbeat,
-	// runners, remove_runner, runner_tasks and get_many. It runs on the
-	// caller's goroutine and must be quick. Nil times nothing.
+	// runners, remove_runner, runner_tasks, get_many, list_by_status and
+	// count_by_status. It runs on the caller's goroutine and must be
+	// quick. Nil times nothing.
 	ObserveBackend func(op string, d time.Duration, err error)
 }
 

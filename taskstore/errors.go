@@ -41,6 +41,9 @@ var (
 	ErrRecordTooLarge = errors.New("task record too large for backend")
 	// ErrBackend wraps failures of the storage server (network, protocol).
 	ErrBackend = errors.New("storage backend error")
+	// ErrUnsupported: the backend lacks an optional interface the call
+	// needs (Runtime.ListAllOwners and CountByStatus need StatusIndex).
+	ErrUnsupported = errors.New("not supported by this backend")
 )
 
 // ErrNotDurable: a write was not confirmed as durable as the backend was

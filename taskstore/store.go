@@ -599,10 +599,11 @@ func (s *Store) Cancel(ctx context.Context, owner, taskID string) (*TaskRecord, 
 
 const cancelledMessage = "The task was cancelled by request."
 
-// Page is one page of List.
+// Page is one page of List, or of Runtime.ListAllOwners.
 type Page struct {
 	Tasks []*TaskRecord
-	// NextCursor is "" on the last page.
+	// NextCursor is "" on the last page. A page of ListAllOwners may be
+	// short, even empty, and still have a NextCursor.
 	NextCursor string
 }
 

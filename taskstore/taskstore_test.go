@@ -135,6 +135,38 @@ func FuzzCursor(f *testing.F) {
 	})
 }
 
+// FuzzListCursor: a ListAllOwners cursor either decodes to a position
+// (the start, or a key with a valid task id) whose cursor is exactly the
+// one given, or fails with ErrInvalidCursor; it never panics, and only a
+// cursor of the same filter decodes.
+func FuzzListCursor(f *testing.F) {
+	id := taskid.New(time.Now())
+	tag := (&ListFilter{Owner: "alice"}).tag()
+	f.Add("alice", encodeListCursor(tag, Key{Owner: "bob\x00:{x}", TaskID: id}))
+	f.Add("alice", encodeListCursor(tag, Key{TaskID: id}))
+	f.Add("alice", encodeListCursor(tag, Key{}))
+	f.Add("bob", encodeListCursor(tag, Key{Owner: "x", TaskID: id}))
+	f.Add("alice", encodeCursor("alice", id))
+	f.Add("", "")
+	f.Add("a", "!!")
+	f.Fuzz(func(t *testing.T, owner, cursor string) {
+		lf := ListFilter{Owner: owner}
+		k, err := decodeListCursor(lf.tag(), cursor)
+		if err != nil {
+			if !errors.Is(err, ErrInvalidCursor) {
+				t.Fatalf("cursor error is not ErrInvalidCursor: %v", err)
+			}
+			return
+		}
+		if k != (Key{}) && !taskid.Valid(k.TaskID) {
+			t.Fatalf("decoded a key with an invalid id %q", k.TaskID)
+		}
+		if cursor != encodeListCursor(lf.tag(), k) {
+			t.Fatalf("accepted a cursor that is not the spelling of its position")
+		}
+	})
+}
+
 // FuzzMergeVariables: a merge either fails with a validation error and
 // leaves the record as it was, or its result obeys every limit and holds
 // exactly the merged keys.

@@ -52,9 +52,10 @@ func serveBinary(t testing.TB, tags string) string {
 }
 
 type replicaProc struct {
-	cmd  *exec.Cmd
-	url  string
-	logs *syncBuffer
+	cmd     *exec.Cmd
+	url     string
+	metrics string // host:port of /metrics, with --metrics-addr
+	logs    *syncBuffer
 }
 
 // startReplica starts `mcptasks serve` as a process and waits for its address.
@@ -77,10 +78,14 @@ func startReplica(t testing.TB, bin string, args ...string) *replicaProc {
 		p.cmd.Wait()
 	})
 	re := regexp.MustCompile(`on (http://\S+/mcp), store `)
+	metricsRe := regexp.MustCompile(`metrics on http://(\S+)/metrics`) // printed before the MCP line
 	found := make(chan string, 1)
 	go func() {
 		sc := bufio.NewScanner(stdout)
 		for sc.Scan() {
+			if m := metricsRe.FindStringSubmatch(sc.Text()); m != nil {
+				p.metrics = m[1]
+			}
 			if m := re.FindStringSubmatch(sc.Text()); m != nil {
 				found <- m[1]
 			}

@@ -70,11 +70,13 @@ func serveMain(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	sessionIdle := fs.Duration("session-idle", defaultSessionIdle, "close a 2025-11-25 session after this long without a request from its client (0 = never); its tasks keep running but, without tokens, become unreachable")
 	maxSessions := fs.Int("max-sessions", defaultMaxSessions, "most 2025-11-25 sessions open at once; beyond it, a new session gets 503 (0 = no cap)")
 	maxPerUser := fs.Int("max-sessions-per-user", defaultMaxPerUser, "with tokens, most 2025-11-25 sessions one user may hold open at once; beyond it, a new one gets 429 (0 = no cap)")
+	maxActive := fs.Int("max-active-tasks", 0, "most active (working or input_required) tasks one owner may have at once; beyond it a new task is refused (0 = the store's default, 100)")
+	metricsAddr := fs.String("metrics-addr", "", "serve metrics in the Prometheus text format at http://`ADDR`/metrics, on a listener of their own (such as 127.0.0.1:9464); none when empty")
 	if err := parseFlags(fs, serveUsage, args, stdout); err != nil {
 		return err
 	}
-	if *sessionIdle < 0 || *maxSessions < 0 || *maxPerUser < 0 {
-		return usagef("--session-idle, --max-sessions and --max-sessions-per-user cannot be negative")
+	if *sessionIdle < 0 || *maxSessions < 0 || *maxPerUser < 0 || *maxActive < 0 {
+		return usagef("--session-idle, --max-sessions, --max-sessions-per-user and --max-active-tasks cannot be negative")
 	}
 	if *stdio && (len(tokenArgs) > 0 || *tokensFile != "") {
 		return usagef("--token and --tokens-file have no meaning with --stdio (its one client is the anonymous owner)")
@@ -95,7 +97,18 @@ func serveMain(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	// for 2026-07-28 clients, whose requests have no session: their task ids
 	// (128 random bits) are the only handle. 2025-11-25 sessions still own
 	// their tasks by session id.
-	cfg := taskstore.Config{AllowAnonymous: *stdio || len(tokens) == 0}
+	cfg := taskstore.Config{AllowAnonymous: *stdio || len(tokens) == 0, MaxActiveTasks: *maxActive}
+	var observer taskrouter.Observer
+	var metrics *metricsServer
+	if *metricsAddr != "" {
+		var err error
+		if metrics, err = listenMetrics(*metricsAddr); err != nil {
+			return err
+		}
+		defer metrics.close()
+		cfg.ObserveBackend = metrics.metrics.ObserveBackend
+		observer = metrics.metrics.Observer()
+	}
 	store, err := mcptasks.Open(ctx, *storeURL, cfg)
 	if err != nil {
 		return err
@@ -110,7 +123,15 @@ func serveMain(ctx context.Context, args []string, stdout, stderr io.Writer) err
 			return err
 		}
 	}
-	d := newDemo(store, logger, len(tokens) == 0 && !*stdio)
+	d := newDemo(store, logger, len(tokens) == 0 && !*stdio, observer)
+	if metrics != nil {
+		metrics.serve(logger)
+		if *stdio {
+			logger.Info("metrics", "url", "http://"+metrics.ln.Addr().String()+"/metrics")
+		} else {
+			fmt.Fprintf(stdout, "mcptasks: metrics on http://%s/metrics\n", metrics.ln.Addr())
+		}
+	}
 	force := forceContext(ctx)
 	// shutdown drains running tasks; those it had to fail make serve's
 	// exit status exitTasksFailed, so that a deploy script can tell.
@@ -212,8 +233,8 @@ type demo struct {
 	server *mcp.Server
 }
 
-func newDemo(store *taskstore.Store, logger *slog.Logger, sessionOwners bool) *demo {
-	opts := taskrouter.Options{Logger: logger}
+func newDemo(store *taskstore.Store, logger *slog.Logger, sessionOwners bool, observer taskrouter.Observer) *demo {
+	opts := taskrouter.Options{Logger: logger, Observer: observer}
 	if sessionOwners {
 		opts.Owner = taskrouter.SessionOwner
 	}

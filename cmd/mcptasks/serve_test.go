@@ -45,6 +45,14 @@ func (s *syncBuffer) String() string {
 // endpoint URL; stop ends it as SIGINT would and returns its error.
 func startServe(t *testing.T, args ...string) (url string, logs *syncBuffer, stop func() error) {
 	t.Helper()
+	url, _, logs, stop = startServeLines(t, args...)
+	return url, logs, stop
+}
+
+// startServeLines is startServe that also returns the lines serve printed
+// before its endpoint's.
+func startServeLines(t *testing.T, args ...string) (url string, before []string, logs *syncBuffer, stop func() error) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	pr, pw := io.Pipe()
 	logs = &syncBuffer{}
@@ -63,6 +71,7 @@ func startServe(t *testing.T, args ...string) (url string, logs *syncBuffer, sto
 			}
 			break
 		}
+		before = append(before, sc.Text())
 	}
 	go io.Copy(io.Discard, pr)
 	if url == "" {
@@ -83,7 +92,7 @@ func startServe(t *testing.T, args ...string) (url string, logs *syncBuffer, sto
 		return err
 	}
 	t.Cleanup(func() { stop() })
-	return url, logs, stop
+	return url, before, logs, stop
 }
 
 func connect(t testing.TB, url, token string) *mgclient.Client {
@@ -356,5 +365,53 @@ func TestServeWithoutTokensOwners(t *testing.T) {
 		if _, res := modernCall(t, url, "", "tasks/cancel", map[string]any{"taskId": id}, id); res["error"] != nil {
 			t.Fatalf("another anonymous client cancels the task: %s", res["error"])
 		}
+	}
+}
+
+// TestServeMetrics: with --metrics-addr, serve answers /metrics in the
+// Prometheus text format on a listener of its own, with what it did: a
+// task created and running, one refused by --max-active-tasks.
+func TestServeMetrics(t *testing.T) {
+	const token = "secret-metrics"
+	url, before, _, _ := startServeLines(t, "--metrics-addr", "127.0.0.1:0", "--max-active-tasks", "1", "--token", "alice:"+token)
+	var metrics string
+	for _, l := range before {
+		if m := regexp.MustCompile(`metrics on (http://\S+/metrics)`).FindStringSubmatch(l); m != nil {
+			metrics = m[1]
+		}
+	}
+	if metrics == "" {
+		t.Fatalf("serve printed no metrics address before its endpoint: %q", before)
+	}
+	_, res := modernCall(t, url, token, "tools/call", map[string]any{"name": "slow_compute", "arguments": map[string]any{"seconds": 60}}, "slow_compute")
+	if res["error"] != nil {
+		t.Fatalf("tools/call: %s", res["error"])
+	}
+	if _, res := modernCall(t, url, token, "tools/call", map[string]any{"name": "slow_compute", "arguments": map[string]any{"seconds": 60}}, "slow_compute"); res["error"] == nil {
+		t.Fatal("a second active task was not refused with --max-active-tasks 1")
+	}
+	resp, err := http.Get(metrics)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	if ct := resp.Header.Get("Content-Type"); resp.StatusCode != 200 || !strings.HasPrefix(ct, "text/plain") {
+		t.Fatalf("GET /metrics: %d %s", resp.StatusCode, ct)
+	}
+	for _, want := range []string{
+		`mcptasks_tasks_created_total{gen_ai_tool_name="slow_compute",mcp_protocol_version="2026-07-28"} 1`,
+		`mcptasks_tasks_running 1`,
+		`mcptasks_refusals_total{mcptasks_refusal_reason="quota"} 1`,
+		`mcptasks_store_call_duration_seconds_count{mcptasks_store_operation="create",mcptasks_store_outcome="refused"} 1`,
+		`mcptasks_feed_up 1`,
+		`# TYPE mcp_server_operation_duration_seconds histogram`,
+	} {
+		if !strings.Contains(string(body), want+"\n") {
+			t.Errorf("/metrics has no line %q", want)
+		}
+	}
+	if t.Failed() {
+		t.Logf("/metrics:\n%s", body)
 	}
 }

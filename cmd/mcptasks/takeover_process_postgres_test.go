@@ -40,7 +40,7 @@ func BenchmarkTakeoverAtScalePostgres(b *testing.B) {
 		b.Cleanup(func() {
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			defer cancel()
-			if _, err := conn.Exec(ctx, `DROP TABLE IF EXISTS `+table+`, `+table+`_runners`); err != nil {
+			if _, err := conn.Exec(ctx, `DROP TABLE IF EXISTS `+table+`, `+table+`_runners, `+table+`_counts`); err != nil {
 				b.Logf("dropping %s: %v", table, err)
 			}
 		})

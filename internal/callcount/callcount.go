@@ -19,7 +19,7 @@ import (
 // Subscribe (one long-lived subscription), MaxRecordSize and Close are
 // not counted.
 var Ops = []string{"Create", "Get", "Update", "Delete", "List", "GetMany", "UpdateMany",
-	"RunnerTasks", "Heartbeat", "Runners", "RemoveRunner", "DeleteExpired"}
+	"RunnerTasks", "Heartbeat", "Runners", "RemoveRunner", "DeleteExpired", "ListByStatus", "CountByStatus"}
 
 // Counter holds the counts of a wrapped backend. It is safe for concurrent
 // use.
@@ -124,17 +124,72 @@ func (n Counts) String() string {
 
 // Wrap returns b counting each call in the returned Counter. It has the
 // optional interfaces of b that the Store and the router look for
-// (Notifier, BatchGetter, BatchUpdater), and no others, so that the
-// wrapped backend is used exactly as b would be.
+// (Notifier, BatchGetter, BatchUpdater, StatusIndex), and no others, so
+// that the wrapped backend is used exactly as b would be.
 func Wrap(b taskstore.Backend) (taskstore.Backend, *Counter) {
 	c := &Counter{n: Counts{}}
 	w := &backend{Backend: b, c: c}
-	var feed, getMany, updateMany bool
+	var feed, getMany, updateMany, statusIndex bool
 	w.n, feed = b.(taskstore.Notifier)
 	w.g, getMany = b.(taskstore.BatchGetter)
 	w.u, updateMany = b.(taskstore.BatchUpdater)
-	f, gm, um := notifier{w}, getter{w}, updater{w}
+	w.s, statusIndex = b.(taskstore.StatusIndex)
+	f, gm, um, sl := notifier{w}, getter{w}, updater{w}, statusLister{w}
+	// One struct type per combination: a method set cannot be assembled
+	// at run time.
 	switch {
+	case feed && getMany && updateMany && statusIndex:
+		return struct {
+			*backend
+			notifier
+			getter
+			updater
+			statusLister
+		}{w, f, gm, um, sl}, c
+	case getMany && updateMany && statusIndex:
+		return struct {
+			*backend
+			getter
+			updater
+			statusLister
+		}{w, gm, um, sl}, c
+	case feed && updateMany && statusIndex:
+		return struct {
+			*backend
+			notifier
+			updater
+			statusLister
+		}{w, f, um, sl}, c
+	case updateMany && statusIndex:
+		return struct {
+			*backend
+			updater
+			statusLister
+		}{w, um, sl}, c
+	case feed && getMany && statusIndex:
+		return struct {
+			*backend
+			notifier
+			getter
+			statusLister
+		}{w, f, gm, sl}, c
+	case getMany && statusIndex:
+		return struct {
+			*backend
+			getter
+			statusLister
+		}{w, gm, sl}, c
+	case feed && statusIndex:
+		return struct {
+			*backend
+			notifier
+			statusLister
+		}{w, f, sl}, c
+	case statusIndex:
+		return struct {
+			*backend
+			statusLister
+		}{w, sl}, c
 	case feed && getMany && updateMany:
 		return struct {
 			*backend
@@ -142,39 +197,39 @@ func Wrap(b taskstore.Backend) (taskstore.Backend, *Counter) {
 			getter
 			updater
 		}{w, f, gm, um}, c
-	case feed && getMany:
-		return struct {
-			*backend
-			notifier
-			getter
-		}{w, f, gm}, c
-	case feed && updateMany:
-		return struct {
-			*backend
-			notifier
-			updater
-		}{w, f, um}, c
 	case getMany && updateMany:
 		return struct {
 			*backend
 			getter
 			updater
 		}{w, gm, um}, c
-	case feed:
+	case feed && updateMany:
 		return struct {
 			*backend
 			notifier
-		}{w, f}, c
-	case getMany:
-		return struct {
-			*backend
-			getter
-		}{w, gm}, c
+			updater
+		}{w, f, um}, c
 	case updateMany:
 		return struct {
 			*backend
 			updater
 		}{w, um}, c
+	case feed && getMany:
+		return struct {
+			*backend
+			notifier
+			getter
+		}{w, f, gm}, c
+	case getMany:
+		return struct {
+			*backend
+			getter
+		}{w, gm}, c
+	case feed:
+		return struct {
+			*backend
+			notifier
+		}{w, f}, c
 	}
 	return w, c
 }
@@ -185,16 +240,18 @@ var (
 	_ taskstore.Notifier     = notifier{}
 	_ taskstore.BatchGetter  = getter{}
 	_ taskstore.BatchUpdater = updater{}
+	_ taskstore.StatusIndex  = statusLister{}
 )
 
-// backend counts the calls of the Backend interface; notifier, getter and
-// updater add the optional interfaces b has.
+// backend counts the calls of the Backend interface; notifier, getter,
+// updater and statusLister add the optional interfaces b has.
 type backend struct {
 	taskstore.Backend
 	c *Counter
 	n taskstore.Notifier
 	g taskstore.BatchGetter
 	u taskstore.BatchUpdater
+	s taskstore.StatusIndex
 }
 
 func (b *backend) Create(ctx context.Context, rec taskstore.Record, lim taskstore.Limits) error {
@@ -270,4 +327,16 @@ type updater struct{ *backend }
 func (w updater) UpdateMany(ctx context.Context, updates []taskstore.Update) ([]taskstore.UpdateResult, error) {
 	w.c.add("UpdateMany")
 	return w.u.UpdateMany(ctx, updates)
+}
+
+type statusLister struct{ *backend }
+
+func (w statusLister) ListByStatus(ctx context.Context, status taskstore.Status, after taskstore.Key, limit int) ([]taskstore.Record, bool, error) {
+	w.c.add("ListByStatus")
+	return w.s.ListByStatus(ctx, status, after, limit)
+}
+
+func (w statusLister) CountByStatus(ctx context.Context) (map[taskstore.Status]int64, error) {
+	w.c.add("CountByStatus")
+	return w.s.CountByStatus(ctx)
 }
