@@ -132,11 +132,13 @@ func TestMetricsScrapedByPrometheus(t *testing.T) {
 	p.want(`sum(mcptasks_tasks_ended_total{RUN,`+bOnly+`,mcptasks_task_status="failed",gen_ai_tool_name="slow_compute"})`, "1")
 	p.want(`sum(mcptasks_tasks_ended_total{RUN,`+bOnly+`,mcptasks_task_status="cancelled",gen_ai_tool_name="slow_report"})`, "1")
 	p.want(`sum(mcptasks_tasks_running{RUN,`+bOnly+`})`, "0")
-	// A's heartbeat age, as B saw it, grew past the lease timeout before B
-	// acted, and B stopped reporting A once A's tasks were dealt with.
+	// A's heartbeat age, as B saw it, grew toward the lease timeout before
+	// B acted, and B stopped reporting A once A's tasks were dealt with.
 	p.check(fmt.Sprintf(`max_over_time(mcptasks_replica_heartbeat_age_seconds{RUN,%s,mcptasks_replica=%q}[5m])`, bOnly, aID), func(v []promSample) bool {
-		return len(v) == 1 && v[0].value >= 4
-	}, "A's heartbeat age on B reached the lease timeout")
+		// Scraped each second, so the last sample before B acted (at 5 s)
+		// may be a second short of it; a live replica's stays near 0.
+		return len(v) == 1 && v[0].value >= 3
+	}, "A's heartbeat age on B grew toward the lease timeout")
 	p.want(`count(mcptasks_replica_heartbeat_age_seconds{RUN,`+bOnly+`}) or vector(0)`, "0")
 
 	// Every metric docs/operations.md lists was scraped in this run (A's
