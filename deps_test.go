@@ -43,6 +43,7 @@ func TestPostgresTagLinksPgx(t *testing.T) {
 // and the backends, the domain, the router), with any tags, links neither
 // OpenTelemetry nor a Prometheus client; only package otelmetrics, which a
 // service imports when it wants metrics, does (so this test would see it).
+// Nor does it link the admin page (package taskadmin).
 func TestLibraryLinksNoOpenTelemetry(t *testing.T) {
 	for _, tags := range []string{"", "redis,dynamodb,postgres"} {
 		out, err := exec.Command("go", "list", "-deps", "-tags", tags, ".", "./taskstore/...", "./taskrouter").CombinedOutput()
@@ -55,7 +56,7 @@ func TestLibraryLinksNoOpenTelemetry(t *testing.T) {
 		}
 		for _, d := range deps {
 			if strings.HasPrefix(d, "go.opentelemetry.io/") || strings.HasPrefix(d, "github.com/prometheus/") ||
-				d == "github.com/mcptasks/mcptasks/otelmetrics" {
+				d == "github.com/mcptasks/mcptasks/otelmetrics" || d == "github.com/mcptasks/mcptasks/taskadmin" {
 				t.Errorf("the library (tags %q) links %s", tags, d)
 			}
 		}
