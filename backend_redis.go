@@ -61,6 +61,12 @@ const (
 	// redisPruneBatch bounds how many expired index entries one create or
 	// list removes, so one call never does unbounded work.
 	redisPruneBatch = 100
+	// redisStatusCountPrune bounds how many expired records' status index
+	// entries one CountByStatus drops before it counts.
+	redisStatusCountPrune = 1000
+	// redisRepairBatch is how many status index entries DeleteExpired
+	// checks per round trip.
+	redisRepairBatch = 500
 )
 
 // openRedis opens
@@ -583,6 +589,7 @@ var (
 	_ taskstore.Notifier     = (*redisBackend)(nil)
 	_ taskstore.BatchGetter  = (*redisBackend)(nil)
 	_ taskstore.BatchUpdater = (*redisBackend)(nil)
+	_ taskstore.StatusIndex  = (*redisBackend)(nil)
 )
 
 func redisB64(s string) string {
@@ -745,42 +752,76 @@ func (b *redisBackend) Create(ctx context.Context, rec taskstore.Record, lim tas
 	if err := redisCheckSize(rec); err != nil {
 		return err
 	}
+	code, err := redisStatusCode(rec.Status)
+	if err != nil {
+		return err
+	}
 	runKeys, member, err := b.indexRunner(ctx, rec)
 	if err != nil {
 		return err
 	}
-	recKey, ids, exp, act := b.keys(rec.Owner, rec.TaskID)
-	expMS, pxat := redisExpiry(rec.ExpiresAt)
-	args := []any{rec.TaskID, redisValue(1, expMS, rec.Active, redisRunnerField(rec.Runner), rec.Data), expMS, pxat,
-		max(lim.MaxActive, 0), max(lim.MaxStored, 0), redisFlag(rec.Active),
-		b.changesChan(), b.changeMsg(rec.Owner, rec.TaskID, 1)}
-	if runKeys != nil {
-		args = append(args, member)
+	keys, args := b.createCall(rec, lim, code, runKeys, member)
+	var res any
+	if b.cluster {
+		// The status index is in another slot: the record's entry and
+		// expiry go there in the same round trip (another node, in
+		// parallel), not in the script. Of two creates of one key (one
+		// fails) the later expiry stays (GT), so an entry is never
+		// dropped before its record expires.
+		km, expMS := redisStatusKM(rec.Owner, rec.TaskID), args[2].(string)
+		res, err = b.runWith(ctx, func(pipe redis.Pipeliner) {
+			pipe.ZAdd(ctx, b.statusKey(), redis.Z{Member: code + " " + km})
+			if expMS == "" {
+				pipe.ZRem(ctx, b.statusExpKey(), km)
+			} else {
+				ms, _ := strconv.ParseInt(expMS, 10, 64)
+				pipe.ZAddGT(ctx, b.statusExpKey(), redis.Z{Score: float64(ms), Member: km})
+			}
+		}, redisCreate, keys, args)
+	} else {
+		res, err = redisCreate.Run(ctx, b.client, keys, args...).Result()
 	}
-	res, err := redisCreate.Run(ctx, b.client, append([]string{recKey, ids, exp, act}, runKeys...), args...).Int()
 	if err != nil {
 		return b.fail(ctx, "create", err)
 	}
 	switch res {
-	case 0:
+	case int64(0):
 		return nil
-	case 1:
+	case int64(1):
 		return taskstore.ErrAlreadyExists
-	case 2:
+	case int64(2):
 		return taskstore.ErrQuotaExceeded
-	case 3:
+	case int64(3):
 		return taskstore.ErrStorageFull
 	}
-	return fmt.Errorf("%w: redis create: unexpected reply %d", taskstore.ErrBackend, res)
+	return fmt.Errorf("%w: redis create: unexpected reply %v", taskstore.ErrBackend, res)
 }
 
-// redisValue is the stored form of a record: "VERSION:EXPIRY:ACTIVE:RUNNER:DATA"
-// (runner already in base64url, see redisRunnerField).
-func redisValue(version uint64, expMS string, active bool, r string, data []byte) []byte {
-	value := make([]byte, 0, len(data)+len(expMS)+len(r)+24)
+// createCall is the create script's keys and arguments for rec (see
+// redis_lua/create.lua), status code given; on a cluster without the
+// status index keys (another slot).
+func (b *redisBackend) createCall(rec taskstore.Record, lim taskstore.Limits, code string, runKeys []string, runMember string) (keys []string, args []any) {
+	recKey, ids, exp, act := b.keys(rec.Owner, rec.TaskID)
+	expMS, pxat := redisExpiry(rec.ExpiresAt)
+	statusKey, statusExp := b.statusKey(), b.statusExpKey()
+	if b.cluster {
+		statusKey, statusExp = "", ""
+	}
+	args = []any{rec.TaskID, redisValue(1, expMS, rec.Active, code, redisRunnerField(rec.Runner), rec.Data), expMS, pxat,
+		max(lim.MaxActive, 0), max(lim.MaxStored, 0), redisFlag(rec.Active),
+		b.changesChan(), b.changeMsg(rec.Owner, rec.TaskID, 1), runMember, code, redisStatusKM(rec.Owner, rec.TaskID),
+		statusKey, statusExp}
+	return append([]string{recKey, ids, exp, act}, runKeys...), args
+}
+
+// redisValue is the stored form of a record: "VERSION:EXPIRY:ACTIVE:RUNNER:DATA",
+// ACTIVE the active flag then the status code (see redisStatusCode), the
+// runner already in base64url (see redisRunnerField).
+func redisValue(version uint64, expMS string, active bool, code, r string, data []byte) []byte {
+	value := make([]byte, 0, len(data)+len(expMS)+len(r)+25)
 	value = strconv.AppendUint(value, version, 10)
 	value = append(append(append(value, ':'), expMS...), ':')
-	value = append(append(value, redisFlag(active)...), ':')
+	value = append(append(append(value, redisFlag(active)...), code...), ':')
 	value = append(append(value, r...), ':')
 	return append(value, data...)
 }
@@ -818,8 +859,10 @@ var (
 	errRedisIndexEntry = fmt.Errorf("%w: redis runner index: malformed entry", taskstore.ErrBackend)
 )
 
-// decodeRedisRecord parses a stored value, "VERSION:EXPIRY:ACTIVE:RUNNER:DATA".
-// Its error is built only on failure: it runs for every record read.
+// decodeRedisRecord parses a stored value, "VERSION:EXPIRY:ACTIVE:RUNNER:DATA",
+// ACTIVE the flag and the status code, if any (a record an earlier release
+// wrote has none: Status ""). Its error is built only on failure: it runs
+// for every record read.
 func decodeRedisRecord(owner, id string, val []byte) (taskstore.Record, error) {
 	var f [4][]byte
 	rest := val
@@ -829,7 +872,11 @@ func decodeRedisRecord(owner, id string, val []byte) (taskstore.Record, error) {
 			return taskstore.Record{}, fmt.Errorf("%w: %s", errRedisMalformed, id)
 		}
 	}
-	rec := taskstore.Record{Owner: owner, TaskID: id, Data: rest, Active: string(f[2]) == "1"}
+	rec := taskstore.Record{Owner: owner, TaskID: id, Data: rest}
+	if len(f[2]) > 0 {
+		rec.Active = f[2][0] == '1'
+		rec.Status = redisStatusOf(f[2][1:])
+	}
 	var err error
 	if rec.Version, err = strconv.ParseUint(string(f[0]), 10, 64); err != nil {
 		return taskstore.Record{}, fmt.Errorf("%w: %s", errRedisMalformed, id)
@@ -859,20 +906,40 @@ func (b *redisBackend) Update(ctx context.Context, rec taskstore.Record, expecte
 	if err := redisCheckSize(rec); err != nil {
 		return 0, err
 	}
-	keys, args := b.updateCall(rec, expected, false)
-	res, err := redisUpdate.Run(ctx, b.client, keys, args...).Int64()
-	if err == nil && res == -3 {
-		// A new runner, on a cluster: its index (another slot) first.
+	keys, args, err := b.updateCall(rec, expected, false)
+	if err != nil {
+		return 0, err
+	}
+	if !b.cluster {
+		res, err := redisUpdate.Run(ctx, b.client, keys, args...).Int64()
+		if err != nil {
+			return 0, b.fail(ctx, "update", err)
+		}
+		return redisUpdateReply(res)
+	}
+	// A cluster: the record's entry in the status index (another slot) is
+	// added in the same round trip, whether or not its status changes
+	// (the script alone knows), and the old one dropped after.
+	member := args[10].(string) + " " + args[11].(string)
+	res, err := b.runWith(ctx, func(pipe redis.Pipeliner) {
+		pipe.ZAdd(ctx, b.statusKey(), redis.Z{Member: member})
+	}, redisUpdate, keys, args)
+	if err == nil && res == int64(-3) {
+		// A new runner: its index (another slot) first.
 		if _, _, err := b.indexRunner(ctx, rec); err != nil {
 			return 0, err
 		}
 		args[9] = "1"
-		res, err = redisUpdate.Run(ctx, b.client, keys, args...).Int64()
+		res, err = redisUpdate.Run(ctx, b.client, keys, args...).Result()
 	}
 	if err != nil {
 		return 0, b.fail(ctx, "update", err)
 	}
-	return redisUpdateReply(res)
+	v, was, err := redisUpdateResult(res)
+	if was != nil {
+		b.dropLeft(ctx, []any{*was + " " + args[11].(string)})
+	}
+	return v, err
 }
 
 func redisCheckSize(rec taskstore.Record) error {
@@ -884,23 +951,50 @@ func redisCheckSize(rec taskstore.Record) error {
 
 // updateCall is the update script's keys and arguments for rec at
 // expected; indexed says that the entry of rec's runner is in its index
-// already (see redis_lua/update.lua).
-func (b *redisBackend) updateCall(rec taskstore.Record, expected uint64, indexed bool) (keys []string, args []any) {
+// already (see redis_lua/update.lua). args[10] is the status code and
+// args[11] the status index entry's "ID OWNER".
+func (b *redisBackend) updateCall(rec taskstore.Record, expected uint64, indexed bool) (keys []string, args []any, err error) {
+	code, err := redisStatusCode(rec.Status)
+	if err != nil {
+		return nil, nil, err
+	}
 	recKey, _, _, act := b.keys(rec.Owner, rec.TaskID)
 	keys = []string{recKey, act}
 	expMS, _ := redisExpiry(rec.ExpiresAt)
 	runner := redisRunnerField(rec.Runner)
-	value := redisValue(expected+1, expMS, rec.Active, runner, rec.Data)
+	value := redisValue(expected+1, expMS, rec.Active, code, runner, rec.Data)
 	member := b.runMember(rec.Owner, rec.TaskID)
 	args = []any{value, strconv.FormatUint(expected, 10), redisFlag(rec.Active), runner,
-		rec.TaskID, b.changesChan(), member, expMS, len(value) - len(rec.Data), redisFlag(indexed)}
+		rec.TaskID, b.changesChan(), member, expMS, len(value) - len(rec.Data), redisFlag(indexed),
+		code, redisStatusKM(rec.Owner, rec.TaskID), ""}
 	if !b.cluster {
+		args[12] = b.statusKey()
 		if rec.Runner != "" {
 			keys = append(keys, b.runnerKey(rec.Runner))
 		}
 		args = append(args, member, b.prefix+"{r:")
 	}
-	return keys, args
+	return keys, args, nil
+}
+
+// redisUpdateResult reads a reply of the update script: the new version,
+// or the error Update gives, and on a cluster the status code the record
+// had when the update changed it (nil when it did not).
+func redisUpdateResult(res any) (uint64, *string, error) {
+	switch r := res.(type) {
+	case int64:
+		v, err := redisUpdateReply(r)
+		return v, nil, err
+	case []any:
+		if len(r) == 2 {
+			v, ok1 := r[0].(int64)
+			was, ok2 := r[1].(string)
+			if ok1 && ok2 && v > 0 {
+				return uint64(v), &was, nil
+			}
+		}
+	}
+	return 0, nil, fmt.Errorf("%w: redis update: unexpected reply %v", taskstore.ErrBackend, res)
 }
 
 // redisUpdateReply is what Update returns for a reply of the update
@@ -946,8 +1040,19 @@ func (b *redisBackend) UpdateMany(ctx context.Context, updates []taskstore.Updat
 	}
 	out := make([]taskstore.UpdateResult, len(updates))
 	send := make([]int, 0, len(updates))
+	type call struct {
+		keys []string
+		args []any
+	}
+	calls := make([]call, len(updates))
 	for i, u := range updates {
-		if out[i].Err = redisCheckSize(u.Record); out[i].Err == nil {
+		if out[i].Err = redisCheckSize(u.Record); out[i].Err != nil {
+			continue
+		}
+		// On a cluster the runner index entries are added first (see
+		// indexRunners): the scripts run knowing them there.
+		calls[i].keys, calls[i].args, out[i].Err = b.updateCall(u.Record, u.Expected, b.cluster)
+		if out[i].Err == nil {
 			send = append(send, i)
 		}
 	}
@@ -959,9 +1064,18 @@ func (b *redisBackend) UpdateMany(ctx context.Context, updates []taskstore.Updat
 	}
 	cmds := make([]*redis.Cmd, len(updates))
 	pipe := b.client.Pipeline()
+	var statusAdd *redis.IntCmd
+	if b.cluster {
+		// Every record's status index entry (another slot), in one ZADD
+		// in the same round trip, as for Update.
+		zs := make([]redis.Z, len(send))
+		for j, i := range send {
+			zs[j] = redis.Z{Member: calls[i].args[10].(string) + " " + calls[i].args[11].(string)}
+		}
+		statusAdd = pipe.ZAdd(ctx, b.statusKey(), zs...)
+	}
 	for _, i := range send {
-		keys, args := b.updateCall(updates[i].Record, updates[i].Expected, b.cluster)
-		cmds[i] = redisUpdate.EvalSha(ctx, pipe, keys, args...)
+		cmds[i] = redisUpdate.EvalSha(ctx, pipe, calls[i].keys, calls[i].args...)
 	}
 	_, _ = pipe.Exec(ctx) // each command has its own outcome
 	var again redis.Pipeliner
@@ -970,21 +1084,29 @@ func (b *redisBackend) UpdateMany(ctx context.Context, updates []taskstore.Updat
 			if again == nil {
 				again = b.client.Pipeline()
 			}
-			keys, args := b.updateCall(updates[i].Record, updates[i].Expected, b.cluster)
-			cmds[i] = redisUpdate.Eval(ctx, again, keys, args...)
+			cmds[i] = redisUpdate.Eval(ctx, again, calls[i].keys, calls[i].args...)
 		}
 	}
 	if again != nil {
 		_, _ = again.Exec(ctx)
 	}
+	var left []any // on a cluster, the entries of the statuses records left
 	for _, i := range send {
-		res, err := cmds[i].Int64()
+		res, err := cmds[i].Result()
+		if err == nil && statusAdd != nil {
+			err = statusAdd.Err()
+		}
 		if err != nil {
 			out[i].Err = b.fail(ctx, "update", err)
 			continue
 		}
-		out[i].Version, out[i].Err = redisUpdateReply(res)
+		var was *string
+		out[i].Version, was, out[i].Err = redisUpdateResult(res)
+		if was != nil {
+			left = append(left, *was+" "+calls[i].args[11].(string))
+		}
 	}
+	b.dropLeft(ctx, left)
 	return out, nil
 }
 
@@ -1028,9 +1150,22 @@ func (b *redisBackend) Delete(ctx context.Context, owner, id string) (bool, erro
 		return false, err
 	}
 	recKey, ids, exp, act := b.keys(owner, id)
-	res, err := redisDelete.Run(ctx, b.client, []string{recKey, ids, exp, act}, id, b.changesChan(), b.changeMsg(owner, id, 0)).Int()
+	km, statusKey, statusExp := redisStatusKM(owner, id), b.statusKey(), b.statusExpKey()
+	if b.cluster {
+		statusKey, statusExp = "", "" // another slot: dropped below
+	}
+	res, err := redisDelete.Run(ctx, b.client, []string{recKey, ids, exp, act}, id, b.changesChan(), b.changeMsg(owner, id, 0),
+		statusKey, statusExp, km).Int()
 	if err != nil {
 		return false, b.fail(ctx, "delete", err)
+	}
+	if b.cluster {
+		// After the record is gone, never before: an entry is dropped
+		// only when its record is.
+		err := redisStatusDrop.Run(ctx, b.client, []string{b.statusKey(), b.statusExpKey()}, km).Err()
+		if err != nil {
+			return false, b.fail(ctx, "delete status index entry", err)
+		}
 	}
 	return res == 1, nil
 }
@@ -1336,6 +1471,9 @@ func (b *redisBackend) DeleteExpired(ctx context.Context) (int, error) {
 		err = c.ForEachMaster(ctx, sweep)
 	case *redis.Client:
 		err = sweep(ctx, c)
+	}
+	if err == nil {
+		err = b.repairStatusIndex(redisNoWait(ctx))
 	}
 	if err != nil {
 		return total, b.fail(ctx, "delete expired", err)
