@@ -529,7 +529,8 @@ func (b *redisBackend) ping(ctx context.Context) error {
 // owner shares the cluster hash tag {O}:
 //
 //	P{O}:t:ID   string "VERSION:EXPIRY:ACTIVE:RUNNER:DATA", EXPIRY in Unix
-//	            ms (rounded up; empty: never), ACTIVE 1 or 0, RUNNER the
+//	            ms (rounded up; empty: never), ACTIVE 1 or 0 then the
+//	            status code (backend_redis_status.go), RUNNER the
 //	            runner id in base64url (empty: none), DATA the record byte
 //	            for byte. PEXPIREAT at the expiry, so the server hides and
 //	            purges it on its own. (A string, not a hash: a list page
@@ -543,6 +544,8 @@ func (b *redisBackend) ping(ctx context.Context) error {
 //	P{r:R}:run  sorted set of "O ID" of the records written with runner R
 //	            (R = base64url(runner)): the runner index, a hint.
 //	P{runners}  hash runner -> heartbeat counter.
+//	P{status:index}, P{status:index}:expiry  the status index, across
+//	            owners (see backend_redis_status.go).
 //
 // Consistency: every method on one owner is one round trip, atomic on the
 // server: a Lua script (EVALSHA) touching one owner's keys only, so one
@@ -1443,7 +1446,10 @@ func (b *redisBackend) listen(ctx context.Context) error {
 // invisible and Redis purges them, and idle indexes expire with their last
 // member). It scans for the prefix's expiry indexes (every master of a
 // cluster; cost proportional to the keyspace) and drops their expired
-// entries, returning how many expired tasks it cleared out of them.
+// entries, returning how many expired tasks it cleared out of them. Then
+// it repairs the status index (repairStatusIndex: cost proportional to
+// the records indexed), so that its counts are exact after it on a quiet
+// store, a cluster's too.
 func (b *redisBackend) DeleteExpired(ctx context.Context) (int, error) {
 	ctx, err := b.enter(ctx)
 	if err != nil {
