@@ -16,6 +16,7 @@ import (
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
 	"github.com/mcptasks/mcptasks"
+	"github.com/mcptasks/mcptasks/taskadmin"
 	"github.com/mcptasks/mcptasks/taskrouter"
 	"github.com/mcptasks/mcptasks/taskstore"
 )
@@ -50,6 +51,11 @@ Who owns a task (only its owner can read, wait for, list or cancel it):
                               beyond loopback without them.
   --stdio                     the anonymous owner (one client)
 
+With --admin-token (or --admin-token-file), /admin/ serves an admin page over the
+store: the tasks of every user and replica, which it can cancel. It wants that
+token, never a user's, as Authorization: Bearer or as the password of HTTP Basic
+authentication (a browser asks for it).
+
 At SIGINT or SIGTERM it stops taking requests and lets running tasks finish
 for --drain, then marks the rest failed; a second signal ends the drain at once.
 
@@ -72,6 +78,8 @@ func serveMain(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	maxPerUser := fs.Int("max-sessions-per-user", defaultMaxPerUser, "with tokens, most 2025-11-25 sessions one user may hold open at once; beyond it, a new one gets 429 (0 = no cap)")
 	maxActive := fs.Int("max-active-tasks", 0, "most active (working or input_required) tasks one owner may have at once; beyond it a new task is refused (0 = the store's default, 100)")
 	metricsAddr := fs.String("metrics-addr", "", "serve metrics in the Prometheus text format at http://`ADDR`/metrics, on a listener of their own (such as 127.0.0.1:9464); none when empty")
+	var admin adminFlags
+	admin.register(fs)
 	if err := parseFlags(fs, serveUsage, args, stdout); err != nil {
 		return err
 	}
@@ -80,6 +88,9 @@ func serveMain(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	if *stdio && (len(tokenArgs) > 0 || *tokensFile != "") {
 		return usagef("--token and --tokens-file have no meaning with --stdio (its one client is the anonymous owner)")
+	}
+	if err := admin.check(*stdio); err != nil {
+		return err
 	}
 	logger := slog.New(slog.NewTextHandler(stderr, nil))
 	cmdLog.Store(logger)
@@ -91,6 +102,10 @@ func serveMain(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		if err := readTokens(*tokensFile, tokens, logger.Warn); err != nil {
 			return err
 		}
+	}
+	adminToken, err := admin.load(tokens, logger.Warn)
+	if err != nil {
+		return err
 	}
 
 	// Anonymous tasks: on stdio (one client), and over HTTP without tokens
@@ -108,6 +123,10 @@ func serveMain(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		defer metrics.close()
 		cfg.ObserveBackend = metrics.metrics.ObserveBackend
 		observer = metrics.metrics.Observer()
+	}
+	var local taskadmin.Local
+	if adminToken != "" {
+		observer = adminObserver(observer, &local)
 	}
 	store, err := mcptasks.Open(ctx, *storeURL, cfg)
 	if err != nil {
@@ -169,6 +188,13 @@ func serveMain(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	handler := d.httpHandler(tokens, *sessionIdle, newSessionLimit(d.server, *maxSessions, *maxPerUser))
 	mux := http.NewServeMux()
 	mux.Handle("/mcp", hostGuard(ln.Addr().String(), extra, handler))
+	if adminToken != "" {
+		mux.Handle("/admin/", hostGuard(ln.Addr().String(), extra, admin.handler(adminToken, store, d.router, &local)))
+		fmt.Fprintf(stdout, "mcptasks: admin page on http://%s/admin/ (with the admin token)\n", ln.Addr())
+		if len(tokens) == 0 && !admin.ownerDigests {
+			logger.Warn("without bearer tokens, task owners are MCP session ids, the credentials of their tasks: the admin page shows them; --admin-owner-digests hides them")
+		}
+	}
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 
 	fmt.Fprintf(stdout, "mcptasks: MCP server on http://%s/mcp, store %s\n", ln.Addr(), redactURL(*storeURL))

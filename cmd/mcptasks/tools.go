@@ -14,6 +14,7 @@ import (
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
 	"github.com/mcptasks/mcptasks/taskrouter"
+	"github.com/mcptasks/mcptasks/taskstore"
 )
 
 type sleepArgs struct {
@@ -213,8 +214,10 @@ func reportTool(ctx context.Context, req *mcp.CallToolRequest, in reportArgs) (*
 		case <-time.After(step):
 		}
 		line := fmt.Sprintf("%d. finding %d about %s (attempt %d)", i, i, topic, h.Attempt())
-		// Visible to tasks/get in _meta, on every replica.
-		if err := h.SetVariables(ctx, map[string]any{reportLine(i): line, "report.step": i, "report.steps": steps}); err != nil {
+		// Visible to tasks/get in _meta, on every replica; the progress
+		// (for the admin page) goes in the same write.
+		if err := h.SetVariables(ctx, map[string]any{reportLine(i): line, "report.step": i, "report.steps": steps,
+			taskstore.ProgressVariable: taskstore.Progress{Progress: float64(i), Total: float64(steps), Message: fmt.Sprintf("step %d of %d", i, steps)}}); err != nil {
 			return nil, nil, err
 		}
 		lines = append(lines, line)
