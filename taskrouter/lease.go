@@ -21,10 +21,16 @@ import (
 // task whose replica stopped while running it.
 const OrphanedMessage = lease.OrphanedMessage
 
+// The defaults of Options.Heartbeat and Options.LeaseTimeout.
 const (
-	defaultHeartbeat    = time.Second
-	defaultLeaseTimeout = 5 * time.Second
+	DefaultHeartbeat    = time.Second
+	DefaultLeaseTimeout = 5 * time.Second
 )
+
+// ReleasedSuffix ends the runner id to which a replica shutting down hands
+// its resumable tasks (so a runner id never holds '#'): every other
+// replica takes them over at once, without waiting for a lease timeout.
+const ReleasedSuffix = lease.ReleasedSuffix
 
 // newRunnerID names this process: host, pid and 48 random bits, so a
 // restarted process never reuses its predecessor's id.

@@ -153,13 +153,13 @@ func New(store *taskstore.Store, opts Options) *Router {
 	if opts.Runner == "" {
 		opts.Runner = newRunnerID()
 	}
-	// '#' is the released marker (lease.ReleasedSuffix).
+	// '#' is the released marker (ReleasedSuffix).
 	opts.Runner = strings.ReplaceAll(opts.Runner, "#", "_")
 	if opts.Heartbeat <= 0 {
-		opts.Heartbeat = defaultHeartbeat
+		opts.Heartbeat = DefaultHeartbeat
 	}
 	if opts.LeaseTimeout <= 0 {
-		opts.LeaseTimeout = defaultLeaseTimeout
+		opts.LeaseTimeout = DefaultLeaseTimeout
 	}
 	r := &Router{
 		store: store,
@@ -303,10 +303,6 @@ type StartRequest struct {
 	// Rerun, when set, makes the task resumable: what another replica
 	// needs to run it again (see SetResumable).
 	Rerun json.RawMessage
-	// Trace is the W3C trace context the request carried (see
-	// taskstore.NewTraceContext), kept in the task's record so that its
-	// run, on any replica, joins the request's trace. Nil: none.
-	Trace *taskstore.TraceContext
 }
 
 // errShuttingDown answers task creation once Shutdown has begun.
@@ -338,7 +334,6 @@ func (r *Router) Start(ctx context.Context, req StartRequest, work Work) (*tasks
 		Variables:     vars,
 		Runner:        r.opts.Runner,
 		Rerun:         req.Rerun,
-		Trace:         req.Trace,
 	})
 	if err != nil {
 		r.opts.Observer.refusedFor(err)

@@ -185,6 +185,21 @@ func parseFlags(fs *flag.FlagSet, head string, args []string, stdout io.Writer) 
 // usageError. The flag package is kept from printing anything itself, so
 // that help goes to stdout and errors to stderr, once.
 func parseFlagsN(fs *flag.FlagSet, head string, args []string, n int, stdout io.Writer) error {
+	if err := parseOnce(fs, head, args, stdout); err != nil {
+		return err
+	}
+	if fs.NArg() != n {
+		// Not echoed: a stray argument can be half of a mistyped secret.
+		if n == 0 {
+			return usagef("%d unexpected argument(s) after the flags", fs.NArg())
+		}
+		return usagef("want %d argument(s) after the flags, got %d", n, fs.NArg())
+	}
+	return nil
+}
+
+// parseOnce is one fs.Parse with parseFlagsN's handling of help and errors.
+func parseOnce(fs *flag.FlagSet, head string, args []string, stdout io.Writer) error {
 	fs.SetOutput(io.Discard)
 	fs.Usage = func() {}
 	err := fs.Parse(args)
@@ -199,14 +214,27 @@ func parseFlagsN(fs *flag.FlagSet, head string, args []string, n int, stdout io.
 	if err != nil {
 		return usageError{err}
 	}
-	if fs.NArg() != n {
-		// Not echoed: a stray argument can be half of a mistyped secret.
-		if n == 0 {
-			return usagef("%d unexpected argument(s) after the flags", fs.NArg())
-		}
-		return usagef("want %d argument(s) after the flags, got %d", n, fs.NArg())
-	}
 	return nil
+}
+
+// parseFlagsArgs parses a subcommand's flags mixed with its positional
+// arguments (flags may follow them, as in "tasks get ID --json"; "--"
+// ends the flags) and returns the positional ones.
+func parseFlagsArgs(fs *flag.FlagSet, head string, args []string, stdout io.Writer) ([]string, error) {
+	var pos []string
+	for {
+		if err := parseOnce(fs, head, args, stdout); err != nil {
+			return nil, err
+		}
+		rest := fs.Args()
+		if len(rest) == 0 {
+			return pos, nil
+		}
+		if i := len(args) - len(rest); i > 0 && args[i-1] == "--" {
+			return append(pos, rest...), nil
+		}
+		pos, args = append(pos, rest[0]), rest[1:]
+	}
 }
 
 func usage(w io.Writer) {

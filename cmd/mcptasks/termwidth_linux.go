@@ -1,0 +1,17 @@
+package main
+
+import (
+	"os"
+	"syscall"
+	"unsafe"
+)
+
+// terminalWidth is the width of the terminal f is, or 0 when f is not one.
+func terminalWidth(f *os.File) int {
+	var ws struct{ row, col, x, y uint16 }
+	_, _, errno := syscall.Syscall(syscall.SYS_IOCTL, f.Fd(), syscall.TIOCGWINSZ, uintptr(unsafe.Pointer(&ws)))
+	if errno != 0 {
+		return 0
+	}
+	return int(ws.col)
+}
