@@ -939,8 +939,8 @@ func (b *redisBackend) Update(ctx context.Context, rec taskstore.Record, expecte
 		return 0, b.fail(ctx, "update", err)
 	}
 	v, was, err := redisUpdateResult(res)
-	if was != nil {
-		b.dropLeft(ctx, []any{*was + " " + args[11].(string)})
+	if drop := redisLeftEntry(args, was, err); drop != nil {
+		b.dropLeft(ctx, []any{drop})
 	}
 	return v, err
 }
@@ -1093,7 +1093,7 @@ func (b *redisBackend) UpdateMany(ctx context.Context, updates []taskstore.Updat
 	if again != nil {
 		_, _ = again.Exec(ctx)
 	}
-	var left []any // on a cluster, the entries of the statuses records left
+	var left []any // on a cluster, the entries the updates left behind
 	for _, i := range send {
 		res, err := cmds[i].Result()
 		if err == nil && statusAdd != nil {
@@ -1105,8 +1105,8 @@ func (b *redisBackend) UpdateMany(ctx context.Context, updates []taskstore.Updat
 		}
 		var was *string
 		out[i].Version, was, out[i].Err = redisUpdateResult(res)
-		if was != nil {
-			left = append(left, *was+" "+calls[i].args[11].(string))
+		if drop := redisLeftEntry(calls[i].args, was, out[i].Err); drop != nil && b.cluster {
+			left = append(left, drop)
 		}
 	}
 	b.dropLeft(ctx, left)

@@ -22,7 +22,8 @@ import (
 //	                     ids hold no space and all have one length, so
 //	                     lexical order within a code is (task id, owner)
 //	                     order, and "CODE " starts every entry of a status.
-//	P{status:index}:expiry  sorted set of "ID OWNER" of the records that
+//	P{status:index}:expiry
+//	                     sorted set of "ID OWNER" of the records that
 //	                     expire, scored by expiry (ms): the entries of
 //	                     expired records are dropped by it, so the counts
 //	                     need no record read.
@@ -40,15 +41,16 @@ import (
 // them through the expiry set; a count drops them first, so it is exact.
 //
 // Cluster: the index is in its own slot, so it is a hint kept next to the
-// record's script: a create adds the entry (status_add.lua) and an update
+// record's script: a create adds the entry and its expiry, and an update
 // ZADDs its record's entry (whatever the status, which only the script
 // knows) in the same pipeline as the record's script, each on its own
 // node, in parallel: one round trip. An update that changed the status
-// then drops the old entry (a second round trip); a delete drops the
-// record's entries after its script. An update or create that failed
+// then drops the old entry (a second round trip), and so does one that
+// found no record, for the entry it sent; a delete drops the record's
+// entries after its script. A create or a compare-and-swap that failed
 // leaves an entry its record does not have; ListByStatus checks every
-// entry against its record and drops those that disagree, and
-// DeleteExpired checks them all.
+// entry against its record and drops those that disagree, DeleteExpired
+// checks them all, and the record's expiry drops it with the others.
 
 // redisStatusCodeList holds the code of each status, indexed as
 // status_count.lua returns its counts: "" is a record without a status.
@@ -119,8 +121,23 @@ func (b *redisBackend) runWith(ctx context.Context, pre func(redis.Pipeliner), s
 	return res, nil
 }
 
-// dropLeft removes, on a cluster, the status index entries of the
-// statuses records just left (their new entries are in). If that fails
+// redisLeftEntry is, on a cluster, the status index entry an update whose
+// arguments are args (see updateCall) leaves behind: the old status's
+// when the script reported one (was), or, for a record that is not there,
+// the entry the update itself added (the Store never creates a record it
+// updates, so no create wants it); else nil.
+func redisLeftEntry(args []any, was *string, err error) any {
+	switch {
+	case was != nil:
+		return *was + " " + args[11].(string)
+	case errors.Is(err, taskstore.ErrNotFound):
+		return args[10].(string) + " " + args[11].(string)
+	}
+	return nil
+}
+
+// dropLeft removes, on a cluster, the status index entries updates left
+// behind (see redisLeftEntry). If that fails
 // the entries stay behind, stale, until ListByStatus or DeleteExpired
 // meets them: the writes themselves are done, so it reports nothing.
 func (b *redisBackend) dropLeft(ctx context.Context, members []any) {

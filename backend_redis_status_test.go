@@ -211,6 +211,19 @@ func TestRedisStatusIndexStale(t *testing.T) {
 		if d := cmp.Diff(want, statusCounts(t, rb)); d != "" {
 			t.Errorf("counts after the listings (-want +got):\n%s", d)
 		}
+		// An update of a record that is not there leaves no entry (on a
+		// cluster it drops the one it sent).
+		never := statusRecord("dave", taskstore.StatusCompleted, time.Time{})
+		if _, err := rb.Update(ctx, never, 1); !errors.Is(err, taskstore.ErrNotFound) {
+			t.Fatalf("Update of a record never created: %v", err)
+		}
+		res, err := rb.UpdateMany(ctx, []taskstore.Update{{Record: never, Expected: 1}})
+		if err != nil || !errors.Is(res[0].Err, taskstore.ErrNotFound) {
+			t.Fatalf("UpdateMany of a record never created: %v, %v", res, err)
+		}
+		if d := cmp.Diff(want, statusCounts(t, rb)); d != "" {
+			t.Errorf("counts after updates of a record never created (-want +got):\n%s", d)
+		}
 		inject()
 		if _, err := rb.DeleteExpired(ctx); err != nil {
 			t.Fatal(err)

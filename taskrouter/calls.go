@@ -103,7 +103,7 @@ func (r *Router) toolsCall(ctx context.Context, method string, req mcp.Request, 
 	if err != nil {
 		return nil, toWire(r.log, err)
 	}
-	return r.startTool(ctx, StartRequest{Owner: owner, Method: method, Tool: name, TTL: ttl, PollInterval: poll}, next, req)
+	return r.startTool(ctx, StartRequest{Owner: owner, Method: method, Tool: name, TTL: ttl, PollInterval: poll, Trace: traceOf(req)}, next, req)
 }
 
 // unwrapped refuses a call of a task-supporting tool that reached the
@@ -154,7 +154,7 @@ func (r *Router) toolsCall20260728(ctx context.Context, method string, req mcp.R
 			})
 		}
 	}
-	return r.startTool(ctx, StartRequest{Owner: owner, Method: method, Tool: name}, next, req)
+	return r.startTool(ctx, StartRequest{Owner: owner, Method: method, Tool: name, Trace: traceOf(req)}, next, req)
 }
 
 // startTool starts a task that runs the tool call req through next (the
@@ -192,6 +192,7 @@ func (r *Router) startTool(ctx context.Context, sr StartRequest, next mcp.Method
 	if err != nil {
 		return nil, toWire(r.log, err)
 	}
+	noteTask(ctx, "", rec)
 	return &wireResult{v: viewOf(revisionOf(ctx)).Created(rec)}, nil
 }
 

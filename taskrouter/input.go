@@ -139,11 +139,23 @@ func (r *Router) ask(ctx context.Context, rn *run, method string, req mcp.Reques
 		return nil, fmt.Errorf("%s: params do not marshal: %w", method, err)
 	}
 	key := method + "#" + strconv.FormatInt(rn.asks.Add(1), 10)
-	answers, err := rn.handle.AwaitInput(ctx, map[string]any{key: json.RawMessage(stored)}, waitingFor(method))
-	if err != nil {
-		return nil, err
+	var end func(InputEnd)
+	if r.opts.Observer.InputAsked != nil {
+		stored := key // as the record keeps it (Handle.AwaitInput marks a re-run's keys)
+		if a := rn.handle.Attempt(); a > 1 {
+			stored += "@" + strconv.Itoa(a)
+		}
+		end = r.opts.Observer.InputAsked(ctx, Input{TaskID: rn.id, Key: stored, Method: method})
 	}
-	return answerOf(method, answers[key])
+	answers, err := rn.handle.AwaitInput(ctx, map[string]any{key: json.RawMessage(stored)}, waitingFor(method))
+	var res mcp.Result
+	if err == nil {
+		res, err = answerOf(method, answers[key])
+	}
+	if end != nil {
+		end(InputEnd{ErrorType: errorType(ctx, res, err)})
+	}
+	return res, err
 }
 
 // answerOf decodes a stored answer into the result type the SDK asserts
@@ -299,6 +311,7 @@ func (d *deliveries) deliver(key string, stored json.RawMessage) {
 		return
 	}
 	if len(accepted) > 0 {
+		d.r.opts.Observer.inputAnswered(d.ctx, d.id, accepted)
 		d.r.hub.Changed(d.id, nil)
 	}
 }

@@ -2,23 +2,27 @@ package taskrouter
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
+	"github.com/mcptasks/mcptasks/taskrouter/internal/protocol"
 	"github.com/mcptasks/mcptasks/taskstore"
 )
 
-// Observer is told what the Router does, for metrics: package otelmetrics
-// turns it into OpenTelemetry instruments, and anything else may. Every
-// field is optional and nil ones are skipped, so the zero Observer costs
-// nothing. The funcs run synchronously on the Router's goroutines, some on
-// every request: they must be quick, must not block, and must not call the
-// Router.
+// Observer is told what the Router does, for metrics and traces: package
+// otelmetrics turns it into OpenTelemetry instruments and spans, and
+// anything else may. Every field is optional and nil ones are skipped, so
+// the zero Observer costs nothing. The funcs run synchronously on the
+// Router's goroutines, some on every request: they must be quick, must not
+// block, and must not call the Router.
 type Observer struct {
 	// TaskCreated: this replica created a task.
 	TaskCreated func(TaskCreated)
@@ -65,6 +69,108 @@ type Observer struct {
 	// time the Router's middleware received it until it answered (for a
 	// blocked tasks/result, the whole wait).
 	Operation func(Operation)
+
+	// The span hooks. A start hook gets the context the work is about to
+	// run in and returns the one it runs in instead (derived from it, such
+	// as one holding a span, so the handler's own spans nest in it) and
+	// the func the Router calls, once, when that work ends.
+
+	// Request: the Router's middleware received an MCP request or
+	// notification; end is called when the handler answered (for a
+	// blocked tasks/result, after the whole wait).
+	Request func(ctx context.Context, r RequestStart) (context.Context, func(RequestEnd))
+	// Run: a task's run starts on this replica: its first attempt, on the
+	// replica that created it, or a later one, on a replica that took it
+	// over (RunStart.Attempt ≥ 2). RunStart.Trace is the trace context its
+	// creating tools/call carried, from the task's record, so a run on any
+	// replica can join the client's trace. end is called when the run
+	// stopped, with the task's status as the run left it.
+	Run func(ctx context.Context, r RunStart) (context.Context, func(RunEnd))
+	// InputAsked: a task's handler running here asked its client
+	// (Elicit, CreateMessage, ListRoots): the request now waits in the
+	// task's record. ctx is the handler's (it holds what Run returned).
+	// end is called when the handler has the answer, or stopped waiting.
+	InputAsked func(ctx context.Context, in Input) func(InputEnd)
+	// InputAnswered: the client's answer to a task's input request arrived
+	// at this replica and was stored: through the tasks/result that sent
+	// the request to the client (2025-11-25) or through tasks/update
+	// (2026-07-28). ctx is that request's (it holds what Request
+	// returned). The handler, on whichever replica runs it, takes it next.
+	InputAnswered func(ctx context.Context, in Input)
+}
+
+// RequestStart describes an MCP request received.
+type RequestStart struct {
+	// Method is the JSON-RPC method (mcp.method.name).
+	Method string
+	// Protocol is the revision that serves it, as in Operation.
+	Protocol string
+	// Session identifies the MCP session of a 2025-11-25 request over
+	// HTTP: a digest of its id, not the id, which is the credential of
+	// the session's tasks under SessionOwner; "" without a session
+	// (stdio, 2026-07-28).
+	Session string
+	// Tool is the tool of a tools/call (gen_ai.tool.name), else "".
+	Tool string
+	// Trace is the W3C trace context of the request's params._meta
+	// (traceparent, tracestate), checked by taskstore.NewTraceContext:
+	// nil when there is none or it is malformed.
+	Trace *taskstore.TraceContext
+}
+
+// RequestEnd describes how a request ended.
+type RequestEnd struct {
+	// TaskID is the task the request created (a tools/call that became a
+	// task) or named (tasks/get, tasks/result, tasks/cancel,
+	// tasks/update), or "".
+	TaskID string
+	// Status is that task's status as the request saw it last, or "" when
+	// it saw none.
+	Status taskstore.Status
+	// ErrorType is as in Operation.
+	ErrorType string
+}
+
+// RunStart describes a task's run starting on this replica.
+type RunStart struct {
+	TaskID string
+	Tool   string
+	// Attempt counts the task's runs: 1, then +1 for each takeover.
+	Attempt int
+	// Runner is this replica's id (Options.Runner).
+	Runner string
+	// Trace is the trace context kept in the task's record, or nil.
+	Trace *taskstore.TraceContext
+}
+
+// RunEnd describes how a run stopped.
+type RunEnd struct {
+	// Status is the task's status as the run left it or last saw it; ""
+	// when it did not learn it (see ErrorType).
+	Status taskstore.Status
+	// ErrorType is "" when the run completed the task; else the JSON-RPC
+	// code of the error it failed with ("-32603"), "tool_error" for a tool
+	// result with isError, "cancelled", "lease_lost" (another replica runs
+	// the task now, or ended it as orphaned), "expired", "gone" (deleted)
+	// or "_OTHER".
+	ErrorType string
+}
+
+// Input describes one input request of a task: Key is its key in the
+// task's inputRequests, Method the request's method
+// ("elicitation/create", "sampling/createMessage", "roots/list"), or ""
+// for a key of the handler's own (Handle.AwaitInput).
+type Input struct {
+	TaskID string
+	Key    string
+	Method string
+}
+
+// InputEnd describes how a handler's wait for input ended: ErrorType is
+// "" when it got an answer, else as in Operation (the client's JSON-RPC
+// error code, "cancelled" when the wait ended first, or "_OTHER").
+type InputEnd struct {
+	ErrorType string
 }
 
 // TaskCreated describes a task just created.
@@ -199,6 +305,107 @@ func (o *Observer) operation(ctx context.Context, method string, req mcp.Request
 		op.Tool = cr.Params.Name
 	}
 	o.Operation(op)
+}
+
+// spanNote is where the handler of a request tells the Request hook's end
+// the task it created or named; it is in the request's context only when
+// Observer.Request is set.
+type spanNote struct {
+	taskID string
+	status taskstore.Status
+}
+
+type spanNoteKey struct{}
+
+// noteTask tells the request's Request hook of its task (rec may be nil:
+// then only the id is known).
+func noteTask(ctx context.Context, id string, rec *taskstore.TaskRecord) {
+	n, _ := ctx.Value(spanNoteKey{}).(*spanNote)
+	if n == nil {
+		return
+	}
+	n.taskID = id
+	if rec != nil {
+		n.taskID, n.status = rec.Task.TaskID, rec.Task.Status
+	}
+}
+
+// requestStart describes req for Observer.Request.
+func requestStart(ctx context.Context, method string, req mcp.Request) RequestStart {
+	rs := RequestStart{Method: method, Protocol: revisionOf(ctx).String(), Trace: traceOf(req)}
+	if s := req.GetSession(); s != nil && s.ID() != "" {
+		rs.Session = sessionDigest(s.ID())
+	}
+	if cr, ok := req.(*mcp.CallToolRequest); ok && cr.Params != nil {
+		rs.Tool = cr.Params.Name
+	}
+	return rs
+}
+
+// sessionDigest is how a session id appears to the Observer: a short
+// SHA-256 digest, stable per session (as logOwner shows a session owner).
+func sessionDigest(id string) string {
+	sum := sha256.Sum256([]byte(id))
+	return "sha256:" + hex.EncodeToString(sum[:8])
+}
+
+// traceOf is the W3C trace context of req's params._meta, checked; nil
+// when it has none or it is malformed (then it is ignored).
+func traceOf(req mcp.Request) *taskstore.TraceContext {
+	meta := protocol.Meta(req)
+	if meta == nil {
+		return nil
+	}
+	tp, _ := meta["traceparent"].(string)
+	if tp == "" {
+		return nil
+	}
+	ts, _ := meta["tracestate"].(string)
+	return taskstore.NewTraceContext(tp, ts)
+}
+
+// inputMethod is the method of an input key that ask made
+// ("elicitation/create#3"), or "" for a key of the handler's own.
+func inputMethod(key string) string {
+	if m, _, ok := strings.Cut(key, "#"); ok && asksClient(m) {
+		return m
+	}
+	return ""
+}
+
+// inputAnswered reports the answers accepted for a task's input keys.
+func (o *Observer) inputAnswered(ctx context.Context, taskID string, keys []string) {
+	if o.InputAnswered == nil {
+		return
+	}
+	for _, k := range keys {
+		o.InputAnswered(ctx, Input{TaskID: taskID, Key: k, Method: inputMethod(k)})
+	}
+}
+
+// runErrorType is RunEnd.ErrorType of a task the run saw end.
+func runErrorType(rec *taskstore.TaskRecord) string {
+	switch rec.Task.Status {
+	case taskstore.StatusCancelled:
+		return "cancelled"
+	case taskstore.StatusFailed:
+		if rec.Error != nil {
+			return strconv.Itoa(rec.Error.Code)
+		}
+		return "tool_error"
+	}
+	return ""
+}
+
+// outcomeErrorType is RunEnd.ErrorType of an outcome the run stored.
+func outcomeErrorType(out Outcome) string {
+	switch {
+	case out.Err != nil:
+		return strconv.Itoa(out.Err.Code)
+	case out.IsError:
+		return "tool_error"
+	}
+	return ""
 }
 
 // httpRefused is the edge's report of a request body it refused (an HTTP

@@ -303,6 +303,10 @@ type StartRequest struct {
 	// Rerun, when set, makes the task resumable: what another replica
 	// needs to run it again (see SetResumable).
 	Rerun json.RawMessage
+	// Trace is the W3C trace context the request carried (see
+	// taskstore.NewTraceContext), kept in the task's record so that its
+	// run, on any replica, joins the request's trace. Nil: none.
+	Trace *taskstore.TraceContext
 }
 
 // errShuttingDown answers task creation once Shutdown has begun.
@@ -334,6 +338,7 @@ func (r *Router) Start(ctx context.Context, req StartRequest, work Work) (*tasks
 		Variables:     vars,
 		Runner:        r.opts.Runner,
 		Rerun:         req.Rerun,
+		Trace:         req.Trace,
 	})
 	if err != nil {
 		r.opts.Observer.refusedFor(err)

@@ -83,6 +83,30 @@ type run struct {
 	stopped  chan struct{} // closed by end
 	stopOnce sync.Once
 	why      string // set before stopped closes: the failure to record, or "" for none
+
+	spanEnd func(RunEnd)           // Observer.Run's end, or nil
+	settled atomic.Pointer[RunEnd] // how the run stopped, first known (only with spanEnd)
+}
+
+// settle records how the run stopped, for Observer.Run's end; the first
+// cause known wins (a cancel seen before the work's own failure).
+func (rn *run) settle(status taskstore.Status, errorType string) {
+	if rn.spanEnd != nil {
+		e := RunEnd{Status: status, ErrorType: errorType}
+		rn.settled.CompareAndSwap(nil, &e)
+	}
+}
+
+// endSpan calls Observer.Run's end with how the run stopped.
+func (rn *run) endSpan() {
+	if rn.spanEnd == nil {
+		return
+	}
+	e := RunEnd{ErrorType: "_OTHER"}
+	if s := rn.settled.Load(); s != nil {
+		e = *s
+	}
+	rn.spanEnd(e)
 }
 
 // end stops the run's work: the task was cancelled or ended elsewhere
@@ -120,6 +144,10 @@ func (rr *runner) start(rec *taskstore.TaskRecord, values func(context.Context) 
 	if values != nil {
 		ctx = values(ctx)
 	}
+	if rr.obs.Run != nil { // before rn is shared: spanEnd is then only read
+		ctx, rn.spanEnd = rr.obs.Run(ctx, RunStart{TaskID: rn.id, Tool: rec.Tool(), Attempt: max(rn.lease.Attempt, 1),
+			Runner: rn.lease.Runner, Trace: rec.Trace})
+	}
 	rr.mu.Lock()
 	if rr.closing {
 		rr.mu.Unlock()
@@ -127,6 +155,7 @@ func (rr *runner) start(rec *taskstore.TaskRecord, values func(context.Context) 
 		sctx, stop := context.WithTimeout(rr.base, storeCallTimeout)
 		defer stop()
 		rr.end(sctx, rn, Outcome{Err: &taskstore.RPCError{Code: taskstore.CodeInternalError, Message: "server shut down before the task started"}})
+		rn.endSpan()
 		return errShuttingDown
 	}
 	rr.runs[rn.id] = rn
@@ -189,6 +218,14 @@ func (rr *runner) supervise(rn *run, ended <-chan struct{}) {
 				rr.hub.Seen(rn.watch, rec, rn.poll)
 			}
 			moved := err == nil && rn.lease != (taskstore.Lease{}) && (rec.Lease == nil || *rec.Lease != rn.lease)
+			switch {
+			case errors.Is(err, taskstore.ErrNotFound):
+				rn.settle("", "gone")
+			case moved:
+				rn.settle(rec.Task.Status, "lease_lost")
+			case err == nil && rec.Task.Status.Terminal():
+				rn.settle(rec.Task.Status, runErrorType(rec))
+			}
 			if errors.Is(err, taskstore.ErrNotFound) || err == nil && rec.Task.Status.Terminal() || moved {
 				// Deleted, expired, ended or taken over elsewhere: it stays so.
 				rn.end("")
@@ -199,6 +236,7 @@ func (rr *runner) supervise(rn *run, ended <-chan struct{}) {
 			}
 		case <-expiry:
 			expiry = nil
+			rn.settle("", "expired")
 			rn.end("")
 			rr.hub.Changed(rn.id, nil)
 		}
@@ -276,6 +314,7 @@ func (rr *runner) end(ctx context.Context, rn *run, out Outcome) (done bool, err
 	case out.Result == nil:
 		// The work may have ended the task itself through its handle.
 		if cur, gerr := h.Get(ctx); gerr == nil && cur.Task.Status.Terminal() {
+			rn.settle(cur.Task.Status, runErrorType(cur))
 			return true, nil
 		}
 		rec, err = h.FailWithError(ctx, &taskstore.RPCError{
@@ -287,6 +326,7 @@ func (rr *runner) end(ctx context.Context, rn *run, out Outcome) (done bool, err
 	}
 	switch {
 	case err == nil:
+		rn.settle(rec.Task.Status, outcomeErrorType(out))
 		rr.obs.ended(rec)
 		if rr.log.Enabled(context.Background(), slog.LevelInfo) {
 			rr.log.Info("task finished", "task", rn.id, "owner", logOwner(rn.owner), "status", rec.Task.Status, "message", rec.Task.StatusMessage)
@@ -294,8 +334,20 @@ func (rr *runner) end(ctx context.Context, rn *run, out Outcome) (done bool, err
 		rr.hub.Changed(rn.id, rec)
 		rr.notifyEnd(rn, rec)
 		return true, nil
-	case errors.Is(err, taskstore.ErrInvalidTransition), errors.Is(err, taskstore.ErrNotFound),
-		errors.Is(err, taskstore.ErrLeaseLost):
+	case errors.Is(err, taskstore.ErrLeaseLost):
+		rn.settle("", "lease_lost")
+		return true, nil
+	case errors.Is(err, taskstore.ErrNotFound):
+		rn.settle("", "gone")
+		return true, nil
+	case errors.Is(err, taskstore.ErrInvalidTransition):
+		// Ended elsewhere (a cancel on another replica): read how, only
+		// for the run's span.
+		if rn.spanEnd != nil {
+			if cur, gerr := h.Get(ctx); gerr == nil {
+				rn.settle(cur.Task.Status, runErrorType(cur))
+			}
+		}
 		return true, nil
 	}
 	return false, err
@@ -316,6 +368,7 @@ func (rr *runner) forget(rn *run) {
 	delete(rr.runs, rn.id)
 	rr.mu.Unlock()
 	rr.obs.running(-1)
+	rn.endSpan()
 	rr.hub.Unwatch(rn.watch)
 	rr.hub.Changed(rn.id, nil)
 }
@@ -348,6 +401,7 @@ func (rr *runner) cancel(taskID string) {
 	rr.mu.Unlock()
 	if rn != nil {
 		rn.told.Store(true) // tasks/cancel tells the owner
+		rn.settle(taskstore.StatusCancelled, "cancelled")
 		rn.end("")
 	}
 	rr.hub.Changed(taskID, nil)

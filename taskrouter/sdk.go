@@ -150,12 +150,24 @@ func methodNotFound(format string, args ...any) error {
 func (r *Router) receiving(next mcp.MethodHandler) mcp.MethodHandler {
 	return func(ctx context.Context, method string, req mcp.Request) (mcp.Result, error) {
 		ctx = context.WithValue(ctx, carrierKey{}, edge.Take(req))
-		if r.opts.Observer.Operation == nil {
+		obs := &r.opts.Observer
+		if obs.Operation == nil && obs.Request == nil {
 			return r.receive(ctx, method, req, next)
+		}
+		var end func(RequestEnd)
+		var note *spanNote
+		if obs.Request != nil {
+			note = &spanNote{}
+			ctx, end = obs.Request(context.WithValue(ctx, spanNoteKey{}, note), requestStart(ctx, method, req))
 		}
 		start := time.Now()
 		res, err := r.receive(ctx, method, req, next)
-		r.opts.Observer.operation(ctx, method, req, time.Since(start), res, err)
+		if obs.Operation != nil {
+			obs.operation(ctx, method, req, time.Since(start), res, err)
+		}
+		if end != nil {
+			end(RequestEnd{TaskID: note.taskID, Status: note.status, ErrorType: errorType(ctx, res, err)})
+		}
 		return res, err
 	}
 }

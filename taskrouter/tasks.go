@@ -47,7 +47,8 @@ func (r *Router) task(ctx context.Context, p *taskIDParams) (string, *taskstore.
 }
 
 func (r *Router) handleGet(ctx context.Context, _ *mcp.ServerSession, p *taskIDParams) (*wireResult, error) {
-	_, rec, err := r.task(ctx, p)
+	id, rec, err := r.task(ctx, p)
+	noteTask(ctx, id, rec)
 	if err != nil {
 		return nil, toWire(r.log, err)
 	}
@@ -69,6 +70,7 @@ func (r *Router) handleCancel(ctx context.Context, _ *mcp.ServerSession, p *task
 	if terminal {
 		_, rec, err = r.task(ctx, p)
 	}
+	noteTask(ctx, id, rec)
 	if err != nil {
 		return nil, toWire(r.log, err)
 	}
@@ -128,6 +130,7 @@ func (r *Router) handleResult(ctx context.Context, ss *mcp.ServerSession, p *tas
 	defer d.wg.Wait()
 	defer cancel() // before the wait: the sends end with the call
 	rec, err := r.runner.await(ctx, ownerOf(ctx), id, d.send)
+	noteTask(ctx, id, rec)
 	if err != nil {
 		return nil, toWire(r.log, err)
 	}
@@ -157,12 +160,15 @@ func (r *Router) handleUpdate(ctx context.Context, _ *mcp.ServerSession, p *task
 		return nil, toWire(r.log, rpcError(taskstore.CodeInvalidParams, "params.inputResponses must be an object, not %s", jsonKind(raw)))
 	}
 	id, err := str("taskId", p.TaskID)
+	var accepted []string
 	if err == nil {
-		_, err = r.rt.SubmitInput(ctx, ownerOf(ctx), id, responses)
+		noteTask(ctx, id, nil)
+		accepted, err = r.rt.SubmitInput(ctx, ownerOf(ctx), id, responses)
 	}
 	if err != nil {
 		return nil, toWire(r.log, err)
 	}
+	r.opts.Observer.inputAnswered(ctx, id, accepted)
 	r.hub.Changed(id, nil)
 	return &wireResult{v: rev20260728.Ack}, nil
 }

@@ -112,6 +112,8 @@ func (d *recordScanner) record(box *recordBox) (*TaskRecord, error) {
 			if r.Rerun, err = d.raw(); string(r.Rerun) == "null" {
 				r.Rerun = nil
 			}
+		case "trace":
+			r.Trace, err = d.trace()
 		default:
 			// A field of a newer release: kept, and written back.
 			var v json.RawMessage
@@ -214,18 +216,8 @@ func (d *recordScanner) rpcError() (*RPCError, error) {
 	if d.Null() {
 		return nil, nil
 	}
-	if err := d.openObject(); err != nil {
-		return nil, err
-	}
 	e := &RPCError{}
-	for n := 0; ; n++ {
-		name, ok, err := d.Member(n)
-		if err != nil {
-			return nil, err
-		}
-		if !ok {
-			return e, nil
-		}
+	err := d.members(func(name []byte) (err error) {
 		switch string(name) {
 		case "code":
 			var v int64
@@ -239,28 +231,20 @@ func (d *recordScanner) rpcError() (*RPCError, error) {
 		default:
 			err = d.Value()
 		}
-		if err != nil {
-			return nil, err
-		}
+		return err
+	})
+	if err != nil {
+		return nil, err
 	}
+	return e, nil
 }
 
 func (d *recordScanner) lease() (*Lease, error) {
 	if d.Null() {
 		return nil, nil
 	}
-	if err := d.openObject(); err != nil {
-		return nil, err
-	}
 	l := &Lease{}
-	for n := 0; ; n++ {
-		name, ok, err := d.Member(n)
-		if err != nil {
-			return nil, err
-		}
-		if !ok {
-			return l, nil
-		}
+	err := d.members(func(name []byte) (err error) {
 		switch string(name) {
 		case "runner":
 			l.Runner, err = d.strOr("")
@@ -272,10 +256,56 @@ func (d *recordScanner) lease() (*Lease, error) {
 		default:
 			err = d.Value()
 		}
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return l, nil
+}
+
+// members reads an object, calling member with each name; member reads
+// the value.
+func (d *recordScanner) members(member func(name []byte) error) error {
+	if err := d.openObject(); err != nil {
+		return err
+	}
+	for n := 0; ; n++ {
+		name, ok, err := d.Member(n)
 		if err != nil {
-			return nil, err
+			return err
+		}
+		if !ok {
+			return nil
+		}
+		if err := member(name); err != nil {
+			return err
 		}
 	}
+}
+
+// trace reads the trace context; null, or one without a traceparent,
+// reads as none.
+func (d *recordScanner) trace() (*TraceContext, error) {
+	if d.Null() {
+		return nil, nil
+	}
+	tc := &TraceContext{}
+	err := d.members(func(name []byte) (err error) {
+		switch string(name) {
+		case "traceparent":
+			tc.Traceparent, err = d.strOr("")
+		case "tracestate":
+			tc.Tracestate, err = d.strOr("")
+		default:
+			err = d.Value()
+		}
+		return err
+	})
+	if err != nil || tc.Traceparent == "" {
+		return nil, err
+	}
+	return tc, nil
 }
 
 // raw returns the next value as a slice of the document.
@@ -603,11 +633,20 @@ func encodeRecord(r *TaskRecord) ([]byte, error) {
 		b = append(b, `,"rerun":`...)
 		b = appendRaw(b, r.Rerun)
 	}
+	if tc := r.Trace; tc != nil {
+		b = append(b, `,"trace":{"traceparent":`...)
+		b = appendString(b, tc.Traceparent)
+		if tc.Tracestate != "" {
+			b = append(b, `,"tracestate":`...)
+			b = appendString(b, tc.Tracestate)
+		}
+		b = append(b, '}')
+	}
 	if len(r.Unknown) > 0 {
 		for _, k := range slices.Sorted(maps.Keys(r.Unknown)) {
 			switch k {
 			case "task", "ownerId", "variables", "result", "error", "inputRequests", "inputResponses",
-				"requestMethod", "expiresAt", "lease", "rerun":
+				"requestMethod", "expiresAt", "lease", "rerun", "trace":
 				continue // ours: never written twice
 			}
 			b = append(b, ',')
@@ -652,6 +691,9 @@ func (r *TaskRecord) sizeHint() int {
 		len(r.Result) + len(r.InputRequests) + len(r.InputResponses) + len(r.Rerun)
 	if r.Lease != nil {
 		n += len(r.Lease.Runner) + 40
+	}
+	if r.Trace != nil {
+		n += len(r.Trace.Traceparent) + len(r.Trace.Tracestate) + 48
 	}
 	for k, v := range r.Unknown {
 		n += len(k) + len(v) + 4

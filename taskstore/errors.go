@@ -67,6 +67,9 @@ var (
 	ErrMessageTooLong     = fmt.Errorf("%w: status message too long", ErrInvalidArgument)
 	ErrInvalidPageSize    = fmt.Errorf("%w: invalid page size", ErrInvalidArgument)
 	ErrInvalidRequestName = fmt.Errorf("%w: invalid request method", ErrInvalidArgument)
+	// ErrInvalidTraceContext: a CreateRequest's Trace is not what
+	// NewTraceContext makes of its strings.
+	ErrInvalidTraceContext = fmt.Errorf("%w: invalid trace context", ErrInvalidArgument)
 )
 
 // JSON-RPC error codes used by MCP.

@@ -92,6 +92,10 @@ type CreateRequest struct {
 	// variables, and bounded like them: a Rerun that does not fit
 	// MaxVariablesSize or MaxDepth is refused now, not at takeover.
 	Rerun json.RawMessage
+	// Trace is the W3C trace context of the request that creates the task,
+	// kept in the record (see TraceContext); build it with NewTraceContext,
+	// which drops what is malformed. Nil: none.
+	Trace *TraceContext
 }
 
 func now() time.Time { return time.Now().UTC().Truncate(time.Millisecond) }
@@ -155,6 +159,13 @@ func (s *Store) Create(ctx context.Context, owner string, req CreateRequest) (*T
 			return nil, fmt.Errorf("re-run arguments: %w", err)
 		}
 		rec.Rerun = req.Rerun
+	}
+	if req.Trace != nil {
+		if !req.Trace.valid() {
+			return nil, ErrInvalidTraceContext
+		}
+		tc := *req.Trace
+		rec.Trace = &tc
 	}
 	if len(req.Meta) > 0 {
 		if err := s.checkMap(req.Meta, s.cfg.MaxVariablesSize, ErrVariablesTooLarge); err != nil {

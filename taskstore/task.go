@@ -169,7 +169,7 @@ func (e *RPCError) Error() string { return fmt.Sprintf("jsonrpc error %d: %s", e
 // TaskRecord is everything stored about a task. The Store writes it as a
 // camelCase JSON document (task, ownerId, variables, result, error,
 // inputRequests, inputResponses, requestMethod, expiresAt), the Rust original's layout plus
-// optional fields, so older records still load.
+// optional fields (lease, rerun, trace), so older records still load.
 type TaskRecord struct {
 	// Task is the wire task as stored; WireTask adds the variables to _meta.
 	Task    Task
@@ -196,6 +196,11 @@ type TaskRecord struct {
 	// Rerun is what another runner needs to run the task again, or nil
 	// (see CreateRequest.Rerun).
 	Rerun json.RawMessage
+	// Trace is the W3C trace context of the request that created the task
+	// ("trace":{"traceparent":…,"tracestate":…}), or nil. A release before
+	// it keeps the field as one it does not know (Unknown) and writes it
+	// back unchanged.
+	Trace *TraceContext
 	// Unknown holds the top-level fields of the stored document that this
 	// release does not know (written by a newer one): they are kept and
 	// written back on every rewrite, so replicas of mixed versions sharing
