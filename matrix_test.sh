@@ -91,6 +91,11 @@ need() { # need SERVICE [TAG]: start it once if some combination's tags name TAG
 # (TestTSClientTaskFlow): install them, with the Node 22 they need, once.
 echo "== installing the MCP conformance suite and the TypeScript SDK" >&2
 eval "$(scripts/conformance_up.sh)"
+# Every combination that runs the whole suite runs the admin page's
+# browser test (cmd/mcptasks TestAdminPageInBrowser, and with redis
+# TestAdminPageInBrowserRedis): a headless Chromium.
+echo "== checking for Chromium" >&2
+eval "$(scripts/chromium_up.sh)"
 
 declare -A result
 pass=0 fail=0 skip=0 status=0

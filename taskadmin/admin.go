@@ -167,7 +167,10 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	hd.Set("Content-Security-Policy", contentSecurityPolicy)
 	hd.Set("X-Content-Type-Options", "nosniff")
 	hd.Set("X-Frame-Options", "DENY")
-	hd.Set("Referrer-Policy", "no-referrer")
+	// Task references name owners: no other site sees them in a Referer.
+	// Not no-referrer, which would make a browser send Origin: null with
+	// the page's own POSTs.
+	hd.Set("Referrer-Policy", "same-origin")
 	hd.Set("Cache-Control", "no-store")
 	if len(r.URL.RawQuery) > maxQuery {
 		h.fail(w, r, http.StatusRequestURITooLong, fmt.Sprintf("query string longer than %d bytes", maxQuery))

@@ -247,7 +247,7 @@ func TestContentSecurityPolicyAllowsOnlyThePagesOwnScriptAndStyle(t *testing.T) 
 		if strings.Contains(body, " style=") {
 			t.Errorf("GET %s: a style attribute, which the policy blocks", path)
 		}
-		for h, want := range map[string]string{"X-Content-Type-Options": "nosniff", "X-Frame-Options": "DENY", "Referrer-Policy": "no-referrer", "Cache-Control": "no-store"} {
+		for h, want := range map[string]string{"X-Content-Type-Options": "nosniff", "X-Frame-Options": "DENY", "Referrer-Policy": "same-origin", "Cache-Control": "no-store"} {
 			if got := res.Header.Get(h); got != want {
 				t.Errorf("GET %s: %s %q, want %q", path, h, got, want)
 			}

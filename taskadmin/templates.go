@@ -127,14 +127,8 @@ var pageInfos = map[string]pageInfo{
 }
 
 var funcs = template.FuncMap{
-	"when": func(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05.000Z") },
-	"pretty": func(raw json.RawMessage) string {
-		var b bytes.Buffer
-		if json.Indent(&b, raw, "", "  ") != nil {
-			return string(raw)
-		}
-		return b.String()
-	},
+	"when":   func(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05.000Z") },
+	"pretty": pretty,
 	"secs": func(s *float64) string {
 		if s == nil {
 			return "not known yet"
@@ -149,6 +143,25 @@ var funcs = template.FuncMap{
 		return fmt.Sprintf("%.0f%%", 100*min(p.Progress/p.Total, 1))
 	},
 	"clamp": func(p *taskstore.Progress) float64 { return min(p.Progress, p.Total) },
+}
+
+// pretty indents a JSON value for reading, with its strings as they are:
+// a store may keep "<" as \u003c, and html/template escapes what it shows.
+func pretty(raw json.RawMessage) string {
+	d := json.NewDecoder(bytes.NewReader(raw))
+	d.UseNumber()
+	var v any
+	if d.Decode(&v) != nil {
+		return string(raw)
+	}
+	var b bytes.Buffer
+	e := json.NewEncoder(&b)
+	e.SetEscapeHTML(false)
+	e.SetIndent("", "  ")
+	if e.Encode(v) != nil {
+		return string(raw)
+	}
+	return strings.TrimSuffix(b.String(), "\n")
 }
 
 var templates = func() map[string]*template.Template {

@@ -55,6 +55,7 @@ type replicaProc struct {
 	cmd     *exec.Cmd
 	url     string
 	metrics string // host:port of /metrics, with --metrics-addr
+	admin   string // the admin page's URL, with --admin-token
 	logs    *syncBuffer
 }
 
@@ -79,12 +80,16 @@ func startReplica(t testing.TB, bin string, args ...string) *replicaProc {
 	})
 	re := regexp.MustCompile(`on (http://\S+/mcp), store `)
 	metricsRe := regexp.MustCompile(`metrics on http://(\S+)/metrics`) // printed before the MCP line
+	adminRe := regexp.MustCompile(`admin page on (http://\S+/admin/)`) // so is this
 	found := make(chan string, 1)
 	go func() {
 		sc := bufio.NewScanner(stdout)
 		for sc.Scan() {
 			if m := metricsRe.FindStringSubmatch(sc.Text()); m != nil {
 				p.metrics = m[1]
+			}
+			if m := adminRe.FindStringSubmatch(sc.Text()); m != nil {
+				p.admin = m[1]
 			}
 			if m := re.FindStringSubmatch(sc.Text()); m != nil {
 				found <- m[1]
