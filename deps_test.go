@@ -65,8 +65,10 @@ func TestLibraryLinksNoOpenTelemetry(t *testing.T) {
 	if err != nil {
 		t.Fatalf("go list: %v\n%s", err, out)
 	}
-	if !contains(strings.Fields(string(out)), "go.opentelemetry.io/otel/metric") {
-		t.Fatalf("otelmetrics does not link the OpenTelemetry metric API:\n%s", out)
+	for _, api := range []string{"go.opentelemetry.io/otel/metric", "go.opentelemetry.io/otel/trace", "go.opentelemetry.io/otel/propagation"} {
+		if !contains(strings.Fields(string(out)), api) {
+			t.Fatalf("otelmetrics does not link %s:\n%s", api, out)
+		}
 	}
 }
 

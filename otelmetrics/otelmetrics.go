@@ -1,22 +1,26 @@
 // Package otelmetrics records what an mcptasks service does as
-// OpenTelemetry metrics: it turns a taskrouter.Observer's events and the
-// store calls taskstore.Config.ObserveBackend reports into instruments of
-// a MeterProvider the application passes. Nothing global is read or set,
-// and nothing is exported: the application chooses the provider and its
-// readers (a Prometheus exporter, OTLP, …).
+// OpenTelemetry metrics and traces: it turns a taskrouter.Observer's
+// events and the store calls taskstore.Config.ObserveBackend reports into
+// instruments of a MeterProvider the application passes (Metrics), and
+// the Observer's span hooks into spans of a TracerProvider it passes
+// (Traces). Nothing global is read or set, and nothing is exported: the
+// application chooses the providers and their readers and exporters (a
+// Prometheus exporter, OTLP, …).
 //
 // It is a package of its own so that a service that does not import it
 // links none of OpenTelemetry; the core only offers the hook.
 //
-//	m, err := otelmetrics.New(provider)
+//	m, err := otelmetrics.New(meterProvider)
+//	tr, err := otelmetrics.NewTraces(tracerProvider)
 //	store, err := mcptasks.Open(ctx, url, taskstore.Config{ObserveBackend: m.ObserveBackend})
-//	router := taskrouter.New(store, taskrouter.Options{Observer: m.Observer()})
+//	router := taskrouter.New(store, taskrouter.Options{Observer: tr.Observer(m.Observer())})
 //
 // Names and attributes follow the OpenTelemetry semantic conventions for
 // MCP where they apply (mcp.server.operation.duration, mcp.method.name,
-// mcp.protocol.version, gen_ai.tool.name, error.type); the rest are
-// named mcptasks.*. docs/operations.md lists every instrument, what it
-// means and what to alert on.
+// mcp.protocol.version, mcp.session.id, gen_ai.tool.name, error.type,
+// server spans named "{mcp.method.name} {tool}", W3C trace context in
+// params._meta); the rest are named mcptasks.*. docs/operations.md lists
+// every instrument and span, what it means and what to alert on.
 //
 // One Metrics serves one Router: the heartbeat ages are the last ones its
 // Router reported.

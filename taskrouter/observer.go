@@ -81,10 +81,11 @@ type Observer struct {
 	Request func(ctx context.Context, r RequestStart) (context.Context, func(RequestEnd))
 	// Run: a task's run starts on this replica: its first attempt, on the
 	// replica that created it, or a later one, on a replica that took it
-	// over (RunStart.Attempt ≥ 2). RunStart.Trace is the trace context its
-	// creating tools/call carried, from the task's record, so a run on any
-	// replica can join the client's trace. end is called when the run
-	// stopped, with the task's status as the run left it.
+	// over (RunStart.Attempt ≥ 2). RunStart.Trace is the trace context of
+	// its creating tools/call (params._meta's, or what TraceContext gave),
+	// from the task's record, so a run on any replica can join that trace.
+	// end is called when the run stopped, with the task's status as the
+	// run left it.
 	Run func(ctx context.Context, r RunStart) (context.Context, func(RunEnd))
 	// InputAsked: a task's handler running here asked its client
 	// (Elicit, CreateMessage, ListRoots): the request now waits in the
@@ -97,6 +98,13 @@ type Observer struct {
 	// (2026-07-28). ctx is that request's (it holds what Request
 	// returned). The handler, on whichever replica runs it, takes it next.
 	InputAnswered func(ctx context.Context, in Input)
+	// TraceContext, when set, gives the W3C trace context to keep in the
+	// record of a task created in ctx (for a tools/call, the context
+	// Request returned: its span's), so the run's span is a child of the
+	// request's span, also when the client sent no trace context. It is
+	// checked like params._meta's; "" (or a malformed one) keeps
+	// params._meta's.
+	TraceContext func(ctx context.Context) (traceparent, tracestate string)
 }
 
 // RequestStart describes an MCP request received.
@@ -127,6 +135,10 @@ type RequestEnd struct {
 	// Status is that task's status as the request saw it last, or "" when
 	// it saw none.
 	Status taskstore.Status
+	// TaskTrace is the trace context kept in that task's record (that of
+	// the tools/call that created it), when the request read the record;
+	// a tasks/* call of a client that sent none may link to it.
+	TaskTrace *taskstore.TraceContext
 	// ErrorType is as in Operation.
 	ErrorType string
 }
@@ -134,6 +146,8 @@ type RequestEnd struct {
 // RunStart describes a task's run starting on this replica.
 type RunStart struct {
 	TaskID string
+	// Method is the method of the request the task runs ("tools/call").
+	Method string
 	Tool   string
 	// Attempt counts the task's runs: 1, then +1 for each takeover.
 	Attempt int
@@ -313,6 +327,7 @@ func (o *Observer) operation(ctx context.Context, method string, req mcp.Request
 type spanNote struct {
 	taskID string
 	status taskstore.Status
+	trace  *taskstore.TraceContext
 }
 
 type spanNoteKey struct{}
@@ -326,7 +341,7 @@ func noteTask(ctx context.Context, id string, rec *taskstore.TaskRecord) {
 	}
 	n.taskID = id
 	if rec != nil {
-		n.taskID, n.status = rec.Task.TaskID, rec.Task.Status
+		n.taskID, n.status, n.trace = rec.Task.TaskID, rec.Task.Status, rec.Trace
 	}
 }
 

@@ -306,6 +306,7 @@ type StartRequest struct {
 	// Trace is the W3C trace context the request carried (see
 	// taskstore.NewTraceContext), kept in the task's record so that its
 	// run, on any replica, joins the request's trace. Nil: none.
+	// Observer.TraceContext, when set, gives the one kept instead.
 	Trace *taskstore.TraceContext
 }
 
@@ -327,6 +328,11 @@ func (r *Router) Start(ctx context.Context, req StartRequest, work Work) (*tasks
 	if req.Tool != "" {
 		b, _ := json.Marshal(req.Tool)
 		vars = map[string]json.RawMessage{taskstore.ToolVariable: b}
+	}
+	if f := r.opts.Observer.TraceContext; f != nil {
+		if tc := taskstore.NewTraceContext(f(ctx)); tc != nil {
+			req.Trace = tc
+		}
 	}
 	if err := r.leases.Register(ctx); err != nil {
 		return nil, err

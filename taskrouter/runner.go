@@ -145,7 +145,7 @@ func (rr *runner) start(rec *taskstore.TaskRecord, values func(context.Context) 
 		ctx = values(ctx)
 	}
 	if rr.obs.Run != nil { // before rn is shared: spanEnd is then only read
-		ctx, rn.spanEnd = rr.obs.Run(ctx, RunStart{TaskID: rn.id, Tool: rec.Tool(), Attempt: max(rn.lease.Attempt, 1),
+		ctx, rn.spanEnd = rr.obs.Run(ctx, RunStart{TaskID: rn.id, Method: rec.RequestMethod, Tool: rec.Tool(), Attempt: max(rn.lease.Attempt, 1),
 			Runner: rn.lease.Runner, Trace: rec.Trace})
 	}
 	rr.mu.Lock()

@@ -166,7 +166,7 @@ func (r *Router) receiving(next mcp.MethodHandler) mcp.MethodHandler {
 			obs.operation(ctx, method, req, time.Since(start), res, err)
 		}
 		if end != nil {
-			end(RequestEnd{TaskID: note.taskID, Status: note.status, ErrorType: errorType(ctx, res, err)})
+			end(RequestEnd{TaskID: note.taskID, Status: note.status, TaskTrace: note.trace, ErrorType: errorType(ctx, res, err)})
 		}
 		return res, err
 	}

@@ -118,16 +118,7 @@ func TestSpanHooks(t *testing.T) {
 	rep := newReplica(t, store, replicaOptions{opts: taskrouter.Options{Observer: log.observer(t)}})
 	var a asked
 	c := httpClient(t, rep.URL, "tok-alice", false, answering(&a, "yes"))
-	res, err := c.call(ctx, taskCallMethod, &taskCallParams{Name: "elicit", Arguments: map[string]any{"question": "Go?"}, Task: map[string]any{},
-		ParamsBase: mcp.ParamsBase{Meta: mcp.Meta{"traceparent": testTraceparent, "tracestate": "a=1"}}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out struct {
-		Task wireTask `json:"task"`
-	}
-	res.decode(t, &out)
-	id := out.Task.TaskID
+	id := startMeta(t, c, "elicit", map[string]any{"question": "Go?"}, mcp.Meta{"traceparent": testTraceparent, "tracestate": "a=1"})
 	rec, err := store.Get(ctx, "alice", id)
 	if err != nil {
 		t.Fatal(err)
@@ -179,29 +170,21 @@ func TestSpanHooksHostileTraceContext(t *testing.T) {
 		{"bad tracestate", mcp.Meta{"traceparent": testTraceparent, "tracestate": strings.Repeat("k=v,", 300)}, &taskstore.TraceContext{Traceparent: testTraceparent}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			res, err := c.call(ctx, taskCallMethod, &taskCallParams{Name: "echo", Arguments: map[string]any{"text": tc.name}, Task: map[string]any{},
-				ParamsBase: mcp.ParamsBase{Meta: tc.meta}})
-			if err != nil {
-				t.Fatal(err)
-			}
-			var out struct {
-				Task wireTask `json:"task"`
-			}
-			res.decode(t, &out)
-			if txt, isErr := resultText(t, c, ctx, out.Task.TaskID); isErr || txt != "echo: "+tc.name {
+			id := startMeta(t, c, "echo", map[string]any{"text": tc.name}, tc.meta)
+			if txt, isErr := resultText(t, c, ctx, id); isErr || txt != "echo: "+tc.name {
 				t.Fatalf("tasks/result: %q (isError %v)", txt, isErr)
 			}
-			rec, err := store.Get(ctx, "alice", out.Task.TaskID)
+			rec, err := store.Get(ctx, "alice", id)
 			if err != nil {
 				t.Fatal(err)
 			}
 			if d := cmp.Diff(tc.want, rec.Trace); d != "" {
 				t.Errorf("stored trace (-want +got):\n%s", d)
 			}
-			waitFor(t, "the run's end", func() bool { return len(log.with("run "+out.Task.TaskID)) == 1 })
+			waitFor(t, "the run's end", func() bool { return len(log.with("run "+id)) == 1 })
 			wantTrace := "trace=" + traceString(tc.want)
-			for _, l := range append(log.with("run "+out.Task.TaskID), log.with("request tools/call 2025-11-25 tool=echo")...) {
-				if strings.Contains(l, "-> task="+out.Task.TaskID) || strings.HasPrefix(l, "run ") {
+			for _, l := range append(log.with("run "+id), log.with("request tools/call 2025-11-25 tool=echo")...) {
+				if strings.Contains(l, "-> task="+id) || strings.HasPrefix(l, "run ") {
 					if !strings.Contains(l, wantTrace) {
 						t.Errorf("%s: want %s", l, wantTrace)
 					}
@@ -228,6 +211,21 @@ func TestSpanHooksCancel(t *testing.T) {
 	if got := log.with("request tasks/cancel"); len(got) != 1 || !strings.HasSuffix(got[0], "-> task="+task.TaskID+" status=cancelled error=") {
 		t.Errorf("tasks/cancel: %v", got)
 	}
+}
+
+// startMeta starts tool as a task (a task-augmented tools/call whose
+// params carry meta as _meta) and returns the task's id.
+func startMeta(t *testing.T, c *sdkClient, tool string, args any, meta mcp.Meta) string {
+	t.Helper()
+	res, err := c.call(t.Context(), taskCallMethod, &taskCallParams{ParamsBase: mcp.ParamsBase{Meta: meta}, Name: tool, Arguments: args, Task: map[string]any{}})
+	if err != nil {
+		t.Fatalf("tools/call %s as a task: %v", tool, err)
+	}
+	var out struct {
+		Task wireTask `json:"task"`
+	}
+	res.decode(t, &out)
+	return out.Task.TaskID
 }
 
 // waitFor polls cond until it holds.
