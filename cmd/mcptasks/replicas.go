@@ -82,14 +82,14 @@ func replicasMain(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	for {
 		beats, err := rt.Runners(ctx)
 		if err != nil {
-			return err
+			return watchEnd(ctx, *watch, err)
 		}
 		now := time.Now()
 		bw.observe(beats, now)
 		if !now.Before(next) {
 			rep, err := bw.report(ctx, rt, now, now.Sub(start))
 			if err != nil {
-				return err
+				return watchEnd(ctx, *watch, err)
 			}
 			if err := rep.write(stdout, stderr, *asJSON, outputWidth(stdout, *width), *watch); err != nil {
 				return err
@@ -108,6 +108,15 @@ func replicasMain(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		case <-poll.C:
 		}
 	}
+}
+
+// watchEnd is what a failed store call makes of the command: --watch
+// ends cleanly when a signal cut the call short.
+func watchEnd(ctx context.Context, watch bool, err error) error {
+	if watch && ctx.Err() != nil {
+		return nil
+	}
+	return err
 }
 
 // beatWatch follows the heartbeat counters as the lease keeper does: a

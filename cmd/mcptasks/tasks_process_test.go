@@ -211,6 +211,8 @@ func testOperatorCLI(t *testing.T, tags, storeURL string) {
 	}
 	a.cmd.Wait()
 	watch := exec.Command(bin, "replicas", "--store", storeURL, "--sample", "700ms", "--watch", "--json")
+	var watchErr syncBuffer
+	watch.Stderr = &watchErr
 	stdout, err := watch.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -236,7 +238,7 @@ func testOperatorCLI(t *testing.T, tags, storeURL string) {
 	}
 	watch.Process.Signal(syscall.SIGINT)
 	if err := watch.Wait(); err != nil {
-		t.Errorf("replicas --watch after SIGINT: %v", err)
+		t.Errorf("replicas --watch after SIGINT: %v: %s", err, watchErr.String())
 	}
 	if len(ages) < 2 {
 		t.Fatalf("the killed replica was reported silent %d times: %v", len(ages), ages)
