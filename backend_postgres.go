@@ -9,12 +9,14 @@ import (
 	"fmt"
 	"hash/fnv"
 	"math"
+	"math/rand/v2"
 	"net"
 	"net/url"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -41,9 +43,10 @@ const (
 	// next tick continues.
 	pgSweepBatchesPerTick = 100
 	// pgCountShards is how many rows of the counts table each status has:
-	// a write adds to the row of its connection's shard, so that
-	// concurrent writers rarely wait on one another's row lock.
-	pgCountShards = 16
+	// consecutive writes of a process add to different rows (see
+	// shard), so that concurrent writers rarely wait on one another's
+	// row lock.
+	pgCountShards = 64
 	// pgMaxRecord is the largest bytea value PostgreSQL stores (1 GiB - 1).
 	// It is a guard, not an advertised limit (see MaxRecordSize).
 	pgMaxRecord = 1<<30 - 1
@@ -236,6 +239,7 @@ func NewPostgresBackend(ctx context.Context, pool *pgxpool.Pool, opts PostgresOp
 // checkTimeout (0: ctx alone).
 func newPostgresBackend(ctx context.Context, pool *pgxpool.Pool, opts PostgresOptions, ownsPool bool, checkTimeout time.Duration) (*postgresBackend, error) {
 	b := &postgresBackend{pool: pool, ownsPool: ownsPool, schema: opts.Schema, table: opts.Table}
+	b.shards.Store(rand.Uint32())
 	b.sql = pgStatements(b.qualified())
 	b.channel = pgChannel(b.qualified())
 	if opts.CreateTable {
@@ -303,6 +307,7 @@ type postgresBackend struct {
 	sql      pgSQL
 	channel  string
 	feed     changeHub
+	shards   atomic.Uint32 // the last counts shard given out
 
 	closeGuard
 	closeOnce sync.Once
@@ -320,6 +325,14 @@ var (
 )
 
 func (b *postgresBackend) qualified() string { return b.schema + "." + b.table }
+
+// shard is the counts shard of a write: round robin, so the writes a
+// process has in flight at once (at most its pool's connections) lock
+// different rows of _counts; each process starts at a random shard.
+// Two processes' writes meet on a row by chance.
+func (b *postgresBackend) shard() int16 {
+	return int16(b.shards.Add(1) % pgCountShards)
+}
 
 // createSchema runs the DDL in one transaction, under an advisory lock so
 // that replicas starting together do not race on CREATE … IF NOT EXISTS
@@ -388,16 +401,15 @@ const pgLive = `(expires_at IS NULL OR expires_at > statement_timestamp())`
 const pgColumns = `owner, task_id, version, expires_at, data, active, runner, coalesce(status, '')`
 
 // pgCounted is the CTE cnt: it adds to the counts table the deltas that
-// the query deltas returns (rows of status, +1 or -1), in the row of this
-// connection's shard, so that concurrent writers on other connections do
-// not wait for each other's row lock. A status whose deltas sum to 0 (an
-// update that keeps the status) writes nothing; the rows are locked in
-// status order, so statements changing several never deadlock. A NULL
-// status is not counted.
-func pgCounted(t, deltas string) string {
+// the query deltas returns (rows of status, +1 or -1), in the rows of the
+// shard given as parameter shard (see postgresBackend.shard). A status
+// whose deltas sum to 0 (an update that keeps the status) writes nothing;
+// the rows are locked in status order, so statements changing several
+// never deadlock. A NULL status is not counted.
+func pgCounted(t, shard, deltas string) string {
 	return `cnt AS (
 	INSERT INTO ` + t + `_counts AS c (status, shard, n)
-	SELECT s, pg_backend_pid() % ` + strconv.Itoa(pgCountShards) + `, sum(d) FROM (` + deltas + `) AS x(s, d)
+	SELECT s, ` + shard + `::smallint, sum(d) FROM (` + deltas + `) AS x(s, d)
 	WHERE s IS NOT NULL GROUP BY s HAVING sum(d) <> 0 ORDER BY s
 	ON CONFLICT (status, shard) DO UPDATE SET n = c.n + EXCLUDED.n
 )`
@@ -407,7 +419,7 @@ func pgStatements(t string) pgSQL {
 	return pgSQL{
 		// $1 owner, $2 id, $3 expires_at, $4 data, $5 stored bound (0:
 		// none), $6 active quota (0: none), $7 active, $8 runner, $9
-		// channel, $10 payload, $11 status. Returns (inserted, a live row
+		// channel, $10 payload, $11 status, $12 counts shard. Returns (inserted, a live row
 		// exists at the key, live rows of the owner up to the bound, live
 		// active rows up to the quota). An expired row at the key is
 		// replaced; a live one is never touched. old locks the expired
@@ -436,14 +448,14 @@ func pgStatements(t string) pgSQL {
 		active = EXCLUDED.active, runner = EXCLUDED.runner, status = EXCLUDED.status
 		WHERE r.expires_at <= statement_timestamp() AND EXISTS (SELECT 1 FROM old)
 	RETURNING 1
-), n AS (SELECT pg_notify($9, $10) FROM ins), ` + pgCounted(t, `SELECT status, -1 FROM old WHERE EXISTS (SELECT 1 FROM ins)
+), n AS (SELECT pg_notify($9, $10) FROM ins), ` + pgCounted(t, "$12", `SELECT status, -1 FROM old WHERE EXISTS (SELECT 1 FROM ins)
 	UNION ALL SELECT $11::text, 1 FROM ins`) + `
 SELECT (SELECT count(*) FROM ins), EXISTS (SELECT 1 FROM cur), (SELECT n FROM live), (SELECT n FROM act), (SELECT count(*) FROM n)`,
 
 		get: `SELECT version, expires_at, data, active, runner, coalesce(status, '') FROM ` + t + ` WHERE owner = $1 AND task_id = $2 AND ` + pgLive,
 
 		// $1 owner, $2 id, $3 expected, $4 data, $5 active, $6 runner,
-		// $7 channel, $8 payload, $9 status. Returns (new version or
+		// $7 channel, $8 payload, $9 status, $10 counts shard. Returns (new version or
 		// NULL, version in the statement's snapshot or NULL). When u
 		// updated the row, it was at the expected version both in the
 		// snapshot and when locked (a write in between would have
@@ -454,12 +466,13 @@ SELECT (SELECT count(*) FROM ins), EXISTS (SELECT 1 FROM cur), (SELECT n FROM li
 	UPDATE ` + t + ` SET version = version + 1, data = $4, active = $5, runner = $6, status = $9
 	WHERE owner = $1 AND task_id = $2 AND version = $3 AND ` + pgLive + `
 	RETURNING version
-), n AS (SELECT pg_notify($7, $8) FROM u), ` + pgCounted(t, `SELECT cur.status, -1 FROM cur, u UNION ALL SELECT $9::text, 1 FROM u`) + `
+), n AS (SELECT pg_notify($7, $8) FROM u), ` + pgCounted(t, "$10", `SELECT cur.status, -1 FROM cur, u UNION ALL SELECT $9::text, 1 FROM u`) + `
 SELECT (SELECT version FROM u), (SELECT version FROM cur), (SELECT count(*) FROM n)`,
 
 		// Update for many keys: $1 owners, $2 ids, $3 expected
 		// versions, $4 data, $5 active, $6 runners, $7 payloads, $9
-		// statuses (arrays of one length, no key twice), $8 channel. Returns per key its
+		// statuses (arrays of one length, no key twice), $8 channel, $10
+		// counts shard. Returns per key its
 		// 1-based position, the new version or NULL, the version of the
 		// live row or NULL: what update returns, so that each key's
 		// answer is decided as Update decides it. cur locks the live rows
@@ -480,12 +493,12 @@ SELECT (SELECT version FROM u), (SELECT version FROM cur), (SELECT count(*) FROM
 	FROM cur JOIN b ON b.i = cur.i
 	WHERE r.owner = b.owner AND r.task_id = b.task_id AND cur.version = b.expected AND r.version = b.expected AND ` + pgLive + `
 	RETURNING b.i, r.version, b.payload, b.status
-), n AS (SELECT pg_notify($8, payload) FROM u), ` + pgCounted(t, `SELECT cur.status, -1 FROM u JOIN cur ON cur.i = u.i UNION ALL SELECT status, 1 FROM u`) + `
+), n AS (SELECT pg_notify($8, payload) FROM u), ` + pgCounted(t, "$10", `SELECT cur.status, -1 FROM u JOIN cur ON cur.i = u.i UNION ALL SELECT status, 1 FROM u`) + `
 SELECT b.i, u.version, cur.version, (SELECT count(*) FROM n) FROM b LEFT JOIN u ON u.i = b.i LEFT JOIN cur ON cur.i = b.i`,
 
 		del: `WITH d AS (
 	DELETE FROM ` + t + ` WHERE owner = $1 AND task_id = $2 RETURNING ` + pgLive + ` AS live, status
-), n AS (SELECT pg_notify($3, $4) FROM d), ` + pgCounted(t, `SELECT status, -1 FROM d`) + `
+), n AS (SELECT pg_notify($3, $4) FROM d), ` + pgCounted(t, "$5", `SELECT status, -1 FROM d`) + `
 SELECT (SELECT live FROM d), (SELECT count(*) FROM n)`,
 
 		listFirst: `SELECT task_id, version, expires_at, data, active, runner, coalesce(status, '') FROM ` + t + `
@@ -495,13 +508,14 @@ WHERE owner = $1 AND task_id < $3 AND ` + pgLive + ` ORDER BY task_id DESC LIMIT
 
 		// SKIP LOCKED: replicas sweeping at once take disjoint rows, and a
 		// row a writer holds is left for the next round.
-		// Returns the rows deleted; their statuses leave the counts.
+		// $1 counts shard. Returns the rows deleted; their statuses leave
+		// the counts.
 		sweep: `WITH d AS (
 	DELETE FROM ` + t + ` WHERE (owner, task_id) IN (
 		SELECT owner, task_id FROM ` + t + ` WHERE expires_at <= statement_timestamp()
 		ORDER BY expires_at LIMIT ` + strconv.Itoa(pgSweepBatch) + ` FOR UPDATE SKIP LOCKED
 	) RETURNING status
-), ` + pgCounted(t, `SELECT status, -1 FROM d`) + `
+), ` + pgCounted(t, "$1", `SELECT status, -1 FROM d`) + `
 SELECT count(*) FROM d`,
 
 		heartbeat: `INSERT INTO ` + t + `_runners AS r (runner, beat) VALUES ($1, 1)
@@ -567,7 +581,7 @@ func (b *postgresBackend) Create(ctx context.Context, rec taskstore.Record, lim 
 	}
 	stored, quota := int64(max(lim.MaxStored, 0)), int64(max(lim.MaxActive, 0))
 	args := []any{[]byte(rec.Owner), []byte(rec.TaskID), pgExpiry(rec.ExpiresAt), rec.Data, stored, quota, rec.Active, pgRunner(rec.Runner),
-		b.channel, pgPayload(rec.Owner, rec.TaskID, 1), pgStatus(rec.Status)}
+		b.channel, pgPayload(rec.Owner, rec.TaskID, 1), pgStatus(rec.Status), b.shard()}
 	var inserted, notified int64
 	var exists bool
 	var live, active int64
@@ -645,7 +659,7 @@ func (b *postgresBackend) Update(ctx context.Context, rec taskstore.Record, expe
 		var updated, cur *int64
 		var notified int64
 		err := b.pool.QueryRow(ctx, b.sql.update, []byte(owner), []byte(id), exp, data, rec.Active, pgRunner(rec.Runner),
-			b.channel, payload, pgStatus(rec.Status)).Scan(&updated, &cur, &notified)
+			b.channel, payload, pgStatus(rec.Status), b.shard()).Scan(&updated, &cur, &notified)
 		if err != nil {
 			return 0, b.fail(ctx, "update", err)
 		}
@@ -752,7 +766,7 @@ func (b *postgresBackend) UpdateMany(ctx context.Context, updates []taskstore.Up
 			statuses = append(statuses, pgStatus(r.Status))
 			payloads = append(payloads, pgPayload(r.Owner, r.TaskID, uint64(exp)+1)) // sent only for a row at exp
 		}
-		rows, err := b.pool.Query(ctx, b.sql.updateMany, owners, ids, exps, data, active, runners, payloads, b.channel, statuses)
+		rows, err := b.pool.Query(ctx, b.sql.updateMany, owners, ids, exps, data, active, runners, payloads, b.channel, statuses, b.shard())
 		if err != nil {
 			return nil, b.fail(ctx, "update many", err)
 		}
@@ -797,7 +811,7 @@ func (b *postgresBackend) Delete(ctx context.Context, owner, id string) (bool, e
 	}
 	var live *bool
 	var notified int64
-	err := b.pool.QueryRow(ctx, b.sql.del, []byte(owner), []byte(id), b.channel, pgPayload(owner, id, 0)).Scan(&live, &notified)
+	err := b.pool.QueryRow(ctx, b.sql.del, []byte(owner), []byte(id), b.channel, pgPayload(owner, id, 0), b.shard()).Scan(&live, &notified)
 	if err != nil {
 		return false, b.fail(ctx, "delete", err)
 	}
@@ -1066,7 +1080,7 @@ func (b *postgresBackend) sweepBatches(ctx context.Context, maxBatches int) (int
 	total := 0
 	for range maxBatches {
 		var n int64
-		if err := b.pool.QueryRow(ctx, b.sql.sweep).Scan(&n); err != nil {
+		if err := b.pool.QueryRow(ctx, b.sql.sweep, b.shard()).Scan(&n); err != nil {
 			return total, b.fail(ctx, "delete expired", err)
 		}
 		total += int(n)

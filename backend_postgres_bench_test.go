@@ -101,18 +101,18 @@ SELECT owner, task_id FROM `+b.qualified()+` WHERE owner = convert_to('owner-7',
 		args             []any
 	}{
 		{"get", b.sql.get, pkey, []any{owner, id}},
-		{"create (stored bound 1000, active quota 100)", b.sql.create, pkey, []any{owner, []byte(taskid.New(time.Now())), exp, []byte(`{}`), int64(1000), int64(100), true, []byte("node-a"), b.channel, pgPayload("big", ids[50], 1), working}},
-		{"update", b.sql.update, pkey, []any{owner, id, int64(1), []byte(`{}`), true, []byte("node-a"), b.channel, pgPayload("big", ids[50], 2), inputRequired}},
+		{"create (stored bound 1000, active quota 100)", b.sql.create, pkey, []any{owner, []byte(taskid.New(time.Now())), exp, []byte(`{}`), int64(1000), int64(100), true, []byte("node-a"), b.channel, pgPayload("big", ids[50], 1), working, int16(3)}},
+		{"update", b.sql.update, pkey, []any{owner, id, int64(1), []byte(`{}`), true, []byte("node-a"), b.channel, pgPayload("big", ids[50], 2), inputRequired, int16(3)}},
 		{"runner tasks, 100", b.sql.runnerTasks, runIdx, []any{[]byte("node-a"), int64(100)}},
 		{"get many, 3 keys", b.sql.getMany, pkey, []any{[][]byte{owner, owner, []byte("owner-7")}, [][]byte{id, []byte(ids[7]), id}}},
 		{"update many, 3 keys", b.sql.updateMany, pkey, []any{[][]byte{owner, owner, []byte("owner-7")}, [][]byte{[]byte(ids[60]), []byte(ids[7]), id},
 			[]int64{1, 1, 1}, [][]byte{[]byte(`{}`), []byte(`{}`), []byte(`{}`)}, []bool{false, true, true}, [][]byte{nil, []byte("node-b"), []byte("node-b")},
 			[]string{pgPayload("big", ids[60], 2), pgPayload("big", ids[7], 2), pgPayload("owner-7", ids[50], 2)}, b.channel,
-			[]*string{&working, &inputRequired, nil}}},
-		{"delete", b.sql.del, pkey, []any{owner, id, b.channel, pgPayload("big", ids[50], 0)}},
+			[]*string{&working, &inputRequired, nil}, int16(3)}},
+		{"delete", b.sql.del, pkey, []any{owner, id, b.channel, pgPayload("big", ids[50], 0), int16(3)}},
 		{"list, first page of 50", b.sql.listFirst, pkey, []any{owner, int64(51)}},
 		{"list, page of 50 after a cursor", b.sql.list, pkey, []any{owner, int64(51), id}},
-		{"sweep one batch", b.sql.sweep, expIdx, nil},
+		{"sweep one batch", b.sql.sweep, expIdx, []any{int16(3)}},
 		{"by status, first page of 50 (working: 55% of rows)", b.sql.byStatusFirst, statusIdx, []any{working, int64(51)}},
 		{"by status, page of 50 after a key (working)", b.sql.byStatus, statusIdx, []any{working, int64(51), id, owner}},
 		{"by status, first page of 50 (input_required: 0.1% of rows)", b.sql.byStatusFirst, statusIdx, []any{inputRequired, int64(51)}},
@@ -211,18 +211,20 @@ func pgExplain(t *testing.T, b *postgresBackend, sql string, generic bool, args 
 		return strings.Join(out, "\n")
 	}
 	// A generic plan: prepared with parameter types, planned without values.
-	types := []string{"bytea", "bytea", "timestamptz", "bytea", "bigint", "bigint", "boolean", "bytea", "text", "text", "text"}
+	types := []string{"bytea", "bytea", "timestamptz", "bytea", "bigint", "bigint", "boolean", "bytea", "text", "text", "text", "smallint"}
 	switch sql {
 	case b.sql.update:
-		types = []string{"bytea", "bytea", "bigint", "bytea", "boolean", "bytea", "text", "text", "text"}
+		types = []string{"bytea", "bytea", "bigint", "bytea", "boolean", "bytea", "text", "text", "text", "smallint"}
 	case b.sql.del:
-		types = []string{"bytea", "bytea", "text", "text"}
+		types = []string{"bytea", "bytea", "text", "text", "smallint"}
+	case b.sql.sweep:
+		types = []string{"smallint"}
 	case b.sql.runnerTasks:
 		types = []string{"bytea", "bigint"}
 	case b.sql.getMany:
 		types = []string{"bytea[]", "bytea[]"}
 	case b.sql.updateMany:
-		types = []string{"bytea[]", "bytea[]", "bigint[]", "bytea[]", "boolean[]", "bytea[]", "text[]", "text", "text[]"}
+		types = []string{"bytea[]", "bytea[]", "bigint[]", "bytea[]", "boolean[]", "bytea[]", "text[]", "text", "text[]", "smallint"}
 	case b.sql.listFirst:
 		types = []string{"bytea", "bigint"}
 	case b.sql.list:
@@ -249,7 +251,7 @@ func pgExplain(t *testing.T, b *postgresBackend, sql string, generic bool, args 
 	vals := make([]string, len(types))
 	for i, ty := range types {
 		vals[i] = map[string]string{"bytea": `'\x00'::bytea`, "timestamptz": "now()", "bigint": "1", "boolean": "true", "text": "'x'",
-			"bytea[]": `ARRAY['\x00'::bytea]`, "bigint[]": "ARRAY[1::bigint]", "boolean[]": "ARRAY[true]", "text[]": "ARRAY['x']"}[ty]
+			"smallint": "1", "bytea[]": `ARRAY['\x00'::bytea]`, "bigint[]": "ARRAY[1::bigint]", "boolean[]": "ARRAY[true]", "text[]": "ARRAY['x']"}[ty]
 	}
 	exec := "EXPLAIN (COSTS OFF) EXECUTE mcptasks_explain"
 	if len(vals) > 0 {
