@@ -80,7 +80,7 @@ type Options struct {
 	LeaseTimeout time.Duration
 	// MaxPageSize bounds a page of tasks (the limit parameter; the default
 	// page is the smaller of 50 and this). Default 100, at most
-	// taskstore.MaxStatusPage.
+	// taskstore.MaxStatusPage and the store's Config.MaxPageSize.
 	MaxPageSize int
 	// Runner is the runner id of the Router in this process
 	// (taskrouter.Router.Runner), if any: the overview marks it as this
@@ -141,6 +141,9 @@ func New(rt *taskstore.Runtime, opts Options) http.Handler {
 		opts.MaxPageSize = DefaultMaxPageSize
 	}
 	opts.MaxPageSize = min(opts.MaxPageSize, taskstore.MaxStatusPage)
+	if c := rt.Store().Config().MaxPageSize; c > 0 {
+		opts.MaxPageSize = min(opts.MaxPageSize, c) // RunnerTasks' bound
+	}
 	key := opts.RefKey
 	if len(key) == 0 {
 		key = make([]byte, 32)

@@ -551,6 +551,16 @@ func TestBadRequestsAreBounded(t *testing.T) {
 			}
 		}
 	}
+	// The store's own page bound caps the handler's.
+	small, err := mcptasks.Open(t.Context(), "memory://", taskstore.Config{MaxPageSize: 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer small.Close()
+	g := &fixture{t: t, store: small, h: taskadmin.New(taskstore.NewRuntime(small), taskadmin.Options{MaxPageSize: 20})}
+	if res, body := g.get("/tasks?limit=11", true); res.StatusCode != http.StatusBadRequest || !strings.Contains(body, "want 1 to 10") {
+		t.Errorf("limit 11 over a store of pages of 10: %d %s", res.StatusCode, body)
+	}
 	if res, _ := f.get("/nowhere", true); res.StatusCode != http.StatusNotFound {
 		t.Errorf("GET /nowhere: %d", res.StatusCode)
 	}
