@@ -22,8 +22,8 @@ import (
 	"github.com/mcptasks/mcptasks/taskstore"
 )
 
-// statusRecord is a record of owner in status, Active as the Store sets it.
-func statusRecord(owner string, status taskstore.Status, expires time.Time) taskstore.Record {
+// redisStatusRecord is a record of owner in status, Active as the Store sets it.
+func redisStatusRecord(owner string, status taskstore.Status, expires time.Time) taskstore.Record {
 	return taskstore.Record{Owner: owner, TaskID: taskid.New(time.Now()), Data: []byte(`{"v":0}`),
 		ExpiresAt: expires, Active: !status.Terminal(), Status: status}
 }
@@ -73,7 +73,7 @@ func wantStatusEntries(t *testing.T, rb *redisBackend, live map[taskstore.Key]ta
 	}
 }
 
-func statusCounts(t *testing.T, rb *redisBackend) map[taskstore.Status]int64 {
+func redisStatusCounts(t *testing.T, rb *redisBackend) map[taskstore.Status]int64 {
 	t.Helper()
 	c, err := rb.CountByStatus(t.Context())
 	if err != nil {
@@ -99,10 +99,10 @@ func TestRedisStatusIndexExact(t *testing.T) {
 			live := map[taskstore.Key]taskstore.Record{}
 			put := func(r taskstore.Record) { live[taskstore.Key{Owner: r.Owner, TaskID: r.TaskID}] = r }
 			recs := []taskstore.Record{
-				statusRecord("alice", taskstore.StatusWorking, hour),
-				statusRecord("bob x", taskstore.StatusInputRequired, time.Time{}), // a space in the owner
-				statusRecord("", taskstore.StatusCompleted, hour),
-				statusRecord("a\x00b{c}", taskstore.StatusWorking, time.Time{}),
+				redisStatusRecord("alice", taskstore.StatusWorking, hour),
+				redisStatusRecord("bob x", taskstore.StatusInputRequired, time.Time{}), // a space in the owner
+				redisStatusRecord("", taskstore.StatusCompleted, hour),
+				redisStatusRecord("a\x00b{c}", taskstore.StatusWorking, time.Time{}),
 			}
 			for i := range recs {
 				if err := rb.Create(ctx, recs[i], taskstore.Limits{}); err != nil {
@@ -159,7 +159,7 @@ func TestRedisStatusIndexExact(t *testing.T) {
 				delete(live, taskstore.Key{Owner: r.Owner, TaskID: r.TaskID})
 			}
 			wantStatusEntries(t, rb, live)
-			if d := cmp.Diff(map[taskstore.Status]int64{taskstore.StatusFailed: 2}, statusCounts(t, rb)); d != "" {
+			if d := cmp.Diff(map[taskstore.Status]int64{taskstore.StatusFailed: 2}, redisStatusCounts(t, rb)); d != "" {
 				t.Errorf("counts (-want +got):\n%s", d)
 			}
 		})
@@ -175,8 +175,8 @@ func TestRedisStatusIndexStale(t *testing.T) {
 	redisOnBoth(t, func(t *testing.T, rb *redisBackend) {
 		ctx := t.Context()
 		missing := taskstore.Key{Owner: "carol", TaskID: taskid.New(time.Now().Add(-time.Hour))} // the oldest
-		a := statusRecord("alice", taskstore.StatusWorking, time.Time{})
-		b := statusRecord("bob", taskstore.StatusWorking, time.Time{})
+		a := redisStatusRecord("alice", taskstore.StatusWorking, time.Time{})
+		b := redisStatusRecord("bob", taskstore.StatusWorking, time.Time{})
 		for _, r := range []taskstore.Record{a, b} {
 			if err := rb.Create(ctx, r, taskstore.Limits{}); err != nil {
 				t.Fatal(err)
@@ -194,7 +194,7 @@ func TestRedisStatusIndexStale(t *testing.T) {
 		}
 		inject()
 		want := map[taskstore.Status]int64{taskstore.StatusWorking: 3, taskstore.StatusCompleted: 1}
-		if d := cmp.Diff(want, statusCounts(t, rb)); d != "" {
+		if d := cmp.Diff(want, redisStatusCounts(t, rb)); d != "" {
 			t.Errorf("counts with stale entries (-want +got):\n%s", d)
 		}
 		recs, more, err := rb.ListByStatus(ctx, taskstore.StatusCompleted, taskstore.Key{}, 10)
@@ -208,12 +208,12 @@ func TestRedisStatusIndexStale(t *testing.T) {
 			t.Fatalf("ListByStatus(working, 1) = %v, more %v, %v; want alice's record and more", recs, more, err)
 		}
 		want = map[taskstore.Status]int64{taskstore.StatusWorking: 2}
-		if d := cmp.Diff(want, statusCounts(t, rb)); d != "" {
+		if d := cmp.Diff(want, redisStatusCounts(t, rb)); d != "" {
 			t.Errorf("counts after the listings (-want +got):\n%s", d)
 		}
 		// An update of a record that is not there leaves no entry (on a
 		// cluster it drops the one it sent).
-		never := statusRecord("dave", taskstore.StatusCompleted, time.Time{})
+		never := redisStatusRecord("dave", taskstore.StatusCompleted, time.Time{})
 		if _, err := rb.Update(ctx, never, 1); !errors.Is(err, taskstore.ErrNotFound) {
 			t.Fatalf("Update of a record never created: %v", err)
 		}
@@ -221,14 +221,14 @@ func TestRedisStatusIndexStale(t *testing.T) {
 		if err != nil || !errors.Is(res[0].Err, taskstore.ErrNotFound) {
 			t.Fatalf("UpdateMany of a record never created: %v, %v", res, err)
 		}
-		if d := cmp.Diff(want, statusCounts(t, rb)); d != "" {
+		if d := cmp.Diff(want, redisStatusCounts(t, rb)); d != "" {
 			t.Errorf("counts after updates of a record never created (-want +got):\n%s", d)
 		}
 		inject()
 		if _, err := rb.DeleteExpired(ctx); err != nil {
 			t.Fatal(err)
 		}
-		if d := cmp.Diff(want, statusCounts(t, rb)); d != "" {
+		if d := cmp.Diff(want, redisStatusCounts(t, rb)); d != "" {
 			t.Errorf("counts after DeleteExpired (-want +got):\n%s", d)
 		}
 	})
@@ -239,7 +239,7 @@ func TestRedisStatusIndexStale(t *testing.T) {
 func TestRedisStatusIndexDropRace(t *testing.T) {
 	redisOnBoth(t, func(t *testing.T, rb *redisBackend) {
 		ctx := t.Context()
-		r := statusRecord("alice", taskstore.StatusWorking, time.Time{})
+		r := redisStatusRecord("alice", taskstore.StatusWorking, time.Time{})
 		if err := rb.Create(ctx, r, taskstore.Limits{}); err != nil {
 			t.Fatal(err)
 		}
@@ -280,12 +280,12 @@ func TestRedisStatusIndexExpiry(t *testing.T) {
 	redisOnBoth(t, func(t *testing.T, rb *redisBackend) {
 		ctx := t.Context()
 		soon := time.Now().Add(200 * time.Millisecond)
-		keep := statusRecord("alice", taskstore.StatusWorking, time.Now().Add(time.Hour))
+		keep := redisStatusRecord("alice", taskstore.StatusWorking, time.Now().Add(time.Hour))
 		for _, r := range []taskstore.Record{
 			keep,
-			statusRecord("alice", taskstore.StatusWorking, soon),
-			statusRecord("bob", taskstore.StatusCompleted, soon),
-			statusRecord("bob", taskstore.StatusCompleted, time.Time{}),
+			redisStatusRecord("alice", taskstore.StatusWorking, soon),
+			redisStatusRecord("bob", taskstore.StatusCompleted, soon),
+			redisStatusRecord("bob", taskstore.StatusCompleted, time.Time{}),
 		} {
 			if err := rb.Create(ctx, r, taskstore.Limits{}); err != nil {
 				t.Fatal(err)
@@ -296,7 +296,7 @@ func TestRedisStatusIndexExpiry(t *testing.T) {
 			t.Fatalf("the index holds %d entries after the expiry, want 4 (Redis expires records, not entries)", len(idx))
 		}
 		want := map[taskstore.Status]int64{taskstore.StatusWorking: 1, taskstore.StatusCompleted: 1}
-		if d := cmp.Diff(want, statusCounts(t, rb)); d != "" {
+		if d := cmp.Diff(want, redisStatusCounts(t, rb)); d != "" {
 			t.Errorf("counts after the expiry (-want +got):\n%s", d)
 		}
 		idx, exp := statusEntries(t, rb)
@@ -346,7 +346,7 @@ func TestRedisStatusPreviousRelease(t *testing.T) {
 		}
 
 		// A record of this release, read and updated by the previous one.
-		rec := statusRecord("bob", taskstore.StatusInputRequired, hour)
+		rec := redisStatusRecord("bob", taskstore.StatusInputRequired, hour)
 		rec.Runner = "r2"
 		if err := rb.Create(ctx, rec, taskstore.Limits{}); err != nil {
 			t.Fatal(err)
@@ -389,7 +389,7 @@ func TestRedisStatusPreviousRelease(t *testing.T) {
 		if err != nil || len(recs) != 0 {
 			t.Fatalf("ListByStatus(input_required) = %+v, %v; want none (the record has no status now)", recs, err)
 		}
-		if d := cmp.Diff(map[taskstore.Status]int64{taskstore.StatusWorking: 1}, statusCounts(t, rb)); d != "" {
+		if d := cmp.Diff(map[taskstore.Status]int64{taskstore.StatusWorking: 1}, redisStatusCounts(t, rb)); d != "" {
 			t.Errorf("counts (-want +got):\n%s", d)
 		}
 	})
@@ -434,7 +434,7 @@ func decodeRedisRecordPrevious(owner, id string, val []byte) (taskstore.Record, 
 func TestRedisStatusRefused(t *testing.T) {
 	rb := newRedisFactory(redisTestURL(t, envRedisURL))(t).(*redisBackend)
 	ctx := t.Context()
-	r := statusRecord("alice", "paused", time.Time{})
+	r := redisStatusRecord("alice", "paused", time.Time{})
 	if err := rb.Create(ctx, r, taskstore.Limits{}); !errors.Is(err, taskstore.ErrInvalidStatus) {
 		t.Fatalf("Create in status paused: %v, want ErrInvalidStatus", err)
 	}
@@ -471,13 +471,13 @@ func TestRedisStatusIndexWriteCost(t *testing.T) {
 	redisOnBoth(t, func(t *testing.T, rb *redisBackend) {
 		ctx := t.Context()
 		hour := time.Now().Add(time.Hour).Truncate(time.Millisecond)
-		warm := statusRecord("warm", taskstore.StatusWorking, hour)
+		warm := redisStatusRecord("warm", taskstore.StatusWorking, hour)
 		if err := rb.Create(ctx, warm, taskstore.Limits{}); err != nil { // connections made, scripts loaded
 			t.Fatal(err)
 		}
 		sent := &redisSentCommands{}
 		rb.client.AddHook(sent)
-		r := statusRecord("alice", taskstore.StatusWorking, hour)
+		r := redisStatusRecord("alice", taskstore.StatusWorking, hour)
 		type cost struct {
 			cmds  map[string]int64
 			calls int64
