@@ -39,7 +39,9 @@ func ExampleNewTraces() {
 	// A task started directly, in the trace of a client's traceparent.
 	client := taskstore.NewTraceContext("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", "")
 	_, err = tasks.Start(ctx, taskrouter.StartRequest{Owner: "alice", Method: "tools/call", Tool: "sum", Trace: client},
-		func(context.Context) taskrouter.Outcome { return taskrouter.Outcome{Result: json.RawMessage(`{"sum":3}`)} })
+		func(context.Context) taskrouter.Outcome {
+			return taskrouter.Outcome{Result: json.RawMessage(`{"sum":3}`)}
+		})
 	if err != nil {
 		log.Fatal(err)
 	}
