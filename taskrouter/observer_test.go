@@ -105,8 +105,11 @@ func TestObserverTaskLife(t *testing.T) {
 	if resp := c.raw(ctx, "tasks/result", map[string]any{"taskId": echo.TaskId}); resp.Error != nil {
 		t.Fatalf("tasks/result: %v", resp.Error)
 	}
+	// tasks/result answers once the end is stored; the run's goroutine
+	// leaves the running gauge just after, so wait for it before the next.
+	rec.eventually(t, "echo's run stopped", func() bool { return len(rec.ended) == 1 && rec.running == 0 })
 	c.callTask(ctx, "fail", map[string]any{"text": "nope"}, map[string]any{})
-	rec.eventually(t, "echo and fail ended", func() bool { return len(rec.ended) == 2 })
+	rec.eventually(t, "echo and fail ended", func() bool { return len(rec.ended) == 2 && rec.running == 0 })
 	block := c.callTask(ctx, "block", map[string]any{}, map[string]any{})
 	waitClosed(t, rep.probe.Started(block.TaskId), "block starts")
 	wantCode(t, "a second active task", c.raw(ctx, "tools/call", map[string]any{"name": "block", "arguments": map[string]any{}, "task": map[string]any{}}), taskstore.CodeInternalError)
