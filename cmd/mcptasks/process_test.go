@@ -63,7 +63,13 @@ type replicaProc struct {
 // startReplica starts `mcptasks serve` as a process and waits for its address.
 func startReplica(t testing.TB, bin string, args ...string) *replicaProc {
 	t.Helper()
-	cmd := exec.Command(bin, append([]string{"serve", "--addr", "127.0.0.1:0", "--drain", "1s"}, args...)...)
+	return startReplicaCmd(t, exec.Command(bin, append([]string{"serve", "--addr", "127.0.0.1:0", "--drain", "1s"}, args...)...))
+}
+
+// startReplicaCmd is startReplica for a serve command the caller made
+// (such as one run in a network namespace by netlab_linux_test.go).
+func startReplicaCmd(t testing.TB, cmd *exec.Cmd) *replicaProc {
+	t.Helper()
 	logs := &syncBuffer{}
 	cmd.Stderr = logs
 	stdout, err := cmd.StdoutPipe()
