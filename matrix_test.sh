@@ -15,6 +15,11 @@
 # client-libraries check) and the fuzz targets' seed corpora. Running every
 # test there again would repeat the one-backend runs and double the time.
 #
+# Then the widest of the builds given, with the tag mcptasks_selftest added
+# (the switches that break a guarantee for the robustness test's self-test),
+# is built, vetted, linted and runs its ^TestSelftest tests; the summary has
+# a row of its own for it.
+#
 # staticcheck runs per combination because a file's build tag decides what
 # it sees: a test helper unused in some build is a test that never runs
 # there. It is pinned (staticcheck_version); the script uses the one in
@@ -99,6 +104,26 @@ eval "$(scripts/chromium_up.sh)"
 
 declare -A result
 pass=0 fail=0 skip=0 status=0
+# tally NAME LOG: print LOG's result lines (and the whole output of each
+# failed test), count its tests and add the counts to result[NAME].
+tally() {
+  local name=$1 log=$2 t p f s
+  [ -f "$log" ] || return 0
+  # Every result line, so the tests that ran can be counted.
+  grep -E '^\s*--- (PASS|FAIL|SKIP)|^(ok|FAIL|PASS|panic:)|^\S+\.go:[0-9]+:' "$log" || true
+  if [ "${result[$name]}" != ok ]; then
+    # The whole output of each failed test (its logs come before its --- FAIL line).
+    for t in $(grep -oE -- '--- FAIL: [^ ]+' "$log" | awk '{print $3}' | grep -v / | sort -u); do
+      awk -v t="$t" '$0 == "=== RUN   " t {on=1} on {print} $0 ~ "^--- FAIL: " t " " {on=0}' "$log"
+    done
+    tail -20 "$log"
+  fi
+  p=$(grep -cE '^\s*--- PASS' "$log" || true)
+  f=$(grep -cE '^\s*--- FAIL' "$log" || true)
+  s=$(grep -cE '^\s*--- SKIP' "$log" || true)
+  pass=$((pass + p)) fail=$((fail + f)) skip=$((skip + s))
+  result[$name]="${result[$name]} ($p passed, $f failed, $s skipped)"
+}
 for tags in "${combos[@]}"; do
   name=${tags:-none}
   log="$logs/$name.log"
@@ -118,31 +143,39 @@ for tags in "${combos[@]}"; do
     result[$name]="FAILED at $step"
     status=1
   fi
-  if [ -f "$log" ]; then
-    # Every result line, so the tests that ran can be counted.
-    grep -E '^\s*--- (PASS|FAIL|SKIP)|^(ok|FAIL|PASS|panic:)|^\S+\.go:[0-9]+:' "$log" || true
-    if [ "${result[$name]}" != ok ]; then
-      # The whole output of each failed test (its logs come before its --- FAIL line).
-      for t in $(grep -oE -- '--- FAIL: [^ ]+' "$log" | awk '{print $3}' | grep -v / | sort -u); do
-        awk -v t="$t" '$0 == "=== RUN   " t {on=1} on {print} $0 ~ "^--- FAIL: " t " " {on=0}' "$log"
-      done
-      tail -20 "$log"
-    fi
-    p=$(grep -cE '^\s*--- PASS' "$log" || true)
-    f=$(grep -cE '^\s*--- FAIL' "$log" || true)
-    s=$(grep -cE '^\s*--- SKIP' "$log" || true)
-    pass=$((pass + p)) fail=$((fail + f)) skip=$((skip + s))
-    result[$name]="${result[$name]} ($p passed, $f failed, $s skipped)"
-  fi
+  tally "$name" "$log"
 done
 
-# Fuzz targets run once each, for a bounded time, in the build with the
-# most tags among those tested (so the backends' own targets run too).
-fuzztime=${MCPTASKS_FUZZTIME:-10s}
-fuzztags=""
+# The widest build among those tested (so every backend's own code is in it).
+widest=""
 for tags in "${combos[@]}"; do
-  if [ ${#tags} -gt ${#fuzztags} ]; then fuzztags=$tags; fi
+  if [ ${#tags} -gt ${#widest} ]; then widest=$tags; fi
 done
+
+# The self-test switches that break one guarantee for the robustness test
+# (taskstore/selftest_on.go) exist only with the tag mcptasks_selftest: it
+# is built, vetted and linted here, once, added to the widest build, and
+# its tests run there (on every backend of that build). Nothing else is
+# built with it, and cmd/mcptasks TestServeIgnoresSelftestSwitch checks that
+# serve built without it ignores the switches' variable.
+selftags=${widest:+$widest,}mcptasks_selftest
+selftest_tests='^TestSelftest'
+echo "== tags: $selftags (the self-test switches; tests: $selftest_tests in the root package)"
+step=build
+if go build -tags "$selftags" ./... && step=vet && go vet -tags "$selftags" ./... &&
+  step=staticcheck && "$staticcheck" -tags "$selftags" ./... && step=test &&
+  go test -race -count=1 -timeout 10m -tags "$selftags" -run "$selftest_tests" -v . >"$logs/selftest.log" 2>&1; then
+  result[selftest]=ok
+else
+  result[selftest]="FAILED at $step"
+  status=1
+fi
+tally selftest "$logs/selftest.log"
+
+# Fuzz targets run once each, for a bounded time, in the widest build (so
+# the backends' own targets run too).
+fuzztime=${MCPTASKS_FUZZTIME:-10s}
+fuzztags=$widest
 fuzz_result=ok
 for pkg in $(go list -tags "$fuzztags" ./...); do
   for target in $(go test -tags "$fuzztags" -list '^Fuzz' "$pkg" | grep '^Fuzz' || true); do
@@ -182,6 +215,7 @@ for tags in "${combos[@]}"; do
   name=${tags:-none}
   printf '%-26s %s\n' "$name" "${result[$name]}"
 done
+printf '%-26s %s\n' "selftest" "${result[selftest]}"
 printf '%-26s %s\n' "fuzz" "$fuzz_result"
 echo "matrix: $pass passed, $fail failed, $skip skipped"
 exit $status

@@ -38,6 +38,9 @@ func checkFence(fence *Lease, rec *TaskRecord) error {
 	}
 	l := *fence
 	if rec.Lease == nil || *rec.Lease != l {
+		if selftestBreakFencing {
+			return nil // the robustness test's self-test: see selftest_on.go
+		}
 		return fmt.Errorf("%w: attempt %d of runner %q no longer holds the task", ErrLeaseLost, l.Attempt, l.Runner)
 	}
 	return nil

@@ -186,6 +186,9 @@ func (s *Store) Create(ctx context.Context, owner string, req CreateRequest) (*T
 	}
 	br := rec.backendRecord(data)
 	lim := Limits{MaxActive: max(s.cfg.MaxActiveTasks, 0), MaxStored: max(s.cfg.MaxStoredTasks, 0)}
+	if selftestBreakQuota {
+		lim.MaxActive = 0 // the robustness test's self-test: see selftest_on.go
+	}
 	start := s.start()
 	err = s.b.Create(ctx, br, lim)
 	s.observe("create", start, err)
