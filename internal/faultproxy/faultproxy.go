@@ -71,6 +71,9 @@ type Proxy struct {
 
 	bytesUp, bytesDown atomic.Int64
 
+	ctx    context.Context // done at Close: ends dials in progress
+	cancel context.CancelFunc
+
 	mu     sync.Mutex
 	healed chan struct{} // closed while forwarding; open during a partition
 	links  map[*link]struct{}
@@ -103,6 +106,7 @@ func New(target string) (*Proxy, error) {
 	healed := make(chan struct{})
 	close(healed)
 	p := &Proxy{target: target, ln: ln, healed: healed, links: make(map[*link]struct{})}
+	p.ctx, p.cancel = context.WithCancel(context.Background())
 	p.wg.Add(1)
 	go p.acceptLoop()
 	return p, nil
@@ -171,6 +175,7 @@ func (p *Proxy) Close() error {
 	links := p.openLinks()
 	p.mu.Unlock()
 	err := p.ln.Close()
+	p.cancel()
 	for _, l := range links {
 		l.close(true)
 	}
@@ -223,11 +228,16 @@ func (p *Proxy) serve(l *link) {
 	if !p.wait(l) {
 		return
 	}
-	ctx, cancel := context.WithTimeout(l.ctx, dialTimeout)
+	// Not l.ctx: a dial that Reset cut short would close the connection the
+	// target just accepted with a FIN. Finished, it is reset below.
+	ctx, cancel := context.WithTimeout(p.ctx, dialTimeout)
 	var d net.Dialer
 	up, err := d.DialContext(ctx, "tcp", p.target)
 	cancel()
 	if err != nil {
+		if l.ctx.Err() != nil {
+			return // closed meanwhile, by Close
+		}
 		p.mu.Lock()
 		p.stats.DialFailures++
 		p.mu.Unlock()
