@@ -276,7 +276,11 @@ func (rr *runner) work(ctx context.Context, rn *run, work Work) (out Outcome) {
 
 // finish stores the work's outcome, unless the run already ended (a
 // cancelled task stays cancelled), retrying a failing backend for a while
-// so that a blip does not leave the task working until it expires.
+// so that a blip does not leave the task working until it expires. A
+// store that is unreachable (ErrBackend: a restart takes seconds) is
+// retried for the whole outcomeTimeout: the run still holds its lease, so
+// nobody else would end the task (the robustness test found tasks left
+// working after a Redis restart outlasted five quick retries).
 func (rr *runner) finish(rn *run, out Outcome) {
 	if rn.finished.Swap(true) {
 		return
@@ -293,7 +297,7 @@ func (rr *runner) finish(rn *run, out Outcome) {
 			out = Outcome{Err: &taskstore.RPCError{Code: taskstore.CodeInternalError, Message: "result not stored: " + err.Error()}}
 			continue
 		}
-		if attempt >= 5 || backoff.Sleep(ctx, attempt, 100*time.Millisecond, 4) != nil {
+		if attempt >= 5 && !errors.Is(err, taskstore.ErrBackend) || backoff.Sleep(ctx, attempt, 100*time.Millisecond, 4) != nil {
 			rr.log.Error("storing task outcome failed", "task", rn.id, "owner", logOwner(rn.owner), "error", err)
 			return
 		}

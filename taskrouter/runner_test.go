@@ -117,6 +117,37 @@ func TestShutdownWithAHungBackend(t *testing.T) {
 	}
 }
 
+// An outcome that cannot be stored because the store is unreachable for
+// longer than a few quick retries (a Redis restart) is stored once the
+// store is back: the run holds the task's lease, so nobody else ends it.
+func TestOutcomeStoredAfterAStoreOutage(t *testing.T) {
+	store, fb := faultStore(t, taskstore.Config{PollInterval: 20 * time.Millisecond})
+	r := taskrouter.New(store, taskrouter.Options{})
+	t.Cleanup(func() { r.Shutdown(context.Background()) })
+	finish := make(chan struct{})
+	rec, err := r.Start(t.Context(), taskrouter.StartRequest{Owner: "alice", Method: "tools/call"}, func(ctx context.Context) taskrouter.Outcome {
+		<-finish
+		return taskrouter.Outcome{Result: json.RawMessage(`{"content":[{"type":"text","text":"done"}]}`)}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fb.mode.Store(2) // every Get and Update fails as a server that went away
+	close(finish)
+	// Longer than five retries take (at most 3.4 s), shorter than outcomeTimeout.
+	time.Sleep(5 * time.Second)
+	fb.mode.Store(0)
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		got, err := store.Get(t.Context(), "alice", rec.Task.TaskID)
+		if err == nil && got.Task.Status == taskstore.StatusCompleted {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the task is %+v, %v 30 s after the store came back; want it completed", got.Task, err)
+		}
+	}
+}
+
 // When a task expires its work stops at once, whatever its pollInterval (a
 // timer at the expiry); when it is deleted, within one pollInterval.
 func TestWorkStopsWhenTheTaskIsGone(t *testing.T) {
