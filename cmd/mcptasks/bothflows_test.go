@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -19,13 +20,37 @@ func modernCall(t testing.TB, url, token, method string, params map[string]any, 
 	if params == nil {
 		params = map[string]any{}
 	}
+	req, err := modernRequest(t.Context(), url, token, method, params, name, map[string]any{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, lastJSONRPC(b)
+}
+
+// modernRequest builds one 2026-07-28 request: params with the
+// per-request _meta (the client's capabilities caps, plus the tasks
+// extension) and the standard headers.
+func modernRequest(ctx context.Context, url, token, method string, params map[string]any, name string, caps map[string]any) (*http.Request, error) {
+	caps["extensions"] = map[string]any{"io.modelcontextprotocol/tasks": map[string]any{}}
 	params["_meta"] = map[string]any{
 		"io.modelcontextprotocol/protocolVersion":    "2026-07-28",
 		"io.modelcontextprotocol/clientInfo":         map[string]any{"name": "both-flows", "version": "1"},
-		"io.modelcontextprotocol/clientCapabilities": map[string]any{"extensions": map[string]any{"io.modelcontextprotocol/tasks": map[string]any{}}},
+		"io.modelcontextprotocol/clientCapabilities": caps,
 	}
-	body, _ := json.Marshal(map[string]any{"jsonrpc": "2.0", "id": 7, "method": method, "params": params})
-	req, _ := http.NewRequestWithContext(t.Context(), http.MethodPost, url, bytes.NewReader(body))
+	body, err := json.Marshal(map[string]any{"jsonrpc": "2.0", "id": 7, "method": method, "params": params})
+	if err != nil {
+		return nil, err
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
+	if err != nil {
+		return nil, err
+	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Accept", "application/json, text/event-stream")
 	req.Header.Set("MCP-Protocol-Version", "2026-07-28")
@@ -36,13 +61,7 @@ func modernCall(t testing.TB, url, token, method string, params map[string]any, 
 	if token != "" {
 		req.Header.Set("Authorization", "Bearer "+token)
 	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, lastJSONRPC(b)
+	return req, nil
 }
 
 // lastJSONRPC decodes an HTTP answer's JSON-RPC message: the body, or an
