@@ -104,7 +104,7 @@ func checkInvariants(ops []robustOp, tasks []*robustTask, cc checkContext) []vio
 		if t.tool == "slow_report" {
 			th.checkReport(final, add)
 		}
-		if t.tool != "slow_report" {
+		if t.tool != "slow_report" && !t.adopted {
 			th.checkOrphan(cc, add)
 		}
 		th.checkReturns(cc, add)
@@ -131,7 +131,7 @@ func (th *taskHistory) finalStatus(add addFunc) (robustOp, bool) {
 		case !seen:
 			continue
 		case op.Outcome != outcomeOK:
-			add(checkNoLostCreate, id, "created (acknowledged on replica %d) but tasks/get on replica %d at the end: %s %s", th.create.Replica, i, op.Outcome, op.Err)
+			add(checkNoLostCreate, id, "created (on replica %d, adopted %v) but tasks/get on replica %d at the end: %s %s", th.task.created, th.task.adopted, i, op.Outcome, op.Err)
 			ok = false
 		case !terminalStatus(op.Status):
 			add(checkTerminalOnce, id, "%s at the end on replica %d, after every fault healed and the tasks had time to end", op.Status, i)
@@ -381,6 +381,9 @@ func checkQuotaHistory(byTask map[string]*taskHistory, maxActive int) []violatio
 	}
 	byOwner := map[string][]edge{}
 	for id, th := range byTask {
+		if th.task.adopted {
+			continue // its create's answer was lost: not surely active
+		}
 		var last time.Time
 		for _, op := range th.ops {
 			if op.Method == "tasks/get" && op.Outcome == outcomeOK && (op.Status == "working" || op.Status == "input_required") && op.Start.After(last) {

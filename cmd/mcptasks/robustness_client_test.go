@@ -11,6 +11,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -248,7 +249,8 @@ func legacySession(ctx context.Context, url, token string) (*mcp.ClientSession, 
 		},
 	})
 	if err := errors.Join(mcp.AddSendingCustomMethod[*robustIDParams, *mcp.CallToolResult](c, "tasks/result"),
-		mcp.AddSendingCustomMethod[*robustIDParams, *robustCancelResult](c, "tasks/cancel")); err != nil {
+		mcp.AddSendingCustomMethod[*robustIDParams, *robustCancelResult](c, "tasks/cancel"),
+		mcp.AddSendingCustomMethod[*robustListParams, *robustListResult](c, "tasks/list")); err != nil {
 		return nil, err
 	}
 	tr := &mcp.StreamableClientTransport{Endpoint: url, HTTPClient: &http.Client{Transport: robustBearer(token)}, MaxRetries: -1}
@@ -265,6 +267,49 @@ type robustIDParams struct {
 type robustCancelResult struct {
 	mcp.ResultBase
 	Status string `json:"status"`
+}
+
+type robustListParams struct {
+	mcp.ParamsBase
+	Cursor string `json:"cursor,omitempty"`
+}
+
+type robustListResult struct {
+	mcp.ResultBase
+	Tasks []struct {
+		TaskID string `json:"taskId"`
+		Status string `json:"status"`
+	} `json:"tasks"`
+	NextCursor string `json:"nextCursor"`
+}
+
+// listTasks lists the owner's tasks with 2025-11-25 tasks/list (2026-07-28
+// has none), every page when all is set, else the first.
+func listTasks(ctx context.Context, url, token string, all bool, op *robustOp) []string {
+	ctx, stop := context.WithTimeout(ctx, robustCallTimeout)
+	defer stop()
+	cs, err := legacySession(ctx, url, token)
+	if err != nil {
+		classify(op, err)
+		return nil
+	}
+	defer cs.Close()
+	var ids []string
+	cursor := ""
+	for {
+		res, err := mcp.CallCustomMethod[*robustListParams, *robustListResult](ctx, cs, "tasks/list", &robustListParams{Cursor: cursor})
+		if err != nil {
+			classify(op, err)
+			return nil
+		}
+		for _, t := range res.Tasks {
+			ids = append(ids, t.TaskID)
+		}
+		if cursor = res.NextCursor; cursor == "" || !all {
+			classify(op, nil)
+			return ids
+		}
+	}
 }
 
 type robustBearer string
@@ -311,6 +356,8 @@ func cancelTask(ctx context.Context, url, token, id string, op *robustOp) {
 type robustTask struct {
 	id, owner, token, tool string
 	created                int // the replica that created it (and first runs it)
+	// adopted: found by tasks/list at the end, its create unanswered.
+	adopted bool
 }
 
 // clientWorld is what the clients share: the replicas, the history, the
@@ -377,10 +424,7 @@ func (w *clientWorld) runClient(ctx, followCtx context.Context, n int, seed uint
 		default:
 			i, url := w.replicas.pick(rng, -1)
 			op := robustOp{Client: n, Owner: u.name, Method: "tasks/list", Replica: i, Start: time.Now()}
-			cctx, cancel := context.WithTimeout(ctx, robustCallTimeout)
-			_, err := modernRPC(cctx, url, u.token, "tasks/list", map[string]any{}, "")
-			cancel()
-			classify(&op, err)
+			listTasks(ctx, url, u.token, false, &op)
 			w.hist.add(op)
 		}
 		select {
@@ -407,7 +451,8 @@ func (w *clientWorld) create(ctx, followCtx context.Context, rng *rand.Rand, n i
 	if steps, ok := args["steps"].(int); ok {
 		op.Steps = steps
 	}
-	cctx, cancel := context.WithTimeout(ctx, robustCallTimeout)
+	// Not cut short when the clients stop: its task would go unfollowed.
+	cctx, cancel := context.WithTimeout(followCtx, robustCallTimeout)
 	raw, err := modernRPC(cctx, url, u.token, "tools/call", map[string]any{"name": tool, "arguments": args}, tool)
 	cancel()
 	var created struct {
@@ -429,6 +474,30 @@ func (w *clientWorld) create(ctx, followCtx context.Context, rng *rand.Rand, n i
 	w.addTask(t)
 	frng := rand.New(rand.NewPCG(rng.Uint64(), 1)) // the client's rng is the client's alone
 	w.wg.Go(func() { w.follow(followCtx, frng, n, t) })
+}
+
+// adopt follows the tasks a create made although its answer was lost (a
+// connection cut, a timeout): tasks/list on every replica finds them.
+func (w *clientWorld) adopt(ctx context.Context, urls []string, rng *rand.Rand) {
+	for _, u := range w.users {
+		for i, url := range urls {
+			op := robustOp{Client: -1, Owner: u.name, Method: "tasks/list", Replica: i, Start: time.Now()}
+			ids := listTasks(ctx, url, u.token, true, &op)
+			w.hist.add(op)
+			for _, id := range ids {
+				w.mu.Lock()
+				known := slices.ContainsFunc(w.tasks, func(t *robustTask) bool { return t.id == id })
+				w.mu.Unlock()
+				if known {
+					continue
+				}
+				t := &robustTask{id: id, owner: u.name, token: u.token, created: -1, adopted: true}
+				w.addTask(t)
+				frng := rand.New(rand.NewPCG(rng.Uint64(), 2))
+				w.wg.Go(func() { w.follow(ctx, frng, -1, t) })
+			}
+		}
+	}
 }
 
 // follow polls a task with tasks/get on random replicas until it is seen

@@ -527,6 +527,8 @@ func runRobustness(t *testing.T, store robustStore, cfg robustConfig) *robustOut
 	clients.Wait()
 	<-nemDone
 	healed := time.Now()
+	urls, _ := replicas.urls()
+	w.adopt(followCtx, urls, rand.New(rand.NewPCG(cfg.seed, 0x61646f)))
 
 	// Every fault is healed: the tasks must end within the settle bound.
 	followersDone := make(chan struct{})
