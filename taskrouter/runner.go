@@ -339,14 +339,19 @@ func (rr *runner) end(ctx context.Context, rn *run, out Outcome) (done bool, err
 		rr.notifyEnd(rn, rec)
 		return true, nil
 	case errors.Is(err, taskstore.ErrLeaseLost):
+		// Fenced: a late outcome (after a pause or a partition) of a task
+		// another replica took over or ended. Logged, as the work is lost.
+		rr.log.Warn("task outcome not stored: lease lost", "task", rn.id, "owner", logOwner(rn.owner))
 		rn.settle("", "lease_lost")
 		return true, nil
 	case errors.Is(err, taskstore.ErrNotFound):
 		rn.settle("", "gone")
 		return true, nil
 	case errors.Is(err, taskstore.ErrInvalidTransition):
-		// Ended elsewhere (a cancel on another replica): read how, only
-		// for the run's span.
+		// Ended elsewhere (a cancel, or another replica ended it as an
+		// orphan while this one could not reach the store): it stays so.
+		// Read how, only for the run's span.
+		rr.log.Info("task outcome not stored: the task had already ended", "task", rn.id, "owner", logOwner(rn.owner))
 		if rn.spanEnd != nil {
 			if cur, gerr := h.Get(ctx); gerr == nil {
 				rn.settle(cur.Task.Status, runErrorType(cur))

@@ -6,7 +6,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -109,17 +108,4 @@ func startReplicaCmd(t testing.TB, cmd *exec.Cmd) *replicaProc {
 		t.Fatalf("replica printed no address; logs:\n%s", logs)
 	}
 	return p
-}
-
-// logsEventually reports whether p logs line within d: a replica logs what
-// it did after the store write that others may already have seen.
-func logsEventually(p *replicaProc, line string, d time.Duration) bool {
-	for deadline := time.Now().Add(d); ; time.Sleep(20 * time.Millisecond) {
-		if strings.Contains(p.logs.String(), line) {
-			return true
-		}
-		if time.Now().After(deadline) {
-			return false
-		}
-	}
 }

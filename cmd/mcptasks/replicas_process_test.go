@@ -207,6 +207,12 @@ func reportProgress(t *testing.T, url, token, id string) (status string, step in
 // many attempt 1 wrote.
 func checkReport(t *testing.T, detail map[string]json.RawMessage) int {
 	t.Helper()
+	return checkReportSteps(t, detail, 8)
+}
+
+// checkReportSteps is checkReport for a report of steps steps.
+func checkReportSteps(t *testing.T, detail map[string]json.RawMessage, steps int) int {
+	t.Helper()
 	var result struct {
 		Content []struct {
 			Text string `json:"text"`
@@ -216,8 +222,8 @@ func checkReport(t *testing.T, detail map[string]json.RawMessage) int {
 		t.Fatalf("report result: %s (%v)", detail["result"], err)
 	}
 	lines := strings.Split(result.Content[0].Text, "\n")[1:]
-	if len(lines) != 8 {
-		t.Fatalf("report has %d steps, want 8:\n%s", len(lines), result.Content[0].Text)
+	if len(lines) != steps {
+		t.Fatalf("report has %d steps, want %d:\n%s", len(lines), steps, result.Content[0].Text)
 	}
 	first := 0
 	for i, l := range lines {
@@ -289,6 +295,19 @@ func testReplicaResumed(t *testing.T, tags, storeURL string, sig syscall.Signal)
 		a.cmd.Wait()
 		if !strings.Contains(a.logs.String(), "task released for takeover") {
 			t.Errorf("A did not release the task at shutdown; logs:\n%s", a.logs)
+		}
+	}
+}
+
+// logsEventually reports whether p logs line within d: a replica logs what
+// it did after the store write that others may already have seen.
+func logsEventually(p *replicaProc, line string, d time.Duration) bool {
+	for deadline := time.Now().Add(d); ; time.Sleep(20 * time.Millisecond) {
+		if strings.Contains(p.logs.String(), line) {
+			return true
+		}
+		if time.Now().After(deadline) {
+			return false
 		}
 	}
 }

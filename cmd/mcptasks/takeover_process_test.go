@@ -760,7 +760,7 @@ func waitForLogLine(b *testing.B, p *replicaProc, since time.Time, msg, runner s
 
 // logTimes returns the timestamps of p's log lines that hold msg and
 // field (such as runner=ID).
-func logTimes(b *testing.B, p *replicaProc, msg, field string) []time.Time {
+func logTimes(b testing.TB, p *replicaProc, msg, field string) []time.Time {
 	var out []time.Time
 	for line := range strings.Lines(p.logs.String()) {
 		if !strings.Contains(line, msg) || !strings.Contains(line, field+" ") && !strings.HasSuffix(strings.TrimSpace(line), field) {
