@@ -366,6 +366,7 @@ type clientWorld struct {
 	replicas *replicaSet
 	hist     *history
 	users    []robustUser
+	reports  float64 // the share of slow_report creates
 
 	mu    sync.Mutex
 	tasks []*robustTask
@@ -439,10 +440,10 @@ func (w *clientWorld) create(ctx, followCtx context.Context, rng *rand.Rand, n i
 	var tool string
 	var args map[string]any
 	switch p := rng.Float64(); {
-	case p < 0.4:
-		tool, args = "sleep", map[string]any{"seconds": 0.5 + 3*rng.Float64()}
-	case p < 0.8:
+	case p < w.reports:
 		tool, args = "slow_report", map[string]any{"steps": 3 + rng.IntN(6), "stepSeconds": 0.3 + 0.4*rng.Float64()}
+	case p < w.reports+(1-w.reports)*2/3:
+		tool, args = "sleep", map[string]any{"seconds": 0.5 + 3*rng.Float64()}
 	default:
 		tool, args = "ask_user", map[string]any{"question": fmt.Sprintf("q%d", rng.IntN(1000))}
 	}

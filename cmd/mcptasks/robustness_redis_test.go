@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mcptasks/mcptasks/internal/faultproxy"
 	"github.com/mcptasks/mcptasks/internal/restartport"
 )
 
@@ -24,11 +25,21 @@ func TestRobustnessRedis(t *testing.T) {
 	requireClean(t, out)
 }
 
+// TestRobustnessSelftestRedis: the checker can fail. The replicas are
+// built with the tag mcptasks_selftest and MCPTASKS_SELFTEST_BREAK turns
+// one guarantee off; the run must report that invariant's violation.
+func TestRobustnessSelftestRedis(t *testing.T) {
+	testRobustnessSelftest(t, func(t *testing.T) robustStore { return startRobustRedis(t) })
+}
+
 // robustRedis is a redis-server process the test owns.
 type robustRedis struct {
 	bin, dir string
 	port     int
 	prefix   string
+
+	// proxies[i] is replica i's way to the server (partitions).
+	proxies []*faultproxy.Proxy
 
 	mu     sync.Mutex
 	proc   *os.Process
@@ -48,14 +59,15 @@ func startRobustRedis(t *testing.T) *robustRedis {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { r.KillStore() })
+	r.proxies = startProxies(t, fmt.Sprintf("127.0.0.1:%d", r.port))
 	return r
 }
 
 func (r *robustRedis) Name() string { return "redis" }
 func (r *robustRedis) Tags() string { return "redis" }
 
-func (r *robustRedis) StoreURL(int) string {
-	return fmt.Sprintf("redis://127.0.0.1:%d?prefix=%s", r.port, r.prefix)
+func (r *robustRedis) StoreURL(i int) string {
+	return fmt.Sprintf("redis://%s?prefix=%s", r.proxies[i].Addr(), r.prefix)
 }
 
 func (r *robustRedis) KillStore() error {
@@ -96,6 +108,6 @@ func (r *robustRedis) RestartStore() error {
 	return fmt.Errorf("redis-server on port %d: %v (log %s)", r.port, lastErr, log)
 }
 
-func (r *robustRedis) CanPartition() bool  { return false }
-func (r *robustRedis) Partition(int) error { return fmt.Errorf("no fault proxy yet") }
-func (r *robustRedis) Heal(int) error      { return fmt.Errorf("no fault proxy yet") }
+func (r *robustRedis) CanPartition() bool    { return true }
+func (r *robustRedis) Partition(i int) error { r.proxies[i].Partition(); return nil }
+func (r *robustRedis) Heal(i int) error      { r.proxies[i].Heal(); return nil }

@@ -21,6 +21,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/mcptasks/mcptasks/internal/faultproxy"
 )
 
 // The robustness test of the whole system (issue 25): three `mcptasks
@@ -101,12 +103,21 @@ type robustConfig struct {
 	env []string
 	// tags builds the replicas (the store's tags, plus the self-test's).
 	tags string
+	// holdMin and holdMax bound how long a fault lasts.
+	holdMin, holdMax time.Duration
+	// settle bounds how long the tasks may take to end once every fault
+	// healed (robustSettle).
+	settle time.Duration
+	// reports is the share of creates that are slow_report (the rest
+	// sleep and ask_user).
+	reports float64
 }
 
 // robustSettings reads the seed and the duration from the environment.
 func robustSettings(t *testing.T, store robustStore) robustConfig {
 	cfg := robustConfig{seed: rand.Uint64(), duration: robustDefaultDuration, clients: robustClients, tags: store.Tags(),
-		kinds: []string{faultReplicaKill, faultReplicaStop, faultStoreKill}}
+		kinds: []string{faultReplicaKill, faultReplicaStop, faultStoreKill}, holdMin: time.Second, holdMax: 7 * time.Second,
+		settle: robustSettle, reports: 0.4}
 	if store.CanPartition() {
 		cfg.kinds = append(cfg.kinds, faultPartition)
 	}
@@ -333,6 +344,8 @@ type nemesis struct {
 	replicas *replicaSet
 	store    robustStore
 	kinds    []string
+	holdMin  time.Duration
+	holdMax  time.Duration
 
 	mu        sync.Mutex
 	spans     []*faultSpan
@@ -394,8 +407,11 @@ func (n *nemesis) run(ctx context.Context) {
 			continue
 		case <-time.After(time.Duration(300+n.rng.IntN(1700)) * time.Millisecond):
 		}
+		if len(n.kinds) == 0 {
+			continue
+		}
 		kind := n.kinds[n.rng.IntN(len(n.kinds))]
-		hold := time.Duration(1000+n.rng.IntN(6000)) * time.Millisecond
+		hold := n.holdMin + time.Duration(n.rng.Int64N(int64(n.holdMax-n.holdMin)+1))
 		n.mu.Lock()
 		target := n.rng.IntN(robustReplicas)
 		switch {
@@ -508,8 +524,9 @@ func runRobustness(t *testing.T, store robustStore, cfg robustConfig) *robustOut
 	began := time.Now()
 	t.Logf("robustness: store=%s seed=%d duration=%s (replay: MCPTASKS_ROBUST_SEED=%d)", store.Name(), cfg.seed, cfg.duration, cfg.seed)
 	replicas := newReplicaSet(t, store, cfg)
-	w := &clientWorld{replicas: replicas, hist: &history{}, users: robustUsers, live: map[string]*robustTask{}}
-	nem := &nemesis{rng: rand.New(rand.NewPCG(cfg.seed, 0x6e656d)), replicas: replicas, store: store, kinds: cfg.kinds}
+	w := &clientWorld{replicas: replicas, hist: &history{}, users: robustUsers, live: map[string]*robustTask{}, reports: cfg.reports}
+	nem := &nemesis{rng: rand.New(rand.NewPCG(cfg.seed, 0x6e656d)), replicas: replicas, store: store, kinds: cfg.kinds,
+		holdMin: cfg.holdMin, holdMax: cfg.holdMax}
 
 	followCtx, stopFollowers := context.WithCancel(context.Background())
 	defer stopFollowers()
@@ -538,7 +555,7 @@ func runRobustness(t *testing.T, store robustStore, cfg robustConfig) *robustOut
 	}()
 	select {
 	case <-followersDone:
-	case <-time.After(robustSettle):
+	case <-time.After(cfg.settle):
 		stopFollowers()
 		<-followersDone
 	}
@@ -675,4 +692,61 @@ func waitListen(addr string, exited <-chan error, within time.Duration) error {
 		}
 	}
 	return fmt.Errorf("not listening on %s within %s", addr, within)
+}
+
+// startProxies starts a fault proxy to target for each replica.
+func startProxies(t *testing.T, target string) []*faultproxy.Proxy {
+	var ps []*faultproxy.Proxy
+	for range robustReplicas {
+		p, err := faultproxy.New(target)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { p.Close() })
+		ps = append(ps, p)
+	}
+	return ps
+}
+
+// testRobustnessSelftest runs the robustness test with one guarantee
+// turned off (the replicas built with mcptasks_selftest, and
+// MCPTASKS_SELFTEST_BREAK set), for each switch, and requires the
+// violation of the invariant it breaks. Fencing breaks when a frozen or
+// cut-off replica comes back after another took its slow_report over, so
+// those faults last longer than a lease here; the quota breaks with no
+// fault at all.
+func testRobustnessSelftest(t *testing.T, start func(*testing.T) robustStore) {
+	for _, c := range []struct {
+		brk, check string
+	}{{"fencing", checkFencing}, {"quota", checkQuota}} {
+		t.Run(c.brk, func(t *testing.T) {
+			store := start(t)
+			cfg := robustSettings(t, store)
+			cfg.tags += ",mcptasks_selftest"
+			cfg.env = []string{"MCPTASKS_SELFTEST_BREAK=" + c.brk}
+			// Short: what matters is that the violation is seen, and a
+			// broken run leaves tasks that never end (settle cut short).
+			cfg.duration, cfg.settle = min(cfg.duration, 15*time.Second), 15*time.Second
+			cfg.kinds = nil
+			if c.brk == "fencing" {
+				// A frozen replica thawed after a takeover writes its next
+				// checkpoint at once; a cut-off one's writes time out
+				// more often than they land, so freezes only.
+				cfg.kinds, cfg.reports = []string{faultReplicaStop}, 0.8
+				cfg.holdMin, cfg.holdMax = robustLease+2*time.Second, robustLease+6*time.Second
+				cfg.duration = min(robustSettings(t, store).duration, 30*time.Second)
+			}
+			out := runRobustness(t, store, cfg)
+			found := 0
+			for _, v := range out.Violations {
+				if v.Check == c.check {
+					found++
+				}
+			}
+			if found == 0 {
+				t.Errorf("with MCPTASKS_SELFTEST_BREAK=%s the run reported no %s violation (seed %d): the checker cannot see it", c.brk, c.check, out.Seed)
+			}
+			t.Logf("REPORT robustness-selftest store=%s break=%s %s-violations=%d", store.Name(), c.brk, c.check, found)
+		})
+	}
 }
