@@ -42,6 +42,12 @@ package main
 //     waits until every live node reports cluster_state:ok.
 //   - Fault methods return errors rather than failing the test, so a
 //     nemesis goroutine may call them.
+//   - The robustness harness uses the lab through robustCluster
+//     (robustness_cluster_linux_test.go): a robustStore whose store kill is
+//     a master's SIGKILL, whose partitions are the lab's, and a
+//     robustLauncher, so the harness starts each replica in its namespace
+//     (ReplicaCommand: its --addr and --metrics-addr on the client link).
+//     TestClusterPartitionProcess is the focused test of one partition.
 //
 // The network. Each lab takes one /24 of 198.18.0.0/15, the block set
 // aside for network benchmark tests (RFC 2544; not routed on the Internet,
@@ -96,7 +102,10 @@ const (
 	netLabNodes     = 6    // 3 masters, 3 replicas
 	netLabNodePort  = 7001 // node n listens on netLabNodePort+n
 	netLabServePort = 8080
-	netLabMaxRepl   = 32 // client links in the upper half of the /24
+	// netLabMetricsPort is where the robustness run's replicas serve
+	// their metrics, on their client links.
+	netLabMetricsPort = 9464
+	netLabMaxRepl     = 32 // client links in the upper half of the /24
 )
 
 // netLabConfig sizes a lab.

@@ -67,6 +67,14 @@ type robustStore interface {
 	Heal(replica int) error
 }
 
+// robustLauncher is a robustStore whose replicas must run elsewhere than
+// in the test's own network (the Redis Cluster lab's namespaces,
+// robustness_cluster_linux_test.go): it makes replica i's command from
+// the binary and serve's arguments.
+type robustLauncher interface {
+	ReplicaCommand(replica int, bin string, args []string) *exec.Cmd
+}
+
 // Fault kinds.
 const (
 	faultReplicaKill = "replica-kill" // SIGKILL, restarted later
@@ -208,7 +216,11 @@ var (
 
 // start starts replica r's process (called with s.mu not held).
 func (s *replicaSet) start(r *robustReplica) error {
-	cmd := exec.Command(s.bin, append(slices.Clone(s.args), "--store", s.store.StoreURL(r.i))...)
+	args := append(slices.Clone(s.args), "--store", s.store.StoreURL(r.i))
+	cmd := exec.Command(s.bin, args...)
+	if l, ok := s.store.(robustLauncher); ok {
+		cmd = l.ReplicaCommand(r.i, s.bin, args)
+	}
 	cmd.Env = append(os.Environ(), s.env...)
 	logs := &syncBuffer{}
 	cmd.Stderr = logs
