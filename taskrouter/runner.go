@@ -23,8 +23,9 @@ import (
 const (
 	// storeCallTimeout bounds each store call the runner makes for a run.
 	storeCallTimeout = 10 * time.Second
-	// outcomeTimeout bounds the retries of writing a run's outcome.
-	outcomeTimeout = 30 * time.Second
+	// outcomeWarnAfter is how long the retries of writing a run's outcome
+	// go on before the runner logs that they still fail.
+	outcomeWarnAfter = 30 * time.Second
 	// shutdownGrace is what Shutdown adds to its context's deadline to mark
 	// the tasks left failed, however many there are.
 	shutdownGrace = 2 * time.Second
@@ -275,18 +276,24 @@ func (rr *runner) work(ctx context.Context, rn *run, work Work) (out Outcome) {
 }
 
 // finish stores the work's outcome, unless the run already ended (a
-// cancelled task stays cancelled), retrying a failing backend for a while
-// so that a blip does not leave the task working until it expires. A
-// store that is unreachable (ErrBackend: a restart takes seconds) is
-// retried for the whole outcomeTimeout: the run still holds its lease, so
-// nobody else would end the task (the robustness test found tasks left
-// working after a Redis restart outlasted five quick retries).
+// cancelled task stays cancelled), retrying a failing backend so that a
+// blip does not leave the task working until it expires. A store that is
+// unreachable (ErrBackend: a restart takes seconds, a partition longer) is
+// retried for as long as the task lives (until its expiry, or Shutdown):
+// the run holds the task's lease and this runner keeps beating, so nobody
+// else would ever end it. The robustness test found tasks left working for
+// good, first after a Redis restart outlasted five quick retries, then on
+// DynamoDB Local after store restarts outlasted a 30 s bound.
 func (rr *runner) finish(rn *run, out Outcome) {
 	if rn.finished.Swap(true) {
 		return
 	}
-	ctx, cancel := context.WithTimeout(rr.base, outcomeTimeout)
+	ctx, cancel := context.WithCancel(rr.base)
+	if rn.expires != nil {
+		ctx, cancel = context.WithDeadline(rr.base, *rn.expires)
+	}
 	defer cancel()
+	began, warned := time.Now(), false
 	for attempt := 0; ; attempt++ {
 		done, err := rr.end(ctx, rn, out)
 		switch {
@@ -300,6 +307,10 @@ func (rr *runner) finish(rn *run, out Outcome) {
 		if attempt >= 5 && !errors.Is(err, taskstore.ErrBackend) || backoff.Sleep(ctx, attempt, 100*time.Millisecond, 4) != nil {
 			rr.log.Error("storing task outcome failed", "task", rn.id, "owner", logOwner(rn.owner), "error", err)
 			return
+		}
+		if !warned && time.Since(began) > outcomeWarnAfter {
+			warned = true
+			rr.log.Warn("storing task outcome still failing, retrying while the task lives", "task", rn.id, "owner", logOwner(rn.owner), "error", err)
 		}
 	}
 }

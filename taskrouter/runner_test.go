@@ -121,6 +121,21 @@ func TestShutdownWithAHungBackend(t *testing.T) {
 // longer than a few quick retries (a Redis restart) is stored once the
 // store is back: the run holds the task's lease, so nobody else ends it.
 func TestOutcomeStoredAfterAStoreOutage(t *testing.T) {
+	t.Parallel()
+	// Longer than five retries take (at most 3.4 s).
+	testOutcomeStoredAfterOutage(t, 5*time.Second)
+}
+
+// The same after an outage longer than 30 s, which once ended the
+// retries and left the task working for good while this replica lived
+// and kept beating (the robustness test, on DynamoDB Local restarted
+// several times in a row).
+func TestOutcomeStoredAfterALongStoreOutage(t *testing.T) {
+	t.Parallel()
+	testOutcomeStoredAfterOutage(t, 32*time.Second)
+}
+
+func testOutcomeStoredAfterOutage(t *testing.T, outage time.Duration) {
 	store, fb := faultStore(t, taskstore.Config{PollInterval: 20 * time.Millisecond})
 	r := taskrouter.New(store, taskrouter.Options{})
 	t.Cleanup(func() { r.Shutdown(context.Background()) })
@@ -134,8 +149,7 @@ func TestOutcomeStoredAfterAStoreOutage(t *testing.T) {
 	}
 	fb.mode.Store(2) // every Get and Update fails as a server that went away
 	close(finish)
-	// Longer than five retries take (at most 3.4 s), shorter than outcomeTimeout.
-	time.Sleep(5 * time.Second)
+	time.Sleep(outage)
 	fb.mode.Store(0)
 	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
 		got, err := store.Get(t.Context(), "alice", rec.Task.TaskID)
@@ -143,7 +157,7 @@ func TestOutcomeStoredAfterAStoreOutage(t *testing.T) {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("the task is %+v, %v 30 s after the store came back; want it completed", got.Task, err)
+			t.Fatalf("the task is %+v, %v 30 s after a %s outage ended; want it completed", got.Task, err, outage)
 		}
 	}
 }
