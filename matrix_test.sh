@@ -87,6 +87,23 @@ need() { # need SERVICE [TAG]: start it once if some combination's tags name TAG
 }
 [ -x scripts/redis_up.sh ] && need redis
 [ -x scripts/dynamodb_up.sh ] && need dynamodb
+# The Redis Cluster network lab (cmd/mcptasks netlab_linux_test.go, tag
+# redis) runs the cluster and the serve replicas in network namespaces: it
+# needs root and iproute2's ip and bridge (Debian's iproute2).
+for c in "${combos[@]}"; do
+  case ",$c," in *",redis,"*)
+    if ! command -v ip >/dev/null || ! command -v bridge >/dev/null; then
+      if [ "$(id -u)" -eq 0 ]; then
+        echo "== installing iproute2 (the Redis Cluster network lab)" >&2
+        DEBIAN_FRONTEND=noninteractive apt-get update -qq >&2
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends iproute2 >&2
+      else
+        echo "== iproute2 is missing and this is not root: the network lab's tests will fail (run as root)" >&2
+      fi
+    fi
+    break ;;
+  esac
+done
 [ -x scripts/postgres_up.sh ] && need postgres
 # Prometheus scrapes the serve replicas of TestMetricsScrapedByPrometheus
 # (cmd/mcptasks, tag redis).

@@ -4,9 +4,11 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
+	"sync"
 	"time"
 
 	"github.com/mcptasks/mcptasks/taskrouter/internal/lease"
@@ -20,6 +22,11 @@ import (
 // OrphanedMessage is the statusMessage (and the -32603 error message) of a
 // task whose replica stopped while running it.
 const OrphanedMessage = lease.OrphanedMessage
+
+// StrayMessage is the statusMessage (and the -32603 error message) of a
+// task whose create failed for its caller (a store error, a write not
+// confirmed durable) yet was stored: the replica ends it, unrun.
+const StrayMessage = lease.StrayMessage
 
 // The defaults of Options.Heartbeat and Options.LeaseTimeout.
 const (
@@ -79,7 +86,7 @@ func (h leaseHost) Closing() bool { return h.r.runner.isClosing() }
 func (r *Router) startBackground() {
 	r.leases = lease.New(lease.Config{Runner: r.opts.Runner, Heartbeat: r.opts.Heartbeat, Timeout: r.opts.LeaseTimeout,
 		Runtime: r.rt, Logger: r.log, LogOwner: func(o string) slog.LogValuer { return logOwner(o) },
-		Ages: r.opts.Observer.Heartbeats}, leaseHost{r})
+		Ages: r.opts.Observer.Heartbeats, CreatesSince: r.creates.oldest}, leaseHost{r})
 	bg, cancel := context.WithCancel(context.Background())
 	r.bgCancel = cancel
 	r.bg.Go(func() { r.leases.Run(bg) })
@@ -105,3 +112,49 @@ func (r *Router) stopBackground(noneLeft bool) {
 
 // Runner is this replica's id in task leases.
 func (r *Router) Runner() string { return r.opts.Runner }
+
+// creates tracks the task creations in flight on this replica: a create
+// that failed may have been stored, and the lease keeper must tell such a
+// stray from a task whose run is about to start (lease.Config.CreatesSince).
+type creates struct {
+	mu     sync.Mutex
+	next   uint64
+	starts map[uint64]time.Time
+}
+
+func (c *creates) begin() uint64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.starts == nil {
+		c.starts = map[uint64]time.Time{}
+	}
+	c.next++
+	c.starts[c.next] = time.Now()
+	return c.next
+}
+
+func (c *creates) done(id uint64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	delete(c.starts, id)
+}
+
+// oldest is when the oldest create in flight began; zero when none is.
+func (c *creates) oldest() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var first time.Time
+	for _, t := range c.starts {
+		if first.IsZero() || t.Before(first) {
+			first = t
+		}
+	}
+	return first
+}
+
+// mayHaveApplied reports whether a failed store write may have been
+// stored all the same: a backend error or a context ended mid-call, not
+// a refusal.
+func mayHaveApplied(err error) bool {
+	return errors.Is(err, taskstore.ErrBackend) || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)
+}

@@ -123,6 +123,7 @@ type Router struct {
 	runner runner
 
 	leases   *lease.Keeper
+	creates  creates
 	takeover takeover
 	hub      *hub.Hub
 	sessions *sessions.Registry
@@ -337,6 +338,7 @@ func (r *Router) Start(ctx context.Context, req StartRequest, work Work) (*tasks
 	if err := r.leases.Register(ctx); err != nil {
 		return nil, err
 	}
+	defer r.creates.done(r.creates.begin())
 	rec, err := r.store.Create(ctx, req.Owner, taskstore.CreateRequest{
 		RequestMethod: req.Method,
 		TTL:           req.TTL,
@@ -347,6 +349,11 @@ func (r *Router) Start(ctx context.Context, req StartRequest, work Work) (*tasks
 		Trace:         req.Trace,
 	})
 	if err != nil {
+		if mayHaveApplied(err) {
+			// Stored all the same, the task would hold this replica's
+			// lease with no run: the keeper ends such strays.
+			r.leases.MarkStrays()
+		}
 		r.opts.Observer.refusedFor(err)
 		return nil, err
 	}

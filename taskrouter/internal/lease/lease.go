@@ -85,6 +85,12 @@ type Config struct {
 	// LogOwner is how an owner appears in log lines (the router hides
 	// session ids); nil logs it as is.
 	LogOwner func(owner string) slog.LogValuer
+	// CreatesSince, when set, returns when the oldest task creation still
+	// in flight on this replica began (zero: none). With it, a task held
+	// by this runner at attempt 1 with no local run, created before that,
+	// is a stray of a create that failed after all was stored (see
+	// MarkStrays), and is ended failed with StrayMessage.
+	CreatesSince func() time.Time
 	// Ages, when set, is called after each beat with how long ago each
 	// other runner's counter was last seen to move (on this process's
 	// clock; released ids left out), or with nil when the beat or the
@@ -374,9 +380,12 @@ func (k *Keeper) sweep(ctx context.Context, runner string, lastBeat time.Time) {
 // a claim whose reply was lost (a timeout, a dropped connection) may still
 // have been applied, and nothing else would ever run or end such a task
 // while this replica beats. It reads this replica's tasks only after such
-// a claim (strays set), until a read succeeds. A claimed task is attempt
-// 2 or later; a task this replica created itself (attempt 1) may exist a
-// moment before its run does, so it is never adopted.
+// a claim or a create that failed the same way (strays set, see
+// MarkStrays), until a read succeeds. A claimed task is attempt 2 or
+// later. A task this replica created itself (attempt 1) may exist a moment
+// before its run does: it is a stray only when no create in flight may
+// still start its run (Config.CreatesSince), and then it is ended failed
+// (its client was told the create failed, so it is not run).
 func (k *Keeper) adoptStrays(ctx context.Context) {
 	if ctx.Err() != nil || k.host.Closing() || !k.strays.Load() {
 		return
@@ -389,12 +398,22 @@ func (k *Keeper) adoptStrays(ctx context.Context) {
 		k.strays.Store(true)
 		return
 	}
+	// In this order: a create in flight now began before any run the
+	// snapshot below lacks could start, so its task is left alone.
+	var creating time.Time
+	if k.cfg.CreatesSince != nil {
+		creating = k.cfg.CreatesSince()
+	}
 	running := map[string]bool{}
 	for _, rn := range k.host.Runs() {
 		running[rn.ID] = true
 	}
 	for _, rec := range held {
-		if rec.Lease.Attempt < 2 || running[rec.Task.TaskID] {
+		if running[rec.Task.TaskID] {
+			continue
+		}
+		if rec.Lease.Attempt < 2 {
+			k.endStray(ctx, rec, creating)
 			continue
 		}
 		info := ParseRerun(rec)
@@ -407,6 +426,41 @@ func (k *Keeper) adoptStrays(ctx context.Context) {
 		}
 	}
 }
+
+// StrayMessage is the statusMessage (and the -32603 error message) of a
+// task stored by a create whose caller was told it failed.
+const StrayMessage = "the server lost this task after a store error (its creation was not confirmed), so it did not finish"
+
+// endStray ends rec, held here at attempt 1 with no run, unless a create
+// still in flight (since creating) may be about to start its run. Created
+// times are the creating replica's clock, this one, and kept to the
+// millisecond: a second of margin.
+func (k *Keeper) endStray(ctx context.Context, rec *taskstore.TaskRecord, creating time.Time) {
+	if k.cfg.CreatesSince == nil {
+		return
+	}
+	if !creating.IsZero() && !rec.Task.CreatedAt.Before(creating.Add(-time.Second)) {
+		k.strays.Store(true) // look again at the next beat
+		return
+	}
+	cctx, cancel := k.call(ctx)
+	ended, err := k.rt.EndOrphan(cctx, rec.OwnerID, rec.Task.TaskID, *rec.Lease, StrayMessage)
+	cancel()
+	switch {
+	case err == nil:
+		k.log.Warn("ended a task whose create failed but was stored", "task", rec.Task.TaskID, "owner", k.cfg.LogOwner(rec.OwnerID))
+		k.host.Ended(rec.Task.TaskID, ended)
+	case errors.Is(err, taskstore.ErrLeaseLost), errors.Is(err, taskstore.ErrNotFound):
+	default:
+		k.strays.Store(true)
+		k.log.Warn("ending a task whose create failed failed", "task", rec.Task.TaskID, "error", err)
+	}
+}
+
+// MarkStrays makes the keeper look, at its next beat, for tasks this
+// replica holds without a run: a create whose store call failed (a
+// timeout, a write not confirmed durable) may have been stored anyway.
+func (k *Keeper) MarkStrays() { k.strays.Store(true) }
 
 // batchTimeout bounds one batch of n writes: a lease timeout, and more for
 // a backend that writes them one at a time.
