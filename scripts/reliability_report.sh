@@ -92,6 +92,8 @@ pg_version=$("$(. "$work/pg/postgres.env" && echo "$PG_BIN")/postgres" --version
 commit=$(git rev-parse --short HEAD)$(git diff --quiet HEAD -- . ':!docs/RELIABILITY.md' || echo "+changes")
 
 mkdir -p "$(dirname "$out")"
+# The robustness section is scripts/robustness_report.sh's: kept as it is.
+robustness=$(sed -n '/^<!-- robustness:begin/,/^<!-- robustness:end/p' "$out" 2>/dev/null || true)
 awk -v status="$status" -v passed="$passed" -v failed="$failed" -v fuzztime="$fuzztime" \
 	-v goversion="$(go env GOVERSION)" -v commit="$commit" -v cpus="$(nproc)" \
 	-v redisv="$redis_version" -v pgv="$pg_version" -v ddbv="$ddb_version" -v dynalitev="$dynalite_version" '
@@ -239,5 +241,8 @@ END {
 	echo "|---|---|"
 	grep -oE 'REPORT replica-[a-z]+ .*' "$work/replica.log" | sed -E 's/^REPORT ([a-z-]+) (.*)$/| \1 | \2 |/' || true
 } >>"$out"
+if [ -n "$robustness" ]; then
+	printf '\n%s\n' "$robustness" >>"$out"
+fi
 log "wrote $out (status $status)"
 exit $status

@@ -11,7 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mcptasks/mcptasks/internal/faultproxy"
 	"github.com/mcptasks/mcptasks/internal/restartport"
 )
 
@@ -39,7 +38,7 @@ type robustRedis struct {
 	prefix   string
 
 	// proxies[i] is replica i's way to the server (partitions).
-	proxies []*faultproxy.Proxy
+	replicaProxies
 
 	mu     sync.Mutex
 	proc   *os.Process
@@ -59,7 +58,7 @@ func startRobustRedis(t *testing.T) *robustRedis {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { r.KillStore() })
-	r.proxies = startProxies(t, fmt.Sprintf("127.0.0.1:%d", r.port))
+	r.replicaProxies = startProxies(t, fmt.Sprintf("127.0.0.1:%d", r.port))
 	return r
 }
 
@@ -67,7 +66,7 @@ func (r *robustRedis) Name() string { return "redis" }
 func (r *robustRedis) Tags() string { return "redis" }
 
 func (r *robustRedis) StoreURL(i int) string {
-	return fmt.Sprintf("redis://%s?prefix=%s", r.proxies[i].Addr(), r.prefix)
+	return fmt.Sprintf("redis://%s?prefix=%s", r.replicaProxies[i].Addr(), r.prefix)
 }
 
 func (r *robustRedis) KillStore() error {
@@ -107,7 +106,3 @@ func (r *robustRedis) RestartStore() error {
 	}
 	return fmt.Errorf("redis-server on port %d: %v (log %s)", r.port, lastErr, log)
 }
-
-func (r *robustRedis) CanPartition() bool    { return true }
-func (r *robustRedis) Partition(i int) error { r.proxies[i].Partition(); return nil }
-func (r *robustRedis) Heal(i int) error      { r.proxies[i].Heal(); return nil }

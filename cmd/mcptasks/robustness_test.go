@@ -22,7 +22,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mcptasks/mcptasks"
 	"github.com/mcptasks/mcptasks/internal/faultproxy"
+	"github.com/mcptasks/mcptasks/taskstore"
 )
 
 // The robustness test of the whole system (issue 25): three `mcptasks
@@ -593,6 +595,7 @@ func runRobustness(t *testing.T, store robustStore, cfg robustConfig) *robustOut
 	out.Violations = checkInvariants(ops, tasks, checkContext{healed: healed, spans: out.Spans, maxActive: robustMaxActive})
 	_, metrics := replicas.urls()
 	out.Violations = append(out.Violations, checkNoLeaks(metrics)...)
+	describeStuck(t, store, tasks, out.Violations)
 	out.Took = time.Since(began).Round(time.Second).String()
 
 	t.Logf("REPORT robustness store=%s seed=%d duration=%s took=%s settled=%s tasks=%d ops=%d faults=%s overlaps=%s violations=%d",
@@ -689,26 +692,17 @@ func requireClean(t *testing.T, out *robustOutcome) {
 	}
 }
 
-// waitListen waits until addr accepts a connection, the process ends
-// (exited), or within passes.
-func waitListen(addr string, exited <-chan error, within time.Duration) error {
-	for deadline := time.Now().Add(within); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
-		select {
-		case err := <-exited:
-			return fmt.Errorf("exited: %v", err)
-		default:
-		}
-		if c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond); err == nil {
-			c.Close()
-			return nil
-		}
-	}
-	return fmt.Errorf("not listening on %s within %s", addr, within)
-}
+// replicaProxies are the replicas' fault proxies to a store server, one
+// per replica: a store that embeds them can partition.
+type replicaProxies []*faultproxy.Proxy
+
+func (ps replicaProxies) CanPartition() bool    { return true }
+func (ps replicaProxies) Partition(i int) error { ps[i].Partition(); return nil }
+func (ps replicaProxies) Heal(i int) error      { ps[i].Heal(); return nil }
 
 // startProxies starts a fault proxy to target for each replica.
-func startProxies(t *testing.T, target string) []*faultproxy.Proxy {
-	var ps []*faultproxy.Proxy
+func startProxies(t *testing.T, target string) replicaProxies {
+	var ps replicaProxies
 	for range robustReplicas {
 		p, err := faultproxy.New(target)
 		if err != nil {
@@ -761,4 +755,53 @@ func testRobustnessSelftest(t *testing.T, start func(*testing.T) robustStore) {
 			t.Logf("REPORT robustness-selftest store=%s break=%s %s-violations=%d", store.Name(), c.brk, c.check, found)
 		})
 	}
+}
+
+// describeStuck adds what the store holds to each task found working at
+// the end: its lease (runner, attempt) and whether that runner still has
+// a heartbeat entry, which is how the other replicas find a dead one.
+func describeStuck(t *testing.T, store robustStore, tasks []*robustTask, vs []violation) {
+	owners := map[string]string{}
+	for _, task := range tasks {
+		owners[task.id] = task.owner
+	}
+	var st *taskstore.Store
+	for i := range vs {
+		v := &vs[i]
+		if v.Check != checkTerminalOnce || !strings.Contains(v.Detail, "at the end on replica 0") {
+			continue
+		}
+		if st == nil {
+			var err error
+			if st, err = mcptasks.Open(t.Context(), store.StoreURL(0), taskstore.Config{}); err != nil {
+				t.Logf("open the store to describe stuck tasks: %v", err)
+				return
+			}
+			defer st.Close()
+		}
+		rec, err := st.Get(t.Context(), owners[v.TaskID], v.TaskID)
+		if err != nil {
+			v.Detail += fmt.Sprintf("; the store: %v", err)
+			continue
+		}
+		beats, err := taskstore.NewRuntime(st).Backend().Runners(t.Context())
+		v.Detail += fmt.Sprintf("; stored %s version %d lease %+v, heartbeats %+v %v", rec.Task.Status, rec.Version, rec.Lease, beats, err)
+	}
+}
+
+// waitListen waits until addr accepts a connection, the process ends
+// (exited), or within passes.
+func waitListen(addr string, exited <-chan error, within time.Duration) error {
+	for deadline := time.Now().Add(within); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		select {
+		case err := <-exited:
+			return fmt.Errorf("exited: %v", err)
+		default:
+		}
+		if c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond); err == nil {
+			c.Close()
+			return nil
+		}
+	}
+	return fmt.Errorf("not listening on %s within %s", addr, within)
 }
