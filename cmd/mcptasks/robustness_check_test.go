@@ -323,8 +323,19 @@ func (th *taskHistory) checkOrphan(cc checkContext, add addFunc) {
 		if kill.Kind != faultReplicaKill || kill.Replica != r || kill.Start.Before(th.create.End) {
 			continue
 		}
-		deadline := kill.Start.Add(robustLease + robustOrphanBound)
-		deadline = deadline.Add(overlapping(cc.spans, kill.Start, deadline, func(s faultSpan) bool { return s.Replica != r || s.Kind != faultReplicaKill }))
+		// The faults in the window push its end out, and those then in
+		// the longer window too (DynamoDB Local's restarts of 8-15 s come
+		// in a row): extend it until no more fall in.
+		keep := func(s faultSpan) bool { return s.Replica != r || s.Kind != faultReplicaKill }
+		bound := kill.Start.Add(robustLease + robustOrphanBound)
+		deadline, extra := bound, time.Duration(0)
+		for range 1000 { // converges: every span has ended when this runs
+			d := overlapping(cc.spans, kill.Start, deadline, keep)
+			if d == extra {
+				break
+			}
+			deadline, extra = bound.Add(d), d
+		}
 		for _, op := range th.ops {
 			if op.Method == "tasks/get" && op.Outcome == outcomeOK && op.Start.After(deadline) && op.Status == "working" {
 				add(checkOrphanBound, th.task.id, "replica %d, which ran it, was killed at %s; the task was still working at %s (replica %d)",
