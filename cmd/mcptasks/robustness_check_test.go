@@ -1,4 +1,4 @@
-//go:build redis || postgres
+//go:build redis || postgres || dynamodb
 
 package main
 
