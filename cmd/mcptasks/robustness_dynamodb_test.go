@@ -15,7 +15,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mcptasks/mcptasks/internal/faultproxy"
 	"github.com/mcptasks/mcptasks/internal/restartport"
 )
 
@@ -54,7 +53,9 @@ type robustDynamo struct {
 	jar, libdir, dir, log string
 	port                  int
 	table                 string
-	proxies               []*faultproxy.Proxy // proxies[i] is replica i's way to the server
+
+	// replicaProxies[i] is replica i's way to the server (partitions).
+	replicaProxies
 
 	mu     sync.Mutex
 	proc   *os.Process
@@ -87,7 +88,7 @@ func startRobustDynamo(t *testing.T) *robustDynamo {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { d.KillStore() })
-	d.proxies = startProxies(t, fmt.Sprintf("127.0.0.1:%d", d.port))
+	d.replicaProxies = startProxies(t, fmt.Sprintf("127.0.0.1:%d", d.port))
 	return d
 }
 
@@ -95,7 +96,7 @@ func (d *robustDynamo) Name() string { return "dynamodb" }
 func (d *robustDynamo) Tags() string { return "dynamodb" }
 
 func (d *robustDynamo) StoreURL(i int) string {
-	return "dynamodb://" + d.table + "?region=us-east-1&create_table=true&endpoint=" + url.QueryEscape("http://"+d.proxies[i].Addr())
+	return "dynamodb://" + d.table + "?region=us-east-1&create_table=true&endpoint=" + url.QueryEscape("http://"+d.replicaProxies[i].Addr())
 }
 
 // KillStore kills DynamoDB Local with SIGKILL.
@@ -173,7 +174,3 @@ func (d *robustDynamo) waitReady(exited <-chan struct{}, exitErr <-chan error, w
 	}
 	return fmt.Errorf("no answer on port %d within %s", d.port, within)
 }
-
-func (d *robustDynamo) CanPartition() bool    { return true }
-func (d *robustDynamo) Partition(i int) error { d.proxies[i].Partition(); return nil }
-func (d *robustDynamo) Heal(i int) error      { d.proxies[i].Heal(); return nil }

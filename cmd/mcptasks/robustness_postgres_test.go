@@ -16,7 +16,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mcptasks/mcptasks/internal/faultproxy"
 	"github.com/mcptasks/mcptasks/internal/restartport"
 )
 
@@ -46,8 +45,10 @@ type robustPostgres struct {
 	table          string
 	// cred runs initdb and postgres as the user postgres when the test
 	// runs as root (PostgreSQL refuses root); nil otherwise.
-	cred    *syscall.Credential
-	proxies []*faultproxy.Proxy // proxies[i] is replica i's way to the server
+	cred *syscall.Credential
+
+	// replicaProxies[i] is replica i's way to the server (partitions).
+	replicaProxies
 
 	mu     sync.Mutex
 	proc   *os.Process
@@ -117,7 +118,7 @@ func startRobustPostgres(t *testing.T) *robustPostgres {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { p.KillStore() })
-	p.proxies = startProxies(t, fmt.Sprintf("127.0.0.1:%d", p.port))
+	p.replicaProxies = startProxies(t, fmt.Sprintf("127.0.0.1:%d", p.port))
 	return p
 }
 
@@ -125,7 +126,7 @@ func (p *robustPostgres) Name() string { return "postgres" }
 func (p *robustPostgres) Tags() string { return "postgres" }
 
 func (p *robustPostgres) StoreURL(i int) string {
-	return fmt.Sprintf("postgres://mcptasks@%s/postgres?sslmode=disable&table=%s&create_table=true", p.proxies[i].Addr(), p.table)
+	return fmt.Sprintf("postgres://mcptasks@%s/postgres?sslmode=disable&table=%s&create_table=true", p.replicaProxies[i].Addr(), p.table)
 }
 
 // KillStore kills the postmaster and its backends (its process group)
@@ -208,7 +209,3 @@ func (p *robustPostgres) waitReady(exited <-chan struct{}, exitErr <-chan error,
 	}
 	return fmt.Errorf("not ready on port %d within %s", p.port, within)
 }
-
-func (p *robustPostgres) CanPartition() bool    { return true }
-func (p *robustPostgres) Partition(i int) error { p.proxies[i].Partition(); return nil }
-func (p *robustPostgres) Heal(i int) error      { p.proxies[i].Heal(); return nil }
