@@ -15,12 +15,19 @@ import (
 
 // unconfirmedBackend stores a create and then reports it failed, as Redis
 // with wait_replicas does when no replica confirms the write in time.
+// With late set, it reports the create failed at once and stores it a
+// moment later, as a server that answers again after a stall runs a
+// command its client gave up on.
 type unconfirmedBackend struct {
 	taskstore.Backend
-	fail atomic.Bool
+	fail, late atomic.Bool
 }
 
 func (b *unconfirmedBackend) Create(ctx context.Context, rec taskstore.Record, lim taskstore.Limits) error {
+	if b.fail.Load() && b.late.Load() {
+		time.AfterFunc(300*time.Millisecond, func() { b.Backend.Create(context.Background(), rec, lim) })
+		return fmt.Errorf("%w: redis create: the server has stopped answering", taskstore.ErrBackend)
+	}
 	if err := b.Backend.Create(ctx, rec, lim); err != nil || !b.fail.Load() {
 		return err
 	}
@@ -33,7 +40,14 @@ func (b *unconfirmedBackend) Create(ctx context.Context, rec taskstore.Record, l
 // run on. Found by TestRobustnessRedisCluster (wait_replicas=1 while a
 // promoted master had no replica yet).
 func TestCreateStoredDespiteAnErrorIsEnded(t *testing.T) {
+	t.Run("Unconfirmed", func(t *testing.T) { testStray(t, false) })
+	// Stored 300 ms after the error: the first searches find nothing.
+	t.Run("StoredLater", func(t *testing.T) { testStray(t, true) })
+}
+
+func testStray(t *testing.T, late bool) {
 	ub := &unconfirmedBackend{Backend: taskstore.NewRuntime(newStore(t, taskstore.Config{})).Backend()}
+	ub.late.Store(late)
 	store := taskstore.New(ub, taskstore.Config{})
 	r := taskrouter.New(store, fastLeases)
 	t.Cleanup(func() {
@@ -50,13 +64,22 @@ func TestCreateStoredDespiteAnErrorIsEnded(t *testing.T) {
 		t.Fatal(err)
 	}
 	ub.fail.Store(true)
-	if _, err := r.Start(t.Context(), taskrouter.StartRequest{Owner: "alice", Method: "tools/call"}, block); !errors.Is(err, taskstore.ErrNotDurable) {
+	if _, err := r.Start(t.Context(), taskrouter.StartRequest{Owner: "alice", Method: "tools/call"}, block); !errors.Is(err, taskstore.ErrBackend) {
 		t.Fatalf("the unconfirmed create answered %v", err)
 	}
 	ub.fail.Store(false)
-	page, err := store.List(t.Context(), "alice", "", 10)
-	if err != nil || len(page.Tasks) != 2 {
-		t.Fatalf("list: %v %+v", err, page)
+	var page *taskstore.Page
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		var err error
+		if page, err = store.List(t.Context(), "alice", "", 10); err != nil {
+			t.Fatal(err)
+		}
+		if len(page.Tasks) == 2 || time.Now().After(deadline) {
+			break
+		}
+	}
+	if len(page.Tasks) != 2 {
+		t.Fatalf("list: %+v, want the two tasks", page)
 	}
 	var stray string
 	for _, task := range page.Tasks {

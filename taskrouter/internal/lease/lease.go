@@ -149,6 +149,11 @@ type Keeper struct {
 	// strays is set when a claim's outcome is unknown (its reply was
 	// lost): the task may be held here with no run (see adoptStrays).
 	strays atomic.Bool
+	// straysUntil (Unix ns) keeps strays set until then: a write whose
+	// caller gave up may reach the store later still (sent before a
+	// stall, applied once the server answers again), so one search right
+	// after it can find nothing.
+	straysUntil atomic.Int64
 
 	mu         sync.Mutex
 	registered bool // the first heartbeat landed
@@ -390,7 +395,9 @@ func (k *Keeper) adoptStrays(ctx context.Context) {
 	if ctx.Err() != nil || k.host.Closing() || !k.strays.Load() {
 		return
 	}
-	k.strays.Store(false) // before the read: a claim failing during it sets it again
+	// Cleared before the read (a claim failing during it sets it again),
+	// unless within strayWindow of a failed create.
+	k.strays.Store(time.Now().UnixNano() < k.straysUntil.Load())
 	cctx, cancel := k.call(ctx)
 	held, err := k.rt.RunnerTasks(cctx, k.cfg.Runner, sweepPage)
 	cancel()
@@ -457,10 +464,19 @@ func (k *Keeper) endStray(ctx context.Context, rec *taskstore.TaskRecord, creati
 	}
 }
 
-// MarkStrays makes the keeper look, at its next beat, for tasks this
-// replica holds without a run: a create whose store call failed (a
-// timeout, a write not confirmed durable) may have been stored anyway.
-func (k *Keeper) MarkStrays() { k.strays.Store(true) }
+// strayWindow is how long after a failed create the keeper keeps looking
+// for strays, at every beat: a write applied later than that after its
+// caller gave up is not found.
+const strayWindow = 30 * time.Second
+
+// MarkStrays makes the keeper look, at each beat for strayWindow, for
+// tasks this replica holds without a run: a create whose store call failed
+// (a timeout, a write not confirmed durable) may have been stored anyway,
+// even some time after the call returned.
+func (k *Keeper) MarkStrays() {
+	k.straysUntil.Store(time.Now().Add(strayWindow).UnixNano())
+	k.strays.Store(true)
+}
 
 // batchTimeout bounds one batch of n writes: a lease timeout, and more for
 // a backend that writes them one at a time.
