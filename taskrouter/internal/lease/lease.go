@@ -395,6 +395,14 @@ func (k *Keeper) adoptStrays(ctx context.Context) {
 	if ctx.Err() != nil || k.host.Closing() || !k.strays.Load() {
 		return
 	}
+	if k.cfg.CreatesSince != nil && !k.cfg.CreatesSince().IsZero() {
+		// Not while a create is in flight: a Redis Cluster writes a
+		// create's runner index entry a round trip before its record, and
+		// a read of the index between the two drops the entry for good
+		// (its record missing), so the task would never be swept. The
+		// search waits for a beat with no create in flight.
+		return
+	}
 	// Cleared before the read (a claim failing during it sets it again),
 	// unless within strayWindow of a failed create.
 	k.strays.Store(time.Now().UnixNano() < k.straysUntil.Load())
