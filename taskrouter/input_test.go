@@ -270,7 +270,8 @@ func TestInputCancelWhileWaiting(t *testing.T) {
 // next one; an answer is stored once.
 func TestInputRedeliveredByNextResult(t *testing.T) {
 	ctx := t.Context()
-	rep := newReplica(t, newStore(t, taskstore.Config{}), replicaOptions{})
+	rec := &recorder{}
+	rep := newReplica(t, newStore(t, taskstore.Config{}), replicaOptions{opts: taskrouter.Options{Observer: rec.observer()}})
 	delivered, release := make(chan struct{}), make(chan struct{})
 	var n int
 	var mu sync.Mutex
@@ -301,6 +302,9 @@ func TestInputRedeliveredByNextResult(t *testing.T) {
 	if err := <-done; !errors.Is(err, context.Canceled) {
 		t.Fatalf("the abandoned tasks/result: %v", err)
 	}
+	// The client gave up at once; the server sees it when the request's
+	// stream closes. Only then is an answer late.
+	rec.eventually(t, "the server ends the abandoned tasks/result", func() bool { return rec.waiters == 0 })
 	close(release) // the late answer belongs to a request nobody waits for
 	if g := c.task(t, ctx, "tasks/get", task.TaskID); g.Status != "input_required" {
 		t.Fatalf("after an unanswered delivery: %s, want input_required", g.Status)

@@ -58,6 +58,8 @@ type checkContext struct {
 	healed    time.Time
 	spans     []faultSpan
 	maxActive int
+	// lossWindow is the store's robustLossyStore window, or 0.
+	lossWindow time.Duration
 }
 
 // taskHistory is one task's calls, in start order.
@@ -68,7 +70,9 @@ type taskHistory struct {
 	final  map[int]robustOp // replica -> the final tasks/get
 }
 
-func checkInvariants(ops []robustOp, tasks []*robustTask, cc checkContext) []violation {
+// checkInvariants returns the violations, and the tasks the store itself
+// lost (see robustLossyStore), which are not checked.
+func checkInvariants(ops []robustOp, tasks []*robustTask, cc checkContext) (vs []violation, storeLost []string) {
 	byTask := map[string]*taskHistory{}
 	for _, t := range tasks {
 		byTask[t.id] = &taskHistory{task: t, final: map[int]robustOp{}}
@@ -88,12 +92,15 @@ func checkInvariants(ops []robustOp, tasks []*robustTask, cc checkContext) []vio
 		}
 		th.ops = append(th.ops, op)
 	}
-	var vs []violation
 	add := func(check, id, format string, args ...any) {
 		vs = append(vs, violation{Check: check, TaskID: id, Detail: fmt.Sprintf(format, args...)})
 	}
 	for _, t := range tasks {
 		th := byTask[t.id]
+		if th.lostByStore(cc) {
+			storeLost = append(storeLost, t.id)
+			continue
+		}
 		final, ok := th.finalStatus(add)
 		if !ok {
 			continue
@@ -110,7 +117,27 @@ func checkInvariants(ops []robustOp, tasks []*robustTask, cc checkContext) []vio
 		th.checkReturns(cc, add)
 	}
 	vs = append(vs, checkQuotaHistory(byTask, cc.maxActive)...)
-	return vs
+	return vs, storeLost
+}
+
+// lostByStore reports whether the task is missing on every replica at the
+// end and its create was acknowledged within cc.lossWindow before a
+// store-kill began (see robustLossyStore).
+func (th *taskHistory) lostByStore(cc checkContext) bool {
+	if cc.lossWindow <= 0 || th.create.Outcome != outcomeOK || len(th.final) == 0 {
+		return false
+	}
+	for _, op := range th.final {
+		if op.Outcome == outcomeOK || op.Code != -32602 || !strings.Contains(op.Err, "not found") { // a missing task
+			return false
+		}
+	}
+	for _, s := range cc.spans {
+		if s.Kind == faultStoreKill && s.Start.After(th.create.Start) && s.Start.Sub(th.create.End) <= cc.lossWindow {
+			return true
+		}
+	}
+	return false
 }
 
 type addFunc func(check, id, format string, args ...any)

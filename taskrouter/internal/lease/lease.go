@@ -29,6 +29,13 @@
 // Detection bound: a crashed replica's tasks end at most Timeout +
 // Heartbeat (plus one sweep's store calls) after its last beat.
 //
+// A sweep forgets the dead runner once its index holds no task, so a task
+// written for that runner later (a write delayed past the sweep) would be
+// swept by nobody: a rescue pass every rescueTimeouts Timeouts lists the
+// active tasks of every owner and treats those held by a runner no longer
+// listed as a sweep does (see Rescue); such a task ends within about
+// 2×rescueTimeouts Timeouts.
+//
 // At shutdown a replica stops its resumable runs, waits for their handlers
 // to return, and hands their tasks to a "released" runner id that every
 // other replica treats as dead at once (Release), so a rolling deploy loses
@@ -160,6 +167,10 @@ type Keeper struct {
 	// sweeps is Run's record of the runners it sent to be swept: zero
 	// while queued or being swept, then when the sweep ended.
 	sweeps map[string]time.Time
+
+	// unlisted is the last rescue pass's notes (see Rescue); only the
+	// goroutine that sweeps touches it.
+	unlisted map[taskstore.Key]unlisted
 }
 
 // New returns a Keeper for cfg serving host. It starts nothing: see Run.
@@ -171,7 +182,8 @@ func New(cfg Config, host Host) *Keeper {
 		cfg.LogOwner = func(o string) slog.LogValuer { return plainOwner(o) }
 	}
 	return &Keeper{cfg: cfg, rt: cfg.Runtime, log: cfg.Logger, host: host,
-		seen: map[string]observed{}, lastOK: time.Now(), sweeps: map[string]time.Time{}}
+		seen: map[string]observed{}, lastOK: time.Now(), sweeps: map[string]time.Time{},
+		unlisted: map[taskstore.Key]unlisted{}}
 }
 
 type plainOwner string
@@ -187,7 +199,8 @@ func (k *Keeper) Runner() string { return k.cfg.Runner }
 // runner is not queued again while queued or being swept, nor by a beat
 // that read the runners before its sweep ended (it would find nothing
 // left); strays (see adoptStrays) are looked for after the sweeps, or on
-// their own when no runner is dead.
+// their own when no runner is dead. The same goroutine runs a rescue pass
+// (see Rescue) every rescueTimeouts Timeouts.
 func (k *Keeper) Run(ctx context.Context) {
 	t := time.NewTicker(k.cfg.Heartbeat)
 	defer t.Stop()
@@ -196,10 +209,14 @@ func (k *Keeper) Run(ctx context.Context) {
 	swept := make(chan struct{})
 	go func() {
 		defer close(swept)
+		rescue := time.NewTicker(rescueTimeouts * k.cfg.Timeout)
+		defer rescue.Stop()
 		for {
 			select {
 			case <-ctx.Done():
 				return
+			case <-rescue.C:
+				k.Rescue(ctx)
 			case runners := <-dead:
 				for _, d := range runners {
 					k.sweep(ctx, d.runner, d.since)
