@@ -537,6 +537,7 @@ type robustOutcome struct {
 	Tasks      int            `json:"tasks"`
 	Violations []violation    `json:"violations"`
 	StoreLost  []string       `json:"storeLost,omitempty"` // tasks the store lost (robustLossyStore)
+	Scenarios  map[string]int `json:"scenarios"`           // how often each scenario happened (countScenarios)
 	Spans      []faultSpan    `json:"spans"`
 	History    []robustOp     `json:"history,omitempty"`
 }
@@ -615,6 +616,10 @@ func runRobustness(t *testing.T, store robustStore, cfg robustConfig) *robustOut
 	t.Logf("REPORT robustness store=%s seed=%d duration=%s took=%s settled=%s tasks=%d ops=%d faults=%s overlaps=%s store-lost=%d violations=%d",
 		store.Name(), cfg.seed, cfg.duration, out.Took, settled.Round(100*time.Millisecond), out.Tasks, out.Ops,
 		formatFaultCounts(out.Faults, cfg.kinds), formatFaultCounts(out.Overlaps, cfg.kinds), len(out.StoreLost), len(out.Violations))
+	out.Scenarios = countScenarios(ops, tasks, out.Spans, replicas.allLogs())
+	for _, name := range scenarioNames {
+		t.Logf("REPORT robustness-scenario store=%s scenario=%s count=%d", store.Name(), name, out.Scenarios[name])
+	}
 	for _, id := range out.StoreLost {
 		t.Logf("task %s: created just before a store-kill and missing at the end: lost by the store (seed %d)", id, cfg.seed)
 	}
@@ -631,6 +636,8 @@ func runRobustness(t *testing.T, store robustStore, cfg robustConfig) *robustOut
 		for _, k := range cfg.kinds {
 			if out.Faults[k] == 0 {
 				t.Errorf("no %s fault in a %s run (seed %d): the schedule must inject every kind", k, cfg.duration, cfg.seed)
+			} else if out.Overlaps[k] == 0 {
+				t.Errorf("no %s fault overlapped another in a %s run (seed %d): the schedule must overlap every kind", k, cfg.duration, cfg.seed)
 			}
 		}
 	}

@@ -1,6 +1,7 @@
 package lease
 
 import (
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -73,4 +74,41 @@ func TestRunRescues(t *testing.T) {
 	eventually(t, "the unlisted runner's task ends", func() bool {
 		return get(t, store, idOf(task)).Task.Status == taskstore.StatusFailed
 	})
+}
+
+// The stray search waits for a beat with no create in flight on this
+// replica (on a Redis Cluster a create writes its runner index entry a
+// round trip before its record, and a read between the two loses the
+// entry): while CreatesSince is set it reads nothing and ends nothing;
+// once no create is in flight it ends the stray.
+func TestStraySearchWaitsForCreates(t *testing.T) {
+	store := newStore(t)
+	a := newReplica(t, store, "a", timeout)
+	var creating atomic.Int64 // Unix ns; 0: no create in flight
+	cfg := a.k.cfg
+	cfg.CreatesSince = func() time.Time {
+		if n := creating.Load(); n != 0 {
+			return time.Unix(0, n)
+		}
+		return time.Time{}
+	}
+	a.k = New(cfg, a)
+	stray := a.start(t, 0)
+	a.mu.Lock()
+	delete(a.runs, idOf(stray)) // stored, but its create failed for its caller: no run
+	a.mu.Unlock()
+
+	// A create began after the stray's, long enough after that the stray
+	// cannot be its task.
+	creating.Store(stray.rec.Task.CreatedAt.Add(time.Hour).UnixNano())
+	a.k.MarkStrays()
+	a.k.Tick(t.Context())
+	if rec := get(t, store, idOf(stray)); rec.Task.Status != taskstore.StatusWorking {
+		t.Fatalf("with a create in flight: %s %q, want it left working", rec.Task.Status, rec.Task.StatusMessage)
+	}
+	creating.Store(0)
+	a.k.Tick(t.Context())
+	if rec := get(t, store, idOf(stray)); rec.Task.Status != taskstore.StatusFailed || rec.Task.StatusMessage != StrayMessage {
+		t.Fatalf("with no create in flight: %s %q, want failed %q", rec.Task.Status, rec.Task.StatusMessage, StrayMessage)
+	}
 }

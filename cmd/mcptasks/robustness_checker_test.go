@@ -3,6 +3,7 @@
 package main
 
 import (
+	"maps"
 	"slices"
 	"testing"
 	"time"
@@ -43,5 +44,32 @@ func TestCheckerStoreLost(t *testing.T) {
 				t.Errorf("lost %v, violations %+v: want a %s violation per replica", lost, vs, checkNoLostCreate)
 			}
 		})
+	}
+}
+
+// The scenario counts: an input answer on another replica near a kill of
+// the task's creator counts, one on the creator or far from the kill does
+// not; a process that took over two tasks of one runner is one batch.
+func TestCountScenarios(t *testing.T) {
+	t0 := time.Date(2026, 12, 7, 12, 0, 0, 0, time.UTC)
+	tasks := []*robustTask{{id: "a", created: 0}, {id: "b", created: 1}}
+	spans := []faultSpan{{Kind: faultReplicaKill, Replica: 0, Start: t0, End: t0.Add(3 * time.Second)}}
+	ops := []robustOp{
+		{Method: "tasks/update", TaskID: "a", Replica: 2, Start: t0.Add(-time.Second), End: t0.Add(-900 * time.Millisecond), Outcome: outcomeOK},
+		{Method: "tasks/update", TaskID: "a", Replica: 0, Start: t0.Add(-time.Second), End: t0.Add(-900 * time.Millisecond), Outcome: outcomeOK},
+		{Method: "tasks/update", TaskID: "a", Replica: 2, Start: t0.Add(-time.Minute), End: t0.Add(-time.Minute), Outcome: outcomeOK},
+		{Method: "tasks/update", TaskID: "b", Replica: 2, Start: t0, End: t0, Outcome: outcomeOK},
+		{Method: "tasks/cancel", TaskID: "a", Replica: 1, Start: t0.Add(time.Second), End: t0.Add(time.Second), Outcome: "error"},
+	}
+	logs := `--- replica 1 (running)
+time=x level=WARN msg="task taken over" task=a owner=alice from=r0 attempt=2 of=3
+time=x level=WARN msg="orphaned task failed" task=c owner=bob runner=r0 attempt=1
+time=x level=WARN msg="orphaned task failed" task=d owner=bob runner=r2 attempt=1
+--- replica 2 (running)
+time=x level=WARN msg="orphaned task failed" task=e owner=bob runner=r0 attempt=1
+`
+	want := map[string]int{scenarioInputRunnerDies: 1, scenarioCancelRacesTakeover: 1, scenarioBatchedTakeover: 1}
+	if got := countScenarios(ops, tasks, spans, logs); !maps.Equal(got, want) {
+		t.Errorf("countScenarios = %v, want %v", got, want)
 	}
 }
