@@ -430,16 +430,20 @@ func (k *Keeper) adoptStrays(ctx context.Context) {
 		k.strays.Store(true)
 		return
 	}
+	k.adoptHeld(ctx, held)
+}
+
+// adoptHeld acts on tasks read as held by this runner that have no local
+// run: a stray of a failed create (attempt 1) is ended, a claimed task
+// whose run never started is run.
+func (k *Keeper) adoptHeld(ctx context.Context, held []*taskstore.TaskRecord) {
 	// In this order: a create in flight now began before any run the
 	// snapshot below lacks could start, so its task is left alone.
 	var creating time.Time
 	if k.cfg.CreatesSince != nil {
 		creating = k.cfg.CreatesSince()
 	}
-	running := map[string]bool{}
-	for _, rn := range k.host.Runs() {
-		running[rn.ID] = true
-	}
+	running := k.running()
 	for _, rec := range held {
 		if running[rec.Task.TaskID] {
 			continue
@@ -457,6 +461,15 @@ func (k *Keeper) adoptStrays(ctx context.Context) {
 			k.log.Warn("resuming task failed", "task", rec.Task.TaskID, "error", err)
 		}
 	}
+}
+
+// running is the ids of the runs on this replica.
+func (k *Keeper) running() map[string]bool {
+	running := map[string]bool{}
+	for _, rn := range k.host.Runs() {
+		running[rn.ID] = true
+	}
+	return running
 }
 
 // StrayMessage is the statusMessage (and the -32603 error message) of a

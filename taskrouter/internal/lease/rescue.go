@@ -18,9 +18,11 @@ import (
 // every rescueTimeouts lease timeouts it lists the active tasks of every
 // owner (the store's status index) and acts on those held by a runner
 // absent from the runners on two passes at least a Timeout apart, as a
-// sweep would (claimed when resumable, else ended failed). Its cost is
-// O(active tasks) store reads per pass and replica, at most rescuePages
-// pages.
+// sweep would (claimed when resumable, else ended failed). It also finds
+// this runner's own tasks that have no run here on two such passes, which
+// its stray search (through the runner index) can miss for the same
+// reasons, and adopts them as that search does. Its cost is O(active
+// tasks) store reads per pass and replica, at most rescuePages pages.
 
 // rescueTimeouts is how many lease timeouts apart rescue passes are.
 const rescueTimeouts = 6
@@ -36,9 +38,10 @@ type unlisted struct {
 }
 
 // Rescue is one rescue pass: it lists every active task, notes those held
-// by a runner that is not listed (other than this one), and acts on those
-// it noted on an earlier pass at least a Timeout ago, still held by the
-// same lease and runner still not listed. It does nothing when the store
+// by a runner that is not listed and those held by this one with no run
+// here, and acts on those it noted on an earlier pass at least a Timeout
+// ago, still held by the same lease (and their runner still not listed,
+// or still no run). It does nothing when the store
 // cannot list across owners (taskstore.ErrUnsupported) or the router is
 // closing. Run calls it every rescueTimeouts Timeouts; it must not run
 // concurrently with Run or Tick.
@@ -51,6 +54,7 @@ func (k *Keeper) Rescue(ctx context.Context) {
 		return
 	}
 	now := time.Now()
+	running := k.running()
 	seen := map[taskstore.Key]unlisted{}
 	var act []*taskstore.TaskRecord
 	for _, status := range [...]taskstore.Status{taskstore.StatusWorking, taskstore.StatusInputRequired} {
@@ -66,7 +70,8 @@ func (k *Keeper) Rescue(ctx context.Context) {
 				return // the notes stand until a pass reads them all
 			}
 			for _, rec := range page.Tasks {
-				if rec.Lease == nil || rec.Lease.Runner == k.cfg.Runner || listed[rec.Lease.Runner] || !rec.Active() {
+				if rec.Lease == nil || !rec.Active() || listed[rec.Lease.Runner] && rec.Lease.Runner != k.cfg.Runner ||
+					rec.Lease.Runner == k.cfg.Runner && running[rec.Task.TaskID] {
 					continue
 				}
 				key := taskstore.Key{Owner: rec.OwnerID, TaskID: rec.Task.TaskID}
@@ -92,8 +97,12 @@ func (k *Keeper) Rescue(ctx context.Context) {
 	if listed, ok = k.listed(ctx); !ok {
 		return
 	}
-	var page []*taskstore.TaskRecord
+	var page, own []*taskstore.TaskRecord
 	for _, rec := range act {
+		if rec.Lease.Runner == k.cfg.Runner {
+			own = append(own, rec)
+			continue
+		}
 		if listed[rec.Lease.Runner] {
 			continue
 		}
@@ -105,6 +114,10 @@ func (k *Keeper) Rescue(ctx context.Context) {
 	}
 	if len(page) > 0 {
 		k.actOn(ctx, page)
+	}
+	if len(own) > 0 && !k.host.Closing() {
+		k.log.Warn("rescue: tasks held here with no run", "tasks", len(own))
+		k.adoptHeld(ctx, own)
 	}
 }
 

@@ -112,3 +112,41 @@ func TestStraySearchWaitsForCreates(t *testing.T) {
 		t.Fatalf("with no create in flight: %s %q, want failed %q", rec.Task.Status, rec.Task.StatusMessage, StrayMessage)
 	}
 }
+
+// A rescue pass finds this runner's own tasks that have no run here (the
+// runner index, which the stray search reads, can miss them): a stray of
+// a failed create is ended, a claimed task whose run never started is
+// run; both only on the second pass a Timeout after the first.
+func TestRescueOwnTasksWithoutRun(t *testing.T) {
+	store := newStore(t)
+	a := newReplica(t, store, "a", timeout)
+	cfg := a.k.cfg
+	cfg.CreatesSince = func() time.Time { return time.Time{} }
+	a.k = New(cfg, a)
+	stray, claimed, running := a.start(t, 0), a.start(t, 2), a.start(t, 0)
+	rec, err := a.k.rt.Claim(t.Context(), "alice", idOf(claimed), *claimed.rec.Lease, "a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.mu.Lock()
+	delete(a.runs, idOf(stray))
+	delete(a.runs, idOf(claimed))
+	a.mu.Unlock()
+
+	a.k.Rescue(t.Context())
+	if got := get(t, store, idOf(stray)); got.Task.Status != taskstore.StatusWorking || len(a.resumedCalls()) != 0 {
+		t.Fatalf("the first pass acted: stray %s, resumed %v", got.Task.Status, a.resumedCalls())
+	}
+	time.Sleep(timeout)
+	a.k.Rescue(t.Context())
+	if got := get(t, store, idOf(stray)); got.Task.Status != taskstore.StatusFailed || got.Task.StatusMessage != StrayMessage {
+		t.Errorf("stray: %s %q, want failed %q", got.Task.Status, got.Task.StatusMessage, StrayMessage)
+	}
+	want := []resumeCall{{id: idOf(claimed), lease: *rec.Lease, attempt: 2, tool: "report"}}
+	if diff := cmp.Diff(want, a.resumedCalls(), cmp.AllowUnexported(resumeCall{})); diff != "" {
+		t.Errorf("resumed (-want +got):\n%s", diff)
+	}
+	if got := get(t, store, idOf(running)); got.Task.Status != taskstore.StatusWorking {
+		t.Errorf("the task with a run: %s", got.Task.Status)
+	}
+}
