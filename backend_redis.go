@@ -22,6 +22,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/redis/go-redis/v9/maintnotifications"
 
+	"github.com/mcptasks/mcptasks/internal/taskid"
 	"github.com/mcptasks/mcptasks/taskstore"
 )
 
@@ -1252,7 +1253,8 @@ func (b *redisBackend) RemoveRunner(ctx context.Context, runner string) error {
 // RunnerTasks reads the runner's index in batches and each entry's record
 // (one pipelined round trip per batch: the records live in their owners'
 // slots), returns the live ones still held by runner and drops the others
-// from the index.
+// from the index, but for those whose record is missing and may still
+// land (see redisPendingFor).
 func (b *redisBackend) RunnerTasks(ctx context.Context, runner string, limit int) ([]taskstore.Record, error) {
 	ctx, err := b.enter(ctx)
 	if err != nil {
@@ -1299,7 +1301,7 @@ func (b *redisBackend) RunnerTasks(ctx context.Context, runner string, limit int
 			} else if !errors.Is(err, redis.Nil) {
 				return nil, b.fail(ctx, "runner tasks", err)
 			}
-			if err != nil || redisRecordMovedOn(val, runner) {
+			if err != nil && !b.pending(entries[i].TaskID) || err == nil && redisRecordMovedOn(val, runner) {
 				stale = append(stale, members[i])
 			}
 		}
@@ -1320,6 +1322,26 @@ func (b *redisBackend) RunnerTasks(ctx context.Context, runner string, limit int
 		}
 	}
 	return out, nil
+}
+
+// redisPendingFor is how long after its task id's time an index entry
+// whose record is missing is kept on a cluster: there a write sends the
+// runner index entry a round trip before its record and the status entry
+// beside it, to other nodes, so the record may land after the entry —
+// seconds after, when a stall or a partition held the write. Dropping
+// the entry then would leave the record unindexed for good. Older, the
+// entry is stale (its create failed, or its record was deleted or
+// expired) and dropped.
+const redisPendingFor = 2 * time.Minute
+
+// pending reports whether an index entry of task id whose record is
+// missing may still see its record land (see redisPendingFor).
+func (b *redisBackend) pending(id string) bool {
+	if !b.cluster {
+		return false // entries and records are written in one script
+	}
+	t, ok := taskid.Time(id)
+	return ok && time.Since(t) < redisPendingFor
 }
 
 // heldAgain reads the records of index entries RunnerTasks just removed

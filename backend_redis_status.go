@@ -219,7 +219,8 @@ func redisStringSlice(cmd *redis.Cmd) ([]string, error) {
 // checkEntries reads the records of the status index entries members
 // (one pipeline), all of code, and returns the live records in that
 // status, in the order of members, and the entries that are stale: their
-// record is missing or expired, or in another status. With headerOnly it
+// record is missing or expired (and on a cluster has been for longer than
+// it may take to land, see redisPendingFor), or in another status. With headerOnly it
 // reads only each record's header (the records it returns then have part
 // of their Data, or none).
 func (b *redisBackend) checkEntries(ctx context.Context, members []string, code string, headerOnly bool) ([]taskstore.Record, []string, error) {
@@ -250,7 +251,9 @@ func (b *redisBackend) checkEntries(ctx context.Context, members []string, code 
 	for i, c := range cmds {
 		val, err := c.Bytes()
 		if errors.Is(err, redis.Nil) || err == nil && len(val) == 0 { // GETRANGE of a missing key: ""
-			stale = append(stale, members[i])
+			if !b.pending(keys[i].TaskID) {
+				stale = append(stale, members[i])
+			}
 			continue
 		}
 		if err != nil {

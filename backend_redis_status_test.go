@@ -23,6 +23,12 @@ import (
 )
 
 // redisStatusRecord is a record of owner in status, Active as the Store sets it.
+// redisOldTaskID is a task id made age ago: taskid.New keeps ids
+// increasing within the process, so it is written by hand.
+func redisOldTaskID(age time.Duration) string {
+	return fmt.Sprintf("%016x", time.Now().Add(-age).UnixNano()) + taskid.New(time.Now())[16:]
+}
+
 func redisStatusRecord(owner string, status taskstore.Status, expires time.Time) taskstore.Record {
 	return taskstore.Record{Owner: owner, TaskID: taskid.New(time.Now()), Data: []byte(`{"v":0}`),
 		ExpiresAt: expires, Active: !status.Terminal(), Status: status}
@@ -174,7 +180,7 @@ func TestRedisStatusIndexExact(t *testing.T) {
 func TestRedisStatusIndexStale(t *testing.T) {
 	redisOnBoth(t, func(t *testing.T, rb *redisBackend) {
 		ctx := t.Context()
-		missing := taskstore.Key{Owner: "carol", TaskID: taskid.New(time.Now().Add(-time.Hour))} // the oldest
+		missing := taskstore.Key{Owner: "carol", TaskID: redisOldTaskID(time.Hour)} // the oldest
 		a := redisStatusRecord("alice", taskstore.StatusWorking, time.Time{})
 		b := redisStatusRecord("bob", taskstore.StatusWorking, time.Time{})
 		for _, r := range []taskstore.Record{a, b} {
@@ -533,4 +539,74 @@ func TestRedisStatusIndexWriteCost(t *testing.T) {
 			}
 		}
 	})
+}
+
+// On a cluster a create sends its runner index entry a round trip before
+// its record, and its status entry beside it, to other nodes: after a
+// stall or a partition the record may land seconds after the entries. A
+// read between the two keeps the young entries of the missing record (it
+// does not return them), so the record, once there, is found by both
+// indexes; an entry whose record is still missing past redisPendingFor
+// is dropped.
+func TestRedisClusterEntryBeforeRecord(t *testing.T) {
+	rb := newRedisFactory(redisTestURL(t, envRedisClusterURL))(t).(*redisBackend)
+	ctx := t.Context()
+	code, err := redisStatusCode(taskstore.StatusWorking)
+	if err != nil {
+		t.Fatal(err)
+	}
+	entries := func(rec taskstore.Record) {
+		t.Helper()
+		if err := rb.client.ZAdd(ctx, rb.runnerKey(rec.Runner), redis.Z{Member: rb.runMember(rec.Owner, rec.TaskID)}).Err(); err != nil {
+			t.Fatal(err)
+		}
+		if err := rb.client.ZAdd(ctx, rb.statusKey(), redis.Z{Member: code + " " + redisStatusKM(rec.Owner, rec.TaskID)}).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	found := func(rec taskstore.Record) (byRunner, byStatus bool) {
+		t.Helper()
+		held, err := rb.RunnerTasks(ctx, rec.Runner, 10)
+		if err != nil {
+			t.Fatal(err)
+		}
+		listed, _, err := rb.ListByStatus(ctx, taskstore.StatusWorking, taskstore.Key{}, 10)
+		if err != nil {
+			t.Fatal(err)
+		}
+		has := func(recs []taskstore.Record) bool {
+			return slices.ContainsFunc(recs, func(r taskstore.Record) bool { return r.TaskID == rec.TaskID })
+		}
+		return has(held), has(listed)
+	}
+
+	rec := redisStatusRecord("alice", taskstore.StatusWorking, time.Time{})
+	rec.Runner = "node-late"
+	entries(rec) // the create's entries landed; its record has not yet
+	if r, s := found(rec); r || s {
+		t.Fatalf("before the record: found by runner %v, by status %v", r, s)
+	}
+	// The record lands: the create's script alone (on a cluster it writes
+	// no index entry).
+	keys, args := rb.createCall(rec, taskstore.Limits{}, code, nil, "")
+	if err := redisCreate.Run(ctx, rb.client, keys, args...).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if r, s := found(rec); !r || !s {
+		t.Errorf("once the record landed: found by runner %v, by status %v; want both", r, s)
+	}
+
+	old := redisStatusRecord("bob", taskstore.StatusWorking, time.Time{})
+	old.TaskID = redisOldTaskID(redisPendingFor + time.Minute)
+	old.Runner = "node-old"
+	entries(old) // its create failed long ago: the entries are stale
+	found(old)
+	n, err := rb.client.ZCard(ctx, rb.runnerKey(old.Runner)).Result()
+	if err != nil || n != 0 {
+		t.Errorf("the old entry's runner index after a read: %d entries, %v; want it dropped", n, err)
+	}
+	idx, _ := statusEntries(t, rb)
+	if slices.Contains(idx, code+" "+redisStatusKM(old.Owner, old.TaskID)) {
+		t.Errorf("the old entry is still in the status index: %v", idx)
+	}
 }

@@ -56,3 +56,15 @@ func Valid(id string) bool {
 	}
 	return true
 }
+
+// Time is the time an id New made carries (its creation, or a little
+// later when ids made within one process had to stay increasing); ok is
+// false for a string that is not such an id.
+func Time(id string) (t time.Time, ok bool) {
+	if !Valid(id) {
+		return time.Time{}, false
+	}
+	var b [8]byte
+	hex.Decode(b[:], []byte(id[:16])) // Valid: 16 hex digits
+	return time.Unix(0, int64(binary.BigEndian.Uint64(b[:]))), true
+}

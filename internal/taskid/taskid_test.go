@@ -63,3 +63,17 @@ func TestValid(t *testing.T) {
 		}
 	}
 }
+
+func TestTime(t *testing.T) {
+	now := time.Now().Add(time.Hour) // ahead of every id made so far
+	id := New(now)
+	got, ok := Time(id)
+	if !ok || got.UnixNano() < now.UnixNano() || got.Sub(now) > time.Second {
+		t.Errorf("Time(New(%v)) = %v, %v", now, got, ok)
+	}
+	for _, bad := range []string{"", "nope", id[:Len-1], strings.ToUpper(id)} {
+		if _, ok := Time(bad); ok {
+			t.Errorf("Time(%q) ok", bad)
+		}
+	}
+}
