@@ -6,7 +6,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"os/exec"
 	"slices"
 	"sync"
@@ -23,18 +22,15 @@ import (
 // timeout, its replica is promoted and it comes back as a replica. Needs
 // root (see requireNetLab):
 //
-//	sudo MCPTASKS_ROBUST_CLUSTER=1 go test -tags redis -run TestRobustnessRedisCluster -v ./cmd/mcptasks/
+//	sudo go test -tags redis -run TestRobustnessRedisCluster -v ./cmd/mcptasks/
 //
-// It runs only with MCPTASKS_ROBUST_CLUSTER=1 while a defect it finds is
-// open: about one 60 s schedule in three ends with a task still working
-// after every fault healed, a create whose caller saw an error (seeds
-// 6239391975132149810, 10943502701392005899). taskrouter now ends most
-// such strays (TestCreateStoredDespiteAnErrorIsEnded); the one left was
-// not found by its replica's search nor by the sweep of its dead runner.
+// It found tasks left working after every fault healed, fixed at their
+// causes: index entries a read dropped before their record landed
+// (TestRedisClusterEntryBeforeRecord), tasks whose create landed after
+// their runner was swept and forgotten, or after their replica's stray
+// search (TestRescueUnlistedRunner, TestRescueOwnTasksWithoutRun), and
+// stray searches racing a create (TestStraySearchWaitsForCreates).
 func TestRobustnessRedisCluster(t *testing.T) {
-	if os.Getenv("MCPTASKS_ROBUST_CLUSTER") != "1" {
-		t.Skip("opt-in while its open defect stands (see the comment): MCPTASKS_ROBUST_CLUSTER=1 runs it")
-	}
 	store := newRobustCluster(t)
 	out := runRobustness(t, store, robustSettings(t, store))
 	requireClean(t, out)
