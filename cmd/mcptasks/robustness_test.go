@@ -387,6 +387,27 @@ func (n *nemesis) busy(i int) bool {
 	return false
 }
 
+// anyOn reports whether a fault is on.
+func (n *nemesis) anyOn() bool {
+	for _, s := range n.spans {
+		if s.End.IsZero() {
+			return true
+		}
+	}
+	return false
+}
+
+// overlappedOnce reports whether a fault of kind ("": of any kind) has
+// overlapped another.
+func (n *nemesis) overlappedOnce(kind string) bool {
+	for _, s := range n.spans {
+		if (kind == "" || s.Kind == kind) && s.Overlapped {
+			return true
+		}
+	}
+	return false
+}
+
 func (n *nemesis) faultyReplicas() int {
 	seen := map[int]bool{}
 	for _, s := range n.spans {
@@ -439,7 +460,12 @@ func (n *nemesis) run(ctx context.Context) {
 		target := n.rng.IntN(robustReplicas)
 		switch {
 		case kind == faultStoreKill && n.storeDown,
-			kind != faultStoreKill && (n.busy(target) || n.faultyReplicas() >= robustReplicas-1):
+			kind != faultStoreKill && (n.busy(target) || n.faultyReplicas() >= robustReplicas-1),
+			// Once two faults have overlapped, a kind that has not yet
+			// overlapped starts only while another fault is on: every
+			// kind overlaps another at least once in a run long enough to
+			// inject it.
+			!n.overlappedOnce(kind) && !n.anyOn() && n.overlappedOnce(""):
 			n.mu.Unlock()
 			continue
 		}
