@@ -550,8 +550,12 @@ func TestDynamoDBLocalStatusCounterConflicts(t *testing.T) {
 		return nil
 	})
 	b := NewDynamoDBBackend(client, newTable(t, s), DynamoDBOptions{}).(*dynamoBackend)
+	// The clock starts a minute into a counter bucket: carol's record
+	// (expiring a minute later) is still in a bucket that counts when the
+	// clock moves 2 minutes on. From the wall clock, its bucket had passed
+	// by then in one run in ten, and DeleteExpired moved no counter.
 	var now atomic.Int64
-	now.Store(time.Now().UnixNano())
+	now.Store(time.Now().Truncate(ddbCountBucket).Add(time.Minute).UnixNano())
 	setDynamoClock(b, func() time.Time { return time.Unix(0, now.Load()) })
 	ctx := t.Context()
 	a := statusRecord("alice", taskid.New(time.Now()), taskstore.StatusWorking)

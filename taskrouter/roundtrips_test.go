@@ -150,8 +150,13 @@ func TestCancelUnderCheckpoints(t *testing.T) {
 				h := taskrouter.TaskHandle(ctx)
 				defer close(rep.probe.Stopped(h.ID()))
 				started <- h.ID()
+				// A checkpoint every millisecond. Without the pause, on a
+				// loaded machine the cancel's compare-and-swap lost to the
+				// loop 33 times in a row and gave up ("concurrent
+				// modification", an error its client sees).
 				for i := 0; ctx.Err() == nil; i++ {
 					_ = h.SetVariables(context.WithoutCancel(ctx), map[string]any{"step": i})
+					time.Sleep(time.Millisecond)
 				}
 				return nil, nil, ctx.Err()
 			})
